@@ -1,0 +1,69 @@
+"""cascade: run LLM work cheapest-model-first; pay for a bigger model only when a check fails.
+
+>>> from cascade import Cascade, Tier, json_schema
+"""
+
+from cascade.backends.base import Backend, Request, Response
+from cascade.engine import Cascade
+from cascade.errors import (
+    CascadeError,
+    ConfigError,
+    PermanentProviderError,
+    ProviderError,
+    TaskError,
+    TransientProviderError,
+)
+from cascade.retry import RetryPolicy
+from cascade.steplog import StepLog, capture_steps
+from cascade.store import Store
+from cascade.types import (
+    Attempt,
+    CallKind,
+    Decision,
+    Outcome,
+    Price,
+    Status,
+    Step,
+    Task,
+    Tier,
+    Usage,
+    Verdict,
+)
+from cascade.validators import CostClass, Validator, all_of, any_of, json_schema, not_
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "Backend",
+    "CallKind",
+    "Cascade",
+    "CascadeError",
+    "ConfigError",
+    "CostClass",
+    "Decision",
+    "Outcome",
+    "PermanentProviderError",
+    "Price",
+    "ProviderError",
+    "Request",
+    "Response",
+    "RetryPolicy",
+    "Status",
+    "Step",
+    "StepLog",
+    "Store",
+    "Task",
+    "TaskError",
+    "Tier",
+    "TransientProviderError",
+    "Usage",
+    "Validator",
+    "Verdict",
+    "__version__",
+    "all_of",
+    "any_of",
+    "capture_steps",
+    "json_schema",
+    "not_",
+]

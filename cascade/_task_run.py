@@ -1,0 +1,273 @@
+"""The decision loop for one task: call, validate, decide, log.
+
+Per tier, cheapest first: ask the tier (the caller handles deadlines, retries and fallbacks),
+run the validators on the answer, then accept, re-ask the same tier with the validators'
+feedback, escalate to the next tier, or stop. The budget is checked before every re-ask and
+escalation. Every backend call becomes one :class:`Step`, logged as it happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cascade._calls import Call, Caller
+from cascade.steplog import StepLog
+from cascade.types import (
+    Attempt,
+    CallKind,
+    Decision,
+    Message,
+    Outcome,
+    Status,
+    Step,
+    Task,
+    Tier,
+    Usage,
+    Verdict,
+)
+from cascade.validators.base import Validator, run_validator
+
+__all__ = ["TaskRun", "failed_outcome", "quarantined_outcome"]
+
+_NO_USAGE = Usage()
+
+
+class TaskRun:
+    """The state of one task while it climbs the ladder."""
+
+    def __init__(
+        self,
+        task: Task,
+        ladder: tuple[Tier, ...],
+        validate: Validator,
+        caller: Caller,
+        log: StepLog | None,
+        run_id: str,
+    ) -> None:
+        self.task = task
+        self.ladder = ladder
+        self.validate = validate
+        self.caller = caller
+        self.log = log
+        self.run_id = run_id
+        self.steps: list[Step] = []
+        self.attempts: list[Attempt] = []
+        self.spent = 0.0
+        self.budget_stop = False
+
+    async def run(self, messages: tuple[Message, ...], budget_usd: float | None) -> Outcome:
+        """Climb the ladder until a tier's answer is accepted, or nothing is left to try."""
+        top = len(self.ladder) - 1
+        for index, tier in enumerate(self.ladder):
+            conversation, kind = messages, CallKind.CALL
+            for reask in range(tier.reasks + 1):
+                *errors, last = await self.caller.call_tier(tier, conversation, self.task.id, kind)
+                for call in errors:
+                    self._step(index, call, (), Decision.ERROR)
+                if last.response is None:
+                    decision = self._move(index == top, budget_usd, Decision.ESCALATE, 0.0, 0.0)
+                    self._step(index, last, (), decision)
+                    break
+                attempt = self._attempt(index, tier, last)
+                verdict = await run_validator(self.validate, attempt)
+                if verdict.fault:
+                    self._step(index, last, verdict.leaves(), Decision.STOP)
+                    return self._finish(Status.FAILED, (verdict.reason,))
+                if verdict.passed:
+                    self._step(index, last, verdict.leaves(), Decision.ACCEPT)
+                    return self._finish(Status.ACCEPTED, (), verdict.value)
+                wanted = Decision.REASK if reask < tier.reasks else Decision.ESCALATE
+                # A re-ask of the same tier will cost about what this attempt did.
+                estimate = attempt.cost_usd if wanted is Decision.REASK else 0.0
+                decision = self._move(index == top, budget_usd, wanted, attempt.cost_usd, estimate)
+                self._step(index, last, verdict.leaves(), decision)
+                if decision is not Decision.REASK:
+                    break
+                conversation = (*conversation, *_reask_turns(attempt.output, verdict))
+                kind = CallKind.REASK
+            if self.steps[-1].decision is Decision.STOP:
+                break
+        return self._give_up()
+
+    def _move(
+        self,
+        at_top: bool,
+        budget_usd: float | None,
+        wanted: Decision,
+        pending: float,
+        estimate: float,
+    ) -> Decision:
+        """``wanted`` (re-ask or escalate), unless the ladder or the budget is spent.
+
+        ``pending`` is the cost of the step being decided (not yet in ``spent``); ``estimate`` is
+        what the next call is expected to cost, when it can be known.
+        """
+        if wanted is Decision.ESCALATE and at_top:
+            return Decision.STOP
+        if budget_usd is not None and self.spent + pending + estimate >= budget_usd:
+            self.budget_stop = True
+            return Decision.STOP
+        return wanted
+
+    def _attempt(self, index: int, tier: Tier, call: Call) -> Attempt:
+        response = call.response
+        assert response is not None  # only answered calls become attempts
+        attempt = Attempt(
+            task=self.task,
+            tier_index=index,
+            tier=tier,
+            model=call.model,
+            model_served=response.model,
+            output=response.text,
+            usage=response.usage,
+            cost_usd=response.cost_usd,
+            latency_s=call.latency_s,
+            number=len(self.attempts),
+            history=tuple(self.attempts),
+            confidence=response.confidence,
+        )
+        self.attempts.append(attempt)
+        return attempt
+
+    def _step(
+        self, index: int, call: Call, verdicts: tuple[Verdict, ...], decision: Decision
+    ) -> None:
+        response = call.response
+        usage = response.usage if response is not None else _NO_USAGE
+        cost = response.cost_usd if response is not None else 0.0
+        self.spent += cost
+        step = Step(
+            run_id=self.run_id,
+            task_id=self.task.id,
+            task_type=self.task.type,
+            step=len(self.steps),
+            tier=index,
+            model_requested=call.model,
+            model_served=response.model if response is not None else None,
+            kind=call.kind,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+            latency_s=call.latency_s,
+            verdicts=tuple(_for_record(v) for v in verdicts),
+            decision=decision,
+            error=None if call.error is None else f"{type(call.error).__name__}: {call.error}",
+            ts=time.time(),
+            output=response.text if response is not None else None,
+        )
+        self.steps.append(step)
+        if self.log is not None:
+            self.log.emit(step)
+
+    def _give_up(self) -> Outcome:
+        """End a task no tier accepted: keep every step, and mark the best rejected answer."""
+        answered = [s for s in self.steps if s.output is not None]
+        if self.budget_stop:
+            status = Status.BUDGET_EXHAUSTED
+        else:
+            status = Status.EXHAUSTED if answered else Status.FAILED
+        reasons: list[str] = []
+        for step in self.steps:
+            if step.error:
+                reasons.append(step.error)
+            reasons.extend(v.reason for v in step.verdicts if not v.passed and v.reason)
+        if status is Status.BUDGET_EXHAUSTED:
+            reasons.append(f"task budget reached after spending ${self.spent:.6f}")
+        return self._finish(status, tuple(dict.fromkeys(reasons)))
+
+    def _finish(self, status: Status, reasons: tuple[str, ...], parsed: Any = None) -> Outcome:
+        best = _best_step(self.steps) if status is not Status.ACCEPTED else len(self.steps) - 1
+        chosen = self.steps[best] if best is not None else None
+        return Outcome(
+            run_id=self.run_id,
+            task_id=self.task.id,
+            task_type=self.task.type,
+            status=status,
+            output=chosen.output if chosen is not None else None,
+            parsed=parsed,
+            tier=chosen.tier if chosen is not None else None,
+            model=chosen.model_served if chosen is not None else None,
+            steps=tuple(self.steps),
+            cost_usd=sum(s.cost_usd for s in self.steps),
+            latency_s=sum(s.latency_s for s in self.steps),
+            reasons=reasons,
+            best_step=best,
+        )
+
+
+def _for_record(verdict: Verdict) -> Verdict:
+    """A verdict as steps keep it: without the parsed value or sub-verdicts."""
+    return Verdict(
+        passed=verdict.passed,
+        reason=verdict.reason,
+        feedback=verdict.feedback,
+        score=verdict.score,
+        validator=verdict.validator,
+        fault=verdict.fault,
+    )
+
+
+def _reask_turns(output: str, verdict: Verdict) -> tuple[Message, Message]:
+    problem = verdict.feedback or verdict.reason or "it did not pass validation"
+    return (
+        {"role": "assistant", "content": output},
+        {"role": "user", "content": f"Your answer was rejected: {problem}\nPlease answer again."},
+    )
+
+
+def _best_step(steps: list[Step]) -> int | None:
+    """The most promising rejected answer: most checks passed, then best score, then tier."""
+    ranked = [
+        (
+            sum(v.passed for v in s.verdicts) / max(1, len(s.verdicts)),
+            max((v.score for v in s.verdicts if v.score is not None), default=0.0),
+            s.tier,
+            s.step,
+        )
+        for s in steps
+        if s.output is not None
+    ]
+    return max(ranked)[3] if ranked else None
+
+
+def quarantined_outcome(run_id: str, raw: Task | Mapping[str, Any] | Any, reason: str) -> Outcome:
+    """The outcome of a task too malformed to run."""
+    task_id = raw.get("id") if isinstance(raw, Mapping) else None
+    if task_id in (None, ""):
+        digest = hashlib.sha256(repr(raw).encode()).hexdigest()[:12]
+        task_id = f"<malformed:{digest}>"
+    return Outcome(
+        run_id=run_id,
+        task_id=str(task_id),
+        task_type=str(raw.get("type", "default")) if isinstance(raw, Mapping) else "default",
+        status=Status.QUARANTINED,
+        output=None,
+        parsed=None,
+        tier=None,
+        model=None,
+        steps=(),
+        cost_usd=0.0,
+        latency_s=0.0,
+        reasons=(reason,),
+    )
+
+
+def failed_outcome(run_id: str, task: Task, reason: str) -> Outcome:
+    """The outcome of a well-formed task that could not be run at all."""
+    return Outcome(
+        run_id=run_id,
+        task_id=task.id,
+        task_type=task.type,
+        status=Status.FAILED,
+        output=None,
+        parsed=None,
+        tier=None,
+        model=None,
+        steps=(),
+        cost_usd=0.0,
+        latency_s=0.0,
+        reasons=(reason,),
+    )

@@ -1,0 +1,54 @@
+"""The one backend interface: a single async method, ``complete(request) -> Response``.
+
+A backend prices every call it serves: from the request's ``price`` when the tier sets one,
+otherwise from what it knows of the model. It raises :class:`cascade.errors.ProviderError`
+subclasses for calls it cannot serve, and never judges the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from cascade.types import Message, Price, Usage
+
+__all__ = ["Backend", "Request", "Response"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to a model: what to ask, of which model, within what deadline."""
+
+    model: str
+    messages: tuple[Message, ...]
+    task_id: str = ""
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    timeout_s: float = 60.0
+    price: Price | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A completion and its accounting.
+
+    ``latency_s`` is set by backends that know a call's real latency better than a wall clock
+    around ``complete`` does (a replay of a recorded call, say); otherwise the engine measures it.
+    """
+
+    text: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    latency_s: float | None = None
+    confidence: float | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that can complete a :class:`Request`."""
+
+    async def complete(self, request: Request) -> Response:
+        """Complete ``request``, or raise a :class:`cascade.errors.ProviderError`."""
+        ...

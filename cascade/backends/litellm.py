@@ -1,0 +1,141 @@
+"""The litellm backend: the only module in cascade that imports litellm, and only when first used.
+
+``import litellm`` costs seconds and hundreds of megabytes, so importing :mod:`cascade` or
+running ``cascade --help`` must not pay for it. litellm's own retries are switched off: the
+engine owns retries, fallbacks and deadlines, and this module maps litellm's exceptions onto
+:mod:`cascade.errors` so the engine can tell a transient fault from a permanent one.
+
+The cost of each call comes from that call's own usage, priced by the tier's override when it
+has one, and by litellm's bundled price map otherwise (``LITELLM_LOCAL_MODEL_COST_MAP=True`` is
+set before the import, so the map is never fetched over the network).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from cascade.backends.base import Request, Response
+from cascade.errors import (
+    MalformedResponse,
+    PermanentProviderError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    UnknownModel,
+    UnpricedModel,
+    parse_retry_after,
+)
+from cascade.types import Usage
+
+__all__ = ["LiteLLMBackend", "load_litellm"]
+
+
+def load_litellm() -> ModuleType:
+    """Import litellm offline and quietly, once per process (Python caches the module)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm  # noqa: PLC0415  # deliberately lazy: see the module docstring
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMBackend:
+    """Call any model litellm knows, through ``litellm.acompletion``.
+
+    ``defaults`` are passed on every call (``api_base``, ``api_key`` and the like); a tier's
+    ``params`` override them.
+    """
+
+    def __init__(self, **defaults: Any) -> None:
+        self._defaults = defaults
+        self._priced: dict[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return "LiteLLMBackend()"
+
+    async def complete(self, request: Request) -> Response:
+        """Complete ``request`` through litellm; raise a :class:`ProviderError` on failure."""
+        litellm = load_litellm()
+        if request.price is None and not self._has_price(litellm, request.model):
+            raise UnpricedModel(
+                f"litellm's price map has no price for {request.model!r}; set a price on the tier"
+            )
+        kwargs = {**self._defaults, **request.params}
+        try:
+            raw = await litellm.acompletion(
+                model=request.model,
+                messages=[dict(m) for m in request.messages],
+                timeout=request.timeout_s,
+                num_retries=0,
+                max_retries=0,
+                **kwargs,
+            )
+        except Exception as exc:  # every litellm failure is mapped, none leaks
+            raise map_exception(exc) from exc
+        return self._response(litellm, request, raw)
+
+    def _has_price(self, litellm: ModuleType, model: str) -> bool:
+        known = self._priced.get(model)
+        if known is None:
+            try:
+                litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
+                known = True
+            except Exception:  # litellm raises several types for "not mapped"
+                known = False
+            self._priced[model] = known
+        return known
+
+    @staticmethod
+    def _response(litellm: ModuleType, request: Request, raw: Any) -> Response:
+        try:
+            text = raw.choices[0].message.content
+            usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise MalformedResponse(f"completion has no usable choice or usage: {exc}") from exc
+        if not isinstance(text, str):
+            raise MalformedResponse(f"completion content is {type(text).__name__}, not text")
+        served = str(getattr(raw, "model", None) or request.model)
+        if request.price is not None:
+            cost = request.price.cost(usage)
+        else:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=request.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+            cost = float(prompt_cost + completion_cost)
+        return Response(text=text, model=served, usage=usage, cost_usd=cost)
+
+
+def map_exception(exc: BaseException) -> ProviderError:
+    """Map a litellm (or openai, or httpx) exception onto cascade's error tree."""
+    name = type(exc).__name__
+    message = f"{name}: {exc}"[:500]
+    status = getattr(exc, "status_code", None)
+    if name in {"Timeout", "APITimeoutError", "TimeoutError", "ReadTimeout"}:
+        return ProviderTimeout(message)
+    if name == "RateLimitError" or status == 429:
+        return RateLimited(message, _retry_after(exc))
+    if name in {"APIResponseValidationError", "JSONDecodeError"}:
+        return MalformedResponse(message)
+    if name == "APIConnectionError" or (isinstance(status, int) and status >= 500):
+        return ServerError(message)
+    if name == "NotFoundError" or "LLM Provider NOT provided" in str(exc):
+        return UnknownModel(message)
+    if isinstance(status, int) and 400 <= status < 500:
+        return PermanentProviderError(message)
+    return MalformedResponse(message)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    for source in (getattr(exc, "response", None), exc):
+        headers: Mapping[str, str] | None = getattr(source, "headers", None)
+        if headers:
+            for key in ("retry-after", "Retry-After"):
+                if key in headers:
+                    return parse_retry_after(headers[key])
+    return None

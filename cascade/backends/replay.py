@@ -1,0 +1,173 @@
+"""A replay backend: serve recorded model outputs, with their usage, cost and latency.
+
+It reads a dataset in the shared format (``tasks.jsonl``, ``responses.jsonl`` or
+``responses.jsonl.gz``, ``models.json``) and never calls a model, which makes whole runs
+reproducible and free.
+
+A re-ask is served the next of the recorded ``alt_outputs`` when the dataset has them, and the
+same recorded output otherwise. Which one is decided by the request alone (the number of
+assistant turns already in the conversation), so replays are deterministic under any concurrency.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from cascade.backends.base import Request, Response
+from cascade.errors import ConfigError, ReplayMissing
+from cascade.types import Price, Usage
+
+__all__ = ["Recorded", "ReplayBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One recorded response of one model to one task."""
+
+    output: str
+    usage: Usage
+    cost_usd: float | None
+    latency_s: float | None
+    confidence: float | None = None
+    alt_outputs: tuple[str, ...] = ()
+
+
+class ReplayBackend:
+    """Serve recorded responses keyed by (task id, model name).
+
+    A tier's model may carry a provider prefix (``openai/gpt-4o-mini-2024-07-18``); when the
+    full name is not recorded, the part after the last ``/`` is tried.
+    """
+
+    def __init__(
+        self,
+        records: Mapping[tuple[str, str], Recorded],
+        *,
+        prices: Mapping[str, Price] | None = None,
+        name: str = "replay",
+    ) -> None:
+        self._records = dict(records)
+        self._prices = dict(prices or {})
+        self._models = frozenset(model for _, model in self._records)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ReplayBackend({self.name!r}, responses={len(self._records)})"
+
+    @property
+    def models(self) -> frozenset[str]:
+        """The model names the dataset has responses for."""
+        return self._models
+
+    @classmethod
+    def from_dataset(cls, path: str | Path) -> ReplayBackend:
+        """Load a dataset folder (see ``datasets/README.md`` of the shared data)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ConfigError(f"replay dataset {folder} is not a directory")
+        records: dict[tuple[str, str], Recorded] = {}
+        for line_no, row in _read_responses(folder):
+            key = (str(row["task_id"]), str(row["model"]))
+            records[key] = _recorded(row, f"{folder}/responses.jsonl:{line_no}")
+        return cls(records, prices=_read_prices(folder), name=folder.name)
+
+    def resolve(self, model: str) -> str | None:
+        """The recorded model name a tier's model refers to, if any."""
+        if model in self._models:
+            return model
+        short = model.rsplit("/", 1)[-1]
+        return short if short in self._models else None
+
+    async def complete(self, request: Request) -> Response:
+        """Serve the recorded response of ``request.model`` to ``request.task_id``."""
+        model = self.resolve(request.model)
+        if model is None:
+            raise ReplayMissing(
+                f"dataset {self.name!r} has no model {request.model!r}; "
+                f"it has {', '.join(sorted(self._models))}"
+            )
+        record = self._records.get((request.task_id, model))
+        if record is None:
+            raise ReplayMissing(
+                f"dataset {self.name!r} has no response of {model!r} to task {request.task_id!r}"
+            )
+        return Response(
+            text=_pick_output(record, request),
+            model=model,
+            usage=record.usage,
+            cost_usd=self._cost(record, request.price, self._prices.get(model)),
+            latency_s=record.latency_s,
+            confidence=record.confidence,
+        )
+
+    @staticmethod
+    def _cost(record: Recorded, override: Price | None, listed: Price | None) -> float:
+        """The tier's price override first, then the recorded cost, then the listed price."""
+        if override is not None:
+            return override.cost(record.usage)
+        if record.cost_usd is not None:
+            return float(record.cost_usd)
+        return listed.cost(record.usage) if listed is not None else 0.0
+
+
+def _pick_output(record: Recorded, request: Request) -> str:
+    turn = sum(1 for message in request.messages if message.get("role") == "assistant")
+    if turn and record.alt_outputs:
+        return record.alt_outputs[min(turn, len(record.alt_outputs)) - 1]
+    return record.output
+
+
+def _open_responses(folder: Path) -> IO[str]:
+    plain = folder / "responses.jsonl"
+    if plain.exists():
+        return plain.open(encoding="utf-8")
+    packed = folder / "responses.jsonl.gz"
+    if packed.exists():
+        return gzip.open(packed, "rt", encoding="utf-8")
+    raise ConfigError(f"replay dataset {folder} has no responses.jsonl or responses.jsonl.gz")
+
+
+def _read_responses(folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with _open_responses(folder) as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{folder}/responses.jsonl:{line_no}: not JSON: {exc}") from exc
+            if not isinstance(row, dict) or "task_id" not in row or "model" not in row:
+                raise ConfigError(f"{folder}/responses.jsonl:{line_no}: needs task_id and model")
+            yield line_no, row
+
+
+def _recorded(row: dict[str, Any], where: str) -> Recorded:
+    output = row.get("output")
+    if not isinstance(output, str):
+        raise ConfigError(f"{where}: field 'output' must be a string")
+    alts = row.get("alt_outputs") or ()
+    return Recorded(
+        output=output,
+        usage=Usage(int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)),
+        cost_usd=row.get("cost_usd"),
+        latency_s=row.get("latency_s"),
+        confidence=row.get("confidence"),
+        alt_outputs=tuple(a["output"] if isinstance(a, dict) else str(a) for a in alts),
+    )
+
+
+def _read_prices(folder: Path) -> dict[str, Price]:
+    path = folder / "models.json"
+    if not path.exists():
+        return {}
+    prices: dict[str, Price] = {}
+    for entry in json.loads(path.read_text(encoding="utf-8")):
+        inp, out = entry.get("input_usd_per_mtok"), entry.get("output_usd_per_mtok")
+        if inp is not None and out is not None:
+            prices[entry["name"]] = Price(float(inp), float(out))
+    return prices

@@ -1,0 +1,105 @@
+"""A scripted backend: the test double. Outputs, errors and latencies are scripted per model.
+
+>>> import asyncio
+>>> from cascade.errors import ServerError
+>>> backend = ScriptedBackend({"small": ["hello", ServerError("503")]})
+>>> asyncio.run(backend.complete(Request("small", ({"role": "user", "content": "hi"},)))).text
+'hello'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from cascade.backends.base import Request, Response
+from cascade.errors import UnknownModel
+from cascade.types import Price, Usage
+
+__all__ = ["Hang", "Reply", "Script", "ScriptedBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A scripted completion with optional usage, latency, served model and confidence."""
+
+    text: str
+    usage: Usage | None = None
+    latency_s: float = 0.0
+    model_served: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """A call that never returns, to test deadlines."""
+
+
+Item = str | Reply | Hang | BaseException | Any
+"""What one scripted call yields. Anything else is returned as is, to test garbage handling."""
+
+Script = Sequence[Item] | Callable[[Request], Item]
+
+
+class ScriptedBackend:
+    """Serve scripted items per model, in order; the last item repeats once the list runs out.
+
+    A script may also be a function of the request, for answers that depend on the task.
+    Every request is kept in ``calls``. Cost comes from the request's price, then ``prices``,
+    else zero. Usage, when not scripted, counts whitespace-separated words.
+    """
+
+    def __init__(
+        self,
+        script: Mapping[str, Script],
+        *,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
+        self._script = dict(script)
+        self._prices = dict(prices or {})
+        self._cursor: dict[str, int] = {}
+        self.calls: list[Request] = []
+
+    def __repr__(self) -> str:
+        return f"ScriptedBackend(models={sorted(self._script)!r})"
+
+    async def complete(self, request: Request) -> Response:
+        """Serve the next scripted item for ``request.model``."""
+        self.calls.append(request)
+        item = self._next(request)
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, Hang):
+            await asyncio.Event().wait()
+        if isinstance(item, str):
+            item = Reply(item)
+        if not isinstance(item, Reply):
+            return cast(Response, item)  # garbage on purpose, to test the engine's checks
+        if item.latency_s:
+            await asyncio.sleep(item.latency_s)
+        usage = item.usage or Usage(
+            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+            completion_tokens=len(item.text.split()),
+        )
+        price = request.price or self._prices.get(request.model)
+        return Response(
+            text=item.text,
+            model=item.model_served or request.model,
+            usage=usage,
+            cost_usd=price.cost(usage) if price else 0.0,
+            confidence=item.confidence,
+        )
+
+    def _next(self, request: Request) -> Item:
+        script = self._script.get(request.model)
+        if script is None:
+            raise UnknownModel(f"scripted backend has no model {request.model!r}")
+        if callable(script):
+            return script(request)
+        if not script:
+            raise UnknownModel(f"scripted backend has an empty script for {request.model!r}")
+        index = self._cursor.get(request.model, 0)
+        self._cursor[request.model] = index + 1
+        return script[min(index, len(script) - 1)]

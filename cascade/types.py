@@ -1,0 +1,353 @@
+"""The domain values that flow through a cascade: all frozen dataclasses.
+
+A :class:`Task` runs up a ladder of :class:`Tier` s. Every backend call becomes an
+:class:`Attempt` that validators judge with :class:`Verdict` s; the engine records each call as a
+:class:`Step` and ends the task with an :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from cascade.errors import ConfigError, TaskError
+
+__all__ = [
+    "Attempt",
+    "CallKind",
+    "Decision",
+    "Message",
+    "Outcome",
+    "Price",
+    "Status",
+    "Step",
+    "Task",
+    "Tier",
+    "Usage",
+    "Verdict",
+]
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "user", "content": "..."}``."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+
+
+class Status(enum.StrEnum):
+    """How a task ended."""
+
+    ACCEPTED = "accepted"
+    EXHAUSTED = "exhausted"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+
+
+class Decision(enum.StrEnum):
+    """What the engine did after a step."""
+
+    ACCEPT = "accept"
+    REASK = "reask"
+    ESCALATE = "escalate"
+    STOP = "stop"
+    ERROR = "error"
+
+
+class CallKind(enum.StrEnum):
+    """Why a backend call was made."""
+
+    CALL = "call"
+    REASK = "reask"
+    RETRY = "retry"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's price in US dollars per million input and output tokens."""
+
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+
+    def __post_init__(self) -> None:
+        for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"price {name} must be a finite number >= 0, got {value!r}")
+
+    def cost(self, usage: Usage) -> float:
+        """The cost of ``usage`` at this price."""
+        return (
+            usage.prompt_tokens * self.input_usd_per_mtok
+            + usage.completion_tokens * self.output_usd_per_mtok
+        ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One rung of the ladder.
+
+    ``reasks`` is how many times the tier is asked again with the validators' feedback before
+    escalating. ``retries`` is how many times a provider error is retried on each model before
+    moving to the next of ``fallbacks``. ``timeout_s`` is our own deadline for one call.
+    ``price`` overrides the backend's price, for models the price map does not know.
+
+    >>> Tier("openai/gpt-4o-mini", reasks=1, fallbacks=("azure/gpt-4o-mini",)).models
+    ('openai/gpt-4o-mini', 'azure/gpt-4o-mini')
+    """
+
+    model: str
+    reasks: int = 0
+    fallbacks: tuple[str, ...] = ()
+    timeout_s: float = 60.0
+    retries: int = 2
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    price: Price | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"a tier needs a model name, got {self.model!r}")
+        if self.reasks < 0 or self.retries < 0:
+            raise ConfigError(f"tier {self.model}: reasks and retries must be >= 0")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
+        object.__setattr__(self, "fallbacks", tuple(self.fallbacks))
+        object.__setattr__(self, "params", _frozen_mapping(self.params))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The primary model followed by its fallbacks, in the order they are tried."""
+        return (self.model, *self.fallbacks)
+
+
+_TASK_KEYS = frozenset({"id", "type", "input", "messages", "meta"})
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One unit of work. It carries either ``input`` text or chat ``messages``.
+
+    ``extra`` holds the other fields that travel with the task for validators, such as
+    ``tests`` for code or ``functions`` for function calls.
+    """
+
+    id: str
+    input: str | None = None
+    messages: tuple[Message, ...] | None = None
+    type: str = "default"
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise TaskError(f"task field 'id' must be a non-empty string, got {self.id!r}")
+        where = f"task {self.id!r}"
+        if not isinstance(self.type, str) or not self.type:
+            raise TaskError(f"{where}: field 'type' must be a non-empty string")
+        if (self.input is None) == (self.messages is None):
+            raise TaskError(f"{where}: needs exactly one of 'input' or 'messages'")
+        if self.input is not None and not isinstance(self.input, str):
+            raise TaskError(f"{where}: field 'input' must be a string")
+        if self.messages is not None:
+            object.__setattr__(self, "messages", _check_messages(where, self.messages))
+        object.__setattr__(self, "meta", _frozen_mapping(self.meta))
+        object.__setattr__(self, "extra", _frozen_mapping(self.extra))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Task:
+        """Build a task from a decoded JSON object, naming the field that is wrong.
+
+        >>> Task.from_dict({"id": "t1", "input": "hello", "tests": ["assert True"]}).extra
+        mappingproxy({'tests': ['assert True']})
+        """
+        if not isinstance(data, Mapping):
+            raise TaskError(f"a task must be a JSON object, got {type(data).__name__}")
+        meta = data.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise TaskError(f"task {data.get('id')!r}: field 'meta' must be an object")
+        messages = data.get("messages")
+        return cls(
+            id=data.get("id"),  # type: ignore[arg-type]  # checked in __post_init__
+            input=data.get("input"),
+            messages=None if messages is None else _as_tuple(data.get("id"), messages),
+            type=data.get("type", "default"),
+            meta=meta,
+            extra={k: v for k, v in data.items() if k not in _TASK_KEYS},
+        )
+
+
+def _as_tuple(task_id: object, messages: object) -> tuple[Message, ...]:
+    if not isinstance(messages, list | tuple):
+        raise TaskError(f"task {task_id!r}: field 'messages' must be a list")
+    return tuple(messages)
+
+
+def _check_messages(where: str, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    if not messages:
+        raise TaskError(f"{where}: field 'messages' is empty")
+    for index, message in enumerate(messages):
+        if not (
+            isinstance(message, Mapping)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            raise TaskError(
+                f"{where}: messages[{index}] must be an object with string 'role' and 'content'"
+            )
+    return tuple(MappingProxyType(dict(m)) for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One answered call, as validators see it: the single state record they receive."""
+
+    task: Task
+    tier_index: int
+    tier: Tier
+    model: str
+    model_served: str
+    output: str
+    usage: Usage
+    cost_usd: float
+    latency_s: float
+    number: int = 0
+    history: tuple[Attempt, ...] = ()
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A validator's decision: a value, never an exception.
+
+    ``reason`` is for people; ``feedback`` is what the model is told on a re-ask. ``value`` is
+    what the validator parsed out of the output (a JSON object, say), which travels on to the
+    result. ``fault`` marks a validator that crashed rather than judged.
+    """
+
+    passed: bool
+    reason: str = ""
+    feedback: str = ""
+    score: float | None = None
+    validator: str = ""
+    value: Any = None
+    fault: bool = False
+    children: tuple[Verdict, ...] = ()
+
+    def leaves(self) -> tuple[Verdict, ...]:
+        """The verdicts of the individual validators under any combinators."""
+        if not self.children:
+            return (self,)
+        return tuple(leaf for child in self.children for leaf in child.leaves())
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The record of one backend call and what the engine decided after it."""
+
+    run_id: str
+    task_id: str
+    task_type: str
+    step: int
+    tier: int
+    model_requested: str
+    model_served: str | None
+    kind: CallKind
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+    verdicts: tuple[Verdict, ...]
+    decision: Decision
+    error: str | None
+    ts: float
+    output: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether every validator accepted this step's output."""
+        return self.output is not None and all(v.passed for v in self.verdicts)
+
+    def to_event(self) -> dict[str, Any]:
+        """The step as the fields of a ``cascade.step`` log event (output left out)."""
+        return {
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "task_type": self.task_type,
+            "step": self.step,
+            "tier": self.tier,
+            "model_requested": self.model_requested,
+            "model_served": self.model_served,
+            "kind": str(self.kind),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "verdicts": [
+                {"validator": v.validator, "passed": v.passed, "reason": v.reason}
+                for v in self.verdicts
+            ],
+            "decision": str(self.decision),
+            "error": self.error,
+            "ts": datetime.fromtimestamp(self.ts, UTC).isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a task ended, with every step it took.
+
+    For an ``accepted`` task, ``best_step`` is the accepted step. For an ``exhausted`` or
+    ``budget_exhausted`` one it is the best rejected step, whose output is kept as ``output``.
+    """
+
+    run_id: str
+    task_id: str
+    task_type: str
+    status: Status
+    output: str | None
+    parsed: Any
+    tier: int | None
+    model: str | None
+    steps: tuple[Step, ...]
+    cost_usd: float
+    latency_s: float
+    reasons: tuple[str, ...] = ()
+    best_step: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether a tier's answer passed every validator."""
+        return self.status is Status.ACCEPTED
+
+    def to_result(self) -> dict[str, Any]:
+        """The outcome as one line of the results file."""
+        return {
+            "id": self.task_id,
+            "status": str(self.status),
+            "output": self.output,
+            "parsed": self.parsed,
+            "tier": self.tier,
+            "model": self.model,
+            "attempts": len(self.steps),
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "reasons": list(self.reasons),
+            "best_rejected": self.status is not Status.ACCEPTED and self.best_step is not None,
+        }

@@ -1,0 +1,51 @@
+"""Test setup: no network but loopback, litellm offline, and shared fixtures."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+
+class NetworkBlocked(OSError):
+    """Raised instead of connecting anywhere but loopback."""
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths and the like never leave the machine
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", maxsplit=1)[0]).is_loopback
+    except ValueError:
+        return False  # an unresolved host name: resolving it is a network call too
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(sock: socket.socket, address: Any, *args: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            raise NetworkBlocked(f"tests may only connect to loopback, not {address!r}")
+        return method(sock, address, *args)
+
+    return guarded
+
+
+def _guard_getaddrinfo(real: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _is_loopback((name, 0)):
+            raise NetworkBlocked(f"tests may not resolve {name!r}")
+        return real(host, *args, **kwargs)
+
+    return guarded
+
+
+socket.socket.connect = _guard(socket.socket.connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guard(socket.socket.connect_ex)  # type: ignore[method-assign]
+socket.getaddrinfo = _guard_getaddrinfo(socket.getaddrinfo)
