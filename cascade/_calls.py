@@ -75,7 +75,7 @@ class Caller:
             error = ProviderTimeout(f"{model} did not answer within {tier.timeout_s:g}s")
         except ProviderError as exc:
             error = exc
-        except Exception as exc:  # a broken backend is a fault of the call
+        except Exception as exc:  # noqa: BLE001  # a broken backend is a fault of the call
             error = MalformedResponse(f"backend raised {type(exc).__name__}: {exc}")
         else:
             latency = time.perf_counter() - start

@@ -33,6 +33,7 @@ from cascade.types import CallKind, Decision, Outcome, Status, Step, Task, Verdi
 __all__ = ["SCHEMA_VERSION", "Store"]
 
 SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -117,8 +118,8 @@ class Store:
         self.path = str(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        _enable_wal(self._db)
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
         with self._lock:
             # executescript commits any open transaction first, so the script carries its own.
@@ -237,6 +238,26 @@ class Store:
         """SQLite's own consistency check: ``"ok"`` when the file is sound."""
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode, waiting out other connections doing the same.
+
+    WAL mode is stored in the file, so this only does work once. Changing the journal mode
+    fails at once with "database is locked" when another connection holds the file, without
+    consulting ``busy_timeout``, so the switch is retried here for as long as that timeout.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"could not switch {db} to WAL mode: database is locked")
+        time.sleep(0.01)
 
 
 class _Transaction:

@@ -1,9 +1,14 @@
 """Helpers for testing code that uses cascade, without a model or a network.
 
->>> from cascade.testing import ScriptedBackend, capture_steps
+:class:`ScriptedBackend` scripts answers and errors per model; :class:`FakeOpenAI` is a real
+OpenAI-compatible HTTP server on 127.0.0.1 for testing the litellm path end to end;
+:func:`capture_steps` collects step events.
+
+>>> from cascade.testing import FakeOpenAI, ScriptedBackend, capture_steps
 """
 
+from cascade._fake_openai import FakeOpenAI, FakeReply
 from cascade.backends.scripted import Hang, Reply, ScriptedBackend
 from cascade.steplog import capture_steps
 
-__all__ = ["Hang", "Reply", "ScriptedBackend", "capture_steps"]
+__all__ = ["FakeOpenAI", "FakeReply", "Hang", "Reply", "ScriptedBackend", "capture_steps"]

@@ -84,7 +84,7 @@ class LiteLLMBackend:
             try:
                 litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
                 known = True
-            except Exception:  # litellm raises several types for "not mapped"
+            except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
                 known = False
             self._priced[model] = known
         return known
@@ -120,7 +120,7 @@ def map_exception(exc: BaseException) -> ProviderError:
         return ProviderTimeout(message)
     if name == "RateLimitError" or status == 429:
         return RateLimited(message, _retry_after(exc))
-    if name in {"APIResponseValidationError", "JSONDecodeError"}:
+    if name == "APIResponseValidationError" or _caused_by_bad_json(exc):
         return MalformedResponse(message)
     if name == "APIConnectionError" or (isinstance(status, int) and status >= 500):
         return ServerError(message)
@@ -131,11 +131,29 @@ def map_exception(exc: BaseException) -> ProviderError:
     return MalformedResponse(message)
 
 
+def _caused_by_bad_json(exc: BaseException) -> bool:
+    """Whether an unparseable body caused ``exc``: litellm reports one as a 500."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ValueError) and type(seen).__name__ == "JSONDecodeError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _retry_after(exc: BaseException) -> float | None:
-    for source in (getattr(exc, "response", None), exc):
-        headers: Mapping[str, str] | None = getattr(source, "headers", None)
-        if headers:
-            for key in ("retry-after", "Retry-After"):
-                if key in headers:
-                    return parse_retry_after(headers[key])
+    """The ``Retry-After`` of a 429, wherever this litellm version keeps the headers."""
+    candidates = (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "headers", None),
+    )
+    for headers in candidates:
+        if isinstance(headers, Mapping):
+            # httpx.Headers is case-insensitive; a plain dict may use either spelling.
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is not None:
+                return parse_retry_after(str(value))
     return None

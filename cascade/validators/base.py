@@ -60,7 +60,7 @@ async def run_validator(validator: Validator, attempt: Attempt) -> Verdict:
         verdict: object = validator(attempt)
         if inspect.isawaitable(verdict):
             verdict = await verdict
-    except Exception as exc:  # a crashed validator is reported, not propagated
+    except Exception as exc:  # noqa: BLE001  # a crashed validator is reported, not propagated
         return Verdict(
             passed=False,
             reason=f"validator {name} raised {type(exc).__name__}: {exc}",

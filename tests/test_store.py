@@ -1,0 +1,109 @@
+"""The SQLite store: outcomes round-trip, attempts are append-only, results are written once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from cascade import Cascade, Status, Store, Tier
+from cascade.backends import Reply, ScriptedBackend
+from cascade.errors import ServerError
+from tests.helpers import NO_WAIT, make, says_ok
+
+
+def test_an_outcome_and_its_steps_round_trip(tmp_path: Path) -> None:
+    """What the engine wrote is what the store reads back, step for step."""
+    with Store(tmp_path / "run.db") as store:
+        cascade, _ = make(
+            {"a": [ServerError("503"), "no"], "b": ['{"x": 1}']},
+            [Tier("a", retries=1), Tier("b")],
+            store=store,
+            run_id="r1",
+        )
+        outcome = cascade.run({"id": "t1", "type": "demo", "input": "x"})
+        loaded = store.outcome("r1", "t1")
+    assert loaded == outcome
+    assert loaded is not None
+    assert loaded.status is Status.EXHAUSTED
+    assert [s.error is not None for s in loaded.steps] == [True, False, False]
+
+
+def test_the_store_is_in_wal_mode(tmp_path: Path) -> None:
+    """The file is opened in WAL mode, so readers run beside the writer."""
+    Store(tmp_path / "run.db").close()
+    mode = sqlite3.connect(tmp_path / "run.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_attempts_are_append_only(tmp_path: Path) -> None:
+    """Updating or deleting a recorded attempt is refused by the database itself."""
+    path = tmp_path / "run.db"
+    with Store(path) as store:
+        cascade, _ = make({"a": ["ok"]}, ["a"], store=store, run_id="r")
+        cascade.run({"id": "t", "input": "x"})
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE attempts SET cost_usd = 0")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM attempts")
+
+
+def test_a_result_is_written_once_per_run_and_task(tmp_path: Path) -> None:
+    """Running a task again in the same run appends its calls but never a second result."""
+    with Store(tmp_path / "run.db") as store:
+        cascade, _ = make({"a": ["ok"]}, ["a"], store=store, run_id="r")
+        first = cascade.run({"id": "t", "input": "x"})
+        second = cascade.run({"id": "t", "input": "x"})
+        assert store.record(second) is False
+        assert store.count("results") == 1
+        assert store.count("attempts") == 3
+        assert next(iter(store.results("r")))["id"] == "t"
+        assert store.outcome("r", "t") == first
+
+
+def test_concurrent_writers_from_asyncio_tasks_do_not_corrupt_it(tmp_path: Path) -> None:
+    """Hundreds of tasks finishing at once all land, whole and consistent."""
+    backend = ScriptedBackend({"a": [Reply("no", latency_s=0.001)], "b": [Reply("ok")]})
+    with Store(tmp_path / "run.db") as store:
+        cascade = Cascade(
+            ["a", "b"], says_ok, backend=backend, store=store, log=False, retry=NO_WAIT, run_id="r"
+        )
+
+        async def main() -> list[Status]:
+            tasks = [{"id": f"t{i}", "input": "x"} for i in range(300)]
+            return [o.status async for o in cascade.amap(tasks, concurrency=64)]
+
+        statuses = asyncio.run(main())
+        assert statuses == [Status.ACCEPTED] * 300
+        assert store.count("results") == 300
+        assert store.count("attempts") == 600
+        assert store.integrity_check() == "ok"
+
+
+def test_two_connections_in_two_threads_share_one_file(tmp_path: Path) -> None:
+    """Writers on separate connections wait for each other instead of failing."""
+    path = tmp_path / "run.db"
+    errors: list[BaseException] = []
+
+    def writer(prefix: str) -> None:
+        try:
+            with Store(path) as store:
+                cascade, _ = make({"a": ["ok"]}, ["a"], store=store, run_id="shared")
+                for i in range(100):
+                    cascade.run({"id": f"{prefix}{i}", "input": "x"})
+        except BaseException as exc:  # noqa: BLE001  # surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in "xy"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with Store(path) as store:
+        assert store.count("results") == 200
+        assert store.integrity_check() == "ok"
