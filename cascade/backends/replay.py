@@ -22,7 +22,7 @@ from cascade.backends.base import Request, Response
 from cascade.errors import ConfigError, ReplayMissing
 from cascade.types import Price, Usage
 
-__all__ = ["Recorded", "ReplayBackend"]
+__all__ = ["Recorded", "ReplayBackend", "read_prices", "read_responses", "recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,9 @@ class ReplayBackend:
         if not folder.is_dir():
             raise ConfigError(f"replay dataset {folder} is not a directory")
         records: dict[tuple[str, str], Recorded] = {}
-        for line_no, row in _read_responses(folder):
-            key = (str(row["task_id"]), str(row["model"]))
-            records[key] = _recorded(row, f"{folder}/responses.jsonl:{line_no}")
-        return cls(records, prices=_read_prices(folder), name=folder.name)
+        for where, row in read_responses(folder):
+            records[(str(row["task_id"]), str(row["model"]))] = recorded(row, where)
+        return cls(records, prices=read_prices(folder), name=folder.name)
 
     def resolve(self, model: str) -> str | None:
         """The recorded model name a tier's model refers to, if any."""
@@ -132,21 +131,24 @@ def _open_responses(folder: Path) -> IO[str]:
     raise ConfigError(f"replay dataset {folder} has no responses.jsonl or responses.jsonl.gz")
 
 
-def _read_responses(folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_responses(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each response row of a dataset with its ``file:line``, checked for its keys."""
     with _open_responses(folder) as lines:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            where = f"{folder}/responses.jsonl:{line_no}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{folder}/responses.jsonl:{line_no}: not JSON: {exc}") from exc
+                raise ConfigError(f"{where}: not JSON: {exc}") from exc
             if not isinstance(row, dict) or "task_id" not in row or "model" not in row:
-                raise ConfigError(f"{folder}/responses.jsonl:{line_no}: needs task_id and model")
-            yield line_no, row
+                raise ConfigError(f"{where}: needs task_id and model")
+            yield where, row
 
 
-def _recorded(row: dict[str, Any], where: str) -> Recorded:
+def recorded(row: dict[str, Any], where: str) -> Recorded:
+    """A response row as a :class:`Recorded`; ``where`` names it in errors."""
     output = row.get("output")
     if not isinstance(output, str):
         raise ConfigError(f"{where}: field 'output' must be a string")
@@ -161,7 +163,8 @@ def _recorded(row: dict[str, Any], where: str) -> Recorded:
     )
 
 
-def _read_prices(folder: Path) -> dict[str, Price]:
+def read_prices(folder: Path) -> dict[str, Price]:
+    """The list prices in a dataset's ``models.json``, for the models that have them."""
     path = folder / "models.json"
     if not path.exists():
         return {}

@@ -1,0 +1,75 @@
+"""Load a recorded dataset: tasks without their gold labels, responses, and who was correct.
+
+Validators must never see gold, so every label field (``gold``, ``gold_*``, ``hidden_tests``)
+is taken off the tasks here and kept only in :attr:`Dataset.correct`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cascade.backends.replay import ReplayBackend, read_prices, read_responses, recorded
+from cascade.errors import ConfigError, TaskError
+from cascade.types import Task
+
+__all__ = ["Dataset", "is_label", "load_dataset"]
+
+
+def is_label(field: str) -> bool:
+    """Whether a task field is a grading label that validators must not see."""
+    return field == "gold" or field.startswith("gold_") or field == "hidden_tests"
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A recorded benchmark suite, ready to replay."""
+
+    name: str
+    tasks: tuple[Task, ...]
+    models: tuple[str, ...]
+    correct: Mapping[tuple[str, str], bool]
+    """``(task_id, model) -> correct`` as the benchmark's own grading judged it."""
+    cost: Mapping[tuple[str, str], float]
+    latency: Mapping[tuple[str, str], float]
+    backend: ReplayBackend
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a dataset folder in the shared format; errors name the file and line."""
+    folder = Path(path)
+    if not (folder / "tasks.jsonl").is_file():
+        raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
+    tasks = tuple(_read_tasks(folder / "tasks.jsonl"))
+    records = {}
+    correct: dict[tuple[str, str], bool] = {}
+    cost: dict[tuple[str, str], float] = {}
+    latency: dict[tuple[str, str], float] = {}
+    models: dict[str, None] = {}
+    for where, row in read_responses(folder):
+        key = (str(row["task_id"]), str(row["model"]))
+        records[key] = recorded(row, where)
+        models.setdefault(key[1])
+        correct[key] = bool(row.get("correct"))
+        cost[key] = float(row.get("cost_usd") or 0.0)
+        latency[key] = float(row.get("latency_s") or 0.0)
+    backend = ReplayBackend(records, prices=read_prices(folder), name=folder.name)
+    return Dataset(folder.name, tasks, tuple(models), correct, cost, latency, backend)
+
+
+def _read_tasks(path: Path) -> list[Task]:
+    tasks = []
+    with path.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                unlabelled = {k: v for k, v in row.items() if not is_label(k)}
+                unlabelled["type"] = row.get("kind", "default")
+                tasks.append(Task.from_dict(unlabelled))
+            except (ValueError, TaskError, AttributeError) as exc:
+                raise ConfigError(f"{path}:{line_no}: {exc}") from exc
+    return tasks

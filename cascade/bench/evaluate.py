@@ -1,0 +1,138 @@
+"""Score single models, the oracle and ladders on a recorded dataset.
+
+``pass_rate`` is judged against the dataset's own gold grading, which the validators never see.
+A ladder's pass rate counts the answer it delivers: the accepted one, or, when nothing was
+accepted, the best rejected one it keeps.
+
+``false_accept_rate`` is the share of wrong answers the validators accepted, and
+``false_reject_rate`` the share of right answers they rejected, over every answer the ladder saw.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade.bench.dataset import Dataset
+from cascade.engine import Cascade
+from cascade.types import Decision, Outcome, Status
+
+__all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """Pass rate and cost over a dataset's tasks."""
+
+    tasks: int
+    passed: int
+    cost_usd: float
+    latency_s: float
+    """Mean seconds per task."""
+
+    @property
+    def pass_rate(self) -> float:
+        """Share of tasks answered correctly."""
+        return self.passed / self.tasks if self.tasks else 0.0
+
+    @property
+    def cost_per_task(self) -> float:
+        """Mean cost of one task in US dollars."""
+        return self.cost_usd / self.tasks if self.tasks else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys ``cascade bench --json`` prints for a model or the oracle."""
+        return {
+            "pass_rate": round(self.pass_rate, 6),
+            "cost_usd": round(self.cost_usd, 8),
+            "cost_per_task_usd": round(self.cost_per_task, 10),
+            "latency_s": round(self.latency_s, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LadderScore(Score):
+    """A ladder's score, with where it accepted and how well its validators judged."""
+
+    accepted_by_tier: tuple[int, ...] = ()
+    escalation_rate: float = 0.0
+    false_accept_rate: float = 0.0
+    false_reject_rate: float = 0.0
+    statuses: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys ``cascade bench --json`` prints for a ladder."""
+        return Score.to_json(self) | {
+            "accepted_by_tier": list(self.accepted_by_tier),
+            "escalation_rate": round(self.escalation_rate, 6),
+            "false_accept_rate": round(self.false_accept_rate, 6),
+            "false_reject_rate": round(self.false_reject_rate, 6),
+            "statuses": dict(self.statuses),
+        }
+
+
+def score_models(data: Dataset) -> dict[str, Score]:
+    """Each model alone, on every task (a missing response counts as wrong and free)."""
+    scores = {}
+    for model in data.models:
+        keys = [(task.id, model) for task in data.tasks]
+        scores[model] = Score(
+            tasks=len(keys),
+            passed=sum(data.correct.get(key, False) for key in keys),
+            cost_usd=sum(data.cost.get(key, 0.0) for key in keys),
+            latency_s=sum(data.latency.get(key, 0.0) for key in keys) / max(1, len(keys)),
+        )
+    return scores
+
+
+def score_oracle(data: Dataset) -> Score:
+    """The cheapest model that was correct, per task; the cheapest model where none was."""
+    passed, cost, latency = 0, 0.0, 0.0
+    for task in data.tasks:
+        answered = [m for m in data.models if (task.id, m) in data.cost]
+        if not answered:
+            continue
+        right = [m for m in answered if data.correct.get((task.id, m), False)]
+        pick = min(right or answered, key=lambda m: data.cost[(task.id, m)])
+        passed += bool(right)
+        cost += data.cost[(task.id, pick)]
+        latency += data.latency[(task.id, pick)]
+    return Score(len(data.tasks), passed, cost, latency / max(1, len(data.tasks)))
+
+
+async def score_ladder(data: Dataset, cascade: Cascade, *, concurrency: int = 64) -> LadderScore:
+    """Replay every task through ``cascade`` and judge what it delivers against gold."""
+    outcomes = [o async for o in cascade.amap(data.tasks, concurrency=concurrency)]
+    return _ladder_score(data, outcomes, len(cascade.ladder))
+
+
+def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderScore:
+    accepted_by_tier = [0] * tiers
+    verdicts: Counter[tuple[bool, bool]] = Counter()  # (answer correct, validators accepted)
+    passed = escalated = 0
+    for outcome in outcomes:
+        if outcome.status is Status.ACCEPTED and outcome.tier is not None:
+            accepted_by_tier[outcome.tier] += 1
+        if outcome.model is not None:
+            passed += data.correct.get((outcome.task_id, outcome.model), False)
+        escalated += any(step.tier > 0 for step in outcome.steps)
+        for step in outcome.steps:
+            if step.output is not None and step.model_served is not None:
+                right = data.correct.get((outcome.task_id, step.model_served), False)
+                verdicts[(right, step.decision is Decision.ACCEPT)] += 1
+    wrong = verdicts[(False, True)] + verdicts[(False, False)]
+    right = verdicts[(True, True)] + verdicts[(True, False)]
+    count = len(outcomes)
+    return LadderScore(
+        tasks=count,
+        passed=passed,
+        cost_usd=sum(o.cost_usd for o in outcomes),
+        latency_s=sum(o.latency_s for o in outcomes) / max(1, count),
+        accepted_by_tier=tuple(accepted_by_tier),
+        escalation_rate=escalated / max(1, count),
+        false_accept_rate=verdicts[(False, True)] / wrong if wrong else 0.0,
+        false_reject_rate=verdicts[(True, False)] / right if right else 0.0,
+        statuses=dict(Counter(str(o.status) for o in outcomes)),
+    )
