@@ -5,6 +5,7 @@ every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_
 """
 
 from cascade.validators.base import CostClass, Validator, cost_class_of, run_validator
+from cascade.validators.calls import function_call
 from cascade.validators.combine import all_of, any_of, not_
 from cascade.validators.jsonvalue import extract_json
 from cascade.validators.schema import json_schema
@@ -16,6 +17,7 @@ __all__ = [
     "any_of",
     "cost_class_of",
     "extract_json",
+    "function_call",
     "json_schema",
     "not_",
     "run_validator",
