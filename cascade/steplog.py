@@ -36,17 +36,24 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
-_SECRET_TEXT = (
-    re.compile(
-        r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key)\b(['\"]?\s*[:=]\s*)"
-        r"(['\"]?)(bearer\s+|basic\s+)?[^\s'\",}]+"
-    ),
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_-]{12,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),
-    re.compile(r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b"),
+_SECRET_PATTERNS = (
+    # A credential header, as text: keep the name, redact the value.
+    r"(?P<header>(?i:\b(?:proxy-)?authorization|\bx-api-key|\bapi-key)['\"]?\s*[:=]\s*['\"]?"
+    r"(?i:(?:bearer|basic)\s+)?)[^\s'\",}]+",
+    r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}",
+    r"\b(?:sk|rk|pk)-[A-Za-z0-9_-]{12,}",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}\b",
+    r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
 )
+_MIN_SECRET = 8
+"""Shorter strings cannot hold any secret we redact, so they are not scanned."""
+
+_OWN_FIELDS = frozenset(
+    {"event", "level", "ts", "step", "tier", "kind", "decision", "prompt_tokens",
+     "completion_tokens", "cost_usd", "latency_s", "passed"}
+)  # fmt: skip
+"""Fields cascade fills itself with numbers, enums and timestamps: nothing there to redact."""
 
 _captures: ContextVar[tuple[list[dict[str, Any]], ...]] = ContextVar(
     "cascade_step_captures", default=()
@@ -63,44 +70,47 @@ class SecretRedactor:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        values = {v for k, v in env.items() if _SECRET_ENV.search(k) and len(v) >= 8}
-        # Longest first, so a secret that contains another is replaced whole.
-        self._literals = tuple(sorted(values, key=len, reverse=True))
+        values = {v for k, v in env.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET}
+        # One pass per string: the environment's secrets first, longest first, so a secret
+        # that contains another is replaced whole; then the shapes of keys and headers.
+        literals = [re.escape(v) for v in sorted(values, key=len, reverse=True)]
+        self._pattern = re.compile("|".join([*literals, *_SECRET_PATTERNS]))
+        self._env_secrets = len(literals)
+        self._secret_keys: dict[str, bool] = {}
 
     def __repr__(self) -> str:
-        return f"SecretRedactor(env_secrets={len(self._literals)})"
+        return f"SecretRedactor(env_secrets={self._env_secrets})"
 
     def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
         """Return the event with every secret in it replaced."""
         return {key: self._value(key, value) for key, value in event.items()}
 
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = self._secret_keys[key] = _SECRET_KEY.search(key) is not None
+        return known
+
     def _value(self, key: str, value: Any) -> Any:
-        if _SECRET_KEY.search(key) and value not in (None, ""):
+        if key in _OWN_FIELDS:
+            return value
+        if value not in (None, "") and self._is_secret_key(key):
             return REDACTED
         return self._clean(value)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._text(value)
+            return self._pattern.sub(_redact_match, value) if len(value) >= _MIN_SECRET else value
         if isinstance(value, Mapping):
             return {str(k): self._value(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
 
-    def _text(self, text: str) -> str:
-        for literal in self._literals:
-            if literal in text:
-                text = text.replace(literal, REDACTED)
-        for pattern in _SECRET_TEXT:
-            text = pattern.sub(_redact_match, text)
-        return text
-
 
 def _redact_match(match: re.Match[str]) -> str:
-    if match.re is _SECRET_TEXT[0]:
-        return f"{match.group(1)}{match.group(2)}{match.group(3)}{REDACTED}"
-    return REDACTED
+    header = match.group("header")
+    return f"{header}{REDACTED}" if header else REDACTED
 
 
 def _capture(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:

@@ -250,8 +250,8 @@ def _enable_wal(db: sqlite3.Connection) -> None:
     deadline = time.monotonic() + _BUSY_TIMEOUT_S
     while True:
         try:
-            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
-                return
+            db.execute("PRAGMA journal_mode = WAL")
+            return  # "wal", or "memory" for an in-memory database, which has no WAL
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise

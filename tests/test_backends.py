@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from cascade import Cascade, Price, Status, Tier
-from cascade.backends import LiteLLMBackend, ReplayBackend, Request
+from cascade.backends import LiteLLMBackend, ReplayBackend, Request, Response
+from cascade.backends.litellm import load_litellm
 from cascade.errors import (
     MalformedResponse,
     ProviderError,
@@ -177,7 +179,29 @@ class _Route:
         self._inner = inner
         self._healthy = healthy
 
-    async def complete(self, request: Request) -> object:
+    async def complete(self, request: Request) -> Response:
         if request.model.endswith("2024-07-18"):
             request = dataclasses.replace(request, params={"api_base": self._healthy})
         return await self._inner.complete(request)
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt_tokens"),
+    [("openai/gpt-4o-mini", 1234), ("gemini/gemini-2.5-pro", 300_000)],
+)
+def test_cached_prices_agree_with_litellm_including_tiered_models(
+    model: str, prompt_tokens: int
+) -> None:
+    """Flat prices are cached; models priced by context length still cost what litellm says."""
+    litellm = load_litellm()
+    completion = SimpleNamespace(
+        choices=[SimpleNamespace(message=SimpleNamespace(content="ok"))],
+        usage=SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=10),
+        model=model,
+    )
+    # Gemini speaks its own wire protocol, so the completion is priced without a server.
+    response = LiteLLMBackend()._response(litellm, Request(model, USER), completion)
+    expected = sum(
+        litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=10)
+    )
+    assert response.cost_usd == pytest.approx(expected)

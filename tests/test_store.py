@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,12 @@ def test_two_connections_in_two_threads_share_one_file(tmp_path: Path) -> None:
     with Store(path) as store:
         assert store.count("results") == 200
         assert store.integrity_check() == "ok"
+
+
+def test_an_in_memory_store_opens_at_once() -> None:
+    """``:memory:`` has no WAL; opening one neither waits nor fails."""
+    started = time.perf_counter()
+    with Store(":memory:") as store:
+        store.start_run("r")
+        assert store.count("runs") == 1
+    assert time.perf_counter() - started < 1.0

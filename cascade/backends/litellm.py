@@ -29,7 +29,7 @@ from cascade.errors import (
     UnpricedModel,
     parse_retry_after,
 )
-from cascade.types import Usage
+from cascade.types import Price, Usage
 
 __all__ = ["LiteLLMBackend", "load_litellm"]
 
@@ -52,7 +52,7 @@ class LiteLLMBackend:
 
     def __init__(self, **defaults: Any) -> None:
         self._defaults = defaults
-        self._priced: dict[str, bool] = {}
+        self._rates: dict[str, Price | None] = {}
 
     def __repr__(self) -> str:
         return "LiteLLMBackend()"
@@ -60,7 +60,7 @@ class LiteLLMBackend:
     async def complete(self, request: Request) -> Response:
         """Complete ``request`` through litellm; raise a :class:`ProviderError` on failure."""
         litellm = load_litellm()
-        if request.price is None and not self._has_price(litellm, request.model):
+        if request.price is None and self._rate(litellm, request.model) is None:
             raise UnpricedModel(
                 f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
@@ -78,19 +78,17 @@ class LiteLLMBackend:
             raise map_exception(exc) from exc
         return self._response(litellm, request, raw)
 
-    def _has_price(self, litellm: ModuleType, model: str) -> bool:
-        known = self._priced.get(model)
-        if known is None:
-            try:
-                litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
-                known = True
-            except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
-                known = False
-            self._priced[model] = known
-        return known
+    def _rate(self, litellm: ModuleType, model: str) -> Price | None:
+        """The model's price from litellm's map, looked up once (``cost_per_token`` is ~150 µs).
 
-    @staticmethod
-    def _response(litellm: ModuleType, request: Request, raw: Any) -> Response:
+        Models with tiered prices (by context length, say) get a zero-rate marker here and are
+        priced call by call with ``cost_per_token``, so their costs stay exact.
+        """
+        if model not in self._rates:
+            self._rates[model] = _lookup_rate(litellm, model)
+        return self._rates[model]
+
+    def _response(self, litellm: ModuleType, request: Request, raw: Any) -> Response:
         try:
             text = raw.choices[0].message.content
             usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
@@ -99,8 +97,9 @@ class LiteLLMBackend:
         if not isinstance(text, str):
             raise MalformedResponse(f"completion content is {type(text).__name__}, not text")
         served = str(getattr(raw, "model", None) or request.model)
-        if request.price is not None:
-            cost = request.price.cost(usage)
+        rate = request.price or self._rate(litellm, request.model)
+        if rate is not None and rate is not _TIERED:
+            cost = rate.cost(usage)
         else:
             prompt_cost, completion_cost = litellm.cost_per_token(
                 model=request.model,
@@ -109,6 +108,23 @@ class LiteLLMBackend:
             )
             cost = float(prompt_cost + completion_cost)
         return Response(text=text, model=served, usage=usage, cost_usd=cost)
+
+
+_TIERED = Price(0.0, 0.0)
+"""Marks a model whose price depends on more than its token counts."""
+
+
+def _lookup_rate(litellm: ModuleType, model: str) -> Price | None:
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
+        return None
+    inp, out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    if not isinstance(inp, int | float) or not isinstance(out, int | float):
+        return None
+    if any("above" in key and value for key, value in info.items() if "cost" in key):
+        return _TIERED
+    return Price(float(inp) * 1e6, float(out) * 1e6)
 
 
 def map_exception(exc: BaseException) -> ProviderError:

@@ -120,8 +120,8 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         escalated += any(step.tier > 0 for step in outcome.steps)
         for step in outcome.steps:
             if step.output is not None and step.model_served is not None:
-                right = data.correct.get((outcome.task_id, step.model_served), False)
-                verdicts[(right, step.decision is Decision.ACCEPT)] += 1
+                is_right = data.correct.get((outcome.task_id, step.model_served), False)
+                verdicts[(is_right, step.decision is Decision.ACCEPT)] += 1
     wrong = verdicts[(False, True)] + verdicts[(False, False)]
     right = verdicts[(True, True)] + verdicts[(True, False)]
     count = len(outcomes)

@@ -1,0 +1,50 @@
+"""Start-up: wall time of ``python -c "import cascade"`` and ``cascade --help``.
+
+Side by side with a bare ``python -c pass`` (the baseline) and with ``import litellm`` (what a
+lazy import saves). Target: at most 0.5 s each, which means neither may import litellm.
+
+    .venv/bin/python benchmarks/startup.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = str(Path(sys.executable).with_name("cascade"))
+
+
+def wall(command: list[str], runs: int) -> float:
+    """Median wall seconds of ``command`` over ``runs`` runs."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    """Print each command's median wall time and its ratio to a bare interpreter."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    runs = parser.parse_args().runs
+    baseline = wall([sys.executable, "-c", "pass"], runs)
+    print(f"median of {runs} runs; baseline python -c pass: {baseline:.3f} s")
+    for label, command, count in (
+        ("import cascade", [sys.executable, "-c", "import cascade"], runs),
+        ("cascade --help", [CLI, "--help"], runs),
+        ("import litellm (what laziness saves)", [sys.executable, "-c", "import litellm"], 2),
+    ):
+        seconds = wall(command, count)
+        print(f"  {label:38} {seconds:6.3f} s  ({seconds / baseline:5.1f}x baseline)")
+
+
+if __name__ == "__main__":
+    main()
