@@ -279,11 +279,6 @@ class Step:
     ts: float
     output: str | None = None
 
-    @property
-    def passed(self) -> bool:
-        """Whether every validator accepted this step's output."""
-        return self.output is not None and all(v.passed for v in self.verdicts)
-
     def to_event(self) -> dict[str, Any]:
         """The step as the fields of a ``cascade.step`` log event (output left out)."""
         return {
