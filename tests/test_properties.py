@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascade import Attempt, Task, Tier, Usage, Verdict
-from cascade.validators import Validator, all_of, any_of, not_, run_validator
+from cascade.validators import CostClass, Validator, all_of, any_of, not_, run_validator
 from tests.helpers import make, models_called
 
 ATTEMPT = Attempt(
@@ -108,3 +108,27 @@ def test_a_ladder_never_calls_a_tier_above_the_one_that_accepted(
         assert max(called) == outcome.tier
     else:
         assert max(called) == len(tiers) - 1
+
+
+def test_all_of_runs_the_cheapest_first_and_stops_at_the_first_failure() -> None:
+    """A costly check is not run when a cheap one has already failed."""
+    ran: list[str] = []
+
+    class Check:
+        def __init__(self, name: str, cost: CostClass, passed: bool) -> None:
+            self.name, self.cost_class, self.passed = name, cost, passed
+
+        def __repr__(self) -> str:
+            return self.name
+
+        def __call__(self, attempt: Attempt) -> Verdict:
+            ran.append(self.name)
+            return Verdict(self.passed, reason=f"{self.name} failed")
+
+    judge = Check("judge", CostClass.MODEL, True)
+    schema = Check("schema", CostClass.FREE, False)
+    tests = Check("tests", CostClass.PROCESS, True)
+    verdict = asyncio.run(run_validator(all_of(judge, tests, schema), ATTEMPT))
+    assert ran == ["schema"]
+    assert verdict.reason == "schema failed"
+    assert repr(all_of(judge, tests, schema)) == "all_of(schema, tests, judge)"
