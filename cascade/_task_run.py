@@ -8,6 +8,7 @@ escalation. Every backend call becomes one :class:`Step`, logged as it happens.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping
@@ -200,14 +201,7 @@ class TaskRun:
 
 def _for_record(verdict: Verdict) -> Verdict:
     """A verdict as steps keep it: without the parsed value or sub-verdicts."""
-    return Verdict(
-        passed=verdict.passed,
-        reason=verdict.reason,
-        feedback=verdict.feedback,
-        score=verdict.score,
-        validator=verdict.validator,
-        fault=verdict.fault,
-    )
+    return dataclasses.replace(verdict, value=None, children=())
 
 
 def _reask_turns(output: str, verdict: Verdict) -> tuple[Message, Message]:
@@ -239,29 +233,22 @@ def quarantined_outcome(run_id: str, raw: Task | Mapping[str, Any] | Any, reason
     if task_id in (None, ""):
         digest = hashlib.sha256(repr(raw).encode()).hexdigest()[:12]
         task_id = f"<malformed:{digest}>"
-    return Outcome(
-        run_id=run_id,
-        task_id=str(task_id),
-        task_type=str(raw.get("type", "default")) if isinstance(raw, Mapping) else "default",
-        status=Status.QUARANTINED,
-        output=None,
-        parsed=None,
-        tier=None,
-        model=None,
-        steps=(),
-        cost_usd=0.0,
-        latency_s=0.0,
-        reasons=(reason,),
-    )
+    task_type = str(raw.get("type", "default")) if isinstance(raw, Mapping) else "default"
+    return _unrun(run_id, str(task_id), task_type, Status.QUARANTINED, reason)
 
 
 def failed_outcome(run_id: str, task: Task, reason: str) -> Outcome:
     """The outcome of a well-formed task that could not be run at all."""
+    return _unrun(run_id, task.id, task.type, Status.FAILED, reason)
+
+
+def _unrun(run_id: str, task_id: str, task_type: str, status: Status, reason: str) -> Outcome:
+    """An outcome with no steps: the task ended before any call was made."""
     return Outcome(
         run_id=run_id,
-        task_id=task.id,
-        task_type=task.type,
-        status=Status.FAILED,
+        task_id=task_id,
+        task_type=task_type,
+        status=status,
         output=None,
         parsed=None,
         tier=None,

@@ -79,13 +79,13 @@ def bench(dataset: str, ladders: Sequence[str], *, as_json: bool, concurrency: i
 
 
 def _table(results: dict[str, Any], data: Dataset) -> str:
-    checked = sorted(default_validators())
+    validators = default_validators()
     kinds = sorted({task.type for task in data.tasks})
     lines = [
         f"{data.name}: {results['tasks']} tasks, replayed (no model calls)",
-        f"validators: {', '.join(f'{k}: {v!r}' for k, v in default_validators().items())}",
+        f"validators: {', '.join(f'{k}: {v!r}' for k, v in validators.items())}",
     ]
-    unchecked = [k for k in kinds if k not in checked]
+    unchecked = [k for k in kinds if k not in validators]
     if unchecked:
         lines.append(f"no built-in validator yet for: {', '.join(unchecked)} (accepted unchecked)")
     rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
