@@ -29,7 +29,15 @@ from cascade.types import (
     Usage,
     Verdict,
 )
-from cascade.validators import CostClass, Validator, all_of, any_of, json_schema, not_
+from cascade.validators import (
+    CostClass,
+    Validator,
+    all_of,
+    any_of,
+    json_schema,
+    not_,
+    pydantic_model,
+)
 
 __version__ = "0.1.0"
 
@@ -66,4 +74,5 @@ __all__ = [
     "capture_steps",
     "json_schema",
     "not_",
+    "pydantic_model",
 ]

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cascade.types import CallKind, Decision, Outcome, Status, Step, Task, Verdict
+from cascade.types import CallKind, Decision, Outcome, Status, Step, Task, Verdict, to_jsonable
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
@@ -327,7 +327,8 @@ def _step_from_row(row: tuple[Any, ...]) -> Step:
 def _result_row(outcome: Outcome, execution_id: str, now: float) -> tuple[Any, ...]:
     return (
         outcome.run_id, outcome.task_id, execution_id, outcome.task_type, str(outcome.status),
-        outcome.output, json.dumps(outcome.parsed, default=str), outcome.tier, outcome.model,
+        outcome.output, json.dumps(outcome.parsed, default=to_jsonable),
+        outcome.tier, outcome.model,
         len(outcome.steps), outcome.cost_usd, outcome.latency_s, json.dumps(list(outcome.reasons)),
         outcome.best_step, now,
     )  # fmt: skip

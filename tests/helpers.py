@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from cascade import Attempt, Cascade, RetryPolicy, Tier, Verdict
+from cascade import Attempt, Cascade, RetryPolicy, Task, Tier, Usage, Verdict
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Script
-from cascade.validators import Validator
+from cascade.validators import Validator, run_validator
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 
@@ -34,3 +36,23 @@ def make(
 def models_called(backend: ScriptedBackend) -> list[str]:
     """The model of every call the backend received, in order."""
     return [request.model for request in backend.calls]
+
+
+def attempt_with(output: str, task_input: str = "x", **extra: Any) -> Attempt:
+    """An attempt answering ``output`` to a task with ``task_input`` and ``extra`` fields."""
+    return Attempt(
+        task=Task("t", input=task_input, extra=extra),
+        tier_index=0,
+        tier=Tier("m"),
+        model="m",
+        model_served="m",
+        output=output,
+        usage=Usage(),
+        cost_usd=0.0,
+        latency_s=0.0,
+    )
+
+
+def verdict_of(validator: Validator, output: str, task_input: str = "x", **extra: Any) -> Verdict:
+    """Run ``validator`` on an attempt answering ``output`` (see :func:`attempt_with`)."""
+    return asyncio.run(run_validator(validator, attempt_with(output, task_input, **extra)))

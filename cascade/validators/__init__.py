@@ -8,7 +8,7 @@ from cascade.validators.base import CostClass, Validator, cost_class_of, run_val
 from cascade.validators.calls import function_call
 from cascade.validators.combine import all_of, any_of, not_
 from cascade.validators.jsonvalue import extract_json
-from cascade.validators.schema import json_schema
+from cascade.validators.schema import json_schema, pydantic_model
 
 __all__ = [
     "CostClass",
@@ -20,5 +20,6 @@ __all__ = [
     "function_call",
     "json_schema",
     "not_",
+    "pydantic_model",
     "run_validator",
 ]

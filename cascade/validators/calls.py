@@ -15,26 +15,20 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonschema_rs
+
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.jsonvalue import MAX_OUTPUT_CHARS
+from cascade.validators.schema import refuse_remote_ref
 
-__all__ = ["function_call", "parse_calls"]
+__all__ = ["function_call", "parse_calls", "to_json_schema"]
 
 Call = dict[str, Any]
 """A parsed call: ``{"name": str, "arguments": dict}``."""
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "float": (int, float),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list, tuple),
-    "tuple": (list, tuple),
-    "dict": (dict,),
-    "object": (dict,),
-}
+_BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": None}
+_MAX_COMPILED = 1024
 
 
 def parse_calls(text: str) -> tuple[list[Call] | None, str | None]:
@@ -118,41 +112,37 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _check_value(path: str, value: Any, schema: Mapping[str, Any]) -> str | None:
-    """Why ``value`` does not fit ``schema`` (type, enum, items), or ``None``."""
-    kind = schema.get("type")
-    allowed = _TYPES.get(kind) if isinstance(kind, str) else None
-    if allowed is not None:
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, allowed) or (is_bool and kind != "boolean"):
-            return f"{path} should be {kind}, got {type(value).__name__} {value!r}"
-    enum = schema.get("enum")
-    if isinstance(enum, list) and value not in enum:
-        return f"{path} must be one of {enum!r}, got {value!r}"
-    items = schema.get("items")
-    if isinstance(value, list | tuple) and isinstance(items, Mapping):
-        for index, item in enumerate(value):
-            problem = _check_value(f"{path}[{index}]", item, items)
-            if problem:
-                return problem
-    return None
+def to_json_schema(parameters: Any) -> Any:
+    """A function's parameters in the BFCL dialect, as standard JSON Schema.
+
+    >>> to_json_schema({"type": "dict", "properties": {"x": {"type": "float"}}})
+    {'type': 'object', 'properties': {'x': {'type': 'number'}}}
+    """
+    if isinstance(parameters, list):
+        return [to_json_schema(item) for item in parameters]
+    if not isinstance(parameters, Mapping):
+        return parameters
+    converted: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if key == "type" and isinstance(value, str) and value in _BFCL_TYPES:
+            if (standard := _BFCL_TYPES[value]) is not None:
+                converted[key] = standard
+        elif key == "properties" and isinstance(value, Mapping):
+            converted[key] = {name: to_json_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties", "prefixItems"):
+            converted[key] = to_json_schema(value)
+        else:
+            converted[key] = value
+    return converted
 
 
-def _check_call(call: Call, spec: Mapping[str, Any]) -> str | None:
-    parameters = spec.get("parameters") or {}
-    properties: Mapping[str, Any] = parameters.get("properties") or {}
-    arguments: dict[str, Any] = call["arguments"]
-    missing = [p for p in parameters.get("required") or () if p not in arguments]
-    if missing:
-        return f"call of {call['name']} is missing required argument(s) {', '.join(missing)}"
-    unknown = [a for a in arguments if a not in properties]
-    if unknown:
-        return f"call of {call['name']} has unknown argument(s) {', '.join(unknown)}"
-    for name, value in arguments.items():
-        problem = _check_value(f"{call['name']}.{name}", value, properties[name])
-        if problem:
-            return problem
-    return None
+def _as_json(value: Any) -> Any:
+    """A literal argument as JSON data: tuples become lists; sets and bytes stay foreign."""
+    if isinstance(value, list | tuple):
+        return [_as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    return value
 
 
 class _FunctionCall:
@@ -160,6 +150,7 @@ class _FunctionCall:
 
     def __init__(self, functions: Sequence[Mapping[str, Any]] | None) -> None:
         self._functions = None if functions is None else _index(functions)
+        self._compiled: dict[str, jsonschema_rs.Validator] = {}
 
     def __repr__(self) -> str:
         return "function_call()" if self._functions is None else "function_call(functions=...)"
@@ -179,10 +170,52 @@ class _FunctionCall:
                 offered = ", ".join(sorted(functions)) or "none"
                 reason = f"{call['name']} is not an offered function (offered: {offered})"
                 return Verdict(False, reason=reason, feedback=f"Call only: {offered}.")
-            problem = _check_call(call, spec)
-            if problem:
-                return Verdict(False, reason=problem, feedback=f"Fix the call: {problem}.")
+            verdict = self._check_call(call, spec)
+            if verdict is not None:
+                return verdict
         return Verdict(True, value=calls)
+
+    def _check_call(self, call: Call, spec: Mapping[str, Any]) -> Verdict | None:
+        """A failing verdict for a call whose arguments do not fit the spec, or ``None``."""
+        name = call["name"]
+        parameters = spec.get("parameters") or {}
+        arguments = _as_json(call["arguments"])
+        missing = [p for p in parameters.get("required") or () if p not in arguments]
+        unknown = [a for a in arguments if a not in (parameters.get("properties") or {})]
+        if missing:
+            problem = f"call of {name} is missing required argument(s) {', '.join(missing)}"
+        elif unknown:
+            problem = f"call of {name} has unknown argument(s) {', '.join(unknown)}"
+        else:
+            validator = self._validator(name, parameters)
+            if isinstance(validator, str):
+                return Verdict(False, reason=validator, fault=True)
+            try:
+                error = next(iter(validator.iter_errors(arguments)), None)
+            except ValueError as exc:  # a set, bytes or complex literal: not JSON data
+                error, problem = None, f"call of {name} has an argument that is not JSON: {exc}"
+            else:
+                if error is None:
+                    return None
+                where = ".".join(str(part) for part in (name, *error.instance_path))
+                problem = f"argument {where}: {error.message}"
+        return Verdict(False, reason=problem, feedback=f"Fix the call: {problem}.")
+
+    def _validator(self, name: str, parameters: Mapping[str, Any]) -> jsonschema_rs.Validator | str:
+        """The compiled schema of a function's parameters, or why it cannot be compiled."""
+        key = name + json.dumps(parameters, sort_keys=True, default=str)
+        if (compiled := self._compiled.get(key)) is not None:
+            return compiled
+        try:
+            compiled = jsonschema_rs.Draft202012Validator(
+                to_json_schema(dict(parameters)), retriever=refuse_remote_ref
+            )
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+            return f"function {name} has parameters that are not a valid JSON Schema: {exc}"
+        if len(self._compiled) >= _MAX_COMPILED:
+            self._compiled.clear()
+        self._compiled[key] = compiled
+        return compiled
 
 
 _FORMAT_HINT = "Answer only with the call, as [function_name(param=value, ...)]."

@@ -1,33 +1,60 @@
-"""``json_schema(schema)``: the output holds JSON valid against a Draft 2020-12 schema."""
+"""Structured output: ``json_schema(schema)`` and ``pydantic_model(Model)``.
+
+Both find the JSON value in the output (see :func:`cascade.validators.extract_json`), check it,
+and pass the parsed value on to the result. Both also offer ``check(value)`` for a value that is
+already parsed. JSON Schemas are Draft 2020-12, compiled once by ``jsonschema-rs``; a schema can
+never make the validator reach the network for a remote ``$ref``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import jsonschema_rs
+import pydantic
 
 from cascade.errors import ConfigError
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.jsonvalue import extract_json
 
-__all__ = ["json_schema"]
+__all__ = ["json_path", "json_schema", "pydantic_model"]
+
+_MAX_MESSAGE = 300
+_NO_JSON_FEEDBACK = "Answer with exactly one JSON value that matches the requested schema."
+
+
+def json_path(parts: Sequence[str | int]) -> str:
+    """A location in a JSON value, written the way people read it.
+
+    >>> json_path(["contacts", 0, "email"])
+    '$.contacts[0].email'
+    """
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+
+
+def refuse_remote_ref(uri: str) -> NoReturn:
+    raise ConfigError(f"remote $ref {uri} is not fetched: bundle the schema into one file")
 
 
 class _JsonSchema:
     cost_class = CostClass.FREE
 
     def __init__(self, schema: Mapping[str, Any], label: str) -> None:
-        # Imported here so that `import cascade` does not pay for jsonschema's import.
-        import jsonschema  # noqa: PLC0415
-
         try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise ConfigError(f"invalid JSON Schema {label}: {exc.message}") from exc
-        self._validator = jsonschema.Draft202012Validator(schema)
-        self._best_match = jsonschema.exceptions.best_match
+            self._validator = jsonschema_rs.Draft202012Validator(
+                dict(schema), retriever=refuse_remote_ref
+            )
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"invalid JSON Schema {label}: {first_line}") from exc
         self._label = label
 
     def __repr__(self) -> str:
@@ -36,18 +63,18 @@ class _JsonSchema:
     def __call__(self, attempt: Attempt) -> Verdict:
         value, problem = extract_json(attempt.output)
         if problem is not None:
-            return Verdict(
-                passed=False,
-                reason=problem,
-                feedback="Answer with one JSON value that matches the requested schema.",
-            )
+            return Verdict(False, reason=problem, feedback=_NO_JSON_FEEDBACK)
+        return self.check(value)
+
+    def check(self, value: Any) -> Verdict:
+        """Judge an already parsed value."""
         if self._validator.is_valid(value):
-            return Verdict(passed=True, value=value)
-        error = self._best_match(self._validator.iter_errors(value))
-        where = error.json_path if error is not None else "$"
-        message = error.message if error is not None else "invalid"
+            return Verdict(True, value=value)
+        error = next(iter(self._validator.iter_errors(value)))
+        where = json_path(error.instance_path)
+        message = _short(error.message)
         return Verdict(
-            passed=False,
+            False,
             reason=f"schema violation at {where}: {message}",
             feedback=f"Your JSON is invalid at {where}: {message}. Return the corrected JSON only.",
             value=value,
@@ -68,8 +95,58 @@ def json_schema(schema: Mapping[str, Any] | str | Path) -> _JsonSchema:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read JSON Schema {path}: {exc}") from exc
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"JSON Schema {path} must hold an object")
         return _JsonSchema(loaded, repr(str(path)))
     if not isinstance(schema, Mapping):
         raise ConfigError(f"a JSON Schema must be an object, got {type(schema).__name__}")
     label = schema.get("title") or schema.get("$id") or "<schema>"
     return _JsonSchema(schema, repr(str(label)))
+
+
+class _PydanticModel:
+    cost_class = CostClass.FREE
+
+    def __init__(self, model: type[pydantic.BaseModel]) -> None:
+        self._model = model
+
+    def __repr__(self) -> str:
+        return f"pydantic_model({self._model.__name__})"
+
+    def __call__(self, attempt: Attempt) -> Verdict:
+        value, problem = extract_json(attempt.output)
+        if problem is not None:
+            return Verdict(False, reason=problem, feedback=_NO_JSON_FEEDBACK)
+        return self.check(value)
+
+    def check(self, value: Any) -> Verdict:
+        """Judge an already parsed value; the verdict's value is the model instance."""
+        try:
+            instance = self._model.model_validate(value)
+        except pydantic.ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            first = errors[0]
+            where = json_path(first["loc"])
+            message = _short(first["msg"])
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            return Verdict(
+                False,
+                reason=f"{self._model.__name__} invalid at {where}: {message}{more}",
+                feedback=f"Your JSON is invalid at {where}: {message}. "
+                "Return the corrected JSON only.",
+                value=value,
+            )
+        return Verdict(True, value=instance)
+
+
+def pydantic_model(model: type[pydantic.BaseModel]) -> _PydanticModel:
+    """Pass when the output holds JSON that validates as ``model``; the result is the instance.
+
+    >>> class Contact(pydantic.BaseModel):
+    ...     name: str
+    >>> pydantic_model(Contact)
+    pydantic_model(Contact)
+    """
+    if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+        raise ConfigError(f"pydantic_model needs a pydantic BaseModel class, got {model!r}")
+    return _PydanticModel(model)
