@@ -7,7 +7,9 @@ every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_
 from cascade.validators.base import CostClass, Validator, cost_class_of, run_validator
 from cascade.validators.calls import function_call
 from cascade.validators.combine import all_of, any_of, not_
+from cascade.validators.grounding import grounded
 from cascade.validators.jsonvalue import extract_json
+from cascade.validators.labels import confidence, one_of
 from cascade.validators.schema import json_schema, pydantic_model
 
 __all__ = [
@@ -15,11 +17,14 @@ __all__ = [
     "Validator",
     "all_of",
     "any_of",
+    "confidence",
     "cost_class_of",
     "extract_json",
     "function_call",
+    "grounded",
     "json_schema",
     "not_",
+    "one_of",
     "pydantic_model",
     "run_validator",
 ]

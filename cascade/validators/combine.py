@@ -58,7 +58,7 @@ class _AllOf(_Composite):
         return Verdict(
             passed=True,
             validator=self._name,
-            value=values[-1] if values else None,
+            value=values[0] if values else None,
             score=min(scores) if scores else None,
             children=tuple(verdicts),
         )
