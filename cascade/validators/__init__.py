@@ -6,25 +6,35 @@ every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_
 
 from cascade.validators.base import CostClass, Validator, cost_class_of, run_validator
 from cascade.validators.calls import function_call
+from cascade.validators.code import compiles, extract_code
+from cascade.validators.code_tests import passes_tests
 from cascade.validators.combine import all_of, any_of, not_
 from cascade.validators.grounding import grounded
 from cascade.validators.jsonvalue import extract_json
 from cascade.validators.labels import confidence, one_of
+from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
+from cascade.validators.typecheck import mypy_clean
 
 __all__ = [
     "CostClass",
+    "Limits",
+    "Sandbox",
     "Validator",
     "all_of",
     "any_of",
+    "compiles",
     "confidence",
     "cost_class_of",
+    "extract_code",
     "extract_json",
     "function_call",
     "grounded",
     "json_schema",
+    "mypy_clean",
     "not_",
     "one_of",
+    "passes_tests",
     "pydantic_model",
     "run_validator",
 ]

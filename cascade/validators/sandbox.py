@@ -1,0 +1,353 @@
+"""Run untrusted Python in a sandbox: bubblewrap, or ``unshare`` plus rlimits as a loud fallback.
+
+The sandbox gets a fresh, size-capped directory holding only the files it is given (read-only),
+a read-only view of ``/usr`` and of this Python, no network, no ``/root``, no ``/etc/shadow``,
+an unprivileged uid (65534 when we are root), limits on CPU, memory, file size and processes,
+and a clean environment with no secrets. The whole process tree is killed at the wall-clock
+limit. When neither bubblewrap nor ``unshare`` can be used, running the code is refused: there is
+never an unsandboxed fallback.
+
+>>> Sandbox(Limits(wall_s=5))
+Sandbox(Limits(wall_s=5, cpu_s=10, memory_mb=1024, file_mb=16, processes=64))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cascade.errors import ConfigError
+
+__all__ = ["Limits", "Sandbox", "SandboxResult", "SandboxWarning"]
+
+NOBODY = 65534
+_SCRATCH_MB = 64
+_KEEP_OUTPUT = 64_000
+_REAP_S = 5.0
+_SYSTEM = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
+_HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/sandbox",
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",  # noqa: S108  # the sandbox's own private tmpfs
+    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+}
+
+
+class SandboxWarning(UserWarning):
+    """The sandbox runs in its weaker fallback mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What sandboxed code may use. ``wall_s`` kills the whole process tree."""
+
+    wall_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 1024
+    file_mb: int = 16
+    processes: int = 64
+
+    def __repr__(self) -> str:
+        return (
+            f"Limits(wall_s={self.wall_s:g}, cpu_s={self.cpu_s}, memory_mb={self.memory_mb}, "
+            f"file_mb={self.file_mb}, processes={self.processes})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxResult:
+    """How a sandboxed run ended, with the start of its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def signal_name(self) -> str | None:
+        """The signal that killed the code, such as ``SIGKILL``, if one did.
+
+        bwrap and unshare report a child killed by signal N as exit status 128 + N.
+        """
+        number = -self.returncode if self.returncode < 0 else self.returncode - 128
+        if number <= 0:
+            return None
+        with contextlib.suppress(ValueError):
+            return signal.Signals(number).name
+        return f"signal {number}"
+
+
+class Sandbox:
+    """Run ``python -I -B ARGS`` over a set of files, in isolation.
+
+    ``mode`` is ``"bwrap"``, ``"unshare"`` or ``None`` to choose: bubblewrap when it works,
+    else ``unshare`` (root only) with a :class:`SandboxWarning`, else :class:`ConfigError`.
+    """
+
+    def __init__(self, limits: Limits | None = None, *, mode: str | None = None) -> None:
+        if mode not in (None, "bwrap", "unshare"):
+            raise ConfigError(f"sandbox mode must be 'bwrap' or 'unshare', got {mode!r}")
+        self.limits = limits or Limits()
+        self._mode = mode
+        self._python = sys.executable
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self.limits!r})"
+
+    @property
+    def mode(self) -> str:
+        """The isolation in use, chosen on first use."""
+        if self._mode is None:
+            self._mode = _choose_mode()
+        return self._mode
+
+    async def run(self, files: Mapping[str, str], args: Sequence[str]) -> SandboxResult:
+        """Write ``files`` into a fresh directory and run ``python -I -B *args`` there."""
+        for name in files:
+            if "/" in name or name.startswith(".") or not name:
+                raise ConfigError(f"sandbox file names must be plain names, got {name!r}")
+        mode = self.mode
+        scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
+        try:
+            work = scratch / "work"
+            work.mkdir()
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+            inner = [*self._limits_argv(), self._python, "-I", "-B", *args]
+            if mode == "bwrap":
+                argv = self._bwrap_argv(scratch, sorted(files), inner)
+            else:
+                argv = self._unshare_argv(scratch, inner)
+            return await _execute(argv, scratch, self.limits.wall_s)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _limits_argv(self) -> list[str]:
+        limits = self.limits
+        processes = limits.processes
+        if os.geteuid() != 0:
+            # Unprivileged, we keep our own uid, and RLIMIT_NPROC counts all of its processes.
+            processes += _processes_of(os.getuid())
+        drop = ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        return [
+            *(drop if os.geteuid() == 0 else []),
+            "/usr/bin/prlimit",
+            f"--nproc={processes}",
+            f"--as={limits.memory_mb << 20}",
+            f"--cpu={limits.cpu_s}",
+            f"--fsize={limits.file_mb << 20}",
+            "--core=0",
+            "--",
+        ]
+
+    def _python_dirs(self) -> list[str]:
+        """The directories this Python needs, outside ``/usr``."""
+        found = {sys.prefix, sys.base_prefix, str(Path(os.path.realpath(self._python)).parents[1])}
+        return sorted(d for d in found if not any(d.startswith(s + "/") or d == s for s in _SYSTEM))
+
+    def _bwrap_argv(self, scratch: Path, names: list[str], inner: list[str]) -> list[str]:
+        etc = _write_etc(scratch)
+        argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        argv += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
+        for path in _SYSTEM:
+            if os.path.islink(path):
+                argv += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                argv += ["--ro-bind", path, path]
+        made: set[str] = set()
+        for directory in self._python_dirs():
+            for parent in reversed(Path(directory).parents[:-1]):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    argv += ["--dir", str(parent)]
+            argv += ["--ro-bind", directory, directory]
+        argv += ["--ro-bind", str(etc), "/etc", "--proc", "/proc", "--dev", "/dev"]
+        # A private, size-capped tmpfs, not the host's /tmp.
+        argv += ["--perms", "1777", "--size", str(_SCRATCH_MB << 20), "--tmpfs", "/tmp"]  # noqa: S108
+        argv += ["--perms", "0777", "--size", str(_SCRATCH_MB << 20), "--tmpfs", "/sandbox"]
+        for name in names:
+            argv += ["--ro-bind", str(scratch / "work" / name), f"/sandbox/{name}"]
+        for key, value in _ENV.items():
+            argv += ["--setenv", key, value]
+        argv += ["--chdir", "/sandbox"]
+        if os.geteuid() == 0:
+            argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        return [*argv, "--", *inner]
+
+    def _unshare_argv(self, scratch: Path, inner: list[str]) -> list[str]:
+        """``unshare`` namespaces, then a shell that builds the same view and chroots into it."""
+        etc = _write_etc(scratch)
+        root = scratch / "root"
+        root.mkdir()
+        lines = ["set -eu", f"R={shlex.quote(str(root))}", "mount --make-rprivate /"]
+        lines.append('mount -t tmpfs -o mode=0755,size=16m cascade-root "$R"')
+        for path in _SYSTEM:
+            if os.path.islink(path):
+                lines.append(f'ln -s {shlex.quote(os.readlink(path))} "$R{path}"')
+            elif os.path.isdir(path):
+                lines.append(_ro_bind(path))
+        lines += [_ro_bind(d) for d in self._python_dirs()]
+        lines.append(_ro_bind(str(etc), "/etc"))
+        size = f"size={_SCRATCH_MB}m"
+        lines += [
+            f'mkdir "$R/tmp" && mount -t tmpfs -o mode=1777,{size} cascade-tmp "$R/tmp"',
+            f'mkdir "$R/sandbox" && mount -t tmpfs -o mode=0777,{size} cascade-work "$R/sandbox"',
+            f'cp -r {shlex.quote(str(scratch / "work"))}/. "$R/sandbox/"',
+            'mkdir "$R/proc" && mount -t proc proc "$R/proc"',
+            'mkdir "$R/dev"',
+            *(
+                f'touch "$R/dev/{dev}" && mount --bind /dev/{dev} "$R/dev/{dev}"'
+                for dev in ("null", "zero", "random", "urandom")
+            ),
+        ]
+        env = [f"{key}={value}" for key, value in _ENV.items()]
+        chroot = ["chroot", "$R", "/usr/bin/env", "-i", "-C", "/sandbox", *env, *inner]
+        # Not exec'd: the shell stays the namespace's init and reports a signal death as 128 + N.
+        lines.append(" ".join(a if a == "$R" else shlex.quote(a) for a in chroot))
+        unshare = ["unshare", "--mount", "--net", "--pid", "--fork", "--ipc", "--uts"]
+        return [*unshare, "--kill-child", "--", "/bin/sh", "-c", "\n".join(lines)]
+
+
+def _ro_bind(source: str, target: str | None = None) -> str:
+    inside = '"$R"' + shlex.quote(target or source)
+    return (
+        f"mkdir -p {inside} && mount --rbind {shlex.quote(source)} {inside}"
+        f" && mount -o remount,bind,ro {inside}"
+    )
+
+
+def _write_etc(scratch: Path) -> Path:
+    """A minimal /etc: who nobody is, and nothing else (no shadow, no hosts, no secrets)."""
+    etc = scratch / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text(
+        f"root:x:0:0:root:/root:/bin/sh\nnobody:x:{NOBODY}:{NOBODY}:nobody:/sandbox:/bin/sh\n"
+    )
+    (etc / "group").write_text(f"root:x:0:\nnogroup:x:{NOBODY}:\n")
+    for path in etc.iterdir():
+        path.chmod(0o644)
+    etc.chmod(0o755)
+    return etc
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == uid
+    return count
+
+
+async def _execute(argv: list[str], scratch: Path, wall_s: float) -> SandboxResult:
+    """Run ``argv`` with its output in files, killing its whole tree at ``wall_s``."""
+    start = time.perf_counter()
+    with (
+        (scratch / "stdout").open("w+b") as out,
+        (scratch / "stderr").open("w+b") as err,
+        (scratch / "info").open("w+b") as info,
+    ):
+        if argv[0] == "bwrap":
+            argv = [argv[0], "--info-fd", str(info.fileno()), *argv[1:]]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            env={"PATH": _HOST_PATH},
+            cwd=scratch,
+            pass_fds=(info.fileno(),),
+        )
+        timed_out = False
+        try:
+            await asyncio.wait_for(process.wait(), wall_s)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if process.returncode is None:
+                await _kill_tree(process, scratch / "info")
+        duration = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read(_KEEP_OUTPUT).decode("utf-8", "replace")
+        stderr = err.read(_KEEP_OUTPUT).decode("utf-8", "replace")
+    assert process.returncode is not None  # waited for above
+    return SandboxResult(process.returncode, stdout, stderr, timed_out, duration)
+
+
+async def _kill_tree(process: asyncio.subprocess.Process, info: Path) -> None:
+    """Kill the sandbox's PID-namespace init, and wait until the whole namespace is gone.
+
+    When a namespace's init dies the kernel kills every process in it, and its parent (bwrap or
+    unshare, still alive) can only reap it once they are all gone: so waiting for the parent
+    waits for the last of them. Killing our process group is the backstop.
+    """
+    init = _namespace_init(process.pid, info)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(init if init is not None else process.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), _REAP_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _namespace_init(pid: int, info: Path) -> int | None:
+    """The host pid of the sandbox's namespace init: from bwrap's info, or unshare's child."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        text = info.read_text()
+        if text.strip():
+            return int(json.loads(text)["child-pid"])
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(children[0]) if children else None
+    return None
+
+
+def _choose_mode() -> str:
+    problems = []
+    if shutil.which("bwrap"):
+        if _works(["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--", "/bin/true"]):
+            return "bwrap"
+        problems.append("bubblewrap is installed but cannot create namespaces here")
+    else:
+        problems.append("bubblewrap (bwrap) is not installed")
+    probe = ["unshare", "--mount", "--net", "--pid", "--fork", "--", "/bin/true"]
+    if os.geteuid() == 0 and shutil.which("unshare") and _works(probe):
+        warnings.warn(
+            f"{problems[0]}: running generated code under the weaker unshare + rlimits "
+            "sandbox. Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
+            SandboxWarning,
+            stacklevel=4,
+        )
+        return "unshare"
+    problems.append("the unshare fallback needs root and a working unshare")
+    raise ConfigError(
+        "no sandbox is available to run generated code, and it is never run unsandboxed: "
+        + "; ".join(problems)
+        + ". Install bubblewrap (apt-get install bubblewrap)."
+    )
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        completed = subprocess.run(argv, capture_output=True, timeout=10, check=False)  # noqa: S603  # fixed argv
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return completed.returncode == 0
