@@ -42,8 +42,11 @@ class Caller:
     ) -> list[Call]:
         """Every call made for one attempt; it stops at the first that answers."""
         calls: list[Call] = []
+        # A validator's calls keep their kind through retries and fallbacks: they never answer
+        # the task, and reports must be able to tell them apart.
+        own = kind is CallKind.VALIDATOR
         for position, model in enumerate(tier.models):
-            call_kind = kind if position == 0 else CallKind.FALLBACK
+            call_kind = kind if position == 0 or own else CallKind.FALLBACK
             for retry_number in range(tier.retries + 1):
                 call = await self._once(tier, model, messages, task_id, call_kind)
                 calls.append(call)
@@ -58,7 +61,7 @@ class Caller:
                 if wait is None:
                     break
                 await self._retry.sleep(wait)
-                call_kind = CallKind.RETRY
+                call_kind = kind if own else CallKind.RETRY
         return calls
 
     async def _once(

@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from cascade._calls import Call, Caller
+from cascade.backends.base import Response
 from cascade.steplog import StepLog
 from cascade.types import (
+    Ask,
     Attempt,
     CallKind,
     Decision,
     Message,
     Outcome,
+    Price,
     Status,
     Step,
     Task,
@@ -58,6 +61,7 @@ class TaskRun:
         self.attempts: list[Attempt] = []
         self.spent = 0.0
         self.budget_stop = False
+        self.judge_calls: list[Call] = []
 
     async def run(self, messages: tuple[Message, ...], budget_usd: float | None) -> Outcome:
         """Climb the ladder until a tier's answer is accepted, or nothing is left to try."""
@@ -74,17 +78,19 @@ class TaskRun:
                     break
                 attempt = self._attempt(index, tier, last)
                 verdict = await run_validator(self.validate, attempt)
+                judged, self.judge_calls = self.judge_calls, []
                 if verdict.fault:
-                    self._step(index, last, verdict.leaves(), Decision.STOP)
+                    self._record(index, last, verdict, Decision.STOP, judged)
                     return self._finish(Status.FAILED, (verdict.reason,))
                 if verdict.passed:
-                    self._step(index, last, verdict.leaves(), Decision.ACCEPT)
-                    return self._finish(Status.ACCEPTED, (), verdict.value)
+                    answer = self._record(index, last, verdict, Decision.ACCEPT, judged)
+                    return self._finish(Status.ACCEPTED, (), verdict.value, answer)
                 wanted = Decision.REASK if reask < tier.reasks else Decision.ESCALATE
-                # A re-ask of the same tier will cost about what this attempt did.
-                estimate = attempt.cost_usd if wanted is Decision.REASK else 0.0
-                decision = self._move(index == top, budget_usd, wanted, attempt.cost_usd, estimate)
-                self._step(index, last, verdict.leaves(), decision)
+                # What judging cost counts too; a re-ask will cost about what this attempt did.
+                cost = attempt.cost_usd + sum(c.response.cost_usd for c in judged if c.response)
+                estimate = cost if wanted is Decision.REASK else 0.0
+                decision = self._move(index == top, budget_usd, wanted, cost, estimate)
+                self._record(index, last, verdict, decision, judged)
                 if decision is not Decision.REASK:
                     break
                 conversation = (*conversation, *_reask_turns(attempt.output, verdict))
@@ -129,13 +135,46 @@ class TaskRun:
             number=len(self.attempts),
             history=tuple(self.attempts),
             confidence=response.confidence,
+            ask=self._asker(tier),
         )
         self.attempts.append(attempt)
         return attempt
 
+    def _asker(self, tier: Tier) -> Ask:
+        """Let validators call models through the caller; their calls are kept for the record."""
+
+        async def ask(
+            model: str,
+            messages: tuple[Message, ...],
+            *,
+            params: Mapping[str, Any] | None = None,
+            price: Price | None = None,
+        ) -> Response:
+            rung = Tier(model, retries=tier.retries, timeout_s=tier.timeout_s, price=price)
+            if params:
+                rung = dataclasses.replace(rung, params=params)
+            calls = await self.caller.call_tier(rung, messages, self.task.id, CallKind.VALIDATOR)
+            self.judge_calls.extend(calls)
+            if calls[-1].error is not None:
+                raise calls[-1].error
+            assert calls[-1].response is not None  # a call without an error answered
+            return calls[-1].response
+
+        return ask
+
+    def _record(
+        self, index: int, call: Call, verdict: Verdict, decision: Decision, judged: list[Call]
+    ) -> int:
+        """Record an answer's step, then its validators' calls; return the answer's step."""
+        answer = self._step(index, call, verdict.leaves(), decision)
+        for judge_call in judged:
+            failed = judge_call.error is not None
+            self._step(index, judge_call, (), Decision.ERROR if failed else decision)
+        return answer
+
     def _step(
         self, index: int, call: Call, verdicts: tuple[Verdict, ...], decision: Decision
-    ) -> None:
+    ) -> int:
         response = call.response
         usage = response.usage if response is not None else _NO_USAGE
         cost = response.cost_usd if response is not None else 0.0
@@ -162,10 +201,11 @@ class TaskRun:
         self.steps.append(step)
         if self.log is not None:
             self.log.emit(step)
+        return step.step
 
     def _give_up(self) -> Outcome:
         """End a task no tier accepted: keep every step, and mark the best rejected answer."""
-        answered = [s for s in self.steps if s.output is not None]
+        answered = [s for s in self.steps if _is_answer(s)]
         if self.budget_stop:
             status = Status.BUDGET_EXHAUSTED
         else:
@@ -179,8 +219,14 @@ class TaskRun:
             reasons.append(f"task budget reached after spending ${self.spent:.6f}")
         return self._finish(status, tuple(dict.fromkeys(reasons)))
 
-    def _finish(self, status: Status, reasons: tuple[str, ...], parsed: Any = None) -> Outcome:
-        best = _best_step(self.steps) if status is not Status.ACCEPTED else len(self.steps) - 1
+    def _finish(
+        self,
+        status: Status,
+        reasons: tuple[str, ...],
+        parsed: Any = None,
+        accepted: int | None = None,
+    ) -> Outcome:
+        best = accepted if accepted is not None else _best_step(self.steps)
         chosen = self.steps[best] if best is not None else None
         return Outcome(
             run_id=self.run_id,
@@ -222,9 +268,14 @@ def _best_step(steps: list[Step]) -> int | None:
             s.step,
         )
         for s in steps
-        if s.output is not None
+        if _is_answer(s)
     ]
     return max(ranked)[3] if ranked else None
+
+
+def _is_answer(step: Step) -> bool:
+    """Whether a step holds an answer to the task (not an error, nor a validator's call)."""
+    return step.output is not None and step.kind is not CallKind.VALIDATOR
 
 
 def quarantined_outcome(run_id: str, raw: Task | Mapping[str, Any] | Any, reason: str) -> Outcome:

@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cascade.errors import ConfigError, TaskError
 
+if TYPE_CHECKING:
+    from cascade.backends.base import Response
+
 __all__ = [
+    "Ask",
     "Attempt",
     "CallKind",
     "Decision",
@@ -82,6 +86,8 @@ class CallKind(enum.StrEnum):
     REASK = "reask"
     RETRY = "retry"
     FALLBACK = "fallback"
+    VALIDATOR = "validator"
+    """A call a validator made to judge an answer: an LLM judge, or a second opinion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +233,33 @@ def _check_messages(where: str, messages: tuple[Message, ...]) -> tuple[Message,
     return tuple(MappingProxyType(dict(m)) for m in messages)
 
 
+class Ask(Protocol):
+    """How a validator calls a model through the engine: priced, logged, stored and replayable.
+
+    The call is retried like the tier's own calls, its cost is counted on the task, and it is
+    recorded as a step of kind ``validator``. A provider error that outlasts the retries is
+    raised, which makes the validator's verdict a fault.
+    """
+
+    async def __call__(
+        self,
+        model: str,
+        messages: tuple[Message, ...],
+        *,
+        params: Mapping[str, Any] | None = None,
+        price: Price | None = None,
+    ) -> Response:
+        """Ask ``model`` and return its response."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One answered call, as validators see it: the single state record they receive."""
+    """One answered call, as validators see it: the single state record they receive.
+
+    ``ask`` lets a validator call a model through the engine (see :class:`Ask`); it is ``None``
+    when an attempt is judged outside a cascade.
+    """
 
     task: Task
     tier_index: int
@@ -243,6 +273,7 @@ class Attempt:
     number: int = 0
     history: tuple[Attempt, ...] = ()
     confidence: float | None = None
+    ask: Ask | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from cascade.bench.dataset import Dataset
 from cascade.engine import Cascade
-from cascade.types import Decision, Outcome, Status
+from cascade.types import CallKind, Decision, Outcome, Status
 
 __all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle"]
 
@@ -119,6 +119,8 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
             passed += data.correct.get((outcome.task_id, outcome.model), False)
         escalated += any(step.tier > 0 for step in outcome.steps)
         for step in outcome.steps:
+            if step.kind is CallKind.VALIDATOR:
+                continue
             if step.output is not None and step.model_served is not None:
                 is_right = data.correct.get((outcome.task_id, step.model_served), False)
                 verdicts[(is_right, step.decision is Decision.ACCEPT)] += 1

@@ -11,6 +11,7 @@ from cascade.validators.code_tests import passes_tests
 from cascade.validators.combine import all_of, any_of, not_
 from cascade.validators.grounding import grounded
 from cascade.validators.jsonvalue import extract_json
+from cascade.validators.judge import judge
 from cascade.validators.labels import confidence, one_of
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
@@ -31,6 +32,7 @@ __all__ = [
     "function_call",
     "grounded",
     "json_schema",
+    "judge",
     "mypy_clean",
     "not_",
     "one_of",
