@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascade import Attempt, Task, Tier, Usage, Verdict
-from cascade.validators import CostClass, Validator, all_of, any_of, not_, run_validator
+from cascade.validators import (
+    CostClass,
+    Validator,
+    all_of,
+    any_of,
+    json_schema,
+    not_,
+    run_validator,
+    weighted,
+)
 from tests.helpers import make, models_called
 
 ATTEMPT = Attempt(
@@ -132,3 +142,44 @@ def test_all_of_runs_the_cheapest_first_and_stops_at_the_first_failure() -> None
     assert ran == ["schema"]
     assert verdict.reason == "schema failed"
     assert repr(all_of(judge, tests, schema)) == "all_of(schema, tests, judge)"
+
+
+scored = st.lists(
+    st.tuples(st.booleans(), st.floats(0, 1), st.floats(0, 10)), min_size=1, max_size=5
+)
+
+
+@given(scored, st.floats(0, 1))
+def test_weighted_never_passes_a_failed_gate(
+    members: list[tuple[bool, float, float]], bar: float
+) -> None:
+    """``weighted`` fails whenever a member fails, however high the others score."""
+
+    def scoring(passed: bool, score: float) -> Validator:
+        def check(attempt: Attempt) -> Verdict:
+            return Verdict(passed, reason="" if passed else "gate failed", score=score)
+
+        return check
+
+    parts = [(scoring(passed, score), weight) for passed, score, weight in members]
+    verdict = asyncio.run(run_validator(weighted(*parts, threshold=bar), ATTEMPT))
+    if not all(passed for passed, _, _ in members):
+        assert not verdict.passed
+    else:
+        total = sum(w for _, _, w in members) or 1.0
+        mean = sum(s * w for _, s, w in members) / total
+        assert verdict.passed == (mean >= bar)
+
+
+def test_a_high_judge_score_cannot_carry_an_invalid_schema() -> None:
+    """A perfect score from a judge does not pass JSON that fails its schema."""
+
+    def enthusiastic_judge(attempt: Attempt) -> Verdict:
+        return Verdict(True, score=1.0)
+
+    schema = json_schema({"type": "object", "required": ["name"]})
+    attempt = dataclasses.replace(ATTEMPT, output='{"nom": "x"}')
+    composite = weighted((enthusiastic_judge, 100.0), (schema, 0.01), threshold=0.1)
+    verdict = asyncio.run(run_validator(composite, attempt))
+    assert not verdict.passed
+    assert "required" in verdict.reason

@@ -8,7 +8,7 @@ from cascade.validators.base import CostClass, Validator, cost_class_of, run_val
 from cascade.validators.calls import function_call
 from cascade.validators.code import compiles, extract_code
 from cascade.validators.code_tests import passes_tests
-from cascade.validators.combine import all_of, any_of, not_
+from cascade.validators.combine import all_of, any_of, not_, weighted
 from cascade.validators.grounding import grounded
 from cascade.validators.jsonvalue import extract_json
 from cascade.validators.judge import judge
@@ -39,4 +39,5 @@ __all__ = [
     "passes_tests",
     "pydantic_model",
     "run_validator",
+    "weighted",
 ]

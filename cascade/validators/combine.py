@@ -1,8 +1,10 @@
-"""Combinators: ``all_of``, ``any_of`` and ``not_``.
+"""Combinators: ``all_of``, ``any_of``, ``not_`` and ``weighted``.
 
-Composites are gates, pass or fail; there is no weighted average that could let an invalid
-answer through. ``all_of`` runs the cheapest validators first and stops at the first failure.
-A validator that crashed stays a crash under every combinator, ``not_`` included.
+Composites are gates, pass or fail. ``weighted`` adds a threshold on a weighted mean of scores,
+but only on top of the gates: a failing member fails it, whatever the others scored, so no
+score can carry an invalid answer through. ``all_of`` runs the cheapest validators first and
+stops at the first failure. A validator that crashed stays a crash under every combinator,
+``not_`` included.
 
 >>> from cascade import Verdict
 >>> def yes(attempt): return Verdict(True)
@@ -13,12 +15,14 @@ all_of(yes, not_(no))
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+from cascade.errors import ConfigError
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass, Validator, cost_class_of, name_of, run_validator
 
-__all__ = ["all_of", "any_of", "not_"]
+__all__ = ["all_of", "any_of", "not_", "weighted"]
 
 
 class _Composite:
@@ -112,6 +116,50 @@ class _Not:
                 children=(inner,),
             )
         return Verdict(passed=True, validator=self._name, children=(inner,))
+
+
+class _Weighted(_AllOf):
+    _label = "weighted"
+
+    def __init__(self, weights: Sequence[tuple[Validator, float]], threshold: float) -> None:
+        super().__init__([validator for validator, _ in weights])
+        # The same stable sort as the members', so that the weights line up with them.
+        self._weights = [w for _, w in sorted(weights, key=lambda pair: cost_class_of(pair[0]))]
+        self._threshold = threshold
+        self._name = self._name[:-1] + f", threshold={threshold:g})"
+
+    async def __call__(self, attempt: Attempt) -> Verdict:
+        gated = await super().__call__(attempt)
+        if not gated.passed:
+            return dataclasses.replace(gated, validator=self._name)
+        # A member that passed without a score counts as fully satisfied.
+        mean = sum(
+            weight * (1.0 if verdict.score is None else verdict.score)
+            for weight, verdict in zip(self._weights, gated.children, strict=True)
+        ) / (sum(self._weights) or 1.0)
+        if mean >= self._threshold:
+            return dataclasses.replace(gated, validator=self._name, score=mean)
+        return Verdict(
+            passed=False,
+            reason=f"weighted score {mean:.3g} is below the threshold {self._threshold:g}",
+            feedback="; ".join(v.reason for v in gated.children if v.reason and v.score),
+            score=mean,
+            validator=self._name,
+            children=gated.children,
+        )
+
+
+def weighted(*weights: tuple[Validator, float], threshold: float) -> Validator:
+    """Pass when every member passes and the weighted mean of their scores >= ``threshold``.
+
+    >>> from cascade import Verdict
+    >>> def polite(attempt): return Verdict(True, score=0.9)
+    >>> weighted((polite, 2.0), threshold=0.8)
+    weighted(polite, threshold=0.8)
+    """
+    if not weights or any(not weight >= 0 for _, weight in weights):
+        raise ConfigError("weighted needs (validator, weight >= 0) pairs")
+    return _Weighted(weights, threshold)
 
 
 def all_of(*validators: Validator) -> Validator:
