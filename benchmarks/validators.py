@@ -1,0 +1,202 @@
+"""Validator speed, side by side with a baseline in one run.
+
+- ``json_schema`` and ``pydantic_model``: validations/s on parsed objects and from raw output,
+  against the ``jsonschema`` package's Draft 2020-12 validator. Target: >= 300k/s parsed.
+- ``mypy_clean``: seconds per warm check, against a cold ``mypy.api.run`` without a cache.
+  Target: <= 50 ms.
+- ``passes_tests``: seconds per candidate in the sandbox, against the same test harness as a
+  bare subprocess. Target: <= 50 ms of overhead.
+
+    .venv/bin/python benchmarks/validators.py [--objects 100000] [--checks 20] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import jsonschema
+import pydantic
+
+from cascade import Attempt, Task, Tier, Usage, Verdict, json_schema, mypy_clean, pydantic_model
+from cascade.validators import Limits, Sandbox, passes_tests, run_validator
+from cascade.validators.code_tests import _HARNESS
+
+SCHEMA = {
+    "type": "object",
+    "required": ["name", "email", "company"],
+    "properties": {
+        "name": {"type": "string"},
+        "email": {"type": "string"},
+        "company": {"type": ["string", "null"]},
+        "phones": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+
+
+class Contact(pydantic.BaseModel):
+    """The same shape as SCHEMA."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: str
+    email: str
+    company: str | None
+    phones: list[str] = []
+
+
+def attempt(output: str) -> Attempt:
+    """An attempt answering ``output``."""
+    task = Task("t", input="x")
+    return Attempt(task, 0, Tier("m"), "m", "m", output, Usage(), 0.0, 0.0)
+
+
+def rate(count: int, seconds: float) -> str:
+    """A rate, readably."""
+    return f"{count / seconds:12,.0f}/s"
+
+
+class Checker(Protocol):
+    """What both structured-output validators offer."""
+
+    def check(self, value: object) -> Verdict:
+        """Judge a parsed value."""
+        ...
+
+    def __call__(self, attempt: Attempt) -> Verdict:
+        """Judge an attempt's raw output."""
+        ...
+
+
+def best_of(rounds: int, work: Callable[[], object]) -> float:
+    """The fastest of ``rounds`` timings of ``work``: the least disturbed by the machine."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_schema(count: int) -> None:
+    """Parsed-object and raw-output validation rates for both validators and the baseline."""
+    objects = [
+        {"name": f"Ada {i}", "email": f"ada{i}@x.org", "company": None, "phones": ["1"]}
+        for i in range(count)
+    ]
+    texts = [json.dumps(o) for o in objects[: count // 10]]
+    baseline = jsonschema.Draft202012Validator(SCHEMA)
+    print(f"json_schema / pydantic_model: {count:,} parsed objects, {len(texts):,} raw outputs,")
+    print("  best of 3 rounds each")
+    base = best_of(3, lambda: all(baseline.is_valid(o) for o in objects))
+    print(f"  baseline jsonschema.Draft202012Validator.is_valid {rate(count, base)}")
+    validators: list[Checker] = [json_schema(SCHEMA), pydantic_model(Contact)]
+    for validator in validators:
+
+        def parsed_run(v: Checker = validator) -> bool:
+            return all(v.check(o).passed for o in objects)
+
+        def raw_run(v: Checker = validator) -> bool:
+            return all(v(attempt(t)).passed for t in texts)
+
+        assert parsed_run()
+        parsed = best_of(3, parsed_run)
+        raw = best_of(3, raw_run)
+        print(
+            f"  {validator!r:30} parsed {rate(count, parsed)} ({base / parsed:5.1f}x baseline)"
+            f"   from raw output {rate(len(texts), raw)}"
+        )
+
+
+GOOD = "def add(a: int, b: int) -> int:\n    return a + b\n"
+BAD = "def add(a: int, b: int) -> str:\n    return a + b\n"
+
+
+def bench_mypy(checks: int) -> None:
+    """Warm mypy_clean checks against a cold mypy run with no cache."""
+    from mypy import api  # noqa: PLC0415  # timed apart from the other benchmarks
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "candidate.py"
+        path.write_text(GOOD)
+        config = Path(directory) / "mypy.ini"
+        config.write_text("[mypy]\nstrict = True\n")
+        start = time.perf_counter()
+        api.run(["--config-file", str(config), "--cache-dir", "/dev/null", str(path)])
+        cold = time.perf_counter() - start
+    validator = mypy_clean()
+    first_start = time.perf_counter()
+    asyncio.run(run_validator(validator, attempt(GOOD)))
+    first = time.perf_counter() - first_start
+    times = []
+    for i in range(checks):
+        start = time.perf_counter()
+        asyncio.run(run_validator(validator, attempt(GOOD if i % 2 else BAD)))
+        times.append(time.perf_counter() - start)
+    warm = statistics.median(times)
+    print(f"mypy_clean: {checks} checks, alternating clean and failing code")
+    print(f"  baseline mypy.api.run, no cache   {cold * 1000:7.1f} ms per check")
+    print(f"  mypy_clean, first (fills cache)   {first * 1000:7.1f} ms")
+    print(f"  mypy_clean, warm (median)         {warm * 1000:7.1f} ms  ({cold / warm:.0f}x faster)")
+
+
+def bench_sandbox(runs: int) -> None:
+    """passes_tests in the sandbox against the same harness as a bare subprocess."""
+    snippets = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"]
+    cases = [["setup", ""], ["solution", GOOD]]
+    cases += [[f"test {i}", s] for i, s in enumerate(snippets)]
+    bare: list[float] = []
+    with tempfile.TemporaryDirectory() as directory:
+        Path(directory, "run.py").write_text(_HARNESS)
+        Path(directory, "cases.json").write_text(json.dumps(cases))
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(  # our interpreter on our harness
+                [sys.executable, "-I", "-B", "run.py", "M:"],
+                cwd=directory,
+                check=True,
+                capture_output=True,
+            )
+            bare.append(time.perf_counter() - start)
+    base = statistics.median(bare)
+    print(f"passes_tests: {runs} runs of a 2-snippet candidate, medians")
+    print(f"  baseline bare subprocess          {base * 1000:7.1f} ms")
+    for mode in ("bwrap", "unshare"):
+        sandbox = Sandbox(Limits(), mode=mode)
+        validator = passes_tests(snippets, sandbox=sandbox)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            verdict = asyncio.run(run_validator(validator, attempt(GOOD)))
+            times.append(time.perf_counter() - start)
+            assert verdict.passed, verdict.reason
+        mid = statistics.median(times)
+        print(
+            f"  sandbox {mode:8}                  {mid * 1000:7.1f} ms  "
+            f"(overhead {(mid - base) * 1000:5.1f} ms)"
+        )
+
+
+def main() -> None:
+    """Run the three measurements."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--checks", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=20)
+    options = parser.parse_args()
+    bench_schema(options.objects)
+    bench_mypy(options.checks)
+    bench_sandbox(options.runs)
+
+
+if __name__ == "__main__":
+    main()
