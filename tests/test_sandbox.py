@@ -244,3 +244,12 @@ def test_bad_file_names_are_refused() -> None:
     """Support files must be plain names inside the work dir."""
     with pytest.raises(ConfigError, match="plain, unreserved names"):
         passes_tests(["pass"], files={"../x.py": ""})
+
+
+def test_a_sandbox_that_cannot_start_python_is_a_configuration_error() -> None:
+    """A broken setup fails loudly, naming the problem, instead of failing every candidate."""
+    broken = Sandbox(TIGHT, mode="bwrap")
+    broken._python = "/nonexistent/python"  # simulate a Python bwrap cannot see
+    verdict = verdict_of(passes_tests(["pass"], sandbox=broken), ADD)
+    assert verdict.fault
+    assert "sandbox cannot start Python" in verdict.reason

@@ -106,6 +106,7 @@ class Sandbox:
         self.limits = limits or Limits()
         self._mode = mode
         self._python = sys.executable
+        self._checked = False
 
     def __repr__(self) -> str:
         return f"Sandbox({self.limits!r})"
@@ -118,10 +119,23 @@ class Sandbox:
         return self._mode
 
     async def run(self, files: Mapping[str, str], args: Sequence[str]) -> SandboxResult:
-        """Write ``files`` into a fresh directory and run ``python -I -B *args`` there."""
+        """Write ``files`` into a fresh directory and run ``python -I -B *args`` there.
+
+        The first run checks that the sandbox can start Python at all, so that a broken setup
+        is a :class:`ConfigError` rather than a string of failed candidates.
+        """
         for name in files:
             if "/" in name or name.startswith(".") or not name:
                 raise ConfigError(f"sandbox file names must be plain names, got {name!r}")
+        if not self._checked:
+            probe = await self._run({}, ["-c", "print('ok')"])
+            if probe.returncode != 0 or probe.stdout.strip() != "ok":
+                detail = (probe.stderr or probe.stdout).strip()[-500:]
+                raise ConfigError(f"the {self.mode} sandbox cannot start Python: {detail}")
+            self._checked = True
+        return await self._run(files, args)
+
+    async def _run(self, files: Mapping[str, str], args: Sequence[str]) -> SandboxResult:
         mode = self.mode
         scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
         try:
@@ -170,7 +184,10 @@ class Sandbox:
                 argv += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 argv += ["--ro-bind", path, path]
-        made: set[str] = set()
+        # /tmp first: Python itself may live under it (a virtualenv in a CI checkout, say).
+        scratch_size = str(_SCRATCH_MB << 20)
+        argv += ["--perms", "1777", "--size", scratch_size, "--tmpfs", "/tmp"]  # noqa: S108
+        made: set[str] = {"/tmp"}  # noqa: S108  # the sandbox's private tmpfs
         for directory in self._python_dirs():
             for parent in reversed(Path(directory).parents[:-1]):
                 if str(parent) not in made:
@@ -178,9 +195,7 @@ class Sandbox:
                     argv += ["--dir", str(parent)]
             argv += ["--ro-bind", directory, directory]
         argv += ["--ro-bind", str(etc), "/etc", "--proc", "/proc", "--dev", "/dev"]
-        # A private, size-capped tmpfs, not the host's /tmp.
-        argv += ["--perms", "1777", "--size", str(_SCRATCH_MB << 20), "--tmpfs", "/tmp"]  # noqa: S108
-        argv += ["--perms", "0777", "--size", str(_SCRATCH_MB << 20), "--tmpfs", "/sandbox"]
+        argv += ["--perms", "0777", "--size", scratch_size, "--tmpfs", "/sandbox"]
         for name in names:
             argv += ["--ro-bind", str(scratch / "work" / name), f"/sandbox/{name}"]
         for key, value in _ENV.items():
@@ -202,17 +217,18 @@ class Sandbox:
                 lines.append(f'ln -s {shlex.quote(os.readlink(path))} "$R{path}"')
             elif os.path.isdir(path):
                 lines.append(_ro_bind(path))
+        size = f"size={_SCRATCH_MB}m"
+        # /tmp first: Python itself may live under it (a virtualenv in a CI checkout, say).
+        lines.append(f'mkdir "$R/tmp"; mount -t tmpfs -o mode=1777,{size} cascade-tmp "$R/tmp"')
         lines += [_ro_bind(d) for d in self._python_dirs()]
         lines.append(_ro_bind(str(etc), "/etc"))
-        size = f"size={_SCRATCH_MB}m"
         lines += [
-            f'mkdir "$R/tmp" && mount -t tmpfs -o mode=1777,{size} cascade-tmp "$R/tmp"',
-            f'mkdir "$R/sandbox" && mount -t tmpfs -o mode=0777,{size} cascade-work "$R/sandbox"',
+            f'mkdir "$R/sandbox"; mount -t tmpfs -o mode=0777,{size} cascade-work "$R/sandbox"',
             f'cp -r {shlex.quote(str(scratch / "work"))}/. "$R/sandbox/"',
-            'mkdir "$R/proc" && mount -t proc proc "$R/proc"',
+            'mkdir "$R/proc"; mount -t proc proc "$R/proc"',
             'mkdir "$R/dev"',
             *(
-                f'touch "$R/dev/{dev}" && mount --bind /dev/{dev} "$R/dev/{dev}"'
+                f'touch "$R/dev/{dev}"; mount --bind /dev/{dev} "$R/dev/{dev}"'
                 for dev in ("null", "zero", "random", "urandom")
             ),
         ]
@@ -226,9 +242,10 @@ class Sandbox:
 
 def _ro_bind(source: str, target: str | None = None) -> str:
     inside = '"$R"' + shlex.quote(target or source)
+    # Separate commands, not a && chain: under ``set -e`` a failure inside a chain is ignored.
     return (
-        f"mkdir -p {inside} && mount --rbind {shlex.quote(source)} {inside}"
-        f" && mount -o remount,bind,ro {inside}"
+        f"mkdir -p {inside}; mount --rbind {shlex.quote(source)} {inside}; "
+        f"mount -o remount,bind,ro {inside}"
     )
 
 
