@@ -44,9 +44,23 @@ def refuse_remote_ref(uri: str) -> NoReturn:
     raise ConfigError(f"remote $ref {uri} is not fetched: bundle the schema into one file")
 
 
-class _JsonSchema:
+class _JsonChecker:
+    """Find the JSON value in the output, then judge it with ``check``."""
+
     cost_class = CostClass.FREE
 
+    def __call__(self, attempt: Attempt) -> Verdict:
+        value, problem = extract_json(attempt.output)
+        if problem is not None:
+            return Verdict(False, reason=problem, feedback=_NO_JSON_FEEDBACK)
+        return self.check(value)
+
+    def check(self, value: Any) -> Verdict:
+        """Judge an already parsed value."""
+        raise NotImplementedError
+
+
+class _JsonSchema(_JsonChecker):
     def __init__(self, schema: Mapping[str, Any], label: str) -> None:
         try:
             self._validator = jsonschema_rs.Draft202012Validator(
@@ -59,12 +73,6 @@ class _JsonSchema:
 
     def __repr__(self) -> str:
         return f"json_schema({self._label})"
-
-    def __call__(self, attempt: Attempt) -> Verdict:
-        value, problem = extract_json(attempt.output)
-        if problem is not None:
-            return Verdict(False, reason=problem, feedback=_NO_JSON_FEEDBACK)
-        return self.check(value)
 
     def check(self, value: Any) -> Verdict:
         """Judge an already parsed value."""
@@ -104,9 +112,7 @@ def json_schema(schema: Mapping[str, Any] | str | Path) -> _JsonSchema:
     return _JsonSchema(schema, repr(str(label)))
 
 
-class _PydanticModel:
-    cost_class = CostClass.FREE
-
+class _PydanticModel(_JsonChecker):
     def __init__(self, model: type[pydantic.BaseModel]) -> None:
         self._model = model
         # The model's own core validator: a third faster than model_validate per call.
@@ -114,12 +120,6 @@ class _PydanticModel:
 
     def __repr__(self) -> str:
         return f"pydantic_model({self._model.__name__})"
-
-    def __call__(self, attempt: Attempt) -> Verdict:
-        value, problem = extract_json(attempt.output)
-        if problem is not None:
-            return Verdict(False, reason=problem, feedback=_NO_JSON_FEEDBACK)
-        return self.check(value)
 
     def check(self, value: Any) -> Verdict:
         """Judge an already parsed value; the verdict's value is the model instance."""
