@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascade._calls import Call, Caller
@@ -63,10 +63,20 @@ class TaskRun:
         self.budget_stop = False
         self.judge_calls: list[Call] = []
 
-    async def run(self, messages: tuple[Message, ...], budget_usd: float | None) -> Outcome:
-        """Climb the ladder until a tier's answer is accepted, or nothing is left to try."""
-        top = len(self.ladder) - 1
-        for index, tier in enumerate(self.ladder):
+    async def run(
+        self,
+        messages: tuple[Message, ...],
+        budget_usd: float | None,
+        order: Sequence[int] | None = None,
+    ) -> Outcome:
+        """Climb the ladder until a tier's answer is accepted, or nothing is left to try.
+
+        ``order`` is the tiers to try, as indices into the ladder (all of them by default).
+        """
+        order = range(len(self.ladder)) if order is None else order
+        top = order[-1] if order else -1
+        for index in order:
+            tier = self.ladder[index]
             conversation, kind = messages, CallKind.CALL
             for reask in range(tier.reasks + 1):
                 *errors, last = await self.caller.call_tier(tier, conversation, self.task.id, kind)

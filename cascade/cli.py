@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -36,7 +37,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
+    _add_policy(commands)
+    _add_run(commands)
+    report = commands.add_parser(
+        "report", help="summarise a run store", description="Summarise the results in a store."
+    )
+    report.add_argument("store", help="the SQLite store a run wrote")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument("--run", help="only this run id (default: every run in the store)")
     return parser
+
+
+def _add_policy(commands: Any) -> None:
+    policy = commands.add_parser("policy", help="work with policy files")
+    actions = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="validate policy files",
+        description="Validate policy files or directories; print file:line: problem, exit 1.",
+    )
+    check.add_argument("paths", nargs="+", metavar="FILE", help="policy files or directories")
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a file of tasks through the policies",
+        description="Stream tasks (JSONL or CSV) through the policy for each task's type; "
+        "write one result line per task, quarantine lines that are not tasks, store every step.",
+    )
+    run.add_argument("tasks", help="tasks file, .jsonl or .csv")
+    run.add_argument("--policy", required=True, help="a policy file, or a directory of them")
+    run.add_argument("--out", default="results.jsonl", help="results file (JSONL)")
+    run.add_argument("--store", default="run.db", help="SQLite store of every step and result")
+    run.add_argument("--quarantine", help="bad lines (default: beside --out)")
+    run.add_argument("--log", help="step log, JSON lines (default: beside --out)")
+    run.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once")
+    run.add_argument("--replay", metavar="DATASET", help="serve every tier from a recorded dataset")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,14 +91,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cascade.errors import CascadeError  # noqa: PLC0415
 
     try:
+        return _dispatch(args)
+    except CascadeError as exc:
+        print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    # Imported per command, so that --help and the other commands do not pay for them.
+    if args.command == "bench":
         from cascade.bench.command import bench  # noqa: PLC0415
 
         return bench(
             args.dataset, args.ladder, as_json=args.json, concurrency=max(1, args.concurrency)
         )
-    except CascadeError as exc:
-        print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
-        return 2
+    from cascade import commands  # noqa: PLC0415
+
+    if args.command == "policy":
+        return commands.policy_check(args.paths)
+    if args.command == "report":
+        return commands.report_command(args.store, as_json=args.json, run_id=args.run)
+    return commands.run_command(
+        args.tasks,
+        args.policy,
+        out=args.out,
+        store_path=args.store,
+        quarantine=args.quarantine,
+        log_path=args.log,
+        concurrency=args.concurrency,
+        replay=args.replay,
+    )
 
 
 if __name__ == "__main__":

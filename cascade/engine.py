@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from cascade._calls import Caller
@@ -28,11 +28,14 @@ from cascade.errors import CascadeError, ConfigError, TaskError
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.types import Outcome, Task, Tier
+from cascade.types import Message, Outcome, Task, Tier
 from cascade.validators.base import Validator
 from cascade.validators.combine import all_of
 
-__all__ = ["Cascade"]
+__all__ = ["Cascade", "Route"]
+
+Route = Callable[[Task, tuple[Message, ...]], Sequence[int]]
+"""Which tiers to try for a task, as ladder indices in order: start rules, context windows."""
 
 
 class Cascade:
@@ -44,6 +47,7 @@ class Cascade:
     as they are. ``budget_usd`` caps the cost of one task; it is checked before every re-ask and
     escalation. ``log`` is a :class:`StepLog`, ``None`` for JSON lines on standard error, or
     ``False`` for no log. With a ``store``, every outcome and its steps are written through it.
+    ``route`` picks the tiers to try per task (see :data:`Route`); by default, all in order.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Cascade:
         log: StepLog | bool | None = None,
         retry: RetryPolicy | None = None,
         run_id: str | None = None,
+        route: Route | None = None,
     ) -> None:
         self.ladder = tuple(Tier(t) if isinstance(t, str) else t for t in ladder)
         if not self.ladder:
@@ -72,6 +77,7 @@ class Cascade:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._log = StepLog() if log is None or log is True else (log or None)
         self._caller = Caller(self.backend, retry or RetryPolicy())
+        self.route = route
 
     def __repr__(self) -> str:
         models = " → ".join(t.model for t in self.ladder)
@@ -99,11 +105,20 @@ class Cascade:
         except TaskError as exc:
             outcome = failed_outcome(self.run_id, parsed, str(exc))
         else:
-            run = TaskRun(parsed, self.ladder, self.validate, self._caller, self._log, self.run_id)
-            outcome = await run.run(messages, self.budget_usd)
+            outcome = await self._climb(parsed, messages)
         if self.store is not None:
             self.store.record(outcome, parsed)
         return outcome
+
+    async def _climb(self, task: Task, messages: tuple[Message, ...]) -> Outcome:
+        order = None
+        if self.route is not None:
+            order = [i for i in self.route(task, messages) if 0 <= i < len(self.ladder)]
+            if not order:
+                reason = "no tier of the ladder can take this task (see the policy's start rules"
+                return failed_outcome(self.run_id, task, reason + " and context windows)")
+        run = TaskRun(task, self.ladder, self.validate, self._caller, self._log, self.run_id)
+        return await run.run(messages, self.budget_usd, order)
 
     async def amap(
         self, tasks: Iterable[Task | Mapping[str, Any]], *, concurrency: int = 16

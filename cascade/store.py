@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -226,6 +226,19 @@ class Store:
             ).fetchall()
         for row in rows:
             yield _outcome_from_row(row, ()).to_result() | {"attempts": row[9]}
+
+    def select(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows of a read-only query, for reports over the store, fetched in batches."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("select() runs queries only")
+        with self._lock:
+            cursor = self._db.execute(sql, tuple(params))
+        while True:
+            with self._lock:
+                batch = cursor.fetchmany(1000)
+            if not batch:
+                return
+            yield from batch
 
     def count(self, table: str) -> int:
         """The number of rows in one of the store's tables."""

@@ -105,7 +105,7 @@ def json_schema(schema: Mapping[str, Any] | str | Path) -> _JsonSchema:
             raise ConfigError(f"cannot read JSON Schema {path}: {exc}") from exc
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"JSON Schema {path} must hold an object")
-        return _JsonSchema(loaded, repr(str(path)))
+        return _JsonSchema(loaded, repr(str(loaded.get("title") or path.name)))
     if not isinstance(schema, Mapping):
         raise ConfigError(f"a JSON Schema must be an object, got {type(schema).__name__}")
     label = schema.get("title") or schema.get("$id") or "<schema>"

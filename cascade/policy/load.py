@@ -1,0 +1,236 @@
+r"""Load policy files and policy directories; every error names ``file:line`` and the field.
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "labels.toml").write_text(
+...     'task_type = "labels"\n[[tiers]]\nmodel = "small"\n'
+...     '[[validators]]\nkind = "one_of"\nlabels = ["yes", "no"]\n')
+>>> load_policy(folder / "labels.toml").cascade(log=False)
+Cascade(small, validate=one_of(['yes', 'no']))
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from cascade.backends.base import Backend
+from cascade.engine import Cascade, Route
+from cascade.errors import ConfigError
+from cascade.policy.build import FieldError, build_tier, build_validator, router
+from cascade.policy.locate import TomlLines, dotted
+from cascade.policy.spec import PolicySpec
+from cascade.retry import RetryPolicy
+from cascade.steplog import StepLog
+from cascade.store import Store
+from cascade.types import Task, Tier
+from cascade.validators import Validator, all_of
+
+__all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "load_policies", "load_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a policy file, where it is."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class PolicyError(ConfigError):
+    """One or more problems in policy files; ``str()`` gives one ``file:line: ...`` per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A loaded policy: the ladder, the validators and the rules for one task type."""
+
+    path: Path
+    spec: PolicySpec
+    ladder: tuple[Tier, ...]
+    validate: Validator
+    route: Route | None
+
+    @property
+    def task_type(self) -> str:
+        """The task type this policy serves."""
+        return self.spec.task_type
+
+    def cascade(
+        self,
+        *,
+        backend: Backend | None = None,
+        store: Store | None = None,
+        log: StepLog | bool | None = None,
+        retry: RetryPolicy | None = None,
+        run_id: str | None = None,
+    ) -> Cascade:
+        """A :class:`Cascade` running this policy."""
+        return Cascade(
+            self.ladder,
+            self.validate,
+            backend=backend,
+            prompt=self.spec.prompt,
+            budget_usd=self.spec.budget.max_cost_per_task_usd,
+            store=store,
+            log=log,
+            retry=retry,
+            run_id=run_id,
+            route=self.route,
+        )
+
+
+def _pydantic_message(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check its spelling; unknown keys are not ignored)"
+    if error["type"] == "union_tag_invalid":
+        found = error.get("ctx", {}).get("tag")
+        expected = error.get("ctx", {}).get("expected_tags")
+        return f"unknown validator kind {found!r}; the kinds are {expected}"
+    return str(error["msg"])
+
+
+def _loc(raw: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """A pydantic error location as the file's path: without union tags, with real names."""
+    path: list[str | int] = []
+    for index, part in enumerate(raw):
+        if index > 0 and raw[0] == "validators" and index == 2 and isinstance(raw[1], int):
+            continue  # pydantic adds the union member's tag after the list index
+        path.append("schema" if part == "schema_" else part)
+    return tuple(path)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load and check one policy file; raise :class:`PolicyError` naming every problem found."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError([Problem(name, 1, "", f"cannot read the file: {exc}")]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else 1
+        raise PolicyError([Problem(name, line, "", f"not valid TOML: {exc}")]) from exc
+    lines = TomlLines(text)
+    try:
+        spec = PolicySpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = _loc(tuple(error["loc"]))
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "kind")
+            problems.append(
+                Problem(name, lines.line_of(loc), dotted(loc), _pydantic_message(error))
+            )
+        raise PolicyError(problems) from exc
+    return _build(path, spec, lines)
+
+
+def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
+    problems: list[Problem] = []
+
+    def problem(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(Problem(str(path), lines.line_of(loc), dotted(loc), message))
+
+    for index, rule in enumerate(spec.start):
+        if rule.tier >= len(spec.tiers):
+            problem(("start", index, "tier"), f"there are only {len(spec.tiers)} tiers")
+        if not rule.tags and rule.min_input_tokens is None:
+            problem(("start", index), "a start rule needs tags or min_input_tokens")
+    ladder: list[Tier] = []
+    for index, tier_spec in enumerate(spec.tiers):
+        try:
+            ladder.append(build_tier(tier_spec))
+        except ConfigError as exc:
+            problem(("tiers", index), str(exc))
+    validators: list[Validator] = []
+    for index, validator_spec in enumerate(spec.validators):
+        try:
+            validators.append(build_validator(validator_spec, path.parent))
+        except FieldError as exc:
+            problem(("validators", index, exc.field), str(exc))
+        except ConfigError as exc:
+            problem(("validators", index), str(exc))
+    if problems:
+        raise PolicyError(problems)
+    validate = validators[0] if len(validators) == 1 else all_of(*validators)
+    return Policy(path, spec, tuple(ladder), validate, router(spec))
+
+
+class PolicySet:
+    """Policies by task type, from one file or a directory of ``*.toml`` files.
+
+    A single policy file also serves tasks that carry no type.
+    """
+
+    def __init__(self, policies: Mapping[str, Policy], default: Policy | None) -> None:
+        self._policies = dict(policies)
+        self._default = default
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self._policies.values())
+
+    def __len__(self) -> int:
+        return len(self._policies)
+
+    def for_task(self, task: Task) -> Policy | None:
+        """The policy for ``task``'s type; an untyped task gets the default, if there is one."""
+        found = self._policies.get(task.type)
+        if found is None and task.type == "default":
+            return self._default
+        return found
+
+    def task_types(self) -> list[str]:
+        """The task types covered."""
+        return sorted(self._policies)
+
+
+def load_policies(path: str | Path) -> PolicySet:
+    """Load a policy file, or every ``*.toml`` in a directory; report all problems at once."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.toml"))
+        if not files:
+            raise PolicyError([Problem(str(path), 1, "", "no *.toml policy files here")])
+    elif path.exists():
+        files = [path]
+    else:
+        raise PolicyError([Problem(str(path), 1, "", "no such policy file or directory")])
+    problems: list[Problem] = []
+    policies: dict[str, Policy] = {}
+    for file in files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+            continue
+        if (seen := policies.get(policy.task_type)) is not None:
+            message = f"task_type {policy.task_type!r} is already served by {seen.path}"
+            problems.append(Problem(str(file), 1, "task_type", message))
+        policies[policy.task_type] = policy
+    if problems:
+        raise PolicyError(problems)
+    default = policies.get("default") or (
+        next(iter(policies.values())) if len(files) == 1 else None
+    )
+    return PolicySet(policies, default)

@@ -1,0 +1,184 @@
+"""What a policy file may say, as pydantic models. Unknown keys are errors, never ignored.
+
+Validators are a union tagged by ``kind``; each kind takes the parameters of its factory.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+
+__all__ = [
+    "BudgetSpec",
+    "PolicySpec",
+    "PriceSpec",
+    "StartRule",
+    "TierSpec",
+    "ValidatorSpec",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriceSpec(_Strict):
+    """A price override, in US dollars per million tokens."""
+
+    input_usd_per_mtok: NonNegativeFloat
+    output_usd_per_mtok: NonNegativeFloat
+
+
+class TierSpec(_Strict):
+    """One rung: the model, how to call it, and how often to re-ask it."""
+
+    model: Annotated[str, Field(min_length=1)]
+    reasks: NonNegativeInt = 0
+    retries: NonNegativeInt = 2
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    fallbacks: list[Annotated[str, Field(min_length=1)]] = []
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: PositiveInt | None = None
+    params: dict[str, Any] = {}
+    price: PriceSpec | None = None
+    context_window: PositiveInt | None = None
+    """Prompt tokens this model accepts; a task whose prompt is longer skips the tier."""
+
+
+class StartRule(_Strict):
+    """Start a task at a higher tier: by one of its tags, or by the size of its prompt."""
+
+    tier: NonNegativeInt
+    tags: list[str] = []
+    min_input_tokens: PositiveInt | None = None
+
+
+class BudgetSpec(_Strict):
+    """Spending caps."""
+
+    max_cost_per_task_usd: Annotated[float, Field(gt=0)] | None = None
+
+
+class _Kind(_Strict):
+    kind: str
+
+
+class JsonSchemaSpec(_Kind):
+    """``json_schema``: a schema file (relative to the policy) or an inline table."""
+
+    kind: Literal["json_schema"]
+    schema_: Annotated[str | dict[str, Any], Field(alias="schema")]
+
+
+class PydanticSpec(_Kind):
+    """``pydantic``: a model class named as ``module:Model``."""
+
+    kind: Literal["pydantic"]
+    model: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]
+
+
+class GroundedSpec(_Kind):
+    """``grounded``: extracted values must occur in the input."""
+
+    kind: Literal["grounded"]
+    fields: list[str] | None = None
+    source: str | None = None
+    ignore_case: bool = True
+    collapse_whitespace: bool = True
+    numbers: bool = True
+    dates: bool = True
+
+
+class CompilesSpec(_Kind):
+    """``compiles``: the code compiles."""
+
+    kind: Literal["compiles"]
+    max_chars: PositiveInt = 100_000
+
+
+class MypySpec(_Kind):
+    """``mypy``: the code type-checks."""
+
+    kind: Literal["mypy"]
+    strict: bool = True
+    allow_ignores: bool = False
+
+
+class TestsSpec(_Kind):
+    """``tests``: the code passes tests, from a file (relative to the policy) or the task."""
+
+    kind: Literal["tests"]
+    file: str | None = None
+    snippets: list[str] | None = None
+    setup: str = ""
+    wall_s: Annotated[float, Field(gt=0)] = 10.0
+    cpu_s: PositiveInt = 10
+    memory_mb: PositiveInt = 1024
+
+
+class JudgeSpec(_Kind):
+    """``judge``: an LLM judge with a rubric."""
+
+    kind: Literal["judge"]
+    rubric: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1)]
+    reference_field: str | None = None
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    price: PriceSpec | None = None
+
+
+class OneOfSpec(_Kind):
+    """``one_of``: the answer is one of the labels."""
+
+    kind: Literal["one_of"]
+    labels: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    ignore_case: bool = True
+
+
+class FunctionCallSpec(_Kind):
+    """``function_call``: a call of one of the task's functions, with valid arguments."""
+
+    kind: Literal["function_call"]
+
+
+class ConfidenceSpec(_Kind):
+    """``confidence``: the model's own confidence reaches a threshold."""
+
+    kind: Literal["confidence"]
+    threshold: float
+
+
+class PythonSpec(_Kind):
+    """``python``: a user's factory, ``module:factory``, called with ``args``."""
+
+    kind: Literal["python"]
+    factory: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]
+    args: dict[str, Any] = {}
+
+
+ValidatorSpec = Annotated[
+    JsonSchemaSpec
+    | PydanticSpec
+    | GroundedSpec
+    | CompilesSpec
+    | MypySpec
+    | TestsSpec
+    | JudgeSpec
+    | OneOfSpec
+    | FunctionCallSpec
+    | ConfidenceSpec
+    | PythonSpec,
+    Field(discriminator="kind"),
+]
+
+
+class PolicySpec(_Strict):
+    """One task type's policy: the prompt, the ladder, the validators and the budget."""
+
+    task_type: Annotated[str, Field(min_length=1)]
+    prompt: str = "{input}"
+    tiers: Annotated[list[TierSpec], Field(min_length=1)]
+    validators: list[ValidatorSpec] = []
+    budget: BudgetSpec = BudgetSpec()
+    start: list[StartRule] = []

@@ -1,0 +1,177 @@
+"""What a run did, from its store: counts, pass and escalation rates, cost, latency, reasons.
+
+``cascade run`` prints this summary at its end and ``cascade report STORE`` prints the same
+for any store, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascade.store import Store
+
+__all__ = ["Report", "TierReport", "render", "report"]
+
+_TOP_REASONS = 3
+
+
+@dataclass
+class TierReport:
+    """One tier of one task type."""
+
+    tier: int
+    models: list[str] = field(default_factory=list)
+    reached: int = 0
+    accepted: int = 0
+    escalated: int = 0
+    attempts: int = 0
+    cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    rejections: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        """The tier's figures, as ``cascade report --json`` prints them."""
+        return {
+            "tier": self.tier,
+            "models": self.models,
+            "tasks_reached": self.reached,
+            "accepted": self.accepted,
+            "acceptance_rate": _rate(self.accepted, self.reached),
+            "escalated": self.escalated,
+            "escalation_rate": _rate(self.escalated, self.reached),
+            "attempts": self.attempts,
+            "cost_usd": round(self.cost_usd, 8),
+            "latency_p50_s": _percentile(self.latencies, 0.50),
+            "latency_p95_s": _percentile(self.latencies, 0.95),
+            "top_rejections": [[r, n] for r, n in self.rejections.most_common(_TOP_REASONS)],
+        }
+
+
+@dataclass
+class Report:
+    """A summary of the results in a store (one run, or all of them)."""
+
+    tasks: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    accepted_by_tier: Counter[int] = field(default_factory=Counter)
+    escalated: int = 0
+    cost_usd: float = 0.0
+    by_type: dict[str, dict[int, TierReport]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON object."""
+        return {
+            "tasks": self.tasks,
+            "statuses": dict(sorted(self.statuses.items())),
+            "accepted_by_tier": {str(t): n for t, n in sorted(self.accepted_by_tier.items())},
+            "pass_rate": _rate(self.statuses["accepted"], self.tasks),
+            "escalation_rate": _rate(self.escalated, self.tasks),
+            "cost_usd": round(self.cost_usd, 8),
+            "by_type": {
+                kind: [tiers[t].to_json() for t in sorted(tiers)]
+                for kind, tiers in sorted(self.by_type.items())
+            },
+        }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 6)
+
+
+def report(store: Store, run_id: str | None = None) -> Report:
+    """Summarise the store's results and attempts, for one run or for all of them."""
+    params = (run_id, run_id)
+    summary = Report()
+    for task_type, status, tier, cost in store.select(
+        "SELECT task_type, status, tier, cost_usd FROM results WHERE ? IS NULL OR run_id = ?",
+        params,
+    ):
+        summary.tasks += 1
+        summary.statuses[status] += 1
+        summary.cost_usd += cost
+        if status == "accepted" and tier is not None:
+            summary.accepted_by_tier[tier] += 1
+        summary.by_type.setdefault(task_type, {})
+    _add_attempts(store, summary, params)
+    return summary
+
+
+def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
+    """Per-tier figures from the attempts of tasks that have a result."""
+    rows = store.select(
+        "SELECT a.run_id, a.task_id, a.task_type, a.tier, a.model_requested, a.kind, a.cost_usd,"
+        " a.latency_s, a.verdicts, a.decision FROM attempts a JOIN results r"
+        " ON a.run_id = r.run_id AND a.task_id = r.task_id"
+        " WHERE ? IS NULL OR a.run_id = ? ORDER BY a.run_id, a.task_id, a.seq",
+        params,
+    )
+    current: tuple[str, str, str] | None = None
+    tiers: set[int] = set()
+    for run, task, task_type, tier, model, kind, cost, latency, verdicts, decision in rows:
+        if (run, task, task_type) != current:
+            _close_task(summary, current, tiers)
+            current, tiers = (run, task, task_type), set()
+        entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
+        entry.cost_usd += cost
+        if kind == "validator":
+            continue
+        entry.attempts += 1
+        entry.latencies.append(latency)
+        if model not in entry.models:
+            entry.models.append(model)
+        tiers.add(tier)
+        entry.accepted += decision == "accept"
+        for verdict in json.loads(verdicts):
+            if not verdict.get("passed") and verdict.get("reason"):
+                entry.rejections[verdict["reason"][:160]] += 1
+    _close_task(summary, current, tiers)
+
+
+def _close_task(summary: Report, task: tuple[str, str, str] | None, tiers: set[int]) -> None:
+    """Count a finished task's tiers: reached, and escalated from (a higher tier followed)."""
+    if task is None:
+        return
+    for tier in tiers:
+        entry = summary.by_type[task[2]][tier]
+        entry.reached += 1
+        entry.escalated += any(other > tier for other in tiers)
+    summary.escalated += len(tiers) > 1
+
+
+def render(summary: Report) -> str:
+    """The report as text for people."""
+    data = summary.to_json()
+    statuses = ", ".join(f"{k} {v}" for k, v in data["statuses"].items()) or "none"
+    by_tier = ", ".join(f"tier {k}: {v}" for k, v in data["accepted_by_tier"].items()) or "none"
+    lines = [
+        f"tasks {data['tasks']}: {statuses}",
+        f"accepted by tier: {by_tier}",
+        f"pass rate (accepted) {data['pass_rate']:.1%}, "
+        f"escalation rate {data['escalation_rate']:.1%}, "
+        f"cost ${data['cost_usd']:.6f}",
+    ]
+    for task_type, tiers in data["by_type"].items():
+        lines.append(f"{task_type}:")
+        for tier in tiers:
+            p50, p95 = tier["latency_p50_s"], tier["latency_p95_s"]
+            latency = f"p50 {p50:.3f}s p95 {p95:.3f}s" if p50 is not None else "no calls"
+            lines.append(
+                f"  tier {tier['tier']} {'/'.join(tier['models'])}: reached {tier['tasks_reached']}"
+                f", accepted {tier['acceptance_rate']:.1%}, escalated {tier['escalation_rate']:.1%}"
+                f", {tier['attempts']} attempts, ${tier['cost_usd']:.6f}, {latency}"
+            )
+            for reason, count in tier["top_rejections"]:
+                lines.append(f"      {count} x {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""``cascade run`` over files of tasks, and ``cascade report`` on what it stored."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cascade import Store
+from cascade.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    """A folder with two policies and a recorded dataset for the models they name."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for task_type in ("labels", "moods"):
+        (policies / f"{task_type}.toml").write_text(
+            textwrap.dedent(
+                f"""\
+                task_type = "{task_type}"
+                [[tiers]]
+                model = "openai/small"
+                [[tiers]]
+                model = "big"
+                [[validators]]
+                kind = "one_of"
+                labels = ["yes", "no", "happy"]
+                """
+            )
+        )
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rows = []
+    for number in range(1, 7):
+        small = "yes" if number % 2 else "maybe"  # even tasks fail at the small tier
+        for model, output, cost in (("small", small, 0.001), ("big", "no", 0.01)):
+            rows.append(
+                {"task_id": f"t{number}", "model": model, "output": output, "cost_usd": cost}
+            )
+    (dataset / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (dataset / "models.json").write_text("[]")
+    return tmp_path
+
+
+MIXED = [
+    '{"id": "t1", "type": "labels", "input": "first"}',
+    '{"id": "t2", "type": "labels", "input": "second"}',
+    "{not json at all",
+    '{"id": "t3", "type": "moods", "input": "third"}',
+    '{"id": "t4", "input": "no type given"}',
+    '{"id": "t5", "type": "poetry", "input": "no policy for this type"}',
+    '{"type": "labels", "input": "no id"}',
+    '{"id": "t6", "type": "labels"}',
+    "",
+    '["an array, not a task"]',
+    '{"id": "t2", "type": "labels", "input": "a repeated id"}',
+]
+
+
+def run(job: Path, tasks: Path, *extra: str) -> int:
+    """``cascade run`` with the job's policies and replay dataset."""
+    return main(
+        [
+            "run",
+            str(tasks),
+            "--policy",
+            str(job / "policies"),
+            "--replay",
+            str(job / "dataset"),
+            "--out",
+            str(job / "results.jsonl"),
+            "--store",
+            str(job / "run.db"),
+            *extra,
+        ]
+    )
+
+
+def test_mixed_input_loses_nothing(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Good lines get results; bad ones are quarantined with line and reason; none vanish."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text("\n".join(MIXED) + "\n")
+    assert run(job, tasks) == 0
+    results = [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
+    quarantine = [
+        json.loads(line) for line in (job / "results.quarantine.jsonl").read_text().splitlines()
+    ]
+    by_id = {r["id"]: r for r in results}
+    assert len(by_id) == len(results), "one result line per task"
+    assert {by_id[t]["status"] for t in ("t1", "t2", "t3")} == {"accepted"}
+    assert by_id["t2"]["model"] == "big"
+    assert by_id["t1"]["model"] == "small"
+    assert {by_id[t]["status"] for t in ("t4", "t5", "t6")} == {"quarantined"}
+    lines = {entry["line"]: entry["reason"] for entry in quarantine}
+    assert sorted(lines) == [3, 5, 6, 7, 8, 10]
+    assert "not valid JSON" in lines[3]
+    assert "no policy serves task type 'default'" in lines[5]
+    assert "'poetry'" in lines[6]
+    assert "'id' must be a non-empty string" in lines[7]
+    assert "needs exactly one of 'input' or 'messages'" in lines[8]
+    assert "must be a JSON object" in lines[10]
+    out = capsys.readouterr().out
+    assert "10 lines read" in out
+    assert "duplicates  1 repeated task ids kept their first result" in out
+    with Store(job / "run.db") as store:
+        assert store.count("results") == len(results) == 6
+
+
+def test_csv_input(job: Path) -> None:
+    """CSV with a header row streams like JSONL."""
+    tasks = job / "tasks.csv"
+    tasks.write_text(
+        'id,type,input,meta\nt1,labels,"one, with a comma","{""k"": 1}"\nt2,moods,two,\n'
+    )
+    assert run(job, tasks) == 0
+    results = [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["status"]) for r in results] == [("t1", "accepted"), ("t2", "accepted")]
+
+
+def test_a_missing_tasks_file_is_named(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong path is a clear error, not a traceback."""
+    assert run(job, job / "nope.jsonl") == 2
+    assert "tasks file" in capsys.readouterr().err
+
+
+def test_a_bad_policy_stops_the_run_before_it_starts(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Policy problems are reported with file and line, and no result file is written."""
+    (job / "policies" / "labels.toml").write_text("task_type = 3\n[[tiers]]\nmodel = 'x'\n")
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n")
+    assert run(job, tasks) == 2
+    assert "labels.toml:1: task_type: Input should be a valid string" in capsys.readouterr().err
+    assert not (job / "results.jsonl").exists()
+
+
+@pytest.mark.skipif(not (SHARED / "bfcl-simple").is_dir(), reason="../shared is not beside us")
+def test_a_replay_run_over_bfcl_matches_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every bfcl task ends in a definite status, and the run's summary is the store's report."""
+    out, store = tmp_path / "results.jsonl", tmp_path / "run.db"
+    argv = ["run", str(SHARED / "bfcl-simple" / "tasks.jsonl"), "--policy"]
+    argv += [str(ROOT / "policies" / "function_call.toml"), "--replay", str(SHARED / "bfcl-simple")]
+    assert main([*argv, "--out", str(out), "--store", str(store)]) == 0
+    printed = capsys.readouterr().out
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(results) == 400
+    assert {r["status"] for r in results} <= {"accepted", "exhausted", "budget_exhausted"}
+    assert main(["report", str(store)]) == 0
+    reported = capsys.readouterr().out
+    assert reported.strip()
+    assert printed.rstrip().endswith(reported.rstrip())
+    assert main(["report", str(store), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tasks"] == 400
+    assert sum(data["statuses"].values()) == 400
+    assert data["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in results))
+
+
+def test_report_on_a_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reporting on a store that does not exist says so, and creates nothing."""
+    assert main(["report", str(tmp_path / "none.db")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
