@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+
+from cascade.cli import main
+from cascade.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -27,3 +31,33 @@ def test_readme_example_runs(number: int, tmp_path: Path, monkeypatch: pytest.Mo
     os.symlink(SHARED, tmp_path / "shared")
     monkeypatch.chdir(checkout)
     exec(compile(BLOCKS[number], f"README.md example {number + 1}", "exec"), {})  # noqa: S102
+
+
+TOML = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+COMMANDS = [
+    line.removeprefix(".venv/bin/cascade ").split()
+    for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    for line in block.splitlines()
+    if line.startswith(".venv/bin/cascade ") and " bench " not in f" {line} "
+]
+
+
+def test_the_readme_policy_is_valid(tmp_path: Path) -> None:
+    """The policy shown in the README loads, with the shipped schema beside it."""
+    assert TOML
+    shutil.copytree(ROOT / "policies" / "schemas", tmp_path / "schemas")
+    (tmp_path / "readme.toml").write_text(TOML[0])
+    assert load_policy(tmp_path / "readme.toml").task_type == "extraction"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside the repo")
+def test_the_readme_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy, run and report commands shown in the README run as written, in order."""
+    assert len(COMMANDS) >= 3
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    os.symlink(SHARED, tmp_path / "shared")
+    os.symlink(ROOT / "policies", checkout / "policies")
+    monkeypatch.chdir(checkout)
+    for argv in COMMANDS:
+        assert main(argv) == 0, argv
