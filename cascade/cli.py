@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
+    except BrokenPipeError:
+        # The reader went away (`cascade report ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except CascadeError as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
         return 2
