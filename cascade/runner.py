@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def read_lines(path: Path) -> Iterator[Line]:
             reader = csv.DictReader(handle)
             for row in reader:
                 data = {k: _csv_value(v) for k, v in row.items() if k and v not in (None, "")}
-                yield _line(reader.line_num, data, None)
+                yield _line(reader.line_num, data)
             return
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -66,12 +67,12 @@ def read_lines(path: Path) -> Iterator[Line]:
             except ValueError as exc:
                 yield Line(number, None, text.rstrip("\n"), f"not valid JSON: {exc}")
                 continue
-            yield _line(number, data, None)
+            yield _line(number, data)
 
 
-def _line(number: int, data: Any, problem: str | None) -> Line:
+def _line(number: int, data: Any) -> Line:
     try:
-        return Line(number, Task.from_dict(data), data, problem)
+        return Line(number, Task.from_dict(data), data)
     except TaskError as exc:
         return Line(number, None, data, str(exc))
 
@@ -104,17 +105,14 @@ class Runner:
             from cascade.backends.litellm import LiteLLMBackend  # noqa: PLC0415  # stays lazy
 
             backend = LiteLLMBackend()
+        if not len(policies):
+            raise ConfigError("no policies to run")
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self._cascades = {
             # The runner records outcomes itself, to learn whether each was the task's first.
-            p.task_type: p.cascade(backend=backend, log=log, run_id=run_id)
+            p.task_type: p.cascade(backend=backend, log=log, run_id=self.run_id)
             for p in policies
         }
-        first = next(iter(self._cascades.values()), None)
-        if first is None:
-            raise ConfigError("no policies to run")
-        self.run_id = first.run_id
-        for cascade in self._cascades.values():
-            cascade.run_id = self.run_id
         self._policies = policies
         self._store = store
         self._out = out
