@@ -70,7 +70,7 @@ class Cascade:
         if budget_usd is not None and not budget_usd > 0:
             raise ConfigError(f"budget_usd must be > 0, got {budget_usd!r}")
         self.validate = _as_validator(validate)
-        self.backend = backend if backend is not None else _default_backend()
+        self.backend = backend if backend is not None else default_backend()
         self.prompt = prompt
         self.budget_usd = budget_usd
         self.store = store
@@ -154,7 +154,8 @@ def _as_validator(validate: Validator | Sequence[Validator] | None) -> Validator
     return validate
 
 
-def _default_backend() -> Backend:
+def default_backend() -> Backend:
+    """The litellm backend, imported only when first needed: ``import cascade`` stays fast."""
     from cascade.backends.litellm import LiteLLMBackend  # noqa: PLC0415  # litellm stays lazy
 
     return LiteLLMBackend()

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
-from cascade.engine import Cascade
+from cascade.engine import Cascade, default_backend
 from cascade.errors import ConfigError, TaskError
 from cascade.policy import PolicySet
 from cascade.steplog import StepLog
@@ -101,10 +101,8 @@ class Runner:
         log: StepLog | bool | None = None,
         run_id: str | None = None,
     ) -> None:
-        if backend is None:
-            from cascade.backends.litellm import LiteLLMBackend  # noqa: PLC0415  # stays lazy
-
-            backend = LiteLLMBackend()
+        # One backend for every policy, so that they share its connections and price cache.
+        backend = backend if backend is not None else default_backend()
         if not len(policies):
             raise ConfigError("no policies to run")
         self.run_id = run_id or uuid.uuid4().hex[:12]

@@ -13,6 +13,7 @@ grounded(['name', 'email'], ignore_case=False)
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
-from cascade.validators.dates import dates_in, whole_date
+from cascade.validators.dates import Day, dates_in, whole_date
 from cascade.validators.jsonvalue import extract_json
 from cascade.validators.schema import json_path
 
@@ -101,7 +102,7 @@ class _Grounded:
 
 
 class _Haystack:
-    """The task's input, normalised once, with its numbers and dates."""
+    """The task's input, normalised once; its numbers and dates are read only when needed."""
 
     def __init__(
         self,
@@ -112,14 +113,21 @@ class _Haystack:
         numbers: bool,
         dates: bool,
     ) -> None:
+        self._source = source
         self._ignore_case = ignore_case
         self._collapse = collapse_whitespace
+        self._check_numbers = numbers
+        self._check_dates = dates
         self._text = self._normal(source)
-        self._numbers: set[Decimal] | None = None
-        if numbers:
-            found = (_decimal(m) for m in _NUMBER.findall(source))
-            self._numbers = {d for d in found if d is not None}
-        self._dates = dates_in(source) if dates else None
+
+    @functools.cached_property
+    def _numbers(self) -> set[Decimal]:
+        found = (_decimal(m) for m in _NUMBER.findall(self._source))
+        return {d for d in found if d is not None}
+
+    @functools.cached_property
+    def _dates(self) -> set[Day]:
+        return dates_in(self._source)
 
     def _normal(self, text: str) -> str:
         text = unicodedata.normalize("NFKC", text)
@@ -132,14 +140,14 @@ class _Haystack:
         if isinstance(value, bool) or value is None:
             return True
         if isinstance(value, int | float):
-            return self._numbers is None or _decimal(repr(value)) in self._numbers
+            return not self._check_numbers or _decimal(repr(value)) in self._numbers
         text = str(value)
         normal = self._normal(text)
         if not normal or normal in self._text:
             return True
-        if self._numbers is not None and _NUMBER.fullmatch(text.strip()):
+        if self._check_numbers and _NUMBER.fullmatch(text.strip()):
             return _decimal(text.strip()) in self._numbers
-        if self._dates is not None and (when := whole_date(text)):
+        if self._check_dates and (when := whole_date(text)):
             return bool(when & self._dates)
         return False
 
