@@ -2,6 +2,9 @@
 
 This wraps around the decision loop and does not sit inside it: the engine asks for an answer
 from a tier and gets back every call it took, the last of which either answered or failed.
+With a :class:`~cascade.guard.Guard`, each call first waits for its model's rate limits and
+passes its circuit breaker (an open breaker sends the attempt straight to the fallbacks), and
+its result feeds both back. Breaker transitions are logged as ``cascade.breaker`` events.
 """
 
 from __future__ import annotations
@@ -12,8 +15,18 @@ import time
 from dataclasses import dataclass
 
 from cascade.backends.base import Backend, Request, Response
-from cascade.errors import MalformedResponse, ProviderError, ProviderTimeout, RateLimited
+from cascade.errors import (
+    CircuitOpen,
+    MalformedResponse,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from cascade.guard import Guard, Transition
 from cascade.retry import RetryPolicy
+from cascade.steplog import StepLog
+from cascade.tokens import count_tokens
 from cascade.types import CallKind, Message, Tier
 
 __all__ = ["Call", "Caller"]
@@ -33,9 +46,17 @@ class Call:
 class Caller:
     """Call a tier's models in order, retrying transient errors on each before moving on."""
 
-    def __init__(self, backend: Backend, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        retry: RetryPolicy,
+        guard: Guard | None = None,
+        log: StepLog | None = None,
+    ) -> None:
         self._backend = backend
         self._retry = retry
+        self._guard = guard
+        self._log = log
 
     async def call_tier(
         self, tier: Tier, messages: tuple[Message, ...], task_id: str, kind: CallKind
@@ -48,7 +69,7 @@ class Caller:
         for position, model in enumerate(tier.models):
             call_kind = kind if position == 0 or own else CallKind.FALLBACK
             for retry_number in range(tier.retries + 1):
-                call = await self._once(tier, model, messages, task_id, call_kind)
+                call = await self._guarded(tier, model, messages, task_id, call_kind)
                 calls.append(call)
                 if call.error is None:
                     return calls
@@ -63,6 +84,50 @@ class Caller:
                 await self._retry.sleep(wait)
                 call_kind = kind if own else CallKind.RETRY
         return calls
+
+    async def _guarded(
+        self, tier: Tier, model: str, messages: tuple[Message, ...], task_id: str, kind: CallKind
+    ) -> Call:
+        """One call through the guard: breaker first, then the rate limits, then the call."""
+        guard = self._guard
+        if guard is None:
+            return await self._once(tier, model, messages, task_id, kind)
+        admitted, transition = guard.admit_transition(model)
+        self._note(transition, task_id)
+        if not admitted:
+            return Call(model, kind, 0.0, error=CircuitOpen(f"{model}: circuit breaker is open"))
+        paused = guard.paused_s(model)
+        if paused > self._retry.max_wait_s:
+            # Paused by a 429 for longer than we wait: treat it as unavailable, try a fallback.
+            message = f"{model}: paused for {paused:.0f}s after a 429"
+            return Call(model, kind, 0.0, error=RateLimited(message, paused))
+        reserved = _estimate(tier, messages) if guard.needs_tokens(model) else 0
+        # The limits live in memory shared with other processes: no event can signal them.
+        while (wait := guard.wait_s(model, reserved)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(wait, 1.0))
+        call = await self._once(tier, model, messages, task_id, kind)
+        error = call.error
+        if error is None:
+            assert call.response is not None  # a call without an error answered
+            usage = call.response.usage
+            guard.settle(model, reserved, usage.prompt_tokens + usage.completion_tokens)
+            self._note(guard.succeeded(model), task_id)
+        elif isinstance(error, RateLimited):
+            guard.rate_limited(model, error.retry_after_s)
+        elif isinstance(error, ServerError | ProviderTimeout | MalformedResponse):
+            self._note(guard.failed(model), task_id)
+        return call
+
+    def _note(self, transition: Transition | None, task_id: str) -> None:
+        if transition is not None and self._log is not None:
+            self._log.event(
+                "cascade.breaker",
+                model=transition.key,
+                before=transition.before,
+                after=transition.after,
+                failures=transition.failures,
+                task_id=task_id,
+            )
 
     async def _once(
         self, tier: Tier, model: str, messages: tuple[Message, ...], task_id: str, kind: CallKind
@@ -89,6 +154,12 @@ class Caller:
                 return Call(model, kind, latency, response=response)
             error = MalformedResponse(problem)
         return Call(model, kind, time.perf_counter() - start, error=error)
+
+
+def _estimate(tier: Tier, messages: tuple[Message, ...]) -> int:
+    """Tokens a call may use, reserved against a tokens-per-minute limit before it goes."""
+    answer = tier.params.get("max_tokens")
+    return count_tokens(messages) + (answer if isinstance(answer, int) else 256)
 
 
 def _malformed(response: object) -> str | None:

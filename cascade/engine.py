@@ -25,6 +25,7 @@ from cascade._calls import Caller
 from cascade._task_run import TaskRun, failed_outcome, quarantined_outcome
 from cascade.backends.base import Backend
 from cascade.errors import CascadeError, ConfigError, TaskError
+from cascade.guard import Guard
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -48,9 +49,11 @@ class Cascade:
     escalation. ``log`` is a :class:`StepLog`, ``None`` for JSON lines on standard error, or
     ``False`` for no log. With a ``store``, every outcome and its steps are written through it.
     ``route`` picks the tiers to try per task (see :data:`Route`); by default, all in order.
+    ``guard`` holds the rate limits and circuit breakers the calls go through (see
+    :class:`~cascade.guard.Guard`); share one guard between cascades that call the same models.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  # keyword-only settings, each with a sane default
         self,
         ladder: Sequence[Tier | str],
         validate: Validator | Sequence[Validator] | None = None,
@@ -63,6 +66,7 @@ class Cascade:
         retry: RetryPolicy | None = None,
         run_id: str | None = None,
         route: Route | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.ladder = tuple(Tier(t) if isinstance(t, str) else t for t in ladder)
         if not self.ladder:
@@ -76,7 +80,8 @@ class Cascade:
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._log = StepLog() if log is None or log is True else (log or None)
-        self._caller = Caller(self.backend, retry or RetryPolicy())
+        self.guard = guard
+        self._caller = Caller(self.backend, retry or RetryPolicy(), guard, self._log)
         self.route = route
 
     def __repr__(self) -> str:

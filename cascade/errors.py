@@ -15,6 +15,7 @@ The tree::
         │   ├── ServerError          5xx, connection refused or reset
         │   └── MalformedResponse    the provider answered, but not with a usable completion
         └── PermanentProviderError   retrying the same model will not help; go to a fallback
+            ├── CircuitOpen          the model's breaker is open: it failed N times in a row
             ├── UnknownModel         no provider serves this model name
             ├── UnpricedModel        no price is known and the tier sets none
             └── ReplayMissing        a recorded dataset has no response for this task and model
@@ -30,6 +31,7 @@ import time
 
 __all__ = [
     "CascadeError",
+    "CircuitOpen",
     "ConfigError",
     "MalformedResponse",
     "PermanentProviderError",
@@ -92,6 +94,10 @@ class MalformedResponse(TransientProviderError):
 
 class PermanentProviderError(ProviderError):
     """Retrying the same model will not help; the engine goes to the next fallback."""
+
+
+class CircuitOpen(PermanentProviderError):
+    """The model's circuit breaker is open, so no call was made; its fallbacks are tried."""
 
 
 class UnknownModel(PermanentProviderError):

@@ -23,6 +23,7 @@ import pydantic
 from cascade.backends.base import Backend
 from cascade.engine import Cascade, Route
 from cascade.errors import ConfigError
+from cascade.guard import BreakerSettings, Guard, Limit
 from cascade.policy.build import FieldError, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
 from cascade.policy.spec import PolicySpec
@@ -80,6 +81,7 @@ class Policy:
         log: StepLog | bool | None = None,
         retry: RetryPolicy | None = None,
         run_id: str | None = None,
+        guard: Guard | None = None,
     ) -> Cascade:
         """A :class:`Cascade` running this policy."""
         return Cascade(
@@ -93,6 +95,7 @@ class Policy:
             retry=retry,
             run_id=run_id,
             route=self.route,
+            guard=guard,
         )
 
 
@@ -203,6 +206,29 @@ class PolicySet:
     def task_types(self) -> list[str]:
         """The task types covered."""
         return sorted(self._policies)
+
+    def guard(self, limits: Mapping[str, Limit] | None = None) -> Guard:
+        """One :class:`Guard` for every model of every policy, to share across a whole run.
+
+        ``limits`` (from the command line, say) join the policies' own; for a key named twice
+        the stricter limit holds. The breaker settings are the strictest any policy asks for.
+        """
+        merged: dict[str, Limit] = {}
+        models: set[str] = set()
+        breakers: list[BreakerSettings] = []
+        for policy in self:
+            models.update(model for tier in policy.ladder for model in tier.models)
+            for key, spec in policy.spec.limits.items():
+                merged[key] = merged.get(key, Limit()).tighter(Limit(spec.rpm, spec.tpm))
+            if (breaker := policy.spec.breaker) is not None:
+                breakers.append(BreakerSettings(breaker.failures, breaker.cooldown_s))
+        for key, limit in (limits or {}).items():
+            merged[key] = merged.get(key, Limit()).tighter(limit)
+        settings = BreakerSettings()
+        if breakers:
+            failures = min(b.failures for b in breakers)
+            settings = BreakerSettings(failures, min(b.cooldown_s for b in breakers))
+        return Guard(merged, settings, keys=models)
 
 
 def load_policies(path: str | Path) -> PolicySet:

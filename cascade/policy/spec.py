@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 __all__ = [
+    "BreakerSpec",
     "BudgetSpec",
+    "LimitSpec",
     "PolicySpec",
     "PriceSpec",
     "StartRule",
@@ -52,6 +54,24 @@ class StartRule(_Strict):
     tier: NonNegativeInt
     tags: list[str] = []
     min_input_tokens: PositiveInt | None = None
+
+
+class LimitSpec(_Strict):
+    """Requests and tokens per minute for one model (``openai/gpt-4o``) or provider (``openai``).
+
+    Shared by every task and worker of a run; when two policies name the same key, the
+    stricter limit holds.
+    """
+
+    rpm: Annotated[float, Field(gt=0)] | None = None
+    tpm: Annotated[float, Field(gt=0)] | None = None
+
+
+class BreakerSpec(_Strict):
+    """The circuit breaker of each model: open after ``failures`` in a row, probe after a pause."""
+
+    failures: PositiveInt = 5
+    cooldown_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class BudgetSpec(_Strict):
@@ -182,3 +202,5 @@ class PolicySpec(_Strict):
     validators: list[ValidatorSpec] = []
     budget: BudgetSpec = BudgetSpec()
     start: list[StartRule] = []
+    limits: dict[str, LimitSpec] = {}
+    breaker: BreakerSpec | None = None
