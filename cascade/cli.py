@@ -73,8 +73,37 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--store", default="run.db", help="SQLite store of every step and result")
     run.add_argument("--quarantine", help="bad lines (default: beside --out)")
     run.add_argument("--log", help="step log, JSON lines (default: beside --out)")
-    run.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once")
+    run.add_argument(
+        "--concurrency", type=int, default=16, help="tasks in flight at once, per worker"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the store and the rate limits"
+        " (default: one per core, at most one per 1000 tasks)",
+    )
+    run.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="stop starting tasks once the job has spent this much; rerun with more to continue",
+    )
+    for name, what in (("rpm", "requests"), ("tpm", "tokens")):
+        run.add_argument(
+            f"--{name}",
+            action="append",
+            default=[],
+            metavar="KEY=N",
+            help=f"{what} per minute for a model or provider, e.g. openai=500 (repeatable)",
+        )
     run.add_argument("--replay", metavar="DATASET", help="serve every tier from a recorded dataset")
+    run.add_argument(
+        "--backend", metavar="MODULE:FACTORY", help="build the backend with this function instead"
+    )
+    run.add_argument(
+        "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,16 +145,40 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.policy_check(args.paths)
     if args.command == "report":
         return commands.report_command(args.store, as_json=args.json, run_id=args.run)
-    return commands.run_command(
-        args.tasks,
-        args.policy,
+    options = commands.RunOptions(
         out=args.out,
-        store_path=args.store,
+        store=args.store,
         quarantine=args.quarantine,
-        log_path=args.log,
+        log=args.log,
         concurrency=args.concurrency,
+        workers=args.workers,
+        budget_usd=args.budget,
         replay=args.replay,
+        backend=args.backend,
+        limits=_limits(args.rpm, args.tpm),
+        lease_s=args.lease,
+        progress=not args.no_progress,
     )
+    return commands.run_command(args.tasks, args.policy, options)
+
+
+def _limits(rpm: list[str], tpm: list[str]) -> dict[str, Any]:
+    from cascade.errors import ConfigError  # noqa: PLC0415
+    from cascade.guard import Limit  # noqa: PLC0415
+
+    limits: dict[str, Limit] = {}
+    for flag, values in (("rpm", rpm), ("tpm", tpm)):
+        for value in values:
+            key, _, number = value.rpartition("=")
+            try:
+                rate = float(number)
+            except ValueError:
+                rate = -1.0
+            if not key or not rate > 0:
+                raise ConfigError(f"--{flag} {value!r}: expected KEY=N with N > 0")
+            limit = Limit(rate, None) if flag == "rpm" else Limit(None, rate)
+            limits[key] = limits.get(key, Limit()).tighter(limit)
+    return limits
 
 
 if __name__ == "__main__":

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from cascade.backends.base import Backend
+from cascade.engine import default_backend
 from cascade.errors import ConfigError
+from cascade.guard import Limit
 from cascade.policy import PolicyError, load_policies
+from cascade.progress import Progress
 from cascade.report import render, report
-from cascade.runner import Runner, read_lines
+from cascade.runner import Runner, RunSettings
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.tasks_file import count_tasks, read_lines
 
-__all__ = ["policy_check", "report_command", "run_command"]
+__all__ = ["RunOptions", "backend_from", "policy_check", "report_command", "run_command"]
 
 
 def _say(text: str) -> None:
@@ -39,52 +49,131 @@ def policy_check(paths: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
-def run_command(
-    tasks: str,
-    policy: str,
-    *,
-    out: str,
-    store_path: str,
-    quarantine: str | None,
-    log_path: str | None,
-    concurrency: int,
-    replay: str | None,
-) -> int:
-    """Run a file of tasks; print where everything went and the run's summary."""
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of ``cascade run`` besides the tasks file and the policy."""
+
+    out: str = "results.jsonl"
+    store: str = "run.db"
+    quarantine: str | None = None
+    log: str | None = None
+    concurrency: int = 16
+    workers: int | None = None
+    budget_usd: float | None = None
+    replay: str | None = None
+    backend: str | None = None
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    lease_s: float = 300.0
+    progress: bool = True
+
+
+def run_command(tasks: str, policy: str, options: RunOptions) -> int:
+    """Run a file of tasks, or resume the same job in the same store; print the summary.
+
+    Exits 0 when every task was run, 3 when the budget stopped the run before that.
+    """
     policies = load_policies(policy)
     source = Path(tasks)
     if not source.is_file():
         raise ConfigError(f"tasks file {tasks} not found")
-    out_path = Path(out)
-    quarantine_path = Path(quarantine or out_path.with_suffix(".quarantine.jsonl"))
-    steps_path = Path(log_path or out_path.with_suffix(".steps.jsonl"))
-    backend = None
-    if replay is not None:
-        from cascade.backends import ReplayBackend  # noqa: PLC0415
-
-        backend = ReplayBackend.from_dataset(replay)
-    with (
-        Store(store_path) as store,
-        out_path.open("w", encoding="utf-8") as results,
-        quarantine_path.open("w", encoding="utf-8") as bad,
-        steps_path.open("a", encoding="utf-8") as steps,
-    ):
-        runner = Runner(
-            policies, store=store, out=results, quarantine=bad, backend=backend, log=StepLog(steps)
-        )
-        store.start_run(runner.run_id, {"tasks": tasks, "policy": policy, "replay": replay})
-        counts = asyncio.run(runner.run(read_lines(source), concurrency))
-        store.finish_run(runner.run_id)
+    out_path = Path(options.out)
+    quarantine_path = Path(options.quarantine or out_path.with_suffix(".quarantine.jsonl"))
+    steps_path = Path(options.log or out_path.with_suffix(".steps.jsonl"))
+    factory = _backend_factory(options)
+    total = count_tasks(source)
+    workers = options.workers or _auto_workers(total)
+    job = {"tasks": str(source.resolve()), "policy": str(Path(policy).resolve())}
+    with Store(options.store) as store:
+        run_id = store.find_run(**job)
+        resumed = run_id is not None
+        with (
+            out_path.open("w", encoding="utf-8") as results,
+            quarantine_path.open("w", encoding="utf-8") as bad,
+            steps_path.open("a", encoding="utf-8", buffering=1 << 20) as steps,
+        ):
+            runner = Runner(
+                policies,
+                store=store,
+                out=results,
+                quarantine=bad,
+                backend=factory(),
+                backend_factory=factory,
+                log=StepLog(steps),
+                log_path=str(steps_path),
+                run_id=run_id,
+                guard=policies.guard(options.limits),
+                settings=RunSettings(
+                    concurrency=options.concurrency,
+                    workers=workers,
+                    lease_s=options.lease_s,
+                    budget_usd=options.budget_usd,
+                ),
+                progress=Progress(total) if options.progress else None,
+            )
+            config = {**job, "replay": options.replay, "backend": options.backend}
+            store.start_run(runner.run_id, config)
+            counts = asyncio.run(runner.run(read_lines(source)))
+        if counts.input_done and not counts.remaining:
+            store.finish_run(runner.run_id)
         summary = render(report(store, runner.run_id))
-    _say(f"run {runner.run_id}: {counts.lines} lines read")
+    verb = "resumed" if resumed else "started"
+    _say(f"run {runner.run_id} ({verb}, {workers} worker{'s' * (workers > 1)}):")
+    _say(f"  read        {counts.lines} lines ({counts.done_before} tasks were done before)")
     _say(f"  results     {out_path} ({counts.results} lines)")
     _say(f"  quarantine  {quarantine_path} ({counts.quarantined} lines)")
     if counts.duplicates:
         _say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result")
+    if counts.repeated:
+        _say(f"  repeated    {counts.repeated} tasks were called again after a lost lease")
     _say(f"  step log    {steps_path}")
-    _say(f"  store       {store_path}  (cascade report {store_path})")
+    _say(f"  store       {options.store}  (cascade report {options.store})")
+    _say(f"  spent       ${counts.spent_usd:.6f}")
     _say(summary)
+    if counts.budget_reached and (counts.remaining or not counts.input_done):
+        unread = "" if counts.input_done else " and the rest of the input is unread"
+        _say(
+            f"budget reached: ${counts.spent_usd:.6f} of ${options.budget_usd:.6f} spent;"
+            f" {counts.remaining} tasks not done{unread}."
+            " Run the same command with a higher --budget to continue."
+        )
+        return 3
     return 0
+
+
+def _auto_workers(total: int | None) -> int:
+    """Worker processes by default: one per core, and one per thousand tasks at most.
+
+    A process takes seconds to start (litellm's import alone is 3 s), so small jobs stay in one.
+    """
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, (total or 0) // 1000))
+
+
+def _backend_factory(options: RunOptions) -> Callable[[], Backend]:
+    """How every process builds its backend: replay, a named factory, or litellm."""
+    if options.replay is not None and options.backend is not None:
+        raise ConfigError("--replay and --backend cannot be used together")
+    if options.replay is not None:
+        from cascade.backends import ReplayBackend  # noqa: PLC0415
+
+        ReplayBackend.from_dataset(options.replay)  # fail here, before anything starts
+        return functools.partial(ReplayBackend.from_dataset, options.replay)
+    if options.backend is not None:
+        backend_from(options.backend)
+        return functools.partial(backend_from, options.backend)
+    return default_backend
+
+
+def backend_from(spec: str) -> Backend:
+    """Build a backend from ``module:factory`` (the factory takes no arguments)."""
+    module_name, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--backend {spec}: cannot import it ({exc})") from exc
+    if not callable(factory):
+        raise ConfigError(f"--backend {spec}: not callable")
+    return cast(Backend, factory())
 
 
 def report_command(store_path: str, *, as_json: bool, run_id: str | None) -> int:

@@ -4,93 +4,101 @@ Each line of the input becomes exactly one of: a result line (accepted, exhauste
 budget_exhausted, failed, or quarantined when the task is malformed or no policy serves its
 type), or, when it is not even an object with an id, an entry in the quarantine file. Every bad
 line is also written to the quarantine file, with its line number and the reason.
+
+The :class:`Runner` coordinates. It feeds the input into the store's ledger in batches, a
+bounded window ahead of the workers, so memory stays flat however long the input. It starts the
+workers: one in this process, or ``workers`` processes sharing the store and the guard. And it
+writes the results and quarantine files from the store. Those files are projections of the
+store, rewritten from it on every run, so a resumed run's files hold each result exactly once,
+whatever happened to the run before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
+import multiprocessing
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
-from cascade.engine import Cascade, default_backend
-from cascade.errors import ConfigError, TaskError
+from cascade.engine import default_backend
+from cascade.errors import CascadeError, ConfigError
+from cascade.guard import Guard
+from cascade.ledger import Entry, Ledger
 from cascade.policy import PolicySet
+from cascade.progress import Progress, Tally
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.types import Outcome, Task, to_jsonable
+from cascade.tasks_file import Line, read_lines
+from cascade.types import to_jsonable
+from cascade.worker import (
+    Worker,
+    WorkerJob,
+    WorkerSettings,
+    build_cascades,
+    new_owner,
+    work,
+)
 
-__all__ = ["Line", "Runner", "read_lines"]
+__all__ = ["Counts", "Line", "RunSettings", "Runner", "read_lines"]
+
+_INGEST_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
-    """One input line: a task, or why it is not one (with whatever could be read of it)."""
+class RunSettings:
+    """How a run is carried out: concurrency per worker, workers, leases, the job's budget."""
 
-    number: int
-    task: Task | None
-    raw: Any
-    problem: str | None = None
+    concurrency: int = 16
+    workers: int = 1
+    lease_s: float = 300.0
+    budget_usd: float | None = None
+    window: int = 20_000
+    """Tasks read into the store ahead of the workers, at most."""
+    tail_s: float = 0.1
 
-
-def _csv_value(value: str) -> Any:
-    stripped = value.strip()
-    if stripped[:1] in "[{":
-        try:
-            return json.loads(stripped)
-        except ValueError:
-            return value
-    return value
-
-
-def read_lines(path: Path) -> Iterator[Line]:
-    """Stream tasks from JSONL, or CSV with a header row; never loads the file whole."""
-    handle: IO[str]
-    with path.open(encoding="utf-8", newline="" if path.suffix == ".csv" else None) as handle:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(handle)
-            for row in reader:
-                data = {k: _csv_value(v) for k, v in row.items() if k and v not in (None, "")}
-                yield _line(reader.line_num, data)
-            return
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                yield Line(number, None, text.rstrip("\n"), f"not valid JSON: {exc}")
-                continue
-            yield _line(number, data)
-
-
-def _line(number: int, data: Any) -> Line:
-    try:
-        return Line(number, Task.from_dict(data), data)
-    except TaskError as exc:
-        return Line(number, None, data, str(exc))
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.budget_usd is not None and not self.budget_usd > 0:
+            raise ConfigError(f"the budget must be > 0 USD, got {self.budget_usd}")
 
 
 @dataclass
 class Counts:
-    """How the lines of the input were dealt with."""
+    """What a run did, and what is left of its job."""
 
     lines: int = 0
+    """Input lines read by this run (a resumed run skips the lines read before)."""
     results: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    done_before: int = 0
+    """Results that earlier runs of the same job had already stored."""
+    repeated: int = 0
+    """Tasks whose calls were made more than once, because a lease was lost in a crash."""
+    spent_usd: float = 0.0
+    remaining: int = 0
+    """Tasks read but not done: non-zero only when the budget stopped the run."""
+    input_done: bool = False
+    budget_reached: bool = False
+    tally: Tally = field(default_factory=Tally)
 
 
 class Runner:
-    """Drive the lines of a task file through the cascades of a :class:`PolicySet`."""
+    """Drive the lines of a task file through the cascades of a :class:`PolicySet`.
 
-    def __init__(
+    ``backend`` serves this process; with ``workers > 1`` each worker process builds its own
+    from ``backend_factory``, which must pickle (a module-level function, or a
+    ``functools.partial`` of one). The step log goes to ``log`` in this process, and is
+    appended to ``log_path`` by worker processes.
+    """
+
+    def __init__(  # noqa: PLR0913  # keyword-only settings, each with a sane default
         self,
         policies: PolicySet,
         *,
@@ -98,76 +106,198 @@ class Runner:
         out: IO[str],
         quarantine: IO[str],
         backend: Backend | None = None,
+        backend_factory: Callable[[], Backend] | None = None,
         log: StepLog | bool | None = None,
+        log_path: str | None = None,
         run_id: str | None = None,
+        guard: Guard | None = None,
+        settings: RunSettings | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        # One backend for every policy, so that they share its connections and price cache.
-        backend = backend if backend is not None else default_backend()
         if not len(policies):
             raise ConfigError("no policies to run")
+        self.settings = settings or RunSettings()
+        if self.settings.workers > 1 and (backend_factory is None or policies.source is None):
+            raise ConfigError("worker processes need policies loaded from a path and a backend")
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self._cascades = {
-            # The runner records outcomes itself, to learn whether each was the task's first.
-            p.task_type: p.cascade(backend=backend, log=log, run_id=self.run_id)
-            for p in policies
-        }
         self._policies = policies
         self._store = store
+        self._ledger = Ledger(store, self.run_id)
         self._out = out
         self._quarantine = quarantine
+        self._backend = backend
+        self._factory = backend_factory or default_backend
+        self._log = log
+        self._log_path = log_path
+        self._guard = guard or policies.guard()
+        self._progress = progress
+        self._stop: Any = multiprocessing.get_context("spawn").Event()
+        self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
 
-    async def run(self, lines: Iterator[Line], concurrency: int) -> Counts:
-        """Run every line, at most ``concurrency`` tasks at once, writing results as they end."""
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
-        running: set[asyncio.Task[None]] = set()
-        for line in lines:
-            self.counts.lines += 1
-            cascade = self._route(line)
-            if cascade is None or line.task is None:
-                continue
-            running.add(asyncio.ensure_future(self._run_one(cascade, line.task)))
-            if len(running) >= concurrency:
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    finished.result()
-        if running:
-            for finished in (await asyncio.wait(running))[0]:
-                finished.result()
+    async def run(self, lines: Iterator[Line]) -> Counts:
+        """Run every line not yet run for this job; return what was done and what is left."""
+        self._store.start_run(self.run_id)
+        self._ledger.reclaim()  # no worker is alive yet: every lease left is a crash's
+        self.counts.done_before = self._store_count("results")
+        self.counts.tally.done_before = self.counts.done_before
+        self._tail()  # the files start over from the store; the budget counts what was spent
+        feeder = asyncio.ensure_future(self._feed(lines))
+        try:
+            if self.settings.workers == 1:
+                await self._run_here(feeder)
+            else:
+                await self._run_processes(feeder)
+        finally:
+            self._stop.set()
+            if not feeder.done():
+                feeder.cancel()
+            self._tail()
+        await asyncio.gather(feeder, return_exceptions=True)
+        if not feeder.cancelled():
+            feeder.result()  # a failure to read the input is the run's failure
+        position = self._ledger.position()
+        self.counts.duplicates = position.duplicates
+        self.counts.input_done = position.input_done
+        self.counts.remaining = self._ledger.unfinished()
+        if self._progress is not None:
+            self._progress.update(self.counts.tally, final=True)
         return self.counts
 
-    def _route(self, line: Line) -> Cascade | None:
-        """The cascade for a good line; a bad one is quarantined here and ``None`` returned."""
+    async def _run_here(self, feeder: asyncio.Future[None]) -> None:
+        backend = self._backend if self._backend is not None else self._factory()
+        cascades = build_cascades(
+            self._policies, backend=backend, log=self._log, run_id=self.run_id, guard=self._guard
+        )
+        log = self._log if isinstance(self._log, StepLog) else None
+        worker = Worker(
+            self._policies,
+            cascades,
+            self._ledger,
+            stop=self._stop,
+            settings=self._worker_settings(),
+            log=log,
+        )
+        task = asyncio.ensure_future(worker.run())
+        while not task.done():
+            await asyncio.wait([task], timeout=self.settings.tail_s)
+            self._tail()
+        task.result()
+
+    async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
+        context = multiprocessing.get_context("spawn")
+        owners = [new_owner() for _ in range(self.settings.workers)]
+        processes = []
+        for owner in owners:
+            job = WorkerJob(
+                policy=str(self._policies.source),
+                store=self._store.path,
+                run_id=self.run_id,
+                owner=owner,
+                settings=self._worker_settings(),
+                log_path=self._log_path,
+                backend=self._factory,
+            )
+            process = context.Process(target=work, args=(job, self._guard, self._stop))
+            process.start()
+            processes.append(process)
+        failed: list[str] = []
+        released: set[str] = set()
+        while any(p.exitcode is None for p in processes):
+            await asyncio.sleep(self.settings.tail_s)
+            self._tail()
+            for owner, process in zip(owners, processes, strict=True):
+                if process.exitcode is not None and owner not in released:
+                    released.add(owner)
+                    self._ledger.release(owner)  # a dead worker's tasks go to the others
+                    if process.exitcode != 0:
+                        failed.append(f"{process.pid} exited with {process.exitcode}")
+        if failed and self._ledger.unfinished():
+            raise CascadeError(
+                f"worker processes failed ({'; '.join(failed)}); run the same command to resume"
+            )
+
+    def _worker_settings(self) -> WorkerSettings:
+        return WorkerSettings(concurrency=self.settings.concurrency, lease_s=self.settings.lease_s)
+
+    async def _feed(self, lines: Iterator[Line]) -> None:
+        """Read the input into the ledger, a window ahead of the workers, from where it stopped."""
+        skip = self._ledger.position().lines_read
+        batch: list[Entry] = []
+        if self._stop.is_set():
+            return
+        for line in lines:
+            if line.number <= skip:
+                continue
+            self.counts.lines += 1
+            batch.append(self._entry(line))
+            if len(batch) < _INGEST_BATCH:
+                continue
+            # The workers may be other processes: only the store can say how far they are.
+            while self._ledger.unfinished() > self.settings.window and not self._stop.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if self._stop.is_set():
+                return  # the budget is spent: read no further, so a resume reads on from here
+            self._ledger.ingest(batch)
+            batch = []
+            await asyncio.sleep(0)
+        self._ledger.ingest(batch, finished=True)
+
+    def _entry(self, line: Line) -> Entry:
         if line.task is None:
-            self._quarantined(line, line.problem or "not a task")
-            return None
-        policy = self._policies.for_task(line.task)
-        if policy is None:
+            return self._quarantined(line, line.problem or "not a task")
+        if self._policies.for_task(line.task) is None:
             served = ", ".join(self._policies.task_types())
-            self._quarantined(line, f"no policy serves task type {line.task.type!r} ({served})")
-            return None
-        return self._cascades[policy.task_type]
+            return self._quarantined(
+                line, f"no policy serves task type {line.task.type!r} ({served})"
+            )
+        return Entry(line.number, task=line.task)
 
-    async def _run_one(self, cascade: Cascade, task: Task) -> None:
-        outcome = await cascade.arun(task)
-        self._write(outcome, task)
-
-    def _quarantined(self, line: Line, reason: str) -> None:
-        entry = {"line": line.number, "reason": reason, "raw": line.raw}
-        self._quarantine.write(json.dumps(entry, default=to_jsonable) + "\n")
-        self._quarantine.flush()
-        self.counts.quarantined += 1
+    def _quarantined(self, line: Line, reason: str) -> Entry:
         task_id = line.raw.get("id") if isinstance(line.raw, dict) else None
+        outcome = None
         if isinstance(task_id, str) and task_id:
             outcome = quarantined_outcome(self.run_id, line.raw, f"line {line.number}: {reason}")
-            self._write(outcome, None)
+        return Entry(line.number, reason=reason, raw=line.raw, outcome=outcome)
 
-    def _write(self, outcome: Outcome, task: Task | None) -> None:
-        """Store the outcome and write its result line, once per task id: the first one wins."""
-        if not self._store.record(outcome, task):
-            self.counts.duplicates += 1
-            return
-        self._out.write(json.dumps(outcome.to_result(), default=to_jsonable) + "\n")
+    def _tail(self) -> None:
+        """Append new results and quarantined lines to the files; count them; watch the budget."""
+        tally = self.counts.tally
+        while rows := self._ledger.results_after(self._cursors[0]):
+            self._out.write("".join(_json_line(row.line) for row in rows))
+            self._cursors[0] = rows[-1].rowid
+            for row in rows:
+                tally.done += 1
+                tally.accepted += row.status == "accepted"
+                tally.escalated += row.escalated
+                self.counts.repeated += row.executions > 1
+            self.counts.results += len(rows)
         self._out.flush()
-        self.counts.results += 1
+        while entries := list(self._ledger.quarantine_after(self._cursors[1])):
+            self._quarantine.write("".join(text + "\n" for _, text in entries))
+            self._cursors[1] = entries[-1][0]
+            self.counts.quarantined += len(entries)
+        self._quarantine.flush()
+        spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
+        self.counts.spent_usd += spent
+        tally.cost_usd = self.counts.spent_usd
+        self._check_budget()
+        if self._progress is not None:
+            self._progress.update(tally)
+
+    def _check_budget(self) -> None:
+        budget = self.settings.budget_usd
+        if budget is not None and self.counts.spent_usd >= budget and not self._stop.is_set():
+            self.counts.budget_reached = True
+            self._stop.set()
+
+    def _store_count(self, table: str) -> int:
+        rows = self._store.select(
+            f"SELECT count(*) FROM {table} WHERE run_id = ?",  # noqa: S608  # our own table name
+            (self.run_id,),
+        )
+        return int(next(rows)[0])
+
+
+def _json_line(line: dict[str, Any]) -> str:
+    return json.dumps(line, default=to_jsonable) + "\n"

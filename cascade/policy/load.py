@@ -186,9 +186,13 @@ class PolicySet:
     A single policy file also serves tasks that carry no type.
     """
 
-    def __init__(self, policies: Mapping[str, Policy], default: Policy | None) -> None:
+    def __init__(
+        self, policies: Mapping[str, Policy], default: Policy | None, source: Path | None = None
+    ) -> None:
         self._policies = dict(policies)
         self._default = default
+        self.source = source
+        """The file or directory the policies were loaded from, for worker processes."""
 
     def __iter__(self) -> Iterator[Policy]:
         return iter(self._policies.values())
@@ -259,4 +263,4 @@ def load_policies(path: str | Path) -> PolicySet:
     default = policies.get("default") or (
         next(iter(policies.values())) if len(files) == 1 else None
     )
-    return PolicySet(policies, default)
+    return PolicySet(policies, default, path.resolve())

@@ -1,0 +1,149 @@
+"""The store's schema, its migration from older versions, and opening a connection to it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from types import TracebackType
+
+__all__ = ["BUSY_TIMEOUT_S", "SCHEMA", "Transaction", "enable_wal", "migrate"]
+
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    created_at   REAL NOT NULL,
+    finished_at  REAL,
+    config       TEXT NOT NULL DEFAULT '{}',
+    lines_read   INTEGER NOT NULL DEFAULT 0,
+    duplicates   INTEGER NOT NULL DEFAULT 0,
+    input_done   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id         TEXT NOT NULL REFERENCES runs(run_id),
+    task_id        TEXT NOT NULL,
+    task_type      TEXT NOT NULL,
+    payload        TEXT,
+    state          TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'leased', 'done')),
+    lease_owner    TEXT,
+    lease_expires  REAL,
+    updated_at     REAL NOT NULL,
+    executions     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (run_id, state);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id             TEXT NOT NULL,
+    task_id            TEXT NOT NULL,
+    execution_id       TEXT NOT NULL,
+    task_type          TEXT NOT NULL,
+    step               INTEGER NOT NULL,
+    tier               INTEGER NOT NULL,
+    model_requested    TEXT NOT NULL,
+    model_served       TEXT,
+    kind               TEXT NOT NULL,
+    prompt_tokens      INTEGER NOT NULL,
+    completion_tokens  INTEGER NOT NULL,
+    cost_usd           REAL NOT NULL,
+    latency_s          REAL NOT NULL,
+    verdicts           TEXT NOT NULL,
+    decision           TEXT NOT NULL,
+    error              TEXT,
+    output             TEXT,
+    ts                 REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (run_id, task_id, seq);
+CREATE TRIGGER IF NOT EXISTS attempts_no_update BEFORE UPDATE ON attempts
+    BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS attempts_no_delete BEFORE DELETE ON attempts
+    BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END;
+CREATE TABLE IF NOT EXISTS results (
+    run_id        TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    execution_id  TEXT NOT NULL,
+    task_type     TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    output        TEXT,
+    parsed        TEXT,
+    tier          INTEGER,
+    model         TEXT,
+    attempts      INTEGER NOT NULL,
+    cost_usd      REAL NOT NULL,
+    latency_s     REAL NOT NULL,
+    reasons       TEXT NOT NULL,
+    best_step     INTEGER,
+    created_at    REAL NOT NULL,
+    executions    INTEGER NOT NULL DEFAULT 1,
+    tiers_tried   INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    run_id  TEXT NOT NULL,
+    line    INTEGER NOT NULL,
+    reason  TEXT NOT NULL,
+    raw     TEXT NOT NULL,
+    PRIMARY KEY (run_id, line)
+);
+"""
+
+_ADDED_IN_2 = {
+    "runs": (
+        "lines_read INTEGER NOT NULL DEFAULT 0",
+        "duplicates INTEGER NOT NULL DEFAULT 0",
+        "input_done INTEGER NOT NULL DEFAULT 0",
+    ),
+    "tasks": ("executions INTEGER NOT NULL DEFAULT 0",),
+    "results": (
+        "executions INTEGER NOT NULL DEFAULT 1",
+        "tiers_tried INTEGER NOT NULL DEFAULT 1",
+    ),
+}
+"""Columns a version-1 store lacks; they are added when such a store is opened."""
+
+
+def enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode, waiting out other connections doing the same.
+
+    WAL mode is stored in the file, so this only does work once. Changing the journal mode
+    fails at once with "database is locked" when another connection holds the file, without
+    consulting ``busy_timeout``, so the switch is retried here for as long as that timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return  # "wal", or "memory" for an in-memory database, which has no WAL
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"could not switch {db} to WAL mode: database is locked")
+        time.sleep(0.01)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a version-1 store up to this version: add the columns it lacks."""
+    for table, columns in _ADDED_IN_2.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if not have:
+            continue  # a new store: the schema creates the table whole
+        for column in columns:
+            if column.split()[0] not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._db.execute("ROLLBACK" if kind else "COMMIT")

@@ -1,0 +1,258 @@
+"""The ledger of one run's tasks in the store: ingest, lease, renew, reclaim, and read back.
+
+A task goes ``pending`` → ``leased`` (by one worker, until a deadline) → ``done``. The model
+calls happen outside any transaction; :meth:`cascade.Store.record_many` then writes a task's
+steps, its result and its done mark together, with the (run, task) pair as the idempotency key.
+A worker that dies leaves leases behind; :meth:`Ledger.reclaim` returns them to ``pending``, and
+the next lease counts a second execution, so repeated calls are known and reported.
+
+Input is ingested in batches, each in one transaction that also moves the run's read position
+(``runs.lines_read``), so a resumed run reads on from exactly where the last one stopped.
+
+>>> from cascade import Store, Task
+>>> with Store(":memory:") as store:
+...     store.start_run("r1")
+...     ledger = Ledger(store, "r1")
+...     ledger.ingest([Entry(1, task=Task("t1", input="x"))], finished=True)
+...     [leased.task.id for leased in ledger.lease("worker-1", 10, ttl_s=60)]
+0
+['t1']
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cascade._rows import RESULT_COLUMNS, outcome_from_row, task_json
+from cascade.errors import TaskError
+from cascade.store import Store
+from cascade.types import Outcome, Task, to_jsonable
+
+__all__ = ["Entry", "Leased", "Ledger", "Position", "ResultRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One input line to ingest: a task to run, or a quarantined line.
+
+    A quarantined line that carried an id brings its outcome, so that the task gets a result.
+    """
+
+    line: int
+    task: Task | None = None
+    reason: str | None = None
+    raw: Any = None
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A task leased to a worker; ``execution`` is 2 or more when an earlier lease was lost."""
+
+    task: Task
+    execution: int
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """How far a run has read its input, and what came of it."""
+
+    lines_read: int
+    duplicates: int
+    input_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One stored result, as the results file and the progress bar need it."""
+
+    rowid: int
+    line: dict[str, Any]
+    status: str
+    escalated: bool
+    executions: int
+
+
+class Ledger:
+    """One run's tasks in a :class:`Store` (see the module docstring)."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def position(self) -> Position:
+        """Where the run's reading of its input stands."""
+        with self.store.reading() as db:
+            row = db.execute(
+                "SELECT lines_read, duplicates, input_done FROM runs WHERE run_id = ?",
+                (self.run_id,),
+            ).fetchone()
+        return Position(0, 0, False) if row is None else Position(row[0], row[1], bool(row[2]))
+
+    def ingest(self, entries: Sequence[Entry], *, finished: bool = False) -> int:
+        """Add a batch of input lines in one transaction; returns the repeated task ids.
+
+        A task whose id is already in the run is a duplicate and keeps its first result. A
+        quarantined line is stored with its reason, and its outcome recorded when it has an id
+        that the run does not hold yet. ``finished`` marks the end of the input.
+        """
+        now = time.time()
+        duplicates = 0
+        fresh: list[tuple[Outcome, Task | None]] = []
+
+        def write(db: sqlite3.Connection) -> None:
+            nonlocal duplicates
+            for entry in entries:
+                if entry.task is not None:
+                    duplicates += 1 - _insert_task(db, self.run_id, entry.task, now)
+                    continue
+                db.execute(
+                    "INSERT INTO quarantine (run_id, line, reason, raw) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (self.run_id, entry.line, entry.reason or "", _raw_json(entry.raw)),
+                )
+                if entry.outcome is not None:
+                    if self._holds(db, entry.outcome.task_id):
+                        duplicates += 1
+                    else:
+                        fresh.append((entry.outcome, None))
+            db.execute(
+                "UPDATE runs SET lines_read = max(lines_read, ?), duplicates = duplicates + ?,"
+                " input_done = input_done OR ? WHERE run_id = ?",
+                (
+                    max((e.line for e in entries), default=0),
+                    duplicates,
+                    int(finished),
+                    self.run_id,
+                ),
+            )
+
+        self.store.record_many(fresh, also=write)
+        return duplicates
+
+    def _holds(self, db: sqlite3.Connection, task_id: str) -> bool:
+        found = db.execute(
+            "SELECT 1 FROM tasks WHERE run_id = ? AND task_id = ?", (self.run_id, task_id)
+        ).fetchone()
+        return found is not None
+
+    def lease(self, owner: str, limit: int, *, ttl_s: float) -> list[Leased]:
+        """Lease up to ``limit`` pending tasks to ``owner`` until ``ttl_s`` from now."""
+        now = time.time()
+        with self.store.writing() as db:
+            rows = db.execute(
+                "UPDATE tasks SET state = 'leased', lease_owner = ?, lease_expires = ?,"
+                " executions = executions + 1, updated_at = ?"
+                " WHERE rowid IN (SELECT rowid FROM tasks WHERE run_id = ? AND state = 'pending'"
+                " ORDER BY rowid LIMIT ?) RETURNING payload, executions",
+                (owner, now + ttl_s, now, self.run_id, limit),
+            ).fetchall()
+        return [Leased(_task(payload), executions) for payload, executions in rows]
+
+    def renew(self, owner: str, *, ttl_s: float) -> int:
+        """Push back the deadline of every lease ``owner`` holds; returns how many."""
+        with self.store.writing() as db:
+            return db.execute(
+                "UPDATE tasks SET lease_expires = ? WHERE run_id = ? AND state = 'leased'"
+                " AND lease_owner = ?",
+                (time.time() + ttl_s, self.run_id, owner),
+            ).rowcount
+
+    def release(self, owner: str) -> int:
+        """Give back ``owner``'s leases (leased but never started); returns how many."""
+        return self._reclaim("lease_owner = ?", (owner,))
+
+    def reclaim(self, *, alive: Collection[str] = ()) -> int:
+        """Return expired leases, and leases of owners not in ``alive``, to ``pending``.
+
+        At the start of a run no worker is alive yet, so every lease left by a crash is
+        reclaimed at once; later, only the leases of workers that died or stalled.
+        """
+        marks = ", ".join("?" * len(alive))
+        dead = f"lease_owner NOT IN ({marks})" if alive else "1"
+        return self._reclaim(f"(lease_expires < ? OR {dead})", (time.time(), *alive))
+
+    def _reclaim(self, condition: str, params: tuple[Any, ...]) -> int:
+        # The conditions are our own constants; only their parameters come from outside.
+        sql = "UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
+        sql += " WHERE run_id = ? AND state = 'leased' AND " + condition
+        with self.store.writing() as db:
+            return db.execute(sql, (self.run_id, *params)).rowcount
+
+    def unfinished(self) -> int:
+        """Tasks ingested but not done: pending or leased."""
+        with self.store.reading() as db:
+            return int(
+                db.execute(
+                    "SELECT count(*) FROM tasks WHERE run_id = ? AND state != 'done'",
+                    (self.run_id,),
+                ).fetchone()[0]
+            )
+
+    def spent(self, after_seq: int = 0) -> tuple[float, int]:
+        """The cost of the run's calls after step ``after_seq``, and the last step's number."""
+        with self.store.reading() as db:
+            cost, last = db.execute(
+                "SELECT total(cost_usd), max(seq) FROM attempts WHERE run_id = ? AND seq > ?",
+                (self.run_id, after_seq),
+            ).fetchone()
+        return float(cost), int(last or after_seq)
+
+    def results_after(self, rowid: int, limit: int = 2000) -> list[ResultRow]:
+        """Results written after ``rowid``, in the order they were written."""
+        with self.store.reading() as db:
+            rows = db.execute(
+                f"SELECT rowid, {RESULT_COLUMNS} FROM results"  # noqa: S608  # constant columns
+                " WHERE rowid > ? AND run_id = ? ORDER BY rowid LIMIT ?",
+                (rowid, self.run_id, limit),
+            ).fetchall()
+        return [
+            ResultRow(
+                rowid=row[0],
+                line=outcome_from_row(row[1:], ()).to_result() | {"attempts": row[10]},
+                status=row[5],
+                escalated=row[17] > 1,
+                executions=row[16],
+            )
+            for row in rows
+        ]
+
+    def quarantine_after(self, rowid: int, limit: int = 2000) -> Iterator[tuple[int, str]]:
+        """Quarantined lines written after ``rowid``, as quarantine-file lines."""
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT rowid, line, reason, raw FROM quarantine WHERE rowid > ? AND run_id = ?"
+                " ORDER BY rowid LIMIT ?",
+                (rowid, self.run_id, limit),
+            ).fetchall()
+        for row_id, line, reason, raw in rows:
+            entry = {"line": line, "reason": reason, "raw": json.loads(raw)}
+            yield row_id, json.dumps(entry, default=to_jsonable)
+
+
+def _insert_task(db: sqlite3.Connection, run_id: str, task: Task, now: float) -> int:
+    return db.execute(
+        "INSERT INTO tasks (run_id, task_id, task_type, payload, state, updated_at)"
+        " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (run_id, task_id) DO NOTHING",
+        (run_id, task.id, task.type, task_json(task), now),
+    ).rowcount
+
+
+def _raw_json(raw: Any) -> str:
+    try:
+        return json.dumps(raw, default=to_jsonable)
+    except (TypeError, ValueError):
+        return json.dumps(repr(raw))
+
+
+def _task(payload: str) -> Task:
+    data = {k: v for k, v in json.loads(payload).items() if v is not None}
+    try:
+        return Task.from_dict(data)
+    except TaskError as exc:  # written by us from a valid task: a corrupt store
+        raise TaskError(f"the store holds a task it cannot read back: {exc}") from exc
