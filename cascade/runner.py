@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
+from cascade.budget import JobBudget
 from cascade.engine import default_backend
 from cascade.errors import CascadeError, ConfigError
 from cascade.guard import Guard
@@ -132,6 +133,7 @@ class Runner:
         self._guard = guard or policies.guard()
         self._progress = progress
         self._stop: Any = multiprocessing.get_context("spawn").Event()
+        self._budget = JobBudget(self.settings.budget_usd)
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
 
@@ -142,6 +144,7 @@ class Runner:
         self.counts.done_before = self._store_count("results")
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
+        self._budget = JobBudget(self.settings.budget_usd, spent_usd=self.counts.spent_usd)
         feeder = asyncio.ensure_future(self._feed(lines))
         try:
             if self.settings.workers == 1:
@@ -175,6 +178,7 @@ class Runner:
             cascades,
             self._ledger,
             stop=self._stop,
+            budget=self._budget,
             settings=self._worker_settings(),
             log=log,
         )
@@ -198,7 +202,9 @@ class Runner:
                 log_path=self._log_path,
                 backend=self._factory,
             )
-            process = context.Process(target=work, args=(job, self._guard, self._stop))
+            process = context.Process(
+                target=work, args=(job, self._guard, self._stop, self._budget)
+            )
             process.start()
             processes.append(process)
         failed: list[str] = []
@@ -286,8 +292,10 @@ class Runner:
             self._progress.update(tally)
 
     def _check_budget(self) -> None:
+        """Stop reading input once the budget is spent (the workers stop leasing on their own)."""
         budget = self.settings.budget_usd
-        if budget is not None and self.counts.spent_usd >= budget and not self._stop.is_set():
+        spent = max(self.counts.spent_usd, self._budget.spent_usd)
+        if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
 

@@ -18,10 +18,11 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
+from cascade.budget import JobBudget
 from cascade.engine import Cascade
 from cascade.errors import ConfigError
 from cascade.guard import Guard
@@ -74,6 +75,7 @@ class Worker:
         ledger: Ledger,
         *,
         stop: StopFlag,
+        budget: JobBudget | None = None,
         settings: WorkerSettings | None = None,
         log: StepLog | None = None,
         owner: str | None = None,
@@ -82,6 +84,7 @@ class Worker:
         self.cascades = cascades
         self.ledger = ledger
         self.stop = stop
+        self.budget = budget or JobBudget(None)
         self.settings = settings or WorkerSettings()
         self.log = log
         self.owner = owner or new_owner()
@@ -97,12 +100,13 @@ class Worker:
         try:
             while True:
                 room = self.settings.concurrency - len(running)
-                if room > 0 and not self.stop.is_set():
+                stopping = self.stop.is_set() or self.budget.exhausted()
+                if room > 0 and not stopping:
                     for leased in self.ledger.lease(self.owner, room, ttl_s=self.settings.lease_s):
                         running[asyncio.ensure_future(self._run(leased))] = leased
                 if not running:
                     self._flush()
-                    if self.stop.is_set() or self._finished():
+                    if stopping or self._finished():
                         return
                     await asyncio.sleep(self.settings.idle_s)
                     continue
@@ -110,8 +114,9 @@ class Worker:
                     running, timeout=self.settings.flush_s, return_when=asyncio.FIRST_COMPLETED
                 )
                 for future in finished:
-                    leased = running.pop(future)
-                    self._done.append((future.result(), leased.task, leased.execution))
+                    leased, outcome = running.pop(future), future.result()
+                    self.budget.add(outcome.cost_usd)
+                    self._done.append((outcome, leased.task, leased.execution))
                 if len(self._done) >= self.settings.batch or self._due():
                     self._flush()
         finally:
@@ -183,8 +188,23 @@ def build_cascades(
     }
 
 
-def work(job: WorkerJob, guard: Guard, stop: Any) -> None:
-    """A worker process's body: open the store and the log, then work until done."""
+class _StopOrOrphaned:
+    """The run's stop flag, also set when the coordinator died (this process was orphaned)."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self._stop = stop
+        self._parent = os.getppid()
+
+    def is_set(self) -> bool:
+        return self._stop.is_set() or os.getppid() != self._parent
+
+
+def work(job: WorkerJob, guard: Guard, stop: StopFlag, budget: JobBudget) -> None:
+    """A worker process's body: open the store and the log, then work until done.
+
+    If the coordinator dies, the worker finishes and records the tasks it has in flight, and
+    exits; the next run of the job leases the rest.
+    """
     policies = load_policies(job.policy)
     backend = job.backend()
     with Store(job.store) as store, _log_file(job.log_path) as file:
@@ -196,7 +216,8 @@ def work(job: WorkerJob, guard: Guard, stop: Any) -> None:
             policies,
             cascades,
             Ledger(store, job.run_id),
-            stop=stop,
+            stop=_StopOrOrphaned(stop),
+            budget=budget,
             settings=job.settings,
             log=log,
             owner=job.owner,
