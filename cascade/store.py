@@ -163,6 +163,10 @@ class Store:
         with self._lock, self._transaction():
             if also is not None:
                 also(self._db)
+            self._db.executemany(
+                "INSERT INTO runs (run_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(run_id, now) for run_id in {outcome.run_id for outcome, _ in items}],
+            )
             for number, (outcome, task) in enumerate(items):
                 times = executions[number] if number < len(executions) else 1
                 written.append(self._record_one(outcome, task, now, max(1, times)))
@@ -170,10 +174,6 @@ class Store:
 
     def _record_one(self, outcome: Outcome, task: Task | None, now: float, times: int) -> bool:
         execution_id = uuid.uuid4().hex
-        self._db.execute(
-            "INSERT INTO runs (run_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (outcome.run_id, now),
-        )
         self._db.executemany(
             f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608  # constant columns
             [attempt_row(step, execution_id) for step in outcome.steps],

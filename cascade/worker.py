@@ -146,8 +146,9 @@ class Worker:
         if not self._done:
             return
         done, self._done = self._done, []
+        # The ledger holds each task already: its payload need not be written again.
         self.ledger.store.record_many(
-            [(outcome, task) for outcome, task, _ in done], [times for _, _, times in done]
+            [(outcome, None) for outcome, _, _ in done], [times for _, _, times in done]
         )
         self.tasks_run += len(done)
 
