@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cascade.backends import ScriptedBackend
-from cascade.backends.base import Request
-from cascade.types import Price
+from cascade.backends.base import Request, Response
+from cascade.types import Price, Usage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,14 +40,26 @@ labels = ["ok"]
 """
 
 
-def _small(request: Request) -> str:
-    return "nope" if request.task_id.endswith("0") else "ok"
+PRICES = {"small": Price(0.15, 0.6), "big": Price(2.5, 10.0)}
 
 
-def instant() -> ScriptedBackend:
-    """Answer at once: ``small`` says "ok" except for ids ending in 0, ``big`` always does."""
-    prices = {"small": Price(0.15, 0.6), "big": Price(2.5, 10.0)}
-    return ScriptedBackend({"small": _small, "big": ["ok"]}, prices=prices)
+class Instant:
+    """Answer at once: ``small`` says "ok" except for ids ending in 0, ``big`` always does.
+
+    Unlike the test double ``ScriptedBackend``, it keeps no record of its calls: a million of
+    them would be the benchmark's memory, not the runner's.
+    """
+
+    async def complete(self, request: Request) -> Response:
+        """The answer, priced from its word counts."""
+        text = "nope" if request.model == "small" and request.task_id.endswith("0") else "ok"
+        usage = Usage(sum(len(m["content"].split()) for m in request.messages), 1)
+        return Response(text, request.model, usage, PRICES[request.model].cost(usage))
+
+
+def instant() -> Instant:
+    """The backend ``cascade run --backend benchmarks.memory:instant`` builds."""
+    return Instant()
 
 
 def _write_tasks(path: Path, count: int) -> None:

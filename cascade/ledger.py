@@ -119,8 +119,14 @@ class Ledger:
                 if entry.outcome is not None:
                     if self._holds(db, entry.outcome.task_id):
                         duplicates += 1
-                    else:
-                        fresh.append((entry.outcome, None))
+                        continue
+                    # Held from here on, so a later line of this batch with the id is a repeat.
+                    db.execute(
+                        "INSERT INTO tasks (run_id, task_id, task_type, state, updated_at)"
+                        " VALUES (?, ?, ?, 'done', ?)",
+                        (self.run_id, entry.outcome.task_id, entry.outcome.task_type, now),
+                    )
+                    fresh.append((entry.outcome, None))
             db.execute(
                 "UPDATE runs SET lines_read = max(lines_read, ?), duplicates = duplicates + ?,"
                 " input_done = input_done OR ? WHERE run_id = ?",

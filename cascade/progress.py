@@ -85,6 +85,10 @@ class Progress:
             done += " tasks"
         passed = tally.accepted / tally.done if tally.done else 0.0
         escalated = tally.escalated / tally.done if tally.done else 0.0
+        if self._tty:  # one terminal line: short
+            return (
+                f"{done} {rate:.1f}/s pass {passed:.1%} esc {escalated:.1%} ${tally.cost_usd:.4f}"
+            )
         return (
             f"progress: {done}, {rate:.1f} tasks/s, pass {passed:.1%},"
             f" escalated {escalated:.1%}, ${tally.cost_usd:.4f}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from cascade.worker import (
 __all__ = ["Counts", "Line", "RunSettings", "Runner", "read_lines"]
 
 _INGEST_BATCH = 500
+_RECLAIM_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class Runner:
         self._progress = progress
         self._stop: Any = multiprocessing.get_context("spawn").Event()
         self._budget = JobBudget(self.settings.budget_usd)
+        self._reclaimed_at = time.monotonic()
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
 
@@ -186,6 +189,7 @@ class Runner:
         while not task.done():
             await asyncio.wait([task], timeout=self.settings.tail_s)
             self._tail()
+            self._watch(feeder, [worker.owner])
         task.result()
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
@@ -212,6 +216,7 @@ class Runner:
         while any(p.exitcode is None for p in processes):
             await asyncio.sleep(self.settings.tail_s)
             self._tail()
+            self._watch(feeder, [o for o, p in zip(owners, processes, strict=True) if p.is_alive()])
             for owner, process in zip(owners, processes, strict=True):
                 if process.exitcode is not None and owner not in released:
                     released.add(owner)
@@ -222,6 +227,15 @@ class Runner:
             raise CascadeError(
                 f"worker processes failed ({'; '.join(failed)}); run the same command to resume"
             )
+
+    def _watch(self, feeder: asyncio.Future[None], alive: list[str]) -> None:
+        """Stop the workers if the input cannot be read; reclaim stalled workers' leases."""
+        if feeder.done() and not feeder.cancelled() and feeder.exception() is not None:
+            self._stop.set()  # the workers finish what they hold; the error is raised after
+        now = time.monotonic()
+        if now - self._reclaimed_at > _RECLAIM_EVERY_S:
+            self._reclaimed_at = now
+            self._ledger.reclaim(alive=alive)
 
     def _worker_settings(self) -> WorkerSettings:
         return WorkerSettings(concurrency=self.settings.concurrency, lease_s=self.settings.lease_s)

@@ -45,17 +45,23 @@ def _csv_value(value: str) -> Any:
 
 
 def read_lines(path: Path) -> Iterator[Line]:
-    """Stream tasks from JSONL, or CSV with a header row; never loads the file whole."""
-    handle: IO[str]
-    with path.open(encoding="utf-8", newline="" if path.suffix == ".csv" else None) as handle:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(handle)
-            for row in reader:
-                data = {k: _csv_value(v) for k, v in row.items() if k and v not in (None, "")}
-                yield _line(reader.line_num, data)
-            return
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    """Stream tasks from JSONL, or CSV with a header row; never loads the file whole.
+
+    A JSONL line that is not UTF-8 or not JSON becomes a line with its problem; a CSV file that
+    is not UTF-8 stops with an error naming the file and the row.
+    """
+    if path.suffix.lower() == ".csv":
+        yield from _read_csv(path)
+        return
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Line(number, None, raw.decode("utf-8", "replace").rstrip("\n"),
+                           f"not UTF-8: {exc}")  # fmt: skip
                 continue
             try:
                 data = json.loads(text)
@@ -63,6 +69,20 @@ def read_lines(path: Path) -> Iterator[Line]:
                 yield Line(number, None, text.rstrip("\n"), f"not valid JSON: {exc}")
                 continue
             yield _line(number, data)
+
+
+def _read_csv(path: Path) -> Iterator[Line]:
+    handle: IO[str]
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            for row in reader:
+                data = {k: _csv_value(v) for k, v in row.items() if k and v not in (None, "")}
+                yield _line(reader.line_num, data)
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"{path}: after line {reader.line_num}: not UTF-8 ({exc})") from exc
+        except csv.Error as exc:
+            raise TaskError(f"{path}: line {reader.line_num}: {exc}") from exc
 
 
 def _line(number: int, data: Any) -> Line:

@@ -96,6 +96,18 @@ BAD = [
         "start[0].tier: there are only 2 tiers",
     ),
     (
+        "zero-rpm",
+        GOOD + '\n[limits."openai/gpt-4o"]\nrpm = 0\n',
+        19,
+        "limits.openai/gpt-4o.rpm: Input should be greater than 0",
+    ),
+    (
+        "breaker-typo",
+        GOOD + "\n[breaker]\nfailure = 3\n",
+        19,
+        "breaker.failure: unknown key",
+    ),
+    (
         "bad-factory",
         GOOD + '\n[[validators]]\nkind = "python"\nfactory = "no_such_module:make"\n',
         20,
@@ -190,3 +202,16 @@ def test_a_task_no_tier_can_take_fails_with_a_reason(tmp_path: Path) -> None:
     assert outcome.status is Status.FAILED
     assert "context windows" in outcome.reasons[0]
     assert backend.calls == []
+
+
+def test_limits_and_breakers_from_every_policy_make_one_guard(tmp_path: Path) -> None:
+    """Policies' limits merge (the stricter wins, command line included) into one shared guard."""
+    from cascade.guard import Limit  # noqa: PLC0415
+
+    write(tmp_path, GOOD + "\n[limits.openai]\nrpm = 500\n[breaker]\nfailures = 7\n", "a.toml")
+    other = GOOD.replace('"labels"', '"moods"') + "\n[limits.openai]\nrpm = 300\ntpm = 9000\n"
+    write(tmp_path, other, "b.toml")
+    guard = load_policies(tmp_path).guard({"openai": Limit(rpm=400), "small": Limit(tpm=100)})
+    assert guard.limits == {"openai": Limit(300, 9000), "small": Limit(None, 100)}
+    assert guard.breaker.failures == 7
+    assert guard.needs_tokens("openai/gpt-4o")

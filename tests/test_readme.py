@@ -35,7 +35,10 @@ def test_readme_example_runs(number: int, tmp_path: Path, monkeypatch: pytest.Mo
 
 TOML = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
 COMMANDS = [
-    line.removeprefix(".venv/bin/cascade ").split()
+    (
+        line.partition("  #")[0].removeprefix(".venv/bin/cascade ").split(),
+        int(status.group(1)) if (status := re.search(r"# exit status (\d)", line)) else 0,
+    )
     for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     for line in block.splitlines()
     if line.startswith(".venv/bin/cascade ") and " bench " not in f" {line} "
@@ -59,5 +62,5 @@ def test_the_readme_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     os.symlink(SHARED, tmp_path / "shared")
     os.symlink(ROOT / "policies", checkout / "policies")
     monkeypatch.chdir(checkout)
-    for argv in COMMANDS:
-        assert main(argv) == 0, argv
+    for argv, status in COMMANDS:
+        assert main(argv) == status, argv

@@ -174,3 +174,56 @@ def test_report_on_a_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["report", str(tmp_path / "none.db")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_line_that_is_not_utf8_is_quarantined(job: Path) -> None:
+    """Bytes that are not UTF-8 spoil only their own line, which is quarantined with its number."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_bytes(b'{"id": "t1", "type": "labels", "input": "one"}\n{"id": "\xff"}\n')
+    assert run(job, tasks) == 0
+    quarantine = (job / "results.quarantine.jsonl").read_text().splitlines()
+    assert [json.loads(q)["line"] for q in quarantine] == [2]
+    assert "not UTF-8" in json.loads(quarantine[0])["reason"]
+
+
+def test_a_csv_file_that_is_not_utf8_stops_with_its_name(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV file cannot be read past bad bytes: the error names the file; earlier rows are kept."""
+    tasks = job / "tasks.csv"
+    rows = "".join(f"t{n},labels,row {n}\n" for n in range(1, 2000))
+    tasks.write_bytes(b"id,type,input\n" + rows.encode() + b"t9999,labels,\xff\xfe\n")
+    assert run(job, tasks) == 2
+    assert f"{tasks}: after line" in capsys.readouterr().err
+    with Store(job / "run.db") as store:
+        # The rows read before the bad bytes were stored; those not yet run wait for a resume.
+        states = dict(store.select("SELECT state, count(*) FROM tasks GROUP BY state"))
+        assert states.get("done", 0) == store.count("results") > 0
+        assert set(states) <= {"done", "pending"}
+
+
+def test_a_quarantined_id_then_a_good_line_with_it_counts_a_duplicate(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first line with an id wins even when it was quarantined, and the second is a repeat."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "t1", "type": "poetry", "input": "no policy"}\n'
+        '{"id": "t1", "type": "labels", "input": "fine"}\n'
+    )
+    assert run(job, tasks) == 0
+    results = [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["status"]) for r in results] == [("t1", "quarantined")]
+    assert "duplicates  1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--rpm", "--tpm"])
+@pytest.mark.parametrize("value", ["openai", "openai=0", "openai=many", "=5"])
+def test_a_bad_rate_limit_is_named(
+    job: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    """A rate limit must be KEY=N with N > 0; the error quotes the option."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n")
+    assert run(job, tasks, flag, value) == 2
+    assert f"{flag} {value!r}: expected KEY=N" in capsys.readouterr().err

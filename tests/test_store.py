@@ -117,3 +117,37 @@ def test_an_in_memory_store_opens_at_once() -> None:
         store.start_run("r")
         assert store.count("runs") == 1
     assert time.perf_counter() - started < 1.0
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, finished_at REAL,
+    config TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, task_type TEXT NOT NULL,
+    payload TEXT, state TEXT NOT NULL DEFAULT 'pending', lease_owner TEXT, lease_expires REAL,
+    updated_at REAL NOT NULL, PRIMARY KEY (run_id, task_id));
+CREATE TABLE results (run_id TEXT NOT NULL, task_id TEXT NOT NULL, execution_id TEXT NOT NULL,
+    task_type TEXT NOT NULL, status TEXT NOT NULL, output TEXT, parsed TEXT, tier INTEGER,
+    model TEXT, attempts INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_s REAL NOT NULL,
+    reasons TEXT NOT NULL, best_step INTEGER, created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, task_id));
+INSERT INTO runs VALUES ('old', 1.0, 2.0, '{}');
+INSERT INTO results VALUES ('old', 't1', 'e1', 'default', 'accepted', 'ok', 'null', 0, 'm', 1,
+    0.5, 0.1, '[]', 0, 1.0);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Opening a store written by the previous version adds the new columns and keeps the data."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    with Store(path) as store:
+        old = store.outcome("old", "t1")
+        assert old is not None
+        assert (old.status, old.cost_usd) == (Status.ACCEPTED, 0.5)
+        assert next(store.select("SELECT executions, tiers_tried FROM results")) == (1, 1)
+        assert next(store.select("SELECT user_version FROM pragma_user_version")) == (2,)
+        cascade, _ = make({"m": ["ok"]}, ["m"], store=store, run_id="new")
+        assert cascade.run({"id": "t2", "input": "x"}).accepted
+        assert store.count("results") == 2
