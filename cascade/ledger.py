@@ -195,7 +195,8 @@ class Ledger:
         with self.store.reading() as db:
             return int(
                 db.execute(
-                    "SELECT count(*) FROM tasks WHERE run_id = ? AND state != 'done'",
+                    "SELECT count(*) FROM tasks"
+                    " WHERE run_id = ? AND state IN ('pending', 'leased')",  # through the index
                     (self.run_id,),
                 ).fetchone()[0]
             )
@@ -204,8 +205,9 @@ class Ledger:
         """The cost of the run's calls after step ``after_seq``, and the last step's number."""
         with self.store.reading() as db:
             cost, last = db.execute(
-                "SELECT total(cost_usd), max(seq) FROM attempts WHERE run_id = ? AND seq > ?",
-                (self.run_id, after_seq),
+                # "+run_id": walk the rowid range, not every step of the run through its index.
+                "SELECT total(cost_usd), max(seq) FROM attempts WHERE seq > ? AND +run_id = ?",
+                (after_seq, self.run_id),
             ).fetchone()
         return float(cost), int(last or after_seq)
 
@@ -214,7 +216,7 @@ class Ledger:
         with self.store.reading() as db:
             rows = db.execute(
                 f"SELECT rowid, {RESULT_COLUMNS} FROM results"  # noqa: S608  # constant columns
-                " WHERE rowid > ? AND run_id = ? ORDER BY rowid LIMIT ?",
+                " WHERE rowid > ? AND +run_id = ? ORDER BY rowid LIMIT ?",
                 (rowid, self.run_id, limit),
             ).fetchall()
         return [
@@ -232,7 +234,7 @@ class Ledger:
         """Quarantined lines written after ``rowid``, as quarantine-file lines."""
         with self.store.reading() as db:
             rows = db.execute(
-                "SELECT rowid, line, reason, raw FROM quarantine WHERE rowid > ? AND run_id = ?"
+                "SELECT rowid, line, reason, raw FROM quarantine WHERE rowid > ? AND +run_id = ?"
                 " ORDER BY rowid LIMIT ?",
                 (rowid, self.run_id, limit),
             ).fetchall()
