@@ -13,6 +13,7 @@ from cascade.errors import (
     TaskError,
     TransientProviderError,
 )
+from cascade.guard import BreakerSettings, Guard, Limit
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
@@ -53,12 +54,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "Backend",
+    "BreakerSettings",
     "CallKind",
     "Cascade",
     "CascadeError",
     "ConfigError",
     "CostClass",
     "Decision",
+    "Guard",
+    "Limit",
     "Outcome",
     "PermanentProviderError",
     "Price",
