@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from cascade import Cascade, Tier  # after the offline switch above
+from cascade._fake_openai import serve_in_subprocess
 from cascade.backends.litellm import LiteLLMBackend, load_litellm
 
 MODEL = "openai/gpt-4o-mini"
@@ -94,18 +93,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="calls per measurement")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cascade._fake_openai", "--latency", str(LATENCY_S)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
+    with serve_in_subprocess(LATENCY_S) as base_url:
         print(f"fake provider at {base_url}, {LATENCY_S * 1000:.0f} ms per answer, {MODEL}")
         asyncio.run(measure(base_url, args.calls, args.rounds))
-    finally:
-        server.kill()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from cascade import Store  # after the offline switch above
+from cascade._fake_openai import serve_in_subprocess
 from cascade.backends.litellm import load_litellm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,13 +96,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8000)
     parser.add_argument("--concurrency", type=int, default=100, help="tasks in flight per worker")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cascade._fake_openai", "--latency", str(LATENCY_S)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
+    with serve_in_subprocess(LATENCY_S) as base_url:
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
             (work / "contact.toml").write_text(
@@ -111,9 +106,6 @@ def main() -> None:
             (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
             rows = [(w, *run_workers(work, w, args.concurrency)) for w in (1, 2)]
         raw_rate = asyncio.run(raw(base_url, args.tasks, args.concurrency))
-    finally:
-        server.kill()
-        server.wait()
     print(f"fake provider {LATENCY_S * 1000:.0f} ms per answer; {args.tasks} tasks;"
           f" concurrency {args.concurrency} per worker; {os.cpu_count()} cores")  # fmt: skip
     print(f"{'setup':>22} {'attempts':>9} {'attempts/s':>11} {'wall s':>7} {'vs 1 worker':>12}"

@@ -9,6 +9,7 @@ True
 
 Run it as a separate process (for benchmarks) with
 ``python -m cascade._fake_openai --latency 0.05``; it prints its base URL and serves until killed.
+:func:`serve_in_subprocess` does that and hands back the URL.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-__all__ = ["FakeOpenAI", "FakeReply"]
+__all__ = ["FakeOpenAI", "FakeReply", "serve_in_subprocess"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,22 @@ class FakeOpenAI:
         writer.write(payload[: len(payload) // 2] if reply.truncate else payload)
         await writer.drain()
         return not reply.truncate
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(latency_s: float) -> Iterator[str]:
+    """Serve from a process of its own (so it does not share our CPU); yields the base URL."""
+    server = subprocess.Popen(  # noqa: S603  # our own module
+        [sys.executable, "-m", "cascade._fake_openai", "--latency", str(latency_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None  # we asked for a pipe
+        yield server.stdout.readline().strip()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "attempt_row",
     "outcome_from_row",
+    "result_line",
     "result_row",
     "step_from_row",
     "task_json",
@@ -27,6 +28,11 @@ RESULT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, status, output, parsed, tier, model, attempts,"
     " cost_usd, latency_s, reasons, best_step, created_at, executions, tiers_tried"
 )
+
+
+def result_line(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A ``results`` row (in :data:`RESULT_COLUMNS` order) as a line of the results file."""
+    return outcome_from_row(row, ()).to_result() | {"attempts": row[9]}
 
 
 def tiers_tried(outcome: Outcome) -> int:

@@ -79,7 +79,7 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
     out_path = Path(options.out)
     quarantine_path = Path(options.quarantine or out_path.with_suffix(".quarantine.jsonl"))
     steps_path = Path(options.log or out_path.with_suffix(".steps.jsonl"))
-    factory = _backend_factory(options)
+    backend, factory = _backend(options)
     total = count_tasks(source)
     workers = options.workers or _auto_workers(total)
     job = {"tasks": str(source.resolve()), "policy": str(Path(policy).resolve())}
@@ -96,7 +96,7 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
                 store=store,
                 out=results,
                 quarantine=bad,
-                backend=factory(),
+                backend=backend,
                 backend_factory=factory,
                 log=StepLog(steps),
                 log_path=str(steps_path),
@@ -149,19 +149,22 @@ def _auto_workers(total: int | None) -> int:
     return max(1, min(cores, (total or 0) // 1000))
 
 
-def _backend_factory(options: RunOptions) -> Callable[[], Backend]:
-    """How every process builds its backend: replay, a named factory, or litellm."""
+def _backend(options: RunOptions) -> tuple[Backend, Callable[[], Backend]]:
+    """The backend for this process and the factory worker processes build theirs with.
+
+    Replay, a named factory, or litellm. The backend is built here, so that a bad option fails
+    before anything starts.
+    """
     if options.replay is not None and options.backend is not None:
         raise ConfigError("--replay and --backend cannot be used together")
+    factory: Callable[[], Backend] = default_backend
     if options.replay is not None:
         from cascade.backends import ReplayBackend  # noqa: PLC0415
 
-        ReplayBackend.from_dataset(options.replay)  # fail here, before anything starts
-        return functools.partial(ReplayBackend.from_dataset, options.replay)
-    if options.backend is not None:
-        backend_from(options.backend)
-        return functools.partial(backend_from, options.backend)
-    return default_backend
+        factory = functools.partial(ReplayBackend.from_dataset, options.replay)
+    elif options.backend is not None:
+        factory = functools.partial(backend_from, options.backend)
+    return factory(), factory
 
 
 def backend_from(spec: str) -> Backend:

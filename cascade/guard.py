@@ -179,6 +179,8 @@ class Guard:
         """
         keys = _keys(model, self.limits)
         now = self._clock()
+        if len(keys) == 1:  # the usual case: check and take in one pass under the lock
+            return self._key_wait(model, tokens, now, take=True)
         waits = [self._key_wait(key, tokens, now, take=False) for key in keys]
         if max(waits) > 0:
             return max(waits)

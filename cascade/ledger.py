@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cascade._rows import RESULT_COLUMNS, outcome_from_row, task_json
+from cascade._rows import RESULT_COLUMNS, result_line, task_json
 from cascade.errors import TaskError
 from cascade.store import Store
 from cascade.types import Outcome, Task, to_jsonable
@@ -222,7 +222,7 @@ class Ledger:
         return [
             ResultRow(
                 rowid=row[0],
-                line=outcome_from_row(row[1:], ()).to_result() | {"attempts": row[10]},
+                line=result_line(row[1:]),
                 status=row[5],
                 escalated=row[17] > 1,
                 executions=row[16],

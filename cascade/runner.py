@@ -147,7 +147,7 @@ class Runner:
         self.counts.done_before = self._store_count("results")
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
-        self._budget = JobBudget(self.settings.budget_usd, spent_usd=self.counts.spent_usd)
+        self._budget.add(self.counts.spent_usd)
         feeder = asyncio.ensure_future(self._feed(lines))
         try:
             if self.settings.workers == 1:

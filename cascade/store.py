@@ -37,6 +37,7 @@ from cascade._rows import (
     RESULT_COLUMNS,
     attempt_row,
     outcome_from_row,
+    result_line,
     result_row,
     step_from_row,
     task_json,
@@ -231,7 +232,7 @@ class Store:
                 (run_id,),
             ).fetchall()
         for row in rows:
-            yield outcome_from_row(row, ()).to_result() | {"attempts": row[9]}
+            yield result_line(row)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """Rows of a read-only query, for reports over the store, fetched in batches."""

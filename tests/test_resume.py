@@ -15,6 +15,8 @@ import pytest
 
 from cascade import Store
 from cascade.cli import main
+from cascade.ledger import Entry, Ledger
+from cascade.types import Task
 from tests.fake_backends import POLICY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +174,6 @@ def test_worker_processes_share_the_store(
 
 def test_a_worker_process_that_dies_hands_its_tasks_to_the_others(tmp_path: Path) -> None:
     """Leases of a worker that exits are released at once, not after the lease deadline."""
-    from cascade.ledger import Entry, Ledger  # noqa: PLC0415
-    from cascade.types import Task  # noqa: PLC0415
-
     with Store(tmp_path / "run.db") as store:
         store.start_run("r")
         ledger = Ledger(store, "r")
@@ -188,9 +187,6 @@ def test_a_worker_process_that_dies_hands_its_tasks_to_the_others(tmp_path: Path
 
 def test_expired_leases_are_reclaimed_and_live_ones_kept(tmp_path: Path) -> None:
     """Reclaim takes back leases past their deadline or held by owners not alive."""
-    from cascade.ledger import Entry, Ledger  # noqa: PLC0415
-    from cascade.types import Task  # noqa: PLC0415
-
     with Store(tmp_path / "run.db") as store:
         store.start_run("r")
         ledger = Ledger(store, "r")
