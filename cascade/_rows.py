@@ -21,12 +21,13 @@ __all__ = [
 
 ATTEMPT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, step, tier, model_requested, model_served, kind,"
-    " prompt_tokens, completion_tokens, cost_usd, latency_s, verdicts, decision, error, output, ts"
+    " prompt_tokens, completion_tokens, cost_usd, latency_s, verdicts, decision, error, output, ts,"
+    " compute_s"
 )
 
 RESULT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, status, output, parsed, tier, model, attempts,"
-    " cost_usd, latency_s, reasons, best_step, created_at, executions, tiers_tried"
+    " cost_usd, latency_s, reasons, best_step, created_at, executions, tiers_tried, compute_s"
 )
 
 
@@ -75,7 +76,7 @@ def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
         step.run_id, step.task_id, execution_id, step.task_type, step.step, step.tier,
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
         step.completion_tokens, step.cost_usd, step.latency_s, _verdicts_json(step.verdicts),
-        str(step.decision), step.error, step.output, step.ts,
+        str(step.decision), step.error, step.output, step.ts, step.compute_s,
     )  # fmt: skip
 
 
@@ -86,6 +87,7 @@ def step_from_row(row: tuple[Any, ...]) -> Step:
         model_requested=row[6], model_served=row[7], kind=CallKind(row[8]),
         prompt_tokens=row[9], completion_tokens=row[10], cost_usd=row[11], latency_s=row[12],
         verdicts=verdicts, decision=Decision(row[14]), error=row[15], output=row[16], ts=row[17],
+        compute_s=row[18],
     )  # fmt: skip
 
 
@@ -95,7 +97,7 @@ def result_row(outcome: Outcome, execution_id: str, now: float, executions: int)
         outcome.output, json.dumps(outcome.parsed, default=to_jsonable),
         outcome.tier, outcome.model,
         len(outcome.steps), outcome.cost_usd, outcome.latency_s, json.dumps(list(outcome.reasons)),
-        outcome.best_step, now, executions, tiers_tried(outcome),
+        outcome.best_step, now, executions, tiers_tried(outcome), outcome.compute_s,
     )  # fmt: skip
 
 
@@ -104,5 +106,5 @@ def outcome_from_row(row: tuple[Any, ...], steps: tuple[Step, ...]) -> Outcome:
         run_id=row[0], task_id=row[1], task_type=row[3], status=Status(row[4]), output=row[5],
         parsed=json.loads(row[6]) if row[6] is not None else None, tier=row[7], model=row[8],
         steps=steps, cost_usd=row[10], latency_s=row[11], reasons=tuple(json.loads(row[12])),
-        best_step=row[13],
+        best_step=row[13], compute_s=row[17],
     )  # fmt: skip

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     decision           TEXT NOT NULL,
     error              TEXT,
     output             TEXT,
-    ts                 REAL NOT NULL
+    ts                 REAL NOT NULL,
+    compute_s          REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (run_id, task_id, seq);
 CREATE TRIGGER IF NOT EXISTS attempts_no_update BEFORE UPDATE ON attempts
@@ -77,6 +78,7 @@ CREATE TABLE IF NOT EXISTS results (
     created_at    REAL NOT NULL,
     executions    INTEGER NOT NULL DEFAULT 1,
     tiers_tried   INTEGER NOT NULL DEFAULT 1,
+    compute_s     REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -88,19 +90,22 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
-_ADDED_IN_2 = {
+_ADDED = {
     "runs": (
         "lines_read INTEGER NOT NULL DEFAULT 0",
         "duplicates INTEGER NOT NULL DEFAULT 0",
         "input_done INTEGER NOT NULL DEFAULT 0",
     ),
     "tasks": ("executions INTEGER NOT NULL DEFAULT 0",),
+    "attempts": ("compute_s REAL NOT NULL DEFAULT 0",),
     "results": (
         "executions INTEGER NOT NULL DEFAULT 1",
         "tiers_tried INTEGER NOT NULL DEFAULT 1",
+        "compute_s REAL NOT NULL DEFAULT 0",
     ),
 }
-"""Columns a version-1 store lacks; they are added when such a store is opened."""
+"""Columns older stores lack (version 2 added the run ledger, 3 local compute seconds); they are
+added when such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:
@@ -124,8 +129,8 @@ def enable_wal(db: sqlite3.Connection) -> None:
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Bring a version-1 store up to this version: add the columns it lacks."""
-    for table, columns in _ADDED_IN_2.items():
+    """Bring an older store up to this version: add the columns it lacks."""
+    for table, columns in _ADDED.items():
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if not have:
             continue  # a new store: the schema creates the table whole

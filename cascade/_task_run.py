@@ -77,6 +77,8 @@ class TaskRun:
         top = order[-1] if order else -1
         for index in order:
             tier = self.ladder[index]
+            if tier.is_human:
+                return self._to_review(index)
             conversation, kind = messages, CallKind.CALL
             for reask in range(tier.reasks + 1):
                 *errors, last = await self.caller.call_tier(tier, conversation, self.task.id, kind)
@@ -207,6 +209,7 @@ class TaskRun:
             error=None if call.error is None else f"{type(call.error).__name__}: {call.error}",
             ts=time.time(),
             output=response.text if response is not None else None,
+            compute_s=response.compute_s if response is not None else 0.0,
         )
         self.steps.append(step)
         if self.log is not None:
@@ -220,14 +223,23 @@ class TaskRun:
             status = Status.BUDGET_EXHAUSTED
         else:
             status = Status.EXHAUSTED if answered else Status.FAILED
+        reasons = self._reasons()
+        if status is Status.BUDGET_EXHAUSTED:
+            reasons.append(f"task budget reached after spending ${self.spent:.6f}")
+        return self._finish(status, tuple(dict.fromkeys(reasons)))
+
+    def _reasons(self) -> list[str]:
         reasons: list[str] = []
         for step in self.steps:
             if step.error:
                 reasons.append(step.error)
             reasons.extend(v.reason for v in step.verdicts if not v.passed and v.reason)
-        if status is Status.BUDGET_EXHAUSTED:
-            reasons.append(f"task budget reached after spending ${self.spent:.6f}")
-        return self._finish(status, tuple(dict.fromkeys(reasons)))
+        return reasons
+
+    def _to_review(self, index: int) -> Outcome:
+        """Hand the task to the human tier: it waits, with its best rejected answer, for review."""
+        outcome = self._finish(Status.NEEDS_REVIEW, tuple(dict.fromkeys(self._reasons())))
+        return dataclasses.replace(outcome, tier=index, model=self.ladder[index].model)
 
     def _finish(
         self,
@@ -252,6 +264,7 @@ class TaskRun:
             latency_s=sum(s.latency_s for s in self.steps),
             reasons=reasons,
             best_step=best,
+            compute_s=sum(s.compute_s for s in self.steps),
         )
 
 

@@ -45,9 +45,11 @@ class Cascade:
     ``validate`` is one validator, or a sequence that must all pass (run cheapest first); with
     none, the first answer is accepted. ``prompt`` builds the user message for tasks that carry
     ``input`` (``{input}`` and any extra task field may be named); tasks with ``messages`` are sent
-    as they are. ``budget_usd`` caps the cost of one task; it is checked before every re-ask and
-    escalation. ``log`` is a :class:`StepLog`, ``None`` for JSON lines on standard error, or
-    ``False`` for no log. With a ``store``, every outcome and its steps are written through it.
+    as they are. ``examples`` are chat turns (worked examples, say) sent before every task's own
+    messages: few-shot prompting for models that need it. ``budget_usd`` caps the cost of one
+    task; it is checked before every re-ask and escalation. ``log`` is a :class:`StepLog`,
+    ``None`` for JSON lines on standard error, or ``False`` for no log. With a ``store``, every
+    outcome and its steps are written through it.
     ``route`` picks the tiers to try per task (see :data:`Route`); by default, all in order.
     ``guard`` holds the rate limits and circuit breakers the calls go through (see
     :class:`~cascade.guard.Guard`); share one guard between cascades that call the same models.
@@ -60,6 +62,7 @@ class Cascade:
         *,
         backend: Backend | None = None,
         prompt: str = "{input}",
+        examples: Sequence[Message] = (),
         budget_usd: float | None = None,
         store: Store | None = None,
         log: StepLog | bool | None = None,
@@ -76,6 +79,7 @@ class Cascade:
         self.validate = _as_validator(validate)
         self.backend = backend if backend is not None else default_backend()
         self.prompt = prompt
+        self.examples = tuple(examples)
         self.budget_usd = budget_usd
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -106,7 +110,7 @@ class Cascade:
                 self.store.record(outcome)
             return outcome
         try:
-            messages = _first_messages(parsed, self.prompt)
+            messages = (*self.examples, *_first_messages(parsed, self.prompt))
         except TaskError as exc:
             outcome = failed_outcome(self.run_id, parsed, str(exc))
         else:
@@ -160,10 +164,15 @@ def _as_validator(validate: Validator | Sequence[Validator] | None) -> Validator
 
 
 def default_backend() -> Backend:
-    """The litellm backend, imported only when first needed: ``import cascade`` stays fast."""
-    from cascade.backends.litellm import LiteLLMBackend  # noqa: PLC0415  # litellm stays lazy
+    """``local/...`` models on llama.cpp, every other model through litellm.
 
-    return LiteLLMBackend()
+    Both are imported only when first needed: ``import cascade`` stays fast.
+    """
+    from cascade.backends.litellm import LiteLLMBackend  # noqa: PLC0415  # litellm stays lazy
+    from cascade.backends.local import LOCAL_PREFIX, LocalBackend  # noqa: PLC0415
+    from cascade.backends.routed import PrefixBackend  # noqa: PLC0415
+
+    return PrefixBackend({LOCAL_PREFIX: LocalBackend}, default=LiteLLMBackend)
 
 
 def _first_messages(task: Task, prompt: str) -> tuple[dict[str, str], ...]:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
+from cascade.backends.routed import closing_backend
 from cascade.budget import JobBudget
 from cascade.engine import default_backend
 from cascade.errors import CascadeError, ConfigError
@@ -171,7 +172,13 @@ class Runner:
         return self.counts
 
     async def _run_here(self, feeder: asyncio.Future[None]) -> None:
-        backend = self._backend if self._backend is not None else self._factory()
+        if self._backend is None:  # built here, so closed here
+            with closing_backend(self._factory()) as backend:
+                await self._work_here(feeder, backend)
+        else:
+            await self._work_here(feeder, self._backend)
+
+    async def _work_here(self, feeder: asyncio.Future[None], backend: Backend) -> None:
         cascades = build_cascades(
             self._policies, backend=backend, log=self._log, run_id=self.run_id, guard=self._guard
         )

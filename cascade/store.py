@@ -47,7 +47,10 @@ from cascade.types import Outcome, Step, Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
+_RESULT_WIDTH = RESULT_COLUMNS.count(",") + 1
 
 
 class Store:
@@ -176,11 +179,11 @@ class Store:
     def _record_one(self, outcome: Outcome, task: Task | None, now: float, times: int) -> bool:
         execution_id = uuid.uuid4().hex
         self._db.executemany(
-            f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608  # constant columns
+            f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * _ATTEMPT_WIDTH)})",  # noqa: S608  # constant columns
             [attempt_row(step, execution_id) for step in outcome.steps],
         )
         written = self._db.execute(
-            f"INSERT INTO results ({RESULT_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608  # constant columns
+            f"INSERT INTO results ({RESULT_COLUMNS}) VALUES ({', '.join('?' * _RESULT_WIDTH)})"  # noqa: S608  # constant columns
             " ON CONFLICT (run_id, task_id) DO NOTHING",
             result_row(outcome, execution_id, now, times),
         ).rowcount

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cascade.backends.base import Response
 
 __all__ = [
+    "HUMAN",
     "Ask",
     "Attempt",
     "CallKind",
@@ -67,6 +68,8 @@ class Status(enum.StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     FAILED = "failed"
     QUARANTINED = "quarantined"
+    NEEDS_REVIEW = "needs_review"
+    """No model's answer passed, and the ladder ends in a human review queue."""
 
 
 class Decision(enum.StrEnum):
@@ -88,6 +91,12 @@ class CallKind(enum.StrEnum):
     FALLBACK = "fallback"
     VALIDATOR = "validator"
     """A call a validator made to judge an answer: an LLM judge, or a second opinion."""
+    REVIEW = "review"
+    """A person's answer from the review queue, imported with ``cascade review import``."""
+
+
+HUMAN = "human"
+"""The model name of a review-queue tier: tasks that reach it wait for a person's answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +136,7 @@ class Tier:
     escalating. ``retries`` is how many times a provider error is retried on each model before
     moving to the next of ``fallbacks``. ``timeout_s`` is our own deadline for one call.
     ``price`` overrides the backend's price, for models the price map does not know.
+    A tier whose model is ``"human"`` makes no call: a task that reaches it waits for review.
 
     >>> Tier("openai/gpt-4o-mini", reasks=1, fallbacks=("azure/gpt-4o-mini",)).models
     ('openai/gpt-4o-mini', 'azure/gpt-4o-mini')
@@ -147,8 +157,15 @@ class Tier:
             raise ConfigError(f"tier {self.model}: reasks and retries must be >= 0")
         if not self.timeout_s > 0:
             raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
+        if self.model == HUMAN and (self.fallbacks or self.reasks):
+            raise ConfigError("the human tier takes no fallbacks and no re-asks")
         object.__setattr__(self, "fallbacks", tuple(self.fallbacks))
         object.__setattr__(self, "params", _frozen_mapping(self.params))
+
+    @property
+    def is_human(self) -> bool:
+        """Whether this tier is the human review queue rather than a model."""
+        return self.model == HUMAN
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -322,6 +339,8 @@ class Step:
     error: str | None
     ts: float
     output: str | None = None
+    compute_s: float = 0.0
+    """Seconds of local compute the call took (a model run on this machine costs no dollars)."""
 
     def to_event(self) -> dict[str, Any]:
         """The step as the fields of a ``cascade.step`` log event (output left out)."""
@@ -338,6 +357,7 @@ class Step:
             "completion_tokens": self.completion_tokens,
             "cost_usd": self.cost_usd,
             "latency_s": self.latency_s,
+            "compute_s": self.compute_s,
             "verdicts": [
                 {"validator": v.validator, "passed": v.passed, "reason": v.reason}
                 for v in self.verdicts
@@ -369,6 +389,7 @@ class Outcome:
     latency_s: float
     reasons: tuple[str, ...] = ()
     best_step: int | None = None
+    compute_s: float = 0.0
 
     @property
     def accepted(self) -> bool:
@@ -387,6 +408,7 @@ class Outcome:
             "attempts": len(self.steps),
             "cost_usd": self.cost_usd,
             "latency_s": self.latency_s,
+            "compute_s": self.compute_s,
             "reasons": list(self.reasons),
             "best_rejected": self.status is not Status.ACCEPTED and self.best_step is not None,
         }

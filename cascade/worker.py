@@ -22,6 +22,7 @@ from typing import IO, Protocol
 
 from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
+from cascade.backends.routed import closing_backend
 from cascade.budget import JobBudget
 from cascade.engine import Cascade
 from cascade.errors import ConfigError
@@ -208,7 +209,11 @@ def work(job: WorkerJob, guard: Guard, stop: StopFlag, budget: JobBudget) -> Non
     """
     policies = load_policies(job.policy)
     backend = job.backend()
-    with Store(job.store) as store, _log_file(job.log_path) as file:
+    with (
+        closing_backend(backend),
+        Store(job.store) as store,
+        _log_file(job.log_path) as file,
+    ):
         log = StepLog(file) if file is not None else None
         cascades = build_cascades(
             policies, backend=backend, log=log or False, run_id=job.run_id, guard=guard

@@ -44,7 +44,14 @@ def write(folder: Path, text: str, name: str = "policy.toml") -> Path:
 def test_every_kind_of_task_has_a_shipped_policy() -> None:
     """The five shipped policies cover extraction, calls, code, labels and judged text."""
     types = load_policies(ROOT / "policies").task_types()
-    assert types == ["classification", "code", "extraction", "free_text", "function_call"]
+    assert types == [
+        "classification",
+        "code",
+        "contact",
+        "extraction",
+        "free_text",
+        "function_call",
+    ]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -43,6 +43,8 @@ class Response:
     cost_usd: float
     latency_s: float | None = None
     confidence: float | None = None
+    compute_s: float = 0.0
+    """Seconds of this machine's compute the call took: set by local backends."""
 
 
 @runtime_checkable

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from cascade.policy.spec import (
     JsonSchemaSpec,
     JudgeSpec,
     MypySpec,
+    NotMissingSpec,
     OneOfSpec,
     PolicySpec,
     PriceSpec,
@@ -44,6 +46,7 @@ from cascade.validators import (
     json_schema,
     judge,
     mypy_clean,
+    not_missing,
     one_of,
     passes_tests,
     pydantic_model,
@@ -64,13 +67,15 @@ def _price(spec: PriceSpec | None) -> Price | None:
     return None if spec is None else Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
 
 
-def build_tier(spec: TierSpec) -> Tier:
-    """The engine's tier for a tier table."""
+def build_tier(spec: TierSpec, base: Path) -> Tier:
+    """The engine's tier for a tier table; a schema file resolves against ``base``."""
     params = dict(spec.params)
     if spec.temperature is not None:
         params["temperature"] = spec.temperature
     if spec.max_tokens is not None:
         params["max_tokens"] = spec.max_tokens
+    if spec.response_schema is not None:
+        params["response_format"] = _response_format(spec.response_schema, base)
     return Tier(
         spec.model,
         reasks=spec.reasks,
@@ -80,6 +85,20 @@ def build_tier(spec: TierSpec) -> Tier:
         params=params,
         price=_price(spec.price),
     )
+
+
+def _response_format(schema: str | dict[str, Any], base: Path) -> dict[str, Any]:
+    """OpenAI's structured-output ``response_format`` for a schema file or table."""
+    if isinstance(schema, str):
+        path = _relative(base, schema, "response_schema")
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise FieldError("response_schema", f"cannot read {schema}: {exc}") from exc
+        if not isinstance(schema, dict):
+            raise FieldError("response_schema", f"{path.name} does not hold a JSON object")
+    name = str(schema.get("title") or "answer")
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
 def _import(target: str, field: str) -> Any:
@@ -166,6 +185,7 @@ _SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
     OneOfSpec: lambda s: one_of(s.labels, ignore_case=s.ignore_case),
     FunctionCallSpec: lambda s: function_call(),
     ConfidenceSpec: lambda s: confidence(s.threshold),
+    NotMissingSpec: lambda s: not_missing(s.fields),
     PydanticSpec: _pydantic,
     PythonSpec: _python,
 }

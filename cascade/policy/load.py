@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from cascade.policy.spec import PolicySpec
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.types import Task, Tier
+from cascade.types import HUMAN, Message, Task, Tier
 from cascade.validators import Validator, all_of
 
 __all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "load_policies", "load_policy"]
@@ -67,6 +67,7 @@ class Policy:
     ladder: tuple[Tier, ...]
     validate: Validator
     route: Route | None
+    examples: tuple[Message, ...] = ()
 
     @property
     def task_type(self) -> str:
@@ -89,6 +90,7 @@ class Policy:
             self.validate,
             backend=backend,
             prompt=self.spec.prompt,
+            examples=self.examples,
             budget_usd=self.spec.budget.max_cost_per_task_usd,
             store=store,
             log=log,
@@ -162,8 +164,12 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
             problem(("start", index), "a start rule needs tags or min_input_tokens")
     ladder: list[Tier] = []
     for index, tier_spec in enumerate(spec.tiers):
+        if tier_spec.model == HUMAN and index != len(spec.tiers) - 1:
+            problem(("tiers", index, "model"), "the human tier must be the last tier")
         try:
-            ladder.append(build_tier(tier_spec))
+            ladder.append(build_tier(tier_spec, path.parent))
+        except FieldError as exc:
+            problem(("tiers", index, exc.field), str(exc))
         except ConfigError as exc:
             problem(("tiers", index), str(exc))
     validators: list[Validator] = []
@@ -174,10 +180,27 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
             problem(("validators", index, exc.field), str(exc))
         except ConfigError as exc:
             problem(("validators", index), str(exc))
+    examples = _examples(spec, problem)
     if problems:
         raise PolicyError(problems)
     validate = validators[0] if len(validators) == 1 else all_of(*validators)
-    return Policy(path, spec, tuple(ladder), validate, router(spec))
+    return Policy(path, spec, tuple(ladder), validate, router(spec), examples)
+
+
+def _examples(
+    spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], None]
+) -> tuple[Message, ...]:
+    """The worked examples as chat turns: each input through the prompt, then its answer."""
+    turns: list[Message] = []
+    for index, example in enumerate(spec.examples):
+        try:
+            content = spec.prompt.format_map({"input": example.input, "id": f"example-{index}"})
+        except (KeyError, IndexError, ValueError) as exc:
+            problem(("examples", index, "input"), f"the prompt cannot be filled in: {exc}")
+            continue
+        turns.append({"role": "user", "content": content})
+        turns.append({"role": "assistant", "content": example.output})
+    return tuple(turns)
 
 
 class PolicySet:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 __all__ = [
     "BreakerSpec",
     "BudgetSpec",
+    "ExampleSpec",
     "LimitSpec",
     "PolicySpec",
     "PriceSpec",
@@ -46,6 +47,9 @@ class TierSpec(_Strict):
     price: PriceSpec | None = None
     context_window: PositiveInt | None = None
     """Prompt tokens this model accepts; a task whose prompt is longer skips the tier."""
+    response_schema: str | dict[str, Any] | None = None
+    """Constrain decoding to this JSON Schema (a file relative to the policy, or a table): sent as
+    OpenAI's ``response_format``; a local model turns it into a grammar."""
 
 
 class StartRule(_Strict):
@@ -54,6 +58,13 @@ class StartRule(_Strict):
     tier: NonNegativeInt
     tags: list[str] = []
     min_input_tokens: PositiveInt | None = None
+
+
+class ExampleSpec(_Strict):
+    """A worked example: ``input`` goes through the prompt like a task's, ``output`` answers it."""
+
+    input: str
+    output: str
 
 
 class LimitSpec(_Strict):
@@ -169,6 +180,13 @@ class ConfidenceSpec(_Kind):
     threshold: float
 
 
+class NotMissingSpec(_Kind):
+    """``not_missing``: a field must have a value when its pattern matches the input."""
+
+    kind: Literal["not_missing"]
+    fields: Annotated[dict[str, str], Field(min_length=1)]
+
+
 class PythonSpec(_Kind):
     """``python``: a user's factory, ``module:factory``, called with ``args``."""
 
@@ -188,6 +206,7 @@ ValidatorSpec = Annotated[
     | OneOfSpec
     | FunctionCallSpec
     | ConfidenceSpec
+    | NotMissingSpec
     | PythonSpec,
     Field(discriminator="kind"),
 ]
@@ -198,6 +217,7 @@ class PolicySpec(_Strict):
 
     task_type: Annotated[str, Field(min_length=1)]
     prompt: str = "{input}"
+    examples: list[ExampleSpec] = []
     tiers: Annotated[list[TierSpec], Field(min_length=1)]
     validators: list[ValidatorSpec] = []
     budget: BudgetSpec = BudgetSpec()

