@@ -68,10 +68,12 @@ class TaskRun:
         messages: tuple[Message, ...],
         budget_usd: float | None,
         order: Sequence[int] | None = None,
+        examples: tuple[Message, ...] = (),
     ) -> Outcome:
         """Climb the ladder until a tier's answer is accepted, or nothing is left to try.
 
         ``order`` is the tiers to try, as indices into the ladder (all of them by default).
+        ``examples`` are turns sent before ``messages`` to the tiers that take them.
         """
         order = range(len(self.ladder)) if order is None else order
         top = order[-1] if order else -1
@@ -79,7 +81,8 @@ class TaskRun:
             tier = self.ladder[index]
             if tier.is_human:
                 return self._to_review(index)
-            conversation, kind = messages, CallKind.CALL
+            conversation = (*examples, *messages) if tier.few_shot else messages
+            kind = CallKind.CALL
             for reask in range(tier.reasks + 1):
                 *errors, last = await self.caller.call_tier(tier, conversation, self.task.id, kind)
                 for call in errors:

@@ -46,7 +46,31 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("store", help="the SQLite store a run wrote")
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument("--run", help="only this run id (default: every run in the store)")
+    _add_review(commands)
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a results file against gold answers",
+        description='Score a results file against gold answers ({"id": ..., "answer": ...}'
+        " per line): the precision of accepted results, overall and per tier, and coverage.",
+    )
+    evaluate.add_argument("results", help="a results file from cascade run")
+    evaluate.add_argument("--gold", required=True, help="the gold answers, JSONL")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _add_review(commands: Any) -> None:
+    review = commands.add_parser("review", help="work with the human review queue")
+    actions = review.add_subparsers(dest="action", metavar="ACTION", required=True)
+    load = actions.add_parser(
+        "import",
+        help="record reviewed answers as accepted results",
+        description="Read a review file whose lines have an answer filled in and record each"
+        " answer in the store as the task's accepted result (tier: human). All or nothing: a bad"
+        " line imports nothing. The run's results file is written again from the store.",
+    )
+    load.add_argument("file", help="the review file, with answers filled in")
+    load.add_argument("--store", default="run.db", help="the store of the run that queued them")
 
 
 def _add_policy(commands: Any) -> None:
@@ -73,6 +97,7 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--store", default="run.db", help="SQLite store of every step and result")
     run.add_argument("--quarantine", help="bad lines (default: beside --out)")
     run.add_argument("--log", help="step log, JSON lines (default: beside --out)")
+    run.add_argument("--review", help="the human review queue, JSONL (default: beside --out)")
     run.add_argument(
         "--concurrency", type=int, default=16, help="tasks in flight at once, per worker"
     )
@@ -145,11 +170,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.policy_check(args.paths)
     if args.command == "report":
         return commands.report_command(args.store, as_json=args.json, run_id=args.run)
+    if args.command == "review":
+        return commands.review_import(args.file, args.store)
+    if args.command == "eval":
+        return commands.eval_command(args.results, args.gold, as_json=args.json)
     options = commands.RunOptions(
         out=args.out,
         store=args.store,
         quarantine=args.quarantine,
         log=args.log,
+        review=args.review,
         concurrency=args.concurrency,
         workers=args.workers,
         budget_usd=args.budget,

@@ -14,18 +14,29 @@ from pathlib import Path
 from typing import cast
 
 from cascade.backends.base import Backend
+from cascade.backends.routed import closing_backend
 from cascade.engine import default_backend
 from cascade.errors import ConfigError
+from cascade.gold import load_gold, render_score, score_results
 from cascade.guard import Limit
 from cascade.policy import PolicyError, load_policies
 from cascade.progress import Progress
 from cascade.report import render, report
+from cascade.review import import_reviews, results_paths, rewrite_results, write_review_queue
 from cascade.runner import Runner, RunSettings
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.tasks_file import count_tasks, read_lines
 
-__all__ = ["RunOptions", "backend_from", "policy_check", "report_command", "run_command"]
+__all__ = [
+    "RunOptions",
+    "backend_from",
+    "eval_command",
+    "policy_check",
+    "report_command",
+    "review_import",
+    "run_command",
+]
 
 
 def _say(text: str) -> None:
@@ -57,6 +68,7 @@ class RunOptions:
     store: str = "run.db"
     quarantine: str | None = None
     log: str | None = None
+    review: str | None = None
     concurrency: int = 16
     workers: int | None = None
     budget_usd: float | None = None
@@ -79,11 +91,12 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
     out_path = Path(options.out)
     quarantine_path = Path(options.quarantine or out_path.with_suffix(".quarantine.jsonl"))
     steps_path = Path(options.log or out_path.with_suffix(".steps.jsonl"))
+    review_path = Path(options.review or out_path.with_suffix(".review.jsonl"))
     backend, factory = _backend(options)
     total = count_tasks(source)
     workers = options.workers or _auto_workers(total)
     job = {"tasks": str(source.resolve()), "policy": str(Path(policy).resolve())}
-    with Store(options.store) as store:
+    with closing_backend(backend), Store(options.store) as store:
         run_id = store.find_run(**job)
         resumed = run_id is not None
         with (
@@ -110,11 +123,18 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
                 ),
                 progress=Progress(total) if options.progress else None,
             )
-            config = {**job, "replay": options.replay, "backend": options.backend}
+            config = {
+                **job,
+                "replay": options.replay,
+                "backend": options.backend,
+                "out": str(out_path.resolve()),
+            }
             store.start_run(runner.run_id, config)
             counts = asyncio.run(runner.run(read_lines(source)))
         if counts.input_done and not counts.remaining:
             store.finish_run(runner.run_id)
+        with review_path.open("w", encoding="utf-8") as queue:
+            waiting = write_review_queue(store, runner.run_id, queue)
         summary = render(report(store, runner.run_id))
     verb = "resumed" if resumed else "started"
     _say(f"run {runner.run_id} ({verb}, {workers} worker{'s' * (workers > 1)}):")
@@ -125,6 +145,10 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
         _say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result")
     if counts.repeated:
         _say(f"  repeated    {counts.repeated} tasks were called again after a lost lease")
+    _say(
+        f"  review      {review_path} ({waiting} tasks wait for a person;"
+        f" fill in their answer, then cascade review import {review_path} --store {options.store})"
+    )
     _say(f"  step log    {steps_path}")
     _say(f"  store       {options.store}  (cascade report {options.store})")
     _say(f"  spent       ${counts.spent_usd:.6f}")
@@ -177,6 +201,33 @@ def backend_from(spec: str) -> Backend:
     if not callable(factory):
         raise ConfigError(f"--backend {spec}: not callable")
     return cast(Backend, factory())
+
+
+def review_import(path: str, store_path: str) -> int:
+    """Record the answers of a review file as accepted results; rewrite the results files."""
+    if not Path(store_path).is_file():
+        raise ConfigError(f"store {store_path} not found")
+    with Store(store_path) as store:
+        done = import_reviews(store, path)
+        _say(
+            f"imported {done.imported} reviewed answers into {store_path}"
+            f" ({done.already} were imported before, {done.unanswered} lines have no answer yet)"
+        )
+        for run_id, out in results_paths(store, done.runs):
+            lines = rewrite_results(store, run_id, out)
+            _say(f"  results of run {run_id} written again: {out} ({lines} lines)")
+    return 0
+
+
+def eval_command(results: str, gold: str, *, as_json: bool) -> int:
+    """Score a results file against gold answers."""
+    score = score_results(results, load_gold(gold))
+    if as_json:
+        json.dump(score.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _say(render_score(score))
+    return 0
 
 
 def report_command(store_path: str, *, as_json: bool, run_id: str | None) -> int:

@@ -110,7 +110,7 @@ class Cascade:
                 self.store.record(outcome)
             return outcome
         try:
-            messages = (*self.examples, *_first_messages(parsed, self.prompt))
+            messages = _first_messages(parsed, self.prompt)
         except TaskError as exc:
             outcome = failed_outcome(self.run_id, parsed, str(exc))
         else:
@@ -122,12 +122,13 @@ class Cascade:
     async def _climb(self, task: Task, messages: tuple[Message, ...]) -> Outcome:
         order = None
         if self.route is not None:
-            order = [i for i in self.route(task, messages) if 0 <= i < len(self.ladder)]
+            sent = (*self.examples, *messages)
+            order = [i for i in self.route(task, sent) if 0 <= i < len(self.ladder)]
             if not order:
                 reason = "no tier of the ladder can take this task (see the policy's start rules"
                 return failed_outcome(self.run_id, task, reason + " and context windows)")
         run = TaskRun(task, self.ladder, self.validate, self._caller, self._log, self.run_id)
-        return await run.run(messages, self.budget_usd, order)
+        return await run.run(messages, self.budget_usd, order, self.examples)
 
     async def amap(
         self, tasks: Iterable[Task | Mapping[str, Any]], *, concurrency: int = 16

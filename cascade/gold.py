@@ -1,7 +1,7 @@
 """Score a results file against gold answers: how often an accepted answer is right.
 
 The gold file is JSONL, one ``{"id": ..., "answer": ...}`` per task. A result's answer is its
-``parsed`` value (or its ``output`` when nothing was parsed). Answers are compared after
+``parsed`` value, or else its ``output`` (decoded when it is JSON). Answers are compared after
 normalisation: text is stripped, its whitespace collapsed and its case folded, and a field named
 like a phone number is compared by its digits. Objects must agree on every key; the score also
 counts each field on its own.
@@ -156,7 +156,9 @@ def score_results(results: str | Path, gold: Mapping[str, Any]) -> Score:
         if status != "accepted":
             continue
         expected = gold[row["id"]]
-        found = row.get("parsed") if row.get("parsed") is not None else row.get("output")
+        found = row.get("parsed")
+        if found is None:
+            found = _decoded(row.get("output"))
         right = same_answer(found, expected)
         tier = f"tier {row.get('tier')}: {row.get('model')}"
         for bucket in (score.accepted, score.by_tier.setdefault(tier, TierScore())):
@@ -169,8 +171,18 @@ def score_results(results: str | Path, gold: Mapping[str, Any]) -> Score:
             for key, value in expected.items():
                 bucket = score.fields.setdefault(str(key), TierScore())
                 bucket.accepted += 1
-                bucket.correct += same_answer(got.get(key), value)
+                bucket.correct += same_answer({key: got.get(key)}, {key: value})
     return score
+
+
+def _decoded(output: Any) -> Any:
+    """An output that is JSON text, decoded; any other output as it is."""
+    if isinstance(output, str):
+        try:
+            return json.loads(output)
+        except ValueError:
+            return output
+    return output
 
 
 def _pct(value: float | None) -> str:

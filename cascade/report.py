@@ -31,6 +31,7 @@ class TierReport:
     escalated: int = 0
     attempts: int = 0
     cost_usd: float = 0.0
+    compute_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
 
@@ -46,6 +47,7 @@ class TierReport:
             "escalation_rate": _rate(self.escalated, self.reached),
             "attempts": self.attempts,
             "cost_usd": round(self.cost_usd, 8),
+            "compute_s": round(self.compute_s, 3),
             "latency_p50_s": _percentile(self.latencies, 0.50),
             "latency_p95_s": _percentile(self.latencies, 0.95),
             "top_rejections": [[r, n] for r, n in self.rejections.most_common(_TOP_REASONS)],
@@ -61,6 +63,7 @@ class Report:
     accepted_by_tier: Counter[int] = field(default_factory=Counter)
     escalated: int = 0
     cost_usd: float = 0.0
+    compute_s: float = 0.0
     by_type: dict[str, dict[int, TierReport]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class Report:
             "pass_rate": _rate(self.statuses["accepted"], self.tasks),
             "escalation_rate": _rate(self.escalated, self.tasks),
             "cost_usd": round(self.cost_usd, 8),
+            "compute_s": round(self.compute_s, 3),
             "by_type": {
                 kind: [tiers[t].to_json() for t in sorted(tiers)]
                 for kind, tiers in sorted(self.by_type.items())
@@ -94,13 +98,15 @@ def report(store: Store, run_id: str | None = None) -> Report:
     """Summarise the store's results and attempts, for one run or for all of them."""
     params = (run_id, run_id)
     summary = Report()
-    for task_type, status, tier, cost in store.select(
-        "SELECT task_type, status, tier, cost_usd FROM results WHERE ? IS NULL OR run_id = ?",
+    for task_type, status, tier, cost, compute in store.select(
+        "SELECT task_type, status, tier, cost_usd, compute_s FROM results"
+        " WHERE ? IS NULL OR run_id = ?",
         params,
     ):
         summary.tasks += 1
         summary.statuses[status] += 1
         summary.cost_usd += cost
+        summary.compute_s += compute
         if status == "accepted" and tier is not None:
             summary.accepted_by_tier[tier] += 1
         summary.by_type.setdefault(task_type, {})
@@ -109,22 +115,29 @@ def report(store: Store, run_id: str | None = None) -> Report:
 
 
 def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
-    """Per-tier figures from the attempts of tasks that have a result."""
+    """Per-tier figures from the attempts of tasks that have a result.
+
+    A task waiting for review has reached the human tier, where it has no attempt yet.
+    """
     rows = store.select(
         "SELECT a.run_id, a.task_id, a.task_type, a.tier, a.model_requested, a.kind, a.cost_usd,"
-        " a.latency_s, a.verdicts, a.decision FROM attempts a JOIN results r"
-        " ON a.run_id = r.run_id AND a.task_id = r.task_id"
+        " a.latency_s, a.verdicts, a.decision, a.compute_s, r.status, r.tier, r.model"
+        " FROM attempts a JOIN results r ON a.run_id = r.run_id AND a.task_id = r.task_id"
         " WHERE ? IS NULL OR a.run_id = ? ORDER BY a.run_id, a.task_id, a.seq",
         params,
     )
     current: tuple[str, str, str] | None = None
     tiers: set[int] = set()
-    for run, task, task_type, tier, model, kind, cost, latency, verdicts, decision in rows:
+    for row in rows:
+        run, task, task_type, tier, model, kind, cost, latency, verdicts, decision = row[:10]
         if (run, task, task_type) != current:
             _close_task(summary, current, tiers)
             current, tiers = (run, task, task_type), set()
+            if row[11] == "needs_review":
+                tiers.add(_waiting(summary, task_type, row[12], row[13]))
         entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
         entry.cost_usd += cost
+        entry.compute_s += row[10]
         if kind == "validator":
             continue
         entry.attempts += 1
@@ -137,6 +150,14 @@ def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
             if not verdict.get("passed") and verdict.get("reason"):
                 entry.rejections[verdict["reason"][:160]] += 1
     _close_task(summary, current, tiers)
+
+
+def _waiting(summary: Report, task_type: str, tier: int, model: str) -> int:
+    """The human tier a task waits at, entered in the report."""
+    entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
+    if model not in entry.models:
+        entry.models.append(model)
+    return tier
 
 
 def _close_task(summary: Report, task: tuple[str, str, str] | None, tiers: set[int]) -> None:
@@ -160,7 +181,7 @@ def render(summary: Report) -> str:
         f"accepted by tier: {by_tier}",
         f"pass rate (accepted) {data['pass_rate']:.1%}, "
         f"escalation rate {data['escalation_rate']:.1%}, "
-        f"cost ${data['cost_usd']:.6f}",
+        f"cost ${data['cost_usd']:.6f}" + _compute(data["compute_s"]),
     ]
     for task_type, tiers in data["by_type"].items():
         lines.append(f"{task_type}:")
@@ -170,8 +191,14 @@ def render(summary: Report) -> str:
             lines.append(
                 f"  tier {tier['tier']} {'/'.join(tier['models'])}: reached {tier['tasks_reached']}"
                 f", accepted {tier['acceptance_rate']:.1%}, escalated {tier['escalation_rate']:.1%}"
-                f", {tier['attempts']} attempts, ${tier['cost_usd']:.6f}, {latency}"
+                f", {tier['attempts']} attempts, ${tier['cost_usd']:.6f}"
+                f"{_compute(tier['compute_s'])}, {latency}"
             )
             for reason, count in tier["top_rejections"]:
                 lines.append(f"      {count} x {reason}")
     return "\n".join(lines)
+
+
+def _compute(seconds: float) -> str:
+    """Local compute, shown where there was any: it is what a local model costs instead."""
+    return f" + {seconds:.1f} s of local compute" if seconds else ""

@@ -24,7 +24,14 @@ from cascade.errors import ConfigError
 from cascade.store import Store
 from cascade.types import HUMAN, CallKind, Decision, Status, to_jsonable
 
-__all__ = ["Imported", "import_reviews", "review_line", "rewrite_results", "write_review_queue"]
+__all__ = [
+    "Imported",
+    "import_reviews",
+    "results_paths",
+    "review_line",
+    "rewrite_results",
+    "write_review_queue",
+]
 
 
 def review_line(store: Store, run_id: str, task_id: str) -> dict[str, Any]:

@@ -136,7 +136,8 @@ class Tier:
     escalating. ``retries`` is how many times a provider error is retried on each model before
     moving to the next of ``fallbacks``. ``timeout_s`` is our own deadline for one call.
     ``price`` overrides the backend's price, for models the price map does not know.
-    A tier whose model is ``"human"`` makes no call: a task that reaches it waits for review.
+    ``few_shot`` says whether the cascade's worked examples are sent to this tier. A tier whose
+    model is ``"human"`` makes no call: a task that reaches it waits for review.
 
     >>> Tier("openai/gpt-4o-mini", reasks=1, fallbacks=("azure/gpt-4o-mini",)).models
     ('openai/gpt-4o-mini', 'azure/gpt-4o-mini')
@@ -149,6 +150,7 @@ class Tier:
     retries: int = 2
     params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     price: Price | None = None
+    few_shot: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():

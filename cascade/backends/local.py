@@ -215,6 +215,24 @@ def _llama_kwargs(request: Request) -> dict[str, Any]:
     return kwargs
 
 
+def _without_patterns(schema: Any) -> Any:
+    r"""The schema without ``pattern`` keywords, which the grammar cannot hold.
+
+    llama.cpp's grammar parser rejects regex classes such as ``\s`` (and llama-cpp-python then
+    crashes the process), so a grammar keeps the structure, types, enums and lengths, and the
+    patterns are left to the validators, which check every answer anyway.
+    """
+    if isinstance(schema, Mapping):
+        return {
+            k: _without_patterns(v)
+            for k, v in schema.items()
+            if not (k == "pattern" and isinstance(v, str))
+        }
+    if isinstance(schema, list):
+        return [_without_patterns(v) for v in schema]
+    return schema
+
+
 def _grammar_format(model: str, response_format: Any) -> dict[str, Any]:
     """OpenAI's ``response_format`` as llama-cpp-python's: ``{"type": "json_object", ...}``."""
     if isinstance(response_format, Mapping):
@@ -223,7 +241,7 @@ def _grammar_format(model: str, response_format: Any) -> dict[str, Any]:
             spec = response_format.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, Mapping) else None
             if isinstance(schema, Mapping):
-                return {"type": "json_object", "schema": dict(schema)}
+                return {"type": "json_object", "schema": _without_patterns(schema)}
         elif kind == "json_object":
             return dict(response_format)
     raise PermanentProviderError(

@@ -84,6 +84,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         retries=spec.retries,
         params=params,
         price=_price(spec.price),
+        few_shot=spec.examples,
     )
 
 

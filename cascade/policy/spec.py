@@ -47,6 +47,8 @@ class TierSpec(_Strict):
     price: PriceSpec | None = None
     context_window: PositiveInt | None = None
     """Prompt tokens this model accepts; a task whose prompt is longer skips the tier."""
+    examples: bool = True
+    """Whether the policy's worked examples are sent to this tier."""
     response_schema: str | dict[str, Any] | None = None
     """Constrain decoding to this JSON Schema (a file relative to the policy, or a table): sent as
     OpenAI's ``response_format``; a local model turns it into a grammar."""
