@@ -91,8 +91,11 @@ class TaskRun:
                     decision = self._move(index == top, budget_usd, Decision.ESCALATE, 0.0, 0.0)
                     self._step(index, last, (), decision)
                     break
-                attempt = self._attempt(index, tier, last)
-                verdict = await run_validator(self.validate, attempt)
+                attempt = self._attempt(index, tier, last, messages)
+                if tier.trusted:
+                    verdict = Verdict(True, reason="a trusted tier", validator="trusted")
+                else:
+                    verdict = await run_validator(self.validate, attempt)
                 judged, self.judge_calls = self.judge_calls, []
                 if verdict.fault:
                     self._record(index, last, verdict, Decision.STOP, judged)
@@ -134,7 +137,9 @@ class TaskRun:
             return Decision.STOP
         return wanted
 
-    def _attempt(self, index: int, tier: Tier, call: Call) -> Attempt:
+    def _attempt(
+        self, index: int, tier: Tier, call: Call, messages: tuple[Message, ...]
+    ) -> Attempt:
         response = call.response
         assert response is not None  # only answered calls become attempts
         attempt = Attempt(
@@ -151,6 +156,7 @@ class TaskRun:
             history=tuple(self.attempts),
             confidence=response.confidence,
             ask=self._asker(tier),
+            messages=messages,
         )
         self.attempts.append(attempt)
         return attempt

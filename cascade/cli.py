@@ -36,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODEL,MODEL,...",
         help="a ladder of the dataset's models, cheapest first (repeatable)",
     )
+    bench.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE_OR_DIR",
+        help="a policy file (for every task) or a folder (by task kind) to replay (repeatable)",
+    )
+    bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
     _add_policy(commands)
@@ -162,7 +170,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cascade.bench.command import bench  # noqa: PLC0415
 
         return bench(
-            args.dataset, args.ladder, as_json=args.json, concurrency=max(1, args.concurrency)
+            args.dataset,
+            args.ladder,
+            policies=args.policy,
+            report=args.report,
+            as_json=args.json,
+            concurrency=max(1, args.concurrency),
         )
     from cascade import commands  # noqa: PLC0415
 

@@ -136,8 +136,9 @@ class Tier:
     escalating. ``retries`` is how many times a provider error is retried on each model before
     moving to the next of ``fallbacks``. ``timeout_s`` is our own deadline for one call.
     ``price`` overrides the backend's price, for models the price map does not know.
-    ``few_shot`` says whether the cascade's worked examples are sent to this tier. A tier whose
-    model is ``"human"`` makes no call: a task that reaches it waits for review.
+    ``few_shot`` says whether the cascade's worked examples are sent to this tier; a ``trusted``
+    tier's answers are accepted without running the validators (a strong last tier, say). A
+    tier whose model is ``"human"`` makes no call: a task that reaches it waits for review.
 
     >>> Tier("openai/gpt-4o-mini", reasks=1, fallbacks=("azure/gpt-4o-mini",)).models
     ('openai/gpt-4o-mini', 'azure/gpt-4o-mini')
@@ -151,6 +152,7 @@ class Tier:
     params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     price: Price | None = None
     few_shot: bool = True
+    trusted: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -277,7 +279,9 @@ class Attempt:
     """One answered call, as validators see it: the single state record they receive.
 
     ``ask`` lets a validator call a model through the engine (see :class:`Ask`); it is ``None``
-    when an attempt is judged outside a cascade.
+    when an attempt is judged outside a cascade. ``messages`` is what the model was asked (the
+    task's first messages, without worked examples or re-ask turns), so that a validator can ask
+    another model the same question.
     """
 
     task: Task
@@ -293,6 +297,7 @@ class Attempt:
     history: tuple[Attempt, ...] = ()
     confidence: float | None = None
     ask: Ask | None = field(default=None, compare=False, repr=False)
+    messages: tuple[Message, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,79 @@ def test_a_ladder_is_reproducible_and_consistent(capsys: pytest.CaptureFixture[s
     assert 0 < score["escalation_rate"] < 1
     # A cheap first rung whose bad calls are caught costs less than sonnet alone.
     assert score["cost_usd"] < run_json(capsys)["models"][SONNET]["cost_usd"]  # type: ignore[index]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [
+    str(ROOT / "policies" / "function_call.toml"),
+    str(ROOT / "policies" / "ladders" / "function_call_agreement.toml"),
+]
+
+
+def run_policies(capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+    """``cascade bench --json`` over the shipped function-call policies."""
+    args = ["bench", str(BFCL), "--json", *extra]
+    for policy in SHIPPED:
+        args += ["--policy", policy]
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_agreement_beats_the_strong_model_for_a_fraction_of_its_cost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two cheap models that agree, else sonnet: a better pass rate than sonnet, far cheaper."""
+    report = run_policies(capsys)
+    sonnet = report["models"][SONNET]
+    agree = report["ladders"]["function_call_agreement"]
+    assert agree["pass_rate"] > sonnet["pass_rate"]
+    assert agree["cost_usd"] < 0.4 * sonnet["cost_usd"]
+    # The schema check alone lets almost every wrong call through; agreement catches most.
+    assert report["ladders"]["function_call"]["false_accept_rate"] > 0.9
+    assert agree["false_accept_rate"] < 0.5
+    assert agree["savings_vs_equal_model"] > 0.6
+
+
+def test_the_json_carries_the_designed_keys_and_intervals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """DESIGN.md's keys, 95 % intervals around each estimate, and the same numbers twice."""
+    report = run_policies(capsys)
+    assert report["tasks"] == 400
+    for score in [*report["models"].values(), report["oracle"], *report["ladders"].values()]:
+        assert {"pass_rate", "cost_usd"} <= set(score)
+        low, high = score["pass_rate_ci95"]
+        assert low <= score["pass_rate"] <= high
+        low, high = score["cost_per_task_ci95"]
+        assert low <= score["cost_per_task_usd"] <= high
+    for score in report["ladders"].values():
+        keys = {"accepted_by_tier", "false_accept_rate", "false_reject_rate"}
+        assert keys <= set(score)
+    area = report["frontier_area"]
+    assert area["models_and_ladders"] >= area["models"] > 0
+    assert run_policies(capsys) == report
+
+
+def test_the_report_has_the_tables_and_the_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--report`` writes report.md naming every model and ladder, and a real PNG."""
+    run_policies(capsys, "--report", str(tmp_path))
+    markdown = (tmp_path / "report.md").read_text()
+    for name in [*load_dataset(BFCL).models, "function_call_agreement", "oracle"]:
+        assert name in markdown
+    picture = (tmp_path / "pareto.png").read_bytes()
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(picture) > 20_000
+
+
+def test_a_policy_naming_an_unrecorded_model_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error names the policy, the model and what the dataset has."""
+    policy = tmp_path / "other.toml"
+    policy.write_text('task_type = "function_call"\n[[tiers]]\nmodel = "openai/gpt-5"\n')
+    assert main(["bench", str(BFCL), "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "has no recorded outputs of openai/gpt-5" in err
+    assert MINI in err

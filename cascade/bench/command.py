@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset
-from cascade.bench.evaluate import score_ladder, score_models, score_oracle
+from cascade.bench.evaluate import score_models, score_oracle, score_policy
+from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
+from cascade.bench.report import write_report
 from cascade.engine import Cascade
 from cascade.errors import ConfigError
+from cascade.policy import load_policies
 from cascade.retry import RetryPolicy
 from cascade.types import Attempt, Tier, Verdict
 from cascade.validators.base import Validator, run_validator
@@ -53,29 +57,89 @@ def _parse_ladder(text: str, data: Dataset) -> tuple[Tier, ...]:
     return tuple(Tier(m, retries=0) for m in models)
 
 
-def bench(dataset: str, ladders: Sequence[str], *, as_json: bool, concurrency: int) -> int:
-    """Score every model, the oracle and each ladder on ``dataset``; print a table or JSON."""
+def _policy_cascades(path: str, data: Dataset, validate: Validator) -> dict[str, Cascade]:
+    """One cascade per task type a policy file (or folder) serves, on the replayed models."""
+    policies = load_policies(path)
+    cascades = {}
+    for policy in policies:
+        unknown = [m for t in policy.ladder if not t.is_human for m in t.models
+                   if data.backend.resolve(m) is None]  # fmt: skip
+        if unknown:
+            raise ConfigError(
+                f"--policy {policy.path}: {data.name} has no recorded outputs of"
+                f" {', '.join(unknown)}; it has {', '.join(data.models)}"
+            )
+        cascade = policy.cascade(backend=data.backend, log=False, retry=_NO_WAIT)
+        if not policy.spec.validators:  # a policy with no checks of its own gets the defaults
+            cascade.validate = validate
+        cascades[policy.task_type] = cascade
+    if len(policies) == 1:  # one file serves every task of the dataset, whatever its kind
+        return {"*": next(iter(cascades.values()))}
+    return cascades
+
+
+_NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
+
+
+def bench(
+    dataset: str,
+    ladders: Sequence[str],
+    *,
+    policies: Sequence[str] = (),
+    report: str | None = None,
+    as_json: bool,
+    concurrency: int,
+) -> int:
+    """Score every model, the oracle, each ladder and each policy; print a table or JSON."""
     data = load_dataset(dataset)
     validate = ByKind(default_validators())
+    runs: dict[str, dict[str, Cascade]] = {}
+    for path in policies:
+        runs[Path(path).stem] = _policy_cascades(path, data, validate)
+    for text in ladders:
+        cascade = Cascade(
+            _parse_ladder(text, data), validate, backend=data.backend, log=False, retry=_NO_WAIT
+        )
+        runs[" → ".join(t.model for t in cascade.ladder)] = {"*": cascade}
+    models, oracle = score_models(data), score_oracle(data)
     results: dict[str, Any] = {
         "dataset": data.name,
         "tasks": len(data.tasks),
-        "models": {m: s.to_json() for m, s in score_models(data).items()},
-        "oracle": score_oracle(data).to_json(),
+        "models": {m: s.to_json() for m, s in models.items()},
+        "oracle": oracle.to_json(),
         "ladders": {},
     }
-    for text in ladders:
-        cascade = Cascade(
-            _parse_ladder(text, data),
-            validate,
-            backend=data.backend,
-            log=False,
-            retry=RetryPolicy(base_s=0.0, jitter=0.0),
-        )
-        score = asyncio.run(score_ladder(data, cascade, concurrency=concurrency))
-        results["ladders"][" → ".join(t.model for t in cascade.ladder)] = score.to_json()
+    for name, cascades in runs.items():
+        score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
+        results["ladders"][name] = score.to_json()
+    _add_summary(results)
+    if report is not None:
+        markdown, picture = write_report(results, report)
+        if not as_json:
+            print(f"wrote {markdown} and {picture}")  # noqa: T201  # where the report went
     print(json.dumps(results, indent=2) if as_json else _table(results, data))  # noqa: T201  # the report
     return 0
+
+
+def _add_summary(results: dict[str, Any]) -> None:
+    """Savings, the oracle's share and the frontier area (see :mod:`cascade.bench.metrics`)."""
+    models = {
+        n: Point(n, s["cost_per_task_usd"], s["pass_rate"]) for n, s in results["models"].items()
+    }
+    oracle = Point("oracle", results["oracle"]["cost_per_task_usd"], results["oracle"]["pass_rate"])
+    ladders = []
+    for name, score in results["ladders"].items():
+        point = Point(name, score["cost_per_task_usd"], score["pass_rate"])
+        ladders.append(point)
+        saved = savings(point, list(models.values()))
+        share = oracle_share(point, list(models.values()), oracle)
+        score["savings_vs_equal_model"] = None if saved is None else round(saved, 6)
+        score["oracle_savings_share"] = None if share is None else round(share, 6)
+    span = cost_span(models)
+    results["frontier_area"] = {
+        "models": frontier_area(list(models.values()), span),
+        "models_and_ladders": frontier_area([*models.values(), *ladders], span),
+    }
 
 
 def _table(results: dict[str, Any], data: Dataset) -> str:

@@ -10,27 +10,38 @@ accepted, the best rejected one it keeps.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade._task_run import failed_outcome
 from cascade.bench.dataset import Dataset
+from cascade.bench.metrics import bootstrap
 from cascade.engine import Cascade
-from cascade.types import CallKind, Decision, Outcome, Status
+from cascade.types import CallKind, Decision, Outcome, Status, Task
 
-__all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle"]
+__all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle", "score_policy"]
 
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """Pass rate and cost over a dataset's tasks."""
+    """Pass rate and cost over a dataset's tasks, with the per-task figures behind them."""
 
     tasks: int
     passed: int
     cost_usd: float
     latency_s: float
     """Mean seconds per task."""
+    rights: tuple[bool, ...] = ()
+    costs: tuple[float, ...] = ()
+    """Per task, in the dataset's order: was the delivered answer right, and what it cost."""
+
+    @classmethod
+    def of(cls, rights: list[bool], costs: list[float], latency_s: float) -> Score:
+        """A score from per-task figures."""
+        return cls(len(rights), sum(rights), sum(costs), latency_s, tuple(rights), tuple(costs))
 
     @property
     def pass_rate(self) -> float:
@@ -44,10 +55,13 @@ class Score:
 
     def to_json(self) -> dict[str, Any]:
         """The keys ``cascade bench --json`` prints for a model or the oracle."""
+        rate, cost = bootstrap(self.rights, self.costs)
         return {
             "pass_rate": round(self.pass_rate, 6),
+            "pass_rate_ci95": rate.to_json(),
             "cost_usd": round(self.cost_usd, 8),
             "cost_per_task_usd": round(self.cost_per_task, 10),
+            "cost_per_task_ci95": cost.to_json(),
             "latency_s": round(self.latency_s, 4),
         }
 
@@ -78,45 +92,69 @@ def score_models(data: Dataset) -> dict[str, Score]:
     scores = {}
     for model in data.models:
         keys = [(task.id, model) for task in data.tasks]
-        scores[model] = Score(
-            tasks=len(keys),
-            passed=sum(data.correct.get(key, False) for key in keys),
-            cost_usd=sum(data.cost.get(key, 0.0) for key in keys),
-            latency_s=sum(data.latency.get(key, 0.0) for key in keys) / max(1, len(keys)),
+        scores[model] = Score.of(
+            [data.correct.get(key, False) for key in keys],
+            [data.cost.get(key, 0.0) for key in keys],
+            sum(data.latency.get(key, 0.0) for key in keys) / max(1, len(keys)),
         )
     return scores
 
 
 def score_oracle(data: Dataset) -> Score:
     """The cheapest model that was correct, per task; the cheapest model where none was."""
-    passed, cost, latency = 0, 0.0, 0.0
+    rights: list[bool] = []
+    costs: list[float] = []
+    latency = 0.0
     for task in data.tasks:
         answered = [m for m in data.models if (task.id, m) in data.cost]
         if not answered:
+            rights.append(False)
+            costs.append(0.0)
             continue
         right = [m for m in answered if data.correct.get((task.id, m), False)]
         pick = min(right or answered, key=lambda m: data.cost[(task.id, m)])
-        passed += bool(right)
-        cost += data.cost[(task.id, pick)]
+        rights.append(bool(right))
+        costs.append(data.cost[(task.id, pick)])
         latency += data.latency[(task.id, pick)]
-    return Score(len(data.tasks), passed, cost, latency / max(1, len(data.tasks)))
+    return Score.of(rights, costs, latency / max(1, len(data.tasks)))
 
 
 async def score_ladder(data: Dataset, cascade: Cascade, *, concurrency: int = 64) -> LadderScore:
     """Replay every task through ``cascade`` and judge what it delivers against gold."""
-    outcomes = [o async for o in cascade.amap(data.tasks, concurrency=concurrency)]
-    return _ladder_score(data, outcomes, len(cascade.ladder))
+    return await score_policy(data, {"*": cascade}, concurrency=concurrency)
+
+
+async def score_policy(
+    data: Dataset, cascades: Mapping[str, Cascade], *, concurrency: int = 64
+) -> LadderScore:
+    """Replay every task through the cascade for its type (``"*"``: any type); judge against gold.
+
+    A task whose type no cascade serves fails, and counts as wrong.
+    """
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(task: Task) -> Outcome:
+        cascade = cascades.get(task.type) or cascades.get("*")
+        if cascade is None:
+            return failed_outcome("bench", task, f"no policy serves task type {task.type!r}")
+        async with limit:
+            return await cascade.arun(task)
+
+    outcomes = await asyncio.gather(*(one(task) for task in data.tasks))
+    tiers = max(len(c.ladder) for c in cascades.values())
+    return _ladder_score(data, list(outcomes), tiers)
 
 
 def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderScore:
     accepted_by_tier = [0] * tiers
     verdicts: Counter[tuple[bool, bool]] = Counter()  # (answer correct, validators accepted)
-    passed = escalated = 0
+    rights: list[bool] = []
+    escalated = 0
     for outcome in outcomes:
         if outcome.status is Status.ACCEPTED and outcome.tier is not None:
             accepted_by_tier[outcome.tier] += 1
-        if outcome.model is not None:
-            passed += data.correct.get((outcome.task_id, outcome.model), False)
+        model = outcome.model
+        rights.append(model is not None and data.correct.get((outcome.task_id, model), False))
         escalated += any(step.tier > 0 for step in outcome.steps)
         for step in outcome.steps:
             if step.kind is CallKind.VALIDATOR:
@@ -127,11 +165,14 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
     wrong = verdicts[(False, True)] + verdicts[(False, False)]
     right = verdicts[(True, True)] + verdicts[(True, False)]
     count = len(outcomes)
+    costs = tuple(o.cost_usd for o in outcomes)
     return LadderScore(
         tasks=count,
-        passed=passed,
-        cost_usd=sum(o.cost_usd for o in outcomes),
+        passed=sum(rights),
+        cost_usd=sum(costs),
         latency_s=sum(o.latency_s for o in outcomes) / max(1, count),
+        rights=tuple(rights),
+        costs=costs,
         accepted_by_tier=tuple(accepted_by_tier),
         escalation_rate=escalated / max(1, count),
         false_accept_rate=verdicts[(False, True)] / wrong if wrong else 0.0,

@@ -17,6 +17,7 @@ import pydantic
 
 from cascade.errors import ConfigError
 from cascade.policy.spec import (
+    AgreementSpec,
     CompilesSpec,
     ConfidenceSpec,
     FunctionCallSpec,
@@ -39,6 +40,7 @@ from cascade.types import Message, Price, Task, Tier
 from cascade.validators import (
     Limits,
     Validator,
+    agreement,
     compiles,
     confidence,
     function_call,
@@ -85,6 +87,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         params=params,
         price=_price(spec.price),
         few_shot=spec.examples,
+        trusted=spec.trusted,
     )
 
 
@@ -187,6 +190,7 @@ _SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
     FunctionCallSpec: lambda s: function_call(),
     ConfidenceSpec: lambda s: confidence(s.threshold),
     NotMissingSpec: lambda s: not_missing(s.fields),
+    AgreementSpec: lambda s: agreement(s.model, compare=s.compare, price=_price(s.price)),
     PydanticSpec: _pydantic,
     PythonSpec: _python,
 }

@@ -49,6 +49,8 @@ class TierSpec(_Strict):
     """Prompt tokens this model accepts; a task whose prompt is longer skips the tier."""
     examples: bool = True
     """Whether the policy's worked examples are sent to this tier."""
+    trusted: bool = False
+    """Accept this tier's answers without running the validators."""
     response_schema: str | dict[str, Any] | None = None
     """Constrain decoding to this JSON Schema (a file relative to the policy, or a table): sent as
     OpenAI's ``response_format``; a local model turns it into a grammar."""
@@ -189,6 +191,15 @@ class NotMissingSpec(_Kind):
     fields: Annotated[dict[str, str], Field(min_length=1)]
 
 
+class AgreementSpec(_Kind):
+    """``agreement``: a second model answers the same task, and the answers must match."""
+
+    kind: Literal["agreement"]
+    model: Annotated[str, Field(min_length=1)]
+    compare: Literal["auto", "call", "json", "text"] = "auto"
+    price: PriceSpec | None = None
+
+
 class PythonSpec(_Kind):
     """``python``: a user's factory, ``module:factory``, called with ``args``."""
 
@@ -209,6 +220,7 @@ ValidatorSpec = Annotated[
     | FunctionCallSpec
     | ConfidenceSpec
     | NotMissingSpec
+    | AgreementSpec
     | PythonSpec,
     Field(discriminator="kind"),
 ]

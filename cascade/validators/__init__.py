@@ -4,6 +4,7 @@ Built-ins are factories that return objects with a readable repr, because the re
 every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_`.
 """
 
+from cascade.validators.agreement import agreement
 from cascade.validators.base import CostClass, Validator, cost_class_of, run_validator
 from cascade.validators.calls import function_call
 from cascade.validators.code import compiles, extract_code
@@ -23,6 +24,7 @@ __all__ = [
     "Limits",
     "Sandbox",
     "Validator",
+    "agreement",
     "all_of",
     "any_of",
     "compiles",
