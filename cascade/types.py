@@ -7,7 +7,6 @@ A :class:`Task` runs up a ladder of :class:`Tier` s. Every backend call becomes 
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cascade.errors import ConfigError, TaskError
+from cascade.kinds import CallKind, Decision, Status
 
 if TYPE_CHECKING:
     from cascade.backends.base import Response
@@ -58,41 +58,6 @@ def to_jsonable(value: Any) -> Any:
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
-
-
-class Status(enum.StrEnum):
-    """How a task ended."""
-
-    ACCEPTED = "accepted"
-    EXHAUSTED = "exhausted"
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    FAILED = "failed"
-    QUARANTINED = "quarantined"
-    NEEDS_REVIEW = "needs_review"
-    """No model's answer passed, and the ladder ends in a human review queue."""
-
-
-class Decision(enum.StrEnum):
-    """What the engine did after a step."""
-
-    ACCEPT = "accept"
-    REASK = "reask"
-    ESCALATE = "escalate"
-    STOP = "stop"
-    ERROR = "error"
-
-
-class CallKind(enum.StrEnum):
-    """Why a backend call was made."""
-
-    CALL = "call"
-    REASK = "reask"
-    RETRY = "retry"
-    FALLBACK = "fallback"
-    VALIDATOR = "validator"
-    """A call a validator made to judge an answer: an LLM judge, or a second opinion."""
-    REVIEW = "review"
-    """A person's answer from the review queue, imported with ``cascade review import``."""
 
 
 HUMAN = "human"

@@ -11,19 +11,10 @@ import pytest
 from cascade import Cascade, Status, Store, Tier
 from cascade.cli import main
 from cascade.policy import PolicyError, load_policy
+from tests.fake_backends import POLICY as LADDER_POLICY
 from tests.helpers import make
 
-POLICY = """\
-task_type = "echo"
-prompt = "Say ok about {input}"
-[[tiers]]
-model = "small"
-[[tiers]]
-model = "human"
-[[validators]]
-kind = "one_of"
-labels = ["ok"]
-"""
+POLICY = LADDER_POLICY.replace('model = "big"', 'model = "human"')
 """``small`` (tests.fake_backends) answers "nope" to every fifth task, which then waits."""
 
 

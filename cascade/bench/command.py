@@ -147,11 +147,13 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
     kinds = sorted({task.type for task in data.tasks})
     lines = [
         f"{data.name}: {results['tasks']} tasks, replayed (no model calls)",
-        f"validators: {', '.join(f'{k}: {v!r}' for k, v in validators.items())}",
+        "--ladder ladders are checked with: "
+        + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
+        + " (policies bring their own validators)",
     ]
     unchecked = [k for k in kinds if k not in validators]
     if unchecked:
-        lines.append(f"no built-in validator yet for: {', '.join(unchecked)} (accepted unchecked)")
+        lines.append(f"  and accept unchecked: {', '.join(unchecked)}")
     rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
     rows.append(("oracle (cheapest correct model per task)", results["oracle"]))
     width = max(len(label) for label, _ in rows + [(f"ladder {n}", 0) for n in results["ladders"]])

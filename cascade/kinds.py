@@ -1,0 +1,45 @@
+"""The three vocabularies of a run: how a task ended, what the engine decided, why it called.
+
+They are string enums, so they print, compare and serialise as their values.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CallKind", "Decision", "Status"]
+
+
+class Status(enum.StrEnum):
+    """How a task ended."""
+
+    ACCEPTED = "accepted"
+    EXHAUSTED = "exhausted"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    NEEDS_REVIEW = "needs_review"
+    """No model's answer passed, and the ladder ends in a human review queue."""
+
+
+class Decision(enum.StrEnum):
+    """What the engine did after a step."""
+
+    ACCEPT = "accept"
+    REASK = "reask"
+    ESCALATE = "escalate"
+    STOP = "stop"
+    ERROR = "error"
+
+
+class CallKind(enum.StrEnum):
+    """Why a backend call was made."""
+
+    CALL = "call"
+    REASK = "reask"
+    RETRY = "retry"
+    FALLBACK = "fallback"
+    VALIDATOR = "validator"
+    """A call a validator made to judge an answer: an LLM judge, or a second opinion."""
+    REVIEW = "review"
+    """A person's answer from the review queue, imported with ``cascade review import``."""
