@@ -105,31 +105,12 @@ class Score:
         }
 
 
-def load_gold(path: str | Path) -> dict[str, Any]:
-    """The gold answers by task id; a bad line is an error naming the file and line."""
-    gold: dict[str, Any] = {}
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"gold file {path}: {exc.strerror or exc}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON: {exc}") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "answer" not in row:
-            raise ConfigError(f'{path}:{number}: expected {{"id": "...", "answer": ...}}')
-        gold[row["id"]] = row["answer"]
-    return gold
-
-
-def _results(path: str | Path) -> Iterator[dict[str, Any]]:
+def _rows(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects with a string ``id`` in a JSONL file, streamed, with line numbers."""
     try:
         file = Path(path).open(encoding="utf-8")  # noqa: SIM115  # closed below
     except OSError as exc:
-        raise ConfigError(f"results file {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from exc
     with file:
         for number, line in enumerate(file, 1):
             if not line.strip():
@@ -139,14 +120,24 @@ def _results(path: str | Path) -> Iterator[dict[str, Any]]:
             except ValueError as exc:
                 raise ConfigError(f"{path}:{number}: not JSON: {exc}") from exc
             if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise ConfigError(f"{path}:{number}: a result line needs an id")
-            yield row
+                raise ConfigError(f"{path}:{number}: a line of the {what} needs a string id")
+            yield number, row
+
+
+def load_gold(path: str | Path) -> dict[str, Any]:
+    """The gold answers by task id; a bad line is an error naming the file and line."""
+    gold: dict[str, Any] = {}
+    for number, row in _rows(path, "gold file"):
+        if "answer" not in row:
+            raise ConfigError(f'{path}:{number}: expected {{"id": "...", "answer": ...}}')
+        gold[row["id"]] = row["answer"]
+    return gold
 
 
 def score_results(results: str | Path, gold: Mapping[str, Any]) -> Score:
     """Score every line of a results file against ``gold``."""
     score = Score()
-    for row in _results(results):
+    for _, row in _rows(results, "results file"):
         if row["id"] not in gold:
             score.no_gold += 1
             continue
