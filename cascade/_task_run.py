@@ -95,7 +95,8 @@ class TaskRun:
                 if tier.trusted:
                     verdict = Verdict(True, reason="a trusted tier", validator="trusted")
                 else:
-                    verdict = await run_validator(self.validate, attempt)
+                    validate = self.validate if tier.validate is None else tier.validate
+                    verdict = await run_validator(validate, attempt)
                 judged, self.judge_calls = self.judge_calls, []
                 if verdict.fault:
                     self._record(index, last, verdict, Decision.STOP, judged)

@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
+    bench.add_argument(
+        "--split",
+        choices=("all", "train", "held-out"),
+        default="all",
+        help="replay only the tasks cascade optimize trained on, or those it held out",
+    )
+    _add_split(bench)
+    _add_optimize(commands)
     _add_policy(commands)
     _add_run(commands)
     report = commands.add_parser(
@@ -65,6 +73,49 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gold", required=True, help="the gold answers, JSONL")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _add_split(parser: Any) -> None:
+    parser.add_argument(
+        "--holdout", type=float, default=0.3, help="share of each task kind held out (0.3)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw (0)")
+
+
+def _add_optimize(commands: Any) -> None:
+    optimize = commands.add_parser(
+        "optimize",
+        help="find the cheapest ladder that reaches a pass rate, and write its policy",
+        description="Search every ladder of the dataset's models (gated tiers with format, "
+        "confidence and agreement checks, then a strong trusted model) on a training split; "
+        "choose with a margin measured by nested cross-validation; write the policy and replay "
+        "it on the held-out split.",
+    )
+    optimize.add_argument("dataset", help="dataset folder holding tasks.jsonl and responses.jsonl")
+    optimize.add_argument(
+        "--target-pass-rate", type=float, required=True, metavar="X", help="0.9 for 90 %%"
+    )
+    optimize.add_argument(
+        "--out", required=True, help="the policy file (one task kind) or folder (several) to write"
+    )
+    optimize.add_argument("--kind", action="append", help="only these task kinds (repeatable)")
+    optimize.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
+    optimize.add_argument(
+        "--repeats", type=int, default=3, help="cross-validation repeats, new folds each (3)"
+    )
+    optimize.add_argument("--max-tiers", type=int, default=3, help="tiers per ladder, 1 to 3")
+    optimize.add_argument(
+        "--any-last-tier",
+        action="store_true",
+        help="let ladders end at any model, not only at one as good as the best",
+    )
+    optimize.add_argument(
+        "--any-order",
+        action="store_true",
+        help="let a dearer model come before a cheaper one (by mean cost per task)",
+    )
+    optimize.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_split(optimize)
 
 
 def _add_review(commands: Any) -> None:
@@ -176,6 +227,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             report=args.report,
             as_json=args.json,
             concurrency=max(1, args.concurrency),
+            split=(args.split, args.holdout, args.seed),
+        )
+    if args.command == "optimize":
+        from cascade.optimize.command import Options, optimize  # noqa: PLC0415
+
+        return optimize(
+            args.dataset,
+            Options(
+                target=args.target_pass_rate,
+                out=args.out,
+                holdout=args.holdout,
+                folds=args.folds,
+                repeats=args.repeats,
+                seed=args.seed,
+                max_tiers=args.max_tiers,
+                any_last_tier=args.any_last_tier,
+                any_order=args.any_order,
+                kinds=tuple(args.kind or ()),
+                as_json=args.json,
+            ),
         )
     from cascade import commands  # noqa: PLC0415
 

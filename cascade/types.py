@@ -8,7 +8,7 @@ A :class:`Task` runs up a ladder of :class:`Tier` s. Every backend call becomes 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -118,6 +118,12 @@ class Tier:
     price: Price | None = None
     few_shot: bool = True
     trusted: bool = False
+    validate: Callable[[Attempt], Verdict | Awaitable[Verdict]] | None = field(
+        default=None, compare=False
+    )
+    """This tier's own validator, used instead of the cascade's (a policy makes it the policy's
+    checks plus the tier's ``[[tiers.validators]]``): a confidence threshold suits one model's
+    scale, not another's."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -126,6 +132,8 @@ class Tier:
             raise ConfigError(f"tier {self.model}: reasks and retries must be >= 0")
         if not self.timeout_s > 0:
             raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
+        if self.trusted and self.validate is not None:
+            raise ConfigError(f"tier {self.model}: a trusted tier runs no validators")
         if self.model == HUMAN and (self.fallbacks or self.reasks):
             raise ConfigError("the human tier takes no fallbacks and no re-asks")
         object.__setattr__(self, "fallbacks", tuple(self.fallbacks))

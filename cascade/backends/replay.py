@@ -82,6 +82,19 @@ class ReplayBackend:
         short = model.rsplit("/", 1)[-1]
         return short if short in self._models else None
 
+    def record(self, task_id: str, model: str) -> Recorded:
+        """The recorded response of ``model`` to ``task_id``; raises when there is none."""
+        found = self._records.get((task_id, model))
+        if found is None:
+            raise ReplayMissing(
+                f"dataset {self.name!r} has no response of {model!r} to task {task_id!r}"
+            )
+        return found
+
+    def cost_of(self, task_id: str, model: str) -> float:
+        """What replaying that response costs at the dataset's prices, as :meth:`complete` says."""
+        return self._cost(self.record(task_id, model), None, self._prices.get(model))
+
     async def complete(self, request: Request) -> Response:
         """Serve the recorded response of ``request.model`` to ``request.task_id``."""
         model = self.resolve(request.model)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cascade.bench.dataset import Dataset, load_dataset
+from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import score_models, score_oracle, score_policy
 from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
 from cascade.bench.report import write_report
@@ -20,7 +20,7 @@ from cascade.types import Attempt, Tier, Verdict
 from cascade.validators.base import Validator, run_validator
 from cascade.validators.calls import function_call
 
-__all__ = ["ByKind", "bench", "default_validators"]
+__all__ = ["ByKind", "bench", "default_validators", "policy_cascades"]
 
 
 class ByKind:
@@ -57,7 +57,7 @@ def _parse_ladder(text: str, data: Dataset) -> tuple[Tier, ...]:
     return tuple(Tier(m, retries=0) for m in models)
 
 
-def _policy_cascades(path: str, data: Dataset, validate: Validator) -> dict[str, Cascade]:
+def policy_cascades(path: str, data: Dataset, validate: Validator) -> dict[str, Cascade]:
     """One cascade per task type a policy file (or folder) serves, on the replayed models."""
     policies = load_policies(path)
     cascades = {}
@@ -70,7 +70,9 @@ def _policy_cascades(path: str, data: Dataset, validate: Validator) -> dict[str,
                 f" {', '.join(unknown)}; it has {', '.join(data.models)}"
             )
         cascade = policy.cascade(backend=data.backend, log=False, retry=_NO_WAIT)
-        if not policy.spec.validators:  # a policy with no checks of its own gets the defaults
+        spec = policy.spec
+        if not spec.validators and not any(t.validators for t in spec.tiers):
+            # a policy with no checks of its own gets the defaults
             cascade.validate = validate
         cascades[policy.task_type] = cascade
     if len(policies) == 1:  # one file serves every task of the dataset, whatever its kind
@@ -89,13 +91,21 @@ def bench(
     report: str | None = None,
     as_json: bool,
     concurrency: int,
+    split: tuple[str, float, int] = ("all", 0.3, 0),
 ) -> int:
-    """Score every model, the oracle, each ladder and each policy; print a table or JSON."""
+    """Score every model, the oracle, each ladder and each policy; print a table or JSON.
+
+    ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
+    """
     data = load_dataset(dataset)
+    part, holdout, seed = split
+    if part != "all":
+        train, held = split_ids(data, holdout, seed)
+        data = data.subset(train if part == "train" else held)
     validate = ByKind(default_validators())
     runs: dict[str, dict[str, Cascade]] = {}
     for path in policies:
-        runs[Path(path).stem] = _policy_cascades(path, data, validate)
+        runs[Path(path).stem] = policy_cascades(path, data, validate)
     for text in ladders:
         cascade = Cascade(
             _parse_ladder(text, data), validate, backend=data.backend, log=False, retry=_NO_WAIT
@@ -104,6 +114,7 @@ def bench(
     models, oracle = score_models(data), score_oracle(data)
     results: dict[str, Any] = {
         "dataset": data.name,
+        "split": part if part == "all" else f"{part} (held out {holdout} with seed {seed})",
         "tasks": len(data.tasks),
         "models": {m: s.to_json() for m, s in models.items()},
         "oracle": oracle.to_json(),
@@ -146,7 +157,7 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
     validators = default_validators()
     kinds = sorted({task.type for task in data.tasks})
     lines = [
-        f"{data.name}: {results['tasks']} tasks, replayed (no model calls)",
+        f"{data.name}: {results['tasks']} tasks ({results['split']}), replayed (no model calls)",
         "--ladder ladders are checked with: "
         + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
         + " (policies bring their own validators)",

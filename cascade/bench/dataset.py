@@ -7,15 +7,17 @@ is taken off the tasks here and kept only in :attr:`Dataset.correct`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from cascade.backends.replay import ReplayBackend, read_prices, read_responses, recorded
 from cascade.errors import ConfigError, TaskError
 from cascade.types import Task
 
-__all__ = ["Dataset", "is_label", "load_dataset"]
+__all__ = ["Dataset", "is_label", "load_dataset", "split_ids"]
 
 
 def is_label(field: str) -> bool:
@@ -36,6 +38,27 @@ class Dataset:
     latency: Mapping[tuple[str, str], float]
     backend: ReplayBackend
 
+    def subset(self, ids: Collection[str]) -> Dataset:
+        """The same dataset with only the tasks ``ids`` names, in the dataset's order."""
+        return replace(self, tasks=tuple(t for t in self.tasks if t.id in ids))
+
+
+def split_ids(data: Dataset, holdout: float, seed: int) -> tuple[set[str], set[str]]:
+    """A training and a held-out set of task ids: ``holdout`` of each kind, drawn with ``seed``.
+
+    The draw depends only on the tasks, the share and the seed, so ``cascade optimize`` and
+    ``cascade bench --split`` hold out the same tasks.
+    """
+    if not 0.0 <= holdout < 1.0:
+        raise ConfigError(f"--holdout must be at least 0 and below 1, not {holdout}")
+    held: set[str] = set()
+    rng = np.random.default_rng(seed)
+    for kind in sorted({t.type for t in data.tasks}):
+        ids = [t.id for t in data.tasks if t.type == kind]
+        order = rng.permutation(len(ids))
+        held.update(ids[i] for i in order[: round(holdout * len(ids))])
+    return {t.id for t in data.tasks} - held, held
+
 
 def load_dataset(path: str | Path) -> Dataset:
     """Read a dataset folder in the shared format; errors name the file and line."""
@@ -53,9 +76,10 @@ def load_dataset(path: str | Path) -> Dataset:
         records[key] = recorded(row, where)
         models.setdefault(key[1])
         correct[key] = bool(row.get("correct"))
-        cost[key] = float(row.get("cost_usd") or 0.0)
         latency[key] = float(row.get("latency_s") or 0.0)
     backend = ReplayBackend(records, prices=read_prices(folder), name=folder.name)
+    for key in records:  # priced as a replay prices it: recorded cost, else the list price
+        cost[key] = backend.cost_of(*key)
     return Dataset(folder.name, tasks, tuple(models), correct, cost, latency, backend)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from cascade.errors import ConfigError
 from cascade.guard import BreakerSettings, Guard, Limit
 from cascade.policy.build import FieldError, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
-from cascade.policy.spec import PolicySpec
+from cascade.policy.spec import PolicySpec, ValidatorSpec
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -115,7 +115,7 @@ def _loc(raw: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """A pydantic error location as the file's path: without union tags, with real names."""
     path: list[str | int] = []
     for index, part in enumerate(raw):
-        if index > 0 and raw[0] == "validators" and index == 2 and isinstance(raw[1], int):
+        if index >= 2 and raw[index - 2] == "validators" and isinstance(raw[index - 1], int):
             continue  # pydantic adds the union member's tag after the list index
         path.append("schema" if part == "schema_" else part)
     return tuple(path)
@@ -172,19 +172,41 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
             problem(("tiers", index, exc.field), str(exc))
         except ConfigError as exc:
             problem(("tiers", index), str(exc))
-    validators: list[Validator] = []
-    for index, validator_spec in enumerate(spec.validators):
-        try:
-            validators.append(build_validator(validator_spec, path.parent))
-        except FieldError as exc:
-            problem(("validators", index, exc.field), str(exc))
-        except ConfigError as exc:
-            problem(("validators", index), str(exc))
+    validators = _validators(spec.validators, ("validators",), path.parent, problem)
+    for index, tier_spec in enumerate(spec.tiers):
+        if not tier_spec.validators:
+            continue
+        where = ("tiers", index, "validators")
+        own = _validators(tier_spec.validators, where, path.parent, problem)
+        if tier_spec.trusted:
+            problem(("tiers", index, "trusted"), "a trusted tier runs no validators; drop one")
+        elif index < len(ladder) and not problems:
+            ladder[index] = replace(ladder[index], validate=_all([*validators, *own]))
     examples = _examples(spec, problem)
     if problems:
         raise PolicyError(problems)
-    validate = validators[0] if len(validators) == 1 else all_of(*validators)
-    return Policy(path, spec, tuple(ladder), validate, router(spec), examples)
+    return Policy(path, spec, tuple(ladder), _all(validators), router(spec), examples)
+
+
+def _validators(
+    specs: list[ValidatorSpec],
+    where: tuple[str | int, ...],
+    base: Path,
+    problem: Callable[[tuple[str | int, ...], str], None],
+) -> list[Validator]:
+    built: list[Validator] = []
+    for index, validator_spec in enumerate(specs):
+        try:
+            built.append(build_validator(validator_spec, base))
+        except FieldError as exc:
+            problem((*where, index, exc.field), str(exc))
+        except ConfigError as exc:
+            problem((*where, index), str(exc))
+    return built
+
+
+def _all(validators: list[Validator]) -> Validator:
+    return validators[0] if len(validators) == 1 else all_of(*validators)
 
 
 def _examples(

@@ -54,6 +54,8 @@ class TierSpec(_Strict):
     response_schema: str | dict[str, Any] | None = None
     """Constrain decoding to this JSON Schema (a file relative to the policy, or a table): sent as
     OpenAI's ``response_format``; a local model turns it into a grammar."""
+    validators: list[ValidatorSpec] = []
+    """Checks for this tier only, on top of the policy's ``[[validators]]``."""
 
 
 class StartRule(_Strict):
@@ -191,12 +193,21 @@ class NotMissingSpec(_Kind):
     fields: Annotated[dict[str, str], Field(min_length=1)]
 
 
+class MatchesSpec(_Kind):
+    """``matches``: the answer has the required format (a regular expression is found in it)."""
+
+    kind: Literal["matches"]
+    pattern: Annotated[str, Field(min_length=1)]
+    hint: str | None = None
+    ignore_case: bool = False
+
+
 class AgreementSpec(_Kind):
     """``agreement``: a second model answers the same task, and the answers must match."""
 
     kind: Literal["agreement"]
     model: Annotated[str, Field(min_length=1)]
-    compare: Literal["auto", "call", "json", "text"] = "auto"
+    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
     price: PriceSpec | None = None
 
 
@@ -220,10 +231,14 @@ ValidatorSpec = Annotated[
     | FunctionCallSpec
     | ConfidenceSpec
     | NotMissingSpec
+    | MatchesSpec
     | AgreementSpec
     | PythonSpec,
     Field(discriminator="kind"),
 ]
+
+
+TierSpec.model_rebuild()  # its validators are declared after it
 
 
 class PolicySpec(_Strict):

@@ -15,6 +15,7 @@ from cascade.validators.jsonvalue import extract_json
 from cascade.validators.judge import judge
 from cascade.validators.labels import confidence, one_of
 from cascade.validators.missing import not_missing
+from cascade.validators.pattern import matches
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
 from cascade.validators.typecheck import mypy_clean
@@ -36,6 +37,7 @@ __all__ = [
     "grounded",
     "json_schema",
     "judge",
+    "matches",
     "mypy_clean",
     "not_",
     "not_missing",

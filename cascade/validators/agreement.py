@@ -12,6 +12,8 @@ Answers are compared after normalisation, by ``compare``:
   value (``5`` and ``5.0``), text without case or surrounding space.
 - ``"json"``: the same JSON value, with the same normalisation.
 - ``"text"``: the same text, ignoring case, runs of whitespace and trailing punctuation.
+- ``"number"``: the same final number, by value: the one after ``####`` when the answer has
+  that mark (math prompts ask for it), else the last number written (``$1,200`` is ``1200``).
 - ``"auto"`` (the default): calls for tasks that offer ``functions``, JSON when both answers hold
   one, text otherwise.
 
@@ -36,11 +38,12 @@ from cascade.validators.base import CostClass
 from cascade.validators.calls import parse_calls
 from cascade.validators.jsonvalue import extract_json
 
-__all__ = ["agreement", "same_answers"]
+__all__ = ["agreement", "final_number", "same_answers"]
 
-Compare = Literal["auto", "call", "json", "text"]
+Compare = Literal["auto", "call", "json", "text", "number"]
 _SPACE = re.compile(r"\s+")
-_MODES = ("auto", "call", "json", "text")
+_MODES = ("auto", "call", "json", "text", "number")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def _canonical(value: Any) -> Any:
@@ -64,10 +67,33 @@ def _normal(text: str, compare: Compare) -> Any:
         if calls is None:
             return None
         return tuple(sorted(repr((c["name"], _canonical(c["arguments"]))) for c in calls))
+    if compare == "number":
+        return final_number(text)
     if compare == "json":
         value, problem = extract_json(text)
         return None if problem is not None else _canonical(value)
     return _SPACE.sub(" ", text).strip().rstrip(".!").casefold() or None
+
+
+def final_number(text: str) -> float | None:
+    r"""The answer's final number: the first after the last ``####``, else the last one written.
+
+    >>> final_number("3 + 4 = 7 apples.\n#### $1,207.50 total"), final_number("no digits")
+    (1207.5, None)
+    """
+    mark = text.rfind("####")
+    found = _NUMBER.search(text, mark) if mark >= 0 else None
+    if found is None:
+        numbers = _NUMBER.findall(text if mark < 0 else text[:mark])
+        if not numbers:
+            return None
+        value = numbers[-1]
+    else:
+        value = found.group()
+    try:
+        return float(value.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def same_answers(first: str, second: str, compare: Compare) -> bool:
