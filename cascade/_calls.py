@@ -24,6 +24,7 @@ from cascade.errors import (
     ServerError,
 )
 from cascade.guard import Guard, Transition
+from cascade.kinds import SIDE_CALLS
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.tokens import count_tokens
@@ -65,7 +66,7 @@ class Caller:
         calls: list[Call] = []
         # A validator's calls keep their kind through retries and fallbacks: they never answer
         # the task, and reports must be able to tell them apart.
-        own = kind is CallKind.VALIDATOR
+        own = kind in SIDE_CALLS
         for position, model in enumerate(tier.models):
             call_kind = kind if position == 0 or own else CallKind.FALLBACK
             for retry_number in range(tier.retries + 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cascade.kinds import SIDE_CALLS
 from cascade.types import CallKind, Decision, Outcome, Status, Step, Task, Verdict, to_jsonable
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 ATTEMPT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, step, tier, model_requested, model_served, kind,"
     " prompt_tokens, completion_tokens, cost_usd, latency_s, verdicts, decision, error, output, ts,"
-    " compute_s"
+    " compute_s, confidence"
 )
 
 RESULT_COLUMNS = (
@@ -38,7 +39,7 @@ def result_line(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def tiers_tried(outcome: Outcome) -> int:
     """How many tiers answered (or failed to answer) the task: more than one means it escalated."""
-    return len({s.tier for s in outcome.steps if s.kind is not CallKind.VALIDATOR})
+    return len({s.tier for s in outcome.steps if s.kind not in SIDE_CALLS})
 
 
 def task_json(task: Task) -> str:
@@ -76,7 +77,7 @@ def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
         step.run_id, step.task_id, execution_id, step.task_type, step.step, step.tier,
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
         step.completion_tokens, step.cost_usd, step.latency_s, _verdicts_json(step.verdicts),
-        str(step.decision), step.error, step.output, step.ts, step.compute_s,
+        str(step.decision), step.error, step.output, step.ts, step.compute_s, step.confidence,
     )  # fmt: skip
 
 
@@ -87,7 +88,7 @@ def step_from_row(row: tuple[Any, ...]) -> Step:
         model_requested=row[6], model_served=row[7], kind=CallKind(row[8]),
         prompt_tokens=row[9], completion_tokens=row[10], cost_usd=row[11], latency_s=row[12],
         verdicts=verdicts, decision=Decision(row[14]), error=row[15], output=row[16], ts=row[17],
-        compute_s=row[18],
+        compute_s=row[18], confidence=row[19],
     )  # fmt: skip
 
 

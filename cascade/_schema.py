@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     error              TEXT,
     output             TEXT,
     ts                 REAL NOT NULL,
-    compute_s          REAL NOT NULL DEFAULT 0
+    compute_s          REAL NOT NULL DEFAULT 0,
+    confidence         REAL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (run_id, task_id, seq);
 CREATE TRIGGER IF NOT EXISTS attempts_no_update BEFORE UPDATE ON attempts
@@ -97,15 +98,15 @@ _ADDED = {
         "input_done INTEGER NOT NULL DEFAULT 0",
     ),
     "tasks": ("executions INTEGER NOT NULL DEFAULT 0",),
-    "attempts": ("compute_s REAL NOT NULL DEFAULT 0",),
+    "attempts": ("compute_s REAL NOT NULL DEFAULT 0", "confidence REAL"),
     "results": (
         "executions INTEGER NOT NULL DEFAULT 1",
         "tiers_tried INTEGER NOT NULL DEFAULT 1",
         "compute_s REAL NOT NULL DEFAULT 0",
     ),
 }
-"""Columns older stores lack (version 2 added the run ledger, 3 local compute seconds); they are
-added when such a store is opened."""
+"""Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
+confidence of an answer); they are added when such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:

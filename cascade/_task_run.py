@@ -16,6 +16,7 @@ from typing import Any
 
 from cascade._calls import Call, Caller
 from cascade.backends.base import Response
+from cascade.kinds import SIDE_CALLS
 from cascade.steplog import StepLog
 from cascade.types import (
     Ask,
@@ -69,13 +70,55 @@ class TaskRun:
         budget_usd: float | None,
         order: Sequence[int] | None = None,
         examples: tuple[Message, ...] = (),
+        *,
+        calibrate: bool = False,
     ) -> Outcome:
         """Climb the ladder until a tier's answer is accepted, or nothing is left to try.
 
         ``order`` is the tiers to try, as indices into the ladder (all of them by default).
-        ``examples`` are turns sent before ``messages`` to the tiers that take them.
+        ``examples`` are turns sent before ``messages`` to the tiers that take them. With
+        ``calibrate``, every model tier the climb did not reach is then asked too, and its
+        answer kept as a step of kind ``calibration`` that changes nothing.
         """
         order = range(len(self.ladder)) if order is None else order
+        outcome = await self._climb(messages, budget_usd, order, examples)
+        if not calibrate:
+            return outcome
+        return await self._record_rest(outcome, messages, order, examples)
+
+    async def _record_rest(
+        self,
+        outcome: Outcome,
+        messages: tuple[Message, ...],
+        order: Sequence[int],
+        examples: tuple[Message, ...],
+    ) -> Outcome:
+        """Ask every model tier the ladder did not reach, for the record only."""
+        asked = {s.tier for s in self.steps if s.kind not in SIDE_CALLS}
+        for index in order:
+            tier = self.ladder[index]
+            if tier.is_human or index in asked:
+                continue
+            conversation = (*examples, *messages) if tier.few_shot else messages
+            calls = await self.caller.call_tier(
+                tier, conversation, self.task.id, CallKind.CALIBRATION
+            )
+            for call in calls:
+                self._step(index, call, (), Decision.RECORD if call.response else Decision.ERROR)
+        return dataclasses.replace(
+            outcome,
+            steps=tuple(self.steps),
+            cost_usd=sum(s.cost_usd for s in self.steps),
+            compute_s=sum(s.compute_s for s in self.steps),
+        )
+
+    async def _climb(
+        self,
+        messages: tuple[Message, ...],
+        budget_usd: float | None,
+        order: Sequence[int],
+        examples: tuple[Message, ...],
+    ) -> Outcome:
         top = order[-1] if order else -1
         for index in order:
             tier = self.ladder[index]
@@ -220,6 +263,7 @@ class TaskRun:
             ts=time.time(),
             output=response.text if response is not None else None,
             compute_s=response.compute_s if response is not None else 0.0,
+            confidence=response.confidence if response is not None else None,
         )
         self.steps.append(step)
         if self.log is not None:
@@ -308,7 +352,7 @@ def _best_step(steps: list[Step]) -> int | None:
 
 def _is_answer(step: Step) -> bool:
     """Whether a step holds an answer to the task (not an error, nor a validator's call)."""
-    return step.output is not None and step.kind is not CallKind.VALIDATOR
+    return step.output is not None and step.kind not in SIDE_CALLS
 
 
 def quarantined_outcome(run_id: str, raw: Task | Mapping[str, Any] | Any, reason: str) -> Outcome:

@@ -28,7 +28,13 @@ def _parser() -> argparse.ArgumentParser:
         "ladder with the real engine and validators, and report every single model, the oracle "
         "and each ladder. No model is called.",
     )
-    bench.add_argument("dataset", help="dataset folder holding tasks.jsonl and responses.jsonl")
+    bench.add_argument(
+        "dataset",
+        help="dataset folder holding tasks.jsonl and responses.jsonl, or a run store (with --gold)",
+    )
+    bench.add_argument(
+        "--gold", help="right answers for a run store's tasks, JSONL with id and answer"
+    )
     bench.add_argument(
         "--ladder",
         action="append",
@@ -54,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_split(bench)
     _add_optimize(commands)
+    _add_export(commands)
     _add_policy(commands)
     _add_run(commands)
     report = commands.add_parser(
@@ -80,6 +87,23 @@ def _add_split(parser: Any) -> None:
         "--holdout", type=float, default=0.3, help="share of each task kind held out (0.3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw (0)")
+
+
+def _add_export(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a run store's answers from every tier as a dataset",
+        description="Write the tasks of a run store that every tier answered (run with "
+        "--record-all-tiers) as a dataset in the shared format, for cascade bench and "
+        "cascade optimize. Correctness comes from --gold.",
+    )
+    export.add_argument("store", help="the SQLite store a run wrote")
+    export.add_argument("--out", required=True, help="the dataset folder to write")
+    export.add_argument("--gold", help="right answers, JSONL with id and answer")
+    export.add_argument("--run", help="only this run id (default: every run in the store)")
+    export.add_argument(
+        "--all-tasks", action="store_true", help="also tasks some tier did not answer"
+    )
 
 
 def _add_optimize(commands: Any) -> None:
@@ -182,6 +206,14 @@ def _add_run(commands: Any) -> None:
         )
     run.add_argument("--replay", metavar="DATASET", help="serve every tier from a recorded dataset")
     run.add_argument(
+        "--record-all-tiers",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="ask every tier for this share of tasks (0 to 1), for calibration; "
+        "cascade export turns the store into a dataset",
+    )
+    run.add_argument(
         "--backend", metavar="MODULE:FACTORY", help="build the backend with this function instead"
     )
     run.add_argument(
@@ -228,7 +260,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             as_json=args.json,
             concurrency=max(1, args.concurrency),
             split=(args.split, args.holdout, args.seed),
+            gold=args.gold,
         )
+    if args.command == "export":
+        from cascade.bench.export import export_command  # noqa: PLC0415
+
+        return export_command(args.store, args.out, args.gold, args.run, every_task=args.all_tasks)
     if args.command == "optimize":
         from cascade.optimize.command import Options, optimize  # noqa: PLC0415
 
@@ -268,6 +305,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         workers=args.workers,
         budget_usd=args.budget,
         replay=args.replay,
+        record_all_tiers=args.record_all_tiers,
         backend=args.backend,
         limits=_limits(args.rpm, args.tpm),
         lease_s=args.lease,

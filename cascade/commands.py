@@ -77,6 +77,7 @@ class RunOptions:
     limits: Mapping[str, Limit] = field(default_factory=dict)
     lease_s: float = 300.0
     progress: bool = True
+    record_all_tiers: float = 0.0
 
 
 def run_command(tasks: str, policy: str, options: RunOptions) -> int:
@@ -120,12 +121,14 @@ def run_command(tasks: str, policy: str, options: RunOptions) -> int:
                     workers=workers,
                     lease_s=options.lease_s,
                     budget_usd=options.budget_usd,
+                    record_all_tiers=options.record_all_tiers,
                 ),
                 progress=Progress(total) if options.progress else None,
             )
             config = {
                 **job,
                 "replay": options.replay,
+                "record_all_tiers": options.record_all_tiers,
                 "backend": options.backend,
                 "out": str(out_path.resolve()),
             }

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -53,6 +54,10 @@ class Cascade:
     ``route`` picks the tiers to try per task (see :data:`Route`); by default, all in order.
     ``guard`` holds the rate limits and circuit breakers the calls go through (see
     :class:`~cascade.guard.Guard`); share one guard between cascades that call the same models.
+    ``record_all_tiers`` is the share of tasks (drawn by id) whose every model tier is asked,
+    even those the ladder did not need, to record what each tier answers for calibration
+    (``cascade optimize`` reads such a store); those calls are paid and kept as steps of kind
+    ``calibration``, and never change the outcome.
     """
 
     def __init__(  # noqa: PLR0913  # keyword-only settings, each with a sane default
@@ -70,7 +75,11 @@ class Cascade:
         run_id: str | None = None,
         route: Route | None = None,
         guard: Guard | None = None,
+        record_all_tiers: float = 0.0,
     ) -> None:
+        if not 0.0 <= record_all_tiers <= 1.0:
+            raise ConfigError(f"record_all_tiers must be between 0 and 1, got {record_all_tiers!r}")
+        self.record_all_tiers = record_all_tiers
         self.ladder = tuple(Tier(t) if isinstance(t, str) else t for t in ladder)
         if not self.ladder:
             raise ConfigError("a ladder needs at least one tier")
@@ -128,7 +137,8 @@ class Cascade:
                 reason = "no tier of the ladder can take this task (see the policy's start rules"
                 return failed_outcome(self.run_id, task, reason + " and context windows)")
         run = TaskRun(task, self.ladder, self.validate, self._caller, self._log, self.run_id)
-        return await run.run(messages, self.budget_usd, order, self.examples)
+        calibrate = _sampled(task.id, self.record_all_tiers)
+        return await run.run(messages, self.budget_usd, order, self.examples, calibrate=calibrate)
 
     async def amap(
         self, tasks: Iterable[Task | Mapping[str, Any]], *, concurrency: int = 16
@@ -152,6 +162,14 @@ class Cascade:
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for finished in done:
                 yield finished.result()
+
+
+def _sampled(task_id: str, share: float) -> bool:
+    """Whether a task is in the calibration sample: decided by its id, so a resume agrees."""
+    if share <= 0.0:
+        return False
+    digest = hashlib.sha256(task_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
 
 
 def _as_validator(validate: Validator | Sequence[Validator] | None) -> Validator:

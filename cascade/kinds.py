@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CallKind", "Decision", "Status"]
+__all__ = ["SIDE_CALLS", "CallKind", "Decision", "Status"]
 
 
 class Status(enum.StrEnum):
@@ -30,6 +30,8 @@ class Decision(enum.StrEnum):
     ESCALATE = "escalate"
     STOP = "stop"
     ERROR = "error"
+    RECORD = "record"
+    """Nothing: the answer was kept for calibration only (``--record-all-tiers``)."""
 
 
 class CallKind(enum.StrEnum):
@@ -43,3 +45,10 @@ class CallKind(enum.StrEnum):
     """A call a validator made to judge an answer: an LLM judge, or a second opinion."""
     REVIEW = "review"
     """A person's answer from the review queue, imported with ``cascade review import``."""
+    CALIBRATION = "calibration"
+    """A tier the ladder did not need, asked anyway so that a run store records what every
+    tier answers (``cascade run --record-all-tiers``); it never changes the outcome."""
+
+
+SIDE_CALLS = frozenset({CallKind.VALIDATOR, CallKind.CALIBRATION})
+"""Calls that are not a step up the ladder: they never answer the task."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.kinds import SIDE_CALLS, CallKind
 from cascade.store import Store
 
 __all__ = ["Report", "TierReport", "render", "report"]
@@ -32,6 +33,9 @@ class TierReport:
     attempts: int = 0
     cost_usd: float = 0.0
     compute_s: float = 0.0
+    calibration_calls: int = 0
+    calibration_usd: float = 0.0
+    """Calls made only to record the tier's answer (``--record-all-tiers``), in ``cost_usd``."""
     latencies: list[float] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
 
@@ -48,6 +52,8 @@ class TierReport:
             "attempts": self.attempts,
             "cost_usd": round(self.cost_usd, 8),
             "compute_s": round(self.compute_s, 3),
+            "calibration_calls": self.calibration_calls,
+            "calibration_usd": round(self.calibration_usd, 8),
             "latency_p50_s": _percentile(self.latencies, 0.50),
             "latency_p95_s": _percentile(self.latencies, 0.95),
             "top_rejections": [[r, n] for r, n in self.rejections.most_common(_TOP_REASONS)],
@@ -138,7 +144,12 @@ def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
         entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
         entry.cost_usd += cost
         entry.compute_s += row[10]
-        if kind == "validator":
+        if kind == CallKind.CALIBRATION:
+            entry.calibration_calls += 1
+            entry.calibration_usd += cost
+            if model not in entry.models:
+                entry.models.append(model)
+        if kind in SIDE_CALLS:
             continue
         entry.attempts += 1
         entry.latencies.append(latency)
@@ -194,6 +205,11 @@ def render(summary: Report) -> str:
                 f", {tier['attempts']} attempts, ${tier['cost_usd']:.6f}"
                 f"{_compute(tier['compute_s'])}, {latency}"
             )
+            if tier["calibration_calls"]:
+                lines.append(
+                    f"      of which {tier['calibration_calls']} calls for the record "
+                    f"(--record-all-tiers), ${tier['calibration_usd']:.6f}"
+                )
             for reason, count in tier["top_rejections"]:
                 lines.append(f"      {count} x {reason}")
     return "\n".join(lines)

@@ -61,11 +61,16 @@ class RunSettings:
     workers: int = 1
     lease_s: float = 300.0
     budget_usd: float | None = None
+    record_all_tiers: float = 0.0
     window: int = 20_000
     """Tasks read into the store ahead of the workers, at most."""
     tail_s: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.record_all_tiers <= 1.0:
+            raise ConfigError(
+                f"--record-all-tiers must be between 0 and 1, got {self.record_all_tiers}"
+            )
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.budget_usd is not None and not self.budget_usd > 0:
@@ -180,7 +185,12 @@ class Runner:
 
     async def _work_here(self, feeder: asyncio.Future[None], backend: Backend) -> None:
         cascades = build_cascades(
-            self._policies, backend=backend, log=self._log, run_id=self.run_id, guard=self._guard
+            self._policies,
+            backend=backend,
+            log=self._log,
+            run_id=self.run_id,
+            guard=self._guard,
+            record_all_tiers=self.settings.record_all_tiers,
         )
         log = self._log if isinstance(self._log, StepLog) else None
         worker = Worker(
@@ -245,7 +255,11 @@ class Runner:
             self._ledger.reclaim(alive=alive)
 
     def _worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(concurrency=self.settings.concurrency, lease_s=self.settings.lease_s)
+        return WorkerSettings(
+            concurrency=self.settings.concurrency,
+            lease_s=self.settings.lease_s,
+            record_all_tiers=self.settings.record_all_tiers,
+        )
 
     async def _feed(self, lines: Iterator[Line]) -> None:
         """Read the input into the ledger, a window ahead of the workers, from where it stopped."""

@@ -47,7 +47,7 @@ from cascade.types import Outcome, Step, Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
 _RESULT_WIDTH = RESULT_COLUMNS.count(",") + 1

@@ -321,6 +321,8 @@ class Step:
     output: str | None = None
     compute_s: float = 0.0
     """Seconds of local compute the call took (a model run on this machine costs no dollars)."""
+    confidence: float | None = None
+    """The model's own confidence in the answer, where the backend reports one."""
 
     def to_event(self) -> dict[str, Any]:
         """The step as the fields of a ``cascade.step`` log event (output left out)."""

@@ -53,6 +53,8 @@ class WorkerSettings:
     flush_s: float = 0.05
     batch: int = 200
     idle_s: float = 0.02
+    record_all_tiers: float = 0.0
+    """The share of tasks asked of every tier, for calibration (see :class:`Cascade`)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -182,10 +184,17 @@ def build_cascades(
     log: StepLog | bool | None,
     run_id: str,
     guard: Guard | None,
+    record_all_tiers: float = 0.0,
 ) -> dict[str, Cascade]:
     """One cascade per policy, sharing one backend (its connections) and one guard."""
     return {
-        p.task_type: p.cascade(backend=backend, log=log, run_id=run_id, guard=guard)
+        p.task_type: p.cascade(
+            backend=backend,
+            log=log,
+            run_id=run_id,
+            guard=guard,
+            record_all_tiers=record_all_tiers,
+        )
         for p in policies
     }
 
@@ -216,7 +225,12 @@ def work(job: WorkerJob, guard: Guard, stop: StopFlag, budget: JobBudget) -> Non
     ):
         log = StepLog(file) if file is not None else None
         cascades = build_cascades(
-            policies, backend=backend, log=log or False, run_id=job.run_id, guard=guard
+            policies,
+            backend=backend,
+            log=log or False,
+            run_id=job.run_id,
+            guard=guard,
+            record_all_tiers=job.settings.record_all_tiers,
         )
         worker = Worker(
             policies,

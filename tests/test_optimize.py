@@ -84,7 +84,7 @@ def test_the_ladders_end_at_a_strong_trusted_model_and_gate_the_rest(
         assert all(tier.validators for tier in gated)
         assert main(["policy", "check", str(policy.path)]) == 0
     text = (out / "math.toml").read_text()
-    assert text.startswith("# Written by cascade optimize")
+    assert text.startswith("# Written by cascade optimize:\n#   cascade optimize suite")
     assert "--split held-out --holdout 0.3 --seed 0" in text
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import score_models, score_oracle, score_policy
+from cascade.bench.export import dataset_from_store
 from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
 from cascade.bench.report import write_report
 from cascade.engine import Cascade
@@ -92,12 +93,22 @@ def bench(
     as_json: bool,
     concurrency: int,
     split: tuple[str, float, int] = ("all", 0.3, 0),
+    gold: str | None = None,
 ) -> int:
     """Score every model, the oracle, each ladder and each policy; print a table or JSON.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
+    ``dataset`` may be a run store, judged against ``gold``.
     """
-    data = load_dataset(dataset)
+    if Path(dataset).is_file():  # a run store: its tasks that every tier answered
+        data, exported = dataset_from_store(dataset, gold)
+        if not as_json:
+            print(f"{dataset}: {exported.tasks} tasks answered by every tier"  # noqa: T201
+                  f" ({exported.skipped} others left out)")  # fmt: skip
+    elif gold is not None:
+        raise ConfigError(f"--gold is for run stores; {dataset} is a dataset with its own grading")
+    else:
+        data = load_dataset(dataset)
     part, holdout, seed = split
     if part != "all":
         train, held = split_ids(data, holdout, seed)

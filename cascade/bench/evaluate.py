@@ -20,7 +20,8 @@ from cascade._task_run import failed_outcome
 from cascade.bench.dataset import Dataset
 from cascade.bench.metrics import bootstrap
 from cascade.engine import Cascade
-from cascade.types import CallKind, Decision, Outcome, Status, Task
+from cascade.kinds import SIDE_CALLS
+from cascade.types import Decision, Outcome, Status, Task
 
 __all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle", "score_policy"]
 
@@ -155,9 +156,9 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
             accepted_by_tier[outcome.tier] += 1
         model = outcome.model
         rights.append(model is not None and data.correct.get((outcome.task_id, model), False))
-        escalated += any(step.tier > 0 for step in outcome.steps)
+        escalated += any(s.tier > 0 for s in outcome.steps if s.kind not in SIDE_CALLS)
         for step in outcome.steps:
-            if step.kind is CallKind.VALIDATOR:
+            if step.kind in SIDE_CALLS:
                 continue
             if step.output is not None and step.model_served is not None:
                 is_right = data.correct.get((outcome.task_id, step.model_served), False)

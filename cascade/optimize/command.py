@@ -28,9 +28,10 @@ from cascade.bench.command import ByKind, default_validators, policy_cascades
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import LadderScore, score_models, score_oracle, score_policy
 from cascade.errors import ConfigError
+from cascade.files import write_atomic
 from cascade.optimize.search import Choice, Ladders, calibrate, choose, ladders, strong_models
 from cascade.optimize.table import kind_table
-from cascade.optimize.write import describe, policy_text, tier_tables, write_atomic
+from cascade.optimize.write import describe, policy_text, tier_tables
 
 __all__ = ["Options", "optimize"]
 
@@ -170,15 +171,18 @@ def _write(
 ) -> list[Path]:
     name, seed = facts["dataset"], facts["seed"]
     header = [
-        f"Written by cascade optimize from {name} ({facts['train_tasks']} training tasks, seed "
-        f"{seed}): the cheapest ladders that reach {facts['target_pass_rate']:.1%} overall, "
+        "Written by cascade optimize:",
+        f"  cascade optimize {name} --target-pass-rate {facts['target_pass_rate']} "
+        f"--holdout {holdout} --seed {seed} --folds {facts['folds']} --repeats {facts['repeats']}",
+        f"From {facts['train_tasks']} training tasks: the cheapest ladders that reach "
+        f"{facts['target_pass_rate']:.1%} overall, "
         f"chosen for {facts['target_pass_rate'] + facts['margin']:.2%} in sample, the margin "
         f"nested {facts['folds']}-fold cross-validation said reaches the target out of fold "
         f"({facts['cross_validated_pass_rate']:.1%}).",
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
-        f"Check it on the tasks the optimizer never saw: cascade bench DATASET --policy THIS "
-        f"--split held-out --holdout {holdout} --seed {seed}",
+        "Check it on the tasks the optimizer never saw:",
+        f"  cascade bench {name} --policy THIS --split held-out --holdout {holdout} --seed {seed}",
         "",
     ]
     for kind, path in paths.items():
@@ -249,24 +253,29 @@ def _render(facts: Mapping[str, Any]) -> str:
     ]
     width = max(map(len, facts["ladders"]))
     lines += [f"  {k:{width}}  {text}" for k, text in facts["ladders"].items()]
-    lines += ["", f"  {'':34} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"]
-    lines.append(_line("in sample (engine replay)", facts["train"]))
-    cv = facts["cross_validated_pass_rate"]
-    lines.append(f"  {'cross-validated (out of fold)':34} {cv:>9.1%}")
+    rows: list[tuple[str, Mapping[str, Any]]] = [("in sample (engine replay)", facts["train"])]
     if "held_out" in facts:
-        lines.append(_line("held out (engine replay)", facts["held_out"]))
         models = facts["held_out_models"]
         best = max(models, key=lambda m: (models[m]["pass_rate"], -models[m]["cost_usd"]))
-        lines.append(_line(f"held out: best model, {best}", models[best]))
-        lines.append(_line("held out: oracle", facts["held_out_oracle"]))
+        rows += [
+            ("held out (engine replay)", facts["held_out"]),
+            (f"held out: best model, {best}", models[best]),
+            ("held out: oracle", facts["held_out_oracle"]),
+        ]
+    width = max(len(label) for label, _ in rows)
+    lines += ["", f"  {'':{width}} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"]
+    lines.append(_line(*rows[0], width))
+    cv = facts["cross_validated_pass_rate"]
+    lines.append(f"  {'cross-validated (out of fold)':{width}} {cv:>9.1%}")
+    lines += [_line(label, score, width) for label, score in rows[1:]]
     lines += ["", *(f"note: {n}" for n in facts["notes"])]
     lines += [f"wrote {p}" for p in facts["written"]]
     return "\n".join(lines)
 
 
-def _line(label: str, score: Mapping[str, Any]) -> str:
+def _line(label: str, score: Mapping[str, Any], width: int) -> str:
     low, high = score.get("pass_rate_ci95", (0.0, 0.0))
     return (
-        f"  {label:34} {score['pass_rate']:>9.1%}  {f'{low:.1%} to {high:.1%}':>15}  "
+        f"  {label:{width}} {score['pass_rate']:>9.1%}  {f'{low:.1%} to {high:.1%}':>15}  "
         f"{score['cost_per_task_usd']:>10.6f}"
     )

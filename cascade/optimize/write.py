@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -13,7 +11,7 @@ import tomli_w
 from cascade.optimize.search import Gate, Ladders
 from cascade.optimize.table import agreement_mode
 
-__all__ = ["describe", "policy_text", "tier_tables", "write_atomic"]
+__all__ = ["describe", "policy_text", "tier_tables"]
 
 
 def _gates_of(found: Ladders, index: int) -> list[Gate]:
@@ -60,18 +58,8 @@ def describe(found: Ladders, index: int) -> str:
 
 def policy_text(kind: str, tiers: list[dict[str, Any]], header: Sequence[str]) -> str:
     """A policy file: the header as comments, then the task type and the ladder."""
-    comments = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header)
+    wrapped = [
+        [line] if line.startswith("  ") else textwrap.wrap(line, 96) or [""] for line in header
+    ]
+    comments = "".join(f"# {part}".rstrip() + "\n" for lines in wrapped for part in lines)
     return comments + tomli_w.dumps({"task_type": kind, "tiers": tiers})
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename, so a crash leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -83,6 +83,7 @@ class Policy:
         retry: RetryPolicy | None = None,
         run_id: str | None = None,
         guard: Guard | None = None,
+        record_all_tiers: float = 0.0,
     ) -> Cascade:
         """A :class:`Cascade` running this policy."""
         return Cascade(
@@ -98,6 +99,7 @@ class Policy:
             run_id=run_id,
             route=self.route,
             guard=guard,
+            record_all_tiers=record_all_tiers,
         )
 
 

@@ -1,0 +1,197 @@
+"""A run store as a dataset: every tier's recorded answer to each task, in the shared format.
+
+A normal run asks a later tier only when an earlier one failed, so its store holds every
+tier's answer only for the tasks run with ``--record-all-tiers``: those are the tasks exported,
+each answered by every model its kind's ladder has (``every_task`` exports the rest too). For
+each task and model, the first answer the model gave to the task's own prompt is kept (a
+re-ask, which saw the validators' feedback, is not).
+
+A store knows no truth, so ``correct`` comes from a gold file (``{"id": ..., "answer": ...}``
+per line, as ``cascade eval`` reads), compared as ``cascade eval`` compares (and numbers by
+value); without one it is ``null``, and ``cascade bench`` asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cascade.bench.dataset import Dataset, load_dataset
+from cascade.errors import ConfigError
+from cascade.files import write_atomic
+from cascade.gold import load_gold, same_answer
+from cascade.kinds import CallKind
+from cascade.store import Store
+from cascade.validators.agreement import final_number
+from cascade.validators.jsonvalue import extract_json
+
+__all__ = ["Exported", "dataset_from_store", "export_command", "export_store"]
+
+_ANSWERS = (CallKind.CALL, CallKind.RETRY, CallKind.FALLBACK, CallKind.CALIBRATION)
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What an export wrote."""
+
+    folder: Path
+    tasks: int
+    responses: int
+    models: tuple[str, ...]
+    skipped: int
+    """Tasks left out because some model had not answered them."""
+
+
+def export_store(
+    store: str | Path,
+    out: str | Path,
+    *,
+    gold: str | Path | None = None,
+    run_id: str | None = None,
+    every_task: bool = False,
+) -> Exported:
+    """Write ``tasks.jsonl``, ``responses.jsonl`` and ``models.json`` for a store's tasks."""
+    path = Path(store)
+    if not path.is_file():
+        raise ConfigError(f"no run store at {path}")
+    answers = load_gold(gold) if gold is not None else None
+    with Store(path) as db:
+        tasks = dict(_tasks(db, run_id))
+        responses, models = _responses(db, run_id, tasks)
+    if not tasks:
+        raise ConfigError(f"{path} holds no tasks" + (f" of run {run_id}" if run_id else ""))
+    by_kind: dict[str, set[str]] = {}  # the models that answered some task of each kind
+    for task_id, model in responses:
+        by_kind.setdefault(tasks[task_id]["kind"], set()).add(model)
+    complete = {
+        t
+        for t, task in tasks.items()
+        if every_task or all((t, m) in responses for m in by_kind.get(task["kind"], ()))
+    }
+    folder = Path(out)
+    task_lines, response_lines = [], []
+    for task_id, task in tasks.items():
+        if task_id not in complete:
+            continue
+        labelled = task if answers is None else {**task, "gold": answers.get(task_id)}
+        task_lines.append(json.dumps(labelled))
+        for model in models:
+            row = responses.get((task_id, model))
+            if row is None:
+                continue
+            truth = None if answers is None or task_id not in answers else answers[task_id]
+            row["correct"] = None if answers is None else _right(row["output"], truth)
+            response_lines.append(json.dumps(row))
+    write_atomic(folder / "tasks.jsonl", "".join(line + "\n" for line in task_lines))
+    write_atomic(folder / "responses.jsonl", "".join(line + "\n" for line in response_lines))
+    source = f"the cost recorded per call in {path.name}"
+    prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None,
+               "price_source": source} for m in models]  # fmt: skip
+    write_atomic(folder / "models.json", json.dumps(prices, indent=2) + "\n")
+    return Exported(
+        folder, len(task_lines), len(response_lines), tuple(models), len(tasks) - len(complete)
+    )
+
+
+def export_command(
+    store: str, out: str, gold: str | None, run_id: str | None, *, every_task: bool
+) -> int:
+    """``cascade export``: write the dataset and say what it holds."""
+    done = export_store(store, out, gold=gold, run_id=run_id, every_task=every_task)
+    left = f"; {done.skipped} tasks left out (not every tier answered them)" if done.skipped else ""
+    truth = "" if gold else "; no --gold, so 'correct' is null"
+    print(  # noqa: T201  # the command's report
+        f"wrote {done.folder}: {done.tasks} tasks, {done.responses} answers from "
+        f"{len(done.models)} models ({', '.join(done.models)}){left}{truth}"
+    )
+    return 0
+
+
+def dataset_from_store(
+    store: str | Path, gold: str | Path | None, *, run_id: str | None = None
+) -> tuple[Dataset, Exported]:
+    """A store's fully answered tasks as a replayable dataset, judged against ``gold``."""
+    if gold is None:
+        raise ConfigError(
+            f"{store} is a run store, which holds no truth: give --gold with the right answers "
+            '({"id": ..., "answer": ...} per line)'
+        )
+    with tempfile.TemporaryDirectory(prefix="cascade-store-") as folder:
+        exported = export_store(store, folder, gold=gold, run_id=run_id)
+        if not exported.tasks:
+            raise ConfigError(
+                f"{store}: no task has an answer from every tier; run with --record-all-tiers"
+            )
+        data = load_dataset(folder)  # everything is read into memory before the folder goes
+    return replace(data, name=Path(store).name), exported
+
+
+def _tasks(db: Store, run_id: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    rows = db.select(
+        "SELECT task_id, task_type, payload FROM tasks WHERE ? IS NULL OR run_id = ?"
+        " ORDER BY rowid",
+        (run_id, run_id),
+    )
+    for task_id, task_type, payload in rows:
+        if payload is None:
+            continue
+        task = json.loads(payload)
+        task.pop("type", None)
+        line = {"id": task_id, "kind": task_type}
+        line |= {k: v for k, v in task.items() if v not in (None, {}, []) and k != "id"}
+        yield task_id, line
+
+
+def _responses(
+    db: Store, run_id: str | None, tasks: Mapping[str, Any]
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """The first answer of each model to each task, and the models by the tier they serve."""
+    rows = db.select(
+        "SELECT task_id, tier, model_requested, prompt_tokens, completion_tokens, cost_usd,"
+        " latency_s, output, confidence FROM attempts WHERE output IS NOT NULL"
+        " AND kind IN (?, ?, ?, ?) AND (? IS NULL OR run_id = ?) ORDER BY seq",
+        (*map(str, _ANSWERS), run_id, run_id),
+    )
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    tiers: dict[str, int] = {}
+    for task_id, tier, model, prompt, completion, cost, latency, output, confidence in rows:
+        if task_id not in tasks or (task_id, model) in found:
+            continue
+        tiers[model] = min(tier, tiers.get(model, tier))
+        found[(task_id, model)] = {
+            "task_id": task_id, "model": model, "output": output, "prompt_tokens": prompt,
+            "completion_tokens": completion, "cost_usd": cost, "latency_s": latency,
+        }  # fmt: skip
+        if confidence is not None:
+            found[(task_id, model)]["confidence"] = confidence
+    return found, sorted(tiers, key=lambda m: (tiers[m], m))
+
+
+def _right(output: str, gold: Any) -> bool:
+    """Whether an answer matches the gold one.
+
+    As ``cascade eval`` judges, and a numeric gold answer by value against the answer's final
+    number (``#### 42``, or the last one written).
+    """
+    if gold is None:
+        return False
+    value, problem = extract_json(output)
+    if same_answer(output.strip() if problem is not None else value, gold):
+        return True
+    number = _number(gold)
+    return number is not None and final_number(output) == number
+
+
+def _number(gold: Any) -> float | None:
+    if isinstance(gold, bool):
+        return None
+    if isinstance(gold, int | float):
+        return float(gold)
+    try:
+        return float(str(gold).replace(",", ""))
+    except ValueError:
+        return None
