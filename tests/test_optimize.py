@@ -265,3 +265,16 @@ def test_kind_tables_never_see_gold(tmp_path: Path) -> None:
     assert table.format_ok is not None
     assert not table.format_ok[0].all()
     assert table.format_ok[2].all()
+
+
+def test_two_policies_of_the_same_name_are_both_benched(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ladders are named by file; a second file of the same name is named with its folder."""
+    for name, target in (("one", "0.85"), ("two", "0.9")):
+        args = [str(dataset), "--target-pass-rate", target, "--kind", "math"]
+        assert optimize(capsys, *args, "--out", str(tmp_path / name / "math.toml"))[0] == 0
+    report = bench(capsys, str(dataset), "--policy", str(tmp_path / "one" / "math.toml"),
+                   "--policy", str(tmp_path / "two" / "math.toml"))  # fmt: skip
+    assert sorted(report["ladders"]) == ["math", "two/math"]
+    assert report["split"] == "all tasks"

@@ -116,7 +116,10 @@ def bench(
     validate = ByKind(default_validators())
     runs: dict[str, dict[str, Cascade]] = {}
     for path in policies:
-        runs[Path(path).stem] = policy_cascades(path, data, validate)
+        name = Path(path).stem
+        if name in runs:  # two policies of the same name: say which folder each is from
+            name = f"{Path(path).parent.name}/{name}"
+        runs[name] = policy_cascades(path, data, validate)
     for text in ladders:
         cascade = Cascade(
             _parse_ladder(text, data), validate, backend=data.backend, log=False, retry=_NO_WAIT
@@ -125,7 +128,9 @@ def bench(
     models, oracle = score_models(data), score_oracle(data)
     results: dict[str, Any] = {
         "dataset": data.name,
-        "split": part if part == "all" else f"{part} (held out {holdout} with seed {seed})",
+        "split": "all tasks"
+        if part == "all"
+        else f"{part} split: {holdout:.0%} of each kind held out with seed {seed}",
         "tasks": len(data.tasks),
         "models": {m: s.to_json() for m, s in models.items()},
         "oracle": oracle.to_json(),
