@@ -73,10 +73,6 @@ class Ladders:
     frontiers: dict[bytes, tuple[Ints, Ints, Floats]] = field(default_factory=dict)
     """Frontiers already found, by the folds they were found on."""
 
-    def size(self, index: int) -> int:
-        """How many tiers ladder ``index`` has."""
-        return 1 + int(self.tiers[index, 0] >= 0) + int(self.tiers[index, 1] >= 0)
-
 
 def strong_models(table: KindTable) -> list[int]:
     """Models whose pass rate is within the 95 % interval of the best model's."""
