@@ -112,6 +112,7 @@ def _add_optimize(commands: Any) -> None:
         help="find the cheapest ladder that reaches a pass rate, and write its policy",
         description="Search every ladder of the dataset's models (gated tiers with format, "
         "confidence and agreement checks, then a strong trusted model) on a training split; "
+        "re-ask budgets where the dataset recorded other answers; "
         "choose with a margin measured by nested cross-validation; write the policy and replay "
         "it on the held-out split.",
     )
@@ -128,6 +129,13 @@ def _add_optimize(commands: Any) -> None:
         "--repeats", type=int, default=3, help="cross-validation repeats, new folds each (3)"
     )
     optimize.add_argument("--max-tiers", type=int, default=3, help="tiers per ladder, 1 to 3")
+    optimize.add_argument(
+        "--max-reasks",
+        type=int,
+        default=2,
+        help="re-ask budgets to try per tier, 0 to 5 (2); only as far as the dataset recorded "
+        "other answers (alt_outputs) to serve re-asks with",
+    )
     optimize.add_argument(
         "--any-last-tier",
         action="store_true",
@@ -279,6 +287,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 repeats=args.repeats,
                 seed=args.seed,
                 max_tiers=args.max_tiers,
+                max_reasks=args.max_reasks,
                 any_last_tier=args.any_last_tier,
                 any_order=args.any_order,
                 kinds=tuple(args.kind or ()),

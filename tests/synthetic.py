@@ -3,6 +3,10 @@
 Three models of rising price and accuracy answer multiple-choice and math tasks. The cheap
 ones are surer when they are right, and sometimes break the answer format, so confidence and
 format checks carry real signal, as they do in the recorded suites.
+
+With ``alts``, the two cheap models also carry ``alt_outputs``: that many other samples of the
+same question, each drawn like the first (right as often, as sure when right) with its own
+``correct`` and ``confidence``, which is what a re-ask is served in a replay.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from pathlib import Path
 MODELS = {"tiny": (0.60, 1e-5), "mid": (0.80, 1e-4), "big": (0.95, 1e-3)}
 
 
-def write_dataset(folder: Path, *, tasks: int = 150, seed: int = 7) -> Path:
+def write_dataset(folder: Path, *, tasks: int = 150, seed: int = 7, alts: int = 0) -> Path:
     """Write tasks.jsonl, responses.jsonl and models.json; return the folder."""
     rng = random.Random(seed)  # noqa: S311  # test data, not secrets
+    resample = random.Random(seed + 1)  # noqa: S311  # apart, so alts=0 gives the same data
     folder.mkdir(parents=True, exist_ok=True)
     task_lines: list[dict[str, object]] = []
     response_lines: list[dict[str, object]] = []
@@ -31,7 +36,13 @@ def write_dataset(folder: Path, *, tasks: int = 150, seed: int = 7) -> Path:
             task_lines.append(task)
             for model, (accuracy, cost) in MODELS.items():
                 right = rng.random() < accuracy
-                response_lines.append(_response(task_id, kind, model, gold, right, cost, rng))
+                response = _response(task_id, kind, model, gold, right, cost, rng)
+                if alts and model != "big":
+                    response["alt_outputs"] = [
+                        _alt(kind, model, gold, resample.random() < accuracy, resample)
+                        for _ in range(alts)
+                    ]
+                response_lines.append(response)
     (folder / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in task_lines))
     (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in response_lines))
     prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None} for m in MODELS]
@@ -56,3 +67,8 @@ def _response(
         "completion_tokens": 2, "cost_usd": cost * rng.uniform(0.8, 1.2),
         "latency_s": 0.5, "correct": right, "confidence": min(0.0, sure),
     }  # fmt: skip
+
+
+def _alt(kind: str, model: str, gold: str, right: bool, rng: random.Random) -> dict[str, object]:
+    sample = _response("", kind, model, gold, right, 0.0, rng)
+    return {k: sample[k] for k in ("output", "correct", "confidence")}

@@ -19,7 +19,7 @@ from cascade.optimize.search import (
     ladders,
     strong_models,
 )
-from cascade.optimize.table import KindTable, kind_table
+from cascade.optimize.table import KindTable, Turn, kind_table
 from cascade.policy import load_policies
 from tests.synthetic import write_dataset
 
@@ -168,16 +168,17 @@ def small_table(correct: list[list[bool]], cost: list[float]) -> KindTable:
     """A table of models answering tasks, with no confidence and no format check."""
     right = np.array(correct, dtype=np.bool_)
     models, tasks = right.shape
+    first = Turn(
+        right, np.full(right.shape, np.nan), None, np.zeros((models, models, tasks), np.bool_)
+    )
     return KindTable(
         "k",
         tuple(f"m{i}" for i in range(models)),
         tuple(f"t{i}" for i in range(tasks)),
-        right,
         np.array([[c] * tasks for c in cost], dtype=np.float64),
-        np.full(right.shape, np.nan),
         None,
-        None,
-        np.zeros((models, models, tasks), dtype=np.bool_),
+        (first,),
+        np.zeros(models, dtype=np.intp),
     )
 
 

@@ -4,9 +4,10 @@ It reads a dataset in the shared format (``tasks.jsonl``, ``responses.jsonl`` or
 ``responses.jsonl.gz``, ``models.json``) and never calls a model, which makes whole runs
 reproducible and free.
 
-A re-ask is served the next of the recorded ``alt_outputs`` when the dataset has them, and the
-same recorded output otherwise. Which one is decided by the request alone (the number of
-assistant turns already in the conversation), so replays are deterministic under any concurrency.
+A re-ask is served the next of the recorded ``alt_outputs`` when the dataset has them (the last
+one again once they run out), with that sample's own confidence, and the same recorded output
+otherwise. Which one is decided by the request alone (the number of assistant turns already in
+the conversation), so replays are deterministic under any concurrency.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cascade.backends.base import Request, Response
 from cascade.errors import ConfigError, ReplayMissing
 from cascade.types import Price, Usage
 
-__all__ = ["Recorded", "ReplayBackend", "read_prices", "read_responses", "recorded"]
+__all__ = ["Recorded", "ReplayBackend", "alt_rows", "read_prices", "read_responses", "recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,24 @@ class Recorded:
     latency_s: float | None
     confidence: float | None = None
     alt_outputs: tuple[str, ...] = ()
+    alt_confidence: tuple[float | None, ...] = ()
+    """Each alternative output's own confidence, ``None`` where it has none."""
+
+    def turn_index(self, turn: int) -> int:
+        """Which answer the ``turn``-th ask gets: 0 the output, ``j`` the ``j``-th alternative.
+
+        >>> Recorded("a", Usage(0, 0), None, None, alt_outputs=("b", "c")).turn_index(5)
+        2
+        """
+        return min(turn, len(self.alt_outputs))
+
+    def answer(self, turn: int) -> tuple[str, float | None]:
+        """The output and confidence served to the ``turn``-th ask (0 is the first)."""
+        index = self.turn_index(turn)
+        if index == 0:
+            return self.output, self.confidence
+        confidence = self.alt_confidence[index - 1] if index <= len(self.alt_confidence) else None
+        return self.alt_outputs[index - 1], confidence
 
 
 class ReplayBackend:
@@ -108,13 +127,15 @@ class ReplayBackend:
             raise ReplayMissing(
                 f"dataset {self.name!r} has no response of {model!r} to task {request.task_id!r}"
             )
+        turn = sum(1 for message in request.messages if message.get("role") == "assistant")
+        text, confidence = record.answer(turn)
         return Response(
-            text=_pick_output(record, request),
+            text=text,
             model=model,
             usage=record.usage,
             cost_usd=self._cost(record, request.price, self._prices.get(model)),
             latency_s=record.latency_s,
-            confidence=record.confidence,
+            confidence=confidence,
         )
 
     @staticmethod
@@ -125,13 +146,6 @@ class ReplayBackend:
         if record.cost_usd is not None:
             return float(record.cost_usd)
         return listed.cost(record.usage) if listed is not None else 0.0
-
-
-def _pick_output(record: Recorded, request: Request) -> str:
-    turn = sum(1 for message in request.messages if message.get("role") == "assistant")
-    if turn and record.alt_outputs:
-        return record.alt_outputs[min(turn, len(record.alt_outputs)) - 1]
-    return record.output
 
 
 def _open_responses(folder: Path) -> IO[str]:
@@ -165,15 +179,33 @@ def recorded(row: dict[str, Any], where: str) -> Recorded:
     output = row.get("output")
     if not isinstance(output, str):
         raise ConfigError(f"{where}: field 'output' must be a string")
-    alts = row.get("alt_outputs") or ()
+    alts = alt_rows(row, where)
     return Recorded(
         output=output,
         usage=Usage(int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)),
         cost_usd=row.get("cost_usd"),
         latency_s=row.get("latency_s"),
         confidence=row.get("confidence"),
-        alt_outputs=tuple(a["output"] if isinstance(a, dict) else str(a) for a in alts),
+        alt_outputs=tuple(str(a["output"]) for a in alts),
+        alt_confidence=tuple(a.get("confidence") for a in alts),
     )
+
+
+def alt_rows(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """A response's ``alt_outputs``, each as a dict with at least ``output``.
+
+    A bare string is an output with nothing else known about it.
+    """
+    alts = row.get("alt_outputs") or []
+    if not isinstance(alts, list):
+        raise ConfigError(f"{where}: field 'alt_outputs' must be a list")
+    found = []
+    for number, alt in enumerate(alts):
+        entry = {"output": alt} if isinstance(alt, str) else alt
+        if not isinstance(entry, dict) or not isinstance(entry.get("output"), str):
+            raise ConfigError(f"{where}: alt_outputs[{number}] needs a string 'output'")
+        found.append(entry)
+    return found
 
 
 def read_prices(folder: Path) -> dict[str, Price]:

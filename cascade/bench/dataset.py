@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from cascade.backends.replay import ReplayBackend, read_prices, read_responses, recorded
+from cascade.backends.replay import (
+    ReplayBackend,
+    alt_rows,
+    read_prices,
+    read_responses,
+    recorded,
+)
 from cascade.errors import ConfigError, TaskError
 from cascade.types import Task
 
@@ -37,6 +43,32 @@ class Dataset:
     cost: Mapping[tuple[str, str], float]
     latency: Mapping[tuple[str, str], float]
     backend: ReplayBackend
+    alt_correct: Mapping[tuple[str, str], tuple[bool, ...]] = field(default_factory=dict)
+    """Per response with ``alt_outputs``: whether each alternative was correct."""
+
+    def right_at(self, task_id: str, model: str, turn: int) -> bool:
+        """Whether the answer the ``turn``-th ask of ``model`` gets (0 is the first) is right."""
+        index = self.backend.record(task_id, model).turn_index(turn)
+        if index == 0:
+            return self.correct[(task_id, model)]
+        return self.alt_correct[(task_id, model)][index - 1]
+
+    def is_right(self, task_id: str, model: str | None, output: str | None) -> bool:
+        """Whether ``output``, which ``model`` gave on ``task_id`` in a replay, is right.
+
+        A re-ask may have been served one of the recorded alternatives, so the answer is
+        looked up by its text; an output the dataset never recorded is not right.
+        """
+        key = (task_id, model or "")
+        if key not in self.correct or output is None:
+            return False
+        record = self.backend.record(*key)
+        if output == record.output:
+            return self.correct[key]
+        for alt, right in zip(record.alt_outputs, self.alt_correct.get(key, ()), strict=False):
+            if output == alt:
+                return right
+        return False
 
     def subset(self, ids: Collection[str]) -> Dataset:
         """The same dataset with only the tasks ``ids`` names, in the dataset's order."""
@@ -70,17 +102,20 @@ def load_dataset(path: str | Path) -> Dataset:
     correct: dict[tuple[str, str], bool] = {}
     cost: dict[tuple[str, str], float] = {}
     latency: dict[tuple[str, str], float] = {}
+    alt_correct: dict[tuple[str, str], tuple[bool, ...]] = {}
     models: dict[str, None] = {}
     for where, row in read_responses(folder):
         key = (str(row["task_id"]), str(row["model"]))
         records[key] = recorded(row, where)
         models.setdefault(key[1])
         correct[key] = bool(row.get("correct"))
+        if row.get("alt_outputs"):
+            alt_correct[key] = tuple(bool(a.get("correct")) for a in alt_rows(row, where))
         latency[key] = float(row.get("latency_s") or 0.0)
     backend = ReplayBackend(records, prices=read_prices(folder), name=folder.name)
     for key in records:  # priced as a replay prices it: recorded cost, else the list price
         cost[key] = backend.cost_of(*key)
-    return Dataset(folder.name, tasks, tuple(models), correct, cost, latency, backend)
+    return Dataset(folder.name, tasks, tuple(models), correct, cost, latency, backend, alt_correct)
 
 
 def _read_tasks(path: Path) -> list[Task]:

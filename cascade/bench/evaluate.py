@@ -154,14 +154,13 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
     for outcome in outcomes:
         if outcome.status is Status.ACCEPTED and outcome.tier is not None:
             accepted_by_tier[outcome.tier] += 1
-        model = outcome.model
-        rights.append(model is not None and data.correct.get((outcome.task_id, model), False))
+        rights.append(data.is_right(outcome.task_id, outcome.model, outcome.output))
         escalated += any(s.tier > 0 for s in outcome.steps if s.kind not in SIDE_CALLS)
         for step in outcome.steps:
             if step.kind in SIDE_CALLS:
                 continue
             if step.output is not None and step.model_served is not None:
-                is_right = data.correct.get((outcome.task_id, step.model_served), False)
+                is_right = data.is_right(outcome.task_id, step.model_served, step.output)
                 verdicts[(is_right, step.decision is Decision.ACCEPT)] += 1
     wrong = verdicts[(False, True)] + verdicts[(False, False)]
     right = verdicts[(True, True)] + verdicts[(True, False)]

@@ -33,7 +33,10 @@ from cascade.optimize.search import Choice, Ladders, calibrate, choose, ladders,
 from cascade.optimize.table import kind_table
 from cascade.optimize.write import describe, policy_text, tier_tables
 
-__all__ = ["Options", "optimize"]
+__all__ = ["MAX_REASKS", "Options", "optimize"]
+
+MAX_REASKS = 5
+"""Each re-ask budget multiplies the ladders searched; past a few, recorded alternatives run out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Options:
     repeats: int = 3
     seed: int = 0
     max_tiers: int = 3
+    max_reasks: int = 2
     any_last_tier: bool = False
     any_order: bool = False
     kinds: tuple[str, ...] = ()
@@ -60,6 +64,8 @@ class Options:
             )
         if not 1 <= self.max_tiers <= 3:
             raise ConfigError(f"--max-tiers must be 1, 2 or 3, not {self.max_tiers}")
+        if not 0 <= self.max_reasks <= MAX_REASKS:
+            raise ConfigError(f"--max-reasks must be from 0 to {MAX_REASKS}, not {self.max_reasks}")
         if self.folds < 2:
             raise ConfigError(f"--folds must be at least 2, not {self.folds}")
         if self.repeats < 1:
@@ -79,7 +85,7 @@ def optimize(dataset: str, options: Options) -> int:
     draws: list[dict[str, Ladders]] = [{} for _ in range(options.repeats)]
     notes: list[str] = []
     for kind in chosen_kinds:
-        table, left_out = kind_table(data.subset(train_ids), kind)
+        table, left_out = kind_table(data.subset(train_ids), kind, max_reasks=options.max_reasks)
         notes += left_out
         last = list(range(len(table.models))) if options.any_last_tier else strong_models(table)
         rng = np.random.default_rng(seed + 1)
@@ -108,6 +114,7 @@ def optimize(dataset: str, options: Options) -> int:
         "folds": folds,
         "repeats": options.repeats,
         "target_pass_rate": target,
+        "max_reasks": options.max_reasks,
         "margin": round(calibration.margin, 6),
         "cross_validated_pass_rate": _rounded(calibration.out_of_fold),
         "fold_drops": [round(d, 6) for d in calibration.drops],
@@ -170,10 +177,12 @@ def _write(
     holdout: float,
 ) -> list[Path]:
     name, seed = facts["dataset"], facts["seed"]
+    reasks = "" if facts["max_reasks"] == 2 else f" --max-reasks {facts['max_reasks']}"
     header = [
         "Written by cascade optimize:",
         f"  cascade optimize {name} --target-pass-rate {facts['target_pass_rate']} "
-        f"--holdout {holdout} --seed {seed} --folds {facts['folds']} --repeats {facts['repeats']}",
+        f"--holdout {holdout} --seed {seed} --folds {facts['folds']} --repeats {facts['repeats']}"
+        + reasks,
         f"From {facts['train_tasks']} training tasks: the cheapest ladders that reach "
         f"{facts['target_pass_rate']:.1%} overall, "
         f"chosen for {facts['target_pass_rate'] + facts['margin']:.2%} in sample, the margin "

@@ -2,9 +2,10 @@
 
 A ladder is one or two gated tiers, then a trusted last tier. A gated tier is a model plus its
 gate: the kind's answer-format check (or not), then nothing more, a confidence threshold, or a
-second model's agreement. The last tier is a strong model (one whose own pass rate is within
-the 95 % interval of the best model's) whose answer is taken as it is, so the worst case of
-every ladder is a model that could do the job alone.
+second model's agreement; and its re-ask budget, where the dataset recorded other answers of
+the model to serve re-asks with (``alt_outputs``). The last tier is a strong model (one whose
+own pass rate is within the 95 % interval of the best model's) whose answer is taken as it is,
+so the worst case of every ladder is a model that could do the job alone.
 
 All ladders are scored by array arithmetic on per-fold sums: the right answers and the cost of
 each ladder on each fold of the training split. From those sums:
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +55,8 @@ class Gate:
     format: bool
     threshold: float | None = None
     partner: int | None = None
+    reasks: int = 0
+    """How many times the model is asked again, with the checks' feedback, before escalating."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,11 @@ def strong_models(table: KindTable) -> list[int]:
 
 
 def _gates(table: KindTable) -> list[Gate]:
-    """Every gate worth trying: a format check alone, thresholds at deciles, agreements."""
+    """Every gate worth trying: a format check alone, thresholds at deciles, agreements.
+
+    Each comes with every re-ask budget the model's recorded answers can serve, except a
+    threshold on re-asked answers that carry no confidence, which could never pass.
+    """
     formats = (False, True) if table.format_ok is not None else (False,)
     gates: list[Gate] = []
     for model in range(len(table.models)):
@@ -101,23 +108,46 @@ def _gates(table: KindTable) -> list[Gate]:
             gates += [
                 Gate(model, checked, partner=p) for p in range(len(table.models)) if p != model
             ]
+    budgets = [range(1, int(table.reasks[m]) + 1) for m in range(len(table.models))]
+    unscored = [len(table.turns) < 2 or np.isnan(table.turns[1].confidence[m]).all()
+                for m in range(len(table.models))]  # fmt: skip
+    gates += [
+        replace(gate, reasks=r)
+        for gate in gates
+        if not (gate.threshold is not None and unscored[gate.model])
+        for r in budgets[gate.model]
+    ]
     return gates
 
 
-def _gate_arrays(table: KindTable, gate: Gate) -> tuple[Bools, Floats]:
-    """Which answers the gate accepts, and what reaching the tier costs (with a partner's call)."""
-    passed = np.ones(table.correct.shape[1], dtype=np.bool_)
-    if gate.format:
-        assert table.format_ok is not None
-        passed &= table.format_ok[gate.model]
-    cost = table.cost[gate.model].copy()
-    if gate.threshold is not None:
-        scores = table.confidence[gate.model]
-        passed &= ~np.isnan(scores) & (np.nan_to_num(scores, nan=-np.inf) >= gate.threshold)
-    if gate.partner is not None:  # free checks run first; the partner is asked only after them
-        cost += passed * table.cost[gate.partner]
-        passed &= table.agree[gate.model, gate.partner]
-    return passed, cost
+def _gate_arrays(table: KindTable, gate: Gate) -> tuple[Bools, Floats, Bools]:
+    """What a gated tier does to each task, as the engine runs it.
+
+    Returns whether some ask's answer passed, what the tier cost (each ask, plus the partner's
+    call on the asks whose free checks passed: the partner is asked only after them), and
+    whether the answer it accepted is right.
+    """
+    count = table.cost.shape[1]
+    asking = np.ones(count, dtype=np.bool_)
+    accepted = np.zeros(count, dtype=np.bool_)
+    right = np.zeros(count, dtype=np.bool_)
+    cost = np.zeros(count, dtype=np.float64)
+    for answers in table.turns[: gate.reasks + 1]:
+        passed = asking.copy()
+        if gate.format:
+            assert answers.format_ok is not None
+            passed &= answers.format_ok[gate.model]
+        if gate.threshold is not None:
+            scores = answers.confidence[gate.model]
+            passed &= ~np.isnan(scores) & (np.nan_to_num(scores, nan=-np.inf) >= gate.threshold)
+        cost += asking * table.cost[gate.model]
+        if gate.partner is not None:
+            cost += passed * table.cost[gate.partner]
+            passed &= answers.agree[gate.model, gate.partner]
+        right |= passed & answers.correct[gate.model]
+        accepted |= passed
+        asking &= ~passed
+    return accepted, cost, right
 
 
 def ladders(
@@ -139,10 +169,10 @@ def ladders(
     owner = np.array([g.model for g in gates], dtype=np.intp)
     arrays = [_gate_arrays(table, g) for g in gates]
     shape = (len(gates), folds.size)
-    accept = np.array([a for a, _ in arrays], dtype=np.float64).reshape(shape)
-    paid = np.array([c for _, c in arrays], dtype=np.float64).reshape(shape)
-    right = table.correct[owner].astype(np.float64).reshape(shape)
-    kept_r = (accept * right) @ onehot  # right answers a gated tier delivers itself, per fold
+    accept = np.array([a for a, _, _ in arrays], dtype=np.float64).reshape(shape)
+    paid = np.array([c for _, c, _ in arrays], dtype=np.float64).reshape(shape)
+    kept = np.array([r for _, _, r in arrays], dtype=np.float64).reshape(shape)
+    kept_r = kept @ onehot  # right answers a gated tier delivers itself, per fold
     paid_f = paid @ onehot
     tiers: list[Ints] = []
     rights: list[Floats] = []
@@ -160,7 +190,7 @@ def ladders(
         if not any_order:
             usable &= price[owner] <= price[top]
         passed_on = 1.0 - accept  # (K, T): the task goes on to the next tier
-        inner_r = accept * right + passed_on * r_top  # two-tier ladders, per task
+        inner_r = kept + passed_on * r_top  # two-tier ladders, per task
         inner_c = paid + passed_on * c_top
         index = np.flatnonzero(usable)
         tiers.append(np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)]))
@@ -208,8 +238,9 @@ def _frontier(found: Ladders, use: Bools) -> tuple[Ints, Ints, Floats]:
 def _new_frontier(found: Ladders, use: Bools) -> tuple[Ints, Ints, Floats]:
     right = np.rint(found.rights[:, use].sum(axis=1, dtype=np.float64)).astype(np.intp)
     cost = found.costs[:, use].sum(axis=1, dtype=np.float64)
-    sizes = 1 + (found.tiers[:, 0] >= 0) + (found.tiers[:, 1] >= 0)
-    order = np.lexsort((sizes, -right, cost))  # cheapest, then best, then shortest
+    asks = np.array([1 + g.reasks for g in found.gates] + [0], dtype=np.intp)
+    sizes = 1 + asks[found.tiers[:, 0]] + asks[found.tiers[:, 1]]  # index -1: no tier
+    order = np.lexsort((sizes, -right, cost))  # cheapest, then best, then fewest asks
     best_so_far = np.maximum.accumulate(right[order])
     keep = np.ones(order.size, dtype=np.bool_)
     keep[1:] = best_so_far[1:] > best_so_far[:-1]

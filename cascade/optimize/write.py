@@ -33,16 +33,21 @@ def _checks(found: Ladders, gate: Gate) -> list[dict[str, Any]]:
 
 def tier_tables(found: Ladders, index: int) -> list[dict[str, Any]]:
     """The ``[[tiers]]`` of ladder ``index``: gated tiers with their checks, then a trusted one."""
-    tiers: list[dict[str, Any]] = [
-        {"model": found.table.models[gate.model], "validators": _checks(found, gate)}
-        for gate in _gates_of(found, index)
-    ]
+    tiers: list[dict[str, Any]] = []
+    for gate in _gates_of(found, index):
+        tier: dict[str, Any] = {"model": found.table.models[gate.model]}
+        if gate.reasks:
+            tier["reasks"] = gate.reasks
+        tiers.append(tier | {"validators": _checks(found, gate)})
     tiers.append({"model": found.table.models[int(found.tiers[index, 2])], "trusted": True})
     return tiers
 
 
 def describe(found: Ladders, index: int) -> str:
-    """A ladder in one line: ``8b [format, confidence >= -0.2] → 405b``."""
+    """A ladder in one line: ``8b [format, confidence >= -0.2] → 405b``.
+
+    A re-ask budget follows the checks: ``mini [format, agrees with haiku; 1 re-ask]``.
+    """
     table = found.table
     parts = []
     for gate in _gates_of(found, index):
@@ -51,7 +56,8 @@ def describe(found: Ladders, index: int) -> str:
             checks.append(f"confidence >= {gate.threshold:g}")
         if gate.partner is not None:
             checks.append(f"agrees with {table.models[gate.partner]}")
-        parts.append(f"{table.models[gate.model]} [{', '.join(checks)}]")
+        asks = f"; {gate.reasks} re-ask{'s' * (gate.reasks > 1)}" if gate.reasks else ""
+        parts.append(f"{table.models[gate.model]} [{', '.join(checks)}{asks}]")
     parts.append(table.models[int(found.tiers[index, 2])])
     return " → ".join(parts)
 
