@@ -60,9 +60,18 @@ class Caller:
         self._log = log
 
     async def call_tier(
-        self, tier: Tier, messages: tuple[Message, ...], task_id: str, kind: CallKind
+        self,
+        tier: Tier,
+        messages: tuple[Message, ...],
+        task_id: str,
+        kind: CallKind,
+        *,
+        reask: int = 0,
     ) -> list[Call]:
-        """Every call made for one attempt; it stops at the first that answers."""
+        """Every call made for one attempt; it stops at the first that answers.
+
+        ``reask`` is how many times this tier was already asked the task (0 for a first ask).
+        """
         calls: list[Call] = []
         # A validator's calls keep their kind through retries and fallbacks: they never answer
         # the task, and reports must be able to tell them apart.
@@ -70,7 +79,7 @@ class Caller:
         for position, model in enumerate(tier.models):
             call_kind = kind if position == 0 or own else CallKind.FALLBACK
             for retry_number in range(tier.retries + 1):
-                call = await self._guarded(tier, model, messages, task_id, call_kind)
+                call = await self._guarded(tier, model, messages, task_id, call_kind, reask)
                 calls.append(call)
                 if call.error is None:
                     return calls
@@ -87,12 +96,18 @@ class Caller:
         return calls
 
     async def _guarded(
-        self, tier: Tier, model: str, messages: tuple[Message, ...], task_id: str, kind: CallKind
+        self,
+        tier: Tier,
+        model: str,
+        messages: tuple[Message, ...],
+        task_id: str,
+        kind: CallKind,
+        reask: int,
     ) -> Call:
         """One call through the guard: breaker first, then the rate limits, then the call."""
         guard = self._guard
         if guard is None:
-            return await self._once(tier, model, messages, task_id, kind)
+            return await self._once(tier, model, messages, task_id, kind, reask)
         admitted, transition = guard.admit_transition(model)
         self._note(transition, task_id)
         if not admitted:
@@ -106,7 +121,7 @@ class Caller:
         # The limits live in memory shared with other processes: no event can signal them.
         while (wait := guard.wait_s(model, reserved)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(wait, 1.0))
-        call = await self._once(tier, model, messages, task_id, kind)
+        call = await self._once(tier, model, messages, task_id, kind, reask)
         error = call.error
         if error is None:
             assert call.response is not None  # a call without an error answered
@@ -131,9 +146,17 @@ class Caller:
             )
 
     async def _once(
-        self, tier: Tier, model: str, messages: tuple[Message, ...], task_id: str, kind: CallKind
+        self,
+        tier: Tier,
+        model: str,
+        messages: tuple[Message, ...],
+        task_id: str,
+        kind: CallKind,
+        reask: int,
     ) -> Call:
-        request = Request(model, messages, task_id, tier.params, tier.timeout_s, tier.price)
+        request = Request(
+            model, messages, task_id, tier.params, tier.timeout_s, tier.price, reask=reask
+        )
         start = time.perf_counter()
         error: ProviderError
         try:

@@ -127,7 +127,9 @@ class TaskRun:
             conversation = (*examples, *messages) if tier.few_shot else messages
             kind = CallKind.CALL
             for reask in range(tier.reasks + 1):
-                *errors, last = await self.caller.call_tier(tier, conversation, self.task.id, kind)
+                *errors, last = await self.caller.call_tier(
+                    tier, conversation, self.task.id, kind, reask=reask
+                )
                 for call in errors:
                     self._step(index, call, (), Decision.ERROR)
                 if last.response is None:

@@ -13,11 +13,13 @@ import pytest
 from cascade.backends.base import Request
 from cascade.backends.replay import ReplayBackend
 from cascade.bench import load_dataset
+from cascade.bench.command import policy_cascades
 from cascade.cli import main
 from cascade.errors import ConfigError
 from cascade.optimize.search import Gate, ladders
 from cascade.optimize.table import KindTable, Turn, kind_table
 from cascade.policy import load_policies
+from cascade.validators import all_of
 from tests.synthetic import write_dataset
 
 
@@ -33,12 +35,10 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 
-def ask(backend: ReplayBackend, turns: int) -> tuple[str, float | None]:
-    """What the replay serves ``tiny`` on task ``math-0`` after ``turns`` earlier answers."""
-    messages: list[dict[str, str]] = [{"role": "user", "content": "question math-0"}]
-    for _ in range(turns):
-        messages += [{"role": "assistant", "content": "x"}, {"role": "user", "content": "again"}]
-    request = Request("tiny", tuple(messages), task_id="math-0")
+def ask(backend: ReplayBackend, reask: int) -> tuple[str, float | None]:
+    """What the replay serves ``tiny`` on task ``math-0`` at re-ask ``reask``."""
+    messages = ({"role": "user", "content": "question math-0"},)
+    request = Request("tiny", messages, task_id="math-0", reask=reask)
     response = asyncio.run(backend.complete(request))
     return response.text, response.confidence
 
@@ -59,6 +59,23 @@ def test_a_reask_is_served_the_next_sample_with_its_own_confidence_and_grade(
     assert data.right_at("math-0", "tiny", 4) is second["correct"]
     assert data.is_right("math-0", "tiny", second["output"]) is second["correct"]
     assert data.is_right("math-0", "tiny", "an answer nobody recorded") is False
+
+
+def test_worked_examples_are_not_taken_for_reasks(resampled: Path, tmp_path: Path) -> None:
+    """A tier sent the policy's worked examples still gets the first answer on its first ask."""
+    policy = tmp_path / "math.toml"
+    policy.write_text(
+        'task_type = "math"\n\n[[examples]]\ninput = "1 + 1"\noutput = "#### 2"\n\n'
+        '[[tiers]]\nmodel = "tiny"\nreasks = 1\nvalidators = [{ kind = "matches", '
+        'pattern = "NEVER" }]\n\n[[tiers]]\nmodel = "big"\ntrusted = true\n'
+    )
+    data = load_dataset(resampled)
+    cascade = policy_cascades(str(policy), data, all_of())["*"]
+    task = next(t for t in data.tasks if t.id == "math-0")
+    steps = asyncio.run(cascade.arun(task)).steps
+    record = data.backend.record("math-0", "tiny")
+    assert [s.output for s in steps[:2]] == [record.output, record.alt_outputs[0]]
+    assert [str(s.kind) for s in steps] == ["call", "reask", "call"]
 
 
 def test_bad_alt_outputs_are_named(tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     timeout_s: float = 60.0
     price: Price | None = None
+    reask: int = 0
+    """How many times the task was already put to this tier: 0 for a first ask, ``k`` for the
+    ``k``-th re-ask (whose conversation ends with the earlier answers and their feedback)."""
 
 
 @dataclass(frozen=True, slots=True)

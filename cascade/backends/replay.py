@@ -6,8 +6,9 @@ reproducible and free.
 
 A re-ask is served the next of the recorded ``alt_outputs`` when the dataset has them (the last
 one again once they run out), with that sample's own confidence, and the same recorded output
-otherwise. Which one is decided by the request alone (the number of assistant turns already in
-the conversation), so replays are deterministic under any concurrency.
+otherwise. Which one is decided by the request alone (its re-ask number, which the engine sets;
+worked examples before the task are not re-asks), so replays are deterministic under any
+concurrency.
 """
 
 from __future__ import annotations
@@ -127,8 +128,7 @@ class ReplayBackend:
             raise ReplayMissing(
                 f"dataset {self.name!r} has no response of {model!r} to task {request.task_id!r}"
             )
-        turn = sum(1 for message in request.messages if message.get("role") == "assistant")
-        text, confidence = record.answer(turn)
+        text, confidence = record.answer(request.reask)
         return Response(
             text=text,
             model=model,
