@@ -78,8 +78,11 @@ class Caller:
         own = kind in SIDE_CALLS
         for position, model in enumerate(tier.models):
             call_kind = kind if position == 0 or own else CallKind.FALLBACK
+            request = Request(
+                model, messages, task_id, tier.params, tier.timeout_s, tier.price, reask=reask
+            )
             for retry_number in range(tier.retries + 1):
-                call = await self._guarded(tier, model, messages, task_id, call_kind, reask)
+                call = await self._guarded(tier, request, call_kind)
                 calls.append(call)
                 if call.error is None:
                     return calls
@@ -95,19 +98,11 @@ class Caller:
                 call_kind = kind if own else CallKind.RETRY
         return calls
 
-    async def _guarded(
-        self,
-        tier: Tier,
-        model: str,
-        messages: tuple[Message, ...],
-        task_id: str,
-        kind: CallKind,
-        reask: int,
-    ) -> Call:
+    async def _guarded(self, tier: Tier, request: Request, kind: CallKind) -> Call:
         """One call through the guard: breaker first, then the rate limits, then the call."""
-        guard = self._guard
+        guard, model, task_id = self._guard, request.model, request.task_id
         if guard is None:
-            return await self._once(tier, model, messages, task_id, kind, reask)
+            return await self._once(tier, request, kind)
         admitted, transition = guard.admit_transition(model)
         self._note(transition, task_id)
         if not admitted:
@@ -117,11 +112,11 @@ class Caller:
             # Paused by a 429 for longer than we wait: treat it as unavailable, try a fallback.
             message = f"{model}: paused for {paused:.0f}s after a 429"
             return Call(model, kind, 0.0, error=RateLimited(message, paused))
-        reserved = _estimate(tier, messages) if guard.needs_tokens(model) else 0
+        reserved = _estimate(tier, request.messages) if guard.needs_tokens(model) else 0
         # The limits live in memory shared with other processes: no event can signal them.
         while (wait := guard.wait_s(model, reserved)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(wait, 1.0))
-        call = await self._once(tier, model, messages, task_id, kind, reask)
+        call = await self._once(tier, request, kind)
         error = call.error
         if error is None:
             assert call.response is not None  # a call without an error answered
@@ -145,18 +140,8 @@ class Caller:
                 task_id=task_id,
             )
 
-    async def _once(
-        self,
-        tier: Tier,
-        model: str,
-        messages: tuple[Message, ...],
-        task_id: str,
-        kind: CallKind,
-        reask: int,
-    ) -> Call:
-        request = Request(
-            model, messages, task_id, tier.params, tier.timeout_s, tier.price, reask=reask
-        )
+    async def _once(self, tier: Tier, request: Request, kind: CallKind) -> Call:
+        model = request.model
         start = time.perf_counter()
         error: ProviderError
         try:

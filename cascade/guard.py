@@ -273,12 +273,18 @@ class Guard:
             return True, None
 
     def succeeded(self, model: str) -> Transition | None:
-        """A call to ``model`` answered: reset its failures, close its breaker, regain rate."""
+        """A call to ``model`` answered: reset its failures, close its breaker, regain rate.
+
+        An open breaker stays open: the call was let through before it opened, and says
+        nothing about the provider now. Only the probe, once the cooldown is over, closes it.
+        """
         slots, base, lock = self._slots(model)
         with lock:
             slots[base + _STREAK_429] = 0.0
             slots[base + _FACTOR] = min(1.0, slots[base + _FACTOR] + _RECOVERY)
             before = slots[base + _STATE]
+            if before == _OPEN:
+                return None
             failures = int(slots[base + _FAILURES])
             slots[base + _FAILURES] = 0.0
             if before == _CLOSED:

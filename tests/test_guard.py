@@ -135,6 +135,22 @@ def test_the_breaker_opens_after_n_failures_and_probes_after_the_cooldown() -> N
     assert guard.admit("m")
 
 
+def test_a_late_answer_does_not_close_an_open_breaker() -> None:
+    """A call let through before the breaker opened may answer after: the breaker stays open."""
+    clock = Clock()
+    guard = Guard(breaker=BreakerSettings(failures=2, cooldown_s=10), keys=["m"], clock=clock)
+    guard.failed("m")
+    assert guard.failed("m") is not None
+    assert guard.succeeded("m") is None
+    assert guard.state("m") == "open"
+    assert not guard.admit("m")
+    clock.now += 10
+    assert guard.admit("m")  # the probe
+    closed = guard.succeeded("m")
+    assert closed is not None
+    assert (closed.before, closed.after) == ("half_open", "closed")
+
+
 def test_a_failed_probe_opens_the_breaker_again() -> None:
     """A probe that fails sends the breaker back to open for another cooldown."""
     clock = Clock()
