@@ -187,3 +187,22 @@ def test_reports_count_calibration_calls_as_cost_not_as_tiers_reached(
     assert sum(t["calibration_usd"] for t in tiers) == pytest.approx(calibration[1])
     assert big["models"] == ["big"]
     assert big["cost_usd"] >= big["calibration_usd"] > 0
+
+
+def test_a_model_that_answered_only_some_tasks_is_not_scored_on_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model asked for one kind only is named apart, not shown as wrong and free elsewhere."""
+    suite = write_dataset(tmp_path / "suite", tasks=20)
+    rows = (suite / "responses.jsonl").read_text().splitlines()
+    kept = [r for r in rows if not ('"model": "mid"' in r and '"task_id": "math-' in r)]
+    (suite / "responses.jsonl").write_text("\n".join(kept) + "\n")
+    report = tmp_path / "report"
+    args = ["bench", str(suite), "--ladder", "tiny,big", "--report", str(report)]
+    assert main([*args, "--json"]) == 0
+    found: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert set(found["models"]) == {"tiny", "big"}
+    assert found["partial_models"] == {"mid": 20}
+    assert "`mid` (20 of 40)" in (report / "report.md").read_text()
+    assert main(args) == 0
+    assert "only some of the tasks: mid (20 of 40)" in capsys.readouterr().out

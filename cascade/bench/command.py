@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
-from cascade.bench.evaluate import score_models, score_oracle, score_policy
+from cascade.bench.evaluate import answered, score_models, score_oracle, score_policy
 from cascade.bench.export import dataset_from_store
 from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
 from cascade.bench.report import write_report
@@ -133,6 +133,7 @@ def bench(
         else f"{part} split: {holdout:.0%} of each kind held out with seed {seed}",
         "tasks": len(data.tasks),
         "models": {m: s.to_json() for m, s in models.items()},
+        "partial_models": {m: n for m, n in answered(data).items() if n < len(data.tasks)},
         "oracle": oracle.to_json(),
         "ladders": {},
     }
@@ -183,6 +184,12 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
         lines.append(f"  and accept unchecked: {', '.join(unchecked)}")
     rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
     rows.append(("oracle (cheapest correct model per task)", results["oracle"]))
+    partial = results["partial_models"]
+    if partial:
+        lines.append(
+            "not in the model rows, for answering only some of the tasks: "
+            + ", ".join(f"{m} ({n} of {results['tasks']})" for m, n in partial.items())
+        )
     width = max(len(label) for label, _ in rows + [(f"ladder {n}", 0) for n in results["ladders"]])
     lines += ["", f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9}"]
     lines += [_row(label, score, width) for label, score in rows]

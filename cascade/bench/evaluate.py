@@ -23,7 +23,15 @@ from cascade.engine import Cascade
 from cascade.kinds import SIDE_CALLS
 from cascade.types import Decision, Outcome, Status, Task
 
-__all__ = ["LadderScore", "Score", "score_ladder", "score_models", "score_oracle", "score_policy"]
+__all__ = [
+    "LadderScore",
+    "Score",
+    "answered",
+    "score_ladder",
+    "score_models",
+    "score_oracle",
+    "score_policy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +96,20 @@ class LadderScore(Score):
         }
 
 
+def answered(data: Dataset) -> dict[str, int]:
+    """How many of the dataset's tasks each model answered."""
+    return {m: sum((task.id, m) in data.cost for task in data.tasks) for m in data.models}
+
+
 def score_models(data: Dataset) -> dict[str, Score]:
-    """Each model alone, on every task (a missing response counts as wrong and free)."""
+    """Each model alone, on every task; a model that did not answer them all is left out.
+
+    A run store often has some models for some task kinds only; scored on every task, such a
+    model would look wrong and free where it was never asked. :func:`answered` says who.
+    """
     scores = {}
-    for model in data.models:
+    count = len(data.tasks)
+    for model in [m for m, n in answered(data).items() if n == count]:
         keys = [(task.id, model) for task in data.tasks]
         scores[model] = Score.of(
             [data.correct.get(key, False) for key in keys],

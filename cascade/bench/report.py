@@ -45,6 +45,14 @@ def _markdown(results: Mapping[str, Any]) -> str:
             f" {score['cost_per_task_usd']:.6f} | {_ci(score['cost_per_task_ci95'], 1000, 3)} |"
             f" {score['cost_usd']:.4f} | {score['latency_s']:.2f} |"
         )
+    partial = results.get("partial_models") or {}
+    if partial:
+        lines += [
+            "",
+            "Not in the model rows, for answering only some of the tasks: "
+            + ", ".join(f"`{m}` ({n} of {results['tasks']})" for m, n in partial.items())
+            + ".",
+        ]
     lines += [
         "",
         "## Ladders",
