@@ -104,11 +104,12 @@ def _plot(results: Mapping[str, Any], path: Path) -> None:
         right = max(p.cost for p in priced) * 1.5
         axes.step([*xs, right], [*ys, ys[-1]], where="post", color="#999999",
                   linestyle="--", linewidth=1, label="frontier", zorder=1)  # fmt: skip
+    labels = []
     for point in models:
         if point.cost > 0:
             axes.scatter(point.cost, point.pass_rate, color="#555555", s=30, zorder=2)
-            axes.annotate(point.name, (point.cost, point.pass_rate), fontsize=7,
-                          xytext=(4, -9), textcoords="offset points", color="#333333")  # fmt: skip
+            labels.append(axes.annotate(point.name, (point.cost, point.pass_rate), fontsize=7,
+                          xytext=(4, -9), textcoords="offset points", color="#333333"))  # fmt: skip
     colours = plt.get_cmap("tab10")
     for number, point in enumerate(ladders):
         axes.scatter(point.cost, point.pass_rate, marker="D", s=60, color=colours(number),
@@ -126,6 +127,7 @@ def _plot(results: Mapping[str, Any], path: Path) -> None:
     axes.grid(visible=True, which="both", alpha=0.25)
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
+    _unclash(figure, labels)
     figure.savefig(path)
     plt.close(figure)
 
@@ -138,3 +140,21 @@ def write_report(results: Mapping[str, Any], folder: str | Path) -> tuple[Path, 
     markdown.write_text(_markdown(results), encoding="utf-8")
     _plot(results, picture)
     return markdown, picture
+
+
+# Where a model's label may go, in points from its dot: below right first, then around it.
+_SPOTS = ((4, -9, "left"), (4, 5, "left"), (-4, -9, "right"), (-4, 5, "right"), (4, -18, "left"))
+
+
+def _unclash(figure: Any, labels: list[Any]) -> None:
+    """Move each model label to the first spot where it covers no label already placed."""
+    renderer = figure.canvas.get_renderer()
+    placed: list[Any] = []
+    for label in labels:
+        for dx, dy, align in _SPOTS:
+            label.set_position((dx, dy))
+            label.set_horizontalalignment(align)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
