@@ -47,6 +47,8 @@ from cascade.validators import (
     one_of,
     passes_tests,
     pydantic_model,
+    self_consistency,
+    vote,
     weighted,
 )
 
@@ -98,5 +100,7 @@ __all__ = [
     "one_of",
     "passes_tests",
     "pydantic_model",
+    "self_consistency",
+    "vote",
     "weighted",
 ]

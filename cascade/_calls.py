@@ -67,10 +67,14 @@ class Caller:
         kind: CallKind,
         *,
         reask: int = 0,
+        sample: int = 0,
+        confidence: bool = False,
     ) -> list[Call]:
         """Every call made for one attempt; it stops at the first that answers.
 
-        ``reask`` is how many times this tier was already asked the task (0 for a first ask).
+        ``reask`` is how many times this tier was already asked the task (0 for a first ask),
+        ``sample`` which extra sample of the question this is (0: none), and ``confidence``
+        whether the answer's confidence will be read (see :class:`Request`).
         """
         calls: list[Call] = []
         # A validator's calls keep their kind through retries and fallbacks: they never answer
@@ -79,7 +83,15 @@ class Caller:
         for position, model in enumerate(tier.models):
             call_kind = kind if position == 0 or own else CallKind.FALLBACK
             request = Request(
-                model, messages, task_id, tier.params, tier.timeout_s, tier.price, reask=reask
+                model,
+                messages,
+                task_id,
+                tier.params,
+                tier.timeout_s,
+                tier.price,
+                reask=reask,
+                sample=sample,
+                confidence=confidence,
             )
             for retry_number in range(tier.retries + 1):
                 call = await self._guarded(tier, request, call_kind)

@@ -33,7 +33,7 @@ from cascade.types import (
     Usage,
     Verdict,
 )
-from cascade.validators.base import Validator, run_validator
+from cascade.validators.base import Validator, reads_confidence, run_validator
 
 __all__ = ["TaskRun", "failed_outcome", "quarantined_outcome"]
 
@@ -63,6 +63,8 @@ class TaskRun:
         self.spent = 0.0
         self.budget_stop = False
         self.judge_calls: list[Call] = []
+        self.answers: dict[tuple[str, int, int], Response] = {}
+        """Answers this task already has, by (model, sample, question): reused, not paid again."""
 
     async def run(
         self,
@@ -101,7 +103,7 @@ class TaskRun:
                 continue
             conversation = (*examples, *messages) if tier.few_shot else messages
             calls = await self.caller.call_tier(
-                tier, conversation, self.task.id, CallKind.CALIBRATION
+                tier, conversation, self.task.id, CallKind.CALIBRATION, confidence=True
             )
             for call in calls:
                 self._step(index, call, (), Decision.RECORD if call.response else Decision.ERROR)
@@ -125,10 +127,17 @@ class TaskRun:
             if tier.is_human:
                 return self._to_review(index)
             conversation = (*examples, *messages) if tier.few_shot else messages
+            validate = self.validate if tier.validate is None else tier.validate
+            wants_confidence = not tier.trusted and reads_confidence(validate)
             kind = CallKind.CALL
             for reask in range(tier.reasks + 1):
                 *errors, last = await self.caller.call_tier(
-                    tier, conversation, self.task.id, kind, reask=reask
+                    tier,
+                    conversation,
+                    self.task.id,
+                    kind,
+                    reask=reask,
+                    confidence=wants_confidence,
                 )
                 for call in errors:
                     self._step(index, call, (), Decision.ERROR)
@@ -136,11 +145,10 @@ class TaskRun:
                     decision = self._move(index == top, budget_usd, Decision.ESCALATE, 0.0, 0.0)
                     self._step(index, last, (), decision)
                     break
-                attempt = self._attempt(index, tier, last, messages)
+                attempt = self._attempt(index, tier, last, messages, first=reask == 0)
                 if tier.trusted:
                     verdict = Verdict(True, reason="a trusted tier", validator="trusted")
                 else:
-                    validate = self.validate if tier.validate is None else tier.validate
                     verdict = await run_validator(validate, attempt)
                 judged, self.judge_calls = self.judge_calls, []
                 if verdict.fault:
@@ -148,7 +156,8 @@ class TaskRun:
                     return self._finish(Status.FAILED, (verdict.reason,))
                 if verdict.passed:
                     answer = self._record(index, last, verdict, Decision.ACCEPT, judged)
-                    return self._finish(Status.ACCEPTED, (), verdict.value, answer)
+                    delivered = _delivered(verdict)
+                    return self._finish(Status.ACCEPTED, (), verdict.value, answer, delivered)
                 wanted = Decision.REASK if reask < tier.reasks else Decision.ESCALATE
                 # What judging cost counts too; a re-ask will cost about what this attempt did.
                 cost = attempt.cost_usd + sum(c.response.cost_usd for c in judged if c.response)
@@ -184,10 +193,13 @@ class TaskRun:
         return wanted
 
     def _attempt(
-        self, index: int, tier: Tier, call: Call, messages: tuple[Message, ...]
+        self, index: int, tier: Tier, call: Call, messages: tuple[Message, ...], *, first: bool
     ) -> Attempt:
+        """The attempt validators judge; a tier's first answer is kept for checks to reuse."""
         response = call.response
         assert response is not None  # only answered calls become attempts
+        if first:
+            self._keep(call.model, 0, messages, response)
         attempt = Attempt(
             task=self.task,
             tier_index=index,
@@ -216,18 +228,32 @@ class TaskRun:
             *,
             params: Mapping[str, Any] | None = None,
             price: Price | None = None,
+            sample: int = 0,
         ) -> Response:
+            known = self.answers.get((model, sample, _question(messages)))
+            if known is not None:  # already paid for on this task: reused at no cost
+                return dataclasses.replace(known, cost_usd=0.0, latency_s=0.0, compute_s=0.0)
             rung = Tier(model, retries=tier.retries, timeout_s=tier.timeout_s, price=price)
             if params:
                 rung = dataclasses.replace(rung, params=params)
-            calls = await self.caller.call_tier(rung, messages, self.task.id, CallKind.VALIDATOR)
+            calls = await self.caller.call_tier(
+                rung, messages, self.task.id, CallKind.VALIDATOR, sample=sample
+            )
             self.judge_calls.extend(calls)
             if calls[-1].error is not None:
                 raise calls[-1].error
-            assert calls[-1].response is not None  # a call without an error answered
-            return calls[-1].response
+            response = calls[-1].response
+            assert response is not None  # a call without an error answered
+            self._keep(model, sample, messages, response)
+            return response
 
         return ask
+
+    def _keep(
+        self, model: str, sample: int, messages: tuple[Message, ...], response: Response
+    ) -> None:
+        """Remember a model's answer to a question, so that checks can reuse it for free."""
+        self.answers.setdefault((model, sample, _question(messages)), response)
 
     def _record(
         self, index: int, call: Call, verdict: Verdict, decision: Decision, judged: list[Call]
@@ -303,18 +329,24 @@ class TaskRun:
         reasons: tuple[str, ...],
         parsed: Any = None,
         accepted: int | None = None,
+        delivered: tuple[str, str | None] | None = None,
     ) -> Outcome:
+        """The outcome; ``delivered`` is (answer, model) when the checks chose another answer."""
         best = accepted if accepted is not None else _best_step(self.steps)
         chosen = self.steps[best] if best is not None else None
+        output = chosen.output if chosen is not None else None
+        model = chosen.model_served if chosen is not None else None
+        if delivered is not None:
+            output, model = delivered[0], delivered[1] or model
         return Outcome(
             run_id=self.run_id,
             task_id=self.task.id,
             task_type=self.task.type,
             status=status,
-            output=chosen.output if chosen is not None else None,
+            output=output,
             parsed=parsed,
             tier=chosen.tier if chosen is not None else None,
-            model=chosen.model_served if chosen is not None else None,
+            model=model,
             steps=tuple(self.steps),
             cost_usd=sum(s.cost_usd for s in self.steps),
             latency_s=sum(s.latency_s for s in self.steps),
@@ -324,9 +356,19 @@ class TaskRun:
         )
 
 
+def _delivered(verdict: Verdict) -> tuple[str, str | None] | None:
+    """The answer a passing verdict chose instead of the attempt's own (a vote's), if any."""
+    return None if verdict.answer is None else (verdict.answer, verdict.answer_model)
+
+
+def _question(messages: tuple[Message, ...]) -> int:
+    """A key for what was asked: the messages' roles and contents."""
+    return hash(tuple((m.get("role"), m.get("content")) for m in messages))
+
+
 def _for_record(verdict: Verdict) -> Verdict:
     """A verdict as steps keep it: without the parsed value or sub-verdicts."""
-    return dataclasses.replace(verdict, value=None, children=())
+    return dataclasses.replace(verdict, value=None, children=(), answer=None, answer_model=None)
 
 
 def _reask_turns(output: str, verdict: Verdict) -> tuple[Message, Message]:

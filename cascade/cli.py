@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_DIR",
         help="a policy file (for every task) or a folder (by task kind) to replay (repeatable)",
     )
+    bench.add_argument("--kind", action="append", help="only these task kinds (repeatable)")
     bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
@@ -109,12 +110,12 @@ def _add_export(commands: Any) -> None:
 def _add_optimize(commands: Any) -> None:
     optimize = commands.add_parser(
         "optimize",
-        help="find the cheapest ladder that reaches a pass rate, and write its policy",
+        help="find the cheapest ladder certified to reach a pass rate, and write its policy",
         description="Search every ladder of the dataset's models (gated tiers with format, "
-        "confidence and agreement checks, then a strong trusted model) on a training split; "
-        "re-ask budgets where the dataset recorded other answers; "
-        "choose with a margin measured by nested cross-validation; write the policy and replay "
-        "it on the held-out split.",
+        "tests, confidence, agreement, votes and self-consistency checks, then a strong trusted "
+        "model) on a training split; order the cheapest candidates on one part of it and "
+        "certify them in turn on the other, with an exact binomial lower bound; write the "
+        "cheapest certified ladder and replay it on the held-out split.",
     )
     optimize.add_argument("dataset", help="dataset folder holding tasks.jsonl and responses.jsonl")
     optimize.add_argument(
@@ -124,9 +125,25 @@ def _add_optimize(commands: Any) -> None:
         "--out", required=True, help="the policy file (one task kind) or folder (several) to write"
     )
     optimize.add_argument("--kind", action="append", help="only these task kinds (repeatable)")
-    optimize.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
     optimize.add_argument(
-        "--repeats", type=int, default=3, help="cross-validation repeats, new folds each (3)"
+        "--confidence",
+        type=float,
+        default=0.9,
+        help="with this probability the written ladder's pass rate on new tasks reaches the "
+        "target (0.9)",
+    )
+    optimize.add_argument(
+        "--select",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="share of the training tasks that orders the candidates; the rest certifies (0.5)",
+    )
+    optimize.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="your policy: its validators become the checks tiers may run, and the written "
+        "policy keeps the rest of it",
     )
     optimize.add_argument("--max-tiers", type=int, default=3, help="tiers per ladder, 1 to 3")
     optimize.add_argument(
@@ -145,6 +162,11 @@ def _add_optimize(commands: Any) -> None:
         "--any-order",
         action="store_true",
         help="let a dearer model come before a cheaper one (by mean cost per task)",
+    )
+    optimize.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every sandboxed test again instead of reading kept verdicts",
     )
     optimize.add_argument("--json", action="store_true", help="print one JSON object")
     _add_split(optimize)
@@ -269,13 +291,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             concurrency=max(1, args.concurrency),
             split=(args.split, args.holdout, args.seed),
             gold=args.gold,
+            kinds=tuple(args.kind or ()),
         )
     if args.command == "export":
         from cascade.bench.export import export_command  # noqa: PLC0415
 
         return export_command(args.store, args.out, args.gold, args.run, every_task=args.all_tasks)
     if args.command == "optimize":
-        from cascade.optimize.command import Options, optimize  # noqa: PLC0415
+        from cascade.optimize.command import optimize  # noqa: PLC0415
+        from cascade.optimize.pipeline import Options  # noqa: PLC0415
 
         return optimize(
             args.dataset,
@@ -283,14 +307,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 target=args.target_pass_rate,
                 out=args.out,
                 holdout=args.holdout,
-                folds=args.folds,
-                repeats=args.repeats,
                 seed=args.seed,
+                confidence=args.confidence,
+                select=args.select,
                 max_tiers=args.max_tiers,
                 max_reasks=args.max_reasks,
                 any_last_tier=args.any_last_tier,
                 any_order=args.any_order,
                 kinds=tuple(args.kind or ()),
+                policy=args.policy,
+                cache=not args.no_cache,
                 as_json=args.json,
             ),
         )

@@ -242,8 +242,13 @@ class Ask(Protocol):
         *,
         params: Mapping[str, Any] | None = None,
         price: Price | None = None,
+        sample: int = 0,
     ) -> Response:
-        """Ask ``model`` and return its response."""
+        """Ask ``model`` and return its response (``sample`` > 0: another sample of it).
+
+        An answer the task already has from ``model`` to the same question (an earlier tier's
+        first answer, or another check's call) is returned again at no cost.
+        """
         ...
 
 
@@ -279,7 +284,9 @@ class Verdict:
 
     ``reason`` is for people; ``feedback`` is what the model is told on a re-ask. ``value`` is
     what the validator parsed out of the output (a JSON object, say), which travels on to the
-    result. ``fault`` marks a validator that crashed rather than judged.
+    result. ``fault`` marks a validator that crashed rather than judged. ``answer`` and
+    ``answer_model`` name the answer to deliver when it is not the attempt's own output: a vote
+    passes with its majority's answer.
     """
 
     passed: bool
@@ -290,6 +297,8 @@ class Verdict:
     value: Any = None
     fault: bool = False
     children: tuple[Verdict, ...] = ()
+    answer: str | None = None
+    answer_model: str | None = None
 
     def leaves(self) -> tuple[Verdict, ...]:
         """The verdicts of the individual validators under any combinators."""

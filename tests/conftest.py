@@ -1,14 +1,17 @@
-"""Test setup: no network but loopback, litellm offline, and shared fixtures."""
+"""Test setup: no network but loopback, litellm offline, a cache of the session's own."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# Kept sandbox verdicts go to a folder of this session's, never the user's cache.
+os.environ["CASCADE_CACHE"] = tempfile.mkdtemp(prefix="cascade-test-cache-")
 
 
 class NetworkBlocked(OSError):

@@ -7,7 +7,9 @@ of a few thousand tasks lasts long enough to be killed in the middle.
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
 
 from cascade.backends import ScriptedBackend
 from cascade.backends.base import Request
@@ -48,3 +50,36 @@ kind = "one_of"
 labels = ["ok"]
 """
 """A policy for these models: one_of(["ok"]), so the multiples of 5 escalate."""
+
+
+CONTACT_PRICES = {"mini": Price(1.0, 1.0), "mid": Price(5.0, 5.0), "big": Price(30.0, 30.0)}
+
+
+def contact_of(number: int) -> dict[str, str]:
+    """The right answer to contact task ``cN``."""
+    return {"name": f"Person {number}", "email": f"p{number}@example.org"}
+
+
+def _contact(invents: int, breaks: int) -> Callable[[Request], str]:
+    def answer(request: Request) -> str:
+        number = int(request.task_id.lstrip("c"))
+        found = contact_of(number)
+        if breaks and number % breaks == 0:
+            return '{"name": "Person'
+        if invents and number % invents == 0:
+            found["email"] = f"person{number}@example.com"  # not in the text: made up
+        return json.dumps(found)
+
+    return answer
+
+
+def contacts() -> ScriptedBackend:
+    """Three models of contact extraction, the cheaper ones wrong in ways checks can see.
+
+    ``mini`` makes up every 4th email and breaks every 7th answer; ``mid`` makes up every 3rd;
+    ``big`` is always right.
+    """
+    return ScriptedBackend(
+        {"mini": _contact(4, 7), "mid": _contact(3, 0), "big": _contact(0, 0)},
+        prices=CONTACT_PRICES,
+    )

@@ -1,25 +1,24 @@
-"""``cascade optimize``: the search, the margin, the written policy, and the held-out check."""
+"""``cascade optimize``: the certified choice, the written policy, and the held-out check."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 from cascade.bench import load_dataset
+from cascade.bench.dataset import split_ids
 from cascade.cli import main
-from cascade.optimize.search import (
-    Ladders,
-    calibrate,
-    choose,
-    cross_validate,
-    ladders,
-    strong_models,
-)
-from cascade.optimize.table import KindTable, Turn, kind_table
+from cascade.optimize.certify import CERTIFY, Certified, certify, levels, lower_bound
+from cascade.optimize.search import ladders, strong_models
+from cascade.optimize.splits import run_split
+from cascade.optimize.table import kind_table
 from cascade.policy import load_policies
 from tests.synthetic import write_dataset
 
@@ -28,8 +27,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic suite: 150 multiple-choice and 150 math tasks, three models."""
-    return write_dataset(tmp_path_factory.mktemp("suite"))
+    """The synthetic suite: 400 multiple-choice and 400 math tasks, three models."""
+    return write_dataset(tmp_path_factory.mktemp("suite"), tasks=400)
 
 
 def optimize(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
@@ -49,24 +48,53 @@ def test_the_written_policies_replay_as_simulated_and_as_reported(
 ) -> None:
     """The engine's in-sample figures equal the simulation's; bench's held-out ones the report's."""
     out = tmp_path / "chosen"
-    code, found = optimize(capsys, str(dataset), "--target-pass-rate", "0.9", "--out", str(out))
+    code, found = optimize(capsys, str(dataset), "--target-pass-rate", "0.85", "--out", str(out))
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["math.toml", "multiple_choice.toml"]
     assert found["train"]["pass_rate"] == pytest.approx(found["simulated_train"]["pass_rate"])
     assert found["train"]["cost_per_task_usd"] == pytest.approx(
-        found["simulated_train"]["cost_per_task_usd"], rel=1e-5
+        found["simulated_train"]["cost_per_task_usd"], rel=1e-6
     )
-    assert found["train_tasks"] + found["held_out_tasks"] == 300
-    assert found["held_out_tasks"] == 90  # 30 % of each kind
-    assert found["train"]["pass_rate"] >= 0.9 + found["margin"] - 1e-9
+    assert found["train_tasks"] + found["held_out_tasks"] == 800
+    assert found["held_out_tasks"] == 240  # 30 % of each kind
+    assert found["selection_tasks"] + found["certification_tasks"] == 560
+    chosen = found["guarantee"]["chosen"]
+    assert chosen["certified_pass_rate"] >= 0.85
+    assert "with probability at least 90%" in found["guarantee"]["statement"]
     held = bench(capsys, str(dataset), "--policy", str(out), "--split", "held-out")
     (ladder,) = held["ladders"].values()
-    assert held["tasks"] == 90
+    assert held["tasks"] == 240
     assert ladder["pass_rate"] == pytest.approx(found["held_out"]["pass_rate"])
     assert ladder["cost_per_task_usd"] == pytest.approx(found["held_out"]["cost_per_task_usd"])
-    # Cheaper than the strong model on the tasks it never saw, and nearly as good.
+    # Cheaper than the strong model on the tasks it never saw, and as good as the target.
     assert ladder["cost_usd"] < 0.6 * held["models"]["big"]["cost_usd"]
     assert ladder["pass_rate"] >= 0.85
+
+
+def test_the_header_command_runs_as_written_and_writes_the_same_policy(
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command in a written policy's header, with every option, makes that policy again."""
+    monkeypatch.chdir(tmp_path)
+    args = [str(dataset), "--target-pass-rate", "0.8", "--out", "first.toml", "--kind",
+            "math", "--confidence", "0.8", "--max-reasks", "1", "--holdout", "0.25",
+            "--seed", "3"]  # fmt: skip
+    assert optimize(capsys, *args)[0] == 0
+    text = Path("first.toml").read_text()
+    written = text.splitlines()[1].removeprefix("#   ")
+    assert written.startswith(f"cascade optimize {dataset} ")
+    for option in ("--kind math", "--confidence 0.8", "--max-reasks 1", "--seed 3"):
+        assert option in written
+    again = shlex.split(written.replace("first.toml", "again.toml"))
+    assert main([*again[1:], "--json"]) == 0
+    capsys.readouterr()
+    assert Path("again.toml").read_text() == text.replace("first.toml", "again.toml")
+    bench_line = next(line for line in text.splitlines() if "cascade bench" in line)
+    assert f"cascade bench {dataset} --policy THIS --split held-out --kind math" in bench_line
+    assert "--holdout 0.25 --seed 3" in bench_line
 
 
 def test_the_ladders_end_at_a_strong_trusted_model_and_gate_the_rest(
@@ -74,7 +102,7 @@ def test_the_ladders_end_at_a_strong_trusted_model_and_gate_the_rest(
 ) -> None:
     """Every written tier but the last has checks; the last is the strong model, trusted."""
     out = tmp_path / "chosen"
-    assert optimize(capsys, str(dataset), "--target-pass-rate", "0.9", "--out", str(out))[0] == 0
+    assert optimize(capsys, str(dataset), "--target-pass-rate", "0.85", "--out", str(out))[0] == 0
     for policy in load_policies(out):
         *gated, last = policy.spec.tiers
         assert last.model == "big"
@@ -83,37 +111,35 @@ def test_the_ladders_end_at_a_strong_trusted_model_and_gate_the_rest(
         assert gated
         assert all(tier.validators for tier in gated)
         assert main(["policy", "check", str(policy.path)]) == 0
-    text = (out / "math.toml").read_text()
-    assert text.startswith("# Written by cascade optimize:\n#   cascade optimize suite")
-    assert "--split held-out --holdout 0.3 --seed 0" in text
 
 
 def test_the_same_run_gives_the_same_answer(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Splits, folds and choices are seeded: twice the same figures and the same files."""
+    """Splits, parts and choices are seeded: twice the same figures and the same files."""
     runs = []
     for name in ("one", "two"):
-        args = [str(dataset), "--target-pass-rate", "0.88", "--out", str(tmp_path / name)]
+        args = [str(dataset), "--target-pass-rate", "0.85", "--out", str(tmp_path / name)]
         _, found = optimize(capsys, *args)
-        found.pop("search_s")
-        found.pop("written")
+        for key in ("search_s", "written", "command"):
+            found.pop(key)
         runs.append(found)
     assert runs[0] == runs[1]
     assert (tmp_path / "one" / "math.toml").read_text() == (
         tmp_path / "two" / "math.toml"
-    ).read_text()
+    ).read_text().replace(str(tmp_path / "two"), str(tmp_path / "one"))
 
 
-def test_an_unreachable_target_writes_nothing_and_says_why(
+def test_an_uncertifiable_target_writes_nothing_and_names_the_best_it_can_certify(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No ladder passes 99.5 % out of fold here: exit 2, the best figure named, no file."""
+    """No ladder is certified at 99.5 %: exit 2, the best candidate and its bound, no file."""
     out = tmp_path / "chosen"
     assert main(["optimize", str(dataset), "--target-pass-rate", "0.995", "--out", str(out)]) == 2
     said = capsys.readouterr().out
-    assert "no ladder of" in said
-    assert "reaches 99.5%" in said
+    assert "could be certified to pass 99.5% with probability 90%" in said
+    rate = float(said.split("the best candidate certifies ")[1].split("%")[0]) / 100
+    assert 0.7 < rate < 0.995
     assert "nothing was written" in said
     assert not out.exists()
 
@@ -126,6 +152,8 @@ def test_an_unreachable_target_writes_nothing_and_says_why(
         (["--target-pass-rate", "0.9", "--out", "x", "--kind", "code"], "--kind code"),
         (["--target-pass-rate", "0.9", "--out", "x", "--max-tiers", "4"], "--max-tiers"),
         (["--target-pass-rate", "0.9", "--out", "x", "--holdout", "1"], "--holdout"),
+        (["--target-pass-rate", "0.9", "--out", "x", "--confidence", "1"], "--confidence"),
+        (["--target-pass-rate", "0.9", "--out", "x", "--select", "0"], "--select"),
     ],
 )
 def test_bad_options_are_named(
@@ -142,12 +170,12 @@ def test_bad_options_are_named(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_one_kind_goes_to_one_file(
+def test_one_kind_goes_to_one_file_and_runs(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With --kind, --out may be a file, and run --replay accepts the policy."""
     out = tmp_path / "math.toml"
-    args = [str(dataset), "--target-pass-rate", "0.9", "--out", str(out), "--kind", "math"]
+    args = [str(dataset), "--target-pass-rate", "0.85", "--out", str(out), "--kind", "math"]
     code, found = optimize(capsys, *args)
     assert code == 0
     assert found["written"] == [str(out)]
@@ -164,95 +192,101 @@ def test_one_kind_goes_to_one_file(
     assert {r["status"] for r in rows} == {"accepted"}
 
 
-def small_table(correct: list[list[bool]], cost: list[float]) -> KindTable:
-    """A table of models answering tasks, with no confidence and no format check."""
-    right = np.array(correct, dtype=np.bool_)
-    models, tasks = right.shape
-    first = Turn(
-        right, np.full(right.shape, np.nan), None, np.zeros((models, models, tasks), np.bool_)
-    )
-    return KindTable(
-        "k",
-        tuple(f"m{i}" for i in range(models)),
-        tuple(f"t{i}" for i in range(tasks)),
-        np.array([[c] * tasks for c in cost], dtype=np.float64),
-        None,
-        (first,),
-        np.zeros(models, dtype=np.intp),
-    )
+def test_the_held_out_split_is_the_same_whichever_kinds_are_chosen(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each kind draws its own stream: optimize --kind and bench --kind hold out the same tasks."""
+    data = load_dataset(dataset)
+    _, held_all = split_ids(data, 0.3, 0)
+    math_only = data.subset({t.id for t in data.tasks if t.type == "math"})
+    _, held_math = split_ids(math_only, 0.3, 0)
+    assert held_math == {i for i in held_all if i.startswith("math")}
+    out = tmp_path / "math.toml"
+    code, found = optimize(capsys, str(dataset), "--target-pass-rate", "0.85", "--out", str(out),
+                           "--kind", "math")  # fmt: skip
+    assert code == 0
+    held = bench(capsys, str(dataset), "--policy", str(out), "--split", "held-out",
+                 "--kind", "math")  # fmt: skip
+    assert held["tasks"] == found["held_out_tasks"] == len(held_math)
+    assert held["ladders"]["math"]["pass_rate"] == pytest.approx(found["held_out"]["pass_rate"])
 
 
-def test_agreement_gates_are_simulated_as_the_engine_runs_them() -> None:
-    """Two cheap models that agree are accepted; the partner's call is paid; else the strong one."""
-    table = small_table([[True, True, False, False], [True, False, False, True], [True] * 4],
-                        [1.0, 2.0, 10.0])  # fmt: skip
-    table.agree[0, 1] = table.agree[1, 0] = [True, False, True, False]
-    found = ladders(table, np.array([0, 1, 0, 1]), last=[2], max_tiers=2)
-    agree = [
-        i for i, (first, _, last) in enumerate(found.tiers)
-        if first >= 0 and found.gates[first].model == 0 and found.gates[first].partner == 1
-    ]  # fmt: skip
-    (index,) = agree
-    # Tasks 0 and 2 accepted at m0 (right, wrong); 1 and 3 go on to m2 (right, right).
-    assert found.rights[index].sum() == 3
-    assert found.costs[index].sum() == pytest.approx(4 * 1.0 + 4 * 2.0 + 2 * 10.0)
+def test_the_lower_bound_is_exact_clopper_pearson() -> None:
+    """At the bound, seeing as many right answers or more has chance 1 - confidence; edges."""
+    bound = lower_bound(95, 100, 0.9)
+    assert binom.sf(94, 100, bound) == pytest.approx(0.1)
+    assert bound == pytest.approx(0.90923, abs=1e-5)
+    assert lower_bound(100, 100, 0.9) == pytest.approx(0.1 ** (1 / 100))
+    assert lower_bound(0, 50, 0.9) == 0.0
+    assert lower_bound(80, 100, 0.95) < lower_bound(80, 100, 0.9) < 0.8
 
 
-def test_choose_mixes_kinds_for_the_cheapest_overall_target() -> None:
-    """An easy kind may carry a hard one: the cheapest mix reaching the target overall wins."""
-    easy = small_table([[True] * 10, [True] * 10], [1.0, 5.0])
-    hard = small_table([[True] * 5 + [False] * 5, [True] * 10], [1.0, 5.0])
-    folds = np.zeros(10, dtype=np.intp)
-    found: dict[str, Ladders] = {
-        "easy": ladders(easy, folds, last=[0, 1], max_tiers=1),
-        "hard": ladders(hard, folds, last=[0, 1], max_tiers=1),
-    }
-    use = np.ones(1, dtype=np.bool_)
-    cheap = choose(found, use, 0.75)
-    assert cheap is not None
-    assert cheap.pass_rate == 0.75
-    assert cheap.cost_per_task == 1.0
-    better = choose(found, use, 0.8)
-    assert better is not None
-    assert better.pass_rate == 1.0
-    assert better.cost_per_task == 3.0
-    assert choose(found, use, 1.0) == better
-    assert strong_models(hard) == [1]
+def test_levels_start_three_errors_above_the_target_and_end_at_it() -> None:
+    """The sequence's levels are spaced by half a standard error of the certifying part."""
+    found = levels(0.84, 400)
+    error = (0.84 * 0.16 / 400) ** 0.5
+    assert found[0] == pytest.approx(0.84 + 3 * error)
+    assert found[-1] == pytest.approx(0.84)
+    assert all(a > b for a, b in itertools.pairwise(found))
 
 
-def test_the_margin_grows_when_choices_do_worse_out_of_fold() -> None:
-    """A cheap model that passes the target only on lucky folds: calibration raises the bar."""
-    pattern = [True, True, False, True, True, False, True, True, False, True] * 4
-    lucky = small_table([pattern, [True] * 40], [1.0, 5.0])
-    found = {"k": ladders(lucky, np.arange(40) % 5, last=[0, 1], max_tiers=1)}
-    naive = cross_validate(found, 0.72)
-    assert naive[0] == pytest.approx(0.7)  # chosen in sample at 72 %, it passes 70 % out of fold
-    calibration = calibrate([found], 0.72)
-    assert calibration.margin > 0
-    assert calibration.out_of_fold == 1.0
-    choice = choose(found, np.ones(5, dtype=np.bool_), calibration.target)
-    assert choice is not None
-    assert choice.cost_per_task == 5.0
+def test_the_walk_stops_at_the_first_candidate_that_fails(dataset: Path) -> None:
+    """Fixed-sequence testing: certified candidates form a prefix, the choice is the cheapest."""
+    data = load_dataset(dataset)
+    table, _ = kind_table(data, "math")
+    parts = np.arange(len(table.task_ids)) % (CERTIFY + 1)
+    found = {"math": ladders(table, parts)}
+    result = certify(found, 0.8, 0.9)
+    assert isinstance(result, Certified)
+    assert result.certified == result.sequence[: len(result.certified)]
+    assert all(c.bound >= 0.8 for c in result.certified)
+    if len(result.sequence) > len(result.certified):
+        assert result.sequence[len(result.certified)].bound < 0.8
+    assert result.chosen == min(result.certified, key=lambda c: c.cost_per_task)
+    assert strong_models(table) == [2]
+
+
+def test_the_guarantee_holds_over_random_splits_and_the_check_would_catch_a_broken_one(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guarantee's check passes on the real certifier and fails on a broken one.
+
+    Over 30 splits the target lies above the held-out 95 % upper bound no more often than
+    1 - confidence allows; the same check on a certifier that overstates its bound fails.
+    """
+    data = load_dataset(dataset)
+    tables = {k: kind_table(data, k)[0] for k in ("math", "multiple_choice")}
+    rng = np.random.default_rng(11)
+    results = [run_split(tables, 0.92, 0.9, rng) for _ in range(30)]
+    certified = [r for r in results if r.certified]
+    assert len(certified) >= 15
+    assert sum(r.held_upper < 0.92 for r in certified) <= 0.1 * len(certified)
+    # A bound five points above what was seen certifies ladders that miss the target.
+    overstated = lambda right, total, _: right / max(1, total) + 0.05  # noqa: E731
+    monkeypatch.setattr("cascade.optimize.certify.lower_bound", overstated)
+    rng = np.random.default_rng(11)
+    chosen = [r for r in (run_split(tables, 0.99, 0.9, rng) for _ in range(30)) if r.certified]
+    assert chosen
+    assert sum(r.held_upper < 0.99 for r in chosen) > 0.1 * len(chosen)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the repo")
-@pytest.mark.parametrize(("suite", "target"), [("bfcl-simple", "0.95"), ("rlc-train", "0.86")])
+@pytest.mark.parametrize(("suite", "target"), [("bfcl-simple", "0.92"), ("rlc-train", "0.84")])
 def test_the_recorded_suites(
     suite: str, target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """On the real suites: the engine agrees with the simulation, and held out is reported."""
+    """On the real suites: certified, the engine agrees with the simulation, cheaper held out."""
     out = tmp_path / ("chosen.toml" if suite == "bfcl-simple" else "chosen")
     code, found = optimize(capsys, str(SHARED / suite), "--target-pass-rate", target,
                            "--out", str(out))  # fmt: skip
     assert code == 0
+    assert found["guarantee"]["chosen"]["certified_pass_rate"] >= float(target)
     assert found["train"]["pass_rate"] == pytest.approx(found["simulated_train"]["pass_rate"])
     assert found["train"]["cost_per_task_usd"] == pytest.approx(
-        found["simulated_train"]["cost_per_task_usd"], rel=1e-4
+        found["simulated_train"]["cost_per_task_usd"], rel=1e-6
     )
-    low, high = found["held_out"]["pass_rate_ci95"]
-    assert low <= float(target) <= high or found["held_out"]["pass_rate"] >= float(target)
-    best = max(m["cost_per_task_usd"] for m in found["held_out_models"].values())
-    assert found["held_out"]["cost_per_task_usd"] < best
+    best = max(found["held_out_models"].values(), key=lambda m: m["pass_rate"])
+    assert found["held_out"]["cost_per_task_usd"] < 0.5 * best["cost_per_task_usd"]
 
 
 def test_kind_tables_never_see_gold(tmp_path: Path) -> None:
@@ -262,20 +296,7 @@ def test_kind_tables_never_see_gold(tmp_path: Path) -> None:
     assert left_out == []
     assert table.models == ("tiny", "mid", "big")
     assert all("gold" not in t.extra for t in data.tasks)
-    assert table.format_spec == {"kind": "one_of", "labels": ["A", "B", "C", "D"]}
-    assert table.format_ok is not None
-    assert not table.format_ok[0].all()
-    assert table.format_ok[2].all()
-
-
-def test_two_policies_of_the_same_name_are_both_benched(
-    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Ladders are named by file; a second file of the same name is named with its folder."""
-    for name, target in (("one", "0.85"), ("two", "0.9")):
-        args = [str(dataset), "--target-pass-rate", target, "--kind", "math"]
-        assert optimize(capsys, *args, "--out", str(tmp_path / name / "math.toml"))[0] == 0
-    report = bench(capsys, str(dataset), "--policy", str(tmp_path / "one" / "math.toml"),
-                   "--policy", str(tmp_path / "two" / "math.toml"))  # fmt: skip
-    assert sorted(report["ladders"]) == ["math", "two/math"]
-    assert report["split"] == "all tasks"
+    assert [c.spec for c in table.checks] == [{"kind": "one_of", "labels": ["A", "B", "C", "D"]}]
+    passes = table.turns[0].passes[0]
+    assert not passes[0].all()
+    assert passes[2].all()

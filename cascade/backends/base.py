@@ -30,6 +30,13 @@ class Request:
     reask: int = 0
     """How many times the task was already put to this tier: 0 for a first ask, ``k`` for the
     ``k``-th re-ask (whose conversation ends with the earlier answers and their feedback)."""
+    sample: int = 0
+    """0 for an ordinary ask; ``j`` for the ``j``-th extra sample of the same question, which a
+    self-consistency check asks for (a replay serves the recorded samples from the last)."""
+    confidence: bool = False
+    """Whether the caller reads the model's confidence in its answer. A backend that pays extra
+    to get one (a second, self-assessment call, say) does so only then; a replay charges the
+    recorded cost with the self-assessment only then, and the answer-only cost otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

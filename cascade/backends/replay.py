@@ -6,9 +6,15 @@ reproducible and free.
 
 A re-ask is served the next of the recorded ``alt_outputs`` when the dataset has them (the last
 one again once they run out), with that sample's own confidence, and the same recorded output
-otherwise. Which one is decided by the request alone (its re-ask number, which the engine sets;
-worked examples before the task are not re-asks), so replays are deterministic under any
-concurrency.
+otherwise. An extra sample that a self-consistency check asks for is served the recorded
+alternatives from the last one backwards, so that re-asks and samples draw on different
+recordings as far as there are enough. Which answer is served is decided by the request alone
+(its re-ask and sample numbers, which the engine sets; worked examples before the task are not
+re-asks), so replays are deterministic under any concurrency.
+
+Where a dataset records ``answer_only_cost_usd`` beside ``cost_usd`` (a suite whose confidence
+came from a second, self-assessment call), a request that reads the confidence pays
+``cost_usd`` and gets the confidence; any other pays the answer alone and gets no confidence.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ __all__ = ["Recorded", "ReplayBackend", "alt_rows", "read_prices", "read_respons
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """One recorded response of one model to one task."""
+    """One recorded response of one model to one task.
+
+    ``cost_usd`` is what the recorded call cost, with the self-assessment that produced its
+    ``confidence`` where there was one; ``answer_cost_usd`` the answer alone, where the dataset
+    says (``answer_only_cost_usd``). Each alternative sample has its own cost where recorded.
+    """
 
     output: str
     usage: Usage
@@ -39,22 +50,48 @@ class Recorded:
     alt_outputs: tuple[str, ...] = ()
     alt_confidence: tuple[float | None, ...] = ()
     """Each alternative output's own confidence, ``None`` where it has none."""
+    answer_cost_usd: float | None = None
+    alt_costs: tuple[float | None, ...] = ()
 
-    def turn_index(self, turn: int) -> int:
-        """Which answer the ``turn``-th ask gets: 0 the output, ``j`` the ``j``-th alternative.
+    def turn_index(self, turn: int, sample: int = 0) -> int:
+        """Which answer an ask gets: 0 the output, ``j`` the ``j``-th alternative.
 
-        >>> Recorded("a", Usage(0, 0), None, None, alt_outputs=("b", "c")).turn_index(5)
-        2
+        The ``turn``-th re-ask gets the ``turn``-th alternative (the last once they run out);
+        the ``sample``-th extra sample gets the alternatives from the last one backwards.
+
+        >>> record = Recorded("a", Usage(0, 0), None, None, alt_outputs=("b", "c", "d"))
+        >>> record.turn_index(5), record.turn_index(0, sample=1), record.turn_index(0, sample=9)
+        (3, 3, 1)
         """
-        return min(turn, len(self.alt_outputs))
+        count = len(self.alt_outputs)
+        if sample > 0 and count:
+            return max(1, count + 1 - sample)
+        return min(turn, count)
 
-    def answer(self, turn: int) -> tuple[str, float | None]:
-        """The output and confidence served to the ``turn``-th ask (0 is the first)."""
-        index = self.turn_index(turn)
+    def answer(self, turn: int, sample: int = 0) -> tuple[str, float | None]:
+        """The output and confidence served to an ask (see :meth:`turn_index`)."""
+        index = self.turn_index(turn, sample)
         if index == 0:
             return self.output, self.confidence
         confidence = self.alt_confidence[index - 1] if index <= len(self.alt_confidence) else None
         return self.alt_outputs[index - 1], confidence
+
+    def recorded_cost(self, index: int, *, confidence: bool) -> float | None:
+        """What serving answer ``index`` cost when recorded: with the confidence call or not."""
+        if index > 0 and index <= len(self.alt_costs) and self.alt_costs[index - 1] is not None:
+            return self.alt_costs[index - 1]
+        if not confidence and self.answer_cost_usd is not None:
+            return self.answer_cost_usd
+        return self.cost_usd
+
+    @property
+    def confidence_is_extra(self) -> bool:
+        """Whether the confidence cost a call of its own (its cost exceeds the answer's)."""
+        return (
+            self.answer_cost_usd is not None
+            and self.cost_usd is not None
+            and self.cost_usd > self.answer_cost_usd
+        )
 
 
 class ReplayBackend:
@@ -111,9 +148,20 @@ class ReplayBackend:
             )
         return found
 
-    def cost_of(self, task_id: str, model: str) -> float:
-        """What replaying that response costs at the dataset's prices, as :meth:`complete` says."""
-        return self._cost(self.record(task_id, model), None, self._prices.get(model))
+    def cost_of(
+        self, task_id: str, model: str, *, index: int = 0, confidence: bool = False
+    ) -> float:
+        """What serving answer ``index`` of that response costs, as :meth:`complete` says."""
+        record = self.record(task_id, model)
+        return self._cost(record, index, confidence, None, self._prices.get(model))
+
+    def priced(self, model: str) -> bool:
+        """Whether the dataset knows what ``model``'s answers cost (recorded, or a list price)."""
+        return model in self._prices or model not in self._unpriced
+
+    @property
+    def _unpriced(self) -> frozenset[str]:
+        return frozenset(m for (_, m), r in self._records.items() if r.cost_usd is None)
 
     async def complete(self, request: Request) -> Response:
         """Serve the recorded response of ``request.model`` to ``request.task_id``."""
@@ -128,23 +176,34 @@ class ReplayBackend:
             raise ReplayMissing(
                 f"dataset {self.name!r} has no response of {model!r} to task {request.task_id!r}"
             )
-        text, confidence = record.answer(request.reask)
+        index = record.turn_index(request.reask, request.sample)
+        text, confidence = record.answer(request.reask, request.sample)
+        if not request.confidence and record.confidence_is_extra:
+            confidence = None  # not paid for
+        cost = self._cost(record, index, request.confidence, request.price, self._prices.get(model))
         return Response(
             text=text,
             model=model,
             usage=record.usage,
-            cost_usd=self._cost(record, request.price, self._prices.get(model)),
+            cost_usd=cost,
             latency_s=record.latency_s,
             confidence=confidence,
         )
 
     @staticmethod
-    def _cost(record: Recorded, override: Price | None, listed: Price | None) -> float:
+    def _cost(
+        record: Recorded,
+        index: int,
+        confidence: bool,
+        override: Price | None,
+        listed: Price | None,
+    ) -> float:
         """The tier's price override first, then the recorded cost, then the listed price."""
         if override is not None:
             return override.cost(record.usage)
-        if record.cost_usd is not None:
-            return float(record.cost_usd)
+        found = record.recorded_cost(index, confidence=confidence)
+        if found is not None:
+            return float(found)
         return listed.cost(record.usage) if listed is not None else 0.0
 
 
@@ -188,6 +247,8 @@ def recorded(row: dict[str, Any], where: str) -> Recorded:
         confidence=row.get("confidence"),
         alt_outputs=tuple(str(a["output"]) for a in alts),
         alt_confidence=tuple(a.get("confidence") for a in alts),
+        answer_cost_usd=row.get("answer_only_cost_usd"),
+        alt_costs=tuple(a.get("answer_only_cost_usd", a.get("cost_usd")) for a in alts),
     )
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
-from cascade.bench.evaluate import answered, score_models, score_oracle, score_policy
+from cascade.bench.evaluate import (
+    answered,
+    score_models,
+    score_oracle,
+    score_policy,
+    score_unpriced,
+)
 from cascade.bench.export import dataset_from_store
 from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
 from cascade.bench.report import write_report
@@ -18,6 +24,7 @@ from cascade.errors import ConfigError
 from cascade.policy import load_policies
 from cascade.retry import RetryPolicy
 from cascade.types import Attempt, Tier, Verdict
+from cascade.validators import VerdictCache
 from cascade.validators.base import Validator, run_validator
 from cascade.validators.calls import function_call
 
@@ -58,9 +65,11 @@ def _parse_ladder(text: str, data: Dataset) -> tuple[Tier, ...]:
     return tuple(Tier(m, retries=0) for m in models)
 
 
-def policy_cascades(path: str, data: Dataset, validate: Validator) -> dict[str, Cascade]:
+def policy_cascades(
+    path: str, data: Dataset, validate: Validator, cache: VerdictCache | None = None
+) -> dict[str, Cascade]:
     """One cascade per task type a policy file (or folder) serves, on the replayed models."""
-    policies = load_policies(path)
+    policies = load_policies(path, cache=cache)
     cascades = {}
     for policy in policies:
         unknown = [m for t in policy.ladder if not t.is_human for m in t.models
@@ -94,11 +103,12 @@ def bench(
     concurrency: int,
     split: tuple[str, float, int] = ("all", 0.3, 0),
     gold: str | None = None,
+    kinds: Sequence[str] = (),
 ) -> int:
     """Score every model, the oracle, each ladder and each policy; print a table or JSON.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
-    ``dataset`` may be a run store, judged against ``gold``.
+    ``dataset`` may be a run store, judged against ``gold``. ``kinds`` narrows the tasks.
     """
     if Path(dataset).is_file():  # a run store: its tasks that every tier answered
         data, exported = dataset_from_store(dataset, gold)
@@ -113,6 +123,8 @@ def bench(
     if part != "all":
         train, held = split_ids(data, holdout, seed)
         data = data.subset(train if part == "train" else held)
+    if kinds:
+        data = data.subset({t.id for t in data.tasks if t.type in select_kinds(data, kinds)})
     validate = ByKind(default_validators())
     runs: dict[str, dict[str, Cascade]] = {}
     for path in policies:
@@ -131,9 +143,13 @@ def bench(
         "split": "all tasks"
         if part == "all"
         else f"{part} split: {holdout:.0%} of each kind held out with seed {seed}",
+        "kinds": sorted({t.type for t in data.tasks}),
         "tasks": len(data.tasks),
         "models": {m: s.to_json() for m, s in models.items()},
         "partial_models": {m: n for m, n in answered(data).items() if n < len(data.tasks)},
+        "unpriced_models": {
+            m: {"pass_rate": round(s.pass_rate, 6)} for m, s in score_unpriced(data).items()
+        },
         "oracle": oracle.to_json(),
         "ladders": {},
     }
@@ -147,6 +163,20 @@ def bench(
             print(f"wrote {markdown} and {picture}")  # noqa: T201  # where the report went
     print(json.dumps(results, indent=2) if as_json else _table(results, data))  # noqa: T201  # the report
     return 0
+
+
+def select_kinds(data: Dataset, wanted: Sequence[str]) -> list[str]:
+    """The task kinds asked for, each checked to be in ``data``; all of them when none are."""
+    present = sorted({t.type for t in data.tasks})
+    if not wanted:
+        return present
+    unknown = [k for k in wanted if k not in present]
+    if unknown:
+        raise ConfigError(
+            f"--kind {', '.join(unknown)}: {data.name} has no such tasks; "
+            f"its kinds are {', '.join(present)}"
+        )
+    return sorted(set(wanted))
 
 
 def _add_summary(results: dict[str, Any]) -> None:
@@ -190,11 +220,21 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
             "not in the model rows, for answering only some of the tasks: "
             + ", ".join(f"{m} ({n} of {results['tasks']})" for m, n in partial.items())
         )
+    unpriced = results["unpriced_models"]
+    if unpriced:
+        lines.append(
+            "not in the model rows or the oracle, for want of a price (replayed at $0): "
+            + ", ".join(f"{m} (pass rate {s['pass_rate']:.1%})" for m, s in unpriced.items())
+        )
     width = max(len(label) for label, _ in rows + [(f"ladder {n}", 0) for n in results["ladders"]])
-    lines += ["", f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9}"]
+    lines += [
+        "",
+        "pass rate: accepted and right. delivered: right, accepted or not (best rejected kept).",
+        f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'delivered':>9}",
+    ]
     lines += [_row(label, score, width) for label, score in rows]
     for name, score in results["ladders"].items():
-        lines.append(_row(f"ladder {name}", score, width))
+        lines.append(_row(f"ladder {name}", score, width) + f" {score['delivered_rate']:>9.1%}")
         lines.append(
             f"{'':9}accepted by tier {score['accepted_by_tier']}, escalated "
             f"{score['escalation_rate']:.1%}, false accepts {score['false_accept_rate']:.1%}, "

@@ -7,6 +7,7 @@ is taken off the tasks here and kept only in :attr:`Dataset.correct`.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from cascade.backends.replay import (
 from cascade.errors import ConfigError, TaskError
 from cascade.types import Task
 
-__all__ = ["Dataset", "is_label", "load_dataset", "split_ids"]
+__all__ = ["Dataset", "is_label", "kind_stream", "load_dataset", "split_ids"]
 
 
 def is_label(field: str) -> bool:
@@ -41,17 +42,33 @@ class Dataset:
     correct: Mapping[tuple[str, str], bool]
     """``(task_id, model) -> correct`` as the benchmark's own grading judged it."""
     cost: Mapping[tuple[str, str], float]
+    """What the first answer costs alone: without a self-assessment call for its confidence,
+    where the dataset records that apart (``answer_only_cost_usd``)."""
     latency: Mapping[tuple[str, str], float]
     backend: ReplayBackend
     alt_correct: Mapping[tuple[str, str], tuple[bool, ...]] = field(default_factory=dict)
     """Per response with ``alt_outputs``: whether each alternative was correct."""
+    confidence_cost: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    """What the first answer costs with its confidence; where missing, as :attr:`cost`."""
+    unpriced: frozenset[str] = frozenset()
+    """Models whose cost the dataset does not know (no recorded cost, no list price): they are
+    replayed at $0, so their cost figures mean nothing."""
 
-    def right_at(self, task_id: str, model: str, turn: int) -> bool:
-        """Whether the answer the ``turn``-th ask of ``model`` gets (0 is the first) is right."""
-        index = self.backend.record(task_id, model).turn_index(turn)
+    def right_at(self, task_id: str, model: str, turn: int, sample: int = 0) -> bool:
+        """Whether the answer an ask of ``model`` gets is right (turn 0, sample 0: the first)."""
+        index = self.backend.record(task_id, model).turn_index(turn, sample)
+        return self.right_at_index(task_id, model, index)
+
+    def right_at_index(self, task_id: str, model: str, index: int) -> bool:
+        """Whether recorded answer ``index`` (0: the output, ``j``: alternative ``j``) is right."""
         if index == 0:
             return self.correct[(task_id, model)]
         return self.alt_correct[(task_id, model)][index - 1]
+
+    def cost_with_confidence(self, task_id: str, model: str) -> float:
+        """What the first answer costs when its confidence is read."""
+        key = (task_id, model)
+        return self.confidence_cost.get(key, self.cost[key])
 
     def is_right(self, task_id: str, model: str | None, output: str | None) -> bool:
         """Whether ``output``, which ``model`` gave on ``task_id`` in a replay, is right.
@@ -75,19 +92,28 @@ class Dataset:
         return replace(self, tasks=tuple(t for t in self.tasks if t.id in ids))
 
 
+def kind_stream(seed: int, kind: str, *purpose: int) -> np.random.Generator:
+    """A random stream of its own for one task kind (and purpose), under ``seed``.
+
+    Each kind draws from its own stream, so the side a task falls on never depends on which
+    other kinds are in the dataset or selected.
+    """
+    return np.random.default_rng([seed, zlib.crc32(kind.encode("utf-8")), *purpose])
+
+
 def split_ids(data: Dataset, holdout: float, seed: int) -> tuple[set[str], set[str]]:
     """A training and a held-out set of task ids: ``holdout`` of each kind, drawn with ``seed``.
 
-    The draw depends only on the tasks, the share and the seed, so ``cascade optimize`` and
-    ``cascade bench --split`` hold out the same tasks.
+    The draw depends only on the kind's own tasks, the share and the seed, so ``cascade
+    optimize`` and ``cascade bench --split`` hold out the same tasks, whichever kinds each was
+    given.
     """
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"--holdout must be at least 0 and below 1, not {holdout}")
     held: set[str] = set()
-    rng = np.random.default_rng(seed)
     for kind in sorted({t.type for t in data.tasks}):
         ids = [t.id for t in data.tasks if t.type == kind]
-        order = rng.permutation(len(ids))
+        order = kind_stream(seed, kind).permutation(len(ids))
         held.update(ids[i] for i in order[: round(holdout * len(ids))])
     return {t.id for t in data.tasks} - held, held
 
@@ -113,9 +139,24 @@ def load_dataset(path: str | Path) -> Dataset:
             alt_correct[key] = tuple(bool(a.get("correct")) for a in alt_rows(row, where))
         latency[key] = float(row.get("latency_s") or 0.0)
     backend = ReplayBackend(records, prices=read_prices(folder), name=folder.name)
-    for key in records:  # priced as a replay prices it: recorded cost, else the list price
+    with_confidence: dict[tuple[str, str], float] = {}
+    for key, record in records.items():  # priced as a replay prices it: recorded, else listed
         cost[key] = backend.cost_of(*key)
-    return Dataset(folder.name, tasks, tuple(models), correct, cost, latency, backend, alt_correct)
+        if record.confidence_is_extra:
+            with_confidence[key] = backend.cost_of(*key, confidence=True)
+    unpriced = frozenset(m for m in models if not backend.priced(m))
+    return Dataset(
+        folder.name,
+        tasks,
+        tuple(models),
+        correct,
+        cost,
+        latency,
+        backend,
+        alt_correct,
+        with_confidence,
+        unpriced,
+    )
 
 
 def _read_tasks(path: Path) -> list[Task]:

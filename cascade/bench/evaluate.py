@@ -1,8 +1,13 @@
 """Score single models, the oracle and ladders on a recorded dataset.
 
 ``pass_rate`` is judged against the dataset's own gold grading, which the validators never see.
-A ladder's pass rate counts the answer it delivers: the accepted one, or, when nothing was
-accepted, the best rejected one it keeps.
+A ladder passes a task only when it accepted an answer and that answer is right: a task that
+ended ``exhausted``, ``budget_exhausted``, ``failed`` or ``needs_review`` is a failure, whatever
+its best rejected answer. ``delivered_rate`` counts apart the tasks whose delivered answer
+(accepted, or else the best rejected one kept) is right.
+
+Models whose cost the dataset does not know are scored apart (:func:`score_unpriced`) and left
+out of the model rows and the oracle, since a cost of $0 would make them look free.
 
 ``false_accept_rate`` is the share of wrong answers the validators accepted, and
 ``false_reject_rate`` the share of right answers they rejected, over every answer the ladder saw.
@@ -31,6 +36,7 @@ __all__ = [
     "score_models",
     "score_oracle",
     "score_policy",
+    "score_unpriced",
 ]
 
 
@@ -84,10 +90,18 @@ class LadderScore(Score):
     false_accept_rate: float = 0.0
     false_reject_rate: float = 0.0
     statuses: Mapping[str, int] = field(default_factory=dict)
+    delivered: int = 0
+    """Tasks whose delivered answer is right, accepted or not (the best rejected one kept)."""
+
+    @property
+    def delivered_rate(self) -> float:
+        """Share of tasks whose delivered answer is right, accepted or not."""
+        return self.delivered / self.tasks if self.tasks else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The keys ``cascade bench --json`` prints for a ladder."""
         return Score.to_json(self) | {
+            "delivered_rate": round(self.delivered_rate, 6),
             "accepted_by_tier": list(self.accepted_by_tier),
             "escalation_rate": round(self.escalation_rate, 6),
             "false_accept_rate": round(self.false_accept_rate, 6),
@@ -102,11 +116,20 @@ def answered(data: Dataset) -> dict[str, int]:
 
 
 def score_models(data: Dataset) -> dict[str, Score]:
-    """Each model alone, on every task; a model that did not answer them all is left out.
+    """Each priced model alone, on every task; a model that did not answer them all is left out.
 
     A run store often has some models for some task kinds only; scored on every task, such a
     model would look wrong and free where it was never asked. :func:`answered` says who.
     """
+    return {m: s for m, s in _every_model(data).items() if m not in data.unpriced}
+
+
+def score_unpriced(data: Dataset) -> dict[str, Score]:
+    """The models whose cost is unknown, scored alone on every task (their cost means nothing)."""
+    return {m: s for m, s in _every_model(data).items() if m in data.unpriced}
+
+
+def _every_model(data: Dataset) -> dict[str, Score]:
     scores = {}
     count = len(data.tasks)
     for model in [m for m, n in answered(data).items() if n == count]:
@@ -120,12 +143,13 @@ def score_models(data: Dataset) -> dict[str, Score]:
 
 
 def score_oracle(data: Dataset) -> Score:
-    """The cheapest model that was correct, per task; the cheapest model where none was."""
+    """The cheapest priced model that was correct, per task; the cheapest where none was."""
     rights: list[bool] = []
     costs: list[float] = []
     latency = 0.0
+    priced = [m for m in data.models if m not in data.unpriced]
     for task in data.tasks:
-        answered = [m for m in data.models if (task.id, m) in data.cost]
+        answered = [m for m in priced if (task.id, m) in data.cost]
         if not answered:
             rights.append(False)
             costs.append(0.0)
@@ -168,11 +192,14 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
     accepted_by_tier = [0] * tiers
     verdicts: Counter[tuple[bool, bool]] = Counter()  # (answer correct, validators accepted)
     rights: list[bool] = []
+    delivered = 0
     escalated = 0
     for outcome in outcomes:
         if outcome.status is Status.ACCEPTED and outcome.tier is not None:
             accepted_by_tier[outcome.tier] += 1
-        rights.append(data.is_right(outcome.task_id, outcome.model, outcome.output))
+        good = data.is_right(outcome.task_id, outcome.model, outcome.output)
+        delivered += good
+        rights.append(good and outcome.status is Status.ACCEPTED)
         escalated += any(s.tier > 0 for s in outcome.steps if s.kind not in SIDE_CALLS)
         for step in outcome.steps:
             if step.kind in SIDE_CALLS:
@@ -196,4 +223,5 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         false_accept_rate=verdicts[(False, True)] / wrong if wrong else 0.0,
         false_reject_rate=verdicts[(True, False)] / right if right else 0.0,
         statuses=dict(Counter(str(o.status) for o in outcomes)),
+        delivered=delivered,
     )

@@ -1,149 +1,48 @@
-"""``cascade optimize``: choose ladders on a training split, write them, check them held out.
-
-The steps, in order:
-
-1. split the dataset: ``holdout`` of each kind is set aside and never looked at until the end;
-2. judge every recorded answer of the training split once (:mod:`cascade.optimize.table`) and
-   score every ladder on its folds (:mod:`cascade.optimize.search`);
-3. nested cross-validation measures how much the choice loses out of sample; the final choice
-   must reach the target plus that margin in sample;
-4. the chosen ladders are written as policy files, which are then loaded like any policy and
-   replayed through the real engine, on the training split (where they must match the
-   simulation) and on the held-out split, which is the figure to trust.
-"""
+"""``cascade optimize``: search, write the chosen policies, replay them, and print the report."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cascade.bench.command import ByKind, default_validators, policy_cascades
-from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import LadderScore, score_models, score_oracle, score_policy
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
-from cascade.optimize.search import Choice, Ladders, calibrate, choose, ladders, strong_models
-from cascade.optimize.table import kind_table
+from cascade.optimize.checks import relocated
+from cascade.optimize.pipeline import Optimized, Options, guarantee_facts, search
 from cascade.optimize.write import describe, policy_text, tier_tables
+from cascade.validators import VerdictCache
 
-__all__ = ["MAX_REASKS", "Options", "optimize"]
-
-MAX_REASKS = 5
-"""Each re-ask budget multiplies the ladders searched; past a few, recorded alternatives run out."""
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """What ``cascade optimize`` was asked for; see ``cascade optimize --help``."""
-
-    target: float
-    out: str
-    holdout: float = 0.3
-    folds: int = 5
-    repeats: int = 3
-    seed: int = 0
-    max_tiers: int = 3
-    max_reasks: int = 2
-    any_last_tier: bool = False
-    any_order: bool = False
-    kinds: tuple[str, ...] = ()
-    as_json: bool = False
-
-    def check(self) -> None:
-        """Raise a :class:`ConfigError` naming the first option out of range."""
-        if not 0.0 < self.target <= 1.0:
-            raise ConfigError(
-                f"--target-pass-rate must be above 0 and at most 1, not {self.target}"
-            )
-        if not 1 <= self.max_tiers <= 3:
-            raise ConfigError(f"--max-tiers must be 1, 2 or 3, not {self.max_tiers}")
-        if not 0 <= self.max_reasks <= MAX_REASKS:
-            raise ConfigError(f"--max-reasks must be from 0 to {MAX_REASKS}, not {self.max_reasks}")
-        if self.folds < 2:
-            raise ConfigError(f"--folds must be at least 2, not {self.folds}")
-        if self.repeats < 1:
-            raise ConfigError(f"--repeats must be at least 1, not {self.repeats}")
+__all__ = ["optimize"]
 
 
 def optimize(dataset: str, options: Options) -> int:
-    """Find, write and check the cheapest ladders that reach the target; 2 when none can."""
+    """Find, write and check the cheapest certified ladders; 2 when none can be certified."""
     options.check()
-    target, folds, seed = options.target, options.folds, options.seed
-    data = load_dataset(dataset)
-    chosen_kinds = _kinds(data, options.kinds)
-    paths = _out_paths(Path(options.out), chosen_kinds, data.name)
-    data = data.subset({t.id for t in data.tasks if t.type in chosen_kinds})
-    train_ids, held_ids = split_ids(data, options.holdout, seed)
-    started = time.perf_counter()
-    draws: list[dict[str, Ladders]] = [{} for _ in range(options.repeats)]
-    notes: list[str] = []
-    for kind in chosen_kinds:
-        table, left_out = kind_table(data.subset(train_ids), kind, max_reasks=options.max_reasks)
-        notes += left_out
-        last = list(range(len(table.models))) if options.any_last_tier else strong_models(table)
-        rng = np.random.default_rng(seed + 1)
-        for found in draws:  # the same ladders, on a new random assignment of folds each time
-            found[kind] = ladders(
-                table,
-                rng.permutation(len(table.task_ids)) % folds,
-                last=last,
-                max_tiers=options.max_tiers,
-                any_order=options.any_order,
-            )
-    found = draws[0]
-    searched = sum(len(f.tiers) for f in found.values())
-    calibration = calibrate(draws, target)
-    everything = np.ones(folds, dtype=np.bool_)
-    choice = None
-    if calibration.out_of_fold is not None and calibration.out_of_fold >= target - 1e-12:
-        choice = choose(found, everything, calibration.target)
-    elapsed = time.perf_counter() - started
-    facts: dict[str, Any] = {
-        "dataset": data.name,
-        "tasks": len(data.tasks),
-        "train_tasks": len(train_ids),
-        "held_out_tasks": len(held_ids),
-        "seed": seed,
-        "folds": folds,
-        "repeats": options.repeats,
-        "target_pass_rate": target,
-        "max_reasks": options.max_reasks,
-        "margin": round(calibration.margin, 6),
-        "cross_validated_pass_rate": _rounded(calibration.out_of_fold),
-        "fold_drops": [round(d, 6) for d in calibration.drops],
-        "ladders_searched": searched,
-        "search_s": round(elapsed, 3),
-        "notes": notes,
-    }
-    if choice is None:
-        _print_unreachable(facts, options.as_json)
+    paths = _out_paths(Path(options.out), _kinds_of(dataset, options), Path(dataset).name)
+    found = search(dataset, options)
+    facts = found.facts | {"guarantee": guarantee_facts(found, options)}
+    chosen = found.result.chosen
+    if chosen is None:
+        _print_unreachable(facts, options)
         return 2
-    written = _write(found, choice, paths, facts, options.holdout)
-    facts |= _check(data, str(_policy_arg(paths)), train_ids, held_ids, choice)
-    facts["ladders"] = {k: describe(found[k], i) for k, i in choice.picks.items()}
+    written = _write(found, chosen.picks, paths, facts, options)
+    facts |= _check(found, str(_policy_arg(paths)), chosen.cost_per_task, options)
+    facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
     facts["written"] = [str(p) for p in written]
     print(json.dumps(facts, indent=2) if options.as_json else _render(facts))  # noqa: T201  # the report
     return 0
 
 
-def _kinds(data: Dataset, wanted: tuple[str, ...]) -> list[str]:
-    present = sorted({t.type for t in data.tasks})
-    if not wanted:
-        return present
-    unknown = [k for k in wanted if k not in present]
-    if unknown:
-        raise ConfigError(
-            f"--kind {', '.join(unknown)}: {data.name} has no such tasks; "
-            f"its kinds are {', '.join(present)}"
-        )
-    return sorted(set(wanted))
+def _kinds_of(dataset: str, options: Options) -> list[str]:
+    from cascade.bench.command import select_kinds  # noqa: PLC0415
+    from cascade.bench.dataset import load_dataset  # noqa: PLC0415
+
+    return select_kinds(load_dataset(dataset), options.kinds)
 
 
 def _out_paths(out: Path, kinds: list[str], name: str) -> dict[str, Path]:
@@ -165,56 +64,66 @@ def _policy_arg(paths: Mapping[str, Path]) -> Path:
     return only if len(paths) == 1 else only.parent
 
 
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
-
-
 def _write(
-    found: Mapping[str, Ladders],
-    choice: Choice,
+    found: Optimized,
+    picks: Mapping[str, int],
     paths: Mapping[str, Path],
     facts: Mapping[str, Any],
-    holdout: float,
+    options: Options,
 ) -> list[Path]:
-    name, seed = facts["dataset"], facts["seed"]
-    reasks = "" if facts["max_reasks"] == 2 else f" --max-reasks {facts['max_reasks']}"
+    chosen = facts["guarantee"]["chosen"]
     header = [
         "Written by cascade optimize:",
-        f"  cascade optimize {name} --target-pass-rate {facts['target_pass_rate']} "
-        f"--holdout {holdout} --seed {seed} --folds {facts['folds']} --repeats {facts['repeats']}"
-        + reasks,
-        f"From {facts['train_tasks']} training tasks: the cheapest ladders that reach "
-        f"{facts['target_pass_rate']:.1%} overall, "
-        f"chosen for {facts['target_pass_rate'] + facts['margin']:.2%} in sample, the margin "
-        f"nested {facts['folds']}-fold cross-validation said reaches the target out of fold "
-        f"({facts['cross_validated_pass_rate']:.1%}).",
+        f"  {facts['command']}",
+        f"Chosen on {facts['train_tasks']} training tasks: the cheapest ladders whose pass rate "
+        f"is certified to reach {options.target:.1%}. {facts['guarantee']['statement'][0].upper()}"
+        f"{facts['guarantee']['statement'][1:]}.",
+        f"On the {facts['certification_tasks']} certification tasks it passed "
+        f"{chosen['certification_pass_rate']:.1%}, whose {options.confidence:.0%} lower bound is "
+        f"{chosen['certified_pass_rate']:.1%}.",
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
         "Check it on the tasks the optimizer never saw:",
-        f"  cascade bench {name} --policy THIS --split held-out --holdout {holdout} --seed {seed}",
+        f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
+        + "".join(f" --kind {k}" for k in options.kinds)
+        + f" --holdout {options.holdout:g} --seed {options.seed}",
         "",
     ]
+    user = found.user
     for kind, path in paths.items():
-        text = policy_text(kind, tier_tables(found[kind], choice.picks[kind]), header)
+        if user is None or user.task_type != kind:
+            text = policy_text(kind, tier_tables(found.found[kind], picks[kind]), header)
+        else:
+            tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
+            for tier in tiers:
+                if "validators" in tier:
+                    tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
+            text = policy_text(kind, tiers, header, user.data)
         write_atomic(path, text)
     return list(paths.values())
 
 
 def _check(
-    data: Dataset, policy: str, train: set[str], held: set[str], choice: Choice
+    found: Optimized, policy: str, simulated_cost: float, options: Options
 ) -> dict[str, Any]:
     """Replay the written policies through the engine on both splits."""
-    cascades = policy_cascades(policy, data, ByKind(default_validators()))
-    on_train = asyncio.run(score_policy(data.subset(train), cascades))
-    held_data = data.subset(held)
+    cache = VerdictCache() if options.cache else None
+    data = found.data
+    cascades = policy_cascades(policy, data, ByKind(default_validators()), cache)
+    on_train = asyncio.run(score_policy(data.subset(found.train), cascades))
+    chosen = found.result.chosen
+    assert chosen is not None  # only a chosen ladder is checked
+    simulated = (chosen.selected_rate * found.facts["selection_tasks"]
+                 + chosen.certified_rate * found.facts["certification_tasks"])  # fmt: skip
     facts: dict[str, Any] = {
         "train": _figures(on_train),
         "simulated_train": {
-            "pass_rate": round(choice.pass_rate, 6),
-            "cost_per_task_usd": round(choice.cost_per_task, 10),
+            "pass_rate": round(simulated / max(1, found.facts["train_tasks"]), 6),
+            "cost_per_task_usd": round(simulated_cost, 10),
         },
     }
-    if held:
+    if found.held:
+        held_data = data.subset(found.held)
         facts["held_out"] = _figures(asyncio.run(score_policy(held_data, cascades)))
         facts["held_out_models"] = {
             m: s.to_json() for m, s in sorted(score_models(held_data).items())
@@ -229,35 +138,39 @@ def _figures(score: LadderScore) -> dict[str, Any]:
     return {k: found[k] for k in (*keep, "accepted_by_tier", "escalation_rate")}
 
 
-def _print_unreachable(facts: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
+def _print_unreachable(facts: Mapping[str, Any], options: Options) -> None:
+    if options.as_json:
         print(json.dumps(facts, indent=2))  # noqa: T201  # the report
         return
-    found = facts["cross_validated_pass_rate"]
-    best = (
-        "no choice reached it in sample on every fold"
-        if found is None
-        else (f"the best choice passes {found:.1%} out of fold")
-    )
-    print(  # noqa: T201  # the report
-        f"no ladder of {facts['dataset']}'s models reaches {facts['target_pass_rate']:.1%} on "
-        f"data it was not chosen on: {best} (nested {facts['folds']}-fold cross-validation of "
-        f"the training split); nothing was written"
-    )
+    lines = [
+        f"no ladder of {facts['dataset']}'s models could be certified to pass "
+        f"{options.target:.1%} with probability {options.confidence:.0%}: on "
+        f"{facts['certification_tasks']} certification tasks, the bound of the first candidate "
+        "fell short; nothing was written",
+    ]
+    best = facts["guarantee"]["best"]
+    if best is not None:
+        lines += [
+            f"the best candidate certifies {best['certified_pass_rate']:.1%} "
+            f"(it passed {best['certification_pass_rate']:.1%} of the certification tasks):",
+            *(f"  {kind}  {text}" for kind, text in best["ladders"].items()),
+            "a lower target may be certified; choose it for what the job needs, not from this "
+            "figure, or its guarantee no longer holds as stated",
+        ]
+    print("\n".join(lines))  # noqa: T201  # the report
 
 
 def _render(facts: Mapping[str, Any]) -> str:
-    target = facts["target_pass_rate"]
+    chosen = facts["guarantee"]["chosen"]
     lines = [
-        f"{facts['dataset']}: {facts['tasks']} tasks; chose on {facts['train_tasks']}, held out "
-        f"{facts['held_out_tasks']} (seed {facts['seed']})",
-        f"searched {facts['ladders_searched']:,} ladders in {facts['search_s']:.1f} s",
-        f"target {target:.1%}: by nested {facts['folds']}-fold cross-validation, repeated "
-        f"{facts['repeats']} times, choices must "
-        f"pass {target + facts['margin']:.2%} in sample to pass the target out of fold "
-        "(in-sample minus out-of-fold, per fold: "
-        + ", ".join(f"{d:+.1%}" for d in facts["fold_drops"])
-        + ")",
+        f"{facts['dataset']}: {facts['tasks']} tasks; chose on {facts['train_tasks']} "
+        f"({facts['selection_tasks']} to order the candidates, {facts['certification_tasks']} "
+        f"to certify them), held out {facts['held_out_tasks']} (seed {facts['seed']})",
+        f"searched {facts['gates_searched']:,} gates and {facts['ladders_searched']:,} ladders "
+        f"in {facts['search_s']:.1f} s; {facts['certified_candidates']} of "
+        f"{facts['candidates_tested']} candidates certified",
+        f"guarantee: {facts['guarantee']['statement']} (its bound: "
+        f"{chosen['certified_pass_rate']:.1%})",
         "",
     ]
     width = max(map(len, facts["ladders"]))
@@ -273,10 +186,7 @@ def _render(facts: Mapping[str, Any]) -> str:
         ]
     width = max(len(label) for label, _ in rows)
     lines += ["", f"  {'':{width}} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"]
-    lines.append(_line(*rows[0], width))
-    cv = facts["cross_validated_pass_rate"]
-    lines.append(f"  {'cross-validated (out of fold)':{width}} {cv:>9.1%}")
-    lines += [_line(label, score, width) for label, score in rows[1:]]
+    lines += [_line(label, score, width) for label, score in rows]
     lines += ["", *(f"note: {n}" for n in facts["notes"])]
     lines += [f"wrote {p}" for p in facts["written"]]
     return "\n".join(lines)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tomli_w
 
-from cascade.optimize.search import Gate, Ladders
-from cascade.optimize.table import agreement_mode
+from cascade.optimize.gates import Gate
+from cascade.optimize.search import Ladders
 
 __all__ = ["describe", "policy_text", "tier_tables"]
 
@@ -20,27 +20,45 @@ def _gates_of(found: Ladders, index: int) -> list[Gate]:
 
 def _checks(found: Ladders, gate: Gate) -> list[dict[str, Any]]:
     table = found.table
-    checks: list[dict[str, Any]] = []
-    if gate.format and table.format_spec is not None:
-        checks.append(dict(table.format_spec))
+    checks = [dict(c.spec) for i, c in enumerate(table.checks) if gate.checks >> i & 1]
     if gate.threshold is not None:
         checks.append({"kind": "confidence", "threshold": gate.threshold})
-    if gate.partner is not None:
-        mode = agreement_mode(table.kind)
-        checks.append({"kind": "agreement", "model": table.models[gate.partner], "compare": mode})
+    names = [table.models[v] for v in gate.voters]
+    if len(names) == 1:
+        checks.append({"kind": "agreement", "model": names[0], "compare": table.compare})
+    elif names:
+        checks.append({"kind": "vote", "models": names, "k": 2, "compare": table.compare})
+    if gate.samples:
+        checks.append(
+            {"kind": "self_consistency", "samples": gate.samples, "k": 2, "compare": table.compare}
+        )
     return checks
 
 
-def tier_tables(found: Ladders, index: int) -> list[dict[str, Any]]:
-    """The ``[[tiers]]`` of ladder ``index``: gated tiers with their checks, then a trusted one."""
+def tier_tables(
+    found: Ladders, index: int, base: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The ``[[tiers]]`` of ladder ``index``: gated tiers with their checks, then a trusted one.
+
+    ``base`` holds tier tables by model (a user's policy's), whose settings each tier keeps.
+    """
+    base = base or {}
     tiers: list[dict[str, Any]] = []
     for gate in _gates_of(found, index):
-        tier: dict[str, Any] = {"model": found.table.models[gate.model]}
+        model = found.table.models[gate.model]
+        tier: dict[str, Any] = _kept(base.get(model), model)
         if gate.reasks:
             tier["reasks"] = gate.reasks
         tiers.append(tier | {"validators": _checks(found, gate)})
-    tiers.append({"model": found.table.models[int(found.tiers[index, 2])], "trusted": True})
+    top = found.table.models[int(found.tiers[index, 2])]
+    tiers.append(_kept(base.get(top), top) | {"trusted": True})
     return tiers
+
+
+def _kept(tier: Mapping[str, Any] | None, model: str) -> dict[str, Any]:
+    """A user's tier settings for ``model``, without what the optimizer decides."""
+    found = {k: v for k, v in (tier or {}).items() if k not in ("reasks", "trusted", "validators")}
+    return {"model": model} | found
 
 
 def describe(found: Ladders, index: int) -> str:
@@ -51,21 +69,36 @@ def describe(found: Ladders, index: int) -> str:
     table = found.table
     parts = []
     for gate in _gates_of(found, index):
-        checks = ["format"] if gate.format else []
+        checks = [c.name for i, c in enumerate(table.checks) if gate.checks >> i & 1]
         if gate.threshold is not None:
             checks.append(f"confidence >= {gate.threshold:g}")
-        if gate.partner is not None:
-            checks.append(f"agrees with {table.models[gate.partner]}")
+        names = [table.models[v] for v in gate.voters]
+        if len(names) == 1:
+            checks.append(f"agrees with {names[0]}")
+        elif names:
+            checks.append(f"2 of 3 agree with {' and '.join(names)}")
+        if gate.samples:
+            checks.append(f"2 of {gate.samples + 1} own samples agree")
         asks = f"; {gate.reasks} re-ask{'s' * (gate.reasks > 1)}" if gate.reasks else ""
         parts.append(f"{table.models[gate.model]} [{', '.join(checks)}{asks}]")
     parts.append(table.models[int(found.tiers[index, 2])])
     return " → ".join(parts)
 
 
-def policy_text(kind: str, tiers: list[dict[str, Any]], header: Sequence[str]) -> str:
-    """A policy file: the header as comments, then the task type and the ladder."""
+def policy_text(
+    kind: str,
+    tiers: list[dict[str, Any]],
+    header: Sequence[str],
+    base: Mapping[str, Any] | None = None,
+) -> str:
+    """A policy file: the header as comments, then the task type and the ladder.
+
+    With ``base`` (a user's policy, as TOML data), everything else it says is kept, but its
+    policy-wide validators, which the chosen tiers now run as their own.
+    """
     wrapped = [
         [line] if line.startswith("  ") else textwrap.wrap(line, 96) or [""] for line in header
     ]
     comments = "".join(f"# {part}".rstrip() + "\n" for lines in wrapped for part in lines)
-    return comments + tomli_w.dumps({"task_type": kind, "tiers": tiers})
+    kept = {k: v for k, v in (base or {}).items() if k not in ("task_type", "tiers", "validators")}
+    return comments + tomli_w.dumps({"task_type": kind, **kept, "tiers": tiers})

@@ -32,15 +32,18 @@ from cascade.policy.spec import (
     PriceSpec,
     PydanticSpec,
     PythonSpec,
+    SelfConsistencySpec,
     TestsSpec,
     TierSpec,
     ValidatorSpec,
+    VoteSpec,
 )
 from cascade.tokens import count_tokens
 from cascade.types import Message, Price, Task, Tier
 from cascade.validators import (
     Limits,
     Validator,
+    VerdictCache,
     agreement,
     compiles,
     confidence,
@@ -54,6 +57,8 @@ from cascade.validators import (
     one_of,
     passes_tests,
     pydantic_model,
+    self_consistency,
+    vote,
 )
 
 __all__ = ["FieldError", "build_tier", "build_validator", "router"]
@@ -128,21 +133,22 @@ def _relative(base: Path, name: str, field: str) -> Path:
 def _schema(spec: JsonSchemaSpec, base: Path) -> Validator:
     schema = spec.schema_
     try:
-        return json_schema(_relative(base, schema, "schema") if isinstance(schema, str) else schema)
+        found = _relative(base, schema, "schema") if isinstance(schema, str) else schema
+        return json_schema(found)
     except FieldError:
         raise
     except ConfigError as exc:
         raise FieldError("schema", str(exc)) from exc
 
 
-def _tests(spec: TestsSpec, base: Path) -> Validator:
+def _tests(spec: TestsSpec, base: Path, cache: VerdictCache | None = None) -> Validator:
     limits = Limits(wall_s=spec.wall_s, cpu_s=spec.cpu_s, memory_mb=spec.memory_mb)
     if spec.file is not None and spec.snippets is not None:
         raise FieldError("file", "give tests as a file or as snippets, not both")
     tests: Path | list[str] | None = spec.snippets
     if spec.file is not None:
         tests = _relative(base, spec.file, "file")
-    return passes_tests(tests, setup=spec.setup, limits=limits)
+    return passes_tests(tests, setup=spec.setup, limits=limits, missing=spec.missing, cache=cache)
 
 
 def _python(spec: PythonSpec) -> Validator:
@@ -194,17 +200,24 @@ _SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
     NotMissingSpec: lambda s: not_missing(s.fields),
     MatchesSpec: lambda s: matches(s.pattern, hint=s.hint, ignore_case=s.ignore_case),
     AgreementSpec: lambda s: agreement(s.model, compare=s.compare, price=_price(s.price)),
+    VoteSpec: lambda s: vote(s.models, k=s.k, compare=s.compare),
+    SelfConsistencySpec: lambda s: self_consistency(s.samples, k=s.k, compare=s.compare),
     PydanticSpec: _pydantic,
     PythonSpec: _python,
 }
 
 
-def build_validator(spec: ValidatorSpec, base: Path) -> Validator:
-    """The validator a ``[[validators]]`` entry describes; paths resolve against ``base``."""
+def build_validator(
+    spec: ValidatorSpec, base: Path, *, cache: VerdictCache | None = None
+) -> Validator:
+    """The validator a ``[[validators]]`` entry describes; paths resolve against ``base``.
+
+    ``cache`` keeps the verdicts of sandboxed tests (``cascade bench`` and ``optimize`` pass one).
+    """
     if isinstance(spec, JsonSchemaSpec):
         return _schema(spec, base)
     if isinstance(spec, TestsSpec):
-        return _tests(spec, base)
+        return _tests(spec, base, cache)
     try:
         return _SIMPLE[type(spec)](spec)
     except FieldError:

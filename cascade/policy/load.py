@@ -31,7 +31,7 @@ from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.types import HUMAN, Message, Task, Tier
-from cascade.validators import Validator, all_of
+from cascade.validators import Validator, VerdictCache, all_of
 
 __all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "load_policies", "load_policy"]
 
@@ -123,8 +123,11 @@ def _loc(raw: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return tuple(path)
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Load and check one policy file; raise :class:`PolicyError` naming every problem found."""
+def load_policy(path: str | Path, *, cache: VerdictCache | None = None) -> Policy:
+    """Load and check one policy file; raise :class:`PolicyError` naming every problem found.
+
+    ``cache`` keeps the verdicts of its sandboxed tests (see :class:`VerdictCache`).
+    """
     path = Path(path)
     name = str(path)
     try:
@@ -150,10 +153,10 @@ def load_policy(path: str | Path) -> Policy:
                 Problem(name, lines.line_of(loc), dotted(loc), _pydantic_message(error))
             )
         raise PolicyError(problems) from exc
-    return _build(path, spec, lines)
+    return _build(path, spec, lines, cache)
 
 
-def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
+def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache | None) -> Policy:
     problems: list[Problem] = []
 
     def problem(loc: tuple[str | int, ...], message: str) -> None:
@@ -174,12 +177,12 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines) -> Policy:
             problem(("tiers", index, exc.field), str(exc))
         except ConfigError as exc:
             problem(("tiers", index), str(exc))
-    validators = _validators(spec.validators, ("validators",), path.parent, problem)
+    validators = _validators(spec.validators, ("validators",), path.parent, problem, cache)
     for index, tier_spec in enumerate(spec.tiers):
         if not tier_spec.validators:
             continue
         where = ("tiers", index, "validators")
-        own = _validators(tier_spec.validators, where, path.parent, problem)
+        own = _validators(tier_spec.validators, where, path.parent, problem, cache)
         if tier_spec.trusted:
             problem(("tiers", index, "trusted"), "a trusted tier runs no validators; drop one")
         elif index < len(ladder) and not problems:
@@ -195,11 +198,12 @@ def _validators(
     where: tuple[str | int, ...],
     base: Path,
     problem: Callable[[tuple[str | int, ...], str], None],
+    cache: VerdictCache | None,
 ) -> list[Validator]:
     built: list[Validator] = []
     for index, validator_spec in enumerate(specs):
         try:
-            built.append(build_validator(validator_spec, base))
+            built.append(build_validator(validator_spec, base, cache=cache))
         except FieldError as exc:
             problem((*where, index, exc.field), str(exc))
         except ConfigError as exc:
@@ -282,7 +286,7 @@ class PolicySet:
         return Guard(merged, settings, keys=models)
 
 
-def load_policies(path: str | Path) -> PolicySet:
+def load_policies(path: str | Path, *, cache: VerdictCache | None = None) -> PolicySet:
     """Load a policy file, or every ``*.toml`` in a directory; report all problems at once."""
     path = Path(path)
     if path.is_dir():
@@ -297,7 +301,7 @@ def load_policies(path: str | Path) -> PolicySet:
     policies: dict[str, Policy] = {}
     for file in files:
         try:
-            policy = load_policy(file)
+            policy = load_policy(file, cache=cache)
         except PolicyError as exc:
             problems.extend(exc.problems)
             continue

@@ -102,10 +102,13 @@ class _Kind(_Strict):
 
 
 class JsonSchemaSpec(_Kind):
-    """``json_schema``: a schema file (relative to the policy) or an inline table."""
+    """``json_schema``: a schema file (relative to the policy), an inline table, or none.
+
+    With no schema, each task's own ``schema`` field is used.
+    """
 
     kind: Literal["json_schema"]
-    schema_: Annotated[str | dict[str, Any], Field(alias="schema")]
+    schema_: Annotated[str | dict[str, Any] | None, Field(alias="schema")] = None
 
 
 class PydanticSpec(_Kind):
@@ -152,6 +155,8 @@ class TestsSpec(_Kind):
     wall_s: Annotated[float, Field(gt=0)] = 10.0
     cpu_s: PositiveInt = 10
     memory_mb: PositiveInt = 1024
+    missing: Literal["fault", "fail"] = "fault"
+    """What a task without tests gets: a fault (the job is misconfigured) or a plain failure."""
 
 
 class JudgeSpec(_Kind):
@@ -211,6 +216,24 @@ class AgreementSpec(_Kind):
     price: PriceSpec | None = None
 
 
+class VoteSpec(_Kind):
+    """``vote``: other models answer the same task, and ``k`` of all the answers must agree."""
+
+    kind: Literal["vote"]
+    models: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    k: Annotated[int, Field(ge=2)] | None = None
+    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
+
+
+class SelfConsistencySpec(_Kind):
+    """``self_consistency``: more samples of the same model, ``k`` of the answers must agree."""
+
+    kind: Literal["self_consistency"]
+    samples: PositiveInt = 2
+    k: Annotated[int, Field(ge=2)] | None = None
+    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
+
+
 class PythonSpec(_Kind):
     """``python``: a user's factory, ``module:factory``, called with ``args``."""
 
@@ -233,6 +256,8 @@ ValidatorSpec = Annotated[
     | NotMissingSpec
     | MatchesSpec
     | AgreementSpec
+    | VoteSpec
+    | SelfConsistencySpec
     | PythonSpec,
     Field(discriminator="kind"),
 ]

@@ -2,10 +2,17 @@
 
 Built-ins are factories that return objects with a readable repr, because the repr shows up in
 every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_`.
+:func:`agreement`, :func:`vote` and :func:`self_consistency` compare other answers to the task.
 """
 
 from cascade.validators.agreement import agreement
-from cascade.validators.base import CostClass, Validator, cost_class_of, run_validator
+from cascade.validators.base import (
+    CostClass,
+    Validator,
+    cost_class_of,
+    reads_confidence,
+    run_validator,
+)
 from cascade.validators.calls import function_call
 from cascade.validators.code import compiles, extract_code
 from cascade.validators.code_tests import passes_tests
@@ -19,12 +26,15 @@ from cascade.validators.pattern import matches
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
 from cascade.validators.typecheck import mypy_clean
+from cascade.validators.verdict_cache import VerdictCache
+from cascade.validators.vote import self_consistency, vote
 
 __all__ = [
     "CostClass",
     "Limits",
     "Sandbox",
     "Validator",
+    "VerdictCache",
     "agreement",
     "all_of",
     "any_of",
@@ -44,6 +54,9 @@ __all__ = [
     "one_of",
     "passes_tests",
     "pydantic_model",
+    "reads_confidence",
     "run_validator",
+    "self_consistency",
+    "vote",
     "weighted",
 ]

@@ -38,11 +38,19 @@ from cascade.validators.base import CostClass
 from cascade.validators.calls import parse_calls
 from cascade.validators.jsonvalue import extract_json
 
-__all__ = ["agreement", "final_number", "same_answers"]
+__all__ = [
+    "MODES",
+    "Compare",
+    "agreement",
+    "final_number",
+    "normal_answer",
+    "resolve_mode",
+    "same_answers",
+]
 
 Compare = Literal["auto", "call", "json", "text", "number"]
 _SPACE = re.compile(r"\s+")
-_MODES = ("auto", "call", "json", "text", "number")
+MODES = ("auto", "call", "json", "text", "number")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
@@ -60,8 +68,11 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
-def _normal(text: str, compare: Compare) -> Any:
-    """The answer in comparable form, or ``None`` when it cannot be read that way."""
+def normal_answer(text: str, compare: Compare) -> Any:
+    """The answer in comparable form, or ``None`` when it cannot be read that way.
+
+    ``compare`` must not be ``"auto"`` (see :func:`resolve_mode`).
+    """
     if compare == "call":
         calls, _ = parse_calls(text)
         if calls is None:
@@ -98,8 +109,20 @@ def final_number(text: str) -> float | None:
 
 def same_answers(first: str, second: str, compare: Compare) -> bool:
     """Whether two outputs give the same answer after normalisation (``compare`` not auto)."""
-    one = _normal(first, compare)
-    return one is not None and one == _normal(second, compare)
+    one = normal_answer(first, compare)
+    return one is not None and one == normal_answer(second, compare)
+
+
+def resolve_mode(compare: Compare, attempt: Attempt) -> Compare:
+    """How answers to ``attempt``'s task compare: ``compare``, or for ``"auto"`` by the task.
+
+    Calls for tasks that offer ``functions``, JSON when the answer holds one, text otherwise.
+    """
+    if compare != "auto":
+        return compare
+    if attempt.task.extra.get("functions"):
+        return "call"
+    return "json" if extract_json(attempt.output)[1] is None else "text"
 
 
 class _Agreement:
@@ -154,6 +177,6 @@ def agreement(
     """A validator: ``model`` answers the same task, and its answer must match the attempt's."""
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("agreement needs the name of a second model")
-    if compare not in _MODES:
-        raise ConfigError(f"agreement compare must be one of {', '.join(_MODES)}, not {compare!r}")
+    if compare not in MODES:
+        raise ConfigError(f"agreement compare must be one of {', '.join(MODES)}, not {compare!r}")
     return _Agreement(model, compare, params or {}, price)

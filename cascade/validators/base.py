@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable
 
 from cascade.types import Attempt, Verdict
 
-__all__ = ["CostClass", "Validator", "cost_class_of", "name_of", "run_validator"]
+__all__ = [
+    "CostClass",
+    "Validator",
+    "cost_class_of",
+    "name_of",
+    "reads_confidence",
+    "run_validator",
+]
 
 Validator = Callable[[Attempt], Verdict | Awaitable[Verdict]]
 """A validator: takes the attempt, returns a verdict (sync or async)."""
@@ -43,6 +50,14 @@ def cost_class_of(validator: Validator) -> CostClass:
     """The declared cost class of ``validator``, or :attr:`CostClass.CHEAP`."""
     declared = getattr(validator, "cost_class", CostClass.CHEAP)
     return declared if isinstance(declared, CostClass) else CostClass.CHEAP
+
+
+def reads_confidence(validator: Validator) -> bool:
+    """Whether ``validator`` reads the model's confidence, so that its tier must pay for one.
+
+    A validator says so with a true ``reads_confidence`` attribute; combinators pass it on.
+    """
+    return getattr(validator, "reads_confidence", False) is True
 
 
 def name_of(validator: Validator) -> str:

@@ -3,7 +3,14 @@
 Tests are either a pytest file (a string or a path) that imports the candidate as ``solution``,
 or a list of snippets of plain asserts, run one after another in the candidate's namespace, as
 recorded benchmark datasets give them. With no tests given, each task's own ``tests`` field is
-used, or its ``visible_tests`` (with ``test_setup``), in the datasets' format.
+used, or its ``visible_tests`` (with ``test_setup``), in the datasets' format. A task with no
+tests is a fault (a misconfigured job), or with ``missing="fail"`` an ordinary failure (the
+tier's answer cannot be vouched for, so the task escalates).
+
+When the task names an ``entry_point`` that the answer does not define, the answer's function
+is bound to that name where only one could be meant, and the verdict says so (see
+:mod:`cascade.validators.binding`). With a :class:`VerdictCache`, a verdict already reached
+for the same code and tests is read back instead of run again.
 
 pytest runs with ``--noconftest``, without its cache and with plugin autoload off. The sandbox
 keeps the host safe from the candidate; a candidate written to cheat its own test run (by
@@ -16,17 +23,21 @@ passes_tests(1 snippets)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from cascade.errors import ConfigError
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
+from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
+from cascade.validators.verdict_cache import VerdictCache, verdict_key
 
 __all__ = ["passes_tests"]
 
@@ -59,6 +70,12 @@ print(marker + json.dumps({"cases": len(cases), "failures": failures}))
 """
 
 
+_HARNESS_VERSION = 1
+"""Bumped whenever the way tests are run changes, so that cached verdicts are not reused."""
+
+Missing = Literal["fault", "fail"]
+
+
 class _PassesTests:
     cost_class = CostClass.PROCESS
 
@@ -69,12 +86,16 @@ class _PassesTests:
         files: Mapping[str, str],
         sandbox: Sandbox,
         max_chars: int,
+        missing: Missing,
+        cache: VerdictCache | None,
     ) -> None:
         self._tests = tests
         self._setup = setup
         self._files = dict(files)
         self._sandbox = sandbox
         self._max_chars = max_chars
+        self._missing = missing
+        self.cache = cache
 
     def __repr__(self) -> str:
         if self._tests is None:
@@ -98,23 +119,54 @@ class _PassesTests:
     async def __call__(self, attempt: Attempt) -> Verdict:
         found = self._tests_for(attempt)
         if found is None:
-            return Verdict(False, reason="the task carries no tests to run", fault=True)
+            reason = "the task carries no tests to run"
+            return Verdict(False, reason=reason, fault=self._missing == "fault")
         code = extract_code(attempt.output)
         if (refused := refuse_code(code, self._max_chars)) is not None:
             return refused
         tests, setup = found
-        if isinstance(tests, tuple):
-            return await self._run_snippets(code, setup, tests)
-        return await self._run_pytest(code, setup, tests)
+        entry_point = attempt.task.extra.get("entry_point")
+        note = None
+        if isinstance(entry_point, str) and entry_point.isidentifier():
+            bound = bind_entry_point(
+                code, entry_point, tests if isinstance(tests, tuple) else [tests]
+            )
+            if bound.problem is not None:
+                feedback = f"Define the function {entry_point} that the task asks for."
+                return Verdict(False, reason=bound.problem, feedback=feedback)
+            code, note = bound.code, bound.note
+        verdict = await self._judge(code, setup, tests)
+        if note is not None and verdict.passed:
+            verdict = dataclasses.replace(verdict, reason=note)
+        return verdict
 
-    async def _run_snippets(self, code: str, setup: str, snippets: tuple[str, ...]) -> Verdict:
+    async def _judge(self, code: str, setup: str, tests: str | tuple[str, ...]) -> Verdict:
+        """Run the tests, or read the verdict the same run reached before."""
+        key = None
+        if self.cache is not None:
+            limits = repr(self._sandbox.limits)
+            key = verdict_key(_HARNESS_VERSION, code, setup, tests, self._files, limits)
+            if (kept := self.cache.get(key)) is not None:
+                return dataclasses.replace(kept, value=code if kept.passed else None)
+        if isinstance(tests, tuple):
+            verdict, keep = await self._run_snippets(code, setup, tests)
+        else:
+            verdict, keep = await self._run_pytest(code, setup, tests)
+        if key is not None and keep:
+            assert self.cache is not None  # a key is made only with a cache
+            self.cache.put(key, verdict)
+        return verdict
+
+    async def _run_snippets(
+        self, code: str, setup: str, snippets: tuple[str, ...]
+    ) -> tuple[Verdict, bool]:
         cases = [["setup", setup], ["solution", code]]
         cases += [[f"test {i + 1}", snippet] for i, snippet in enumerate(snippets)]
         marker = f"CASCADE-RESULT-{secrets.token_hex(8)}:"
         files = {**self._files, "run.py": _HARNESS, "cases.json": json.dumps(cases)}
         result = await self._sandbox.run(files, ["run.py", marker])
         if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
-            return ended
+            return ended, True
         lines = [line for line in result.stdout.splitlines() if line.startswith(marker)]
         if not lines:
             tail = _tail(result.stderr or result.stdout)
@@ -122,13 +174,13 @@ class _PassesTests:
                 False,
                 reason=f"the tests ended without reporting (exit code {result.returncode}){tail}",
                 feedback="The code must not exit or end the process while it is tested.",
-            )
+            ), True
         failures: list[str] = json.loads(lines[-1][len(marker) :])["failures"]
         if not failures:
-            return Verdict(True, value=code)
-        return _failed(failures, len(snippets))
+            return Verdict(True, value=code), True
+        return _failed(failures, len(snippets)), True
 
-    async def _run_pytest(self, code: str, setup: str, tests: str) -> Verdict:
+    async def _run_pytest(self, code: str, setup: str, tests: str) -> tuple[Verdict, bool]:
         header = "" if re.search(rf"\b(from|import) {_MODULE}\b", tests) else _import_all()
         files = {
             **self._files,
@@ -137,20 +189,20 @@ class _PassesTests:
         }
         result = await self._sandbox.run(files, [*_PYTEST, f"test_{_MODULE}.py"])
         if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
-            return ended
+            return ended, True
         if result.returncode == 0:
-            return Verdict(True, value=code)
+            return Verdict(True, value=code), True
         failures = [f"{name}: {why or 'failed'}" for name, why in _FAILED.findall(result.stdout)]
         if result.returncode == 1 and failures:
-            return _failed(failures, None)
+            return _failed(failures, None), True
         if result.returncode == 5:
-            return Verdict(False, reason="the tests hold no test functions", fault=True)
+            return Verdict(False, reason="the tests hold no test functions", fault=True), False
         tail = _tail(result.stdout)
         return Verdict(
             False,
             reason=f"the tests could not run (pytest exit {result.returncode}){tail}",
             feedback="The code must import cleanly. Fix this error" + tail,
-        )
+        ), True
 
 
 def _import_all() -> str:
@@ -195,13 +247,18 @@ def passes_tests(
     limits: Limits | None = None,
     sandbox: Sandbox | None = None,
     max_chars: int = MAX_CODE_CHARS,
+    missing: Missing = "fault",
+    cache: VerdictCache | None = None,
 ) -> _PassesTests:
     """Pass when the code in the output passes ``tests`` in the sandbox; the result is the code.
 
     ``tests`` is pytest code (a string, or a ``Path`` to a file), a list of assert snippets, or
     ``None`` to take each task's own tests. ``files`` are data files the tests read, written
-    beside them. ``limits`` bounds time, memory, files and processes.
+    beside them. ``limits`` bounds time, memory, files and processes. ``missing`` says what a
+    task without tests gets: a ``"fault"`` or a plain ``"fail"``. ``cache`` keeps verdicts.
     """
+    if missing not in ("fault", "fail"):
+        raise ConfigError(f"missing must be 'fault' or 'fail', not {missing!r}")
     chosen: str | tuple[str, ...] | None
     if isinstance(tests, Path):
         try:
@@ -217,4 +274,5 @@ def passes_tests(
     for name in files or {}:
         if not _PLAIN_NAME.fullmatch(name) or name in ("run.py", "cases.json"):
             raise ConfigError(f"test files must have plain, unreserved names, got {name!r}")
-    return _PassesTests(chosen, setup, files or {}, sandbox or Sandbox(limits), max_chars)
+    sandbox = sandbox or Sandbox(limits)
+    return _PassesTests(chosen, setup, files or {}, sandbox, max_chars, missing, cache)

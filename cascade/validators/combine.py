@@ -20,7 +20,14 @@ from collections.abc import Sequence
 
 from cascade.errors import ConfigError
 from cascade.types import Attempt, Verdict
-from cascade.validators.base import CostClass, Validator, cost_class_of, name_of, run_validator
+from cascade.validators.base import (
+    CostClass,
+    Validator,
+    cost_class_of,
+    name_of,
+    reads_confidence,
+    run_validator,
+)
 
 __all__ = ["all_of", "any_of", "not_", "weighted"]
 
@@ -32,6 +39,7 @@ class _Composite:
         # A stable sort: validators of the same cost class keep the order they were given in.
         self._validators = tuple(sorted(validators, key=cost_class_of))
         self.cost_class = max(map(cost_class_of, validators), default=CostClass.FREE)
+        self.reads_confidence = any(map(reads_confidence, validators))
         self._name = f"{self._label}({', '.join(map(name_of, self._validators))})"
 
     def __repr__(self) -> str:
@@ -59,12 +67,15 @@ class _AllOf(_Composite):
                 )
         values = [v.value for v in verdicts if v.value is not None]
         scores = [v.score for v in verdicts if v.score is not None]
+        answers = [v for v in verdicts if v.answer is not None]
         return Verdict(
             passed=True,
             validator=self._name,
             value=values[0] if values else None,
             score=min(scores) if scores else None,
             children=tuple(verdicts),
+            answer=answers[0].answer if answers else None,
+            answer_model=answers[0].answer_model if answers else None,
         )
 
 
@@ -83,6 +94,8 @@ class _AnyOf(_Composite):
                     value=verdict.value,
                     score=verdict.score,
                     children=tuple(verdicts),
+                    answer=verdict.answer,
+                    answer_model=verdict.answer_model,
                 )
         return Verdict(
             passed=False,
@@ -98,6 +111,7 @@ class _Not:
     def __init__(self, validator: Validator) -> None:
         self._validator = validator
         self.cost_class = cost_class_of(validator)
+        self.reads_confidence = reads_confidence(validator)
         self._name = f"not_({name_of(validator)})"
 
     def __repr__(self) -> str:

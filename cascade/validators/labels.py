@@ -65,6 +65,7 @@ def one_of(labels: Iterable[str], *, ignore_case: bool = True) -> _OneOf:
 
 class _Confidence:
     cost_class = CostClass.FREE
+    reads_confidence = True
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold

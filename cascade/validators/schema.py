@@ -89,14 +89,45 @@ class _JsonSchema(_JsonChecker):
         )
 
 
-def json_schema(schema: Mapping[str, Any] | str | Path) -> _JsonSchema:
+class _TaskSchema(_JsonChecker):
+    """Each task's own ``schema`` field, compiled once per distinct schema."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, _JsonSchema] = {}
+
+    def __repr__(self) -> str:
+        return "json_schema(task)"
+
+    def __call__(self, attempt: Attempt) -> Verdict:
+        schema = attempt.task.extra.get("schema")
+        if not isinstance(schema, Mapping):
+            return Verdict(False, reason="the task carries no JSON Schema", fault=True)
+        key = json.dumps(schema, sort_keys=True)
+        checker = self._compiled.get(key)
+        if checker is None:
+            if len(self._compiled) >= _MAX_SCHEMAS:
+                self._compiled.clear()
+            checker = self._compiled[key] = _JsonSchema(schema, "task")
+        return checker(attempt)
+
+
+_MAX_SCHEMAS = 256
+"""Distinct task schemas kept compiled at once."""
+
+
+def json_schema(schema: Mapping[str, Any] | str | Path | None) -> _JsonChecker:
     """Pass when the output holds JSON valid against ``schema`` (a mapping or a file path).
 
-    The schema is checked and compiled once, when the validator is made.
+    The schema is checked and compiled once, when the validator is made. With ``None``, each
+    task's own ``schema`` field is used (compiled once per distinct schema).
 
     >>> json_schema({"title": "contact", "type": "object", "required": ["name"]})
     json_schema('contact')
+    >>> json_schema(None)
+    json_schema(task)
     """
+    if schema is None:
+        return _TaskSchema()
     if isinstance(schema, str | Path):
         path = Path(schema)
         try:

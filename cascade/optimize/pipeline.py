@@ -1,0 +1,216 @@
+"""``cascade optimize`` as a library: choose ladders with a stated guarantee, check them held out.
+
+The steps, in order:
+
+1. split the dataset: ``holdout`` of each kind is set aside and never looked at until the end;
+2. judge every recorded answer of the training split once (:mod:`cascade.optimize.table`) and
+   score every ladder on both parts of the training split (:mod:`cascade.optimize.search`);
+3. order the cheapest mixes on the selection part and certify them in turn on the other part
+   (:mod:`cascade.optimize.certify`): the cheapest certified mix is the choice, and it carries
+   the guarantee stated there;
+4. the chosen ladders are written as policy files, which are then loaded like any policy and
+   replayed through the real engine, on the training split (where they must match the
+   simulation) and on the held-out split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cascade.bench.command import select_kinds
+from cascade.bench.dataset import Dataset, kind_stream, load_dataset, split_ids
+from cascade.errors import ConfigError
+from cascade.optimize.certify import (
+    CERTIFY,
+    FOLDS,
+    SELECT,
+    Certified,
+    certify,
+    describe_guarantee,
+)
+from cascade.optimize.checks import UserPolicy, user_policy
+from cascade.optimize.search import Ladders, ladders
+from cascade.optimize.table import kind_table
+from cascade.validators import VerdictCache
+
+__all__ = ["MAX_REASKS", "Optimized", "Options", "guarantee_facts", "search"]
+
+MAX_REASKS = 5
+"""Each re-ask budget multiplies the ladders searched; past a few, recorded alternatives run out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What ``cascade optimize`` was asked for; see ``cascade optimize --help``."""
+
+    target: float
+    out: str
+    holdout: float = 0.3
+    seed: int = 0
+    confidence: float = 0.9
+    select: float = 0.5
+    """The share of each kind's training tasks that orders the candidates; the rest certifies."""
+    max_tiers: int = 3
+    max_reasks: int = 2
+    any_last_tier: bool = False
+    any_order: bool = False
+    kinds: tuple[str, ...] = ()
+    policy: str | None = None
+    cache: bool = True
+    as_json: bool = False
+
+    def check(self) -> None:
+        """Raise a :class:`ConfigError` naming the first option out of range."""
+        if not 0.0 < self.target <= 1.0:
+            raise ConfigError(
+                f"--target-pass-rate must be above 0 and at most 1, not {self.target}"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"--confidence must be above 0 and below 1, not {self.confidence}")
+        if not 0.0 < self.select < 1.0:
+            raise ConfigError(f"--select must be above 0 and below 1, not {self.select}")
+        if not 1 <= self.max_tiers <= 3:
+            raise ConfigError(f"--max-tiers must be 1, 2 or 3, not {self.max_tiers}")
+        if not 0 <= self.max_reasks <= MAX_REASKS:
+            raise ConfigError(f"--max-reasks must be from 0 to {MAX_REASKS}, not {self.max_reasks}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"--holdout must be at least 0 and below 1, not {self.holdout}")
+
+    def command(self, dataset: str) -> str:
+        """The command line that makes this choice again, every option that shaped it included."""
+        words = [
+            f"cascade optimize {dataset} --target-pass-rate {self.target:g} --out {self.out}",
+            *(f"--kind {k}" for k in self.kinds),
+            f"--confidence {self.confidence:g} --holdout {self.holdout:g} --seed {self.seed}",
+        ]
+        words += [f"--select {self.select:g}"] if self.select != 0.5 else []
+        words += [f"--max-tiers {self.max_tiers}"] if self.max_tiers != 3 else []
+        words += [f"--max-reasks {self.max_reasks}"] if self.max_reasks != 2 else []
+        words += ["--any-last-tier"] if self.any_last_tier else []
+        words += ["--any-order"] if self.any_order else []
+        words += [f"--policy {self.policy}"] if self.policy else []
+        return " ".join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class Optimized:
+    """What the search found: the ladders per kind, the certification, and the facts behind it."""
+
+    data: Dataset
+    kinds: list[str]
+    train: set[str]
+    held: set[str]
+    found: dict[str, Ladders]
+    result: Certified
+    facts: dict[str, Any]
+    user: UserPolicy | None
+
+
+def search(dataset: str, options: Options) -> Optimized:
+    """Split, judge, score every ladder and certify; nothing is written and nothing printed."""
+    options.check()
+    data = load_dataset(dataset)
+    kinds = select_kinds(data, options.kinds)
+    train, held = split_ids(data, options.holdout, options.seed)  # per kind, whatever is chosen
+    data = data.subset({t.id for t in data.tasks if t.type in kinds})
+    train &= {t.id for t in data.tasks}
+    held &= {t.id for t in data.tasks}
+    cache = VerdictCache() if options.cache else None
+    user = user_policy(options.policy, kinds) if options.policy else None
+    started = time.perf_counter()
+    found: dict[str, Ladders] = {}
+    notes: list[str] = []
+    sizes = [0, 0]
+    training = data.subset(train)
+    for kind in kinds:
+        checks = None
+        if user is not None and user.task_type == kind:
+            checks = user.checks([t for t in training.tasks if t.type == kind], cache)
+        table, left_out = kind_table(
+            training, kind, max_reasks=options.max_reasks, checks=checks, cache=cache
+        )
+        notes += left_out
+        rng = kind_stream(options.seed, kind, 1)
+        parts = selection_parts(len(table.task_ids), rng, options.select)
+        chosen = int((parts < CERTIFY).sum())
+        sizes = [sizes[0] + chosen, sizes[1] + len(parts) - chosen]
+        last = list(range(len(table.models))) if options.any_last_tier else None
+        found[kind] = ladders(
+            table,
+            parts,
+            choose_on=SELECT,
+            last=last,
+            max_tiers=options.max_tiers,
+            any_order=options.any_order,
+        )
+    result = certify(found, options.target, options.confidence)
+    facts: dict[str, Any] = {
+        "dataset": data.name,
+        "dataset_path": dataset,
+        "command": options.command(dataset),
+        "tasks": len(data.tasks),
+        "train_tasks": len(train),
+        "held_out_tasks": len(held),
+        "selection_tasks": sizes[0],
+        "certification_tasks": sizes[1],
+        "seed": options.seed,
+        "target_pass_rate": options.target,
+        "confidence": options.confidence,
+        "max_reasks": options.max_reasks,
+        "gates_searched": sum(f.searched for f in found.values()),
+        "ladders_searched": sum(len(f.tiers) for f in found.values()),
+        "candidates_tested": len(result.sequence),
+        "certified_candidates": len(result.certified),
+        "search_s": round(time.perf_counter() - started, 3),
+        "notes": notes,
+    }
+    if cache is not None:
+        facts["sandbox_verdicts"] = {"cached": cache.hits, "run": cache.misses}
+    return Optimized(data, kinds, train, held, found, result, facts, user)
+
+
+def selection_parts(
+    count: int, rng: np.random.Generator, select: float, rest: int = CERTIFY
+) -> np.ndarray:
+    """Each task's part: ``select`` of them in the selection folds, the others in ``rest``."""
+    order = rng.permutation(count)
+    parts = np.full(count, rest, dtype=np.intp)
+    chosen = order[: round(select * count)]
+    parts[chosen] = np.arange(chosen.size) % FOLDS
+    return parts
+
+
+def guarantee_facts(optimized: Optimized, options: Options) -> dict[str, Any]:
+    """The guarantee the choice carries, or why there is none, for the report."""
+    result = optimized.result
+    chosen = result.chosen
+    statement = describe_guarantee(options.target, options.confidence, optimized.kinds)
+    if chosen is None:
+        best = result.best_bound
+        return {
+            "certified": False,
+            "statement": f"nothing certified: no ladder reached the bound ({statement})",
+            "best": None if best is None else _candidate(optimized.found, best),
+        }
+    return {
+        "certified": True,
+        "statement": statement,
+        "chosen": _candidate(optimized.found, chosen),
+    }
+
+
+def _candidate(found: Mapping[str, Ladders], candidate: Any) -> dict[str, Any]:
+    from cascade.optimize.write import describe  # noqa: PLC0415  # tomli_w only when writing
+
+    return {
+        "ladders": {k: describe(found[k], i) for k, i in candidate.picks.items()},
+        "selection_pass_rate": round(candidate.selected_rate, 6),
+        "certification_pass_rate": round(candidate.certified_rate, 6),
+        "certified_pass_rate": round(candidate.bound, 6),
+        "cost_per_task_usd": round(candidate.cost_per_task, 10),
+    }
