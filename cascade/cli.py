@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a policy file (for every task) or a folder (by task kind) to replay (repeatable)",
     )
     bench.add_argument("--kind", action="append", help="only these task kinds (repeatable)")
+    bench.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every sandboxed test again instead of reading kept verdicts",
+    )
     bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
@@ -119,7 +124,11 @@ def _add_optimize(commands: Any) -> None:
     )
     optimize.add_argument("dataset", help="dataset folder holding tasks.jsonl and responses.jsonl")
     optimize.add_argument(
-        "--target-pass-rate", type=float, required=True, metavar="X", help="0.9 for 90 %%"
+        "--target-pass-rate",
+        type=_rate_or_auto,
+        required=True,
+        metavar="X",
+        help="0.9 for 90 %%, or auto: the highest the selection part expects to certify",
     )
     optimize.add_argument(
         "--out", required=True, help="the policy file (one task kind) or folder (several) to write"
@@ -170,6 +179,15 @@ def _add_optimize(commands: Any) -> None:
     )
     optimize.add_argument("--json", action="store_true", help="print one JSON object")
     _add_split(optimize)
+
+
+def _rate_or_auto(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _add_review(commands: Any) -> None:
@@ -292,6 +310,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             split=(args.split, args.holdout, args.seed),
             gold=args.gold,
             kinds=tuple(args.kind or ()),
+            cache=not args.no_cache,
         )
     if args.command == "export":
         from cascade.bench.export import export_command  # noqa: PLC0415

@@ -27,6 +27,9 @@ from cascade.types import Attempt, Tier, Verdict
 from cascade.validators import VerdictCache
 from cascade.validators.base import Validator, run_validator
 from cascade.validators.calls import function_call
+from cascade.validators.code import compiles
+from cascade.validators.code_tests import passes_tests
+from cascade.validators.combine import all_of
 
 __all__ = ["ByKind", "bench", "default_validators", "policy_cascades"]
 
@@ -48,9 +51,10 @@ class ByKind:
         return await run_validator(validator, attempt)
 
 
-def default_validators() -> dict[str, Validator]:
-    """The built-in checks each task kind gets in a benchmark."""
-    return {"function_call": function_call()}
+def default_validators(cache: VerdictCache | None = None) -> dict[str, Validator]:
+    """The built-in checks each task kind gets in a benchmark: the call, or the visible tests."""
+    tests = passes_tests(missing="fail", cache=cache)
+    return {"function_call": function_call(), "code": all_of(compiles(), tests)}
 
 
 def _parse_ladder(text: str, data: Dataset) -> tuple[Tier, ...]:
@@ -104,11 +108,13 @@ def bench(
     split: tuple[str, float, int] = ("all", 0.3, 0),
     gold: str | None = None,
     kinds: Sequence[str] = (),
+    cache: bool = True,
 ) -> int:
     """Score every model, the oracle, each ladder and each policy; print a table or JSON.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
     ``dataset`` may be a run store, judged against ``gold``. ``kinds`` narrows the tasks.
+    ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`).
     """
     if Path(dataset).is_file():  # a run store: its tasks that every tier answered
         data, exported = dataset_from_store(dataset, gold)
@@ -125,13 +131,14 @@ def bench(
         data = data.subset(train if part == "train" else held)
     if kinds:
         data = data.subset({t.id for t in data.tasks if t.type in select_kinds(data, kinds)})
-    validate = ByKind(default_validators())
+    verdicts = VerdictCache() if cache else None
+    validate = ByKind(default_validators(verdicts))
     runs: dict[str, dict[str, Cascade]] = {}
     for path in policies:
         name = Path(path).stem
         if name in runs:  # two policies of the same name: say which folder each is from
             name = f"{Path(path).parent.name}/{name}"
-        runs[name] = policy_cascades(path, data, validate)
+        runs[name] = policy_cascades(path, data, validate, verdicts)
     for text in ladders:
         cascade = Cascade(
             _parse_ladder(text, data), validate, backend=data.backend, log=False, retry=_NO_WAIT

@@ -12,7 +12,7 @@ and the median gap between in-sample and cross-validated rates (:func:`optimism`
 every in-sample rate. The candidates are the cheapest choices whose corrected rate reaches a
 few levels above the target, spaced by half a standard error of a rate measured on the
 certification part, from three standard errors above the target down to it: from the safest
-to the cheapest.
+to the cheapest. The best mix in sample goes first when no level picked it.
 
 **The test.** Fixed-sequence testing walks that sequence on the certification part: a
 candidate is *certified* when the exact one-sided Clopper-Pearson lower bound of its pass rate,
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 from scipy.stats import beta
@@ -49,6 +50,7 @@ __all__ = [
     "describe_guarantee",
     "lower_bound",
     "optimism",
+    "reachable_target",
 ]
 
 FOLDS = 5
@@ -127,32 +129,55 @@ def levels(target: float, certifying: int, *, start: float = 3.0, step: float = 
     return [min(1.0, target + error * step * (count - j)) for j in range(count + 1)]
 
 
-def certify(found: Mapping[str, Ladders], target: float, confidence: float) -> Certified:
-    """Walk the sequence of mixes the selection part orders; see the module's doc."""
+def certify(found: Mapping[str, Ladders], target: float | None, confidence: float) -> Certified:
+    """Walk the sequence of mixes the selection part orders; see the module's doc.
+
+    With no ``target``, the selection part sets one (see :func:`reachable_target`).
+    """
     certifying = sum(int(f.sizes[CERTIFY]) for f in found.values())
     selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
     full = mixes(found, SELECT)
     rates = np.array([m.right / max(1, selecting) for m in full])
-    shift = optimism(rates, np.array(_cross_validated(found, full)), target)
+    estimated = np.array(_cross_validated(found, full))
+    if target is None:
+        target = reachable_target(rates, estimated, certifying, confidence)
+    shift = optimism(rates, estimated, target)
     sequence: list[Candidate] = []
     certified: list[Candidate] = []
     taken: set[int] = set()
-    for level in levels(target, certifying):
-        reaching = np.flatnonzero(rates - shift >= level - 1e-12)
-        if not reaching.size or int(reaching[-1]) in taken:
+    picks = [int(r[-1]) for level in levels(target, certifying)
+             if (r := np.flatnonzero(rates - shift >= level - 1e-12)).size]  # fmt: skip
+    if full and (not picks or picks[0] != 0):
+        picks.insert(0, 0)  # the safest first: the best in sample, when no level picked it
+    for pick in picks:
+        if pick in taken:
             continue
-        pick = int(reaching[-1])  # the cheapest choice that reaches the level
         taken.add(pick)
         candidate = _candidate(found, full[pick], confidence)
         sequence.append(candidate)
         if candidate.bound < target:
             break
         certified.append(candidate)
-    if not sequence and full:  # nothing reaches a level once corrected: try the best alone
-        sequence.append(_candidate(found, full[0], confidence))
-        if sequence[0].bound >= target:
-            certified.append(sequence[0])
     return Certified(target, confidence, tuple(sequence), tuple(certified))
+
+
+def reachable_target(rates: Floats, estimated: Floats, certifying: int, confidence: float) -> float:
+    """The highest target the selection part expects the certification part to confirm.
+
+    The best corrected in-sample rate, less the one-sided margin of a rate measured on the
+    certifying tasks and half a standard error more, rounded down to half a point: aimed high,
+    for quality first, so that on small suites it is certified about half the time. It is made
+    from the selection part alone, so a target set this way keeps the guarantee.
+
+    >>> reachable_target(np.array([0.95, 0.93]), np.array([0.92, 0.92]), 400, 0.9)
+    0.905
+    """
+    if rates.size == 0:
+        return 1.0
+    best = float(rates[0]) - optimism(rates, estimated, float(rates[0]) - 0.05)
+    error = math.sqrt(max(best * (1 - best), 1e-6) / max(1, certifying))
+    margin = (float(NormalDist().inv_cdf(confidence)) + 0.5) * error
+    return max(0.0, math.floor((best - margin) * 200) / 200)
 
 
 def optimism(rates: Floats, estimated: Floats, target: float) -> float:

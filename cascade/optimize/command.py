@@ -76,7 +76,13 @@ def _write(
         "Written by cascade optimize:",
         f"  {facts['command']}",
         f"Chosen on {facts['train_tasks']} training tasks: the cheapest ladders whose pass rate "
-        f"is certified to reach {options.target:.1%}. {facts['guarantee']['statement'][0].upper()}"
+        f"is certified to reach {facts['target_pass_rate']:.1%}"
+        + (
+            " (the highest the selection part expected to certify)"
+            if options.target is None
+            else ""
+        )
+        + f". {facts['guarantee']['statement'][0].upper()}"
         f"{facts['guarantee']['statement'][1:]}.",
         f"On the {facts['certification_tasks']} certification tasks it passed "
         f"{chosen['certification_pass_rate']:.1%}, whose {options.confidence:.0%} lower bound is "
@@ -109,7 +115,7 @@ def _check(
     """Replay the written policies through the engine on both splits."""
     cache = VerdictCache() if options.cache else None
     data = found.data
-    cascades = policy_cascades(policy, data, ByKind(default_validators()), cache)
+    cascades = policy_cascades(policy, data, ByKind(default_validators(cache)), cache)
     on_train = asyncio.run(score_policy(data.subset(found.train), cascades))
     chosen = found.result.chosen
     assert chosen is not None  # only a chosen ladder is checked
@@ -144,7 +150,7 @@ def _print_unreachable(facts: Mapping[str, Any], options: Options) -> None:
         return
     lines = [
         f"no ladder of {facts['dataset']}'s models could be certified to pass "
-        f"{options.target:.1%} with probability {options.confidence:.0%}: on "
+        f"{facts['target_pass_rate']:.1%} with probability {options.confidence:.0%}: on "
         f"{facts['certification_tasks']} certification tasks, the bound of the first candidate "
         "fell short; nothing was written",
     ]

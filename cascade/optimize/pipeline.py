@@ -48,7 +48,8 @@ MAX_REASKS = 5
 class Options:
     """What ``cascade optimize`` was asked for; see ``cascade optimize --help``."""
 
-    target: float
+    target: float | None
+    """The pass rate to certify; ``None`` lets the selection part set the highest it can."""
     out: str
     holdout: float = 0.3
     seed: int = 0
@@ -66,7 +67,7 @@ class Options:
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
-        if not 0.0 < self.target <= 1.0:
+        if self.target is not None and not 0.0 < self.target <= 1.0:
             raise ConfigError(
                 f"--target-pass-rate must be above 0 and at most 1, not {self.target}"
             )
@@ -84,7 +85,8 @@ class Options:
     def command(self, dataset: str) -> str:
         """The command line that makes this choice again, every option that shaped it included."""
         words = [
-            f"cascade optimize {dataset} --target-pass-rate {self.target:g} --out {self.out}",
+            f"cascade optimize {dataset} --target-pass-rate "
+            f"{'auto' if self.target is None else f'{self.target:g}'} --out {self.out}",
             *(f"--kind {k}" for k in self.kinds),
             f"--confidence {self.confidence:g} --holdout {self.holdout:g} --seed {self.seed}",
         ]
@@ -159,7 +161,8 @@ def search(dataset: str, options: Options) -> Optimized:
         "selection_tasks": sizes[0],
         "certification_tasks": sizes[1],
         "seed": options.seed,
-        "target_pass_rate": options.target,
+        "target_pass_rate": result.target,
+        "target_set_by": "you" if options.target is not None else "the selection part (auto)",
         "confidence": options.confidence,
         "max_reasks": options.max_reasks,
         "gates_searched": sum(f.searched for f in found.values()),
@@ -189,7 +192,7 @@ def guarantee_facts(optimized: Optimized, options: Options) -> dict[str, Any]:
     """The guarantee the choice carries, or why there is none, for the report."""
     result = optimized.result
     chosen = result.chosen
-    statement = describe_guarantee(options.target, options.confidence, optimized.kinds)
+    statement = describe_guarantee(result.target, options.confidence, optimized.kinds)
     if chosen is None:
         best = result.best_bound
         return {

@@ -46,6 +46,8 @@ class SplitResult:
     """What one split chose, and how it did on its held-out tasks."""
 
     certified: bool
+    target: float
+    """The target of this split: the one asked for, or the one its selection part set."""
     held_rate: float
     held_upper: float
     held_cost: float
@@ -66,14 +68,17 @@ def _parts(count: int, rng: np.random.Generator, holdout: float, select: float) 
 
 def run_split(
     tables: Mapping[str, KindTable],
-    target: float,
+    target: float | None,
     confidence: float,
     rng: np.random.Generator,
     *,
     holdout: float = 0.3,
     select: float = 0.5,
 ) -> SplitResult:
-    """One random split: choose on its training part, score the choice held out."""
+    """One random split: choose on its training part, score the choice held out.
+
+    With no ``target``, each split's selection part sets its own, as ``--target-pass-rate auto``.
+    """
     found: dict[str, Ladders] = {}
     parts: dict[str, Ints] = {}
     for kind, table in tables.items():
@@ -89,6 +94,7 @@ def run_split(
     best_right, best_cost, oracle = _models_held(tables, parts)
     return SplitResult(
         certified=result.chosen is not None,
+        target=result.target,
         held_rate=right / max(1, held),
         held_upper=upper_bound(round(right), held),
         held_cost=cost / max(1, held),
