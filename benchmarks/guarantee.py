@@ -20,7 +20,7 @@ import numpy as np
 from cascade.bench.dataset import load_dataset, split_ids
 from cascade.optimize.splits import SplitResult, run_split
 from cascade.optimize.table import KindTable, kind_table
-from cascade.validators import VerdictCache
+from cascade.store.verdicts import VerdictCache
 
 
 def _tables(path: str, only_train: bool, max_reasks: int) -> dict[str, KindTable]:

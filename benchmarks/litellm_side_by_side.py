@@ -19,8 +19,8 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from cascade import Cascade, Tier  # after the offline switch above
-from cascade._fake_openai import serve_in_subprocess
 from cascade.backends.litellm import LiteLLMBackend, load_litellm
+from cascade.testing import serve_in_subprocess
 
 MODEL = "openai/gpt-4o-mini"
 LATENCY_S = 0.05

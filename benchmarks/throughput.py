@@ -29,8 +29,8 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from cascade import Store  # after the offline switch above
-from cascade._fake_openai import serve_in_subprocess
 from cascade.backends.litellm import load_litellm
+from cascade.testing import serve_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "openai/gpt-4o-mini"

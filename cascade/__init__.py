@@ -3,8 +3,9 @@
 >>> from cascade import Cascade, Tier, json_schema
 """
 
-from cascade.backends.base import Backend, Request, Response
-from cascade.engine import Cascade
+from cascade.backends.base import Backend
+from cascade.engine import Cascade, Plan, Settings
+from cascade.enums import CallKind, Decision, Status
 from cascade.errors import (
     CascadeError,
     ConfigError,
@@ -13,23 +14,12 @@ from cascade.errors import (
     TaskError,
     TransientProviderError,
 )
-from cascade.guard import BreakerSettings, Guard, Limit
+from cascade.outcome import Outcome, Step
 from cascade.retry import RetryPolicy
+from cascade.run.guard import BreakerSettings, Guard, Limit
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
-from cascade.types import (
-    Attempt,
-    CallKind,
-    Decision,
-    Outcome,
-    Price,
-    Status,
-    Step,
-    Task,
-    Tier,
-    Usage,
-    Verdict,
-)
+from cascade.types import Attempt, Price, Request, Response, Task, Tier, Usage, Verdict
 from cascade.validators import (
     CostClass,
     Validator,
@@ -68,11 +58,13 @@ __all__ = [
     "Limit",
     "Outcome",
     "PermanentProviderError",
+    "Plan",
     "Price",
     "ProviderError",
     "Request",
     "Response",
     "RetryPolicy",
+    "Settings",
     "Status",
     "Step",
     "StepLog",

@@ -22,7 +22,7 @@ from typing import Any
 
 from cascade.errors import ConfigError
 
-__all__ = ["Score", "TierScore", "load_gold", "render_score", "same_answer", "score_results"]
+__all__ = ["GoldScore", "TierScore", "load_gold", "render_score", "same_answer", "score_results"]
 
 _SPACE = re.compile(r"\s+")
 
@@ -70,7 +70,7 @@ class TierScore:
 
 
 @dataclass(slots=True)
-class Score:
+class GoldScore:
     """A results file scored against gold answers."""
 
     tasks: int = 0
@@ -134,9 +134,9 @@ def load_gold(path: str | Path) -> dict[str, Any]:
     return gold
 
 
-def score_results(results: str | Path, gold: Mapping[str, Any]) -> Score:
+def score_results(results: str | Path, gold: Mapping[str, Any]) -> GoldScore:
     """Score every line of a results file against ``gold``."""
-    score = Score()
+    score = GoldScore()
     for _, row in _rows(results, "results file"):
         if row["id"] not in gold:
             score.no_gold += 1
@@ -180,7 +180,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def render_score(score: Score) -> str:
+def render_score(score: GoldScore) -> str:
     """The score as text for a terminal."""
     lines = [
         f"scored {score.tasks} tasks against the gold"

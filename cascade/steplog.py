@@ -19,9 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any
 
-import structlog
-
-from cascade.types import Step
+from cascade.outcome import Step
 
 __all__ = ["Processor", "SecretRedactor", "StepLog", "capture_steps"]
 
@@ -119,6 +117,8 @@ def _capture(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any
     if captures:
         for sink in captures:
             sink.append(dict(event))
+        import structlog  # noqa: PLC0415  # loaded with the first step log, not with cascade
+
         raise structlog.DropEvent
     return event
 
@@ -151,6 +151,8 @@ class StepLog:
         processors: Sequence[Processor] = (),
         redactor: Processor | None = None,
     ) -> None:
+        import structlog  # noqa: PLC0415  # loaded with the first step log, not with cascade
+
         chain: list[Processor] = [
             structlog.processors.add_log_level,
             redactor or SecretRedactor(),

@@ -7,8 +7,16 @@ OpenAI-compatible HTTP server on 127.0.0.1 for testing the litellm path end to e
 >>> from cascade.testing import FakeOpenAI, ScriptedBackend, capture_steps
 """
 
-from cascade._fake_openai import FakeOpenAI, FakeReply
+from cascade._fake_openai import FakeOpenAI, FakeReply, serve_in_subprocess
 from cascade.backends.scripted import Hang, Reply, ScriptedBackend
 from cascade.steplog import capture_steps
 
-__all__ = ["FakeOpenAI", "FakeReply", "Hang", "Reply", "ScriptedBackend", "capture_steps"]
+__all__ = [
+    "FakeOpenAI",
+    "FakeReply",
+    "Hang",
+    "Reply",
+    "ScriptedBackend",
+    "capture_steps",
+    "serve_in_subprocess",
+]

@@ -1,8 +1,8 @@
-"""The domain values that flow through a cascade: all frozen dataclasses.
+"""The values a task is asked and judged with: all frozen dataclasses.
 
-A :class:`Task` runs up a ladder of :class:`Tier` s. Every backend call becomes an
-:class:`Attempt` that validators judge with :class:`Verdict` s; the engine records each call as a
-:class:`Step` and ends the task with an :class:`Outcome`.
+A :class:`Task` runs up a ladder of :class:`Tier` s. Each call is a :class:`Request` that a
+backend answers with a :class:`Response`; an answer becomes an :class:`Attempt` that validators
+judge with a :class:`Verdict`. What the engine keeps of it all is in :mod:`cascade.outcome`.
 """
 
 from __future__ import annotations
@@ -10,27 +10,19 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from cascade.errors import ConfigError, TaskError
-from cascade.kinds import CallKind, Decision, Status
-
-if TYPE_CHECKING:
-    from cascade.backends.base import Response
 
 __all__ = [
     "HUMAN",
     "Ask",
     "Attempt",
-    "CallKind",
-    "Decision",
     "Message",
-    "Outcome",
     "Price",
-    "Status",
-    "Step",
+    "Request",
+    "Response",
     "Task",
     "Tier",
     "Usage",
@@ -47,7 +39,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 def to_jsonable(value: Any) -> Any:
     """A ``json.dumps`` default: a pydantic model as its JSON data, anything else as text.
 
-    >>> import json; json.dumps({"when": datetime(2024, 5, 1)}, default=to_jsonable)
+    >>> import json, datetime
+    >>> json.dumps({"when": datetime.datetime(2024, 5, 1)}, default=to_jsonable)
     '{"when": "2024-05-01 00:00:00"}'
     """
     dump = getattr(value, "model_dump", None)
@@ -227,6 +220,46 @@ def _check_messages(where: str, messages: tuple[Message, ...]) -> tuple[Message,
     return tuple(MappingProxyType(dict(m)) for m in messages)
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to a model: what to ask, of which model, within what deadline."""
+
+    model: str
+    messages: tuple[Message, ...]
+    task_id: str = ""
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    timeout_s: float = 60.0
+    price: Price | None = None
+    reask: int = 0
+    """How many times the task was already put to this tier: 0 for a first ask, ``k`` for the
+    ``k``-th re-ask (whose conversation ends with the earlier answers and their feedback)."""
+    sample: int = 0
+    """0 for an ordinary ask; ``j`` for the ``j``-th extra sample of the same question, which a
+    self-consistency check asks for (a replay serves the recorded samples from the last)."""
+    confidence: bool = False
+    """Whether the caller reads the model's confidence in its answer. A backend that pays extra
+    to get one (a second, self-assessment call, say) does so only then; a replay charges the
+    recorded cost with the self-assessment only then, and the answer-only cost otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A completion and its accounting.
+
+    ``latency_s`` is set by backends that know a call's real latency better than a wall clock
+    around ``complete`` does (a replay of a recorded call, say); otherwise the engine measures it.
+    """
+
+    text: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    latency_s: float | None = None
+    confidence: float | None = None
+    compute_s: float = 0.0
+    """Seconds of this machine's compute the call took: set by local backends."""
+
+
 class Ask(Protocol):
     """How a validator calls a model through the engine: priced, logged, stored and replayable.
 
@@ -305,101 +338,3 @@ class Verdict:
         if not self.children:
             return (self,)
         return tuple(leaf for child in self.children for leaf in child.leaves())
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """The record of one backend call and what the engine decided after it."""
-
-    run_id: str
-    task_id: str
-    task_type: str
-    step: int
-    tier: int
-    model_requested: str
-    model_served: str | None
-    kind: CallKind
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_s: float
-    verdicts: tuple[Verdict, ...]
-    decision: Decision
-    error: str | None
-    ts: float
-    output: str | None = None
-    compute_s: float = 0.0
-    """Seconds of local compute the call took (a model run on this machine costs no dollars)."""
-    confidence: float | None = None
-    """The model's own confidence in the answer, where the backend reports one."""
-
-    def to_event(self) -> dict[str, Any]:
-        """The step as the fields of a ``cascade.step`` log event (output left out)."""
-        return {
-            "run_id": self.run_id,
-            "task_id": self.task_id,
-            "task_type": self.task_type,
-            "step": self.step,
-            "tier": self.tier,
-            "model_requested": self.model_requested,
-            "model_served": self.model_served,
-            "kind": str(self.kind),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost_usd,
-            "latency_s": self.latency_s,
-            "compute_s": self.compute_s,
-            "verdicts": [
-                {"validator": v.validator, "passed": v.passed, "reason": v.reason}
-                for v in self.verdicts
-            ],
-            "decision": str(self.decision),
-            "error": self.error,
-            "ts": datetime.fromtimestamp(self.ts, UTC).isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a task ended, with every step it took.
-
-    For an ``accepted`` task, ``best_step`` is the accepted step. For an ``exhausted`` or
-    ``budget_exhausted`` one it is the best rejected step, whose output is kept as ``output``.
-    """
-
-    run_id: str
-    task_id: str
-    task_type: str
-    status: Status
-    output: str | None
-    parsed: Any
-    tier: int | None
-    model: str | None
-    steps: tuple[Step, ...]
-    cost_usd: float
-    latency_s: float
-    reasons: tuple[str, ...] = ()
-    best_step: int | None = None
-    compute_s: float = 0.0
-
-    @property
-    def accepted(self) -> bool:
-        """Whether a tier's answer passed every validator."""
-        return self.status is Status.ACCEPTED
-
-    def to_result(self) -> dict[str, Any]:
-        """The outcome as one line of the results file."""
-        return {
-            "id": self.task_id,
-            "status": str(self.status),
-            "output": self.output,
-            "parsed": self.parsed,
-            "tier": self.tier,
-            "model": self.model,
-            "attempts": len(self.steps),
-            "cost_usd": self.cost_usd,
-            "latency_s": self.latency_s,
-            "compute_s": self.compute_s,
-            "reasons": list(self.reasons),
-            "best_rejected": self.status is not Status.ACCEPTED and self.best_step is not None,
-        }

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cascade import Attempt, Cascade, RetryPolicy, Task, Tier, Usage, Verdict
+from cascade import Attempt, Cascade, Plan, RetryPolicy, Settings, Task, Tier, Usage, Verdict
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.validators import Validator, run_validator
@@ -21,16 +21,26 @@ def says_ok(attempt: Attempt) -> Verdict:
     return Verdict(False, reason=f"wanted 'ok', got {attempt.output!r}", feedback="Say ok.")
 
 
+_PLAN_FIELDS = frozenset({"prompt", "examples", "budget_usd", "route"})
+
+
 def make(
     script: Mapping[str, Script],
     ladder: Sequence[Tier | str],
     validate: Validator | None = says_ok,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> tuple[Cascade, ScriptedBackend]:
-    """A quiet cascade over a scripted backend that does not wait between retries."""
+    """A quiet cascade over a scripted backend that does not wait between retries.
+
+    Keyword arguments go to the :class:`Plan` (prompt, examples, budget_usd, route) or to the
+    :class:`Settings` (everything else).
+    """
     backend = ScriptedBackend(dict(script))
-    options: dict[str, object] = {"log": False, "retry": NO_WAIT, **kwargs}
-    return Cascade(ladder, validate, backend=backend, **options), backend  # type: ignore[arg-type]
+    planned = {k: v for k, v in kwargs.items() if k in _PLAN_FIELDS}
+    options: dict[str, Any] = {"log": False, "retry": NO_WAIT}
+    options |= {k: v for k, v in kwargs.items() if k not in _PLAN_FIELDS}
+    settings = Settings(backend=backend, **options)
+    return Cascade(Plan(ladder, validate, **planned), settings=settings), backend
 
 
 def models_called(backend: ScriptedBackend) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
-from cascade import Attempt, Cascade, Status, Store, Tier, Verdict
+from cascade import Attempt, Cascade, Settings, Status, Store, Tier, Verdict
 from cascade.backends import Request, ScriptedBackend
 from tests.helpers import NO_WAIT
 
@@ -42,12 +43,11 @@ def run_all(tmp_path: Any) -> dict[str, Any]:
     """Run the mixed batch through one cascade and one store; outcomes by task id."""
     backend = ScriptedBackend({"m": answer})
     with Store(tmp_path / "run.db") as store:
-        cascade = Cascade(
-            [Tier("m", retries=1)], picky, backend=backend, store=store, log=False, retry=NO_WAIT
-        )
+        settings = Settings(backend=backend, store=store, log=False, retry=NO_WAIT)
+        cascade = Cascade([Tier("m", retries=1)], picky, settings=settings)
         unknown = Cascade(
-            [Tier("no-such-model")], picky, backend=backend, store=store, log=False,
-            run_id=cascade.run_id,
+            [Tier("no-such-model")], picky,
+            settings=dataclasses.replace(settings, run_id=cascade.run_id),
         )  # fmt: skip
 
         async def main() -> list[Any]:

@@ -26,9 +26,10 @@ import pytest
 from cascade import Store
 from cascade.backends import LiteLLMBackend, Request, Response
 from cascade.policy import load_policies
-from cascade.runner import Runner, RunSettings
+from cascade.run.job import Job
+from cascade.run.runner import Runner
+from cascade.run.tasks_file import read_lines
 from cascade.steplog import StepLog
-from cascade.tasks_file import read_lines
 from cascade.testing import FakeOpenAI, FakeReply
 
 PRIMARY, BACKUP = "openai/primary-model", "openai/backup-model"
@@ -142,20 +143,13 @@ def run_case(
         (tmp_path / "bad.jsonl").open("w") as bad,
         (tmp_path / "steps.jsonl").open("w") as steps,
     ):
-        runner = Runner(
-            policies,
-            store=store,
-            out=out,
-            quarantine=bad,
-            backend=backend,
-            log=StepLog(steps),
-            settings=RunSettings(concurrency=4),
-        )
+        job = Job(str(tasks), str(tmp_path / "p.toml"), concurrency=4, workers=1)
+        runner = Runner(job, policies, store, backend=backend, log=StepLog(steps))
 
         async def go() -> None:
             if while_running is not None:
                 asyncio.get_running_loop().call_later(0.5, while_running, backend)
-            await runner.run(read_lines(tasks))
+            await runner.run(read_lines(tasks), out, bad)
 
         asyncio.run(go())
         stored, integrity = store.count("results"), store.integrity_check()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cascade.bench import load_dataset
-from cascade.bench.command import policy_cascades
 from cascade.bench.dataset import Dataset
-from cascade.kinds import Status
+from cascade.bench.suite import policy_cascades
+from cascade.enums import Status
 from cascade.optimize.gates import Gate, simulate
 from cascade.optimize.search import Ladders, ladders
 from cascade.optimize.table import kind_table

@@ -10,7 +10,7 @@ import pytest
 
 from cascade import Tier
 from cascade.errors import ConfigError, RateLimited, ServerError
-from cascade.guard import BreakerSettings, Guard, Limit, provider_of
+from cascade.run.guard import BreakerSettings, Guard, Limit, provider_of
 from cascade.steplog import StepLog, capture_steps
 from tests.helpers import make, models_called
 

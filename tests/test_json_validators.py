@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from cascade import Cascade, ConfigError, Store, Tier, json_schema, pydantic_model
+from cascade import Cascade, ConfigError, Settings, Store, Tier, json_schema, pydantic_model
 from cascade.backends import ScriptedBackend
 from cascade.validators import extract_json
 from tests.helpers import NO_WAIT, verdict_of
@@ -167,7 +167,7 @@ def test_the_parsed_instance_reaches_the_outcome_and_the_store(tmp_path: Any) ->
         backend=backend,
         store=store,
         log=False,
-        retry=NO_WAIT,
+        settings=Settings(retry=NO_WAIT),
     )
     outcome = cascade.run({"id": "c1", "input": "Ada lives in London"})
     assert outcome.accepted

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cascade import Cascade, Price, Status, Store, Tier
+from cascade import Cascade, Price, Settings, Status, Store, Tier
 from cascade.backends import Request, ScriptedBackend
+from cascade.enums import CallKind
 from cascade.errors import ServerError
-from cascade.types import CallKind
 from cascade.validators import all_of, judge, one_of
 from cascade.validators.judge import parse_judgement
 from tests.helpers import NO_WAIT
@@ -55,7 +55,7 @@ def cascade_for(answers: list[str], store: Store | None = None) -> Cascade:
         backend=backend,
         store=store,
         log=False,
-        retry=NO_WAIT,
+        settings=Settings(retry=NO_WAIT),
     )
 
 
@@ -151,7 +151,7 @@ def test_a_judge_that_cannot_be_reached_fails_the_task() -> None:
         judge(RUBRIC, model=JUDGE),
         backend=backend,
         log=False,
-        retry=NO_WAIT,
+        settings=Settings(retry=NO_WAIT),
     )
     outcome = cascade.run({"id": "q1", "input": "Capital of France?"})
     assert outcome.status is Status.FAILED

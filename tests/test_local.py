@@ -123,7 +123,7 @@ def test_the_shipped_local_policy_runs_resumes_and_scores(
     argv = ["run", "contacts.jsonl", "--policy", policy, "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "tier 2 human" in out or "needs_review" not in out
+    assert "tier 1 human" in out or "needs_review" not in out
     results = [json.loads(line) for line in Path("results.jsonl").read_text().splitlines()]
     assert len(results) == 8
     assert {r["status"] for r in results} <= {"accepted", "needs_review"}
@@ -149,13 +149,24 @@ def test_the_shipped_local_policy_runs_resumes_and_scores(
     assert "scored 8 tasks against the gold" in capsys.readouterr().out
 
 
-def test_the_local_policy_loads_with_its_tier_options() -> None:
-    """Few-shot examples, a zero-shot tier constrained to the schema, then the human tier."""
-    policy = load_policy(ROOT / "policies" / "contact_local.toml")
-    first, second, human = policy.ladder
+def test_the_local_policy_loads_with_its_tier_options(tmp_path: Path) -> None:
+    """The shipped policy: few-shot examples, then the human tier; other tier options load.
+
+    A tier may also skip the examples and constrain its decoding to the schema.
+    """
+    shipped = ROOT / "policies" / "contact_local.toml"
+    policy = load_policy(shipped)
+    first, human = policy.ladder
     assert len(policy.examples) == 6
     assert policy.examples[1]["role"] == "assistant"
     assert first.few_shot
+    assert human.is_human
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "contact.schema.json").write_text(json.dumps(SCHEMA))
+    text = shipped.read_text().replace('[[tiers]]\nmodel = "human"', '[[tiers]]\nmodel = "'
+        + GEMMA + '"\nexamples = false\nresponse_schema = "schemas/contact.schema.json"\n\n'
+        '[[tiers]]\nmodel = "human"')  # fmt: skip
+    (tmp_path / "local.toml").write_text(text)
+    _, second, _ = load_policy(tmp_path / "local.toml").ladder
     assert not second.few_shot
     assert second.params["response_format"]["json_schema"]["schema"] == SCHEMA
-    assert human.is_human

@@ -12,7 +12,8 @@ from cascade.bench import load_dataset
 from cascade.cli import main
 from cascade.optimize.table import kind_table
 from cascade.policy import load_policy
-from cascade.validators import VerdictCache, passes_tests
+from cascade.store.verdicts import VerdictCache
+from cascade.validators import passes_tests
 from tests.helpers import verdict_of
 from tests.synthetic import write_code_dataset
 

@@ -12,7 +12,7 @@ import pytest
 from cascade.backends.base import Request
 from cascade.backends.replay import ReplayBackend
 from cascade.bench import load_dataset
-from cascade.bench.command import policy_cascades
+from cascade.bench.suite import policy_cascades
 from cascade.cli import main
 from cascade.errors import ConfigError
 from cascade.optimize.table import kind_table

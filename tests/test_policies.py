@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade import Attempt, Status, Verdict
+from cascade import Attempt, Cascade, Status, Verdict
 from cascade.backends import ScriptedBackend
 from cascade.cli import main
 from cascade.policy import PolicyError, load_policies, load_policy
@@ -59,7 +59,7 @@ def test_each_shipped_policy_loads(path: Path) -> None:
     """Each shipped policy loads into a runnable cascade."""
     policy = load_policy(path)
     assert policy.ladder
-    assert repr(policy.cascade(backend=ScriptedBackend({}), log=False))
+    assert repr(Cascade(policy.plan, backend=ScriptedBackend({}), log=False))
 
 
 def test_policy_check_passes_on_the_shipped_policies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,8 +176,10 @@ def test_a_users_factory_plugs_in(tmp_path: Path) -> None:
     """``kind = "python"`` calls ``module:factory`` with ``args``."""
     text = GOOD + '\n[[validators]]\nkind = "python"\nfactory = "tests.test_policies:short"\n'
     text += "args = { limit = 2 }\n"
-    cascade = load_policy(write(tmp_path, text)).cascade(
-        backend=ScriptedBackend({"small": ["yes"], "big": ["no"]}), log=False
+    cascade = Cascade(
+        load_policy(write(tmp_path, text)).plan,
+        backend=ScriptedBackend({"small": ["yes"], "big": ["no"]}),
+        log=False,
     )
     outcome = cascade.run({"id": "t", "input": "?"})
     assert outcome.status is Status.ACCEPTED
@@ -189,7 +191,7 @@ def test_start_rules_and_context_windows_route_tasks(tmp_path: Path) -> None:
     text = GOOD.replace('model = "small"', 'model = "small"\ncontext_window = 50')
     text += "\n[[start]]\ntags = ['hard']\ntier = 1\n"
     backend = ScriptedBackend({"small": ["yes"], "big": ["yes"]})
-    cascade = load_policy(write(tmp_path, text)).cascade(backend=backend, log=False)
+    cascade = Cascade(load_policy(write(tmp_path, text)).plan, backend=backend, log=False)
     assert cascade.run({"id": "a", "input": "short"}).model == "small"
     assert cascade.run({"id": "b", "input": "short", "tags": ["hard"]}).model == "big"
     assert cascade.run({"id": "c", "input": "word " * 200}).model == "big"
@@ -201,11 +203,8 @@ def test_a_task_no_tier_can_take_fails_with_a_reason(tmp_path: Path) -> None:
     text = GOOD.replace('model = "small"', 'model = "small"\ncontext_window = 20')
     text = text.replace('model = "big"', 'model = "big"\ncontext_window = 20')
     backend = ScriptedBackend({"small": ["yes"], "big": ["yes"]})
-    outcome = (
-        load_policy(write(tmp_path, text))
-        .cascade(backend=backend, log=False)
-        .run({"id": "x", "input": "word " * 100})
-    )
+    plan = load_policy(write(tmp_path, text)).plan
+    outcome = Cascade(plan, backend=backend, log=False).run({"id": "x", "input": "word " * 100})
     assert outcome.status is Status.FAILED
     assert "context windows" in outcome.reasons[0]
     assert backend.calls == []
@@ -213,12 +212,12 @@ def test_a_task_no_tier_can_take_fails_with_a_reason(tmp_path: Path) -> None:
 
 def test_limits_and_breakers_from_every_policy_make_one_guard(tmp_path: Path) -> None:
     """Policies' limits merge (the stricter wins, command line included) into one shared guard."""
-    from cascade.guard import Limit  # noqa: PLC0415
+    from cascade.run.guard import Limit, guard_for  # noqa: PLC0415
 
     write(tmp_path, GOOD + "\n[limits.openai]\nrpm = 500\n[breaker]\nfailures = 7\n", "a.toml")
     other = GOOD.replace('"labels"', '"moods"') + "\n[limits.openai]\nrpm = 300\ntpm = 9000\n"
     write(tmp_path, other, "b.toml")
-    guard = load_policies(tmp_path).guard({"openai": Limit(rpm=400), "small": Limit(tpm=100)})
+    guard = guard_for(load_policies(tmp_path), {"openai": Limit(rpm=400), "small": Limit(tpm=100)})
     assert guard.limits == {"openai": Limit(300, 9000), "small": Limit(None, 100)}
     assert guard.breaker.failures == 7
     assert guard.needs_tokens("openai/gpt-4o")

@@ -1,10 +1,16 @@
-"""The progress bar on a terminal, and the plain lines it becomes elsewhere."""
+"""The progress bar and summary on a terminal, and the plain lines they become elsewhere."""
 
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
-from cascade.progress import Progress, Tally
+from cascade import Store
+from cascade.cli.tables import show_summary
+from cascade.run.progress import Progress, Tally
+from cascade.run.summary import render, summarize
+from tests.helpers import make
 
 
 class Terminal(io.StringIO):
@@ -16,17 +22,19 @@ class Terminal(io.StringIO):
 
 
 def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
-    """A terminal gets one line redrawn with carriage returns, ended by a newline at the end."""
+    """A terminal gets rich's bar, redrawn over itself, ended by a newline at the end."""
     out = Terminal()
     progress = Progress(total=200, stream=out, interval_s=0.0)
     progress.update(Tally(done=50, accepted=45, escalated=5, cost_usd=0.25))
     progress.update(Tally(done=200, accepted=190, escalated=20, cost_usd=1.0), final=True)
-    text = out.getvalue()
-    assert text.count("\r") == 2
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     assert text.endswith("\n")
     assert text.count("\n") == 1
-    last = text.split("\r")[-1]
-    assert "[########################] 200/200 tasks (100%)" in last
+    drawn = [part for part in text.split("\r") if part.strip()]
+    assert any("50/200" in part and "25%" in part for part in drawn)
+    last = drawn[-1]
+    assert "200/200" in last
+    assert "100%" in last
     assert "pass 95.0%" in last
     assert "esc 10.0%" in last
     assert "$1.0000" in last
@@ -44,3 +52,20 @@ def test_off_a_terminal_it_writes_a_line_per_interval() -> None:
     assert "\r" not in out.getvalue()
     assert lines[-1].startswith("progress: 3 tasks,")
     assert "pass 66.7%" in lines[-1]
+
+
+def test_the_summary_is_a_table_on_a_terminal_and_plain_lines_elsewhere(tmp_path: Path) -> None:
+    """The same figures: rich tables for a person at a terminal, the plain text for a pipe."""
+    cascade, _ = make({"a": ["no"], "b": ["ok"]}, ["a", "b"], store=Store(tmp_path / "r.db"))
+    cascade.run({"id": "t1", "type": "demo", "input": "x"})
+    assert cascade.settings.store is not None
+    summary = summarize(cascade.settings.store)
+    plain, table = io.StringIO(), Terminal()
+    show_summary(summary, plain)
+    show_summary(summary, table)
+    assert plain.getvalue() == render(summary) + "\n"
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", table.getvalue())
+    assert "┃ tier" in drawn
+    assert "│ 1    │ b" in drawn
+    assert "pass rate (accepted) 100.0%" in drawn
+    assert "tier 0: 1 x wanted 'ok', got 'no'" in drawn

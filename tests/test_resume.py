@@ -15,7 +15,7 @@ import pytest
 
 from cascade import Store
 from cascade.cli import main
-from cascade.ledger import Entry, Ledger
+from cascade.store.ledger import Entry, Ledger
 from cascade.types import Task
 from tests.fake_backends import POLICY
 

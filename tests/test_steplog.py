@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cascade import Cascade, StepLog, Tier
+from cascade import Cascade, Settings, StepLog, Tier
 from cascade.backends import ScriptedBackend
 from cascade.errors import ServerError
 from cascade.testing import capture_steps
@@ -24,7 +24,8 @@ FAKE_KEY = "sk-test-0123456789abcdefghijklmnopqrstuv"
 
 def run_logged(script: dict[str, list[object]], ladder: list[Tier], log: StepLog) -> object:
     """Run one task with ``log`` and return its outcome."""
-    cascade = Cascade(ladder, says_ok, backend=ScriptedBackend(script), log=log, retry=NO_WAIT)
+    settings = Settings(retry=NO_WAIT)
+    cascade = Cascade(ladder, says_ok, backend=ScriptedBackend(script), log=log, settings=settings)
     return cascade.run({"id": "t1", "type": "demo", "input": "x"})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade import Cascade, Status, Store, Tier
+from cascade import Cascade, Settings, Status, Store, Tier
 from cascade.backends import Reply, ScriptedBackend
 from cascade.errors import ServerError
 from tests.helpers import NO_WAIT, make, says_ok
@@ -71,8 +71,9 @@ def test_concurrent_writers_from_asyncio_tasks_do_not_corrupt_it(tmp_path: Path)
     backend = ScriptedBackend({"a": [Reply("no", latency_s=0.001)], "b": [Reply("ok")]})
     with Store(tmp_path / "run.db") as store:
         cascade = Cascade(
-            ["a", "b"], says_ok, backend=backend, store=store, log=False, retry=NO_WAIT, run_id="r"
-        )
+            ["a", "b"], says_ok, backend=backend, store=store, log=False,
+            settings=Settings(retry=NO_WAIT, run_id="r"),
+        )  # fmt: skip
 
         async def main() -> list[Status]:
             tasks = [{"id": f"t{i}", "input": "x"} for i in range(300)]

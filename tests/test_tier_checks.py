@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade import Status, Tier
+from cascade import Cascade, Status, Tier
 from cascade.errors import ConfigError
 from cascade.policy import PolicyError, load_policy
 from cascade.validators import agreement, confidence, matches
@@ -49,7 +49,7 @@ def test_a_tier_runs_the_policy_checks_and_its_own(tmp_path: Path) -> None:
     from cascade.backends import ScriptedBackend  # noqa: PLC0415
 
     backend = ScriptedBackend({"small": ["#### 5"], "middle": ["#### 4"], "big": ["x"]})
-    outcome = policy.cascade(backend=backend, log=False).run({"id": "t", "input": "2+2"})
+    outcome = Cascade(policy.plan, backend=backend, log=False).run({"id": "t", "input": "2+2"})
     assert outcome.status is Status.ACCEPTED
     assert outcome.tier == 1
     assert [r.model for r in backend.calls] == ["small", "middle"]

@@ -10,8 +10,8 @@ import pytest
 from cascade import Cascade, Price, Tier, confidence, one_of, self_consistency, vote
 from cascade.backends import ReplayBackend, ScriptedBackend
 from cascade.backends.base import Request, Response
+from cascade.enums import CallKind, Status
 from cascade.errors import ConfigError, ServerError
-from cascade.kinds import CallKind, Status
 from cascade.validators import agreement, judge
 from tests.helpers import make, models_called
 from tests.synthetic import write_dataset

@@ -21,16 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade._task_run import failed_outcome
 from cascade.bench.dataset import Dataset
 from cascade.bench.metrics import bootstrap
 from cascade.engine import Cascade
-from cascade.kinds import SIDE_CALLS
-from cascade.types import Decision, Outcome, Status, Task
+from cascade.enums import SIDE_CALLS, Decision, Status
+from cascade.outcome import Outcome
+from cascade.types import Task
 
 __all__ = [
     "LadderScore",
-    "Score",
+    "ReplayScore",
     "answered",
     "score_ladder",
     "score_models",
@@ -41,7 +41,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class Score:
+class ReplayScore:
     """Pass rate and cost over a dataset's tasks, with the per-task figures behind them."""
 
     tasks: int
@@ -54,7 +54,7 @@ class Score:
     """Per task, in the dataset's order: was the delivered answer right, and what it cost."""
 
     @classmethod
-    def of(cls, rights: list[bool], costs: list[float], latency_s: float) -> Score:
+    def of(cls, rights: list[bool], costs: list[float], latency_s: float) -> ReplayScore:
         """A score from per-task figures."""
         return cls(len(rights), sum(rights), sum(costs), latency_s, tuple(rights), tuple(costs))
 
@@ -82,7 +82,7 @@ class Score:
 
 
 @dataclass(frozen=True, slots=True)
-class LadderScore(Score):
+class LadderScore(ReplayScore):
     """A ladder's score, with where it accepted and how well its validators judged."""
 
     accepted_by_tier: tuple[int, ...] = ()
@@ -100,7 +100,7 @@ class LadderScore(Score):
 
     def to_json(self) -> dict[str, Any]:
         """The keys ``cascade bench --json`` prints for a ladder."""
-        return Score.to_json(self) | {
+        return ReplayScore.to_json(self) | {
             "delivered_rate": round(self.delivered_rate, 6),
             "accepted_by_tier": list(self.accepted_by_tier),
             "escalation_rate": round(self.escalation_rate, 6),
@@ -115,7 +115,7 @@ def answered(data: Dataset) -> dict[str, int]:
     return {m: sum((task.id, m) in data.cost for task in data.tasks) for m in data.models}
 
 
-def score_models(data: Dataset) -> dict[str, Score]:
+def score_models(data: Dataset) -> dict[str, ReplayScore]:
     """Each priced model alone, on every task; a model that did not answer them all is left out.
 
     A run store often has some models for some task kinds only; scored on every task, such a
@@ -124,17 +124,17 @@ def score_models(data: Dataset) -> dict[str, Score]:
     return {m: s for m, s in _every_model(data).items() if m not in data.unpriced}
 
 
-def score_unpriced(data: Dataset) -> dict[str, Score]:
+def score_unpriced(data: Dataset) -> dict[str, ReplayScore]:
     """The models whose cost is unknown, scored alone on every task (their cost means nothing)."""
     return {m: s for m, s in _every_model(data).items() if m in data.unpriced}
 
 
-def _every_model(data: Dataset) -> dict[str, Score]:
+def _every_model(data: Dataset) -> dict[str, ReplayScore]:
     scores = {}
     count = len(data.tasks)
     for model in [m for m, n in answered(data).items() if n == count]:
         keys = [(task.id, model) for task in data.tasks]
-        scores[model] = Score.of(
+        scores[model] = ReplayScore.of(
             [data.correct.get(key, False) for key in keys],
             [data.cost.get(key, 0.0) for key in keys],
             sum(data.latency.get(key, 0.0) for key in keys) / max(1, len(keys)),
@@ -142,7 +142,7 @@ def _every_model(data: Dataset) -> dict[str, Score]:
     return scores
 
 
-def score_oracle(data: Dataset) -> Score:
+def score_oracle(data: Dataset) -> ReplayScore:
     """The cheapest priced model that was correct, per task; the cheapest where none was."""
     rights: list[bool] = []
     costs: list[float] = []
@@ -159,7 +159,7 @@ def score_oracle(data: Dataset) -> Score:
         rights.append(bool(right))
         costs.append(data.cost[(task.id, pick)])
         latency += data.latency[(task.id, pick)]
-    return Score.of(rights, costs, latency / max(1, len(data.tasks)))
+    return ReplayScore.of(rights, costs, latency / max(1, len(data.tasks)))
 
 
 async def score_ladder(data: Dataset, cascade: Cascade, *, concurrency: int = 64) -> LadderScore:
@@ -179,7 +179,7 @@ async def score_policy(
     async def one(task: Task) -> Outcome:
         cascade = cascades.get(task.type) or cascades.get("*")
         if cascade is None:
-            return failed_outcome("bench", task, f"no policy serves task type {task.type!r}")
+            return Outcome.failed("bench", task, f"no policy serves task type {task.type!r}")
         async with limit:
             return await cascade.arun(task)
 

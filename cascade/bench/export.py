@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset
+from cascade.enums import CallKind
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
 from cascade.gold import load_gold, same_answer
-from cascade.kinds import CallKind
 from cascade.store import Store
+from cascade.store.queries import first_answers, tasks_of
 from cascade.validators.agreement import final_number
 from cascade.validators.jsonvalue import extract_json
 
-__all__ = ["Exported", "dataset_from_store", "export_command", "export_store"]
+__all__ = ["Exported", "dataset_from_store", "export_store"]
 
 _ANSWERS = (CallKind.CALL, CallKind.RETRY, CallKind.FALLBACK, CallKind.CALIBRATION)
 
@@ -97,20 +98,6 @@ def export_store(
     )
 
 
-def export_command(
-    store: str, out: str, gold: str | None, run_id: str | None, *, every_task: bool
-) -> int:
-    """``cascade export``: write the dataset and say what it holds."""
-    done = export_store(store, out, gold=gold, run_id=run_id, every_task=every_task)
-    left = f"; {done.skipped} tasks left out (not every tier answered them)" if done.skipped else ""
-    truth = "" if gold else "; no --gold, so 'correct' is null"
-    print(  # noqa: T201  # the command's report
-        f"wrote {done.folder}: {done.tasks} tasks, {done.responses} answers from "
-        f"{len(done.models)} models ({', '.join(done.models)}){left}{truth}"
-    )
-    return 0
-
-
 def dataset_from_store(
     store: str | Path, gold: str | Path | None, *, run_id: str | None = None
 ) -> tuple[Dataset, Exported]:
@@ -131,11 +118,7 @@ def dataset_from_store(
 
 
 def _tasks(db: Store, run_id: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
-    rows = db.select(
-        "SELECT task_id, task_type, payload FROM tasks WHERE ? IS NULL OR run_id = ?"
-        " ORDER BY rowid",
-        (run_id, run_id),
-    )
+    rows = tasks_of(db, run_id)
     for task_id, task_type, payload in rows:
         if payload is None:
             continue
@@ -150,12 +133,7 @@ def _responses(
     db: Store, run_id: str | None, tasks: Mapping[str, Any]
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """The first answer of each model to each task, and the models by the tier they serve."""
-    rows = db.select(
-        "SELECT task_id, tier, model_requested, prompt_tokens, completion_tokens, cost_usd,"
-        " latency_s, output, confidence FROM attempts WHERE output IS NOT NULL"
-        " AND kind IN (?, ?, ?, ?) AND (? IS NULL OR run_id = ?) ORDER BY seq",
-        (*map(str, _ANSWERS), run_id, run_id),
-    )
+    rows = first_answers(db, run_id, _ANSWERS)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     tiers: dict[str, int] = {}
     for task_id, tier, model, prompt, completion, cost, latency, output, confidence in rows:

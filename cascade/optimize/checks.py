@@ -22,8 +22,8 @@ from typing import Any
 from cascade.errors import ConfigError
 from cascade.optimize.table import Check, build_check, default_checks
 from cascade.policy import load_policy
+from cascade.store.verdicts import VerdictCache
 from cascade.types import Task
-from cascade.validators import VerdictCache
 
 __all__ = ["UserPolicy", "relocated", "user_policy"]
 

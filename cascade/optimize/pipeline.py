@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from cascade.bench.command import select_kinds
 from cascade.bench.dataset import Dataset, kind_stream, load_dataset, split_ids
+from cascade.bench.suite import select_kinds
 from cascade.errors import ConfigError
 from cascade.optimize.certify import (
     CERTIFY,
@@ -36,7 +36,7 @@ from cascade.optimize.certify import (
 from cascade.optimize.checks import UserPolicy, user_policy
 from cascade.optimize.search import Ladders, ladders
 from cascade.optimize.table import kind_table
-from cascade.validators import VerdictCache
+from cascade.store.verdicts import VerdictCache
 
 __all__ = ["MAX_REASKS", "Optimized", "Options", "guarantee_facts", "search"]
 
@@ -127,30 +127,12 @@ def search(dataset: str, options: Options) -> Optimized:
     started = time.perf_counter()
     found: dict[str, Ladders] = {}
     notes: list[str] = []
-    sizes = [0, 0]
     training = data.subset(train)
     for kind in kinds:
-        checks = None
-        if user is not None and user.task_type == kind:
-            checks = user.checks([t for t in training.tasks if t.type == kind], cache)
-        table, left_out = kind_table(
-            training, kind, max_reasks=options.max_reasks, checks=checks, cache=cache
-        )
+        found[kind], left_out = _kind_ladders(training, kind, options, user, cache)
         notes += left_out
-        rng = kind_stream(options.seed, kind, 1)
-        parts = selection_parts(len(table.task_ids), rng, options.select)
-        chosen = int((parts < CERTIFY).sum())
-        sizes = [sizes[0] + chosen, sizes[1] + len(parts) - chosen]
-        last = list(range(len(table.models))) if options.any_last_tier else None
-        found[kind] = ladders(
-            table,
-            parts,
-            choose_on=SELECT,
-            last=last,
-            max_tiers=options.max_tiers,
-            any_order=options.any_order,
-        )
     result = certify(found, options.target, options.confidence)
+    selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
     facts: dict[str, Any] = {
         "dataset": data.name,
         "dataset_path": dataset,
@@ -158,8 +140,8 @@ def search(dataset: str, options: Options) -> Optimized:
         "tasks": len(data.tasks),
         "train_tasks": len(train),
         "held_out_tasks": len(held),
-        "selection_tasks": sizes[0],
-        "certification_tasks": sizes[1],
+        "selection_tasks": selecting,
+        "certification_tasks": len(train) - selecting,
         "seed": options.seed,
         "target_pass_rate": result.target,
         "target_set_by": "you" if options.target is not None else "the selection part (auto)",
@@ -175,6 +157,33 @@ def search(dataset: str, options: Options) -> Optimized:
     if cache is not None:
         facts["sandbox_verdicts"] = {"cached": cache.hits, "run": cache.misses}
     return Optimized(data, kinds, train, held, found, result, facts, user)
+
+
+def _kind_ladders(
+    training: Dataset,
+    kind: str,
+    options: Options,
+    user: UserPolicy | None,
+    cache: VerdictCache | None,
+) -> tuple[Ladders, list[str]]:
+    """Every ladder of one kind, scored on its selection folds and certification part."""
+    checks = None
+    if user is not None and user.task_type == kind:
+        checks = user.checks([t for t in training.tasks if t.type == kind], cache)
+    table, left_out = kind_table(
+        training, kind, max_reasks=options.max_reasks, checks=checks, cache=cache
+    )
+    parts = selection_parts(len(table.task_ids), kind_stream(options.seed, kind, 1), options.select)
+    last = list(range(len(table.models))) if options.any_last_tier else None
+    found = ladders(
+        table,
+        parts,
+        choose_on=SELECT,
+        last=last,
+        max_tiers=options.max_tiers,
+        any_order=options.any_order,
+    )
+    return found, left_out
 
 
 def selection_parts(

@@ -103,6 +103,34 @@ def ladders(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Stacked:
+    """Every gate's per-task arrays, stacked (gates by tasks), and the parts' one-hot matrix."""
+
+    accept: Floats
+    paid: Floats
+    kept: Floats
+    asked: Floats
+    voter_paid: Floats
+    voting: Ints
+    owner: Ints
+    onehot: Floats
+
+    @classmethod
+    def of(cls, gates: tuple[Gate, ...], arrays: list[GateArrays], onehot: Floats) -> _Stacked:
+        shape = (len(gates), onehot.shape[0])
+        return cls(
+            np.array([a.accepted for a in arrays], dtype=np.float64).reshape(shape),
+            np.array([a.cost for a in arrays], dtype=np.float64).reshape(shape),
+            np.array([a.right for a in arrays], dtype=np.float64).reshape(shape),
+            np.array([a.asked for a in arrays], dtype=np.float64),
+            np.array([a.paid for a in arrays], dtype=np.float64),
+            np.flatnonzero([bool(g.voters) for g in gates]),
+            np.array([g.model for g in gates], dtype=np.intp),
+            onehot,
+        )
+
+
 def _score(
     table: KindTable,
     gates: tuple[Gate, ...],
@@ -112,18 +140,8 @@ def _score(
     max_tiers: int,
     any_order: bool,
 ) -> tuple[list[Ints], list[Floats], list[Floats]]:
-    count = onehot.shape[0]
-    shape = (len(gates), count)
-    accept = np.array([a.accepted for a in arrays], dtype=np.float64).reshape(shape)
-    paid = np.array([a.cost for a in arrays], dtype=np.float64).reshape(shape)
-    kept = np.array([a.right for a in arrays], dtype=np.float64).reshape(shape)
-    asked = np.array([a.asked for a in arrays], dtype=np.float64)
-    voter_paid = np.array([a.paid for a in arrays], dtype=np.float64)
-    voting = np.flatnonzero([bool(g.voters) for g in gates])
-    owner = np.array([g.model for g in gates], dtype=np.intp)
+    stacked = _Stacked.of(gates, arrays, onehot)
     price = table.cost.mean(axis=1)
-    kept_r, paid_f = kept @ onehot, paid @ onehot
-    passed_on = 1.0 - accept
     tiers: list[Ints] = []
     rights: list[Floats] = []
     costs: list[Floats] = []
@@ -135,11 +153,13 @@ def _score(
         costs.append((c_top @ onehot)[None, :])
         if max_tiers < 2 or not gates:
             continue
+        owner = stacked.owner
         usable = owner != top
         if not any_order:
             usable &= price[owner] <= price[top]
-        inner_r = kept + passed_on * r_top  # two-tier ladders, per task
-        inner_c = paid + passed_on * c_top
+        passed_on = 1.0 - stacked.accept
+        inner_r = stacked.kept + passed_on * r_top  # two-tier ladders, per task
+        inner_c = stacked.paid + passed_on * c_top
         index = np.flatnonzero(usable)
         tiers.append(np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)]))
         rights.append((inner_r @ onehot)[index])
@@ -147,24 +167,32 @@ def _score(
         if max_tiers < 3:
             continue
         for first in index:
-            weights = passed_on[first][:, None] * onehot  # the tasks the first tier passes on
             later = (owner != owner[first]) & (any_order | (price[owner] >= price[owner[first]]))
             second = np.flatnonzero(usable & later)
-            if second.size == 0:
-                continue
-            cost_second = inner_c[second]
-            refunded = np.intersect1d(second, voting, assume_unique=True)
-            if refunded.size:
-                # A voter the first tier already asked (or its own model) is not paid again.
-                refund = np.einsum("smt,mt->st", voter_paid[refunded], asked[first])
-                cost_second = cost_second.copy()
-                cost_second[np.searchsorted(second, refunded)] -= refund
-            tiers.append(
-                np.column_stack([np.full(second.size, first), second, np.full(second.size, top)])
-            )
-            rights.append(kept_r[first] + inner_r[second] @ weights)
-            costs.append(paid_f[first] + cost_second @ weights)
+            if second.size:
+                found = _three_tiers(stacked, int(first), second, inner_r, inner_c)
+                tiers.append(np.column_stack([np.full(second.size, first), second,
+                                              np.full(second.size, top)]))  # fmt: skip
+                rights.append(found[0])
+                costs.append(found[1])
     return tiers, rights, costs
+
+
+def _three_tiers(
+    stacked: _Stacked, first: int, second: Ints, inner_r: Floats, inner_c: Floats
+) -> tuple[Floats, Floats]:
+    """Per part, the right answers and cost of ``first`` then each of ``second`` then the top."""
+    weights = (1.0 - stacked.accept[first])[:, None] * stacked.onehot  # what ``first`` passes on
+    cost_second = inner_c[second]
+    refunded = np.intersect1d(second, stacked.voting, assume_unique=True)
+    if refunded.size:
+        # A voter the first tier already asked (or its own model) is not paid again.
+        refund = np.einsum("smt,mt->st", stacked.voter_paid[refunded], stacked.asked[first])
+        cost_second = cost_second.copy()
+        cost_second[np.searchsorted(second, refunded)] -= refund
+    rights = stacked.kept[first] @ stacked.onehot + inner_r[second] @ weights
+    costs = stacked.paid[first] @ stacked.onehot + cost_second @ weights
+    return rights, costs
 
 
 Parts = tuple[int, ...]

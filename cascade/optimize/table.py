@@ -36,8 +36,9 @@ from cascade.backends.replay import Recorded
 from cascade.bench.dataset import Dataset
 from cascade.policy.build import build_validator
 from cascade.policy.spec import ValidatorSpec
+from cascade.store.verdicts import VerdictCache
 from cascade.types import Attempt, Task, Tier, Usage
-from cascade.validators import Validator, VerdictCache, run_validator
+from cascade.validators import Validator, run_validator
 from cascade.validators.agreement import Compare, normal_answer
 from cascade.validators.code_tests import _PassesTests
 

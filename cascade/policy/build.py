@@ -38,12 +38,12 @@ from cascade.policy.spec import (
     ValidatorSpec,
     VoteSpec,
 )
+from cascade.store.verdicts import VerdictCache
 from cascade.tokens import count_tokens
 from cascade.types import Message, Price, Task, Tier
 from cascade.validators import (
     Limits,
     Validator,
-    VerdictCache,
     agreement,
     compiles,
     confidence,

@@ -1,12 +1,16 @@
 r"""Load policy files and policy directories; every error names ``file:line`` and the field.
 
+A policy loads into a :class:`~cascade.engine.Plan`: a value, which any command runs with its
+own :class:`~cascade.engine.Settings`.
+
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (folder / "labels.toml").write_text(
 ...     'task_type = "labels"\n[[tiers]]\nmodel = "small"\n'
 ...     '[[validators]]\nkind = "one_of"\nlabels = ["yes", "no"]\n')
->>> load_policy(folder / "labels.toml").cascade(log=False)
-Cascade(small, validate=one_of(['yes', 'no']))
+>>> plan = load_policy(folder / "labels.toml").plan
+>>> [tier.model for tier in plan.tiers], plan.validator
+(['small'], one_of(['yes', 'no']))
 """
 
 from __future__ import annotations
@@ -20,18 +24,14 @@ from typing import Any
 
 import pydantic
 
-from cascade.backends.base import Backend
-from cascade.engine import Cascade, Route
+from cascade.engine.plan import Plan
 from cascade.errors import ConfigError
-from cascade.guard import BreakerSettings, Guard, Limit
 from cascade.policy.build import FieldError, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
 from cascade.policy.spec import PolicySpec, ValidatorSpec
-from cascade.retry import RetryPolicy
-from cascade.steplog import StepLog
-from cascade.store import Store
+from cascade.store.verdicts import VerdictCache
 from cascade.types import HUMAN, Message, Task, Tier
-from cascade.validators import Validator, VerdictCache, all_of
+from cascade.validators import Validator, all_of
 
 __all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "load_policies", "load_policy"]
 
@@ -60,47 +60,31 @@ class PolicyError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A loaded policy: the ladder, the validators and the rules for one task type."""
+    """A loaded policy file: its spec, and the :class:`~cascade.engine.Plan` it describes."""
 
     path: Path
     spec: PolicySpec
-    ladder: tuple[Tier, ...]
-    validate: Validator
-    route: Route | None
-    examples: tuple[Message, ...] = ()
+    plan: Plan
 
     @property
     def task_type(self) -> str:
         """The task type this policy serves."""
         return self.spec.task_type
 
-    def cascade(
-        self,
-        *,
-        backend: Backend | None = None,
-        store: Store | None = None,
-        log: StepLog | bool | None = None,
-        retry: RetryPolicy | None = None,
-        run_id: str | None = None,
-        guard: Guard | None = None,
-        record_all_tiers: float = 0.0,
-    ) -> Cascade:
-        """A :class:`Cascade` running this policy."""
-        return Cascade(
-            self.ladder,
-            self.validate,
-            backend=backend,
-            prompt=self.spec.prompt,
-            examples=self.examples,
-            budget_usd=self.spec.budget.max_cost_per_task_usd,
-            store=store,
-            log=log,
-            retry=retry,
-            run_id=run_id,
-            route=self.route,
-            guard=guard,
-            record_all_tiers=record_all_tiers,
-        )
+    @property
+    def ladder(self) -> tuple[Tier, ...]:
+        """The plan's tiers."""
+        return self.plan.tiers
+
+    @property
+    def validate(self) -> Validator:
+        """The policy-wide validator."""
+        return self.plan.validator
+
+    @property
+    def examples(self) -> tuple[Message, ...]:
+        """The worked examples, as chat turns."""
+        return tuple(self.plan.examples)
 
 
 def _pydantic_message(error: Mapping[str, Any]) -> str:
@@ -190,7 +174,15 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
     examples = _examples(spec, problem)
     if problems:
         raise PolicyError(problems)
-    return Policy(path, spec, tuple(ladder), _all(validators), router(spec), examples)
+    plan = Plan(
+        tuple(ladder),
+        _all(validators),
+        prompt=spec.prompt,
+        examples=examples,
+        budget_usd=spec.budget.max_cost_per_task_usd,
+        route=router(spec),
+    )
+    return Policy(path, spec, plan)
 
 
 def _validators(
@@ -261,29 +253,6 @@ class PolicySet:
     def task_types(self) -> list[str]:
         """The task types covered."""
         return sorted(self._policies)
-
-    def guard(self, limits: Mapping[str, Limit] | None = None) -> Guard:
-        """One :class:`Guard` for every model of every policy, to share across a whole run.
-
-        ``limits`` (from the command line, say) join the policies' own; for a key named twice
-        the stricter limit holds. The breaker settings are the strictest any policy asks for.
-        """
-        merged: dict[str, Limit] = {}
-        models: set[str] = set()
-        breakers: list[BreakerSettings] = []
-        for policy in self:
-            models.update(model for tier in policy.ladder for model in tier.models)
-            for key, spec in policy.spec.limits.items():
-                merged[key] = merged.get(key, Limit()).tighter(Limit(spec.rpm, spec.tpm))
-            if (breaker := policy.spec.breaker) is not None:
-                breakers.append(BreakerSettings(breaker.failures, breaker.cooldown_s))
-        for key, limit in (limits or {}).items():
-            merged[key] = merged.get(key, Limit()).tighter(limit)
-        settings = BreakerSettings()
-        if breakers:
-            failures = min(b.failures for b in breakers)
-            settings = BreakerSettings(failures, min(b.cooldown_s for b in breakers))
-        return Guard(merged, settings, keys=models)
 
 
 def load_policies(path: str | Path, *, cache: VerdictCache | None = None) -> PolicySet:

@@ -5,6 +5,7 @@ every step log. Combine them with :func:`all_of`, :func:`any_of` and :func:`not_
 :func:`agreement`, :func:`vote` and :func:`self_consistency` compare other answers to the task.
 """
 
+from cascade.store.verdicts import VerdictCache
 from cascade.validators.agreement import agreement
 from cascade.validators.base import (
     CostClass,
@@ -26,7 +27,6 @@ from cascade.validators.pattern import matches
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.schema import json_schema, pydantic_model
 from cascade.validators.typecheck import mypy_clean
-from cascade.validators.verdict_cache import VerdictCache
 from cascade.validators.vote import self_consistency, vote
 
 __all__ = [

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Literal
 
 from cascade.errors import ConfigError
+from cascade.store.verdicts import VerdictCache, verdict_key
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
-from cascade.validators.verdict_cache import VerdictCache, verdict_key
 
 __all__ = ["passes_tests"]
 

@@ -20,61 +20,31 @@ import json
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from cascade._task_run import quarantined_outcome
 from cascade.backends.base import Backend
 from cascade.backends.routed import closing_backend
-from cascade.budget import JobBudget
-from cascade.engine import default_backend
+from cascade.engine import Settings
 from cascade.errors import CascadeError, ConfigError
-from cascade.guard import Guard
-from cascade.ledger import Entry, Ledger
+from cascade.outcome import Outcome
 from cascade.policy import PolicySet
-from cascade.progress import Progress, Tally
+from cascade.run.budget import JobBudget
+from cascade.run.guard import guard_for
+from cascade.run.job import Job
+from cascade.run.progress import Progress, Tally
+from cascade.run.tasks_file import Line, read_lines
+from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.tasks_file import Line, read_lines
+from cascade.store.ledger import Entry, Ledger
 from cascade.types import to_jsonable
-from cascade.worker import (
-    Worker,
-    WorkerJob,
-    WorkerSettings,
-    build_cascades,
-    new_owner,
-    work,
-)
 
-__all__ = ["Counts", "Line", "RunSettings", "Runner", "read_lines"]
+__all__ = ["Counts", "Line", "Runner", "read_lines"]
 
 _INGEST_BATCH = 500
 _RECLAIM_EVERY_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """How a run is carried out: concurrency per worker, workers, leases, the job's budget."""
-
-    concurrency: int = 16
-    workers: int = 1
-    lease_s: float = 300.0
-    budget_usd: float | None = None
-    record_all_tiers: float = 0.0
-    window: int = 20_000
-    """Tasks read into the store ahead of the workers, at most."""
-    tail_s: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.record_all_tiers <= 1.0:
-            raise ConfigError(
-                f"--record-all-tiers must be between 0 and 1, got {self.record_all_tiers}"
-            )
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.budget_usd is not None and not self.budget_usd > 0:
-            raise ConfigError(f"the budget must be > 0 USD, got {self.budget_usd}")
 
 
 @dataclass
@@ -99,64 +69,59 @@ class Counts:
 
 
 class Runner:
-    """Drive the lines of a task file through the cascades of a :class:`PolicySet`.
+    """Drive the lines of a task file through the policies, as the :class:`Job` says.
 
-    ``backend`` serves this process; with ``workers > 1`` each worker process builds its own
-    from ``backend_factory``, which must pickle (a module-level function, or a
-    ``functools.partial`` of one). The step log goes to ``log`` in this process, and is
-    appended to ``log_path`` by worker processes.
+    ``backend`` serves this process (by default, the job's factory builds one); worker
+    processes build their own from the job. ``log`` is this process's step log; worker
+    processes append to the job's log file.
     """
 
-    def __init__(  # noqa: PLR0913  # keyword-only settings, each with a sane default
+    def __init__(
         self,
+        job: Job,
         policies: PolicySet,
-        *,
         store: Store,
-        out: IO[str],
-        quarantine: IO[str],
+        *,
         backend: Backend | None = None,
-        backend_factory: Callable[[], Backend] | None = None,
-        log: StepLog | bool | None = None,
-        log_path: str | None = None,
+        log: StepLog | None = None,
         run_id: str | None = None,
-        guard: Guard | None = None,
-        settings: RunSettings | None = None,
         progress: Progress | None = None,
     ) -> None:
         if not len(policies):
             raise ConfigError("no policies to run")
-        self.settings = settings or RunSettings()
-        if self.settings.workers > 1 and (backend_factory is None or policies.source is None):
-            raise ConfigError("worker processes need policies loaded from a path and a backend")
+        self.job = job
+        self.workers = job.worker_count(None)
+        if self.workers > 1 and policies.source is None:
+            raise ConfigError("worker processes need policies loaded from a path")
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._policies = policies
         self._store = store
         self._ledger = Ledger(store, self.run_id)
-        self._out = out
-        self._quarantine = quarantine
         self._backend = backend
-        self._factory = backend_factory or default_backend
         self._log = log
-        self._log_path = log_path
-        self._guard = guard or policies.guard()
+        self._guard = guard_for(policies, job.limits)
         self._progress = progress
         self._stop: Any = multiprocessing.get_context("spawn").Event()
-        self._budget = JobBudget(self.settings.budget_usd)
+        self._budget = JobBudget(job.budget_usd)
         self._reclaimed_at = time.monotonic()
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
 
-    async def run(self, lines: Iterator[Line]) -> Counts:
-        """Run every line not yet run for this job; return what was done and what is left."""
+    async def run(self, lines: Iterator[Line], out: IO[str], quarantine: IO[str]) -> Counts:
+        """Run every line not yet run for this job; return what was done and what is left.
+
+        Results and quarantined lines are written to ``out`` and ``quarantine`` from the store.
+        """
+        self._files = (out, quarantine)
         self._store.start_run(self.run_id)
         self._ledger.reclaim()  # no worker is alive yet: every lease left is a crash's
-        self.counts.done_before = self._store_count("results")
+        self.counts.done_before = self._ledger.count_results()
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
         self._budget.add(self.counts.spent_usd)
         feeder = asyncio.ensure_future(self._feed(lines))
         try:
-            if self.settings.workers == 1:
+            if self.workers == 1:
                 await self._run_here(feeder)
             else:
                 await self._run_processes(feeder)
@@ -178,60 +143,41 @@ class Runner:
 
     async def _run_here(self, feeder: asyncio.Future[None]) -> None:
         if self._backend is None:  # built here, so closed here
-            with closing_backend(self._factory()) as backend:
+            with closing_backend(self.job.backend_factory()()) as backend:
                 await self._work_here(feeder, backend)
         else:
             await self._work_here(feeder, self._backend)
 
     async def _work_here(self, feeder: asyncio.Future[None], backend: Backend) -> None:
-        cascades = build_cascades(
-            self._policies,
+        settings = Settings(
             backend=backend,
-            log=self._log,
-            run_id=self.run_id,
+            log=self._log or False,
             guard=self._guard,
-            record_all_tiers=self.settings.record_all_tiers,
+            run_id=self.run_id,
+            record_all_tiers=self.job.record_all_tiers,
         )
-        log = self._log if isinstance(self._log, StepLog) else None
-        worker = Worker(
-            self._policies,
-            cascades,
-            self._ledger,
-            stop=self._stop,
-            budget=self._budget,
-            settings=self._worker_settings(),
-            log=log,
-        )
+        cascades = Cascades(self._policies, settings)
+        worker = Worker(self.job, cascades, self._ledger, stop=self._stop, budget=self._budget)
         task = asyncio.ensure_future(worker.run())
         while not task.done():
-            await asyncio.wait([task], timeout=self.settings.tail_s)
+            await asyncio.wait([task], timeout=self.job.tail_s)
             self._tail()
             self._watch(feeder, [worker.owner])
         task.result()
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = multiprocessing.get_context("spawn")
-        owners = [new_owner() for _ in range(self.settings.workers)]
+        owners = [new_owner() for _ in range(self.workers)]
+        shared = Shared(self.run_id, self._guard, self._stop, self._budget)
         processes = []
         for owner in owners:
-            job = WorkerJob(
-                policy=str(self._policies.source),
-                store=self._store.path,
-                run_id=self.run_id,
-                owner=owner,
-                settings=self._worker_settings(),
-                log_path=self._log_path,
-                backend=self._factory,
-            )
-            process = context.Process(
-                target=work, args=(job, self._guard, self._stop, self._budget)
-            )
+            process = context.Process(target=work, args=(self.job, shared, owner))
             process.start()
             processes.append(process)
         failed: list[str] = []
         released: set[str] = set()
         while any(p.exitcode is None for p in processes):
-            await asyncio.sleep(self.settings.tail_s)
+            await asyncio.sleep(self.job.tail_s)
             self._tail()
             self._watch(feeder, [o for o, p in zip(owners, processes, strict=True) if p.is_alive()])
             for owner, process in zip(owners, processes, strict=True):
@@ -254,13 +200,6 @@ class Runner:
             self._reclaimed_at = now
             self._ledger.reclaim(alive=alive)
 
-    def _worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(
-            concurrency=self.settings.concurrency,
-            lease_s=self.settings.lease_s,
-            record_all_tiers=self.settings.record_all_tiers,
-        )
-
     async def _feed(self, lines: Iterator[Line]) -> None:
         """Read the input into the ledger, a window ahead of the workers, from where it stopped."""
         skip = self._ledger.position().lines_read
@@ -275,7 +214,7 @@ class Runner:
             if len(batch) < _INGEST_BATCH:
                 continue
             # The workers may be other processes: only the store can say how far they are.
-            while self._ledger.unfinished() > self.settings.window and not self._stop.is_set():  # noqa: ASYNC110
+            while self._ledger.unfinished() > self.job.window and not self._stop.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             if self._stop.is_set():
                 return  # the budget is spent: read no further, so a resume reads on from here
@@ -298,14 +237,15 @@ class Runner:
         task_id = line.raw.get("id") if isinstance(line.raw, dict) else None
         outcome = None
         if isinstance(task_id, str) and task_id:
-            outcome = quarantined_outcome(self.run_id, line.raw, f"line {line.number}: {reason}")
+            outcome = Outcome.quarantined(self.run_id, line.raw, f"line {line.number}: {reason}")
         return Entry(line.number, reason=reason, raw=line.raw, outcome=outcome)
 
     def _tail(self) -> None:
         """Append new results and quarantined lines to the files; count them; watch the budget."""
         tally = self.counts.tally
+        out, quarantine = self._files
         while rows := self._ledger.results_after(self._cursors[0]):
-            self._out.write("".join(_json_line(row.line) for row in rows))
+            out.write("".join(_json_line(row.line) for row in rows))
             self._cursors[0] = rows[-1].rowid
             for row in rows:
                 tally.done += 1
@@ -313,12 +253,12 @@ class Runner:
                 tally.escalated += row.escalated
                 self.counts.repeated += row.executions > 1
             self.counts.results += len(rows)
-        self._out.flush()
+        out.flush()
         while entries := list(self._ledger.quarantine_after(self._cursors[1])):
-            self._quarantine.write("".join(text + "\n" for _, text in entries))
+            quarantine.write("".join(text + "\n" for _, text in entries))
             self._cursors[1] = entries[-1][0]
             self.counts.quarantined += len(entries)
-        self._quarantine.flush()
+        quarantine.flush()
         spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
         self.counts.spent_usd += spent
         tally.cost_usd = self.counts.spent_usd
@@ -328,18 +268,11 @@ class Runner:
 
     def _check_budget(self) -> None:
         """Stop reading input once the budget is spent (the workers stop leasing on their own)."""
-        budget = self.settings.budget_usd
+        budget = self.job.budget_usd
         spent = max(self.counts.spent_usd, self._budget.spent_usd)
         if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
-
-    def _store_count(self, table: str) -> int:
-        rows = self._store.select(
-            f"SELECT count(*) FROM {table} WHERE run_id = ?",  # noqa: S608  # our own table name
-            (self.run_id,),
-        )
-        return int(next(rows)[0])
 
 
 def _json_line(line: dict[str, Any]) -> str:

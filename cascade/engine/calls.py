@@ -1,10 +1,11 @@
 """Make one attempt's backend calls: a deadline on each, retries, then the tier's fallbacks.
 
-This wraps around the decision loop and does not sit inside it: the engine asks for an answer
+This wraps around the decision loop and does not sit inside it: the loop asks for an answer
 from a tier and gets back every call it took, the last of which either answered or failed.
-With a :class:`~cascade.guard.Guard`, each call first waits for its model's rate limits and
-passes its circuit breaker (an open breaker sends the attempt straight to the fallbacks), and
-its result feeds both back. Breaker transitions are logged as ``cascade.breaker`` events.
+With guard hooks (:class:`GuardHooks`, such as :class:`cascade.Guard`), each call first waits
+for its model's rate limits and passes its circuit breaker (an open breaker sends the attempt
+straight to the fallbacks), and its result feeds both back. Breaker transitions are logged as
+``cascade.breaker`` events.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-from cascade.backends.base import Backend, Request, Response
+from cascade.backends.base import Backend
+from cascade.enums import SIDE_CALLS, CallKind
 from cascade.errors import (
     CircuitOpen,
     MalformedResponse,
@@ -23,14 +26,62 @@ from cascade.errors import (
     RateLimited,
     ServerError,
 )
-from cascade.guard import Guard, Transition
-from cascade.kinds import SIDE_CALLS
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.tokens import count_tokens
-from cascade.types import CallKind, Message, Tier
+from cascade.types import Message, Request, Response, Tier
 
-__all__ = ["Call", "Caller"]
+__all__ = ["Call", "Caller", "GuardHooks", "Transition"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A breaker changed state: the caller logs it as a ``cascade.breaker`` event."""
+
+    key: str
+    before: str
+    after: str
+    failures: int
+
+
+class GuardHooks(Protocol):
+    """What the calls ask of a guard: rate limits to wait for, breakers to pass and feed.
+
+    :class:`cascade.Guard` keeps them in memory shared by a run's worker processes; another
+    implementation may keep them anywhere (a cluster-wide actor, say).
+    """
+
+    def admit_transition(self, model: str) -> tuple[bool, Transition | None]:
+        """Whether ``model``'s breaker lets a call through, and any change of its state."""
+        ...
+
+    def paused_s(self, model: str) -> float:
+        """Seconds ``model`` stays paused after a 429 (0 when it is not)."""
+        ...
+
+    def needs_tokens(self, model: str) -> bool:
+        """Whether a tokens-per-minute limit applies, so calls must reserve their tokens."""
+        ...
+
+    def wait_s(self, model: str, tokens: int) -> float:
+        """Seconds to wait before a call of ``tokens``; 0 reserves them and lets it go."""
+        ...
+
+    def settle(self, model: str, reserved: int, used: int) -> None:
+        """Correct a reservation with the tokens the call really used."""
+        ...
+
+    def succeeded(self, model: str) -> Transition | None:
+        """A call answered: feed the breaker."""
+        ...
+
+    def failed(self, model: str) -> Transition | None:
+        """A call failed for the provider's reasons: feed the breaker."""
+        ...
+
+    def rate_limited(self, model: str, retry_after_s: float | None) -> float:
+        """A 429: pause the model for everyone; returns the pause."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +102,7 @@ class Caller:
         self,
         backend: Backend,
         retry: RetryPolicy,
-        guard: Guard | None = None,
+        guard: GuardHooks | None = None,
         log: StepLog | None = None,
     ) -> None:
         self._backend = backend

@@ -28,10 +28,11 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cascade._rows import RESULT_COLUMNS, result_line, task_json
 from cascade.errors import TaskError
+from cascade.outcome import Outcome
 from cascade.store import Store
-from cascade.types import Outcome, Task, to_jsonable
+from cascade.store.rows import RESULT_COLUMNS, result_line, task_json
+from cascade.types import Task, to_jsonable
 
 __all__ = ["Entry", "Leased", "Ledger", "Position", "ResultRow"]
 
@@ -84,6 +85,12 @@ class Ledger:
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
+
+    def count_results(self) -> int:
+        """Results the run has stored so far."""
+        with self.store.reading() as db:
+            row = db.execute("SELECT count(*) FROM results WHERE run_id = ?", (self.run_id,))
+            return int(row.fetchone()[0])
 
     def position(self) -> Position:
         """Where the run's reading of its input stands."""
@@ -140,6 +147,14 @@ class Ledger:
 
         self.store.record_many(fresh, also=write)
         return duplicates
+
+    def record(self, done: Sequence[tuple[Outcome, int]]) -> None:
+        """Record finished tasks with how many times each was leased.
+
+        Through the one path that records outcomes, :meth:`Store.record_many` (the ledger holds
+        each task's payload already).
+        """
+        self.store.record_many([(outcome, None) for outcome, _ in done], [n for _, n in done])
 
     def _holds(self, db: sqlite3.Connection, task_id: str) -> bool:
         found = db.execute(

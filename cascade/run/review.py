@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cascade.enums import Status
 from cascade.errors import ConfigError
 from cascade.store import Store
-from cascade.types import HUMAN, CallKind, Decision, Status, to_jsonable
+from cascade.store.queries import (
+    Review,
+    record_reviews,
+    result_state,
+    run_config,
+    task_payload,
+    waiting_for_review,
+)
+from cascade.types import HUMAN, to_jsonable
 
 __all__ = [
     "Imported",
@@ -39,12 +46,7 @@ def review_line(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     outcome = store.outcome(run_id, task_id)
     if outcome is None:
         raise KeyError(task_id)
-    payload = next(
-        store.select(
-            "SELECT payload FROM tasks WHERE run_id = ? AND task_id = ?", (run_id, task_id)
-        ),
-        (None,),
-    )[0]
+    payload = task_payload(store, run_id, task_id)
     task = json.loads(payload) if payload else {"id": task_id}
     attempts = [
         {
@@ -76,13 +78,7 @@ def review_line(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
 
 def write_review_queue(store: Store, run_id: str, out: IO[str]) -> int:
     """Write every task of the run waiting for review; return how many."""
-    waiting = [
-        row[0]
-        for row in store.select(
-            "SELECT task_id FROM results WHERE run_id = ? AND status = ? ORDER BY rowid",
-            (run_id, str(Status.NEEDS_REVIEW)),
-        )
-    ]
+    waiting = waiting_for_review(store, run_id)
     for task_id in waiting:
         out.write(json.dumps(review_line(store, run_id, task_id), ensure_ascii=False) + "\n")
     return len(waiting)
@@ -116,28 +112,21 @@ def import_reviews(store: Store, path: str | Path) -> Imported:
     fresh: list[_Answer] = []
     already = 0
     for number, answer in answers:
-        rows = list(
-            store.select(
-                "SELECT status, model, output FROM results WHERE run_id = ? AND task_id = ?",
-                (answer.run_id, answer.task_id),
-            )
-        )
+        state = result_state(store, answer.run_id, answer.task_id)
         where = f"{path}:{number}"
-        if not rows:
+        if state is None:
             problems.append(f"{where}: task {answer.task_id!r} of run {answer.run_id} not found")
-        elif rows[0][0] == str(Status.NEEDS_REVIEW):
+        elif state[0] == str(Status.NEEDS_REVIEW):
             fresh.append(answer)
-        elif rows[0][0] == str(Status.ACCEPTED) and rows[0][1] == HUMAN:
+        elif state == (str(Status.ACCEPTED), HUMAN):
             already += 1
         else:
             problems.append(
-                f"{where}: task {answer.task_id!r} is {rows[0][0]}, not waiting for review"
+                f"{where}: task {answer.task_id!r} is {state[0]}, not waiting for review"
             )
     if problems:
         raise ConfigError("nothing imported:\n" + "\n".join(problems))
-    with store.writing() as db:
-        for answer in fresh:
-            _record(db, answer)
+    record_reviews(store, [_review(answer) for answer in fresh])
     runs = tuple(dict.fromkeys(a.run_id for a in fresh))
     return Imported(len(fresh), unanswered, already, runs)
 
@@ -174,33 +163,10 @@ def _read(path: str | Path) -> tuple[list[tuple[int, _Answer]], int, list[str]]:
     return answers, unanswered, problems
 
 
-def _record(db: sqlite3.Connection, answer: _Answer) -> None:
-    """One review step, appended to the winning execution, and the result accepted."""
-    execution, task_type, tier, attempts = db.execute(
-        "SELECT execution_id, task_type, tier, attempts FROM results"
-        " WHERE run_id = ? AND task_id = ?",
-        (answer.run_id, answer.task_id),
-    ).fetchone()
+def _review(answer: _Answer) -> Review:
+    """A reviewed answer as the store records it: its text and its parsed value."""
     output = answer.answer if isinstance(answer.answer, str) else json.dumps(answer.answer)
-    parsed = _parsed(answer.answer)
-    db.execute(
-        "INSERT INTO attempts (run_id, task_id, execution_id, task_type, step, tier,"
-        " model_requested, model_served, kind, prompt_tokens, completion_tokens, cost_usd,"
-        " latency_s, verdicts, decision, error, output, ts, compute_s)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, '[]', ?, NULL, ?, ?, 0)",
-        (
-            answer.run_id, answer.task_id, execution, task_type, attempts, tier, HUMAN,
-            answer.reviewer, str(CallKind.REVIEW), str(Decision.ACCEPT), output, time.time(),
-        ),
-    )  # fmt: skip
-    db.execute(
-        "UPDATE results SET status = ?, output = ?, parsed = ?, model = ?, reasons = '[]',"
-        " attempts = attempts + 1, best_step = ? WHERE run_id = ? AND task_id = ?",
-        (
-            str(Status.ACCEPTED), output, json.dumps(parsed), HUMAN, attempts,
-            answer.run_id, answer.task_id,
-        ),
-    )  # fmt: skip
+    return (answer.run_id, answer.task_id, output, _parsed(answer.answer), answer.reviewer)
 
 
 def _parsed(answer: Any) -> Any:
@@ -229,8 +195,7 @@ def results_paths(store: Store, runs: Iterable[str]) -> list[tuple[str, str]]:
     """The results file each run wrote, from its configuration, where it still exists."""
     found = []
     for run_id in runs:
-        for (config,) in store.select("SELECT config FROM runs WHERE run_id = ?", (run_id,)):
-            out = json.loads(config).get("out")
-            if isinstance(out, str) and Path(out).is_file():
-                found.append((run_id, out))
+        out = (run_config(store, run_id) or {}).get("out")
+        if isinstance(out, str) and Path(out).is_file():
+            found.append((run_id, out))
     return found

@@ -1,10 +1,14 @@
-"""``cascade bench``: replay a recorded dataset through ladders and print cost against pass rate."""
+"""Replay a recorded dataset through policies and ladders: the figures ``cascade bench`` shows.
+
+A library: :func:`bench` returns the figures, and never prints.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +20,29 @@ from cascade.bench.evaluate import (
     score_policy,
     score_unpriced,
 )
-from cascade.bench.export import dataset_from_store
+from cascade.bench.export import Exported, dataset_from_store
 from cascade.bench.metrics import Point, cost_span, frontier_area, oracle_share, savings
-from cascade.bench.report import write_report
-from cascade.engine import Cascade
+from cascade.engine import Cascade, Plan, Settings
 from cascade.errors import ConfigError
 from cascade.policy import load_policies
 from cascade.retry import RetryPolicy
+from cascade.store.verdicts import VerdictCache
 from cascade.types import Attempt, Tier, Verdict
-from cascade.validators import VerdictCache
 from cascade.validators.base import Validator, run_validator
 from cascade.validators.calls import function_call
 from cascade.validators.code import compiles
 from cascade.validators.code_tests import passes_tests
 from cascade.validators.combine import all_of
 
-__all__ = ["ByKind", "bench", "default_validators", "policy_cascades"]
+__all__ = [
+    "Benched",
+    "ByKind",
+    "bench",
+    "default_validators",
+    "policy_cascades",
+    "replaying",
+    "select_kinds",
+]
 
 
 class ByKind:
@@ -83,18 +94,32 @@ def policy_cascades(
                 f"--policy {policy.path}: {data.name} has no recorded outputs of"
                 f" {', '.join(unknown)}; it has {', '.join(data.models)}"
             )
-        cascade = policy.cascade(backend=data.backend, log=False, retry=_NO_WAIT)
-        spec = policy.spec
+        plan, spec = policy.plan, policy.spec
         if not spec.validators and not any(t.validators for t in spec.tiers):
             # a policy with no checks of its own gets the defaults
-            cascade.validate = validate
-        cascades[policy.task_type] = cascade
+            plan = dataclasses.replace(plan, validate=validate)
+        cascades[policy.task_type] = Cascade(plan, settings=replaying(data))
     if len(policies) == 1:  # one file serves every task of the dataset, whatever its kind
         return {"*": next(iter(cascades.values()))}
     return cascades
 
 
+def replaying(data: Dataset) -> Settings:
+    """How a replay runs: on the dataset's backend, unlogged, with no wait between retries."""
+    return Settings(backend=data.backend, log=False, retry=_NO_WAIT)
+
+
 _NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Benched:
+    """What :func:`bench` found: the figures (``cascade bench --json``), and on what."""
+
+    results: dict[str, Any]
+    data: Dataset
+    exported: Exported | None = None
+    """When the dataset was a run store: what was taken from it."""
 
 
 def bench(
@@ -102,25 +127,21 @@ def bench(
     ladders: Sequence[str],
     *,
     policies: Sequence[str] = (),
-    report: str | None = None,
-    as_json: bool,
-    concurrency: int,
+    concurrency: int = 64,
     split: tuple[str, float, int] = ("all", 0.3, 0),
     gold: str | None = None,
     kinds: Sequence[str] = (),
     cache: bool = True,
-) -> int:
-    """Score every model, the oracle, each ladder and each policy; print a table or JSON.
+) -> Benched:
+    """Score every model, the oracle, each ladder and each policy.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
     ``dataset`` may be a run store, judged against ``gold``. ``kinds`` narrows the tasks.
     ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`).
     """
+    exported = None
     if Path(dataset).is_file():  # a run store: its tasks that every tier answered
         data, exported = dataset_from_store(dataset, gold)
-        if not as_json:
-            print(f"{dataset}: {exported.tasks} tasks answered by every tier"  # noqa: T201
-                  f" ({exported.skipped} others left out)")  # fmt: skip
     elif gold is not None:
         raise ConfigError(f"--gold is for run stores; {dataset} is a dataset with its own grading")
     else:
@@ -140,36 +161,34 @@ def bench(
             name = f"{Path(path).parent.name}/{name}"
         runs[name] = policy_cascades(path, data, validate, verdicts)
     for text in ladders:
-        cascade = Cascade(
-            _parse_ladder(text, data), validate, backend=data.backend, log=False, retry=_NO_WAIT
-        )
+        cascade = Cascade(Plan(_parse_ladder(text, data), validate), settings=replaying(data))
         runs[" → ".join(t.model for t in cascade.ladder)] = {"*": cascade}
-    models, oracle = score_models(data), score_oracle(data)
-    results: dict[str, Any] = {
-        "dataset": data.name,
-        "split": "all tasks"
-        if part == "all"
-        else f"{part} split: {holdout:.0%} of each kind held out with seed {seed}",
-        "kinds": sorted({t.type for t in data.tasks}),
-        "tasks": len(data.tasks),
-        "models": {m: s.to_json() for m, s in models.items()},
-        "partial_models": {m: n for m, n in answered(data).items() if n < len(data.tasks)},
-        "unpriced_models": {
-            m: {"pass_rate": round(s.pass_rate, 6)} for m, s in score_unpriced(data).items()
-        },
-        "oracle": oracle.to_json(),
-        "ladders": {},
-    }
+    results = _figures(data, part, holdout, seed)
     for name, cascades in runs.items():
         score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
         results["ladders"][name] = score.to_json()
     _add_summary(results)
-    if report is not None:
-        markdown, picture = write_report(results, report)
-        if not as_json:
-            print(f"wrote {markdown} and {picture}")  # noqa: T201  # where the report went
-    print(json.dumps(results, indent=2) if as_json else _table(results, data))  # noqa: T201  # the report
-    return 0
+    return Benched(results, data, exported)
+
+
+def _figures(data: Dataset, part: str, holdout: float, seed: int) -> dict[str, Any]:
+    """The figures of every model and the oracle, before any ladder is added."""
+    split = "all tasks"
+    if part != "all":
+        split = f"{part} split: {holdout:.0%} of each kind held out with seed {seed}"
+    return {
+        "dataset": data.name,
+        "split": split,
+        "kinds": sorted({t.type for t in data.tasks}),
+        "tasks": len(data.tasks),
+        "models": {m: s.to_json() for m, s in score_models(data).items()},
+        "partial_models": {m: n for m, n in answered(data).items() if n < len(data.tasks)},
+        "unpriced_models": {
+            m: {"pass_rate": round(s.pass_rate, 6)} for m, s in score_unpriced(data).items()
+        },
+        "oracle": score_oracle(data).to_json(),
+        "ladders": {},
+    }
 
 
 def select_kinds(data: Dataset, wanted: Sequence[str]) -> list[str]:
@@ -205,57 +224,3 @@ def _add_summary(results: dict[str, Any]) -> None:
         "models": frontier_area(list(models.values()), span),
         "models_and_ladders": frontier_area([*models.values(), *ladders], span),
     }
-
-
-def _table(results: dict[str, Any], data: Dataset) -> str:
-    validators = default_validators()
-    kinds = sorted({task.type for task in data.tasks})
-    lines = [
-        f"{data.name}: {results['tasks']} tasks ({results['split']}), replayed (no model calls)",
-        "--ladder ladders are checked with: "
-        + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
-        + " (policies bring their own validators)",
-    ]
-    unchecked = [k for k in kinds if k not in validators]
-    if unchecked:
-        lines.append(f"  and accept unchecked: {', '.join(unchecked)}")
-    rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
-    rows.append(("oracle (cheapest correct model per task)", results["oracle"]))
-    partial = results["partial_models"]
-    if partial:
-        lines.append(
-            "not in the model rows, for answering only some of the tasks: "
-            + ", ".join(f"{m} ({n} of {results['tasks']})" for m, n in partial.items())
-        )
-    unpriced = results["unpriced_models"]
-    if unpriced:
-        lines.append(
-            "not in the model rows or the oracle, for want of a price (replayed at $0): "
-            + ", ".join(f"{m} (pass rate {s['pass_rate']:.1%})" for m, s in unpriced.items())
-        )
-    width = max(len(label) for label, _ in rows + [(f"ladder {n}", 0) for n in results["ladders"]])
-    lines += [
-        "",
-        "pass rate: accepted and right. delivered: right, accepted or not (best rejected kept).",
-        f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'delivered':>9}",
-    ]
-    lines += [_row(label, score, width) for label, score in rows]
-    for name, score in results["ladders"].items():
-        lines.append(_row(f"ladder {name}", score, width) + f" {score['delivered_rate']:>9.1%}")
-        lines.append(
-            f"{'':9}accepted by tier {score['accepted_by_tier']}, escalated "
-            f"{score['escalation_rate']:.1%}, false accepts {score['false_accept_rate']:.1%}, "
-            f"false rejects {score['false_reject_rate']:.1%}, statuses {score['statuses']}"
-        )
-    return "\n".join(lines)
-
-
-def _by_cost(item: tuple[str, Mapping[str, Any]]) -> float:
-    return float(item[1]["cost_usd"])
-
-
-def _row(label: str, score: Mapping[str, Any], width: int) -> str:
-    return (
-        f"{label:{width}} {score['pass_rate']:>9.1%} {score['cost_per_task_usd']:>10.6f} "
-        f"{score['cost_usd']:>9.4f}"
-    )

@@ -28,11 +28,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableSequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cascade.engine.calls import Transition
 from cascade.errors import ConfigError
 
-__all__ = ["BreakerSettings", "Guard", "Limit", "Transition", "provider_of"]
+if TYPE_CHECKING:
+    from cascade.policy import PolicySet
+
+__all__ = ["BreakerSettings", "Guard", "Limit", "Transition", "guard_for", "provider_of"]
 
 # The slots of one key, in the shared array.
 _RPM_LEVEL, _RPM_AT, _TPM_LEVEL, _TPM_AT, _PAUSED_UNTIL, _FACTOR, _STREAK_429 = range(7)
@@ -92,16 +96,6 @@ class BreakerSettings:
     def __post_init__(self) -> None:
         if self.failures < 1 or not self.cooldown_s > 0:
             raise ConfigError("a breaker needs failures >= 1 and cooldown_s > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A breaker changed state: the caller logs it as a ``cascade.breaker`` event."""
-
-    key: str
-    before: str
-    after: str
-    failures: int
 
 
 class Guard:
@@ -312,3 +306,28 @@ class Guard:
         slots, base, lock = self._slots(model)
         with lock:
             return _STATE_NAMES[slots[base + _STATE]]
+
+
+def guard_for(policies: PolicySet, limits: Mapping[str, Limit] | None = None) -> Guard:
+    """One :class:`Guard` for every model of every policy, to share across a whole run.
+
+    ``limits`` (from the command line, say) join the policies' own; for a key named twice
+    the stricter limit holds. The breaker settings are the strictest any policy asks for.
+    """
+    merged: dict[str, Limit] = {}
+    models: set[str] = set()
+    breakers: list[BreakerSettings] = []
+    for policy in policies:
+        models.update(model for tier in policy.ladder for model in tier.models)
+        for key, spec in policy.spec.limits.items():
+            merged[key] = merged.get(key, Limit()).tighter(Limit(spec.rpm, spec.tpm))
+        if (breaker := policy.spec.breaker) is not None:
+            breakers.append(BreakerSettings(breaker.failures, breaker.cooldown_s))
+    for key, limit in (limits or {}).items():
+        merged[key] = merged.get(key, Limit()).tighter(limit)
+    settings = BreakerSettings()
+    if breakers:
+        settings = BreakerSettings(
+            min(b.failures for b in breakers), min(b.cooldown_s for b in breakers)
+        )
+    return Guard(merged, settings, keys=models)

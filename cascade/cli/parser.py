@@ -1,26 +1,57 @@
-"""The ``cascade`` command line. Commands import what they need only when they run.
+"""The ``cascade`` command line's parser: every command and option, and nothing else.
 
-``cascade --help`` must stay fast, so nothing here imports litellm or the engine at load time.
+``cascade --help`` must stay fast, so nothing here imports litellm or the engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command."""
     parser = argparse.ArgumentParser(
         prog="cascade",
         description="Run LLM work cheapest-model-first; escalate only when a check fails.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_bench(commands)
+    _add_optimize(commands)
+    _add_export(commands)
+    _add_policy(commands)
+    _add_run(commands)
+    _add_report(commands)
+    _add_review(commands)
+    _add_eval(commands)
+    return parser
+
+
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="summarise a run store", description="Summarise the results in a store."
+    )
+    report.add_argument("store", help="the SQLite store a run wrote")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument("--run", help="only this run id (default: every run in the store)")
+
+
+def _add_eval(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a results file against gold answers",
+        description='Score a results file against gold answers ({"id": ..., "answer": ...}'
+        " per line): the precision of accepted results, overall and per tier, and coverage.",
+    )
+    evaluate.add_argument("results", help="a results file from cascade run")
+    evaluate.add_argument("--gold", required=True, help="the gold answers, JSONL")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="replay a recorded dataset through ladders: cost against pass rate",
@@ -65,27 +96,6 @@ def _parser() -> argparse.ArgumentParser:
         help="replay only the tasks cascade optimize trained on, or those it held out",
     )
     _add_split(bench)
-    _add_optimize(commands)
-    _add_export(commands)
-    _add_policy(commands)
-    _add_run(commands)
-    report = commands.add_parser(
-        "report", help="summarise a run store", description="Summarise the results in a store."
-    )
-    report.add_argument("store", help="the SQLite store a run wrote")
-    report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.add_argument("--run", help="only this run id (default: every run in the store)")
-    _add_review(commands)
-    evaluate = commands.add_parser(
-        "eval",
-        help="score a results file against gold answers",
-        description='Score a results file against gold answers ({"id": ..., "answer": ...}'
-        " per line): the precision of accepted results, overall and per tier, and coverage.",
-    )
-    evaluate.add_argument("results", help="a results file from cascade run")
-    evaluate.add_argument("--gold", required=True, help="the gold answers, JSONL")
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
 
 
 def _add_split(parser: Any) -> None:
@@ -154,6 +164,13 @@ def _add_optimize(commands: Any) -> None:
         help="your policy: its validators become the checks tiers may run, and the written "
         "policy keeps the rest of it",
     )
+    _add_search(optimize)
+    optimize.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_split(optimize)
+
+
+def _add_search(optimize: Any) -> None:
+    """The options that shape the search itself."""
     optimize.add_argument("--max-tiers", type=int, default=3, help="tiers per ladder, 1 to 3")
     optimize.add_argument(
         "--max-reasks",
@@ -177,8 +194,6 @@ def _add_optimize(commands: Any) -> None:
         action="store_true",
         help="run every sandboxed test again instead of reading kept verdicts",
     )
-    optimize.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_split(optimize)
 
 
 def _rate_or_auto(text: str) -> float | None:
@@ -268,124 +283,3 @@ def _add_run(commands: Any) -> None:
         "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        from cascade import __version__  # noqa: PLC0415  # kept out of --help's import path
-
-        print(__version__)  # noqa: T201  # the version is this command's output
-        return 0
-    if args.command is None:
-        parser.print_help()
-        return 2
-    from cascade.errors import CascadeError  # noqa: PLC0415
-
-    try:
-        return _dispatch(args)
-    except BrokenPipeError:
-        # The reader went away (`cascade report ... | head`): stop quietly, as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except CascadeError as exc:
-        print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
-        return 2
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    # Imported per command, so that --help and the other commands do not pay for them.
-    if args.command == "bench":
-        from cascade.bench.command import bench  # noqa: PLC0415
-
-        return bench(
-            args.dataset,
-            args.ladder,
-            policies=args.policy,
-            report=args.report,
-            as_json=args.json,
-            concurrency=max(1, args.concurrency),
-            split=(args.split, args.holdout, args.seed),
-            gold=args.gold,
-            kinds=tuple(args.kind or ()),
-            cache=not args.no_cache,
-        )
-    if args.command == "export":
-        from cascade.bench.export import export_command  # noqa: PLC0415
-
-        return export_command(args.store, args.out, args.gold, args.run, every_task=args.all_tasks)
-    if args.command == "optimize":
-        from cascade.optimize.command import optimize  # noqa: PLC0415
-        from cascade.optimize.pipeline import Options  # noqa: PLC0415
-
-        return optimize(
-            args.dataset,
-            Options(
-                target=args.target_pass_rate,
-                out=args.out,
-                holdout=args.holdout,
-                seed=args.seed,
-                confidence=args.confidence,
-                select=args.select,
-                max_tiers=args.max_tiers,
-                max_reasks=args.max_reasks,
-                any_last_tier=args.any_last_tier,
-                any_order=args.any_order,
-                kinds=tuple(args.kind or ()),
-                policy=args.policy,
-                cache=not args.no_cache,
-                as_json=args.json,
-            ),
-        )
-    from cascade import commands  # noqa: PLC0415
-
-    if args.command == "policy":
-        return commands.policy_check(args.paths)
-    if args.command == "report":
-        return commands.report_command(args.store, as_json=args.json, run_id=args.run)
-    if args.command == "review":
-        return commands.review_import(args.file, args.store)
-    if args.command == "eval":
-        return commands.eval_command(args.results, args.gold, as_json=args.json)
-    options = commands.RunOptions(
-        out=args.out,
-        store=args.store,
-        quarantine=args.quarantine,
-        log=args.log,
-        review=args.review,
-        concurrency=args.concurrency,
-        workers=args.workers,
-        budget_usd=args.budget,
-        replay=args.replay,
-        record_all_tiers=args.record_all_tiers,
-        backend=args.backend,
-        limits=_limits(args.rpm, args.tpm),
-        lease_s=args.lease,
-        progress=not args.no_progress,
-    )
-    return commands.run_command(args.tasks, args.policy, options)
-
-
-def _limits(rpm: list[str], tpm: list[str]) -> dict[str, Any]:
-    from cascade.errors import ConfigError  # noqa: PLC0415
-    from cascade.guard import Limit  # noqa: PLC0415
-
-    limits: dict[str, Limit] = {}
-    for flag, values in (("rpm", rpm), ("tpm", tpm)):
-        for value in values:
-            key, _, number = value.rpartition("=")
-            try:
-                rate = float(number)
-            except ValueError:
-                rate = -1.0
-            if not key or not rate > 0:
-                raise ConfigError(f"--{flag} {value!r}: expected KEY=N with N > 0")
-            limit = Limit(rate, None) if flag == "rpm" else Limit(None, rate)
-            limits[key] = limits.get(key, Limit()).tighter(limit)
-    return limits
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

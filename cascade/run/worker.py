@@ -5,7 +5,7 @@ is run twice unless a lease was lost (the worker died or stalled past its deadli
 the second execution is logged as a ``cascade.repeat`` event and counted in the result.
 
 Outcomes are recorded in small batches (one transaction per batch, each outcome whole), so a
-crash loses at most the outcomes of the last ``flush_s``; those tasks are leased again later.
+crash loses at most the last few tens of milliseconds of outcomes, whose tasks are leased again.
 """
 
 from __future__ import annotations
@@ -15,25 +15,22 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from cascade._task_run import quarantined_outcome
-from cascade.backends.base import Backend
 from cascade.backends.routed import closing_backend
-from cascade.budget import JobBudget
-from cascade.engine import Cascade
-from cascade.errors import ConfigError
-from cascade.guard import Guard
-from cascade.ledger import Leased, Ledger
+from cascade.engine import Cascade, Settings
+from cascade.outcome import Outcome
 from cascade.policy import PolicySet, load_policies
+from cascade.run.budget import JobBudget
+from cascade.run.guard import Guard
+from cascade.run.job import Job
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.types import Outcome, Task
+from cascade.store.ledger import Leased, Ledger
+from cascade.types import Task
 
-__all__ = ["StopFlag", "Worker", "WorkerJob", "WorkerSettings", "new_owner", "work"]
+__all__ = ["Cascades", "Shared", "StopFlag", "Worker", "new_owner", "work"]
 
 
 class StopFlag(Protocol):
@@ -44,23 +41,10 @@ class StopFlag(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """How a worker paces itself."""
-
-    concurrency: int = 16
-    lease_s: float = 300.0
-    flush_s: float = 0.05
-    batch: int = 200
-    idle_s: float = 0.02
-    record_all_tiers: float = 0.0
-    """The share of tasks asked of every tier, for calibration (see :class:`Cascade`)."""
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
-        if not self.lease_s > 0:
-            raise ConfigError(f"the lease must be > 0 s, got {self.lease_s}")
+_FLUSH_S = 0.05
+"""How long finished outcomes wait to be written together, at most."""
+_BATCH = 200
+_IDLE_S = 0.02
 
 
 def new_owner() -> str:
@@ -73,23 +57,19 @@ class Worker:
 
     def __init__(
         self,
-        policies: PolicySet,
-        cascades: dict[str, Cascade],
+        job: Job,
+        cascades: Cascades,
         ledger: Ledger,
         *,
         stop: StopFlag,
         budget: JobBudget | None = None,
-        settings: WorkerSettings | None = None,
-        log: StepLog | None = None,
         owner: str | None = None,
     ) -> None:
-        self.policies = policies
+        self.job = job
         self.cascades = cascades
         self.ledger = ledger
         self.stop = stop
         self.budget = budget or JobBudget(None)
-        self.settings = settings or WorkerSettings()
-        self.log = log
         self.owner = owner or new_owner()
         self.tasks_run = 0
         self.repeated = 0
@@ -102,25 +82,25 @@ class Worker:
         running: dict[asyncio.Future[Outcome], Leased] = {}
         try:
             while True:
-                room = self.settings.concurrency - len(running)
+                room = self.job.concurrency - len(running)
                 stopping = self.stop.is_set() or self.budget.exhausted()
                 if room > 0 and not stopping:
-                    for leased in self.ledger.lease(self.owner, room, ttl_s=self.settings.lease_s):
+                    for leased in self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s):
                         running[asyncio.ensure_future(self._run(leased))] = leased
                 if not running:
                     self._flush()
                     if stopping or self._finished():
                         return
-                    await asyncio.sleep(self.settings.idle_s)
+                    await asyncio.sleep(_IDLE_S)
                     continue
                 finished, _ = await asyncio.wait(
-                    running, timeout=self.settings.flush_s, return_when=asyncio.FIRST_COMPLETED
+                    running, timeout=_FLUSH_S, return_when=asyncio.FIRST_COMPLETED
                 )
                 for future in finished:
                     leased, outcome = running.pop(future), future.result()
                     self.budget.add(outcome.cost_usd)
                     self._done.append((outcome, leased.task, leased.execution))
-                if len(self._done) >= self.settings.batch or self._due():
+                if len(self._done) >= _BATCH or self._due():
                     self._flush()
         finally:
             for future in running:
@@ -132,17 +112,18 @@ class Worker:
         task = leased.task
         if leased.execution > 1:
             self.repeated += 1
-            if self.log is not None:
+            if self.cascades.log is not None:
                 # The earlier execution's calls were made and paid for; they are in the step log.
-                self.log.event("cascade.repeat", task_id=task.id, execution=leased.execution)
-        policy = self.policies.for_task(task)
-        if policy is None:
+                event = self.cascades.log.event
+                event("cascade.repeat", task_id=task.id, execution=leased.execution)
+        cascade = self.cascades.for_task(task)
+        if cascade is None:
             reason = f"no policy serves task type {task.type!r} any more"
-            return quarantined_outcome(self.ledger.run_id, {"id": task.id}, reason)
-        return await self.cascades[policy.task_type].arun(task)
+            return Outcome.quarantined(self.ledger.run_id, {"id": task.id}, reason)
+        return await cascade.arun(task)
 
     def _due(self) -> bool:
-        return time.monotonic() - self._flushed_at >= self.settings.flush_s
+        return time.monotonic() - self._flushed_at >= _FLUSH_S
 
     def _flush(self) -> None:
         self._flushed_at = time.monotonic()
@@ -150,9 +131,7 @@ class Worker:
             return
         done, self._done = self._done, []
         # The ledger holds each task already: its payload need not be written again.
-        self.ledger.store.record_many(
-            [(outcome, None) for outcome, _, _ in done], [times for _, _, times in done]
-        )
+        self.ledger.record([(outcome, times) for outcome, _, times in done])
         self.tasks_run += len(done)
 
     def _finished(self) -> bool:
@@ -160,43 +139,23 @@ class Worker:
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.lease_s / 3)
-            self.ledger.renew(self.owner, ttl_s=self.settings.lease_s)
+            await asyncio.sleep(self.job.lease_s / 3)
+            self.ledger.renew(self.owner, ttl_s=self.job.lease_s)
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerJob:
-    """What a worker process needs to join a run; it must pickle (``spawn`` start method)."""
+class Cascades:
+    """One cascade per policy of a run, sharing one :class:`Settings` (backend, log, guard)."""
 
-    policy: str
-    store: str
-    run_id: str
-    owner: str
-    settings: WorkerSettings
-    log_path: str | None
-    backend: Callable[[], Backend]
+    def __init__(self, policies: PolicySet, settings: Settings) -> None:
+        self.policies = policies
+        self.settings = settings
+        self._cascades = {p.task_type: Cascade(p.plan, settings=settings) for p in policies}
+        self.log = settings.log if isinstance(settings.log, StepLog) else None
 
-
-def build_cascades(
-    policies: PolicySet,
-    *,
-    backend: Backend,
-    log: StepLog | bool | None,
-    run_id: str,
-    guard: Guard | None,
-    record_all_tiers: float = 0.0,
-) -> dict[str, Cascade]:
-    """One cascade per policy, sharing one backend (its connections) and one guard."""
-    return {
-        p.task_type: p.cascade(
-            backend=backend,
-            log=log,
-            run_id=run_id,
-            guard=guard,
-            record_all_tiers=record_all_tiers,
-        )
-        for p in policies
-    }
+    def for_task(self, task: Task) -> Cascade | None:
+        """The cascade of the policy that serves ``task``, if one does."""
+        policy = self.policies.for_task(task)
+        return None if policy is None else self._cascades[policy.task_type]
 
 
 class _StopOrOrphaned:
@@ -210,43 +169,47 @@ class _StopOrOrphaned:
         return self._stop.is_set() or os.getppid() != self._parent
 
 
-def work(job: WorkerJob, guard: Guard, stop: StopFlag, budget: JobBudget) -> None:
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the coordinator shares with its worker processes, beside the job: all pickle."""
+
+    run_id: str
+    guard: Guard
+    stop: StopFlag
+    budget: JobBudget
+
+
+def work(job: Job, shared: Shared, owner: str) -> None:
     """A worker process's body: open the store and the log, then work until done.
 
     If the coordinator dies, the worker finishes and records the tasks it has in flight, and
     exits; the next run of the job leases the rest.
     """
     policies = load_policies(job.policy)
-    backend = job.backend()
+    backend = job.backend_factory()()
     with (
         closing_backend(backend),
         Store(job.store) as store,
-        _log_file(job.log_path) as file,
+        _log_file(str(job.log_path)) as file,
     ):
-        log = StepLog(file) if file is not None else None
-        cascades = build_cascades(
-            policies,
+        settings = Settings(
             backend=backend,
-            log=log or False,
-            run_id=job.run_id,
-            guard=guard,
-            record_all_tiers=job.settings.record_all_tiers,
+            log=StepLog(file),
+            guard=shared.guard,
+            run_id=shared.run_id,
+            record_all_tiers=job.record_all_tiers,
         )
         worker = Worker(
-            policies,
-            cascades,
-            Ledger(store, job.run_id),
-            stop=_StopOrOrphaned(stop),
-            budget=budget,
-            settings=job.settings,
-            log=log,
-            owner=job.owner,
+            job,
+            Cascades(policies, settings),
+            Ledger(store, shared.run_id),
+            stop=_StopOrOrphaned(shared.stop),
+            budget=shared.budget,
+            owner=owner,
         )
         asyncio.run(worker.run())
 
 
-def _log_file(path: str | None) -> AbstractContextManager[IO[str] | None]:
+def _log_file(path: str) -> IO[str]:
     """The step log opened for appending, with a buffer big enough that a line is one write."""
-    if path is None:
-        return nullcontext(None)
     return open(path, "a", encoding="utf-8", buffering=1 << 20)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cascade.kinds import SIDE_CALLS
-from cascade.types import CallKind, Decision, Outcome, Status, Step, Task, Verdict, to_jsonable
+from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
+from cascade.outcome import Outcome, Step
+from cascade.types import Task, Verdict, to_jsonable
 
 __all__ = [
     "ATTEMPT_COLUMNS",
@@ -43,6 +44,7 @@ def tiers_tried(outcome: Outcome) -> int:
 
 
 def task_json(task: Task) -> str:
+    """A task as the ledger keeps it: JSON, with its extra fields at the top level."""
     return json.dumps(
         {
             "id": task.id,
@@ -73,6 +75,7 @@ def _verdicts_json(verdicts: tuple[Verdict, ...]) -> str:
 
 
 def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
+    """A step as an ``attempts`` row, in :data:`ATTEMPT_COLUMNS` order."""
     return (
         step.run_id, step.task_id, execution_id, step.task_type, step.step, step.tier,
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
@@ -82,6 +85,7 @@ def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
 
 
 def step_from_row(row: tuple[Any, ...]) -> Step:
+    """An ``attempts`` row (in :data:`ATTEMPT_COLUMNS` order) as a step."""
     verdicts = tuple(Verdict(**v) for v in json.loads(row[13]))
     return Step(
         run_id=row[0], task_id=row[1], task_type=row[3], step=row[4], tier=row[5],
@@ -93,6 +97,7 @@ def step_from_row(row: tuple[Any, ...]) -> Step:
 
 
 def result_row(outcome: Outcome, execution_id: str, now: float, executions: int) -> tuple[Any, ...]:
+    """An outcome as a ``results`` row, in :data:`RESULT_COLUMNS` order."""
     return (
         outcome.run_id, outcome.task_id, execution_id, outcome.task_type, str(outcome.status),
         outcome.output, json.dumps(outcome.parsed, default=to_jsonable),
@@ -103,6 +108,7 @@ def result_row(outcome: Outcome, execution_id: str, now: float, executions: int)
 
 
 def outcome_from_row(row: tuple[Any, ...], steps: tuple[Step, ...]) -> Outcome:
+    """A ``results`` row (in :data:`RESULT_COLUMNS` order) and its steps, as an outcome."""
     return Outcome(
         run_id=row[0], task_id=row[1], task_type=row[3], status=Status(row[4]), output=row[5],
         parsed=json.loads(row[6]) if row[6] is not None else None, tier=row[7], model=row[8],

@@ -32,7 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cascade._rows import (
+from cascade.outcome import Outcome, Step
+from cascade.store.rows import (
     ATTEMPT_COLUMNS,
     RESULT_COLUMNS,
     attempt_row,
@@ -42,8 +43,8 @@ from cascade._rows import (
     step_from_row,
     task_json,
 )
-from cascade._schema import BUSY_TIMEOUT_S, SCHEMA, Transaction, enable_wal, migrate
-from cascade.types import Outcome, Step, Task
+from cascade.store.schema import BUSY_TIMEOUT_S, SCHEMA, Transaction, enable_wal, migrate
+from cascade.types import Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.kinds import SIDE_CALLS, CallKind
+from cascade.enums import SIDE_CALLS, CallKind
 from cascade.store import Store
+from cascade.store.queries import attempts_for_summary, results_for_summary
 
-__all__ = ["Report", "TierReport", "render", "report"]
+__all__ = ["Summary", "TierSummary", "render", "summarize"]
 
 _TOP_REASONS = 3
 
 
 @dataclass
-class TierReport:
+class TierSummary:
     """One tier of one task type."""
 
     tier: int
@@ -61,7 +61,7 @@ class TierReport:
 
 
 @dataclass
-class Report:
+class Summary:
     """A summary of the results in a store (one run, or all of them)."""
 
     tasks: int = 0
@@ -70,7 +70,7 @@ class Report:
     escalated: int = 0
     cost_usd: float = 0.0
     compute_s: float = 0.0
-    by_type: dict[str, dict[int, TierReport]] = field(default_factory=dict)
+    by_type: dict[str, dict[int, TierSummary]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -100,15 +100,10 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 6)
 
 
-def report(store: Store, run_id: str | None = None) -> Report:
+def summarize(store: Store, run_id: str | None = None) -> Summary:
     """Summarise the store's results and attempts, for one run or for all of them."""
-    params = (run_id, run_id)
-    summary = Report()
-    for task_type, status, tier, cost, compute in store.select(
-        "SELECT task_type, status, tier, cost_usd, compute_s FROM results"
-        " WHERE ? IS NULL OR run_id = ?",
-        params,
-    ):
+    summary = Summary()
+    for task_type, status, tier, cost, compute in results_for_summary(store, run_id):
         summary.tasks += 1
         summary.statuses[status] += 1
         summary.cost_usd += cost
@@ -116,22 +111,16 @@ def report(store: Store, run_id: str | None = None) -> Report:
         if status == "accepted" and tier is not None:
             summary.accepted_by_tier[tier] += 1
         summary.by_type.setdefault(task_type, {})
-    _add_attempts(store, summary, params)
+    _add_attempts(store, summary, run_id)
     return summary
 
 
-def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
+def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
     """Per-tier figures from the attempts of tasks that have a result.
 
     A task waiting for review has reached the human tier, where it has no attempt yet.
     """
-    rows = store.select(
-        "SELECT a.run_id, a.task_id, a.task_type, a.tier, a.model_requested, a.kind, a.cost_usd,"
-        " a.latency_s, a.verdicts, a.decision, a.compute_s, r.status, r.tier, r.model"
-        " FROM attempts a JOIN results r ON a.run_id = r.run_id AND a.task_id = r.task_id"
-        " WHERE ? IS NULL OR a.run_id = ? ORDER BY a.run_id, a.task_id, a.seq",
-        params,
-    )
+    rows = attempts_for_summary(store, run_id)
     current: tuple[str, str, str] | None = None
     tiers: set[int] = set()
     for row in rows:
@@ -141,7 +130,7 @@ def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
             current, tiers = (run, task, task_type), set()
             if row[11] == "needs_review":
                 tiers.add(_waiting(summary, task_type, row[12], row[13]))
-        entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
+        entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierSummary(tier))
         entry.cost_usd += cost
         entry.compute_s += row[10]
         if kind == CallKind.CALIBRATION:
@@ -163,15 +152,15 @@ def _add_attempts(store: Store, summary: Report, params: Sequence[Any]) -> None:
     _close_task(summary, current, tiers)
 
 
-def _waiting(summary: Report, task_type: str, tier: int, model: str) -> int:
+def _waiting(summary: Summary, task_type: str, tier: int, model: str) -> int:
     """The human tier a task waits at, entered in the report."""
-    entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierReport(tier))
+    entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierSummary(tier))
     if model not in entry.models:
         entry.models.append(model)
     return tier
 
 
-def _close_task(summary: Report, task: tuple[str, str, str] | None, tiers: set[int]) -> None:
+def _close_task(summary: Summary, task: tuple[str, str, str] | None, tiers: set[int]) -> None:
     """Count a finished task's tiers: reached, and escalated from (a higher tier followed)."""
     if task is None:
         return
@@ -182,7 +171,7 @@ def _close_task(summary: Report, task: tuple[str, str, str] | None, tiers: set[i
     summary.escalated += len(tiers) > 1
 
 
-def render(summary: Report) -> str:
+def render(summary: Summary) -> str:
     """The report as text for people."""
     data = summary.to_json()
     statuses = ", ".join(f"{k} {v}" for k, v in data["statuses"].items()) or "none"

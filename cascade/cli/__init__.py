@@ -1,0 +1,53 @@
+"""The ``cascade`` command line: the parser, and one module per command.
+
+This package is the only place that prints: the libraries below it return values. Each
+command's module is imported only when it runs, so ``cascade --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_MODULES = {
+    "bench": "bench",
+    "eval": "evaluate",
+    "export": "export",
+    "optimize": "optimize",
+    "policy": "policy",
+    "report": "report",
+    "review": "review",
+    "run": "run",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    from cascade.cli.parser import build_parser  # noqa: PLC0415  # kept light for --help
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from cascade import __version__  # noqa: PLC0415  # kept out of --help's import path
+
+        print(__version__)  # noqa: T201  # the version is this command's output
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from cascade.errors import CascadeError  # noqa: PLC0415
+
+    try:
+        module = importlib.import_module(f"cascade.cli.{_MODULES[args.command]}")
+        return int(module.command(args))
+    except BrokenPipeError:
+        # The reader went away (`cascade report ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except CascadeError as exc:
+        print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
+        return 2

@@ -1,0 +1,94 @@
+"""``cascade bench``: replay a recorded dataset through ladders; print cost against pass rate."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from cascade.bench.charts import write_report
+from cascade.bench.dataset import Dataset
+from cascade.bench.suite import bench, default_validators
+from cascade.cli.say import say, say_json
+
+__all__ = ["command"]
+
+
+def command(args: argparse.Namespace) -> int:
+    """Score every model, the oracle and each ladder; print a table or JSON."""
+    found = bench(
+        args.dataset,
+        args.ladder,
+        policies=args.policy,
+        concurrency=max(1, args.concurrency),
+        split=(args.split, args.holdout, args.seed),
+        gold=args.gold,
+        kinds=tuple(args.kind or ()),
+        cache=not args.no_cache,
+    )
+    if found.exported is not None and not args.json:
+        say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"
+            f" ({found.exported.skipped} others left out)")  # fmt: skip
+    if args.report is not None:
+        markdown, picture = write_report(found.results, args.report)
+        if not args.json:
+            say(f"wrote {markdown} and {picture}")
+    if args.json:
+        say_json(found.results)
+    else:
+        say(_table(found.results, found.data))
+    return 0
+
+
+def _table(results: dict[str, Any], data: Dataset) -> str:
+    validators = default_validators()
+    kinds = sorted({task.type for task in data.tasks})
+    lines = [
+        f"{data.name}: {results['tasks']} tasks ({results['split']}), replayed (no model calls)",
+        "--ladder ladders are checked with: "
+        + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
+        + " (policies bring their own validators)",
+    ]
+    unchecked = [k for k in kinds if k not in validators]
+    if unchecked:
+        lines.append(f"  and accept unchecked: {', '.join(unchecked)}")
+    rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
+    rows.append(("oracle (cheapest correct model per task)", results["oracle"]))
+    partial = results["partial_models"]
+    if partial:
+        lines.append(
+            "not in the model rows, for answering only some of the tasks: "
+            + ", ".join(f"{m} ({n} of {results['tasks']})" for m, n in partial.items())
+        )
+    unpriced = results["unpriced_models"]
+    if unpriced:
+        lines.append(
+            "not in the model rows or the oracle, for want of a price (replayed at $0): "
+            + ", ".join(f"{m} (pass rate {s['pass_rate']:.1%})" for m, s in unpriced.items())
+        )
+    width = max(len(label) for label, _ in rows + [(f"ladder {n}", 0) for n in results["ladders"]])
+    lines += [
+        "",
+        "pass rate: accepted and right. delivered: right, accepted or not (best rejected kept).",
+        f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'delivered':>9}",
+    ]
+    lines += [_row(label, score, width) for label, score in rows]
+    for name, score in results["ladders"].items():
+        lines.append(_row(f"ladder {name}", score, width) + f" {score['delivered_rate']:>9.1%}")
+        lines.append(
+            f"{'':9}accepted by tier {score['accepted_by_tier']}, escalated "
+            f"{score['escalation_rate']:.1%}, false accepts {score['false_accept_rate']:.1%}, "
+            f"false rejects {score['false_reject_rate']:.1%}, statuses {score['statuses']}"
+        )
+    return "\n".join(lines)
+
+
+def _by_cost(item: tuple[str, Mapping[str, Any]]) -> float:
+    return float(item[1]["cost_usd"])
+
+
+def _row(label: str, score: Mapping[str, Any], width: int) -> str:
+    return (
+        f"{label:{width}} {score['pass_rate']:>9.1%} {score['cost_per_task_usd']:>10.6f} "
+        f"{score['cost_usd']:>9.4f}"
+    )

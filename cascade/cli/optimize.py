@@ -1,0 +1,122 @@
+"""``cascade optimize``: search, write the chosen policies, replay them, and print the report."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cascade.bench.dataset import load_dataset
+from cascade.bench.suite import select_kinds
+from cascade.cli.say import say, say_json
+from cascade.optimize.pipeline import Options, guarantee_facts, search
+from cascade.optimize.write import describe
+from cascade.optimize.written import check_written, out_paths, policy_arg, write_policies
+
+__all__ = ["command", "options_of"]
+
+
+def options_of(args: argparse.Namespace) -> Options:
+    """The :class:`Options` the command line asks for."""
+    return Options(
+        target=args.target_pass_rate,
+        out=args.out,
+        holdout=args.holdout,
+        seed=args.seed,
+        confidence=args.confidence,
+        select=args.select,
+        max_tiers=args.max_tiers,
+        max_reasks=args.max_reasks,
+        any_last_tier=args.any_last_tier,
+        any_order=args.any_order,
+        kinds=tuple(args.kind or ()),
+        policy=args.policy,
+        cache=not args.no_cache,
+        as_json=args.json,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    """Find, write and check the cheapest certified ladders; 2 when none can be certified."""
+    options = options_of(args)
+    options.check()
+    kinds = select_kinds(load_dataset(args.dataset), options.kinds)
+    paths = out_paths(Path(options.out), kinds, Path(args.dataset).name)
+    found = search(args.dataset, options)
+    facts = found.facts | {"guarantee": guarantee_facts(found, options)}
+    chosen = found.result.chosen
+    if chosen is None:
+        _unreachable(facts, options)
+        return 2
+    written = write_policies(found, chosen.picks, paths, facts, options)
+    facts |= check_written(found, str(policy_arg(paths)), chosen.cost_per_task, options)
+    facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
+    facts["written"] = [str(p) for p in written]
+    if options.as_json:
+        say_json(facts)
+    else:
+        say(_render(facts))
+    return 0
+
+
+def _unreachable(facts: Mapping[str, Any], options: Options) -> None:
+    if options.as_json:
+        say_json(facts)
+        return
+    lines = [
+        f"no ladder of {facts['dataset']}'s models could be certified to pass "
+        f"{facts['target_pass_rate']:.1%} with probability {options.confidence:.0%}: on "
+        f"{facts['certification_tasks']} certification tasks, the bound of the first candidate "
+        "fell short; nothing was written",
+    ]
+    best = facts["guarantee"]["best"]
+    if best is not None:
+        lines += [
+            f"the best candidate certifies {best['certified_pass_rate']:.1%} "
+            f"(it passed {best['certification_pass_rate']:.1%} of the certification tasks):",
+            *(f"  {kind}  {text}" for kind, text in best["ladders"].items()),
+            "a lower target may be certified; choose it for what the job needs, not from this "
+            "figure, or its guarantee no longer holds as stated",
+        ]
+    say("\n".join(lines))
+
+
+def _render(facts: Mapping[str, Any]) -> str:
+    chosen = facts["guarantee"]["chosen"]
+    lines = [
+        f"{facts['dataset']}: {facts['tasks']} tasks; chose on {facts['train_tasks']} "
+        f"({facts['selection_tasks']} to order the candidates, {facts['certification_tasks']} "
+        f"to certify them), held out {facts['held_out_tasks']} (seed {facts['seed']})",
+        f"searched {facts['gates_searched']:,} gates and {facts['ladders_searched']:,} ladders "
+        f"in {facts['search_s']:.1f} s; {facts['certified_candidates']} of "
+        f"{facts['candidates_tested']} candidates certified",
+        f"guarantee: {facts['guarantee']['statement']} (its bound: "
+        f"{chosen['certified_pass_rate']:.1%})",
+        "",
+    ]
+    width = max(map(len, facts["ladders"]))
+    lines += [f"  {k:{width}}  {text}" for k, text in facts["ladders"].items()]
+    rows: list[tuple[str, Mapping[str, Any]]] = [("in sample (engine replay)", facts["train"])]
+    if "held_out" in facts:
+        models = facts["held_out_models"]
+        best = max(models, key=lambda m: (models[m]["pass_rate"], -models[m]["cost_usd"]))
+        rows += [
+            ("held out (engine replay)", facts["held_out"]),
+            (f"held out: best model, {best}", models[best]),
+            ("held out: oracle", facts["held_out_oracle"]),
+        ]
+    width = max(len(label) for label, _ in rows)
+    lines += ["", f"  {'':{width}} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"]
+    lines += [_line(label, score, width) for label, score in rows]
+    lines += ["", *(f"note: {n}" for n in facts["notes"])]
+    lines += [f"wrote {p}" for p in facts["written"]]
+    return "\n".join(lines)
+
+
+def _line(label: str, score: Mapping[str, Any], width: int) -> str:
+    low, high = score.get("pass_rate_ci95", (0.0, 0.0))
+    return (
+        f"  {label:{width}} {score['pass_rate']:>9.1%}  {f'{low:.1%} to {high:.1%}':>15}  "
+        f"{score['cost_per_task_usd']:>10.6f}"
+    )

@@ -1,0 +1,133 @@
+"""``cascade run``: run a file of tasks, or resume the same job in the same store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from cascade.backends.routed import closing_backend
+from cascade.cli.say import say
+from cascade.cli.tables import show_summary
+from cascade.errors import ConfigError
+from cascade.policy import load_policies
+from cascade.run.guard import Limit
+from cascade.run.job import Job
+from cascade.run.progress import Progress
+from cascade.run.review import write_review_queue
+from cascade.run.runner import Counts, Runner
+from cascade.run.summary import summarize
+from cascade.run.tasks_file import count_tasks, read_lines
+from cascade.steplog import StepLog
+from cascade.store import Store
+
+__all__ = ["command", "job_of"]
+
+
+def job_of(args: argparse.Namespace) -> Job:
+    """The :class:`Job` the command line asks for."""
+    return Job(
+        tasks=args.tasks,
+        policy=args.policy,
+        out=args.out,
+        store=args.store,
+        quarantine=args.quarantine,
+        log=args.log,
+        review=args.review,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        lease_s=args.lease,
+        budget_usd=args.budget,
+        record_all_tiers=args.record_all_tiers,
+        replay=args.replay,
+        backend=args.backend,
+        limits=_limits(args.rpm, args.tpm),
+        progress=not args.no_progress,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run the job; print the summary. Exits 0 when every task ran, 3 when the budget stopped it."""
+    job = job_of(args)
+    policies = load_policies(job.policy)
+    source = Path(job.tasks)
+    if not source.is_file():
+        raise ConfigError(f"tasks file {job.tasks} not found")
+    backend = job.backend_factory()()  # built here, so that a bad option fails before anything
+    total = count_tasks(source)
+    job = dataclasses.replace(job, workers=job.worker_count(total))
+    key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
+    with closing_backend(backend), Store(job.store) as store:
+        run_id = store.find_run(**key)
+        with (
+            Path(job.out).open("w", encoding="utf-8") as out,
+            job.quarantine_path.open("w", encoding="utf-8") as bad,
+            job.log_path.open("a", encoding="utf-8", buffering=1 << 20) as steps,
+        ):
+            progress = Progress(total) if job.progress else None
+            runner = Runner(job, policies, store, backend=backend, log=StepLog(steps),
+                            run_id=run_id, progress=progress)  # fmt: skip
+            config = key | {
+                "replay": job.replay,
+                "record_all_tiers": job.record_all_tiers,
+                "backend": job.backend,
+                "out": str(Path(job.out).resolve()),
+            }
+            store.start_run(runner.run_id, config)
+            counts = asyncio.run(runner.run(read_lines(source), out, bad))
+        if counts.input_done and not counts.remaining:
+            store.finish_run(runner.run_id)
+        with job.review_path.open("w", encoding="utf-8") as queue:
+            waiting = write_review_queue(store, runner.run_id, queue)
+        summary = summarize(store, runner.run_id)
+    _report(job, runner, counts, waiting, resumed=run_id is not None)
+    show_summary(summary)
+    if counts.budget_reached and (counts.remaining or not counts.input_done):
+        unread = "" if counts.input_done else " and the rest of the input is unread"
+        say(
+            f"budget reached: ${counts.spent_usd:.6f} of ${job.budget_usd:.6f} spent;"
+            f" {counts.remaining} tasks not done{unread}."
+            " Run the same command with a higher --budget to continue."
+        )
+        return 3
+    return 0
+
+
+def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: bool) -> None:
+    """Where everything went, and what the run did."""
+    workers = runner.workers
+    say(f"run {runner.run_id} ({'resumed' if resumed else 'started'}, {workers} worker"
+        f"{'s' * (workers > 1)}):")  # fmt: skip
+    say(f"  read        {counts.lines} lines ({counts.done_before} tasks were done before)")
+    say(f"  results     {job.out} ({counts.results} lines)")
+    say(f"  quarantine  {job.quarantine_path} ({counts.quarantined} lines)")
+    if counts.duplicates:
+        say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result")
+    if counts.repeated:
+        say(f"  repeated    {counts.repeated} tasks were called again after a lost lease")
+    say(
+        f"  review      {job.review_path} ({waiting} tasks wait for a person; fill in their"
+        f" answer, then cascade review import {job.review_path} --store {job.store})"
+    )
+    say(f"  step log    {job.log_path}")
+    say(f"  store       {job.store}  (cascade report {job.store})")
+    say(f"  spent       ${counts.spent_usd:.6f}")
+
+
+def _limits(rpm: list[str], tpm: list[str]) -> dict[str, Any]:
+    """Rate limits from ``--rpm KEY=N`` and ``--tpm KEY=N``; the stricter wins per key."""
+    limits: dict[str, Limit] = {}
+    for flag, values in (("rpm", rpm), ("tpm", tpm)):
+        for value in values:
+            key, _, number = value.rpartition("=")
+            try:
+                rate = float(number)
+            except ValueError:
+                rate = -1.0
+            if not key or not rate > 0:
+                raise ConfigError(f"--{flag} {value!r}: expected KEY=N with N > 0")
+            limit = Limit(rate, None) if flag == "rpm" else Limit(None, rate)
+            limits[key] = limits.get(key, Limit()).tighter(limit)
+    return limits

@@ -1,0 +1,114 @@
+"""The two values a :class:`~cascade.Cascade` is made of: what to do, and how to run it.
+
+A :class:`Plan` says what to do with a task: the ladder, the validators, the prompt, the worked
+examples, the per-task budget and the start rules. A policy file loads into one; code can build
+one by hand. :class:`Settings` say how tasks are run: the backend, the store, the step log, the
+retry policy, the guard, the run id and the calibration share. A command builds them once and
+every cascade of the command shares them.
+
+>>> [tier.model for tier in Plan(["small", "big"], budget_usd=0.01).tiers]
+['small', 'big']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cascade.engine.calls import GuardHooks
+from cascade.errors import ConfigError
+from cascade.retry import RetryPolicy
+from cascade.steplog import StepLog
+from cascade.types import Message, Task, Tier
+from cascade.validators.base import Validator
+from cascade.validators.combine import all_of
+
+if TYPE_CHECKING:
+    from cascade.backends.base import Backend
+    from cascade.store import Store
+
+__all__ = ["Plan", "Route", "Settings"]
+
+Route = Callable[[Task, tuple[Message, ...]], Sequence[int]]
+"""Which tiers to try for a task, as ladder indices in order: start rules, context windows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do with a task: a value, with no runtime in it.
+
+    ``ladder`` is tried cheapest first. ``validate`` is one validator, or a sequence that must
+    all pass (run cheapest first); with none, the first answer is accepted. ``prompt`` builds the
+    user message for tasks that carry ``input`` (``{input}`` and any extra task field may be
+    named); tasks with ``messages`` are sent as they are. ``examples`` are chat turns (worked
+    examples, say) sent before every task's own messages. ``budget_usd`` caps the cost of one
+    task; it is checked before every call that could pass it. ``route`` picks the tiers to try
+    per task (see :data:`Route`); by default, all in order.
+    """
+
+    ladder: Sequence[Tier | str]
+    validate: Validator | Sequence[Validator] | None = None
+    prompt: str = "{input}"
+    examples: Sequence[Message] = ()
+    budget_usd: float | None = None
+    route: Route | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        ladder = tuple(Tier(t) if isinstance(t, str) else t for t in self.ladder)
+        if not ladder:
+            raise ConfigError("a ladder needs at least one tier")
+        if self.budget_usd is not None and not self.budget_usd > 0:
+            raise ConfigError(f"budget_usd must be > 0, got {self.budget_usd!r}")
+        object.__setattr__(self, "ladder", ladder)
+        object.__setattr__(self, "validate", _as_validator(self.validate))
+        object.__setattr__(self, "examples", tuple(self.examples))
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The ladder, each rung a :class:`Tier`."""
+        return tuple(t for t in self.ladder if isinstance(t, Tier))
+
+    @property
+    def validator(self) -> Validator:
+        """The plan's validator, as one callable."""
+        assert callable(self.validate)  # made one in __post_init__
+        return self.validate
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How tasks are run, shared by every cascade of one command.
+
+    ``backend`` serves the calls (by default, litellm for every model and llama.cpp for
+    ``local/...``, imported on first use). With a ``store``, every outcome and its steps are
+    written through it. ``log`` is a :class:`StepLog`, ``None`` for JSON lines on standard
+    error, or ``False`` for no log. ``guard`` holds the rate limits and circuit breakers the
+    calls go through. ``record_all_tiers`` is the share of tasks (drawn by id) whose every model
+    tier is asked, even those the ladder did not need, for calibration; those calls are paid,
+    kept as steps of kind ``calibration``, and never change the outcome.
+    """
+
+    backend: Backend | None = None
+    store: Store | None = None
+    log: StepLog | bool | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    guard: GuardHooks | None = None
+    run_id: str | None = None
+    record_all_tiers: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.record_all_tiers <= 1.0:
+            raise ConfigError(
+                f"record_all_tiers must be between 0 and 1, got {self.record_all_tiers!r}"
+            )
+
+
+def _as_validator(validate: Validator | Sequence[Validator] | None) -> Validator:
+    if validate is None:
+        return all_of()
+    if isinstance(validate, Sequence):
+        return validate[0] if len(validate) == 1 else all_of(*validate)
+    if not callable(validate):
+        raise ConfigError(f"a validator must be callable, got {type(validate).__name__}")
+    return validate

@@ -1,0 +1,162 @@
+"""The record one task keeps while it climbs: a :class:`Step` per call, then its :class:`Outcome`.
+
+:class:`Record` turns each backend call into a step (logged as it happens), keeps what the task
+has spent, and ends the task: accepted, exhausted with the best rejected answer marked,
+stopped by its budget, failed, or waiting for review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from cascade.engine.calls import Call
+from cascade.enums import SIDE_CALLS, Decision, Status
+from cascade.outcome import Outcome, Step
+from cascade.steplog import StepLog
+from cascade.types import Task, Usage, Verdict
+
+__all__ = ["Record"]
+
+_NO_USAGE = Usage()
+
+
+class Record:
+    """Every step of one task, what it spent, and how it ends."""
+
+    def __init__(self, task: Task, run_id: str, log: StepLog | None) -> None:
+        self.task = task
+        self.run_id = run_id
+        self.log = log
+        self.steps: list[Step] = []
+        self.spent = 0.0
+
+    def step(
+        self, index: int, call: Call, verdicts: tuple[Verdict, ...], decision: Decision
+    ) -> int:
+        """Record one call at tier ``index``; returns its step number."""
+        response = call.response
+        usage = response.usage if response is not None else _NO_USAGE
+        cost = response.cost_usd if response is not None else 0.0
+        self.spent += cost
+        step = Step(
+            run_id=self.run_id,
+            task_id=self.task.id,
+            task_type=self.task.type,
+            step=len(self.steps),
+            tier=index,
+            model_requested=call.model,
+            model_served=response.model if response is not None else None,
+            kind=call.kind,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+            latency_s=call.latency_s,
+            verdicts=tuple(_for_record(v) for v in verdicts),
+            decision=decision,
+            error=None if call.error is None else f"{type(call.error).__name__}: {call.error}",
+            ts=time.time(),
+            output=response.text if response is not None else None,
+            compute_s=response.compute_s if response is not None else 0.0,
+            confidence=response.confidence if response is not None else None,
+        )
+        self.steps.append(step)
+        if self.log is not None:
+            self.log.emit(step)
+        return step.step
+
+    def answer(
+        self, index: int, call: Call, verdict: Verdict, decision: Decision, judged: list[Call]
+    ) -> int:
+        """Record an answer's step, then its validators' calls; return the answer's step."""
+        answer = self.step(index, call, verdict.leaves(), decision)
+        for judge_call in judged:
+            failed = judge_call.error is not None
+            self.step(index, judge_call, (), Decision.ERROR if failed else decision)
+        return answer
+
+    def give_up(self, *, budget: bool) -> Outcome:
+        """End a task no tier accepted: keep every step, and mark the best rejected answer."""
+        answered = [s for s in self.steps if _is_answer(s)]
+        if budget:
+            status = Status.BUDGET_EXHAUSTED
+        else:
+            status = Status.EXHAUSTED if answered else Status.FAILED
+        reasons = self.reasons()
+        if status is Status.BUDGET_EXHAUSTED:
+            reasons.append(f"task budget reached after spending ${self.spent:.6f}")
+        return self.finish(status, tuple(dict.fromkeys(reasons)))
+
+    def reasons(self) -> list[str]:
+        """Every error and rejection reason so far, in order."""
+        reasons: list[str] = []
+        for step in self.steps:
+            if step.error:
+                reasons.append(step.error)
+            reasons.extend(v.reason for v in step.verdicts if not v.passed and v.reason)
+        return reasons
+
+    def to_review(self, index: int, model: str) -> Outcome:
+        """Hand the task to the human tier: it waits, with its best rejected answer, for review."""
+        outcome = self.finish(Status.NEEDS_REVIEW, tuple(dict.fromkeys(self.reasons())))
+        return dataclasses.replace(outcome, tier=index, model=model)
+
+    def finish(
+        self,
+        status: Status,
+        reasons: tuple[str, ...],
+        parsed: Any = None,
+        accepted: int | None = None,
+        delivered: tuple[str, str | None] | None = None,
+    ) -> Outcome:
+        """The outcome; ``delivered`` is (answer, model) when the checks chose another answer."""
+        best = accepted if accepted is not None else _best_step(self.steps)
+        chosen = self.steps[best] if best is not None else None
+        output = chosen.output if chosen is not None else None
+        model = chosen.model_served if chosen is not None else None
+        if delivered is not None:
+            output, model = delivered[0], delivered[1] or model
+        return Outcome(
+            run_id=self.run_id,
+            task_id=self.task.id,
+            task_type=self.task.type,
+            status=status,
+            output=output,
+            parsed=parsed,
+            tier=chosen.tier if chosen is not None else None,
+            model=model,
+            steps=tuple(self.steps),
+            cost_usd=sum(s.cost_usd for s in self.steps),
+            latency_s=sum(s.latency_s for s in self.steps),
+            reasons=reasons,
+            best_step=best,
+            compute_s=sum(s.compute_s for s in self.steps),
+        )
+
+
+def _for_record(verdict: Verdict) -> Verdict:
+    """A verdict as steps keep it: without the parsed value, sub-verdicts or chosen answer."""
+    if verdict.value is None and not verdict.children and verdict.answer is None:
+        return verdict  # nothing to drop: no copy (this runs once per answer)
+    return dataclasses.replace(verdict, value=None, children=(), answer=None, answer_model=None)
+
+
+def _best_step(steps: list[Step]) -> int | None:
+    """The most promising rejected answer: most checks passed, then best score, then tier."""
+    ranked = [
+        (
+            sum(v.passed for v in s.verdicts) / max(1, len(s.verdicts)),
+            max((v.score for v in s.verdicts if v.score is not None), default=0.0),
+            s.tier,
+            s.step,
+        )
+        for s in steps
+        if _is_answer(s)
+    ]
+    return max(ranked)[3] if ranked else None
+
+
+def _is_answer(step: Step) -> bool:
+    """Whether a step holds an answer to the task (not an error, nor a validator's call)."""
+    return step.output is not None and step.kind not in SIDE_CALLS

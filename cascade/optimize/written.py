@@ -1,0 +1,123 @@
+"""The chosen ladders written as policy files, then replayed through the engine to check them.
+
+A library: it writes files and returns figures, and never prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cascade.bench.evaluate import LadderScore, score_models, score_oracle, score_policy
+from cascade.bench.suite import ByKind, default_validators, policy_cascades
+from cascade.errors import ConfigError
+from cascade.files import write_atomic
+from cascade.optimize.checks import relocated
+from cascade.optimize.pipeline import Optimized, Options
+from cascade.optimize.write import policy_text, tier_tables
+from cascade.store.verdicts import VerdictCache
+
+__all__ = ["check_written", "out_paths", "policy_arg", "write_policies"]
+
+
+def out_paths(out: Path, kinds: list[str], name: str) -> dict[str, Path]:
+    """One policy file per kind: ``out`` itself for one kind, else ``out/<kind>.toml``."""
+    if len(kinds) == 1 and out.suffix == ".toml":
+        return {kinds[0]: out}
+    if out.suffix == ".toml":
+        raise ConfigError(
+            f"--out {out}: {name} has {len(kinds)} task kinds ({', '.join(kinds)}), one policy "
+            "file each; give a folder, or choose one kind with --kind"
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    return {kind: out / f"{kind}.toml" for kind in kinds}
+
+
+def policy_arg(paths: Mapping[str, Path]) -> Path:
+    """What ``--policy`` takes for the written files: the one file, or their folder."""
+    only = next(iter(paths.values()))
+    return only if len(paths) == 1 else only.parent
+
+
+def write_policies(
+    found: Optimized,
+    picks: Mapping[str, int],
+    paths: Mapping[str, Path],
+    facts: Mapping[str, Any],
+    options: Options,
+) -> list[Path]:
+    """Write one policy file per kind, its header saying how it was chosen; return the paths."""
+    chosen = facts["guarantee"]["chosen"]
+    header = [
+        "Written by cascade optimize:",
+        f"  {facts['command']}",
+        f"Chosen on {facts['train_tasks']} training tasks: the cheapest ladders whose pass rate "
+        f"is certified to reach {facts['target_pass_rate']:.1%}"
+        + (
+            " (the highest the selection part expected to certify)"
+            if options.target is None
+            else ""
+        )
+        + f". {facts['guarantee']['statement'][0].upper()}"
+        f"{facts['guarantee']['statement'][1:]}.",
+        f"On the {facts['certification_tasks']} certification tasks it passed "
+        f"{chosen['certification_pass_rate']:.1%}, whose {options.confidence:.0%} lower bound is "
+        f"{chosen['certified_pass_rate']:.1%}.",
+        "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
+        "Model names are the dataset's: give them their provider prefix for live runs.",
+        "Check it on the tasks the optimizer never saw:",
+        f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
+        + "".join(f" --kind {k}" for k in options.kinds)
+        + f" --holdout {options.holdout:g} --seed {options.seed}",
+        "",
+    ]
+    user = found.user
+    for kind, path in paths.items():
+        if user is None or user.task_type != kind:
+            text = policy_text(kind, tier_tables(found.found[kind], picks[kind]), header)
+        else:
+            tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
+            for tier in tiers:
+                if "validators" in tier:
+                    tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
+            text = policy_text(kind, tiers, header, user.data)
+        write_atomic(path, text)
+    return list(paths.values())
+
+
+def check_written(
+    found: Optimized, policy: str, simulated_cost: float, options: Options
+) -> dict[str, Any]:
+    """Replay the written policies through the engine on both splits."""
+    cache = VerdictCache() if options.cache else None
+    data = found.data
+    cascades = policy_cascades(policy, data, ByKind(default_validators(cache)), cache)
+    on_train = asyncio.run(score_policy(data.subset(found.train), cascades))
+    chosen = found.result.chosen
+    assert chosen is not None  # only a chosen ladder is checked
+    simulated = (chosen.selected_rate * found.facts["selection_tasks"]
+                 + chosen.certified_rate * found.facts["certification_tasks"])  # fmt: skip
+    facts: dict[str, Any] = {
+        "train": _figures(on_train),
+        "simulated_train": {
+            "pass_rate": round(simulated / max(1, found.facts["train_tasks"]), 6),
+            "cost_per_task_usd": round(simulated_cost, 10),
+        },
+    }
+    if found.held:
+        held_data = data.subset(found.held)
+        facts["held_out"] = _figures(asyncio.run(score_policy(held_data, cascades)))
+        facts["held_out_models"] = {
+            m: s.to_json() for m, s in sorted(score_models(held_data).items())
+        }
+        facts["held_out_oracle"] = score_oracle(held_data).to_json()
+    return facts
+
+
+def _figures(score: LadderScore) -> dict[str, Any]:
+    found = score.to_json()
+    keep = ("pass_rate", "pass_rate_ci95", "cost_per_task_usd", "cost_per_task_ci95")
+    return {k: found[k] for k in (*keep, "accepted_by_tier", "escalation_rate")}

@@ -1,0 +1,12 @@
+"""The high-volume runner behind ``cascade run``.
+
+- :mod:`cascade.run.job`: the options of a run, one value for every process;
+- :mod:`cascade.run.runner`: the coordinator (input into the ledger, results out of it);
+- :mod:`cascade.run.worker`: a worker, in this process or another, leasing and running tasks;
+- :mod:`cascade.run.guard`: rate limits and circuit breakers shared by the workers;
+- :mod:`cascade.run.budget`: the job's budget, shared by the workers;
+- :mod:`cascade.run.progress`: the progress bar or lines;
+- :mod:`cascade.run.tasks_file`: the tasks file, streamed;
+- :mod:`cascade.run.review`: the human review queue, written and imported;
+- :mod:`cascade.run.summary`: what a run did, from its store.
+"""

@@ -1,0 +1,119 @@
+"""One ``cascade run``: what to run and how, as one value that reaches every worker process.
+
+The command line builds a :class:`Job` once; the coordinator and each worker read what they
+need from it, so no setting is copied from one options object to another on its way down.
+It must pickle (worker processes are spawned).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from cascade.errors import ConfigError
+from cascade.run.guard import Limit
+
+if TYPE_CHECKING:
+    from cascade.backends.base import Backend
+
+__all__ = ["Job", "backend_from"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The options of a run (see ``cascade run --help``), checked when made."""
+
+    tasks: str
+    policy: str
+    out: str = "results.jsonl"
+    store: str = "run.db"
+    quarantine: str | None = None
+    log: str | None = None
+    review: str | None = None
+    concurrency: int = 16
+    workers: int | None = None
+    """Worker processes; ``None`` for one per core, and at most one per thousand tasks."""
+    lease_s: float = 300.0
+    budget_usd: float | None = None
+    record_all_tiers: float = 0.0
+    replay: str | None = None
+    backend: str | None = None
+    """``module:factory`` building every process's backend, instead of litellm."""
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    progress: bool = True
+    window: int = 20_000
+    """Tasks read into the store ahead of the workers, at most."""
+    tail_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.record_all_tiers <= 1.0:
+            raise ConfigError(
+                f"--record-all-tiers must be between 0 and 1, got {self.record_all_tiers}"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.lease_s > 0:
+            raise ConfigError(f"the lease must be > 0 s, got {self.lease_s}")
+        if self.budget_usd is not None and not self.budget_usd > 0:
+            raise ConfigError(f"the budget must be > 0 USD, got {self.budget_usd}")
+        if self.replay is not None and self.backend is not None:
+            raise ConfigError("--replay and --backend cannot be used together")
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Bad lines: ``--quarantine``, by default beside the results."""
+        return Path(self.quarantine or Path(self.out).with_suffix(".quarantine.jsonl"))
+
+    @property
+    def log_path(self) -> Path:
+        """The step log: ``--log``, by default beside the results."""
+        return Path(self.log or Path(self.out).with_suffix(".steps.jsonl"))
+
+    @property
+    def review_path(self) -> Path:
+        """The human review queue: ``--review``, by default beside the results."""
+        return Path(self.review or Path(self.out).with_suffix(".review.jsonl"))
+
+    def worker_count(self, tasks: int | None) -> int:
+        """The workers asked for, or by default one per core and one per thousand tasks at most.
+
+        A process takes seconds to start (litellm's import alone is 3 s), so small jobs stay in
+        one.
+        """
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, (tasks or 0) // 1000))
+
+    def backend_factory(self) -> Callable[[], Backend]:
+        """What every process builds its backend with: replay, a named factory, or litellm.
+
+        It pickles (a module-level function or a ``functools.partial`` of one).
+        """
+        if self.replay is not None:
+            from cascade.backends.replay import ReplayBackend  # noqa: PLC0415
+
+            return functools.partial(ReplayBackend.from_dataset, self.replay)
+        if self.backend is not None:
+            return functools.partial(backend_from, self.backend)
+        from cascade.backends.default import default_backend  # noqa: PLC0415
+
+        return default_backend
+
+
+def backend_from(spec: str) -> Backend:
+    """Build a backend from ``module:factory`` (the factory takes no arguments)."""
+    module_name, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--backend {spec}: cannot import it ({exc})") from exc
+    if not callable(factory):
+        raise ConfigError(f"--backend {spec}: not callable")
+    return cast("Backend", factory())

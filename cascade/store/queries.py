@@ -1,0 +1,145 @@
+"""The named queries that the runner, the run summary, the review queue and export need.
+
+Every SQL statement of cascade lives in this package; code outside it asks for what it needs
+by name, and gets plain rows back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cascade.enums import CallKind, Decision, Status
+from cascade.store.db import Store
+from cascade.types import HUMAN
+
+__all__ = [
+    "Review",
+    "attempts_for_summary",
+    "first_answers",
+    "record_reviews",
+    "result_state",
+    "results_for_summary",
+    "run_config",
+    "task_payload",
+    "tasks_of",
+    "waiting_for_review",
+]
+
+
+def results_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:
+    """(task_type, status, tier, cost_usd, compute_s) of each result, of one run or all."""
+    return store.select(
+        "SELECT task_type, status, tier, cost_usd, compute_s FROM results"
+        " WHERE ? IS NULL OR run_id = ?",
+        (run_id, run_id),
+    )
+
+
+def attempts_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:
+    """Each attempt of a task that has a result, with the result's status, tier and model.
+
+    (run_id, task_id, task_type, tier, model_requested, kind, cost_usd, latency_s, verdicts,
+    decision, compute_s, status, result tier, result model), by run, task and step.
+    """
+    return store.select(
+        "SELECT a.run_id, a.task_id, a.task_type, a.tier, a.model_requested, a.kind, a.cost_usd,"
+        " a.latency_s, a.verdicts, a.decision, a.compute_s, r.status, r.tier, r.model"
+        " FROM attempts a JOIN results r ON a.run_id = r.run_id AND a.task_id = r.task_id"
+        " WHERE ? IS NULL OR a.run_id = ? ORDER BY a.run_id, a.task_id, a.seq",
+        (run_id, run_id),
+    )
+
+
+def task_payload(store: Store, run_id: str, task_id: str) -> str | None:
+    """The task as the ledger keeps it (JSON), if it keeps it."""
+    rows = store.select(
+        "SELECT payload FROM tasks WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+    )
+    payload = next(rows, (None,))[0]
+    return None if payload is None else str(payload)
+
+
+def waiting_for_review(store: Store, run_id: str) -> list[str]:
+    """The run's tasks whose status is ``needs_review``, in the order they were written."""
+    rows = store.select(
+        "SELECT task_id FROM results WHERE run_id = ? AND status = ? ORDER BY rowid",
+        (run_id, str(Status.NEEDS_REVIEW)),
+    )
+    return [row[0] for row in rows]
+
+
+def result_state(store: Store, run_id: str, task_id: str) -> tuple[str, str | None] | None:
+    """A result's status and model, if the task has a result."""
+    rows = store.select(
+        "SELECT status, model FROM results WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+    )
+    row = next(rows, None)
+    return None if row is None else (str(row[0]), row[1])
+
+
+Review = tuple[str, str, str, Any, str]
+"""A reviewed answer: (run_id, task_id, output text, parsed value, reviewer)."""
+
+
+def record_reviews(store: Store, reviews: Sequence[Review]) -> None:
+    """Record reviewed answers in one transaction: each a ``review`` step and an accepted result.
+
+    The step is appended to the execution that wrote the result, at the human tier.
+    """
+    with store.writing() as db:
+        for run_id, task_id, output, parsed, reviewer in reviews:
+            execution, task_type, tier, attempts = db.execute(
+                "SELECT execution_id, task_type, tier, attempts FROM results"
+                " WHERE run_id = ? AND task_id = ?",
+                (run_id, task_id),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO attempts (run_id, task_id, execution_id, task_type, step, tier,"
+                " model_requested, model_served, kind, prompt_tokens, completion_tokens,"
+                " cost_usd, latency_s, verdicts, decision, error, output, ts, compute_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, '[]', ?, NULL, ?, ?, 0)",
+                (
+                    run_id, task_id, execution, task_type, attempts, tier, HUMAN, reviewer,
+                    str(CallKind.REVIEW), str(Decision.ACCEPT), output, time.time(),
+                ),
+            )  # fmt: skip
+            db.execute(
+                "UPDATE results SET status = ?, output = ?, parsed = ?, model = ?, reasons = '[]',"
+                " attempts = attempts + 1, best_step = ? WHERE run_id = ? AND task_id = ?",
+                (str(Status.ACCEPTED), output, json.dumps(parsed), HUMAN, attempts, run_id,
+                 task_id),
+            )  # fmt: skip
+
+
+def run_config(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The configuration a run was started with, if the run is known."""
+    row = next(store.select("SELECT config FROM runs WHERE run_id = ?", (run_id,)), None)
+    return None if row is None else dict(json.loads(row[0] or "{}"))
+
+
+def tasks_of(store: Store, run_id: str | None) -> Iterator[tuple[str, str, str | None]]:
+    """(task_id, task_type, payload) of every task, of one run or all, in ledger order."""
+    return store.select(
+        "SELECT task_id, task_type, payload FROM tasks WHERE ? IS NULL OR run_id = ?"
+        " ORDER BY rowid",
+        (run_id, run_id),
+    )
+
+
+def first_answers(
+    store: Store, run_id: str | None, kinds: Sequence[CallKind]
+) -> Iterator[tuple[Any, ...]]:
+    """Every answered attempt of the given kinds, in the order they were made.
+
+    (task_id, tier, model_requested, prompt_tokens, completion_tokens, cost_usd, latency_s,
+    output, confidence).
+    """
+    marks = ", ".join("?" * len(kinds))
+    where = f" AND kind IN ({marks}) AND (? IS NULL OR run_id = ?) ORDER BY seq"
+    columns = "task_id, tier, model_requested, prompt_tokens, completion_tokens, cost_usd,"
+    columns += " latency_s, output, confidence"
+    sql = f"SELECT {columns} FROM attempts WHERE output IS NOT NULL{where}"  # noqa: S608  # placeholders only
+    return store.select(sql, (*map(str, kinds), run_id, run_id))
