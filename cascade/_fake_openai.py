@@ -36,7 +36,8 @@ class FakeReply:
 
     ``body`` replaces the JSON completion with raw bytes (malformed JSON, say);
     ``truncate`` announces the full length but sends only half of the body;
-    ``drop`` closes the connection without answering.
+    ``drop`` closes the connection without answering; ``echo_key`` puts the request's key in
+    the error message, as some providers do on a 401.
     """
 
     content: str = "ok"
@@ -49,6 +50,7 @@ class FakeReply:
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    echo_key: bool = False
 
 
 Handler = Callable[[dict[str, Any]], FakeReply]
@@ -173,11 +175,13 @@ class FakeOpenAI:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request on a kept-alive connection; False when the connection is done."""
         head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
+        length, key = 0, ""
         for line in head.decode("latin-1").split("\r\n")[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
+            if name.strip().lower() == "authorization":
+                key = value.strip().removeprefix("Bearer ")
         raw = await reader.readexactly(length) if length else b"{}"
         body = json.loads(raw or b"{}")
         self.requests.append(body)
@@ -188,7 +192,10 @@ class FakeOpenAI:
             return False
         payload = reply.body if reply.body is not None else _completion(body, reply)
         if reply.status != 200 and reply.body is None:
-            payload = json.dumps({"error": {"message": f"fake error {reply.status}"}}).encode()
+            message = f"fake error {reply.status}"
+            if reply.echo_key:
+                message = f"Incorrect API key provided: {key}. You can find your key at ..."
+            payload = json.dumps({"error": {"message": message}}).encode()
         headers = {"Content-Type": "application/json", **reply.headers}
         lines = [f"HTTP/1.1 {reply.status} FAKE", f"Content-Length: {len(payload)}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]

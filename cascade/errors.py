@@ -16,12 +16,18 @@ The tree::
         │   └── MalformedResponse    the provider answered, but not with a usable completion
         └── PermanentProviderError   retrying the same model will not help; go to a fallback
             ├── CircuitOpen          the model's breaker is open: it failed N times in a row
+            ├── AuthenticationFailed 401 or 403: the key is wrong, or not allowed this model
+            ├── BadRequest           400 and the like: the request itself is refused
+            ├── BackendFault         the backend returned something that is not a Response
             ├── UnknownModel         no provider serves this model name
             ├── UnpricedModel        no price is known and the tier sets none
             └── ReplayMissing        a recorded dataset has no response for this task and model
 
 The engine retries :class:`TransientProviderError` with backoff (honouring ``Retry-After``),
-then moves to the tier's fallback models, and only then counts the failure against the tier.
+then moves to the tier's fallback models. When none of them answers, an error that time cures
+(:attr:`ProviderError.passes`: the transient ones and an open breaker) makes the task wait for
+the provider to come back, up to the run's outage bound; any other fails the task at once.
+Neither is a rejection, so neither escalates, unless the policy asks for that.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ import email.utils
 import time
 
 __all__ = [
+    "AuthenticationFailed",
+    "BackendFault",
+    "BadRequest",
     "CascadeError",
     "CircuitOpen",
     "ConfigError",
@@ -64,12 +73,16 @@ class ProviderError(CascadeError):
     """A backend call failed. The answer was never judged, so this is not a rejection."""
 
     transient: bool = False
+    """Worth retrying on the same model at once (after a short wait)."""
+    passes: bool = False
+    """Cured by time: the provider will come back, so the task may wait for it."""
 
 
 class TransientProviderError(ProviderError):
     """A failure worth retrying on the same model after a wait."""
 
     transient = True
+    passes = True
 
 
 class ProviderTimeout(TransientProviderError):
@@ -97,7 +110,27 @@ class PermanentProviderError(ProviderError):
 
 
 class CircuitOpen(PermanentProviderError):
-    """The model's circuit breaker is open, so no call was made; its fallbacks are tried."""
+    """The model's circuit breaker is open, so no call was made; its fallbacks are tried.
+
+    Time cures it: the breaker lets a probe through after its cooldown.
+    """
+
+    passes = True
+
+
+class AuthenticationFailed(PermanentProviderError):
+    """The provider refused the credentials (401), or this use of them (403)."""
+
+
+class BadRequest(PermanentProviderError):
+    """The provider refused the request itself (400, 404 on the route, 422 and the like)."""
+
+
+class BackendFault(PermanentProviderError):
+    """The backend returned something that is not a usable :class:`~cascade.Response`.
+
+    A bug in the backend, which neither waiting nor a retry cures.
+    """
 
 
 class UnknownModel(PermanentProviderError):

@@ -92,6 +92,8 @@ class Outcome:
     reasons: tuple[str, ...] = ()
     best_step: int | None = None
     compute_s: float = 0.0
+    waited_s: float = 0.0
+    """Seconds the task waited for providers that could not answer."""
 
     @property
     def accepted(self) -> bool:
@@ -146,6 +148,7 @@ class Outcome:
             "cost_usd": self.cost_usd,
             "latency_s": self.latency_s,
             "compute_s": self.compute_s,
+            "waited_s": self.waited_s,
             "reasons": list(self.reasons),
             "best_rejected": self.status is not Status.ACCEPTED and self.best_step is not None,
         }

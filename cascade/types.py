@@ -21,6 +21,7 @@ __all__ = [
     "Attempt",
     "Message",
     "Price",
+    "Quote",
     "Request",
     "Response",
     "Task",
@@ -55,6 +56,14 @@ def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 HUMAN = "human"
 """The model name of a review-queue tier: tasks that reach it wait for a person's answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What a backend knows of a model before calling it: its price, and its longest answer."""
+
+    price: Price
+    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

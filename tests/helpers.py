@@ -21,7 +21,9 @@ def says_ok(attempt: Attempt) -> Verdict:
     return Verdict(False, reason=f"wanted 'ok', got {attempt.output!r}", feedback="Say ok.")
 
 
-_PLAN_FIELDS = frozenset({"prompt", "examples", "budget_usd", "route"})
+_PLAN_FIELDS = frozenset(
+    {"prompt", "examples", "budget_usd", "route", "escalate_on_provider_error"}
+)
 
 
 def make(

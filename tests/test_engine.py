@@ -132,11 +132,12 @@ def test_permanent_error_skips_retries_and_goes_to_the_fallback() -> None:
     assert "UnknownModel" in outcome.steps[0].error
 
 
-def test_provider_errors_count_against_the_tier_only_when_fallbacks_are_spent() -> None:
-    """A tier whose models all fail escalates, and the step says why."""
+def test_provider_errors_escalate_only_when_the_plan_says_so() -> None:
+    """With escalate_on_provider_error, a tier whose models all fail escalates, saying why."""
     cascade, backend = make(
         {"a": [ServerError("down")], "a2": [UnknownModel("gone")], "b": ["ok"]},
         [Tier("a", retries=1, fallbacks=("a2",)), Tier("b")],
+        escalate_on_provider_error=True,
     )
     outcome = cascade.run({"id": "t", "input": "x"})
     assert models_called(backend) == ["a", "a", "a2", "b"]
@@ -177,7 +178,11 @@ def test_deadline_holds_against_a_backend_that_hangs() -> None:
 
 def test_every_model_failing_ends_failed_with_the_errors() -> None:
     """A task nobody could serve ends ``failed``, with the provider errors as reasons."""
-    cascade, _ = make({"a": [ServerError("boom")]}, [Tier("a", retries=1), Tier("zzz")])
+    cascade, _ = make(
+        {"a": [ServerError("boom")]},
+        [Tier("a", retries=1), Tier("zzz")],
+        escalate_on_provider_error=True,
+    )
     outcome = cascade.run({"id": "t", "input": "x"})
     assert outcome.status is Status.FAILED
     assert any("boom" in r for r in outcome.reasons)
@@ -188,7 +193,7 @@ def test_every_model_failing_ends_failed_with_the_errors() -> None:
     "script",
     [
         {"a": ["no"], "b": ["ok"]},
-        {"a": [ServerError("x")], "b": ["no"]},
+        {"a": [ServerError("x"), "no"], "b": ["no"]},
         {"a": ["ok"]},
     ],
 )

@@ -99,13 +99,14 @@ def test_mixed_input_loses_nothing(job: Path, capsys: pytest.CaptureFixture[str]
     assert by_id["t1"]["model"] == "small"
     assert {by_id[t]["status"] for t in ("t4", "t5", "t6")} == {"quarantined"}
     lines = {entry["line"]: entry["reason"] for entry in quarantine}
-    assert sorted(lines) == [3, 5, 6, 7, 8, 10]
+    assert sorted(lines) == [3, 5, 6, 7, 8, 10, 11]
     assert "not valid JSON" in lines[3]
     assert "no policy serves task type 'default'" in lines[5]
     assert "'poetry'" in lines[6]
     assert "'id' must be a non-empty string" in lines[7]
     assert "needs exactly one of 'input' or 'messages'" in lines[8]
     assert "must be a JSON object" in lines[10]
+    assert lines[11] == "duplicate id 't2': first on line 2, which keeps its result"
     out = capsys.readouterr().out
     assert "read        10 lines (0 tasks were done before)" in out
     assert "duplicates  1 repeated task ids kept their first result" in out
@@ -161,6 +162,8 @@ def test_a_replay_run_over_bfcl_matches_its_report(
     assert main(["report", str(store)]) == 0
     reported = capsys.readouterr().out
     assert reported.strip()
+    header, reported = reported.split("\n", 1)
+    assert header.endswith("(1 run in the store)")
     assert printed.rstrip().endswith(reported.rstrip())
     assert main(["report", str(store), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -227,3 +230,175 @@ def test_a_bad_rate_limit_is_named(
     tasks.write_text(MIXED[0] + "\n")
     assert run(job, tasks, flag, value) == 2
     assert f"{flag} {value!r}: expected KEY=N" in capsys.readouterr().err
+
+
+def _results(job: Path) -> dict[str, dict[str, object]]:
+    lines = (job / "results.jsonl").read_text().splitlines()
+    return {r["id"]: r for r in map(json.loads, lines)}
+
+
+def _quarantine(job: Path) -> dict[int, str]:
+    lines = (job / "results.quarantine.jsonl").read_text().splitlines()
+    return {e["line"]: e["reason"] for e in map(json.loads, lines)}
+
+
+def test_bad_csv_rows_are_quarantined_with_their_line_and_swallow_nothing(job: Path) -> None:
+    """An unclosed quote or a wrong field count costs that row alone; the next rows run."""
+    tasks = job / "tasks.csv"
+    tasks.write_text(
+        "id,type,input\n"
+        "t1,labels,fine\n"
+        't2,labels,"never closed\n'
+        "t3,labels,after the bad quote\n"
+        't4,labels,"two\nlines"\n'
+        "t5,labels,one,too many\n"
+        "t8,labels\n"
+        "t6,labels,last\n"
+    )
+    assert run(job, tasks) == 0
+    assert sorted(_results(job)) == ["t1", "t3", "t4", "t6"]
+    assert _quarantine(job) == {
+        3: "bad CSV row: a quoted field is never closed",
+        7: "bad CSV row: the row has 4 fields, the header 3",
+        8: "bad CSV row: the row has 2 fields, the header 3",
+    }
+
+
+def test_a_duplicate_id_is_named_with_both_lines(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The repeated line is quarantined, naming the line that keeps the id."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "t1", "type": "labels", "input": "a"}\n'
+        '{"id": "t3", "type": "labels", "input": "b"}\n'
+        '{"id": "t1", "type": "labels", "input": "again"}\n'
+    )
+    assert run(job, tasks) == 0
+    assert _quarantine(job) == {3: "duplicate id 't1': first on line 1, which keeps its result"}
+    assert sorted(_results(job)) == ["t1", "t3"]
+    assert "duplicates  1 repeated task ids" in capsys.readouterr().out
+
+
+def test_an_empty_tasks_file_gets_a_warning(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file with no task says so instead of finishing silently."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text("\n")
+    assert run(job, tasks) == 0
+    assert f"warning     {tasks} holds no tasks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--out", "--store", "--log"])
+def test_an_unwritable_path_is_exit_2_naming_it(
+    job: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """A path in a missing folder: exit 2, the path named, no traceback, nothing run."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n")
+    bad = job / "no such folder" / "file"
+    code = main(["run", str(tasks), "--policy", str(job / "policies"), "--replay",
+                 str(job / "dataset"), "--out", str(job / "results.jsonl"),
+                 "--store", str(job / "run.db"), flag, str(bad)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(bad) in err
+    assert "Traceback" not in err
+
+
+def test_report_on_a_file_that_is_not_a_store_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with the file named, not a traceback; the file is left as it was."""
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"id": "t1"}\n' * 100)
+    assert main(["report", str(path)]) == 2
+    assert f"{path} cannot be used as a cascade store: file is not a database" in (
+        capsys.readouterr().err
+    )
+    assert path.read_text() == '{"id": "t1"}\n' * 100  # untouched
+
+
+def test_report_shows_the_latest_run_by_default_one_run_or_all(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs in one store: the latest by default, --run for one, --all for both."""
+    first, second = job / "first.jsonl", job / "second.jsonl"
+    first.write_text(MIXED[0] + "\n" + MIXED[1] + "\n")
+    second.write_text(MIXED[3] + "\n")
+    assert run(job, first) == 0
+    assert run(job, second) == 0
+    capsys.readouterr()
+    with Store(job / "run.db") as store:
+        runs = [r for (r,) in store.select("SELECT run_id FROM runs ORDER BY created_at")]
+    assert main(["report", str(job / "run.db"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == 1
+    assert main(["report", str(job / "run.db"), "--run", runs[0], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == 2
+    assert main(["report", str(job / "run.db"), "--all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == 3
+    assert main(["report", str(job / "run.db"), "--run", "nope"]) == 2
+    assert "has no run 'nope'" in capsys.readouterr().err
+
+
+def test_show_prints_one_tasks_steps_verdicts_and_costs(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its result, each step with its model, verdicts and cost, as text or JSON."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[1] + "\n")
+    assert run(job, tasks) == 0
+    capsys.readouterr()
+    assert main(["show", str(job / "run.db"), "t2"]) == 0
+    out = capsys.readouterr().out
+    assert "accepted: tier 1 big, $0.011000, 2 steps stored" in out
+    assert "step 0 tier 0 call openai/small" in out
+    assert "fail one_of(['yes', 'no', 'happy']): 'maybe' is not one of" in out
+    assert "step 1 tier 1 call big" in out
+    assert main(["show", str(job / "run.db"), "t2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["cost_usd"] for s in shown["steps"]] == [0.001, 0.01]
+    assert main(["show", str(job / "run.db"), "t404"]) == 2
+    assert "holds no task 't404'" in capsys.readouterr().err
+
+
+def test_dry_run_estimates_the_floor_and_the_worst_case_and_calls_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Priced tiers: the floor and worst case follow from token counts, prices and re-asks."""
+    (tmp_path / "p.toml").write_text(
+        textwrap.dedent(
+            """\
+            task_type = "echo"
+            [[tiers]]
+            model = "openai/cheap"
+            reasks = 1
+            params = { max_tokens = 100 }
+            price = { input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.0 }
+            [[tiers]]
+            model = "openai/dear"
+            params = { max_tokens = 100 }
+            price = { input_usd_per_mtok = 10.0, output_usd_per_mtok = 20.0 }
+            [[validators]]
+            kind = "one_of"
+            labels = ["ok"]
+            """
+        )
+    )
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"id": f"t{n}", "input": "hi"}) + "\n" for n in range(10)))
+    code = main(["run", str(tasks), "--policy", str(tmp_path / "p.toml"), "--dry-run",
+                 "--store", str(tmp_path / "run.db")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    from cascade.tokens import count_tokens  # noqa: PLC0415
+
+    prompt = count_tokens([{"role": "user", "content": "hi"}])
+    floor = 10 * (prompt * 1.0 + 256 * 2.0) / 1e6
+    worst = 10 * ((prompt * 1 + 100 * 2) + ((prompt + 100) * 1 + 100 * 2)
+                  + (prompt * 10 + 100 * 20)) / 1e6  # fmt: skip
+    assert (
+        f"echo: 10 tasks, {10 * prompt} prompt tokens; floor ${floor:.6f}, worst case ${worst:.6f}"
+        in out
+    )
+    assert "no model was called" in out
+    assert not (tmp_path / "run.db").exists()

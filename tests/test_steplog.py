@@ -66,9 +66,9 @@ def test_no_secret_reaches_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     out = io.StringIO()
     log = StepLog(out)
-    run_logged({"a": [leak], "b": ["ok"]}, [Tier("a", retries=0), Tier("b")], log)
+    run_logged({"a": [leak, "ok"], "b": ["ok"]}, [Tier("a", retries=0), Tier("b")], log)
     with capture_steps() as events:
-        run_logged({"a": [leak], "b": ["ok"]}, [Tier("a", retries=0), Tier("b")], log)
+        run_logged({"a": [leak, "ok"], "b": ["ok"]}, [Tier("a", retries=0), Tier("b")], log)
     written = out.getvalue() + json.dumps(events)
     assert "500 from provider" in written
     assert FAKE_KEY not in written

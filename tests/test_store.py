@@ -148,7 +148,36 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert old is not None
         assert (old.status, old.cost_usd) == (Status.ACCEPTED, 0.5)
         assert next(store.select("SELECT executions, tiers_tried FROM results")) == (1, 1)
-        assert next(store.select("SELECT user_version FROM pragma_user_version")) == (4,)
+        assert next(store.select("SELECT user_version FROM pragma_user_version")) == (5,)
         cascade, _ = make({"m": ["ok"]}, ["m"], store=store, run_id="new")
         assert cascade.run({"id": "t2", "input": "x"}).accepted
         assert store.count("results") == 2
+
+
+def test_the_store_redacts_secrets_in_errors_verdicts_and_reasons(tmp_path: Path) -> None:
+    """Whatever reaches the store (not only through the engine's caller) is cleaned first."""
+    from cascade.enums import CallKind, Decision  # noqa: PLC0415
+    from cascade.outcome import Outcome, Step  # noqa: PLC0415
+    from cascade.secrets import register_secrets  # noqa: PLC0415
+    from cascade.types import Verdict  # noqa: PLC0415
+
+    secret = "registered-but-not-key-shaped-4242"
+    register_secrets([secret])
+    step = Step(
+        run_id="r", task_id="t", task_type="demo", step=0, tier=0, model_requested="m",
+        model_served="m", kind=CallKind.CALL, prompt_tokens=1, completion_tokens=1,
+        cost_usd=0.0, latency_s=0.0, decision=Decision.ESCALATE, ts=0.0,
+        error=f"ServerError: echo {secret}",
+        verdicts=(Verdict(False, reason=f"saw {secret}", feedback=f"drop {secret}"),),
+    )  # fmt: skip
+    outcome = Outcome(
+        run_id="r", task_id="t", task_type="demo", status=Status.FAILED, output=None,
+        parsed=None, tier=None, model=None, steps=(step,), cost_usd=0.0, latency_s=0.0,
+        reasons=(f"tier 0 (m) cannot be asked: {secret}",),
+    )  # fmt: skip
+    with Store(tmp_path / "run.db") as store:
+        store.record(outcome)
+    with sqlite3.connect(tmp_path / "run.db") as db:
+        dump = "\n".join(db.iterdump())
+    assert secret not in dump
+    assert dump.count("[REDACTED]") == 4

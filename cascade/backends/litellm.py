@@ -19,8 +19,9 @@ from typing import Any
 
 from cascade.backends.base import Request, Response
 from cascade.errors import (
+    AuthenticationFailed,
+    BadRequest,
     MalformedResponse,
-    PermanentProviderError,
     ProviderError,
     ProviderTimeout,
     RateLimited,
@@ -29,7 +30,7 @@ from cascade.errors import (
     UnpricedModel,
     parse_retry_after,
 )
-from cascade.types import Price, Usage
+from cascade.types import Price, Quote, Usage
 
 __all__ = ["LiteLLMBackend", "load_litellm"]
 
@@ -53,6 +54,7 @@ class LiteLLMBackend:
     def __init__(self, **defaults: Any) -> None:
         self._defaults = defaults
         self._rates: dict[str, Price | None] = {}
+        self._quotes: dict[str, Quote | None] = {}
 
     def __repr__(self) -> str:
         return "LiteLLMBackend()"
@@ -77,6 +79,15 @@ class LiteLLMBackend:
         except Exception as exc:  # every litellm failure is mapped, none leaks
             raise map_exception(exc) from exc
         return self._response(litellm, request, raw)
+
+    def quote(self, model: str) -> Quote | None:
+        """The model's highest listed price per token and its longest answer; ``None`` unlisted.
+
+        What a worst-case estimate before a call needs (a tiered price counts at its top rate).
+        """
+        if model not in self._quotes:
+            self._quotes[model] = _lookup_quote(load_litellm(), model)
+        return self._quotes[model]
 
     def _rate(self, litellm: ModuleType, model: str) -> Price | None:
         """The model's price from litellm's map, looked up once (``cost_per_token`` is ~150 µs).
@@ -127,6 +138,23 @@ def _lookup_rate(litellm: ModuleType, model: str) -> Price | None:
     return Price(float(inp) * 1e6, float(out) * 1e6)
 
 
+def _lookup_quote(litellm: ModuleType, model: str) -> Quote | None:
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
+        return None
+
+    def top(prefix: str) -> float | None:
+        rates = [v for k, v in info.items() if k.startswith(prefix) and isinstance(v, int | float)]
+        return max(rates) if rates else None
+
+    inp, out = top("input_cost_per_token"), top("output_cost_per_token")
+    if inp is None or out is None:
+        return None
+    longest = info.get("max_output_tokens") or info.get("max_tokens")
+    return Quote(Price(inp * 1e6, out * 1e6), longest if isinstance(longest, int) else None)
+
+
 def map_exception(exc: BaseException) -> ProviderError:
     """Map a litellm (or openai, or httpx) exception onto cascade's error tree."""
     name = type(exc).__name__
@@ -142,8 +170,10 @@ def map_exception(exc: BaseException) -> ProviderError:
         return ServerError(message)
     if name == "NotFoundError" or "LLM Provider NOT provided" in str(exc):
         return UnknownModel(message)
+    if name in {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
+        return AuthenticationFailed(f"the provider refused the credentials ({status}): {message}")
     if isinstance(status, int) and 400 <= status < 500:
-        return PermanentProviderError(message)
+        return BadRequest(f"the provider refused the request ({status}): {message}")
     return MalformedResponse(message)
 
 

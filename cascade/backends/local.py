@@ -37,7 +37,7 @@ from cascade.errors import (
     ProviderTimeout,
     UnknownModel,
 )
-from cascade.types import Usage
+from cascade.types import Price, Quote, Usage
 
 __all__ = ["LOCAL_PREFIX", "LocalBackend", "model_file"]
 
@@ -125,6 +125,10 @@ class LocalBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def quote(self, _model: str) -> Quote:
+        """Local models cost no money (their compute is counted in seconds instead)."""
+        return Quote(Price(0.0, 0.0))
 
     async def complete(self, request: Request) -> Response:
         """Run ``request`` on the local model; zero dollars, with its compute seconds."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from cascade.backends.base import Backend, Request, Response
+from cascade.types import Quote
 
 __all__ = ["PrefixBackend", "close_backend", "closing_backend"]
 
@@ -47,6 +48,11 @@ class PrefixBackend:
     async def complete(self, request: Request) -> Response:
         """Complete ``request`` with the backend its model routes to."""
         return await self.backend_for(request.model).complete(request)
+
+    def quote(self, model: str) -> Quote | None:
+        """The price and longest answer of ``model``, from the backend it routes to, if it says."""
+        quote = getattr(self.backend_for(model), "quote", None)
+        return quote(model) if callable(quote) else None
 
     def close(self) -> None:
         """Close every backend built so far that can be closed."""

@@ -22,6 +22,7 @@ _MODULES = {
     "report": "report",
     "review": "review",
     "run": "run",
+    "show": "show",
 }
 
 
@@ -51,3 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CascadeError as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)  # noqa: T201  # the error is the output
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before a run's own handling starts (or in another command): nothing half-done
+        # is kept that a rerun would not redo.
+        print("cascade: interrupted", file=sys.stderr)  # noqa: T201  # the message is the output
+        return 130

@@ -36,7 +36,18 @@ def _add_report(commands: Any) -> None:
     )
     report.add_argument("store", help="the SQLite store a run wrote")
     report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.add_argument("--run", help="only this run id (default: every run in the store)")
+    show = commands.add_parser(
+        "show",
+        help="one task's result, steps, verdicts and costs",
+        description="Print one task's result and every step it took, from a run's store.",
+    )
+    show.add_argument("store", help="the SQLite store a run wrote")
+    show.add_argument("task_id", help="the task's id")
+    show.add_argument("--run", help="this run id (default: the latest run that holds the task)")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--run", help="this run id (default: the latest run in the store)")
+    which.add_argument("--all", action="store_true", help="every run in the store together")
 
 
 def _add_eval(commands: Any) -> None:
@@ -281,5 +292,29 @@ def _add_run(commands: Any) -> None:
     )
     run.add_argument(
         "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
+    )
+    run.add_argument(
+        "--max-outage-s",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a task waits out a provider that keeps failing before it ends failed",
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, how long tasks in flight may finish before they are cut off",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the tasks that earlier runs of this job ended failed",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="estimate the worst-case and expected cost of the tasks file; call no model",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from cascade.backends.default import default_backend
+from cascade.backends.routed import PrefixBackend, closing_backend
 from cascade.cli.say import say
 from cascade.policy import PolicyError, load_policies
+from cascade.policy.pricing import unpriced_tiers
 
 __all__ = ["command"]
 
@@ -20,6 +23,14 @@ def command(args: argparse.Namespace) -> int:
             failed = True
             for problem in exc.problems:
                 say(str(problem))
+            continue
+        with closing_backend(default_backend()) as backend:
+            assert isinstance(backend, PrefixBackend)  # the default backend routes by prefix
+            unpriced = unpriced_tiers(policies, backend.quote)
+        for problem in unpriced:
+            failed = True
+            say(str(problem))
+        if unpriced:
             continue
         for policy in policies:
             tiers = " → ".join(tier.model for tier in policy.ladder)

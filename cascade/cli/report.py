@@ -5,21 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cascade.cli.say import say_json
+from cascade.cli.say import say, say_json
 from cascade.cli.tables import show_summary
 from cascade.errors import ConfigError
 from cascade.run.summary import summarize
 from cascade.store import Store
+from cascade.store.queries import run_ids
 
 __all__ = ["command"]
 
 
 def command(args: argparse.Namespace) -> int:
-    """Print the summary of a store, as text or one JSON object."""
+    """Print the summary of one run of a store (the latest by default), or of all its runs."""
     if not Path(args.store).is_file():
         raise ConfigError(f"store {args.store} not found")
     with Store(args.store) as store:
-        summary = summarize(store, args.run)
+        runs = run_ids(store)
+        if args.run is not None and args.run not in runs:
+            known = ", ".join(runs[:5]) or "none"
+            raise ConfigError(f"store {args.store} has no run {args.run!r} (latest first: {known})")
+        run = None if args.all else (args.run or (runs[0] if runs else None))
+        summary = summarize(store, run)
+    if not args.json:
+        say(f"{args.store}: " + ("every run" if run is None else f"run {run}")
+            + f" ({len(runs)} run{'s' * (len(runs) != 1)} in the store)")  # fmt: skip
     if args.json:
         say_json(summary.to_json())
     else:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from cascade.backends.routed import closing_backend
+from cascade.backends.routed import close_backend, closing_backend
 from cascade.cli.say import say
 from cascade.cli.tables import show_summary
 from cascade.errors import ConfigError
-from cascade.policy import load_policies
+from cascade.policy import PolicyError, PolicySet, load_policies
+from cascade.policy.pricing import unpriced_tiers
+from cascade.run.estimate import estimate_cost
 from cascade.run.guard import Limit
 from cascade.run.job import Job
 from cascade.run.progress import Progress
@@ -45,17 +49,36 @@ def job_of(args: argparse.Namespace) -> Job:
         backend=args.backend,
         limits=_limits(args.rpm, args.tpm),
         progress=not args.no_progress,
+        max_outage_s=args.max_outage_s,
+        retry_failed=args.retry_failed,
+        dry_run=args.dry_run,
+        grace_s=args.grace,
     )
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run the job; print the summary. Exits 0 when every task ran, 3 when the budget stopped it."""
+    """Run the job; print the summary.
+
+    Exits 0 when every task ran, 3 when the budget stopped the run, 4 when tasks ended
+    ``failed`` (a provider unavailable past ``--max-outage-s``, a key refused, a bad backend),
+    130 or 143 when SIGINT or SIGTERM interrupted it (rerun to resume).
+    """
     job = job_of(args)
     policies = load_policies(job.policy)
     source = Path(job.tasks)
     if not source.is_file():
         raise ConfigError(f"tasks file {job.tasks} not found")
+    if job.dry_run:
+        return _dry_run(job, policies, source)
+    for path, what in ((job.out, "results file"), (job.quarantine_path, "quarantine file"),
+                       (job.log_path, "step log"), (job.review_path, "review queue")):  # fmt: skip
+        _writable(Path(path), what)
     backend = job.backend_factory()()  # built here, so that a bad option fails before anything
+    quote = getattr(backend, "quote", None)
+    default = job.replay is None and job.backend is None
+    if default and callable(quote) and (unpriced := unpriced_tiers(policies, quote)):
+        close_backend(backend)
+        raise PolicyError(unpriced)  # every call to such a tier would be refused
     total = count_tasks(source)
     job = dataclasses.replace(job, workers=job.worker_count(total))
     key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
@@ -76,7 +99,7 @@ def command(args: argparse.Namespace) -> int:
                 "out": str(Path(job.out).resolve()),
             }
             store.start_run(runner.run_id, config)
-            counts = asyncio.run(runner.run(read_lines(source), out, bad))
+            counts = asyncio.run(_interruptible(runner, runner.run(read_lines(source), out, bad)))
         if counts.input_done and not counts.remaining:
             store.finish_run(runner.run_id)
         with job.review_path.open("w", encoding="utf-8") as queue:
@@ -84,6 +107,10 @@ def command(args: argparse.Namespace) -> int:
         summary = summarize(store, runner.run_id)
     _report(job, runner, counts, waiting, resumed=run_id is not None)
     show_summary(summary)
+    if counts.interrupted:
+        say(f"interrupted ({signal.Signals(counts.interrupted).name}): {counts.remaining} tasks not"
+            " done. Rerun the same command to resume.")  # fmt: skip
+        return 128 + counts.interrupted
     if counts.budget_reached and (counts.remaining or not counts.input_done):
         unread = "" if counts.input_done else " and the rest of the input is unread"
         say(
@@ -92,7 +119,45 @@ def command(args: argparse.Namespace) -> int:
             " Run the same command with a higher --budget to continue."
         )
         return 3
+    if counts.failed:
+        say(
+            f"{counts.failed} tasks failed (see their reason in {job.out} and the provider health"
+            " above). Run the same command with --retry-failed to run them again."
+        )
+        return 4
     return 0
+
+
+def _writable(path: Path, what: str) -> None:
+    """Fail before any call when ``path`` cannot be written, naming it."""
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _dry_run(job: Job, policies: PolicySet, source: Path) -> int:
+    """Print what the tasks would cost under the policies, calling no model."""
+    backend = job.backend_factory()()
+    with closing_backend(backend):
+        quote = getattr(backend, "quote", None)
+        estimate = estimate_cost(read_lines(source), policies, quote if callable(quote) else None)
+    for line in estimate.lines():
+        say(line)
+    return 0
+
+
+async def _interruptible(runner: Runner, run: Coroutine[Any, Any, Counts]) -> Counts:
+    """Run with SIGINT and SIGTERM stopping the run cleanly (see :meth:`Runner.interrupt`)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, runner.interrupt, signum)
+    try:
+        return await run
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: bool) -> None:
@@ -101,10 +166,15 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
     say(f"run {runner.run_id} ({'resumed' if resumed else 'started'}, {workers} worker"
         f"{'s' * (workers > 1)}):")  # fmt: skip
     say(f"  read        {counts.lines} lines ({counts.done_before} tasks were done before)")
+    if not counts.lines and not counts.done_before and not counts.retried:
+        say(f"  warning     {job.tasks} holds no tasks")
     say(f"  results     {job.out} ({counts.results} lines)")
     say(f"  quarantine  {job.quarantine_path} ({counts.quarantined} lines)")
     if counts.duplicates:
-        say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result")
+        say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result"
+            " (each named with its lines in the quarantine file)")  # fmt: skip
+    if counts.retried:
+        say(f"  retried     {counts.retried} tasks that had failed were run again")
     if counts.repeated:
         say(f"  repeated    {counts.repeated} tasks were called again after a lost lease")
     say(

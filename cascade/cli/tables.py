@@ -37,6 +37,8 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
         for tier in tiers:
             for reason, count in tier["top_rejections"]:
                 console.print(f"  tier {tier['tier']}: {count} x {reason}", highlight=False)
+    for line in summary.health.lines():
+        console.print(line, highlight=False)
 
 
 def _cells(tier: dict[str, Any]) -> list[str]:

@@ -32,7 +32,8 @@ from cascade.engine.calls import Caller, GuardHooks
 from cascade.engine.loop import TaskRun
 from cascade.engine.plan import Plan, Route, Settings
 from cascade.errors import CascadeError, ConfigError, TaskError
-from cascade.outcome import Outcome
+from cascade.outcome import Outcome, Step
+from cascade.secrets import SecretRedactor, register_secrets, secret_values
 from cascade.steplog import StepLog
 from cascade.types import Message, Task, Tier
 from cascade.validators.base import Validator
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from cascade.backends.base import Backend
     from cascade.store import Store
 
-__all__ = ["Cascade", "GuardHooks", "Plan", "Route", "Settings"]
+__all__ = ["Cascade", "GuardHooks", "Plan", "Route", "Settings", "first_messages"]
 
 
 class Cascade:
@@ -86,7 +87,10 @@ class Cascade:
         self._log = (
             StepLog() if settings.log is None or settings.log is True else (settings.log or None)
         )
-        self._caller = Caller(self.backend, settings.retry, settings.guard, self._log)
+        secrets = [v for tier in self._tiers for v in secret_values(tier.params)]
+        register_secrets(secrets)  # the store redacts them too
+        redactor = SecretRedactor(extra=secrets)
+        self._caller = Caller(self.backend, settings.retry, settings.guard, self._log, redactor)
 
     def __repr__(self) -> str:
         models = " → ".join(t.model for t in self.plan.tiers)
@@ -105,8 +109,14 @@ class Cascade:
             return asyncio.run(self.arun(task))
         raise CascadeError("Cascade.run() was called inside a running event loop; await arun()")
 
-    async def arun(self, task: Task | Mapping[str, Any]) -> Outcome:
-        """Run one task to its outcome; a malformed task ends ``quarantined``, never raises."""
+    async def arun(
+        self, task: Task | Mapping[str, Any], *, steps: list[Step] | None = None
+    ) -> Outcome:
+        """Run one task to its outcome; a malformed task ends ``quarantined``, never raises.
+
+        ``steps``, when given, receives each step as it is made: if the run is cancelled part
+        way, it still holds the calls made (and paid for) so far.
+        """
         store = self.settings.store
         try:
             parsed = task if isinstance(task, Task) else Task.from_dict(task)
@@ -116,16 +126,18 @@ class Cascade:
                 store.record(outcome)
             return outcome
         try:
-            messages = _first_messages(parsed, self.plan.prompt)
+            messages = first_messages(parsed, self.plan.prompt)
         except TaskError as exc:
             outcome = Outcome.failed(self.run_id, parsed, str(exc))
         else:
-            outcome = await self._climb(parsed, messages)
+            outcome = await self._climb(parsed, messages, steps)
         if store is not None:
             store.record(outcome, parsed)
         return outcome
 
-    async def _climb(self, task: Task, messages: tuple[Message, ...]) -> Outcome:
+    async def _climb(
+        self, task: Task, messages: tuple[Message, ...], steps: list[Step] | None
+    ) -> Outcome:
         plan = self.plan
         order = None
         if plan.route is not None:
@@ -134,7 +146,17 @@ class Cascade:
             if not order:
                 reason = "no tier of the ladder can take this task (see the policy's start rules"
                 return Outcome.failed(self.run_id, task, reason + " and context windows)")
-        run = TaskRun(task, self._tiers, self._validator, self._caller, self._log, self.run_id)
+        run = TaskRun(
+            task,
+            self._tiers,
+            self._validator,
+            self._caller,
+            self._log,
+            self.run_id,
+            escalate_on_provider_error=plan.escalate_on_provider_error,
+            max_outage_s=self.settings.max_outage_s,
+            steps=steps,
+        )
         calibrate = _sampled(task.id, self.settings.record_all_tiers)
         examples = tuple(plan.examples)  # already a tuple: no copy
         return await run.run(messages, plan.budget_usd, order, examples, calibrate=calibrate)
@@ -177,7 +199,8 @@ def _sampled(task_id: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") < share * 2**64
 
 
-def _first_messages(task: Task, prompt: str) -> tuple[dict[str, str], ...]:
+def first_messages(task: Task, prompt: str) -> tuple[dict[str, str], ...]:
+    """The messages a task's first ask sends: its own, or the prompt filled in with it."""
     if task.messages is not None:
         return tuple(dict(m) for m in task.messages)
     try:

@@ -19,6 +19,7 @@ from typing import Protocol
 from cascade.backends.base import Backend
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.errors import (
+    BackendFault,
     CircuitOpen,
     MalformedResponse,
     ProviderError,
@@ -27,9 +28,10 @@ from cascade.errors import (
     ServerError,
 )
 from cascade.retry import RetryPolicy
+from cascade.secrets import SecretRedactor
 from cascade.steplog import StepLog
 from cascade.tokens import count_tokens
-from cascade.types import Message, Request, Response, Tier
+from cascade.types import Message, Quote, Request, Response, Tier
 
 __all__ = ["Call", "Caller", "GuardHooks", "Transition"]
 
@@ -83,6 +85,10 @@ class GuardHooks(Protocol):
         """A 429: pause the model for everyone; returns the pause."""
         ...
 
+    def retry_in_s(self, model: str) -> float:
+        """Seconds until a call to ``model`` could go: its 429 pause, or its breaker's cooldown."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -104,11 +110,30 @@ class Caller:
         retry: RetryPolicy,
         guard: GuardHooks | None = None,
         log: StepLog | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self._backend = backend
-        self._retry = retry
+        self.retry = retry
         self._guard = guard
         self._log = log
+        self._redactor = redactor or SecretRedactor()
+        self._answered_at: dict[str, float] = {}
+        """When each model last answered a call of this caller (``time.monotonic()``)."""
+
+    def quote(self, model: str) -> Quote | None:
+        """The backend's price and longest answer for ``model``, when it can say before a call."""
+        quote = getattr(self._backend, "quote", None)
+        return quote(model) if callable(quote) else None
+
+    def answered_since(self, tier: Tier, since: float) -> bool:
+        """Whether a model of ``tier`` answered some call after ``since`` (a monotonic time)."""
+        return any(self._answered_at.get(model, -math.inf) > since for model in tier.models)
+
+    def retry_in_s(self, tier: Tier) -> float:
+        """Seconds until some model of ``tier`` could take a call again (0 without a guard)."""
+        if self._guard is None:
+            return 0.0
+        return min(self._guard.retry_in_s(model) for model in tier.models)
 
     async def call_tier(
         self,
@@ -154,10 +179,10 @@ class Caller:
                 retry_after = (
                     call.error.retry_after_s if isinstance(call.error, RateLimited) else None
                 )
-                wait = self._retry.wait_s(retry_number, retry_after)
+                wait = self.retry.wait_s(retry_number, retry_after)
                 if wait is None:
                     break
-                await self._retry.sleep(wait)
+                await self.retry.sleep(wait)
                 call_kind = kind if own else CallKind.RETRY
         return calls
 
@@ -171,7 +196,7 @@ class Caller:
         if not admitted:
             return Call(model, kind, 0.0, error=CircuitOpen(f"{model}: circuit breaker is open"))
         paused = guard.paused_s(model)
-        if paused > self._retry.max_wait_s:
+        if paused > self.retry.max_wait_s:
             # Paused by a 429 for longer than we wait: treat it as unavailable, try a fallback.
             message = f"{model}: paused for {paused:.0f}s after a 429"
             return Call(model, kind, 0.0, error=RateLimited(message, paused))
@@ -223,8 +248,11 @@ class Caller:
             if problem is None:
                 if response.latency_s is not None:
                     latency = response.latency_s
+                self._answered_at[model] = time.monotonic()
                 return Call(model, kind, latency, response=response)
-            error = MalformedResponse(problem)
+            error = BackendFault(problem)
+        # A provider may echo the key in its error: it never reaches a step, a reason or a row.
+        error.args = (self._redactor.text(str(error)),)
         return Call(model, kind, time.perf_counter() - start, error=error)
 
 

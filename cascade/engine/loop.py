@@ -13,14 +13,17 @@ which keeps every answer the task has: a model's answer to the same question is 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cascade.engine.calls import Call, Caller
+from cascade.engine.costcap import fit
 from cascade.engine.decide import Moment, decide
 from cascade.engine.record import Record
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
-from cascade.outcome import Outcome
+from cascade.outcome import Outcome, Step
 from cascade.steplog import StepLog
 from cascade.types import Ask, Attempt, Message, Price, Response, Task, Tier, Verdict
 from cascade.validators.base import Validator, reads_confidence, run_validator
@@ -28,6 +31,12 @@ from cascade.validators.base import Validator, reads_confidence, run_validator
 __all__ = ["TaskRun"]
 
 _TRUSTED = Verdict(True, reason="a trusted tier", validator="trusted")
+_MIN_WAIT_S = 0.05
+"""Waits for a provider to come back start at least this long, however short the backoff."""
+_MAX_OWN_WAIT_S = 1.0
+"""A task's own backoff between asks stays below this: breakers and 429 pauses space the rest."""
+_OWN_FAULT_ROUNDS = 3
+"""Rounds of asks a task makes while the provider answers other tasks, before it fails."""
 
 
 class TaskRun:
@@ -41,16 +50,24 @@ class TaskRun:
         caller: Caller,
         log: StepLog | None,
         run_id: str,
+        *,
+        escalate_on_provider_error: bool = False,
+        max_outage_s: float = 600.0,
+        steps: list[Step] | None = None,
     ) -> None:
         self.task = task
         self.ladder = ladder
         self.validate = validate
         self.caller = caller
-        self.record = Record(task, run_id, log)
+        self.log = log
+        self.escalate_on_provider_error = escalate_on_provider_error
+        self.max_outage_s = max_outage_s
+        self.record = Record(task, run_id, log, steps)
         self.attempts: list[Attempt] = []
         self.judge_calls: list[Call] = []
         self.answers: dict[tuple[str, int, int], Response] = {}
         """Answers this task already has, by (model, sample, question): reused, not paid again."""
+        self.budget_usd: float | None = None
         self._asked: tuple[Message, ...] = ()
         self._asked_key = _question(())
 
@@ -71,6 +88,7 @@ class TaskRun:
         answer kept as a step of kind ``calibration`` that changes nothing.
         """
         order = range(len(self.ladder)) if order is None else order
+        self.budget_usd = budget_usd
         outcome = await self._climb(messages, budget_usd, order, examples)
         if not calibrate:
             return outcome
@@ -116,9 +134,10 @@ class TaskRun:
         confidence = not tier.trusted and reads_confidence(validate)
         kind = CallKind.CALL
         for asked in range(1, tier.reasks + 2):
-            *errors, last = await self.caller.call_tier(
-                tier, conversation, self.task.id, kind, reask=asked - 1, confidence=confidence
-            )
+            calls = await self._answer(index, tier, conversation, kind, asked - 1, confidence)
+            if isinstance(calls, Outcome):
+                return calls
+            *errors, last = calls
             for call in errors:
                 self.record.step(index, call, (), Decision.ERROR)
             verdict, judged, cost = None, [], 0.0
@@ -147,6 +166,88 @@ class TaskRun:
             conversation = (*conversation, *_reask_turns(last.response, verdict))
             kind = CallKind.REASK
         return "escalate"
+
+    async def _answer(
+        self,
+        index: int,
+        tier: Tier,
+        conversation: tuple[Message, ...],
+        kind: CallKind,
+        reask: int,
+        confidence: bool,
+    ) -> list[Call] | Outcome:
+        """The tier's calls for one ask, the last of which answered; or how the task ended.
+
+        When no model of the tier answers, an error that time cures (a timeout, a 5xx, a 429, an
+        open breaker) makes the task wait for the provider and ask again, until the outage
+        bound; any other error (a refused key, a bad request) fails the task at once. Neither
+        escalates, unless the plan says provider errors do: then the calls are returned as
+        they are, and the decision escalates.
+        """
+        if self.budget_usd is not None:
+            left = self.budget_usd - self.record.spent
+            fitted, estimate = fit(tier, conversation, left, self.caller.quote)
+            if fitted is None:
+                assert estimate is not None  # only a priced call is refused
+                why = f"tier {index} ({tier.model}): {estimate.explain(left, self.budget_usd)}"
+                return self.record.give_up(budget=True, why=why)
+            tier = fitted
+        waits, began = 0, time.monotonic()
+        while True:
+            calls = await self.caller.call_tier(
+                tier, conversation, self.task.id, kind, reask=reask, confidence=confidence
+            )
+            last = calls[-1]
+            if last.response is not None or self.escalate_on_provider_error:
+                return calls
+            for call in calls:
+                self.record.step(index, call, (), Decision.ERROR)
+            errors = [c.error for c in calls if c.error is not None]
+            self.record.waited_s += sum(c.latency_s for c in calls)
+            if not any(e.passes for e in errors):
+                return self._failed(index, tier, f"cannot be asked: {last.error}")
+            if waits >= _OWN_FAULT_ROUNDS and self.caller.answered_since(tier, began):
+                # Not an outage: the provider answers other tasks, and keeps failing this one.
+                return self._failed(index, tier, f"answers other tasks but not this one: "
+                                    f"{last.error}")  # fmt: skip
+            wait = self._outage_wait(tier, waits)
+            if wait is None:
+                since = self.record.outage_since or time.time()
+                stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+                reason = f"provider unavailable since {stamp} ({self.record.waited_s:.0f} s)"
+                return self._failed(index, tier, f"{reason}: {last.error}")
+            if self.record.outage_since is None:
+                self.record.outage_since = time.time()
+            if self.log is not None:
+                self.log.event(
+                    "cascade.wait",
+                    task_id=self.task.id,
+                    tier=index,
+                    model=tier.model,
+                    seconds=round(wait, 3),
+                    error=str(last.error),
+                )
+            await self.caller.retry.sleep(wait)
+            self.record.waited_s += wait
+            waits += 1
+
+    def _outage_wait(self, tier: Tier, waits: int) -> float | None:
+        """How long to wait before asking the tier again; ``None`` once the bound is spent."""
+        left = self.max_outage_s - self.record.waited_s
+        if left <= 0:
+            return None
+        retry = self.caller.retry
+        # The task's own backoff stays short: the breaker's cooldown and a 429's pause are what
+        # space the calls to a provider in trouble, and a task should be ready when they end.
+        ceiling = min(retry.max_wait_s, _MAX_OWN_WAIT_S)
+        backoff = min(ceiling, max(retry.base_s, _MIN_WAIT_S) * 2.0 ** min(waits, 16))
+        return min(left, max(backoff, self.caller.retry_in_s(tier)))
+
+    def _failed(self, index: int, tier: Tier, why: str) -> Outcome:
+        """End the task ``failed``: no model of tier ``index`` could answer it."""
+        reason = f"tier {index} ({tier.model}) {why}"
+        others = [r for r in self.record.reasons() if r not in why]
+        return self.record.finish(Status.FAILED, (reason, *dict.fromkeys(others)))
 
     async def _record_rest(
         self,

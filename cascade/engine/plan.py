@@ -44,7 +44,9 @@ class Plan:
     named); tasks with ``messages`` are sent as they are. ``examples`` are chat turns (worked
     examples, say) sent before every task's own messages. ``budget_usd`` caps the cost of one
     task; it is checked before every call that could pass it. ``route`` picks the tiers to try
-    per task (see :data:`Route`); by default, all in order.
+    per task (see :data:`Route`); by default, all in order. A provider that cannot answer is
+    not a reason to pay for a dearer tier: the task waits for it (see :class:`Settings`),
+    unless ``escalate_on_provider_error``.
     """
 
     ladder: Sequence[Tier | str]
@@ -53,6 +55,8 @@ class Plan:
     examples: Sequence[Message] = ()
     budget_usd: float | None = None
     route: Route | None = field(default=None, compare=False)
+    escalate_on_provider_error: bool = False
+    """Whether a tier no model of which could answer escalates (else the task waits it out)."""
 
     def __post_init__(self) -> None:
         ladder = tuple(Tier(t) if isinstance(t, str) else t for t in self.ladder)
@@ -86,7 +90,9 @@ class Settings:
     error, or ``False`` for no log. ``guard`` holds the rate limits and circuit breakers the
     calls go through. ``record_all_tiers`` is the share of tasks (drawn by id) whose every model
     tier is asked, even those the ladder did not need, for calibration; those calls are paid,
-    kept as steps of kind ``calibration``, and never change the outcome.
+    kept as steps of kind ``calibration``, and never change the outcome. ``max_outage_s``
+    bounds how long, in all, a task waits for providers that cannot answer (a 5xx, a timeout,
+    a 429, an open breaker) before it ends ``failed``.
     """
 
     backend: Backend | None = None
@@ -96,12 +102,16 @@ class Settings:
     guard: GuardHooks | None = None
     run_id: str | None = None
     record_all_tiers: float = 0.0
+    max_outage_s: float = 600.0
+    """How long a task waits, in all, for providers that cannot answer, before it fails."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:
             raise ConfigError(
                 f"record_all_tiers must be between 0 and 1, got {self.record_all_tiers!r}"
             )
+        if not self.max_outage_s >= 0:
+            raise ConfigError(f"max_outage_s must be >= 0, got {self.max_outage_s!r}")
 
 
 def _as_validator(validate: Validator | Sequence[Validator] | None) -> Validator:

@@ -25,12 +25,17 @@ _NO_USAGE = Usage()
 class Record:
     """Every step of one task, what it spent, and how it ends."""
 
-    def __init__(self, task: Task, run_id: str, log: StepLog | None) -> None:
+    def __init__(
+        self, task: Task, run_id: str, log: StepLog | None, steps: list[Step] | None = None
+    ) -> None:
         self.task = task
         self.run_id = run_id
         self.log = log
-        self.steps: list[Step] = []
+        self.steps: list[Step] = [] if steps is None else steps
         self.spent = 0.0
+        self.waited_s = 0.0
+        """Seconds spent in calls that failed and in waits for their providers to come back."""
+        self.outage_since: float | None = None
 
     def step(
         self, index: int, call: Call, verdicts: tuple[Verdict, ...], decision: Decision
@@ -76,14 +81,17 @@ class Record:
             self.step(index, judge_call, (), Decision.ERROR if failed else decision)
         return answer
 
-    def give_up(self, *, budget: bool) -> Outcome:
-        """End a task no tier accepted: keep every step, and mark the best rejected answer."""
+    def give_up(self, *, budget: bool, why: str | None = None) -> Outcome:
+        """End a task no tier accepted: keep every step, and mark the best rejected answer.
+
+        ``why`` leads the reasons (a call refused because it could pass the budget, say).
+        """
         answered = [s for s in self.steps if _is_answer(s)]
         if budget:
             status = Status.BUDGET_EXHAUSTED
         else:
             status = Status.EXHAUSTED if answered else Status.FAILED
-        reasons = self.reasons()
+        reasons = self.reasons() if why is None else [why, *self.reasons()]
         if status is Status.BUDGET_EXHAUSTED:
             reasons.append(f"task budget reached after spending ${self.spent:.6f}")
         return self.finish(status, tuple(dict.fromkeys(reasons)))
@@ -132,6 +140,7 @@ class Record:
             reasons=reasons,
             best_step=best,
             compute_s=sum(s.compute_s for s in self.steps),
+            waited_s=round(self.waited_s, 6),
         )
 
 

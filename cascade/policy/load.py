@@ -181,6 +181,7 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
         examples=examples,
         budget_usd=spec.budget.max_cost_per_task_usd,
         route=router(spec),
+        escalate_on_provider_error=spec.escalate_on_provider_error,
     )
     return Policy(path, spec, plan)
 

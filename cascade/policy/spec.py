@@ -278,3 +278,7 @@ class PolicySpec(_Strict):
     start: list[StartRule] = []
     limits: dict[str, LimitSpec] = {}
     breaker: BreakerSpec | None = None
+    escalate_on_provider_error: bool = False
+    """Whether a tier none of whose models can answer escalates; by default the task waits."""
+    max_input_bytes: PositiveInt | None = None
+    """Tasks whose input is longer than this are quarantined, never sent."""

@@ -40,8 +40,8 @@ __all__ = ["BreakerSettings", "Guard", "Limit", "Transition", "guard_for", "prov
 
 # The slots of one key, in the shared array.
 _RPM_LEVEL, _RPM_AT, _TPM_LEVEL, _TPM_AT, _PAUSED_UNTIL, _FACTOR, _STREAK_429 = range(7)
-_STATE, _FAILURES, _OPENED_AT, _PROBE_AT = range(7, 11)
-_SLOTS = 11
+_STATE, _FAILURES, _OPENED_AT, _PROBE_AT, _TRIPS = range(7, 12)
+_SLOTS = 12
 
 _CLOSED, _OPEN, _HALF_OPEN = 0.0, 1.0, 2.0
 _STATE_NAMES = {_CLOSED: "closed", _OPEN: "open", _HALF_OPEN: "half_open"}
@@ -239,6 +239,20 @@ class Guard:
         with lock:
             return max(0.0, slots[base + _PAUSED_UNTIL] - self._clock())
 
+    def retry_in_s(self, model: str) -> float:
+        """Seconds until a call to ``model`` could go: its 429 pause, or its breaker's cooldown.
+
+        A half-open breaker counts until its probe's turn is over: the probe answers first.
+        """
+        slots, base, lock = self._slots(model)
+        now = self._clock()
+        with lock:
+            paused = slots[base + _PAUSED_UNTIL] - now
+            state = slots[base + _STATE]
+            since = slots[base + _OPENED_AT] if state == _OPEN else slots[base + _PROBE_AT]
+            cooling = since + self.breaker.cooldown_s - now if state != _CLOSED else 0.0
+        return max(0.0, paused, cooling)
+
     # Breakers ---------------------------------------------------------------------------
 
     def admit(self, model: str) -> bool:
@@ -299,7 +313,13 @@ class Guard:
             if before == _CLOSED and failures < self.breaker.failures:
                 return None
             slots[base + _STATE], slots[base + _OPENED_AT] = _OPEN, now
+            slots[base + _TRIPS] += before == _CLOSED
         return Transition(model, _STATE_NAMES[before], "open", int(failures))
+
+    def trips(self) -> int:
+        """How many times a breaker opened from closed, over every model, in every process."""
+        with self._lock:
+            return int(sum(self._shared[i * _SLOTS + _TRIPS] for i in range(len(self._index))))
 
     def state(self, model: str) -> str:
         """The breaker's state for ``model``: ``closed``, ``open`` or ``half_open``."""

@@ -49,6 +49,13 @@ class Job:
     window: int = 20_000
     """Tasks read into the store ahead of the workers, at most."""
     tail_s: float = 0.1
+    max_outage_s: float = 600.0
+    """How long a task waits for a provider that keeps failing, before it ends ``failed``."""
+    retry_failed: bool = False
+    """Run again the tasks an earlier run of the job ended ``failed`` (provider trouble)."""
+    dry_run: bool = False
+    grace_s: float = 5.0
+    """On an interrupt, how long tasks in flight may take to finish before they are cut off."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:
@@ -63,6 +70,10 @@ class Job:
             raise ConfigError(f"the lease must be > 0 s, got {self.lease_s}")
         if self.budget_usd is not None and not self.budget_usd > 0:
             raise ConfigError(f"the budget must be > 0 USD, got {self.budget_usd}")
+        if not self.grace_s >= 0:
+            raise ConfigError(f"--grace must be >= 0 s, got {self.grace_s}")
+        if not self.max_outage_s >= 0:
+            raise ConfigError(f"--max-outage-s must be >= 0, got {self.max_outage_s}")
         if self.replay is not None and self.backend is not None:
             raise ConfigError("--replay and --backend cannot be used together")
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,7 +41,7 @@ from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.ledger import Entry, Ledger
-from cascade.types import to_jsonable
+from cascade.types import Task, to_jsonable
 
 __all__ = ["Counts", "Line", "Runner", "read_lines"]
 
@@ -60,11 +62,17 @@ class Counts:
     """Results that earlier runs of the same job had already stored."""
     repeated: int = 0
     """Tasks whose calls were made more than once, because a lease was lost in a crash."""
+    retried: int = 0
+    """Failed tasks of earlier runs sent back to run again (``--retry-failed``)."""
+    failed: int = 0
+    """Results of this job that ended ``failed`` (provider trouble, a bad backend)."""
     spent_usd: float = 0.0
     remaining: int = 0
     """Tasks read but not done: non-zero only when the budget stopped the run."""
     input_done: bool = False
     budget_reached: bool = False
+    interrupted: int = 0
+    """The signal that interrupted the run (SIGINT, SIGTERM), or 0."""
     tally: Tally = field(default_factory=Tally)
 
 
@@ -102,10 +110,21 @@ class Runner:
         self._guard = guard_for(policies, job.limits)
         self._progress = progress
         self._stop: Any = multiprocessing.get_context("spawn").Event()
+        self._interrupted: Any = multiprocessing.get_context("spawn").Event()
         self._budget = JobBudget(job.budget_usd)
         self._reclaimed_at = time.monotonic()
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
+
+    def interrupt(self, signum: int) -> None:
+        """Stop the run soon (a signal came): read no more, start no task, cut off the rest.
+
+        Tasks in flight get the job's grace period; the results and the summary are written
+        as usual, and a rerun of the same command resumes.
+        """
+        self.counts.interrupted = self.counts.interrupted or signum
+        self._interrupted.set()
+        self._stop.set()
 
     async def run(self, lines: Iterator[Line], out: IO[str], quarantine: IO[str]) -> Counts:
         """Run every line not yet run for this job; return what was done and what is left.
@@ -115,6 +134,8 @@ class Runner:
         self._files = (out, quarantine)
         self._store.start_run(self.run_id)
         self._ledger.reclaim()  # no worker is alive yet: every lease left is a crash's
+        if self.job.retry_failed:
+            self.counts.retried = self._ledger.retry_failed()
         self.counts.done_before = self._ledger.count_results()
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
@@ -130,6 +151,7 @@ class Runner:
             if not feeder.done():
                 feeder.cancel()
             self._tail()
+            self._ledger.add_breaker_trips(self._guard.trips())
         await asyncio.gather(feeder, return_exceptions=True)
         if not feeder.cancelled():
             feeder.result()  # a failure to read the input is the run's failure
@@ -155,9 +177,17 @@ class Runner:
             guard=self._guard,
             run_id=self.run_id,
             record_all_tiers=self.job.record_all_tiers,
+            max_outage_s=self.job.max_outage_s,
         )
         cascades = Cascades(self._policies, settings)
-        worker = Worker(self.job, cascades, self._ledger, stop=self._stop, budget=self._budget)
+        worker = Worker(
+            self.job,
+            cascades,
+            self._ledger,
+            stop=self._stop,
+            budget=self._budget,
+            interrupted=self._interrupted,
+        )
         task = asyncio.ensure_future(worker.run())
         while not task.done():
             await asyncio.wait([task], timeout=self.job.tail_s)
@@ -168,12 +198,20 @@ class Runner:
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = multiprocessing.get_context("spawn")
         owners = [new_owner() for _ in range(self.workers)]
-        shared = Shared(self.run_id, self._guard, self._stop, self._budget)
+        shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted)
         processes = []
-        for owner in owners:
-            process = context.Process(target=work, args=(self.job, shared, owner))
-            process.start()
-            processes.append(process)
+        # Started with SIGINT ignored (kept across exec), so that a Ctrl-C on the terminal, sent
+        # to every process of the group, reaches only this one, even while a worker starts up.
+        main = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for owner in owners:
+                process = context.Process(target=work, args=(self.job, shared, owner))
+                process.start()
+                processes.append(process)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, handler)
         failed: list[str] = []
         released: set[str] = set()
         while any(p.exitcode is None for p in processes):
@@ -226,10 +264,16 @@ class Runner:
     def _entry(self, line: Line) -> Entry:
         if line.task is None:
             return self._quarantined(line, line.problem or "not a task")
-        if self._policies.for_task(line.task) is None:
+        policy = self._policies.for_task(line.task)
+        if policy is None:
             served = ", ".join(self._policies.task_types())
             return self._quarantined(
                 line, f"no policy serves task type {line.task.type!r} ({served})"
+            )
+        limit = policy.spec.max_input_bytes
+        if limit is not None and (size := _input_bytes(line.task)) > limit:
+            return self._quarantined(
+                line, f"input is {size} bytes, over max_input_bytes = {limit} in {policy.path}"
             )
         return Entry(line.number, task=line.task)
 
@@ -250,6 +294,7 @@ class Runner:
             for row in rows:
                 tally.done += 1
                 tally.accepted += row.status == "accepted"
+                self.counts.failed += row.status == "failed"
                 tally.escalated += row.escalated
                 self.counts.repeated += row.executions > 1
             self.counts.results += len(rows)
@@ -273,6 +318,13 @@ class Runner:
         if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
+
+
+def _input_bytes(task: Task) -> int:
+    """The size of what a task would send, in UTF-8 bytes."""
+    if task.input is not None:
+        return len(task.input.encode("utf-8", "replace"))
+    return sum(len(m.get("content", "").encode("utf-8", "replace")) for m in task.messages or ())
 
 
 def _json_line(line: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascade.enums import SIDE_CALLS, CallKind
+from cascade.run.health import Health, health_of
 from cascade.store import Store
 from cascade.store.queries import attempts_for_summary, results_for_summary
 
@@ -71,6 +72,7 @@ class Summary:
     cost_usd: float = 0.0
     compute_s: float = 0.0
     by_type: dict[str, dict[int, TierSummary]] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -86,6 +88,7 @@ class Summary:
                 kind: [tiers[t].to_json() for t in sorted(tiers)]
                 for kind, tiers in sorted(self.by_type.items())
             },
+            "provider_health": self.health.to_json(),
         }
 
 
@@ -112,6 +115,7 @@ def summarize(store: Store, run_id: str | None = None) -> Summary:
             summary.accepted_by_tier[tier] += 1
         summary.by_type.setdefault(task_type, {})
     _add_attempts(store, summary, run_id)
+    summary.health = health_of(store, run_id)
     return summary
 
 
@@ -201,6 +205,7 @@ def render(summary: Summary) -> str:
                 )
             for reason, count in tier["top_rejections"]:
                 lines.append(f"      {count} x {reason}")
+    lines += summary.health.lines()
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ r"""Reading a tasks file: JSONL or CSV with a header row, streamed line by line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,17 +73,91 @@ def read_lines(path: Path) -> Iterator[Line]:
 
 
 def _read_csv(path: Path) -> Iterator[Line]:
+    """Rows of a CSV file with a header, each numbered by the line it starts on.
+
+    A row that cannot be read (a quote never closed, or a field that runs on after its
+    closing quote) or that has more or fewer fields than the header is a line with its
+    problem; reading goes on at the next line, so a bad row never swallows the rows after it.
+    """
     handle: IO[str]
     with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
+        physical = _numbered(handle)
         try:
-            for row in reader:
-                data = {k: _csv_value(v) for k, v in row.items() if k and v not in (None, "")}
-                yield _line(reader.line_num, data)
+            header_number, header_text = next(physical, (0, ""))
+            header, problem = _record(header_text)
+            if problem is not None or not header:
+                raise TaskError(f"{path}: line {header_number}: no header row ({problem})")
+            yield from _rows(physical, header)
         except UnicodeDecodeError as exc:
-            raise TaskError(f"{path}: after line {reader.line_num}: not UTF-8 ({exc})") from exc
-        except csv.Error as exc:
-            raise TaskError(f"{path}: line {reader.line_num}: {exc}") from exc
+            raise TaskError(f"{path}: after line {physical.last}: not UTF-8 ({exc})") from exc
+
+
+def _numbered(handle: IO[str]) -> _Lines:
+    return _Lines(enumerate(handle, start=1))
+
+
+class _Lines:
+    """Numbered physical lines, with room to push back lines read ahead."""
+
+    def __init__(self, lines: Iterator[tuple[int, str]]) -> None:
+        self._lines = lines
+        self._back: list[tuple[int, str]] = []
+        self.last = 0
+        """The number of the last line read."""
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> tuple[int, str]:
+        line = self._back.pop() if self._back else next(self._lines)
+        self.last = max(self.last, line[0])
+        return line
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        self._back.extend(reversed(lines))
+
+
+def _rows(lines: _Lines, header: list[str]) -> Iterator[Line]:
+    for number, text in lines:
+        if not text.strip():
+            continue
+        held = [(number, text)]
+        row, problem = _record(text)
+        # A quoted field may hold line breaks: read on while the quote is open, within bounds.
+        while problem == _OPEN_QUOTE and len(held) < _MAX_ROW_LINES:
+            following = next(lines, None)
+            if following is None:
+                break
+            held.append(following)
+            row, problem = _record("".join(t for _, t in held))
+        if problem is None and len(row) != len(header):
+            problem = f"the row has {len(row)} fields, the header {len(header)}"
+        if problem is not None:
+            if len(held) > 1:
+                lines.push_back(held[1:])  # the lines read ahead are rows of their own
+                problem = "a quoted field is never closed"
+            elif problem == _OPEN_QUOTE:
+                problem = "a quoted field is never closed"
+            yield Line(number, None, text.rstrip("\r\n"), f"bad CSV row: {problem}")
+            continue
+        data = {k: _csv_value(v) for k, v in zip(header, row, strict=True) if k and v != ""}
+        yield _line(number, data)
+
+
+_OPEN_QUOTE = "unexpected end of data"
+_MAX_ROW_LINES = 1000
+"""A quoted field may span at most this many lines; beyond, its quote is taken as unclosed."""
+
+
+def _record(text: str) -> tuple[list[str], str | None]:
+    """The fields of one CSV record, or what is wrong with it."""
+    try:
+        rows = list(csv.reader(io.StringIO(text), strict=True))
+    except csv.Error as exc:
+        return [], str(exc)
+    if len(rows) != 1:
+        return [], _OPEN_QUOTE if not rows else "more than one record"
+    return rows[0], None
 
 
 def _line(number: int, data: Any) -> Line:

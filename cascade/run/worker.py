@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import IO, Protocol
 
 from cascade.backends.routed import closing_backend
 from cascade.engine import Cascade, Settings
-from cascade.outcome import Outcome
+from cascade.outcome import Outcome, Step
 from cascade.policy import PolicySet, load_policies
 from cascade.run.budget import JobBudget
 from cascade.run.guard import Guard
@@ -40,6 +41,13 @@ class StopFlag(Protocol):
         """Whether to stop leasing."""
         ...
 
+
+class _Never:
+    def is_set(self) -> bool:
+        return False
+
+
+_NEVER = _Never()
 
 _FLUSH_S = 0.05
 """How long finished outcomes wait to be written together, at most."""
@@ -64,6 +72,7 @@ class Worker:
         stop: StopFlag,
         budget: JobBudget | None = None,
         owner: str | None = None,
+        interrupted: StopFlag | None = None,
     ) -> None:
         self.job = job
         self.cascades = cascades
@@ -71,35 +80,49 @@ class Worker:
         self.stop = stop
         self.budget = budget or JobBudget(None)
         self.owner = owner or new_owner()
+        self.interrupted = interrupted or _NEVER
         self.tasks_run = 0
         self.repeated = 0
+        self.cut_off = 0
+        """Tasks cut off by an interrupt, given back to the ledger with their calls so far."""
         self._done: list[tuple[Outcome, Task, int]] = []
         self._flushed_at = time.monotonic()
 
     async def run(self) -> None:
-        """Work until there is nothing left to do (or the stop flag is set)."""
+        """Work until there is nothing left to do (or the stop flag is set).
+
+        When interrupted, no task starts; those in flight get ``job.grace_s`` to finish, then
+        are cut off: their calls so far are stored and they go back to the ledger.
+        """
         renewer = asyncio.ensure_future(self._renew())
-        running: dict[asyncio.Future[Outcome], Leased] = {}
+        running: dict[asyncio.Future[Outcome], tuple[Leased, list[Step]]] = {}
+        cut_at: float | None = None
         try:
             while True:
+                interrupted = self.interrupted.is_set()
+                stopping = interrupted or self.stop.is_set() or self.budget.exhausted()
                 room = self.job.concurrency - len(running)
-                stopping = self.stop.is_set() or self.budget.exhausted()
                 if room > 0 and not stopping:
                     for leased in self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s):
-                        running[asyncio.ensure_future(self._run(leased))] = leased
+                        steps: list[Step] = []
+                        running[asyncio.ensure_future(self._run(leased, steps))] = leased, steps
                 if not running:
                     self._flush()
                     if stopping or self._finished():
                         return
                     await asyncio.sleep(_IDLE_S)
                     continue
+                if interrupted:
+                    cut_at = cut_at if cut_at is not None else time.monotonic() + self.job.grace_s
+                    if time.monotonic() >= cut_at:
+                        await self._cut_off(running)
+                        continue
                 finished, _ = await asyncio.wait(
                     running, timeout=_FLUSH_S, return_when=asyncio.FIRST_COMPLETED
                 )
                 for future in finished:
-                    leased, outcome = running.pop(future), future.result()
-                    self.budget.add(outcome.cost_usd)
-                    self._done.append((outcome, leased.task, leased.execution))
+                    (leased, _), outcome = running.pop(future), future.result()
+                    self._finish(leased, outcome)
                 if len(self._done) >= _BATCH or self._due():
                     self._flush()
         finally:
@@ -108,7 +131,30 @@ class Worker:
             renewer.cancel()
             self._flush()
 
-    async def _run(self, leased: Leased) -> Outcome:
+    def _finish(self, leased: Leased, outcome: Outcome) -> None:
+        self.budget.add(outcome.cost_usd)
+        self._done.append((outcome, leased.task, leased.execution))
+
+    async def _cut_off(
+        self, running: dict[asyncio.Future[Outcome], tuple[Leased, list[Step]]]
+    ) -> None:
+        """Cancel the tasks still in flight; store their calls so far and give them back."""
+        for future in running:
+            future.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        partial = []
+        for future, (leased, steps) in running.items():
+            if future.cancelled() or future.exception() is not None:
+                self.budget.add(sum(step.cost_usd for step in steps))
+                partial.append((leased.task.id, list(steps)))
+            else:
+                self._finish(leased, future.result())
+        running.clear()
+        self._flush()
+        self.ledger.abandon(self.owner, partial)
+        self.cut_off += len(partial)
+
+    async def _run(self, leased: Leased, steps: list[Step]) -> Outcome:
         task = leased.task
         if leased.execution > 1:
             self.repeated += 1
@@ -120,7 +166,7 @@ class Worker:
         if cascade is None:
             reason = f"no policy serves task type {task.type!r} any more"
             return Outcome.quarantined(self.ledger.run_id, {"id": task.id}, reason)
-        return await cascade.arun(task)
+        return await cascade.arun(task, steps=steps)
 
     def _due(self) -> bool:
         return time.monotonic() - self._flushed_at >= _FLUSH_S
@@ -158,15 +204,16 @@ class Cascades:
         return None if policy is None else self._cascades[policy.task_type]
 
 
-class _StopOrOrphaned:
-    """The run's stop flag, also set when the coordinator died (this process was orphaned)."""
+class _InterruptedOrOrphaned:
+    """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
 
-    def __init__(self, stop: StopFlag) -> None:
-        self._stop = stop
+    def __init__(self, interrupted: StopFlag) -> None:
+        self._interrupted = interrupted
         self._parent = os.getppid()
+        self.terminated = False
 
     def is_set(self) -> bool:
-        return self._stop.is_set() or os.getppid() != self._parent
+        return self.terminated or self._interrupted.is_set() or os.getppid() != self._parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +224,23 @@ class Shared:
     guard: Guard
     stop: StopFlag
     budget: JobBudget
+    interrupted: StopFlag
 
 
 def work(job: Job, shared: Shared, owner: str) -> None:
     """A worker process's body: open the store and the log, then work until done.
 
-    If the coordinator dies, the worker finishes and records the tasks it has in flight, and
-    exits; the next run of the job leases the rest.
+    If the run is interrupted, this process is sent SIGTERM, or the coordinator dies, the
+    worker stops as :meth:`Worker.run` says and exits; the next run of the job leases the rest.
+    Ctrl-C is the coordinator's to handle: this process ignores SIGINT.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupted = _InterruptedOrOrphaned(shared.interrupted)
+
+    def terminated(_signum: int, _frame: object) -> None:
+        interrupted.terminated = True
+
+    signal.signal(signal.SIGTERM, terminated)
     policies = load_policies(job.policy)
     backend = job.backend_factory()()
     with (
@@ -198,14 +254,16 @@ def work(job: Job, shared: Shared, owner: str) -> None:
             guard=shared.guard,
             run_id=shared.run_id,
             record_all_tiers=job.record_all_tiers,
+            max_outage_s=job.max_outage_s,
         )
         worker = Worker(
             job,
             Cascades(policies, settings),
             Ledger(store, shared.run_id),
-            stop=_StopOrOrphaned(shared.stop),
+            stop=shared.stop,
             budget=shared.budget,
             owner=owner,
+            interrupted=interrupted,
         )
         asyncio.run(worker.run())
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cascade.errors import ConfigError
 from cascade.outcome import Outcome, Step
 from cascade.store.rows import (
     ATTEMPT_COLUMNS,
@@ -48,7 +49,7 @@ from cascade.types import Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
 _RESULT_WIDTH = RESULT_COLUMNS.count(",") + 1
@@ -66,7 +67,19 @@ class Store:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the store {self.path}: {exc}") from exc
+        try:
+            self._open(synchronous)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise ConfigError(f"{self.path} cannot be used as a cascade store: {exc}") from exc
+
+    def _open(self, synchronous: str) -> None:
         self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         enable_wal(self._db)
         self._db.execute(f"PRAGMA synchronous = {synchronous}")

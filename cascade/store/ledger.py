@@ -24,14 +24,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cascade.errors import TaskError
-from cascade.outcome import Outcome
+from cascade.outcome import Outcome, Step
+from cascade.secrets import redact
 from cascade.store import Store
-from cascade.store.rows import RESULT_COLUMNS, result_line, task_json
+from cascade.store.rows import (
+    ATTEMPT_COLUMNS,
+    RESULT_COLUMNS,
+    attempt_row,
+    result_line,
+    task_json,
+)
 from cascade.types import Task, to_jsonable
 
 __all__ = ["Entry", "Leased", "Ledger", "Position", "ResultRow"]
@@ -116,12 +124,14 @@ class Ledger:
             nonlocal duplicates
             for entry in entries:
                 if entry.task is not None:
-                    duplicates += 1 - _insert_task(db, self.run_id, entry.task, now)
+                    if not _insert_task(db, self.run_id, entry.task, now, entry.line):
+                        duplicates += 1
+                        self._duplicate(db, entry.line, entry.task.id)
                     continue
                 db.execute(
                     "INSERT INTO quarantine (run_id, line, reason, raw) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT DO NOTHING",
-                    (self.run_id, entry.line, entry.reason or "", _raw_json(entry.raw)),
+                    (self.run_id, entry.line, redact(entry.reason or ""), _raw_json(entry.raw)),
                 )
                 if entry.outcome is not None:
                     if self._holds(db, entry.outcome.task_id):
@@ -155,6 +165,66 @@ class Ledger:
         each task's payload already).
         """
         self.store.record_many([(outcome, None) for outcome, _ in done], [n for _, n in done])
+
+    def abandon(self, owner: str, partial: Sequence[tuple[str, Sequence[Step]]]) -> None:
+        """Give back tasks cut off mid-way (the run was interrupted), keeping the calls they made.
+
+        In one transaction: each task's steps so far are stored (they were paid for, and the
+        run's spend counts them) under an execution with no result, and its lease returns to
+        ``pending``, so that the next run of the job runs it again.
+        """
+        width = ATTEMPT_COLUMNS.count(",") + 1
+        with self.store.writing() as db:
+            for task_id, steps in partial:
+                execution = uuid.uuid4().hex
+                db.executemany(
+                    f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * width)})",  # noqa: S608  # constant columns
+                    [attempt_row(step, execution) for step in steps],
+                )
+                db.execute(
+                    "UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
+                    " WHERE run_id = ? AND task_id = ? AND state = 'leased' AND lease_owner = ?",
+                    (self.run_id, task_id, owner),
+                )
+
+    def add_breaker_trips(self, trips: int) -> None:
+        """Count breaker trips of this run (resumes add theirs)."""
+        with self.store.writing() as db:
+            db.execute(
+                "UPDATE runs SET breaker_trips = breaker_trips + ? WHERE run_id = ?",
+                (trips, self.run_id),
+            )
+
+    def retry_failed(self) -> int:
+        """Send the run's ``failed`` tasks back to ``pending``; returns how many.
+
+        Their results go, so that each task keeps one result, but their steps stay: those calls
+        were made and paid for, and the run's spend counts them.
+        """
+        with self.store.writing() as db:
+            ids = db.execute(
+                "DELETE FROM results WHERE run_id = ? AND status = 'failed' RETURNING task_id",
+                (self.run_id,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
+                " WHERE run_id = ? AND task_id = ? AND payload IS NOT NULL",
+                [(self.run_id, task_id) for (task_id,) in ids],
+            )
+        return len(ids)
+
+    def _duplicate(self, db: sqlite3.Connection, line: int, task_id: str) -> None:
+        """Quarantine a repeated task id, naming the line that holds it first."""
+        first = db.execute(
+            "SELECT line FROM tasks WHERE run_id = ? AND task_id = ?", (self.run_id, task_id)
+        ).fetchone()
+        where = f"line {first[0]}" if first and first[0] else "an earlier line"
+        reason = f"duplicate id {task_id!r}: first on {where}, which keeps its result"
+        db.execute(
+            "INSERT INTO quarantine (run_id, line, reason, raw) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (self.run_id, line, redact(reason), json.dumps({"id": task_id})),
+        )
 
     def _holds(self, db: sqlite3.Connection, task_id: str) -> bool:
         found = db.execute(
@@ -258,11 +328,11 @@ class Ledger:
             yield row_id, json.dumps(entry, default=to_jsonable)
 
 
-def _insert_task(db: sqlite3.Connection, run_id: str, task: Task, now: float) -> int:
+def _insert_task(db: sqlite3.Connection, run_id: str, task: Task, now: float, line: int) -> int:
     return db.execute(
-        "INSERT INTO tasks (run_id, task_id, task_type, payload, state, updated_at)"
-        " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (run_id, task_id) DO NOTHING",
-        (run_id, task.id, task.type, task_json(task), now),
+        "INSERT INTO tasks (run_id, task_id, task_type, payload, state, updated_at, line)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (run_id, task_id) DO NOTHING",
+        (run_id, task.id, task.type, task_json(task), now, line),
     ).rowcount
 
 

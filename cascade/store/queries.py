@@ -19,10 +19,13 @@ __all__ = [
     "Review",
     "attempts_for_summary",
     "first_answers",
+    "provider_health",
     "record_reviews",
     "result_state",
     "results_for_summary",
     "run_config",
+    "run_ids",
+    "runs_with_task",
     "task_payload",
     "tasks_of",
     "waiting_for_review",
@@ -51,6 +54,57 @@ def attempts_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any
         " WHERE ? IS NULL OR a.run_id = ? ORDER BY a.run_id, a.task_id, a.seq",
         (run_id, run_id),
     )
+
+
+def provider_health(store: Store, run_id: str | None) -> dict[str, Any]:
+    """What a summary's provider health needs, of one run or all.
+
+    ``errors``: (error, decision) of each call a provider did not answer; ``escalations``:
+    (by_provider_error, count) of the steps that escalated; ``failed``: (reasons) of each
+    failed result; ``waited_s``: the time tasks spent waiting for providers; ``trips``: how
+    many times a breaker opened.
+    """
+    params = (run_id, run_id)
+    return {
+        "errors": store.select(
+            "SELECT error, decision FROM attempts"
+            " WHERE error IS NOT NULL AND (? IS NULL OR run_id = ?)",
+            params,
+        ),
+        "escalations": store.select(
+            "SELECT error IS NOT NULL, count(*) FROM attempts"
+            " WHERE decision = 'escalate' AND (? IS NULL OR run_id = ?) GROUP BY 1",
+            params,
+        ),
+        "failed": store.select(
+            "SELECT reasons FROM results WHERE status = 'failed' AND (? IS NULL OR run_id = ?)",
+            params,
+        ),
+        "waited_s": store.select(
+            "SELECT total(waited_s) FROM results WHERE ? IS NULL OR run_id = ?", params
+        ),
+        "trips": store.select(
+            "SELECT total(breaker_trips) FROM runs WHERE ? IS NULL OR run_id = ?", params
+        ),
+    }
+
+
+def run_ids(store: Store) -> list[str]:
+    """The store's runs, the latest first."""
+    return [row[0] for row in store.select("SELECT run_id FROM runs ORDER BY created_at DESC")]
+
+
+def runs_with_task(store: Store, task_id: str) -> list[str]:
+    """The runs that hold a task (a result or a step), the latest first."""
+    return [
+        row[0]
+        for row in store.select(
+            "SELECT run_id FROM runs WHERE run_id IN"
+            " (SELECT run_id FROM attempts WHERE task_id = ?"
+            " UNION SELECT run_id FROM results WHERE task_id = ?) ORDER BY created_at DESC",
+            (task_id, task_id),
+        )
+    ]
 
 
 def task_payload(store: Store, run_id: str, task_id: str) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
 from cascade.outcome import Outcome, Step
+from cascade.secrets import redact
 from cascade.types import Task, Verdict, to_jsonable
 
 __all__ = [
@@ -29,7 +30,8 @@ ATTEMPT_COLUMNS = (
 
 RESULT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, status, output, parsed, tier, model, attempts,"
-    " cost_usd, latency_s, reasons, best_step, created_at, executions, tiers_tried, compute_s"
+    " cost_usd, latency_s, reasons, best_step, created_at, executions, tiers_tried, compute_s,"
+    " waited_s"
 )
 
 
@@ -59,28 +61,33 @@ def task_json(task: Task) -> str:
 
 
 def _verdicts_json(verdicts: tuple[Verdict, ...]) -> str:
-    return json.dumps(
-        [
-            {
-                "validator": v.validator,
-                "passed": v.passed,
-                "reason": v.reason,
-                "feedback": v.feedback,
-                "score": v.score,
-                "fault": v.fault,
-            }
-            for v in verdicts
-        ]
+    if not verdicts:
+        return "[]"
+    return redact(
+        json.dumps(
+            [
+                {
+                    "validator": v.validator,
+                    "passed": v.passed,
+                    "reason": v.reason,
+                    "feedback": v.feedback,
+                    "score": v.score,
+                    "fault": v.fault,
+                }
+                for v in verdicts
+            ]
+        )
     )
 
 
 def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
-    """A step as an ``attempts`` row, in :data:`ATTEMPT_COLUMNS` order."""
+    """A step as an ``attempts`` row, in :data:`ATTEMPT_COLUMNS` order, secrets redacted."""
     return (
         step.run_id, step.task_id, execution_id, step.task_type, step.step, step.tier,
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
         step.completion_tokens, step.cost_usd, step.latency_s, _verdicts_json(step.verdicts),
-        str(step.decision), step.error, step.output, step.ts, step.compute_s, step.confidence,
+        str(step.decision), None if step.error is None else redact(step.error), step.output,
+        step.ts, step.compute_s, step.confidence,
     )  # fmt: skip
 
 
@@ -97,13 +104,15 @@ def step_from_row(row: tuple[Any, ...]) -> Step:
 
 
 def result_row(outcome: Outcome, execution_id: str, now: float, executions: int) -> tuple[Any, ...]:
-    """An outcome as a ``results`` row, in :data:`RESULT_COLUMNS` order."""
+    """An outcome as a ``results`` row, in :data:`RESULT_COLUMNS` order, secrets redacted."""
     return (
         outcome.run_id, outcome.task_id, execution_id, outcome.task_type, str(outcome.status),
         outcome.output, json.dumps(outcome.parsed, default=to_jsonable),
         outcome.tier, outcome.model,
-        len(outcome.steps), outcome.cost_usd, outcome.latency_s, json.dumps(list(outcome.reasons)),
+        len(outcome.steps), outcome.cost_usd, outcome.latency_s,
+        redact(json.dumps(list(outcome.reasons))),
         outcome.best_step, now, executions, tiers_tried(outcome), outcome.compute_s,
+        outcome.waited_s,
     )  # fmt: skip
 
 
@@ -113,5 +122,5 @@ def outcome_from_row(row: tuple[Any, ...], steps: tuple[Step, ...]) -> Outcome:
         run_id=row[0], task_id=row[1], task_type=row[3], status=Status(row[4]), output=row[5],
         parsed=json.loads(row[6]) if row[6] is not None else None, tier=row[7], model=row[8],
         steps=steps, cost_usd=row[10], latency_s=row[11], reasons=tuple(json.loads(row[12])),
-        best_step=row[13], compute_s=row[17],
+        best_step=row[13], compute_s=row[17], waited_s=row[18],
     )  # fmt: skip

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config       TEXT NOT NULL DEFAULT '{}',
     lines_read   INTEGER NOT NULL DEFAULT 0,
     duplicates   INTEGER NOT NULL DEFAULT 0,
-    input_done   INTEGER NOT NULL DEFAULT 0
+    input_done   INTEGER NOT NULL DEFAULT 0,
+    breaker_trips INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run_id         TEXT NOT NULL REFERENCES runs(run_id),
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_expires  REAL,
     updated_at     REAL NOT NULL,
     executions     INTEGER NOT NULL DEFAULT 0,
+    line           INTEGER,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (run_id, state);
@@ -80,6 +82,7 @@ CREATE TABLE IF NOT EXISTS results (
     executions    INTEGER NOT NULL DEFAULT 1,
     tiers_tried   INTEGER NOT NULL DEFAULT 1,
     compute_s     REAL NOT NULL DEFAULT 0,
+    waited_s      REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -96,17 +99,20 @@ _ADDED = {
         "lines_read INTEGER NOT NULL DEFAULT 0",
         "duplicates INTEGER NOT NULL DEFAULT 0",
         "input_done INTEGER NOT NULL DEFAULT 0",
+        "breaker_trips INTEGER NOT NULL DEFAULT 0",
     ),
-    "tasks": ("executions INTEGER NOT NULL DEFAULT 0",),
+    "tasks": ("executions INTEGER NOT NULL DEFAULT 0", "line INTEGER"),
     "attempts": ("compute_s REAL NOT NULL DEFAULT 0", "confidence REAL"),
     "results": (
         "executions INTEGER NOT NULL DEFAULT 1",
         "tiers_tried INTEGER NOT NULL DEFAULT 1",
         "compute_s REAL NOT NULL DEFAULT 0",
+        "waited_s REAL NOT NULL DEFAULT 0",
     ),
 }
 """Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
-confidence of an answer); they are added when such a store is opened."""
+confidence of an answer, 5 the time a task waited for providers, the input line of each
+task and the breaker trips of a run); they are added when such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:
