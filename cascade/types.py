@@ -328,7 +328,8 @@ class Verdict:
     what the validator parsed out of the output (a JSON object, say), which travels on to the
     result. ``fault`` marks a validator that crashed rather than judged. ``answer`` and
     ``answer_model`` name the answer to deliver when it is not the attempt's own output: a vote
-    passes with its majority's answer.
+    passes with its majority's answer. ``self_reported`` marks a test verdict the tested code
+    could have influenced.
     """
 
     passed: bool
@@ -341,6 +342,9 @@ class Verdict:
     children: tuple[Verdict, ...] = ()
     answer: str | None = None
     answer_model: str | None = None
+    self_reported: bool = False
+    """The code under test ran in the same process as the check that judged it, and could
+    have forged the result (see :func:`cascade.validators.passes_tests`)."""
 
     def leaves(self) -> tuple[Verdict, ...]:
         """The verdicts of the individual validators under any combinators."""

@@ -39,6 +39,8 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
                 console.print(f"  tier {tier['tier']}: {count} x {reason}", highlight=False)
     for line in summary.health.lines():
         console.print(line, highlight=False)
+    if summary.self_reported:
+        console.print(render(summary).splitlines()[-1], highlight=False)
 
 
 def _cells(tier: dict[str, Any]) -> list[str]:

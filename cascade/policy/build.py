@@ -148,7 +148,14 @@ def _tests(spec: TestsSpec, base: Path, cache: VerdictCache | None = None) -> Va
     tests: Path | list[str] | None = spec.snippets
     if spec.file is not None:
         tests = _relative(base, spec.file, "file")
-    return passes_tests(tests, setup=spec.setup, limits=limits, missing=spec.missing, cache=cache)
+    return passes_tests(
+        tests,
+        setup=spec.setup,
+        limits=limits,
+        missing=spec.missing,
+        cache=cache,
+        isolated_only=spec.isolated_tests_only,
+    )
 
 
 def _python(spec: PythonSpec) -> Validator:

@@ -157,6 +157,8 @@ class TestsSpec(_Kind):
     memory_mb: PositiveInt = 1024
     missing: Literal["fault", "fail"] = "fault"
     """What a task without tests gets: a fault (the job is misconfigured) or a plain failure."""
+    isolated_tests_only: bool = False
+    """Reject answers whose tests cannot be judged apart from the code (not plain asserts)."""
 
 
 class JudgeSpec(_Kind):

@@ -73,6 +73,8 @@ class Summary:
     compute_s: float = 0.0
     by_type: dict[str, dict[int, TierSummary]] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
+    self_reported: int = 0
+    """Test passes that the code under test could have forged (see ``passes_tests``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -89,6 +91,7 @@ class Summary:
                 for kind, tiers in sorted(self.by_type.items())
             },
             "provider_health": self.health.to_json(),
+            "self_reported_passes": self.self_reported,
         }
 
 
@@ -153,6 +156,7 @@ def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
         for verdict in json.loads(verdicts):
             if not verdict.get("passed") and verdict.get("reason"):
                 entry.rejections[verdict["reason"][:160]] += 1
+            summary.self_reported += bool(verdict.get("passed") and verdict.get("self_reported"))
     _close_task(summary, current, tiers)
 
 
@@ -206,7 +210,16 @@ def render(summary: Summary) -> str:
             for reason, count in tier["top_rejections"]:
                 lines.append(f"      {count} x {reason}")
     lines += summary.health.lines()
+    if summary.self_reported:
+        lines.append(_self_reported(summary.self_reported))
     return "\n".join(lines)
+
+
+def _self_reported(count: int) -> str:
+    return (
+        f"self-reported test passes: {count} (tests that ran with the code in their own"
+        " process, which could have forged them; isolated_tests_only = true refuses them)"
+    )
 
 
 def _compute(seconds: float) -> str:

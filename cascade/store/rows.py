@@ -73,6 +73,7 @@ def _verdicts_json(verdicts: tuple[Verdict, ...]) -> str:
                     "feedback": v.feedback,
                     "score": v.score,
                     "fault": v.fault,
+                    **({"self_reported": True} if v.self_reported else {}),
                 }
                 for v in verdicts
             ]

@@ -12,10 +12,22 @@ is bound to that name where only one could be meant, and the verdict says so (se
 :mod:`cascade.validators.binding`). With a :class:`VerdictCache`, a verdict already reached
 for the same code and tests is read back instead of run again.
 
+Assert snippets in the recognised forms (``assert CALL == EXPECTED``, ``assert CALL``,
+``assert not CALL``, ``assert CALL is None``, ``math.isclose``, ``abs(CALL - X) < eps``, and
+comparisons, ``sorted``, ``set``, ``len`` around them) are judged on the trusted side
+(:mod:`cascade.validators.isolated`): the candidate's process only computes the values of the
+calls and sends them back as plain data on a channel of their own; the expected values never
+enter it, and what it prints counts for nothing. Snippets in other forms, and pytest files, run
+with the candidate in the test's own process, which could fake its result: their verdicts are
+marked ``self_reported``, and ``isolated_only=True`` rejects such answers instead. A pytest run
+passes only when every collected test reports a pass, whatever pytest's exit code.
+
+A pass proves that the code computes the expected values for the tests' inputs, and nothing
+more: a lookup table that hard-codes the visible cases passes visible tests too. Hidden tests,
+or agreement with another model, are the answer to that.
+
 pytest runs with ``--noconftest``, without its cache and with plugin autoload off. The sandbox
-keeps the host safe from the candidate; a candidate written to cheat its own test run (by
-patching the runner from inside) could still fake a pass, so do not treat a pass as proof
-against a hostile model.
+keeps the host safe from the candidate.
 
 >>> passes_tests(["assert add(2, 2) == 4"])
 passes_tests(1 snippets)
@@ -37,12 +49,14 @@ from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
+from cascade.validators.isolated import HARNESS, Check, Unplain, decode, split
+from cascade.validators.pytest_runner import PYTEST_RUNNER, pytest_report
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 
 __all__ = ["passes_tests"]
 
 _MODULE = "solution"
-_PYTEST = ["-m", "pytest", "-q", "-rf", "--tb=short", "--color=no", "--noconftest"]
+_PYTEST = ["-q", "-rf", "--tb=short", "--color=no", "--noconftest"]
 _PYTEST += ["-p", "no:cacheprovider", "-o", "addopts=", "--rootdir=/sandbox"]
 _FAILED = re.compile(r"^FAILED \S+?::(\S+)(?: - (.*))?$", re.MULTILINE)
 _MAX_LISTED = 3
@@ -70,7 +84,7 @@ print(marker + json.dumps({"cases": len(cases), "failures": failures}))
 """
 
 
-_HARNESS_VERSION = 1
+_HARNESS_VERSION = 2
 """Bumped whenever the way tests are run changes, so that cached verdicts are not reused."""
 
 Missing = Literal["fault", "fail"]
@@ -88,6 +102,7 @@ class _PassesTests:
         max_chars: int,
         missing: Missing,
         cache: VerdictCache | None,
+        isolated_only: bool = False,
     ) -> None:
         self._tests = tests
         self._setup = setup
@@ -96,6 +111,7 @@ class _PassesTests:
         self._max_chars = max_chars
         self._missing = missing
         self.cache = cache
+        self._isolated_only = isolated_only
 
     def __repr__(self) -> str:
         if self._tests is None:
@@ -145,7 +161,9 @@ class _PassesTests:
         key = None
         if self.cache is not None:
             limits = repr(self._sandbox.limits)
-            key = verdict_key(_HARNESS_VERSION, code, setup, tests, self._files, limits)
+            key = verdict_key(
+                _HARNESS_VERSION, code, setup, tests, self._files, limits, self._isolated_only
+            )
             if (kept := self.cache.get(key)) is not None:
                 return dataclasses.replace(kept, value=code if kept.passed else None)
         if isinstance(tests, tuple):
@@ -158,6 +176,53 @@ class _PassesTests:
         return verdict
 
     async def _run_snippets(
+        self, code: str, setup: str, snippets: tuple[str, ...]
+    ) -> tuple[Verdict, bool]:
+        checks = split(snippets)
+        if checks is not None:
+            return await self._run_isolated(code, setup, checks, len(snippets)), True
+        if self._isolated_only:
+            reason = ("the tests are not all plain asserts over calls, so they cannot be checked"
+                      " apart from the code (isolated_tests_only)")  # fmt: skip
+            return Verdict(False, reason=reason), False
+        verdict, keep = await self._run_in_process(code, setup, snippets)
+        return dataclasses.replace(verdict, self_reported=True), keep
+
+    async def _run_isolated(
+        self, code: str, setup: str, checks: list[Check], total: int
+    ) -> Verdict:
+        remote = [source for check in checks for source in check.remote]
+        cases = {"setup": setup, "solution": code, "remote": remote}
+        files = {**self._files, "run.py": HARNESS, "cases.json": json.dumps(cases)}
+        result = await self._sandbox.run(files, ["run.py", "{channel}"], channel=True)
+        if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
+            return ended
+        sent, stages = _read_channel(result.channel)
+        for stage in ("setup", "solution"):
+            if stage in stages:
+                reason = f"the {stage} does not run: {stages[stage]}"
+                return Verdict(False, reason=reason, feedback=f"Fix this error: {stages[stage]}")
+        if "loaded" not in stages:
+            tail = _tail(result.stderr or result.stdout)
+            return Verdict(
+                False,
+                reason="the tests ended without reporting: the code ended the process before"
+                f" they ran (exit code {result.returncode}){tail}",
+                feedback="The code must not exit or end the process while it is tested.",
+            )
+        failures: list[str] = []
+        position = 0
+        for check in checks:
+            indices = range(position, position + len(check.remote))
+            position += len(check.remote)
+            why = _judge_check(check, [sent.get(i) for i in indices], result)
+            if why is not None:
+                failures.append(f"test {check.snippet + 1}: {check.source} ({why})")
+        if not failures:
+            return Verdict(True, value=code)
+        return _failed(failures, total)
+
+    async def _run_in_process(
         self, code: str, setup: str, snippets: tuple[str, ...]
     ) -> tuple[Verdict, bool]:
         cases = [["setup", setup], ["solution", code]]
@@ -181,28 +246,87 @@ class _PassesTests:
         return _failed(failures, len(snippets)), True
 
     async def _run_pytest(self, code: str, setup: str, tests: str) -> tuple[Verdict, bool]:
+        verdict, keep = await self._pytest_verdict(code, setup, tests)
+        return dataclasses.replace(verdict, self_reported=True), keep
+
+    async def _pytest_verdict(self, code: str, setup: str, tests: str) -> tuple[Verdict, bool]:
         header = "" if re.search(rf"\b(from|import) {_MODULE}\b", tests) else _import_all()
         files = {
             **self._files,
             f"{_MODULE}.py": setup + "\n" + code,
             f"test_{_MODULE}.py": header + tests,
+            "run_pytest.py": PYTEST_RUNNER,
         }
-        result = await self._sandbox.run(files, [*_PYTEST, f"test_{_MODULE}.py"])
+        argv = ["run_pytest.py", "{channel}", *_PYTEST, f"test_{_MODULE}.py"]
+        result = await self._sandbox.run(files, argv, channel=True)
         if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
             return ended, True
-        if result.returncode == 0:
+        report = pytest_report(result.channel)
+        if result.returncode == 0 and report.all_passed:
             return Verdict(True, value=code), True
         failures = [f"{name}: {why or 'failed'}" for name, why in _FAILED.findall(result.stdout)]
         if result.returncode == 1 and failures:
             return _failed(failures, None), True
-        if result.returncode == 5:
+        if result.returncode == 5 or (report.finished is not None and report.collected == 0):
             return Verdict(False, reason="the tests hold no test functions", fault=True), False
         tail = _tail(result.stdout)
+        if result.returncode == 0:
+            return Verdict(
+                False,
+                reason="the tests ended without reporting every test's outcome (did the code"
+                f" exit or end the process?){tail}",
+                feedback="The code must not exit or end the process while it is tested.",
+            ), True
         return Verdict(
             False,
             reason=f"the tests could not run (pytest exit {result.returncode}){tail}",
             feedback="The code must import cleanly. Fix this error" + tail,
         ), True
+
+
+def _read_channel(text: str) -> tuple[dict[int, tuple[str, object]], dict[str, str]]:
+    """The harness's lines: each remote value (or its error) by index, and stage errors."""
+    sent: dict[int, tuple[str, object]] = {}
+    stages: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("stage"), str):
+            stages[item["stage"]] = str(item.get("error", ""))[:400]
+        elif isinstance(item.get("i"), int):
+            if "error" in item:
+                sent[item["i"]] = ("error", str(item["error"])[:400])
+            elif "value" in item:
+                sent[item["i"]] = ("value", item["value"])
+    return sent, stages
+
+
+def _judge_check(
+    check: Check, sent: list[tuple[str, object] | None], result: SandboxResult
+) -> str | None:
+    """Why ``check`` fails, on the trusted side, or ``None`` when it holds."""
+    values = []
+    for item in sent:
+        if item is None:
+            code = result.returncode
+            return f"the code ended the process before this could be checked (exit {code})"
+        kind, payload = item
+        if kind == "error":
+            return str(payload)
+        try:
+            values.append(decode(payload))
+        except Unplain as exc:
+            return f"the code returned {exc}"
+    try:
+        if check.holds(values):
+            return None
+        return check.explain(values)
+    except Exception as exc:  # noqa: BLE001  # a comparison that raises is a failed assert
+        return f"{type(exc).__name__}: {exc}"[:400]
 
 
 def _import_all() -> str:
@@ -249,6 +373,7 @@ def passes_tests(
     max_chars: int = MAX_CODE_CHARS,
     missing: Missing = "fault",
     cache: VerdictCache | None = None,
+    isolated_only: bool = False,
 ) -> _PassesTests:
     """Pass when the code in the output passes ``tests`` in the sandbox; the result is the code.
 
@@ -256,6 +381,8 @@ def passes_tests(
     ``None`` to take each task's own tests. ``files`` are data files the tests read, written
     beside them. ``limits`` bounds time, memory, files and processes. ``missing`` says what a
     task without tests gets: a ``"fault"`` or a plain ``"fail"``. ``cache`` keeps verdicts.
+    ``isolated_only`` rejects answers whose tests cannot be judged apart from the code (see the
+    module docstring) instead of passing them with a ``self_reported`` verdict.
     """
     if missing not in ("fault", "fail"):
         raise ConfigError(f"missing must be 'fault' or 'fail', not {missing!r}")
@@ -272,7 +399,9 @@ def passes_tests(
     else:
         raise ConfigError("tests must be pytest code, a path, or a list of snippets")
     for name in files or {}:
-        if not _PLAIN_NAME.fullmatch(name) or name in ("run.py", "cases.json"):
+        if not _PLAIN_NAME.fullmatch(name) or name in ("run.py", "cases.json", "run_pytest.py"):
             raise ConfigError(f"test files must have plain, unreserved names, got {name!r}")
     sandbox = sandbox or Sandbox(limits)
-    return _PassesTests(chosen, setup, files or {}, sandbox, max_chars, missing, cache)
+    return _PassesTests(
+        chosen, setup, files or {}, sandbox, max_chars, missing, cache, isolated_only
+    )

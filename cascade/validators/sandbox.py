@@ -78,6 +78,8 @@ class SandboxResult:
     stderr: str
     timed_out: bool
     duration_s: float
+    channel: str = ""
+    """What the code wrote to the channel descriptor (``run(..., channel=True)``)."""
 
     @property
     def signal_name(self) -> str | None:
@@ -118,8 +120,14 @@ class Sandbox:
             self._mode = _choose_mode()
         return self._mode
 
-    async def run(self, files: Mapping[str, str], args: Sequence[str]) -> SandboxResult:
+    async def run(
+        self, files: Mapping[str, str], args: Sequence[str], *, channel: bool = False
+    ) -> SandboxResult:
         """Write ``files`` into a fresh directory and run ``python -I -B *args`` there.
+
+        With ``channel``, the code gets one more open descriptor, a file of the host's, whose
+        number replaces ``{channel}`` in ``args``; what it writes there comes back in
+        :attr:`SandboxResult.channel`, apart from its stdout.
 
         The first run checks that the sandbox can start Python at all, so that a broken setup
         is a :class:`ConfigError` rather than a string of failed candidates.
@@ -133,9 +141,11 @@ class Sandbox:
                 detail = (probe.stderr or probe.stdout).strip()[-500:]
                 raise ConfigError(f"the {self.mode} sandbox cannot start Python: {detail}")
             self._checked = True
-        return await self._run(files, args)
+        return await self._run(files, args, channel=channel)
 
-    async def _run(self, files: Mapping[str, str], args: Sequence[str]) -> SandboxResult:
+    async def _run(
+        self, files: Mapping[str, str], args: Sequence[str], *, channel: bool = False
+    ) -> SandboxResult:
         mode = self.mode
         scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
         try:
@@ -148,7 +158,7 @@ class Sandbox:
                 argv = self._bwrap_argv(scratch, sorted(files), inner)
             else:
                 argv = self._unshare_argv(scratch, inner)
-            return await _execute(argv, scratch, self.limits.wall_s)
+            return await _execute(argv, scratch, self.limits.wall_s, channel=channel)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -272,16 +282,21 @@ def _processes_of(uid: int) -> int:
     return count
 
 
-async def _execute(argv: list[str], scratch: Path, wall_s: float) -> SandboxResult:
+async def _execute(
+    argv: list[str], scratch: Path, wall_s: float, *, channel: bool = False
+) -> SandboxResult:
     """Run ``argv`` with its output in files, killing its whole tree at ``wall_s``."""
     start = time.perf_counter()
     with (
         (scratch / "stdout").open("w+b") as out,
         (scratch / "stderr").open("w+b") as err,
         (scratch / "info").open("w+b") as info,
+        (scratch / "channel").open("w+b") as results,
     ):
         if argv[0] == "bwrap":
             argv = [argv[0], "--info-fd", str(info.fileno()), *argv[1:]]
+        fds = (info.fileno(), results.fileno()) if channel else (info.fileno(),)
+        argv = [a.replace("{channel}", str(results.fileno())) for a in argv] if channel else argv
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
@@ -290,7 +305,7 @@ async def _execute(argv: list[str], scratch: Path, wall_s: float) -> SandboxResu
             start_new_session=True,
             env={"PATH": _HOST_PATH},
             cwd=scratch,
-            pass_fds=(info.fileno(),),
+            pass_fds=fds,
         )
         timed_out = False
         try:
@@ -305,8 +320,10 @@ async def _execute(argv: list[str], scratch: Path, wall_s: float) -> SandboxResu
         err.seek(0)
         stdout = out.read(_KEEP_OUTPUT).decode("utf-8", "replace")
         stderr = err.read(_KEEP_OUTPUT).decode("utf-8", "replace")
+        results.seek(0)
+        written = results.read().decode("utf-8", "replace") if channel else ""
     assert process.returncode is not None  # waited for above
-    return SandboxResult(process.returncode, stdout, stderr, timed_out, duration)
+    return SandboxResult(process.returncode, stdout, stderr, timed_out, duration, written)
 
 
 async def _kill_tree(process: asyncio.subprocess.Process, info: Path) -> None:

@@ -1,0 +1,197 @@
+"""Wrong code that games its own test run is rejected; right code that is noisy still passes.
+
+Each candidate below is a wrong ``add`` with one trick that made the old harness (the tests and
+the verdict in the candidate's own process, read from its stdout) report a pass. The asserts
+are in the recognised forms, so the trusted side judges them: the candidate only computes
+values. Every test here failed on the old code.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cascade.types import Verdict
+from cascade.validators import passes_tests
+from cascade.validators.isolated import split
+from cascade.validators.sandbox import Limits, Sandbox
+from tests.helpers import verdict_of
+
+SNIPPETS = ["assert add(2, 2) == 4", "assert (add(40, 2)) == (42)"]
+
+TRICKS = {
+    "eq-always-true": """
+        class Anything:
+            def __eq__(self, other):
+                return True
+        def add(a, b):
+            return Anything()
+        """,
+    "int-subclass": """
+        class Int(int):
+            def __eq__(self, other):
+                return True
+            __hash__ = int.__hash__
+        def add(a, b):
+            return Int(0)
+        """,
+    "frame-peek": """
+        import sys
+        def add(a, b):
+            caller = sys._getframe(1)
+            consts = [c for c in caller.f_code.co_consts if isinstance(c, int)]
+            return max(consts + [0])
+        """,
+    "forged-line-then-exit": """
+        import os, sys
+        print(sys.argv[1] + '{"cases": 4, "failures": []}', flush=True)
+        os._exit(0)
+        """,
+    "forged-line-at-exit": """
+        import atexit, sys
+        marker = sys.argv[1]
+        atexit.register(lambda: print(marker + '{"cases": 4, "failures": []}'))
+        def add(a, b):
+            return 0
+        """,
+    "flood": """
+        import sys
+        def add(a, b):
+            print("x" * 70_000)
+            return 0
+        print(sys.argv[1] + '{"cases": 4, "failures": []}')
+        """,
+    "patched-exec": """
+        import builtins
+        builtins.exec = lambda *args, **kwargs: None
+        builtins.eval = lambda *args, **kwargs: 4
+        def add(a, b):
+            return 0
+        """,
+    "patched-json": """
+        import json
+        json.dumps = lambda *args, **kwargs: '{"cases": 4, "failures": []}'
+        def add(a, b):
+            return 0
+        """,
+    "patched-stdout": """
+        import sys
+        marker = sys.argv[1]
+        class Liar:
+            def write(self, text):
+                if text.startswith(marker):
+                    text = marker + '{"cases": 4, "failures": []}'
+                return sys.__stdout__.write(text)
+            def flush(self):
+                sys.__stdout__.flush()
+        sys.stdout = Liar()
+        def add(a, b):
+            return 0
+        """,
+    "patched-harness-list": """
+        import __main__
+        class Never(list):
+            def append(self, item):
+                pass
+        __main__.failures = Never()
+        def add(a, b):
+            return 0
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    """One sandbox with the default limits (a right answer may print 15 MiB under them)."""
+    return Sandbox(Limits(wall_s=20))
+
+
+def judge(sandbox: Sandbox, candidate: str, tests: list[str] | str = SNIPPETS) -> Verdict:
+    """The verdict of ``passes_tests`` on ``candidate``."""
+    return verdict_of(passes_tests(tests, sandbox=sandbox), textwrap.dedent(candidate))
+
+
+def test_the_snippets_are_judged_on_the_trusted_side() -> None:
+    """Both snippets are in a recognised form, so the candidate never sees 4 or 42."""
+    checks = split(SNIPPETS)
+    assert checks is not None
+    assert [c.remote for c in checks] == [("add(2, 2)",), ("add(40, 2)",)]
+
+
+@pytest.mark.parametrize("trick", sorted(TRICKS))
+def test_a_wrong_answer_that_games_its_tests_is_rejected(sandbox: Sandbox, trick: str) -> None:
+    """Each trick ends in a failure with a reason, never a pass."""
+    verdict = judge(sandbox, TRICKS[trick])
+    assert not verdict.passed, verdict
+    assert verdict.reason
+    assert not verdict.self_reported
+
+
+def test_an_object_or_int_subclass_is_named_as_not_plain_data(sandbox: Sandbox) -> None:
+    """What the code returned is said: it is not plain data."""
+    for trick, kind in (("eq-always-true", "Anything"), ("int-subclass", "Int")):
+        verdict = judge(sandbox, TRICKS[trick])
+        assert f"an instance of solution.{kind}, not plain data" in verdict.reason
+
+
+def test_a_right_answer_passes_and_says_what_it_got_when_wrong(sandbox: Sandbox) -> None:
+    """The honest answer passes; a wrong one is told the value and what was expected."""
+    assert judge(sandbox, "def add(a, b):\n    return a + b\n").passed
+    wrong = judge(sandbox, "def add(a, b):\n    return a - b\n")
+    assert "got 0, expected 4" in wrong.reason
+
+
+def test_a_right_answer_that_prints_15_mib_passes(sandbox: Sandbox) -> None:
+    """Output is kept for the record only: a flood changes no verdict either way."""
+    noisy = """
+        def add(a, b):
+            print("y" * (15 << 19))
+            return a + b
+        """
+    assert judge(sandbox, noisy).passed
+
+
+def test_os_exit_on_import_under_pytest_fails(sandbox: Sandbox) -> None:
+    """An exit code 0 from pytest is not a pass when no test reported one."""
+    tests = "def test_add():\n    assert add(2, 2) == 4\n"
+    verdict = judge(sandbox, "import os\nos._exit(0)\n", tests)
+    assert not verdict.passed
+    assert "without reporting" in verdict.reason
+    honest = judge(sandbox, "def add(a, b):\n    return a + b\n", tests)
+    assert honest.passed
+    assert honest.self_reported  # pytest files run with the code in the same process
+
+
+def test_unrecognised_snippets_run_as_before_and_are_marked_self_reported(
+    sandbox: Sandbox,
+) -> None:
+    """A loop of asserts is not a recognised form: it may pass, marked, or be refused."""
+    loop = ["for a in range(3):\n    assert add(a, a) == 2 * a"]
+    verdict = judge(sandbox, "def add(a, b):\n    return a + b\n", loop)
+    assert verdict.passed
+    assert verdict.self_reported
+    strict = passes_tests(loop, sandbox=sandbox, isolated_only=True)
+    refused = verdict_of(strict, "def add(a, b):\n    return a + b\n")
+    assert not refused.passed
+    assert "isolated_tests_only" in refused.reason
+
+
+@pytest.mark.parametrize(
+    ("snippet", "right", "wrong"),
+    [
+        ("assert math.isclose(area(2.0), 12.566, rel_tol=1e-3)", "3.14159 * r * r", "r"),
+        ("assert abs(area(1.0) - 3.14159) < 1e-4", "3.14159 * r * r", "3.0 * r"),
+        ("assert sorted(area(1.0)) == [1, 2]", "[2, 1]", "[3]"),
+        ("assert area(0) is None", "None", "0"),
+        ("assert not area(0)", "False", "True"),
+        ("assert area(1) in (1, 2)", "2", "3"),
+    ],
+)
+def test_other_recognised_forms(sandbox: Sandbox, snippet: str, right: str, wrong: str) -> None:
+    """isclose, abs(...) < eps, sorted, is None, not, in: judged on the trusted side."""
+    assert split([snippet]) is not None
+    for body, passes in ((right, True), (wrong, False)):
+        verdict = judge(sandbox, f"import math\ndef area(r):\n    return {body}\n", [snippet])
+        assert verdict.passed is passes, verdict
+        assert not verdict.self_reported
