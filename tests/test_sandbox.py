@@ -18,7 +18,8 @@ import pytest
 
 from cascade import ConfigError, Verdict
 from cascade.validators import passes_tests
-from cascade.validators.sandbox import NOBODY, Limits, Sandbox, SandboxWarning
+from cascade.validators.confine import NOBODY, UID_POOL
+from cascade.validators.sandbox import Limits, Sandbox, SandboxWarning
 from tests.helpers import verdict_of
 
 IS_ROOT = os.geteuid() == 0
@@ -31,12 +32,13 @@ ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 
 
 def nobody_processes() -> int:
-    """How many processes run as the sandbox's uid right now."""
+    """How many processes run as a sandbox's uid (nobody, or one of the pool's) right now."""
+    uids = {NOBODY, *UID_POOL}
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                count += entry.stat().st_uid == NOBODY
+                count += entry.stat().st_uid in uids
             except OSError:
                 continue
     return count

@@ -9,6 +9,8 @@ from cascade.backends.routed import PrefixBackend, closing_backend
 from cascade.cli.say import say
 from cascade.policy import PolicyError, load_policies
 from cascade.policy.pricing import unpriced_tiers
+from cascade.policy.spec import PolicySpec
+from cascade.validators.sandbox import Sandbox
 
 __all__ = ["command"]
 
@@ -35,4 +37,13 @@ def command(args: argparse.Namespace) -> int:
         for policy in policies:
             tiers = " → ".join(tier.model for tier in policy.ladder)
             say(f"{policy.path}: ok: {policy.task_type}: {tiers}; {policy.validate!r}")
+        if any(_runs_code(policy.spec) for policy in policies):
+            say(f"sandbox for code tests: {Sandbox().describe()}")
     return 1 if failed else 0
+
+
+def _runs_code(spec: PolicySpec) -> bool:
+    """Whether a policy runs generated code in the sandbox (a ``tests`` validator anywhere)."""
+    kinds = [v.kind for v in spec.validators]
+    kinds += [v.kind for tier in spec.tiers for v in tier.validators]
+    return "tests" in kinds

@@ -2,10 +2,11 @@
 
 The sandbox gets a fresh, size-capped directory holding only the files it is given (read-only),
 a read-only view of ``/usr`` and of this Python, no network, no ``/root``, no ``/etc/shadow``,
-an unprivileged uid (65534 when we are root), limits on CPU, memory, file size and processes,
-and a clean environment with no secrets. The whole process tree is killed at the wall-clock
-limit. When neither bubblewrap nor ``unshare`` can be used, running the code is refused: there is
-never an unsandboxed fallback.
+an unprivileged uid (one of its own from a pool when we are root), limits on CPU, memory, file
+size and processes (per sandbox: see :mod:`cascade.validators.confine`, which also refuses new
+user namespaces), and a clean environment with no secrets. The whole process tree is killed at
+the wall-clock limit. When neither bubblewrap nor ``unshare`` can be used, running the code is
+refused: there is never an unsandboxed fallback.
 
 >>> Sandbox(Limits(wall_s=5))
 Sandbox(Limits(wall_s=5, cpu_s=10, memory_mb=1024, file_mb=16, processes=64))
@@ -30,10 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cascade.errors import ConfigError
+from cascade.validators.confine import (
+    GUARD,
+    NOBODY,
+    Cgroup,
+    UidSlot,
+    describe,
+    processes_of,
+    seccomp_filter,
+    write_etc,
+)
 
 __all__ = ["Limits", "Sandbox", "SandboxResult", "SandboxWarning"]
 
-NOBODY = 65534
 _SCRATCH_MB = 64
 _KEEP_OUTPUT = 64_000
 _REAP_S = 5.0
@@ -148,27 +158,42 @@ class Sandbox:
     ) -> SandboxResult:
         mode = self.mode
         scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
+        slot = UidSlot() if os.geteuid() == 0 else None
+        cgroup = _cgroup(scratch.name, self.limits)
         try:
             work = scratch / "work"
             work.mkdir()
-            for name, text in files.items():
+            for name, text in {**files, "_cascade_guard.py": GUARD}.items():
                 (work / name).write_text(text, encoding="utf-8")
-            inner = [*self._limits_argv(), self._python, "-I", "-B", *args]
+            (work / "_cascade_filter.bpf").write_bytes(seccomp_filter())
+            uid = slot.uid if slot is not None else NOBODY
+            inner = [*self._limits_argv(uid), self._python, "-I", "-B", "_cascade_guard.py"]
+            inner += args
+            names = sorted([*files, "_cascade_guard.py", "_cascade_filter.bpf"])
             if mode == "bwrap":
-                argv = self._bwrap_argv(scratch, sorted(files), inner)
+                argv = self._bwrap_argv(scratch, names, inner, uid)
             else:
-                argv = self._unshare_argv(scratch, inner)
-            return await _execute(argv, scratch, self.limits.wall_s, channel=channel)
+                argv = self._unshare_argv(scratch, inner, uid)
+            enter = None if cgroup is None else cgroup.procs
+            return await _execute(argv, scratch, self.limits.wall_s, channel=channel, cgroup=enter)
         finally:
+            if cgroup is not None:
+                cgroup.remove()
+            if slot is not None:
+                slot.release()
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _limits_argv(self) -> list[str]:
+    def describe(self) -> str:
+        """The isolation in force here, for people: the sandbox's self-test says it."""
+        return f"{self.mode}; {describe()}"
+
+    def _limits_argv(self, uid: int = NOBODY) -> list[str]:
         limits = self.limits
         processes = limits.processes
         if os.geteuid() != 0:
             # Unprivileged, we keep our own uid, and RLIMIT_NPROC counts all of its processes.
-            processes += _processes_of(os.getuid())
-        drop = ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+            processes += processes_of(os.getuid())
+        drop = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         return [
             *(drop if os.geteuid() == 0 else []),
             "/usr/bin/prlimit",
@@ -185,8 +210,8 @@ class Sandbox:
         found = {sys.prefix, sys.base_prefix, str(Path(os.path.realpath(self._python)).parents[1])}
         return sorted(d for d in found if not any(d.startswith(s + "/") or d == s for s in _SYSTEM))
 
-    def _bwrap_argv(self, scratch: Path, names: list[str], inner: list[str]) -> list[str]:
-        etc = _write_etc(scratch)
+    def _bwrap_argv(self, scratch: Path, names: list[str], inner: list[str], uid: int) -> list[str]:
+        etc = write_etc(scratch, uid)
         argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         argv += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
         for path in _SYSTEM:
@@ -215,9 +240,9 @@ class Sandbox:
             argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return [*argv, "--", *inner]
 
-    def _unshare_argv(self, scratch: Path, inner: list[str]) -> list[str]:
+    def _unshare_argv(self, scratch: Path, inner: list[str], uid: int) -> list[str]:
         """``unshare`` namespaces, then a shell that builds the same view and chroots into it."""
-        etc = _write_etc(scratch)
+        etc = write_etc(scratch, uid)
         root = scratch / "root"
         root.mkdir()
         lines = ["set -eu", f"R={shlex.quote(str(root))}", "mount --make-rprivate /"]
@@ -259,31 +284,21 @@ def _ro_bind(source: str, target: str | None = None) -> str:
     )
 
 
-def _write_etc(scratch: Path) -> Path:
-    """A minimal /etc: who nobody is, and nothing else (no shadow, no hosts, no secrets)."""
-    etc = scratch / "etc"
-    etc.mkdir()
-    (etc / "passwd").write_text(
-        f"root:x:0:0:root:/root:/bin/sh\nnobody:x:{NOBODY}:{NOBODY}:nobody:/sandbox:/bin/sh\n"
-    )
-    (etc / "group").write_text(f"root:x:0:\nnogroup:x:{NOBODY}:\n")
-    for path in etc.iterdir():
-        path.chmod(0o644)
-    etc.chmod(0o755)
-    return etc
-
-
-def _processes_of(uid: int) -> int:
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                count += entry.stat().st_uid == uid
-    return count
+def _cgroup(name: str, limits: Limits) -> Cgroup | None:
+    """A cgroup for one run, where a writable hierarchy allows; else ``None``."""
+    try:
+        return Cgroup(name, limits.processes, limits.memory_mb)
+    except OSError:
+        return None
 
 
 async def _execute(
-    argv: list[str], scratch: Path, wall_s: float, *, channel: bool = False
+    argv: list[str],
+    scratch: Path,
+    wall_s: float,
+    *,
+    channel: bool = False,
+    cgroup: list[str] | None = None,
 ) -> SandboxResult:
     """Run ``argv`` with its output in files, killing its whole tree at ``wall_s``."""
     start = time.perf_counter()
@@ -295,6 +310,11 @@ async def _execute(
     ):
         if argv[0] == "bwrap":
             argv = [argv[0], "--info-fd", str(info.fileno()), *argv[1:]]
+        if cgroup:
+            # The launcher joins the cgroup, then becomes bwrap or unshare: everything the
+            # sandbox starts is inside from its first instruction (and no slow fork here).
+            joins = "; ".join(f"echo $$ > {shlex.quote(path)}" for path in cgroup)
+            argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "cascade-cgroup", *argv]
         fds = (info.fileno(), results.fileno()) if channel else (info.fileno(),)
         argv = [a.replace("{channel}", str(results.fileno())) for a in argv] if channel else argv
         process = await asyncio.create_subprocess_exec(
