@@ -195,3 +195,12 @@ def test_other_recognised_forms(sandbox: Sandbox, snippet: str, right: str, wron
         verdict = judge(sandbox, f"import math\ndef area(r):\n    return {body}\n", [snippet])
         assert verdict.passed is passes, verdict
         assert not verdict.self_reported
+
+
+def test_the_code_gets_nothing_it_did_not_import(sandbox: Sandbox) -> None:
+    """A solution that uses math without importing it fails, as it would anywhere else."""
+    code = "def add(a, b):\n    return int(math.fsum([a, b]))\n"
+    verdict = judge(sandbox, code)
+    assert not verdict.passed
+    assert "NameError" in verdict.reason
+    assert judge(sandbox, "import math\n" + code).passed

@@ -84,7 +84,7 @@ print(marker + json.dumps({"cases": len(cases), "failures": failures}))
 """
 
 
-_HARNESS_VERSION = 2
+_HARNESS_VERSION = 3
 """Bumped whenever the way tests are run changes, so that cached verdicts are not reused."""
 
 Missing = Literal["fault", "fail"]

@@ -312,7 +312,7 @@ def decode(data: Any, depth: int = 0) -> Any:  # noqa: PLR0911, PLR0912  # one c
 
 
 HARNESS = r"""
-import collections, json, math, os, sys, traceback
+import collections, json, os, sys, traceback
 _channel = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
 _dumps, _write, _flush, _type = json.dumps, _channel.write, _channel.flush, type
 _PLAIN = {bool: "b", int: "i", float: "f", complex: "c", str: "s", bytes: "y", list: "l",
@@ -359,7 +359,7 @@ def _error(exc, label, code):
 
 with open("cases.json", encoding="utf-8") as _handle:
     _cases = json.load(_handle)
-_namespace = {"__name__": "solution", "math": math}
+_namespace = {"__name__": "solution"}  # only what the code defines: nothing lent
 for _label in ("setup", "solution"):
     try:
         exec(compile(_cases[_label], _label, "exec"), _namespace)
