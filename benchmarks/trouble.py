@@ -3,7 +3,8 @@
 A fake OpenAI-compatible provider (``cascade.testing.FakeOpenAI``, 20 ms per answer) runs in
 this process on 127.0.0.1 and serves both tiers of a two-tier policy (a cheap model and a dear
 one, ten times its price; every answer "ok" is accepted). The same 1,000 tasks run through
-``cascade run --workers 2 --concurrency 16`` once per scenario, each in a fresh store:
+``cascade run --workers 2 --concurrency 16`` once per scenario, each in a fresh store, with the
+breaker's ``cooldown_s`` from ``--cooldown`` (the policies' default is 30 s):
 
 - ``clean``: every request answered;
 - ``500 burst``: the cheap model's first 40 requests get HTTP 500;
@@ -16,7 +17,7 @@ For each it prints the tasks accepted and failed, the tasks that climbed to the 
 cost and its ratio to the clean run's, and the wall time. Target: every task accepted, with the
 cost within 10% of the clean run's.
 
-    .venv/bin/python benchmarks/trouble.py [--tasks 1000] [--workers 2]
+    .venv/bin/python benchmarks/trouble.py [--tasks 1000] [--workers 2] [--cooldown 2]
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ kind = "one_of"
 labels = ["ok"]
 [breaker]
 failures = 5
-cooldown_s = 2
+cooldown_s = {cooldown}
 """
 
 Reply = Callable[[str, int, float], FakeReply]
@@ -124,12 +125,14 @@ class Script:
         return self._reply(model, number, elapsed)
 
 
-def run(name: str, reply: Reply, tasks: int, workers: int, folder: Path) -> dict[str, Any]:
+def run(
+    name: str, reply: Reply, tasks: int, workers: int, folder: Path, cooldown: float
+) -> dict[str, Any]:
     """One scenario: a fresh job folder, one ``cascade run``, the figures from its results."""
     job = folder / name.replace(" ", "-")
     job.mkdir()
     with FakeOpenAI(Script(reply)) as server:
-        (job / "policy.toml").write_text(POLICY.format(url=server.base_url))
+        (job / "policy.toml").write_text(POLICY.format(url=server.base_url, cooldown=cooldown))
         (job / "tasks.jsonl").write_text(
             "".join(
                 json.dumps({"id": f"t{n}", "input": f"say ok {n}"}) + "\n" for n in range(tasks)
@@ -162,14 +165,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cooldown", type=float, default=2.0, help="the breaker's cooldown_s")
     args = parser.parse_args()
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, reply in SCENARIOS.items():
-            rows[name] = run(name, reply, args.tasks, args.workers, Path(folder))
+            rows[name] = run(name, reply, args.tasks, args.workers, Path(folder), args.cooldown)
     base = rows["clean"]["cost"]
     ms = LATENCY_S * 1000
-    print(f"{args.tasks} tasks, --workers {args.workers} --concurrency 16, {ms:.0f} ms answers")
+    print(f"{args.tasks} tasks, --workers {args.workers} --concurrency 16, {ms:.0f} ms answers,"
+          f" breaker cooldown {args.cooldown:g} s")  # fmt: skip
     head = ("scenario", "exit", "accepted", "failed", "climbed", "cost $", "x clean", "wall s")
     print("{:<16} {:>4} {:>8} {:>6} {:>7} {:>10} {:>7} {:>6}".format(*head))
     for name, row in rows.items():

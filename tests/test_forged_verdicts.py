@@ -157,10 +157,15 @@ def test_os_exit_on_import_under_pytest_fails(sandbox: Sandbox) -> None:
     tests = "def test_add():\n    assert add(2, 2) == 4\n"
     verdict = judge(sandbox, "import os\nos._exit(0)\n", tests)
     assert not verdict.passed
+    assert "the code under test ended the process" in verdict.reason
+    in_process = passes_tests(tests, sandbox=sandbox, isolation="in-process")
+    verdict = verdict_of(in_process, "import os\nos._exit(0)\n")
+    assert not verdict.passed
     assert "without reporting" in verdict.reason
     honest = judge(sandbox, "def add(a, b):\n    return a + b\n", tests)
     assert honest.passed
-    assert honest.self_reported  # pytest files run with the code in the same process
+    assert not honest.self_reported  # the tests ran apart from the code
+    assert verdict_of(in_process, "def add(a, b):\n    return a + b\n").self_reported
 
 
 def test_unrecognised_snippets_run_as_before_and_are_marked_self_reported(
@@ -204,3 +209,56 @@ def test_the_code_gets_nothing_it_did_not_import(sandbox: Sandbox) -> None:
     assert not verdict.passed
     assert "NameError" in verdict.reason
     assert judge(sandbox, "import math\n" + code).passed
+
+
+PYTEST_FILE = """
+import pytest
+
+def test_add():
+    assert add(2, 2) == 4
+    assert add(40, 2) == 42
+
+def test_bad_input():
+    with pytest.raises(TypeError):
+        add("a", 1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("trick", "code"),
+    [
+        ("reads the test file", """
+            import re
+            _answers = None
+            def add(a, b):
+                global _answers
+                if _answers is None:
+                    text = open("test_solution.py").read()
+                    _answers = iter(int(x) for x in re.findall(r"== (\\d+)", text))
+                return next(_answers)
+            """),
+        ("always-equal object", TRICKS["eq-always-true"]),
+        ("int subclass", TRICKS["int-subclass"]),
+    ],
+)  # fmt: skip
+def test_pytest_files_run_apart_from_the_code(sandbox: Sandbox, trick: str, code: str) -> None:
+    """The tests never share a process or a folder with the code: its tricks reach nothing."""
+    tests = "def test_add():\n    assert add(2, 2) == 4\n    assert add(40, 2) == 42\n"
+    verdict = judge(sandbox, code, tests)
+    assert not verdict.passed, trick
+    assert not verdict.self_reported
+
+
+def test_pytest_files_reach_the_code_through_plain_data(sandbox: Sandbox) -> None:
+    """Calls, values and builtin exceptions cross the proxy as they would in one process."""
+    code = """
+        LIMIT = 100
+        def add(a, b):
+            if not isinstance(a, int):
+                raise TypeError("numbers only")
+            return a + b
+        """
+    tests = PYTEST_FILE + "\ndef test_limit():\n    assert LIMIT == 100\n"
+    verdict = judge(sandbox, code, tests)
+    assert verdict.passed, verdict.reason
+    assert not verdict.self_reported

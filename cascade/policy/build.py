@@ -155,6 +155,7 @@ def _tests(spec: TestsSpec, base: Path, cache: VerdictCache | None = None) -> Va
         missing=spec.missing,
         cache=cache,
         isolated_only=spec.isolated_tests_only,
+        isolation=spec.isolation,
     )
 
 

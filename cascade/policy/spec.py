@@ -159,6 +159,8 @@ class TestsSpec(_Kind):
     """What a task without tests gets: a fault (the job is misconfigured) or a plain failure."""
     isolated_tests_only: bool = False
     """Reject answers whose tests cannot be judged apart from the code (not plain asserts)."""
+    isolation: Literal["apart", "in-process"] = "apart"
+    """Where pytest files run: apart from the code (plain data through a proxy), or with it."""
 
 
 class JudgeSpec(_Kind):

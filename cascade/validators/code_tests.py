@@ -17,10 +17,13 @@ Assert snippets in the recognised forms (``assert CALL == EXPECTED``, ``assert C
 comparisons, ``sorted``, ``set``, ``len`` around them) are judged on the trusted side
 (:mod:`cascade.validators.isolated`): the candidate's process only computes the values of the
 calls and sends them back as plain data on a channel of their own; the expected values never
-enter it, and what it prints counts for nothing. Snippets in other forms, and pytest files, run
-with the candidate in the test's own process, which could fake its result: their verdicts are
-marked ``self_reported``, and ``isolated_only=True`` rejects such answers instead. A pytest run
-passes only when every collected test reports a pass, whatever pytest's exit code.
+enter it, and what it prints counts for nothing. pytest files run in a sandbox of their own and
+reach the code, in another, through a proxy ``solution`` module that passes plain data only
+(:mod:`cascade.validators.pytest_proxy`); a run passes only when every collected test reports a
+pass, whatever pytest's exit code. Snippets in other forms, and pytest files with
+``isolation="in-process"`` (for tests that need the code's own objects), run with the code in the
+tests' process, which could fake its result: their verdicts are marked ``self_reported``, and
+``isolated_only=True`` rejects such answers instead.
 
 A pass proves that the code computes the expected values for the tests' inputs, and nothing
 more: a lookup table that hard-codes the visible cases passes visible tests too. Hidden tests,
@@ -50,7 +53,9 @@ from cascade.validators.base import CostClass
 from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
 from cascade.validators.isolated import HARNESS, Check, Unplain, decode, split
-from cascade.validators.pytest_runner import PYTEST_RUNNER, pytest_report
+from cascade.validators.pytest_proxy import run_apart
+from cascade.validators.pytest_runner import PYTEST_RUNNER
+from cascade.validators.run_verdicts import ended_badly, failed, pytest_verdict, tail
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 
 __all__ = ["passes_tests"]
@@ -58,8 +63,6 @@ __all__ = ["passes_tests"]
 _MODULE = "solution"
 _PYTEST = ["-q", "-rf", "--tb=short", "--color=no", "--noconftest"]
 _PYTEST += ["-p", "no:cacheprovider", "-o", "addopts=", "--rootdir=/sandbox"]
-_FAILED = re.compile(r"^FAILED \S+?::(\S+)(?: - (.*))?$", re.MULTILINE)
-_MAX_LISTED = 3
 _PLAIN_NAME = re.compile(r"[\w-][\w.-]*")
 _HARNESS = """
 import json, sys, traceback
@@ -84,10 +87,11 @@ print(marker + json.dumps({"cases": len(cases), "failures": failures}))
 """
 
 
-_HARNESS_VERSION = 3
+_HARNESS_VERSION = 4
 """Bumped whenever the way tests are run changes, so that cached verdicts are not reused."""
 
 Missing = Literal["fault", "fail"]
+Isolation = Literal["apart", "in-process"]
 
 
 class _PassesTests:
@@ -103,6 +107,7 @@ class _PassesTests:
         missing: Missing,
         cache: VerdictCache | None,
         isolated_only: bool = False,
+        isolation: Isolation = "apart",
     ) -> None:
         self._tests = tests
         self._setup = setup
@@ -112,6 +117,7 @@ class _PassesTests:
         self._missing = missing
         self.cache = cache
         self._isolated_only = isolated_only
+        self._isolation = isolation
 
     def __repr__(self) -> str:
         if self._tests is None:
@@ -162,7 +168,14 @@ class _PassesTests:
         if self.cache is not None:
             limits = repr(self._sandbox.limits)
             key = verdict_key(
-                _HARNESS_VERSION, code, setup, tests, self._files, limits, self._isolated_only
+                _HARNESS_VERSION,
+                code,
+                setup,
+                tests,
+                self._files,
+                limits,
+                self._isolated_only,
+                self._isolation,
             )
             if (kept := self.cache.get(key)) is not None:
                 return dataclasses.replace(kept, value=code if kept.passed else None)
@@ -195,7 +208,7 @@ class _PassesTests:
         cases = {"setup": setup, "solution": code, "remote": remote}
         files = {**self._files, "run.py": HARNESS, "cases.json": json.dumps(cases)}
         result = await self._sandbox.run(files, ["run.py", "{channel}"], channel=True)
-        if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
+        if (ended := ended_badly(result, self._sandbox.limits)) is not None:
             return ended
         sent, stages = _read_channel(result.channel)
         for stage in ("setup", "solution"):
@@ -203,11 +216,11 @@ class _PassesTests:
                 reason = f"the {stage} does not run: {stages[stage]}"
                 return Verdict(False, reason=reason, feedback=f"Fix this error: {stages[stage]}")
         if "loaded" not in stages:
-            tail = _tail(result.stderr or result.stdout)
+            last = tail(result.stderr or result.stdout)
             return Verdict(
                 False,
                 reason="the tests ended without reporting: the code ended the process before"
-                f" they ran (exit code {result.returncode}){tail}",
+                f" they ran (exit code {result.returncode}){last}",
                 feedback="The code must not exit or end the process while it is tested.",
             )
         failures: list[str] = []
@@ -220,7 +233,7 @@ class _PassesTests:
                 failures.append(f"test {check.snippet + 1}: {check.source} ({why})")
         if not failures:
             return Verdict(True, value=code)
-        return _failed(failures, total)
+        return failed(failures, total)
 
     async def _run_in_process(
         self, code: str, setup: str, snippets: tuple[str, ...]
@@ -230,58 +243,35 @@ class _PassesTests:
         marker = f"CASCADE-RESULT-{secrets.token_hex(8)}:"
         files = {**self._files, "run.py": _HARNESS, "cases.json": json.dumps(cases)}
         result = await self._sandbox.run(files, ["run.py", marker])
-        if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
+        if (ended := ended_badly(result, self._sandbox.limits)) is not None:
             return ended, True
         lines = [line for line in result.stdout.splitlines() if line.startswith(marker)]
         if not lines:
-            tail = _tail(result.stderr or result.stdout)
+            last = tail(result.stderr or result.stdout)
             return Verdict(
                 False,
-                reason=f"the tests ended without reporting (exit code {result.returncode}){tail}",
+                reason=f"the tests ended without reporting (exit code {result.returncode}){last}",
                 feedback="The code must not exit or end the process while it is tested.",
             ), True
         failures: list[str] = json.loads(lines[-1][len(marker) :])["failures"]
         if not failures:
             return Verdict(True, value=code), True
-        return _failed(failures, len(snippets)), True
+        return failed(failures, len(snippets)), True
 
     async def _run_pytest(self, code: str, setup: str, tests: str) -> tuple[Verdict, bool]:
-        verdict, keep = await self._pytest_verdict(code, setup, tests)
-        return dataclasses.replace(verdict, self_reported=True), keep
-
-    async def _pytest_verdict(self, code: str, setup: str, tests: str) -> tuple[Verdict, bool]:
+        """Pytest on the code: apart from it through a proxy, or in its process (self-reported)."""
         header = "" if re.search(rf"\b(from|import) {_MODULE}\b", tests) else _import_all()
-        files = {
-            **self._files,
-            f"{_MODULE}.py": setup + "\n" + code,
-            f"test_{_MODULE}.py": header + tests,
-            "run_pytest.py": PYTEST_RUNNER,
-        }
-        argv = ["run_pytest.py", "{channel}", *_PYTEST, f"test_{_MODULE}.py"]
+        files = {f"test_{_MODULE}.py": header + tests, "run_pytest.py": PYTEST_RUNNER}
+        solution = setup + "\n" + code
+        if self._isolation == "apart":
+            argv = ["run_pytest.py", "{channel}", "{peer}", *_PYTEST, f"test_{_MODULE}.py"]
+            result = await run_apart(self._sandbox, solution, files, argv, self._files)
+            return pytest_verdict(result, code, self._sandbox.limits)
+        argv = ["run_pytest.py", "{channel}", "-", *_PYTEST, f"test_{_MODULE}.py"]
+        files |= {**self._files, f"{_MODULE}.py": solution}
         result = await self._sandbox.run(files, argv, channel=True)
-        if (ended := _ended_badly(result, self._sandbox.limits)) is not None:
-            return ended, True
-        report = pytest_report(result.channel)
-        if result.returncode == 0 and report.all_passed:
-            return Verdict(True, value=code), True
-        failures = [f"{name}: {why or 'failed'}" for name, why in _FAILED.findall(result.stdout)]
-        if result.returncode == 1 and failures:
-            return _failed(failures, None), True
-        if result.returncode == 5 or (report.finished is not None and report.collected == 0):
-            return Verdict(False, reason="the tests hold no test functions", fault=True), False
-        tail = _tail(result.stdout)
-        if result.returncode == 0:
-            return Verdict(
-                False,
-                reason="the tests ended without reporting every test's outcome (did the code"
-                f" exit or end the process?){tail}",
-                feedback="The code must not exit or end the process while it is tested.",
-            ), True
-        return Verdict(
-            False,
-            reason=f"the tests could not run (pytest exit {result.returncode}){tail}",
-            feedback="The code must import cleanly. Fix this error" + tail,
-        ), True
+        verdict, keep = pytest_verdict(result, code, self._sandbox.limits)
+        return dataclasses.replace(verdict, self_reported=True), keep
 
 
 def _read_channel(text: str) -> tuple[dict[int, tuple[str, object]], dict[str, str]]:
@@ -333,36 +323,6 @@ def _import_all() -> str:
     return f"from {_MODULE} import *  # noqa: F403\n"
 
 
-def _ended_badly(result: SandboxResult, limits: Limits) -> Verdict | None:
-    if result.timed_out:
-        reason = f"the tests were killed at the wall-clock limit of {limits.wall_s:g} s"
-    elif result.signal_name in ("SIGXCPU", "SIGKILL") and result.duration_s < limits.wall_s:
-        reason = f"the tests were killed by {result.signal_name} (CPU limit {limits.cpu_s} s)"
-    elif result.signal_name == "SIGXFSZ":
-        reason = f"the tests wrote a file over the limit of {limits.file_mb} MB"
-    elif result.signal_name is not None:
-        reason = f"the tests were killed by {result.signal_name}"
-    else:
-        return None
-    return Verdict(False, reason=reason, feedback="The code must finish quickly: " + reason + ".")
-
-
-def _failed(failures: list[str], total: int | None) -> Verdict:
-    count = f"{len(failures)} of {total}" if total is not None else str(len(failures))
-    listed = "\n".join(failures[:_MAX_LISTED])
-    return Verdict(
-        False,
-        reason=f"{count} test(s) failed; first: {failures[0]}",
-        feedback=f"The code fails these tests:\n{listed}",
-    )
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.lstrip().startswith("E ")] or lines[-3:]
-    return (": " + " | ".join(line.strip() for line in errors[-3:]))[:400] if errors else ""
-
-
 def passes_tests(
     tests: str | Path | Sequence[str] | None = None,
     *,
@@ -374,6 +334,7 @@ def passes_tests(
     missing: Missing = "fault",
     cache: VerdictCache | None = None,
     isolated_only: bool = False,
+    isolation: Isolation = "apart",
 ) -> _PassesTests:
     """Pass when the code in the output passes ``tests`` in the sandbox; the result is the code.
 
@@ -382,8 +343,13 @@ def passes_tests(
     beside them. ``limits`` bounds time, memory, files and processes. ``missing`` says what a
     task without tests gets: a ``"fault"`` or a plain ``"fail"``. ``cache`` keeps verdicts.
     ``isolated_only`` rejects answers whose tests cannot be judged apart from the code (see the
-    module docstring) instead of passing them with a ``self_reported`` verdict.
+    module docstring) instead of passing them with a ``self_reported`` verdict. ``isolation``
+    says where a pytest file's tests run: ``"apart"`` from the code, which they reach through a
+    proxy module with plain data only, or ``"in-process"`` (self-reported) for tests that need
+    the code's own objects.
     """
+    if isolation not in ("apart", "in-process"):
+        raise ConfigError(f"isolation must be 'apart' or 'in-process', not {isolation!r}")
     if missing not in ("fault", "fail"):
         raise ConfigError(f"missing must be 'fault' or 'fail', not {missing!r}")
     chosen: str | tuple[str, ...] | None
@@ -399,9 +365,10 @@ def passes_tests(
     else:
         raise ConfigError("tests must be pytest code, a path, or a list of snippets")
     for name in files or {}:
-        if not _PLAIN_NAME.fullmatch(name) or name in ("run.py", "cases.json", "run_pytest.py"):
+        reserved = ("run.py", "cases.json", "run_pytest.py", "serve.py", "solution.py")
+        if not _PLAIN_NAME.fullmatch(name) or name in reserved or name.startswith("_cascade"):
             raise ConfigError(f"test files must have plain, unreserved names, got {name!r}")
     sandbox = sandbox or Sandbox(limits)
     return _PassesTests(
-        chosen, setup, files or {}, sandbox, max_chars, missing, cache, isolated_only
+        chosen, setup, files or {}, sandbox, max_chars, missing, cache, isolated_only, isolation
     )

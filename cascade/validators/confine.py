@@ -24,19 +24,26 @@ import contextlib
 import fcntl
 import os
 import platform
+import shutil
 import struct
+import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from cascade.errors import ConfigError
 
 __all__ = [
     "GUARD",
     "NOBODY",
     "UID_POOL",
     "Cgroup",
+    "SandboxWarning",
     "UidSlot",
+    "choose_mode",
     "describe",
     "processes_of",
     "seccomp_filter",
@@ -103,6 +110,11 @@ else:
     runpy.run_path(_args[0], run_name="__main__")
 """
 """``python -I -B _cascade_guard.py ARGS``: confine this process, then run ARGS as python would."""
+
+
+class SandboxWarning(UserWarning):
+    """The sandbox runs in its weaker fallback mode."""
+
 
 NOBODY = 65534
 _UID_BASE, _UID_SLOTS = 64100, 64
@@ -271,3 +283,37 @@ def processes_of(uid: int) -> int:
             with contextlib.suppress(OSError):
                 count += entry.stat().st_uid == uid
     return count
+
+
+def choose_mode() -> str:
+    """The sandbox to use here: bubblewrap, else ``unshare`` (root), else a ConfigError."""
+    problems = []
+    if shutil.which("bwrap"):
+        if _works(["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--", "/bin/true"]):
+            return "bwrap"
+        problems.append("bubblewrap is installed but cannot create namespaces here")
+    else:
+        problems.append("bubblewrap (bwrap) is not installed")
+    probe = ["unshare", "--mount", "--net", "--pid", "--fork", "--", "/bin/true"]
+    if os.geteuid() == 0 and shutil.which("unshare") and _works(probe):
+        warnings.warn(
+            f"{problems[0]}: running generated code under the weaker unshare + rlimits "
+            "sandbox. Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
+            SandboxWarning,
+            stacklevel=4,
+        )
+        return "unshare"
+    problems.append("the unshare fallback needs root and a working unshare")
+    raise ConfigError(
+        "no sandbox is available to run generated code, and it is never run unsandboxed: "
+        + "; ".join(problems)
+        + ". Install bubblewrap (apt-get install bubblewrap)."
+    )
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        completed = subprocess.run(argv, capture_output=True, timeout=10, check=False)  # noqa: S603  # fixed argv
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return completed.returncode == 0

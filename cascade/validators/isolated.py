@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HARNESS", "Check", "Unplain", "decode", "split"]
+__all__ = ["ENCODER", "HARNESS", "Check", "Unplain", "decode", "split"]
 
 _CALLS: dict[str, Callable[..., Any]] = {
     name: getattr(builtins, name)
@@ -311,17 +311,13 @@ def decode(data: Any, depth: int = 0) -> Any:  # noqa: PLR0911, PLR0912  # one c
     raise Unplain("a malformed value")
 
 
-HARNESS = r"""
-import collections, json, os, sys, traceback
-_channel = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
-_dumps, _write, _flush, _type = json.dumps, _channel.write, _channel.flush, type
+ENCODER = r"""
+import collections as _collections
+_type = type
 _PLAIN = {bool: "b", int: "i", float: "f", complex: "c", str: "s", bytes: "y", list: "l",
           tuple: "t", set: "set", frozenset: "fs", dict: "d", type(None): "n",
-          collections.OrderedDict: "d", collections.defaultdict: "d", collections.Counter: "d"}
-
-def _send(item):
-    _write(_dumps(item) + "\n")
-    _flush()
+          _collections.OrderedDict: "d", _collections.defaultdict: "d",
+          _collections.Counter: "d"}
 
 class _Unplain(Exception):
     pass
@@ -348,6 +344,21 @@ def _encode(value, depth=0):
     if tag == "d":
         return {"d": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]}
     return {tag: [_encode(v, depth + 1) for v in value]}
+"""
+"""``_encode(value)``: a value as tagged plain data, read back by :func:`decode`; an instance of
+any other type (a subclass included) raises ``_Unplain``. Shared by every script that sends
+values across the sandbox's edge."""
+
+HARNESS = (
+    ENCODER
+    + r"""
+import json, os, sys, traceback
+_channel = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
+_dumps, _write, _flush = json.dumps, _channel.write, _channel.flush
+
+def _send(item):
+    _write(_dumps(item) + "\n")
+    _flush()
 
 def _error(exc, label, code):
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == label]
@@ -381,5 +392,6 @@ for _index, _source in enumerate(_cases["remote"]):
         _send({"i": _index, "error": f"the value cannot be sent back ({type(_exc).__name__})"})
 _send({"stage": "done"})
 """
+)
 """Runs in the sandbox: ``python run.py FD``; reads ``cases.json`` (setup, solution and the
 remote expressions), writes one JSON line per value to descriptor ``FD``."""

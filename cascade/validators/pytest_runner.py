@@ -1,7 +1,8 @@
 """pytest in the sandbox, with each test's outcome reported on a channel apart from stdout.
 
-``run_pytest.py`` (:data:`PYTEST_RUNNER`) runs pytest with a plugin that writes the number of
-tests collected, each test's outcome and the session's end to the sandbox's channel descriptor.
+``run_pytest.py CHANNEL PEER ARGS`` (:data:`PYTEST_RUNNER`) runs pytest with a plugin that
+writes the number of tests collected, each test's outcome and the session's end to the
+sandbox's channel descriptor.
 A run passes only when every collected test reported a pass and the session reported its end:
 code that ends the process early (``os._exit(0)`` on import, say) leaves pytest's exit code at
 0 but reports nothing, and fails. The code under test runs in pytest's own process, so it could
@@ -24,6 +25,8 @@ class PytestReport:
     finished: int | None
     passed: int
     failed: int
+    collect_errors: tuple[str, ...] = ()
+    """Why test files could not be collected (the code under test failed to import, say)."""
 
     @property
     def all_passed(self) -> bool:
@@ -33,6 +36,7 @@ class PytestReport:
             and bool(self.collected)
             and self.passed == self.collected
             and not self.failed
+            and not self.collect_errors
         )
 
 
@@ -40,6 +44,7 @@ def pytest_report(text: str) -> PytestReport:
     """What the runner's plugin wrote to the channel."""
     collected = finished = None
     passed = failed = 0
+    errors: list[str] = []
     for line in text.splitlines():
         try:
             item = json.loads(line)
@@ -51,11 +56,13 @@ def pytest_report(text: str) -> PytestReport:
             collected = item["collected"]
         elif isinstance(item.get("finished"), int):
             finished = item["finished"]
+        elif isinstance(item.get("collect_error"), str):
+            errors.append(item["collect_error"][:400])
         elif item.get("when") == "call" and item.get("outcome") == "passed":
             passed += 1
         elif item.get("outcome") == "failed":
             failed += 1
-    return PytestReport(collected, finished, passed, failed)
+    return PytestReport(collected, finished, passed, failed, tuple(errors))
 
 
 PYTEST_RUNNER = r"""
@@ -68,11 +75,18 @@ def _send(item):
 class _Outcomes:
     def pytest_collection_finish(self, session):
         _send({"collected": len(session.items)})
+    def pytest_collectreport(self, report):
+        if report.failed:
+            lines = str(report.longrepr).strip().splitlines()
+            errors = [l for l in lines if l.startswith("E ")] or lines[-1:]
+            _send({"collect_error": " | ".join(e[1:].strip() for e in errors[-2:])})
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or report.failed:
             _send({"test": report.nodeid, "when": report.when, "outcome": report.outcome})
     def pytest_sessionfinish(self, session, exitstatus):
         _send({"finished": int(exitstatus)})
+if sys.argv[2] != "-":
+    os.environ["CASCADE_PEER_FD"] = sys.argv[2]  # where the proxy "solution" finds the code
 import pytest
-raise SystemExit(pytest.main(sys.argv[2:], plugins=[_Outcomes()]))
+raise SystemExit(pytest.main(sys.argv[3:], plugins=[_Outcomes()]))
 """

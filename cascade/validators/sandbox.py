@@ -25,8 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,9 @@ from cascade.validators.confine import (
     GUARD,
     NOBODY,
     Cgroup,
+    SandboxWarning,
     UidSlot,
+    choose_mode,
     describe,
     processes_of,
     seccomp_filter,
@@ -56,10 +57,6 @@ _ENV = {
     "TMPDIR": "/tmp",  # noqa: S108  # the sandbox's own private tmpfs
     "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
 }
-
-
-class SandboxWarning(UserWarning):
-    """The sandbox runs in its weaker fallback mode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +124,25 @@ class Sandbox:
     def mode(self) -> str:
         """The isolation in use, chosen on first use."""
         if self._mode is None:
-            self._mode = _choose_mode()
+            self._mode = choose_mode()
         return self._mode
 
     async def run(
-        self, files: Mapping[str, str], args: Sequence[str], *, channel: bool = False
+        self,
+        files: Mapping[str, str],
+        args: Sequence[str],
+        *,
+        channel: bool = False,
+        peer: int | None = None,
+        spawned: Callable[[], object] | None = None,
     ) -> SandboxResult:
         """Write ``files`` into a fresh directory and run ``python -I -B *args`` there.
 
         With ``channel``, the code gets one more open descriptor, a file of the host's, whose
         number replaces ``{channel}`` in ``args``; what it writes there comes back in
-        :attr:`SandboxResult.channel`, apart from its stdout.
+        :attr:`SandboxResult.channel`, apart from its stdout. ``peer`` is a descriptor of ours
+        (a socket to another sandbox, say) handed on as it is, its number replacing ``{peer}``;
+        ``spawned`` is called once the sandbox's process holds it (so ours can be closed).
 
         The first run checks that the sandbox can start Python at all, so that a broken setup
         is a :class:`ConfigError` rather than a string of failed candidates.
@@ -151,10 +156,16 @@ class Sandbox:
                 detail = (probe.stderr or probe.stdout).strip()[-500:]
                 raise ConfigError(f"the {self.mode} sandbox cannot start Python: {detail}")
             self._checked = True
-        return await self._run(files, args, channel=channel)
+        return await self._run(files, args, channel=channel, peer=peer, spawned=spawned)
 
     async def _run(
-        self, files: Mapping[str, str], args: Sequence[str], *, channel: bool = False
+        self,
+        files: Mapping[str, str],
+        args: Sequence[str],
+        *,
+        channel: bool = False,
+        peer: int | None = None,
+        spawned: Callable[[], object] | None = None,
     ) -> SandboxResult:
         mode = self.mode
         scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
@@ -168,14 +179,17 @@ class Sandbox:
             (work / "_cascade_filter.bpf").write_bytes(seccomp_filter())
             uid = slot.uid if slot is not None else NOBODY
             inner = [*self._limits_argv(uid), self._python, "-I", "-B", "_cascade_guard.py"]
-            inner += args
+            inner += [a.replace("{peer}", str(peer)) for a in args] if peer is not None else args
             names = sorted([*files, "_cascade_guard.py", "_cascade_filter.bpf"])
             if mode == "bwrap":
                 argv = self._bwrap_argv(scratch, names, inner, uid)
             else:
                 argv = self._unshare_argv(scratch, inner, uid)
             enter = None if cgroup is None else cgroup.procs
-            return await _execute(argv, scratch, self.limits.wall_s, channel=channel, cgroup=enter)
+            return await _execute(
+                argv, scratch, self.limits.wall_s, channel=channel, cgroup=enter, peer=peer,
+                spawned=spawned,
+            )  # fmt: skip
         finally:
             if cgroup is not None:
                 cgroup.remove()
@@ -299,6 +313,8 @@ async def _execute(
     *,
     channel: bool = False,
     cgroup: list[str] | None = None,
+    peer: int | None = None,
+    spawned: Callable[[], object] | None = None,
 ) -> SandboxResult:
     """Run ``argv`` with its output in files, killing its whole tree at ``wall_s``."""
     start = time.perf_counter()
@@ -315,7 +331,7 @@ async def _execute(
             # sandbox starts is inside from its first instruction (and no slow fork here).
             joins = "; ".join(f"echo $$ > {shlex.quote(path)}" for path in cgroup)
             argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "cascade-cgroup", *argv]
-        fds = (info.fileno(), results.fileno()) if channel else (info.fileno(),)
+        fds = [info.fileno(), *([results.fileno()] if channel else []), *([peer] if peer else [])]
         argv = [a.replace("{channel}", str(results.fileno())) for a in argv] if channel else argv
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -327,6 +343,8 @@ async def _execute(
             cwd=scratch,
             pass_fds=fds,
         )
+        if spawned is not None:
+            spawned()
         timed_out = False
         try:
             await asyncio.wait_for(process.wait(), wall_s)
@@ -372,36 +390,3 @@ def _namespace_init(pid: int, info: Path) -> int | None:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return int(children[0]) if children else None
     return None
-
-
-def _choose_mode() -> str:
-    problems = []
-    if shutil.which("bwrap"):
-        if _works(["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--", "/bin/true"]):
-            return "bwrap"
-        problems.append("bubblewrap is installed but cannot create namespaces here")
-    else:
-        problems.append("bubblewrap (bwrap) is not installed")
-    probe = ["unshare", "--mount", "--net", "--pid", "--fork", "--", "/bin/true"]
-    if os.geteuid() == 0 and shutil.which("unshare") and _works(probe):
-        warnings.warn(
-            f"{problems[0]}: running generated code under the weaker unshare + rlimits "
-            "sandbox. Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
-            SandboxWarning,
-            stacklevel=4,
-        )
-        return "unshare"
-    problems.append("the unshare fallback needs root and a working unshare")
-    raise ConfigError(
-        "no sandbox is available to run generated code, and it is never run unsandboxed: "
-        + "; ".join(problems)
-        + ". Install bubblewrap (apt-get install bubblewrap)."
-    )
-
-
-def _works(argv: list[str]) -> bool:
-    try:
-        completed = subprocess.run(argv, capture_output=True, timeout=10, check=False)  # noqa: S603  # fixed argv
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return completed.returncode == 0
