@@ -317,4 +317,12 @@ def _add_run(commands: Any) -> None:
         action="store_true",
         help="estimate the worst-case and expected cost of the tasks file; call no model",
     )
+    run.add_argument(
+        "--otel",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="export OpenTelemetry traces and metrics over OTLP/HTTP to URL (default: the"
+        " OTEL_EXPORTER_OTLP_ENDPOINT environment variable); needs the otel extra",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")

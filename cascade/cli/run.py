@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -53,7 +54,13 @@ def job_of(args: argparse.Namespace) -> Job:
         retry_failed=args.retry_failed,
         dry_run=args.dry_run,
         grace_s=args.grace,
+        otel=args.otel if args.otel is not None else _otel_from_environment(),
     )
+
+
+def _otel_from_environment() -> str | None:
+    """``""`` (export to the standard endpoint) when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
+    return "" if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else None
 
 
 def command(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from cascade.run.guard import Limit
 
 if TYPE_CHECKING:
     from cascade.backends.base import Backend
+    from cascade.telemetry import Telemetry
 
 __all__ = ["Job", "backend_from"]
 
@@ -55,6 +57,9 @@ class Job:
     """Run again the tasks an earlier run of the job ended ``failed`` (provider trouble)."""
     dry_run: bool = False
     grace_s: float = 5.0
+    otel: str | None = None
+    """Export traces and metrics over OTLP/HTTP: to this base URL, or ``""`` for the endpoint
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` names; ``None`` exports nothing."""
     """On an interrupt, how long tasks in flight may take to finish before they are cut off."""
 
     def __post_init__(self) -> None:
@@ -91,6 +96,19 @@ class Job:
     def review_path(self) -> Path:
         """The human review queue: ``--review``, by default beside the results."""
         return Path(self.review or Path(self.out).with_suffix(".review.jsonl"))
+
+    def telemetry(self) -> Telemetry | None:
+        """An exporter of traces and metrics for this process, when the job asks for one."""
+        if self.otel is None:
+            return None
+        from cascade.telemetry import otlp_telemetry  # noqa: PLC0415  # the otel extra
+
+        try:
+            return otlp_telemetry(self.otel or None, logging.getLogger("cascade").warning)
+        except ImportError as exc:
+            raise ConfigError(
+                f"--otel needs the otel extra: pip install 'cascade-llm[otel]' ({exc})"
+            ) from exc
 
     def worker_count(self, tasks: int | None) -> int:
         """The workers asked for, or by default one per core and one per thousand tasks at most.

@@ -180,6 +180,7 @@ class Runner:
             max_outage_s=self.job.max_outage_s,
         )
         cascades = Cascades(self._policies, settings)
+        telemetry = self.job.telemetry()
         worker = Worker(
             self.job,
             cascades,
@@ -187,13 +188,18 @@ class Runner:
             stop=self._stop,
             budget=self._budget,
             interrupted=self._interrupted,
+            telemetry=telemetry,
         )
         task = asyncio.ensure_future(worker.run())
-        while not task.done():
-            await asyncio.wait([task], timeout=self.job.tail_s)
-            self._tail()
-            self._watch(feeder, [worker.owner])
-        task.result()
+        try:
+            while not task.done():
+                await asyncio.wait([task], timeout=self.job.tail_s)
+                self._tail()
+                self._watch(feeder, [worker.owner])
+            task.result()
+        finally:
+            if telemetry is not None:
+                await asyncio.to_thread(telemetry.shutdown)  # flushing may wait on the network
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = multiprocessing.get_context("spawn")

@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from cascade.backends.routed import closing_backend
 from cascade.engine import Cascade, Settings
@@ -29,7 +29,10 @@ from cascade.run.job import Job
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.ledger import Leased, Ledger
-from cascade.types import Task
+from cascade.types import Task, Tier
+
+if TYPE_CHECKING:
+    from cascade.telemetry import Telemetry
 
 __all__ = ["Cascades", "Shared", "StopFlag", "Worker", "new_owner", "work"]
 
@@ -73,6 +76,7 @@ class Worker:
         budget: JobBudget | None = None,
         owner: str | None = None,
         interrupted: StopFlag | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.job = job
         self.cascades = cascades
@@ -81,6 +85,7 @@ class Worker:
         self.budget = budget or JobBudget(None)
         self.owner = owner or new_owner()
         self.interrupted = interrupted or _NEVER
+        self.telemetry = telemetry
         self.tasks_run = 0
         self.repeated = 0
         self.cut_off = 0
@@ -134,6 +139,8 @@ class Worker:
     def _finish(self, leased: Leased, outcome: Outcome) -> None:
         self.budget.add(outcome.cost_usd)
         self._done.append((outcome, leased.task, leased.execution))
+        if self.telemetry is not None:
+            self.telemetry.record(outcome, self.cascades.tiers_for(leased.task))
 
     async def _cut_off(
         self, running: dict[asyncio.Future[Outcome], tuple[Leased, list[Step]]]
@@ -203,6 +210,11 @@ class Cascades:
         policy = self.policies.for_task(task)
         return None if policy is None else self._cascades[policy.task_type]
 
+    def tiers_for(self, task: Task) -> tuple[Tier, ...]:
+        """The ladder of the policy that serves ``task`` (empty when none does)."""
+        policy = self.policies.for_task(task)
+        return () if policy is None else policy.ladder
+
 
 class _InterruptedOrOrphaned:
     """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
@@ -256,6 +268,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
             record_all_tiers=job.record_all_tiers,
             max_outage_s=job.max_outage_s,
         )
+        telemetry = job.telemetry()
         worker = Worker(
             job,
             Cascades(policies, settings),
@@ -264,8 +277,13 @@ def work(job: Job, shared: Shared, owner: str) -> None:
             budget=shared.budget,
             owner=owner,
             interrupted=interrupted,
+            telemetry=telemetry,
         )
-        asyncio.run(worker.run())
+        try:
+            asyncio.run(worker.run())
+        finally:
+            if telemetry is not None:
+                telemetry.shutdown()
 
 
 def _log_file(path: str) -> IO[str]:
