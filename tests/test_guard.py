@@ -220,3 +220,24 @@ def test_a_rate_limited_model_is_paused_for_every_task() -> None:
     assert asyncio.run(two()) < 0.3  # the first task's retry already waited out the pause
     assert models_called(backend) == ["a", "a", "a"]
     assert guard.paused_s("a") == 0.0
+
+
+def test_probes_start_soon_and_slow_down_while_the_provider_stays_down() -> None:
+    """First probe after first_probe_s; each failed probe doubles the wait, up to cooldown_s."""
+    clock = Clock()
+    breaker = BreakerSettings(failures=1, cooldown_s=5, first_probe_s=1)
+    guard = Guard(breaker=breaker, keys=["m"], clock=clock)
+    guard.failed("m")
+    waits = []
+    for _ in range(5):
+        waits.append(guard.retry_in_s("m"))
+        assert not guard.admit("m")
+        clock.now += waits[-1]
+        assert guard.admit("m")  # the probe
+        guard.failed("m")  # and it fails
+    assert waits == [1, 2, 4, 5, 5]
+    clock.now += 5
+    assert guard.admit("m")
+    assert guard.succeeded("m") is not None  # back: closed, and the next trip starts at 1 s
+    guard.failed("m")
+    assert guard.retry_in_s("m") == 1

@@ -89,6 +89,8 @@ class BreakerSpec(_Strict):
 
     failures: PositiveInt = 5
     cooldown_s: Annotated[float, Field(gt=0)] = 30.0
+    first_probe_s: Annotated[float, Field(gt=0)] = 1.0
+    """The first probe after the breaker opens; each failed probe doubles it, to cooldown_s."""
 
 
 class BudgetSpec(_Strict):

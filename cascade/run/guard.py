@@ -40,8 +40,8 @@ __all__ = ["BreakerSettings", "Guard", "Limit", "Transition", "guard_for", "prov
 
 # The slots of one key, in the shared array.
 _RPM_LEVEL, _RPM_AT, _TPM_LEVEL, _TPM_AT, _PAUSED_UNTIL, _FACTOR, _STREAK_429 = range(7)
-_STATE, _FAILURES, _OPENED_AT, _PROBE_AT, _TRIPS = range(7, 12)
-_SLOTS = 12
+_STATE, _FAILURES, _OPENED_AT, _PROBE_AT, _TRIPS, _COOLDOWN = range(7, 13)
+_SLOTS = 13
 
 _CLOSED, _OPEN, _HALF_OPEN = 0.0, 1.0, 2.0
 _STATE_NAMES = {_CLOSED: "closed", _OPEN: "open", _HALF_OPEN: "half_open"}
@@ -88,14 +88,28 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """Open after ``failures`` consecutive provider failures; probe again after ``cooldown_s``."""
+    """Open after ``failures`` consecutive provider failures, then probe with one call.
+
+    The first probe goes ``first_probe_s`` after the breaker opens; each probe that fails
+    doubles the wait, up to ``cooldown_s``. A short outage is over after a probe or two, and a
+    long one is probed no more than once per ``cooldown_s``. ``first_probe_s=None`` always waits
+    ``cooldown_s``.
+    """
 
     failures: int = 5
     cooldown_s: float = 30.0
+    first_probe_s: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.failures < 1 or not self.cooldown_s > 0:
             raise ConfigError("a breaker needs failures >= 1 and cooldown_s > 0")
+        if self.first_probe_s is not None and not self.first_probe_s > 0:
+            raise ConfigError("a breaker's first_probe_s must be > 0")
+
+    def first_wait_s(self) -> float:
+        """How long a breaker that just opened waits before its first probe."""
+        first = self.cooldown_s if self.first_probe_s is None else self.first_probe_s
+        return min(first, self.cooldown_s)
 
 
 class Guard:
@@ -250,7 +264,7 @@ class Guard:
             paused = slots[base + _PAUSED_UNTIL] - now
             state = slots[base + _STATE]
             since = slots[base + _OPENED_AT] if state == _OPEN else slots[base + _PROBE_AT]
-            cooling = since + self.breaker.cooldown_s - now if state != _CLOSED else 0.0
+            cooling = since + slots[base + _COOLDOWN] - now if state != _CLOSED else 0.0
         return max(0.0, paused, cooling)
 
     # Breakers ---------------------------------------------------------------------------
@@ -267,7 +281,7 @@ class Guard:
             state = slots[base + _STATE]
             if state == _CLOSED:
                 return True, None
-            cooldown = self.breaker.cooldown_s
+            cooldown = slots[base + _COOLDOWN]
             if state == _OPEN:
                 if now < slots[base + _OPENED_AT] + cooldown:
                     return False, None
@@ -314,6 +328,10 @@ class Guard:
                 return None
             slots[base + _STATE], slots[base + _OPENED_AT] = _OPEN, now
             slots[base + _TRIPS] += before == _CLOSED
+            if before == _CLOSED:
+                slots[base + _COOLDOWN] = self.breaker.first_wait_s()
+            else:  # a failed probe: wait twice as long before the next, up to the cooldown
+                slots[base + _COOLDOWN] = min(self.breaker.cooldown_s, 2 * slots[base + _COOLDOWN])
         return Transition(model, _STATE_NAMES[before], "open", int(failures))
 
     def trips(self) -> int:
@@ -342,12 +360,15 @@ def guard_for(policies: PolicySet, limits: Mapping[str, Limit] | None = None) ->
         for key, spec in policy.spec.limits.items():
             merged[key] = merged.get(key, Limit()).tighter(Limit(spec.rpm, spec.tpm))
         if (breaker := policy.spec.breaker) is not None:
-            breakers.append(BreakerSettings(breaker.failures, breaker.cooldown_s))
+            breakers.append(
+                BreakerSettings(breaker.failures, breaker.cooldown_s, breaker.first_probe_s)
+            )
     for key, limit in (limits or {}).items():
         merged[key] = merged.get(key, Limit()).tighter(limit)
     settings = BreakerSettings()
     if breakers:
+        firsts = [b.first_wait_s() for b in breakers]
         settings = BreakerSettings(
-            min(b.failures for b in breakers), min(b.cooldown_s for b in breakers)
+            min(b.failures for b in breakers), min(b.cooldown_s for b in breakers), min(firsts)
         )
     return Guard(merged, settings, keys=models)
