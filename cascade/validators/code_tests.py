@@ -54,7 +54,7 @@ from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
 from cascade.validators.isolated import HARNESS, Check, Unplain, decode, split
 from cascade.validators.pytest_proxy import run_apart
-from cascade.validators.pytest_runner import PYTEST_RUNNER
+from cascade.validators.pytest_runner import PYTEST_RUNNER, channel_items
 from cascade.validators.run_verdicts import ended_badly, failed, pytest_verdict, tail
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 
@@ -278,13 +278,7 @@ def _read_channel(text: str) -> tuple[dict[int, tuple[str, object]], dict[str, s
     """The harness's lines: each remote value (or its error) by index, and stage errors."""
     sent: dict[int, tuple[str, object]] = {}
     stages: dict[str, str] = {}
-    for line in text.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(item, dict):
-            continue
+    for item in channel_items(text):
         if isinstance(item.get("stage"), str):
             stages[item["stage"]] = str(item.get("error", ""))[:400]
         elif isinstance(item.get("i"), int):

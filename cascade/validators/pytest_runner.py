@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["PYTEST_RUNNER", "PytestReport", "pytest_report"]
+__all__ = ["PYTEST_RUNNER", "PytestReport", "channel_items", "pytest_report"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,18 +42,23 @@ class PytestReport:
         )
 
 
-def pytest_report(text: str) -> PytestReport:
-    """What the runner's plugin wrote to the channel."""
-    collected = finished = None
-    passed = failed = 0
-    errors: list[str] = []
+def channel_items(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects written to a sandbox's channel, one per line; anything else is skipped."""
     for line in text.splitlines():
         try:
             item = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(item, dict):
-            continue
+        if isinstance(item, dict):
+            yield item
+
+
+def pytest_report(text: str) -> PytestReport:
+    """What the runner's plugin wrote to the channel."""
+    collected = finished = None
+    passed = failed = 0
+    errors: list[str] = []
+    for item in channel_items(text):
         if isinstance(item.get("collected"), int):
             collected = item["collected"]
         elif isinstance(item.get("finished"), int):
