@@ -262,3 +262,12 @@ def test_pytest_files_reach_the_code_through_plain_data(sandbox: Sandbox) -> Non
     verdict = judge(sandbox, code, tests)
     assert verdict.passed, verdict.reason
     assert not verdict.self_reported
+
+
+def test_numpy_numbers_travel_as_the_builtin_values_they_hold(sandbox: Sandbox) -> None:
+    """A numpy float compares as the float it is; a subclass of float still does not pass."""
+    pytest.importorskip("numpy")
+    code = "import numpy\ndef add(a, b):\n    return numpy.float64(a + b)\n"
+    assert judge(sandbox, code).passed
+    sneaky = "class F(float):\n    def __eq__(self, other):\n        return True\n"
+    assert not judge(sandbox, sneaky + "def add(a, b):\n    return F(0)\n").passed

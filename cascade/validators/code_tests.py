@@ -87,7 +87,7 @@ print(marker + json.dumps({"cases": len(cases), "failures": failures}))
 """
 
 
-_HARNESS_VERSION = 4
+_HARNESS_VERSION = 5
 """Bumped whenever the way tests are run changes, so that cached verdicts are not reused."""
 
 Missing = Literal["fault", "fail"]

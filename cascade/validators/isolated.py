@@ -7,8 +7,9 @@ expressions alone, evaluates them after running the setup and the solution, and 
 each value as plain data: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, and ``list``, ``tuple``, ``dict``, ``set`` and ``frozenset`` of those, each of its
 exact builtin type (an ``OrderedDict``, ``defaultdict`` or ``Counter`` travels as the plain
-``dict`` of its items). Anything else (an instance of the candidate's own class, a subclass of
-``int`` whose ``__eq__`` always says yes) is a failure with a reason, never a pass.
+``dict`` of its items, and a numpy number or array as the builtin values it holds). Anything
+else (an instance of the candidate's own class, a subclass of ``int`` whose ``__eq__`` always
+says yes) is a failure with a reason, never a pass.
 
 This process then evaluates the rest of the assert over those values: the expected side, the
 comparison, ``math.isclose``, ``abs(x - y) < eps``, ``sorted``, ``set``, ``len``... The
@@ -324,6 +325,9 @@ class _Unplain(Exception):
 
 def _encode(value, depth=0):
     tag = _PLAIN.get(_type(value))
+    if tag is None and _type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # a numpy number or array, as the builtin values it holds
+        tag = _PLAIN.get(_type(value))
     if tag is None:
         kind = _type(value)
         raise _Unplain(f"an instance of {kind.__module__}.{kind.__qualname__}, not plain data")
