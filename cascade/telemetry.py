@@ -203,60 +203,77 @@ def otlp_telemetry(endpoint: str | None, say: Callable[[str], None]) -> Telemetr
     Export attempts time out after 2 s; the first failure of traces or of metrics is reported
     once through ``say``, and what would follow it is dropped.
     """
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-        OTLPMetricExporter,
-    )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter,
-    )
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
-        MetricExportResult,
-        PeriodicExportingMetricReader,
-    )
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult  # noqa: PLC0415
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415  # the otel extra
 
     # The exporters log every failure with a traceback; it is said once, in a sentence, instead.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
-    failed: set[str] = set()
-
-    def once(what: str, ok: bool) -> bool:
-        if not ok and what not in failed:
-            failed.add(what)
-            say(f"telemetry: exporting {what} failed; the rest of them is dropped")
-        return ok
-
-    class Spans(OTLPSpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            if "traces" in failed:
-                return SpanExportResult.FAILURE
-            result = super().export(spans)
-            once("traces", result == SpanExportResult.SUCCESS)
-            return result
-
-    class Metrics(OTLPMetricExporter):
-        def export(
-            self, metrics_data: Any, timeout_millis: float | None = 10_000, **kwargs: Any
-        ) -> MetricExportResult:
-            if "metrics" in failed:
-                return MetricExportResult.FAILURE
-            result = super().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-            once("metrics", result == MetricExportResult.SUCCESS)
-            return result
-
+    failures = _Failures(say)
     base = endpoint.rstrip("/") if endpoint else None
     resource = Resource.create({"service.name": "cascade"})
-    tracer_provider = SdkTracerProvider(resource=resource)
-    traces = Spans(endpoint=f"{base}/v1/traces" if base else None, timeout=2)
-    tracer_provider.add_span_processor(BatchSpanProcessor(traces))
-    metrics = Metrics(endpoint=f"{base}/v1/metrics" if base else None, timeout=2)
-    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=10_000)
-    meter_provider = SdkMeterProvider(resource=resource, metric_readers=[reader])
+    tracer_provider = _tracer_provider(base, resource, failures)
+    meter_provider = _meter_provider(base, resource, failures)
 
     def shutdown() -> None:
         tracer_provider.shutdown()
         meter_provider.shutdown()
 
     return Telemetry(tracer_provider, meter_provider, shutdown=shutdown)
+
+
+class _Failures:
+    """Which exports failed: each is said once, and what follows it is dropped."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self.failed: set[str] = set()
+
+    def note(self, what: str, ok: bool) -> None:
+        if not ok and what not in self.failed:
+            self.failed.add(what)
+            self._say(f"telemetry: exporting {what} failed; the rest of them is dropped")
+
+
+def _tracer_provider(base: str | None, resource: Any, failures: _Failures) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter,
+    )
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult  # noqa: PLC0415
+
+    class Spans(OTLPSpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            if "traces" in failures.failed:
+                return SpanExportResult.FAILURE
+            result = super().export(spans)
+            failures.note("traces", result == SpanExportResult.SUCCESS)
+            return result
+
+    provider = SdkTracerProvider(resource=resource)
+    traces = Spans(endpoint=f"{base}/v1/traces" if base else None, timeout=2)
+    provider.add_span_processor(BatchSpanProcessor(traces))
+    return provider
+
+
+def _meter_provider(base: str | None, resource: Any, failures: _Failures) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+        OTLPMetricExporter,
+    )
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+
+    class Metrics(OTLPMetricExporter):
+        def export(
+            self, metrics_data: Any, timeout_millis: float | None = 10_000, **kwargs: Any
+        ) -> MetricExportResult:
+            if "metrics" in failures.failed:
+                return MetricExportResult.FAILURE
+            result = super().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            failures.note("metrics", result == MetricExportResult.SUCCESS)
+            return result
+
+    metrics = Metrics(endpoint=f"{base}/v1/metrics" if base else None, timeout=2)
+    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=10_000)
+    return SdkMeterProvider(resource=resource, metric_readers=[reader])

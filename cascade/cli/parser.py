@@ -255,6 +255,27 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--quarantine", help="bad lines (default: beside --out)")
     run.add_argument("--log", help="step log, JSON lines (default: beside --out)")
     run.add_argument("--review", help="the human review queue, JSONL (default: beside --out)")
+    _add_run_pacing(run)
+    _add_run_backend(run)
+    _add_run_trouble(run)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="estimate the worst-case and expected cost of the tasks file; call no model",
+    )
+    run.add_argument(
+        "--otel",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="export OpenTelemetry traces and metrics over OTLP/HTTP to URL (default: the"
+        " OTEL_EXPORTER_OTLP_ENDPOINT environment variable); needs the otel extra",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
+def _add_run_pacing(run: Any) -> None:
+    """How much of the job runs at once, and how much it may spend."""
     run.add_argument(
         "--concurrency", type=int, default=16, help="tasks in flight at once, per worker"
     )
@@ -278,6 +299,13 @@ def _add_run(commands: Any) -> None:
             metavar="KEY=N",
             help=f"{what} per minute for a model or provider, e.g. openai=500 (repeatable)",
         )
+    run.add_argument(
+        "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
+    )
+
+
+def _add_run_backend(run: Any) -> None:
+    """What answers the calls, and what is asked for the record."""
     run.add_argument("--replay", metavar="DATASET", help="serve every tier from a recorded dataset")
     run.add_argument(
         "--record-all-tiers",
@@ -290,9 +318,10 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--backend", metavar="MODULE:FACTORY", help="build the backend with this function instead"
     )
-    run.add_argument(
-        "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
-    )
+
+
+def _add_run_trouble(run: Any) -> None:
+    """How the run rides out provider trouble and interrupts."""
     run.add_argument(
         "--max-outage-s",
         type=float,
@@ -312,17 +341,3 @@ def _add_run(commands: Any) -> None:
         action="store_true",
         help="run again the tasks that earlier runs of this job ended failed",
     )
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="estimate the worst-case and expected cost of the tasks file; call no model",
-    )
-    run.add_argument(
-        "--otel",
-        nargs="?",
-        const="",
-        metavar="URL",
-        help="export OpenTelemetry traces and metrics over OTLP/HTTP to URL (default: the"
-        " OTEL_EXPORTER_OTLP_ENDPOINT environment variable); needs the otel extra",
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")

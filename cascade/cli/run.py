@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from cascade.backends.base import Backend
 from cascade.backends.routed import close_backend, closing_backend
 from cascade.cli.say import say
 from cascade.cli.tables import show_summary
@@ -77,15 +78,7 @@ def command(args: argparse.Namespace) -> int:
         raise ConfigError(f"tasks file {job.tasks} not found")
     if job.dry_run:
         return _dry_run(job, policies, source)
-    for path, what in ((job.out, "results file"), (job.quarantine_path, "quarantine file"),
-                       (job.log_path, "step log"), (job.review_path, "review queue")):  # fmt: skip
-        _writable(Path(path), what)
-    backend = job.backend_factory()()  # built here, so that a bad option fails before anything
-    quote = getattr(backend, "quote", None)
-    default = job.replay is None and job.backend is None
-    if default and callable(quote) and (unpriced := unpriced_tiers(policies, quote)):
-        close_backend(backend)
-        raise PolicyError(unpriced)  # every call to such a tier would be refused
+    backend = _checked_backend(job, policies)
     total = count_tasks(source)
     job = dataclasses.replace(job, workers=job.worker_count(total))
     key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
@@ -114,6 +107,28 @@ def command(args: argparse.Namespace) -> int:
         summary = summarize(store, runner.run_id)
     _report(job, runner, counts, waiting, resumed=run_id is not None)
     show_summary(summary)
+    return _how_it_ended(job, counts)
+
+
+def _checked_backend(job: Job, policies: PolicySet) -> Backend:
+    """The run's backend, once every path is writable and every tier can be priced.
+
+    Built here, so that a bad option fails before anything is read or called.
+    """
+    for path, what in ((job.out, "results file"), (job.quarantine_path, "quarantine file"),
+                       (job.log_path, "step log"), (job.review_path, "review queue")):  # fmt: skip
+        _writable(Path(path), what)
+    backend = job.backend_factory()()
+    quote = getattr(backend, "quote", None)
+    default = job.replay is None and job.backend is None
+    if default and callable(quote) and (unpriced := unpriced_tiers(policies, quote)):
+        close_backend(backend)
+        raise PolicyError(unpriced)  # every call to such a tier would be refused
+    return backend
+
+
+def _how_it_ended(job: Job, counts: Counts) -> int:
+    """Say what is left to do, if anything; the exit status (see :func:`command`)."""
     if counts.interrupted:
         say(f"interrupted ({signal.Signals(counts.interrupted).name}): {counts.remaining} tasks not"
             " done. Rerun the same command to resume.")  # fmt: skip

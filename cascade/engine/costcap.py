@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from cascade.tokens import count_tokens
 from cascade.types import Message, Price, Quote, Tier
 
-__all__ = ["Estimate", "fit"]
+__all__ = ["Estimate", "answer_tokens", "fit"]
 
 DEFAULT_ANSWER_TOKENS = 4096
 """The longest answer assumed when neither the tier nor the backend says."""
@@ -58,7 +58,8 @@ class Estimate:
         )
 
 
-def _answer_tokens(tier: Tier, quote: Quote | None) -> int:
+def answer_tokens(tier: Tier, quote: Quote | None) -> int:
+    """The longest answer a call to the tier may bring: its own cap, the model's, or 4,096."""
     for key in ("max_tokens", "max_completion_tokens"):
         value = tier.params.get(key)
         if isinstance(value, int) and value > 0:
@@ -91,7 +92,7 @@ def fit(
         return tier, None
     tokens = count_tokens(messages)
     estimates = [
-        Estimate(model, tokens, answer := _answer_tokens(tier, quote),
+        Estimate(model, tokens, answer := answer_tokens(tier, quote),
                  (tokens * price.input_usd_per_mtok + answer * price.output_usd_per_mtok) / 1e6)
         for model, price, quote in priced
     ]  # fmt: skip
@@ -101,7 +102,7 @@ def fit(
     if any(key in tier.params for key in ("max_tokens", "max_completion_tokens")):
         return None, worst
     affordable = min(
-        _affordable(tokens, price, left_usd, _answer_tokens(tier, quote))
+        _affordable(tokens, price, left_usd, answer_tokens(tier, quote))
         for _model, price, quote in priced
     )
     if affordable < MIN_ANSWER_TOKENS:

@@ -184,52 +184,77 @@ class TaskRun:
         escalates, unless the plan says provider errors do: then the calls are returned as
         they are, and the decision escalates.
         """
-        if self.budget_usd is not None:
-            left = self.budget_usd - self.record.spent
-            fitted, estimate = fit(tier, conversation, left, self.caller.quote)
-            if fitted is None:
-                assert estimate is not None  # only a priced call is refused
-                why = f"tier {index} ({tier.model}): {estimate.explain(left, self.budget_usd)}"
-                return self.record.give_up(budget=True, why=why)
-            tier = fitted
+        fitted = self._within_budget(index, tier, conversation)
+        if isinstance(fitted, Outcome):
+            return fitted
+        tier = fitted
         waits, began = 0, time.monotonic()
         while True:
             calls = await self.caller.call_tier(
                 tier, conversation, self.task.id, kind, reask=reask, confidence=confidence
             )
-            last = calls[-1]
-            if last.response is not None or self.escalate_on_provider_error:
+            if calls[-1].response is not None or self.escalate_on_provider_error:
                 return calls
-            for call in calls:
-                self.record.step(index, call, (), Decision.ERROR)
-            errors = [c.error for c in calls if c.error is not None]
-            self.record.waited_s += sum(c.latency_s for c in calls)
-            if not any(e.passes for e in errors):
-                return self._failed(index, tier, f"cannot be asked: {last.error}")
-            if waits >= _OWN_FAULT_ROUNDS and self.caller.answered_since(tier, began):
-                # Not an outage: the provider answers other tasks, and keeps failing this one.
-                return self._failed(index, tier, f"answers other tasks but not this one: "
-                                    f"{last.error}")  # fmt: skip
-            wait = self._outage_wait(tier, waits)
-            if wait is None:
-                since = self.record.outage_since or time.time()
-                stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-                reason = f"provider unavailable since {stamp} ({self.record.waited_s:.0f} s)"
-                return self._failed(index, tier, f"{reason}: {last.error}")
-            if self.record.outage_since is None:
-                self.record.outage_since = time.time()
-            if self.log is not None:
-                self.log.event(
-                    "cascade.wait",
-                    task_id=self.task.id,
-                    tier=index,
-                    model=tier.model,
-                    seconds=round(wait, 3),
-                    error=str(last.error),
-                )
+            wait = self._unanswered(index, tier, calls, waits, began)
+            if isinstance(wait, Outcome):
+                return wait
             await self.caller.retry.sleep(wait)
             self.record.waited_s += wait
             waits += 1
+
+    def _within_budget(
+        self, index: int, tier: Tier, conversation: tuple[Message, ...]
+    ) -> Tier | Outcome:
+        """The tier to ask within the task's budget, or the task ended ``budget_exhausted``.
+
+        See :mod:`~cascade.engine.costcap`: a tier may be asked for a shorter answer.
+        """
+        if self.budget_usd is None:
+            return tier
+        left = self.budget_usd - self.record.spent
+        fitted, estimate = fit(tier, conversation, left, self.caller.quote)
+        if fitted is not None:
+            return fitted
+        assert estimate is not None  # only a priced call is refused
+        why = f"tier {index} ({tier.model}): {estimate.explain(left, self.budget_usd)}"
+        return self.record.give_up(budget=True, why=why)
+
+    def _unanswered(
+        self, index: int, tier: Tier, calls: list[Call], waits: int, began: float
+    ) -> float | Outcome:
+        """Record calls none of which answered; the wait before asking again, or the end.
+
+        The task ends on an error time does not cure, a fault of its own, or the outage bound.
+        """
+        last = calls[-1]
+        for call in calls:
+            self.record.step(index, call, (), Decision.ERROR)
+        errors = [c.error for c in calls if c.error is not None]
+        self.record.waited_s += sum(c.latency_s for c in calls)
+        if not any(e.passes for e in errors):
+            return self._failed(index, tier, f"cannot be asked: {last.error}")
+        if waits >= _OWN_FAULT_ROUNDS and self.caller.answered_since(tier, began):
+            # Not an outage: the provider answers other tasks, and keeps failing this one.
+            return self._failed(index, tier, f"answers other tasks but not this one: "
+                                f"{last.error}")  # fmt: skip
+        wait = self._outage_wait(tier, waits)
+        if wait is None:
+            since = self.record.outage_since or time.time()
+            stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+            reason = f"provider unavailable since {stamp} ({self.record.waited_s:.0f} s)"
+            return self._failed(index, tier, f"{reason}: {last.error}")
+        if self.record.outage_since is None:
+            self.record.outage_since = time.time()
+        if self.log is not None:
+            self.log.event(
+                "cascade.wait",
+                task_id=self.task.id,
+                tier=index,
+                model=tier.model,
+                seconds=round(wait, 3),
+                error=str(last.error),
+            )
+        return wait
 
     def _outage_wait(self, tier: Tier, waits: int) -> float | None:
         """How long to wait before asking the tier again; ``None`` once the bound is spent."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cascade.engine import first_messages
-from cascade.engine.costcap import DEFAULT_ANSWER_TOKENS
+from cascade.engine.costcap import answer_tokens
 from cascade.errors import TaskError
 from cascade.policy import PolicySet
 from cascade.run.tasks_file import Line
@@ -130,9 +130,5 @@ def _price(
 
 
 def _longest(tier: Tier, quoter: Callable[[str], Quote | None] | None) -> int:
-    value = tier.params.get("max_tokens")
-    if isinstance(value, int) and value > 0:
-        return value
-    quotes = [quoter(m) for m in tier.models] if quoter is not None else []
-    known = [q.max_output_tokens for q in quotes if q is not None and q.max_output_tokens]
-    return max(known) if known else DEFAULT_ANSWER_TOKENS
+    """The longest answer any model of the tier may bring (as the pre-call cap reckons it)."""
+    return max(answer_tokens(tier, quoter(m) if quoter else None) for m in tier.models)

@@ -52,7 +52,8 @@ from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.binding import bind_entry_point
 from cascade.validators.code import MAX_CODE_CHARS, extract_code, refuse_code
-from cascade.validators.isolated import HARNESS, Check, Unplain, decode, split
+from cascade.validators.harness import HARNESS
+from cascade.validators.isolated import Check, Unplain, decode, split
 from cascade.validators.pytest_proxy import run_apart
 from cascade.validators.pytest_runner import PYTEST_RUNNER, channel_items
 from cascade.validators.run_verdicts import ended_badly, failed, pytest_verdict, tail

@@ -20,13 +20,14 @@ import inspect
 import socket
 
 from cascade.validators import isolated
+from cascade.validators.harness import ENCODER
 from cascade.validators.sandbox import Sandbox, SandboxResult
 
 __all__ = ["PROXY", "SERVER", "run_apart"]
 
 SERVER = (
     "from __future__ import annotations\n"
-    + isolated.ENCODER
+    + ENCODER
     + r"""
 import json, os, socket, sys, traceback, types
 _link = socket.socket(fileno=int(sys.argv[1]))
@@ -81,7 +82,7 @@ while (_line := _readline()):
 
 PROXY = (
     "from __future__ import annotations\n"
-    + isolated.ENCODER
+    + ENCODER
     + r"""
 import builtins as _builtins, json as _json, os as _os, socket as _socket
 """

@@ -179,7 +179,7 @@ class Sandbox:
             (work / "_cascade_filter.bpf").write_bytes(seccomp_filter())
             uid = slot.uid if slot is not None else NOBODY
             inner = [*self._limits_argv(uid), self._python, "-I", "-B", "_cascade_guard.py"]
-            inner += [a.replace("{peer}", str(peer)) for a in args] if peer is not None else args
+            inner += args
             names = sorted([*files, "_cascade_guard.py", "_cascade_filter.bpf"])
             if mode == "bwrap":
                 argv = self._bwrap_argv(scratch, names, inner, uid)
@@ -331,8 +331,12 @@ async def _execute(
             # sandbox starts is inside from its first instruction (and no slow fork here).
             joins = "; ".join(f"echo $$ > {shlex.quote(path)}" for path in cgroup)
             argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "cascade-cgroup", *argv]
-        fds = [info.fileno(), *([results.fileno()] if channel else []), *([peer] if peer else [])]
-        argv = [a.replace("{channel}", str(results.fileno())) for a in argv] if channel else argv
+        # The descriptors handed on, and their numbers where the arguments ask for them.
+        handed = {"{channel}": results.fileno() if channel else None, "{peer}": peer}
+        fds = [info.fileno(), *(fd for fd in handed.values() if fd is not None)]
+        for mark, fd in handed.items():
+            if fd is not None:
+                argv = [a.replace(mark, str(fd)) for a in argv]
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
