@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import IO, Any
+from typing import Any, Protocol
 
 from cascade.outcome import Step
 from cascade.secrets import SecretRedactor
 
-__all__ = ["Processor", "SecretRedactor", "StepLog", "capture_steps"]
+__all__ = ["Processor", "SecretRedactor", "StepLog", "TextSink", "capture_steps"]
 
 Processor = Callable[[Any, str, MutableMapping[str, Any]], Any]
 """A structlog processor: ``(logger, method_name, event_dict) -> event_dict``."""
@@ -42,16 +42,34 @@ def _capture(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any
     return event
 
 
+class TextSink(Protocol):
+    """Where a step log writes its lines: a text file, or anything with ``write`` and ``flush``."""
+
+    def write(self, text: str, /) -> int:
+        """Write text."""
+        ...
+
+    def flush(self) -> None:
+        """Push written text on."""
+        ...
+
+
 class _LineWriter:
     """A structlog logger that writes one line per event to a file, or to the current stderr."""
 
-    def __init__(self, file: IO[str] | None) -> None:
+    def __init__(self, file: TextSink | None) -> None:
         self._file = file
 
     def msg(self, message: str) -> None:
         """Write one rendered event as a line."""
         out = self._file if self._file is not None else sys.stderr
         out.write(message + "\n")
+        out.flush()
+
+    def lines(self, text: str) -> None:
+        """Write lines rendered elsewhere, as they are."""
+        out = self._file if self._file is not None else sys.stderr
+        out.write(text)
         out.flush()
 
     info = msg
@@ -65,7 +83,7 @@ class StepLog:
 
     def __init__(
         self,
-        file: IO[str] | None = None,
+        file: TextSink | None = None,
         *,
         processors: Sequence[Processor] = (),
         redactor: Processor | None = None,
@@ -79,8 +97,9 @@ class StepLog:
             _capture,
             structlog.processors.JSONRenderer(),
         ]
+        self._writer = _LineWriter(file)
         self._logger = structlog.wrap_logger(
-            _LineWriter(file),
+            self._writer,
             processors=chain,
             cache_logger_on_first_use=True,
         )
@@ -92,6 +111,10 @@ class StepLog:
     def event(self, name: str, **fields: Any) -> None:
         """Log any other event through the same chain (redacted like steps)."""
         self._logger.info(name, **fields)
+
+    def write_rendered(self, text: str) -> None:
+        """Append JSON lines that another step log rendered (and redacted): a Ray actor's."""
+        self._writer.lines(text)
 
 
 @contextmanager

@@ -8,12 +8,14 @@ of a few thousand tasks lasts long enough to be killed in the middle.
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 from collections.abc import Callable
 
 from cascade.backends import ScriptedBackend
 from cascade.backends.base import Request
-from cascade.backends.scripted import Reply
+from cascade.backends.scripted import Hang, Reply
 from cascade.types import Price
 
 PRICES = {"small": Price(1.0, 2.0), "big": Price(10.0, 20.0)}
@@ -83,3 +85,36 @@ def contacts() -> ScriptedBackend:
         {"mini": _contact(4, 7), "mid": _contact(3, 0), "big": _contact(0, 0)},
         prices=CONTACT_PRICES,
     )
+
+
+def _dies_once(answer: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
+    """``answer``, except that a prompt saying ``die once:PATH`` kills this process, once.
+
+    The first process to see it creates PATH, then sends itself SIGKILL: no clean-up runs, as
+    when a machine goes away. Whoever sees the prompt again (PATH exists) answers as usual.
+    """
+
+    def reply(request: Request) -> Reply:
+        text = " ".join(str(message.get("content", "")) for message in request.messages)
+        _, said, path = text.partition("die once:")
+        if said:
+            try:
+                with open(path.split()[0], "x"):  # exclusive: one process wins
+                    pass
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return answer(request)
+
+    return reply
+
+
+def ladder_dying_once() -> ScriptedBackend:
+    """:func:`ladder`, but the process serving a ``die once:PATH`` task is killed (once)."""
+    return ScriptedBackend({"small": _dies_once(_small), "big": _big}, prices=PRICES)
+
+
+def ladder_big_hangs() -> ScriptedBackend:
+    """:func:`ladder`, but ``big`` never answers: escalated tasks hang until cut off."""
+    return ScriptedBackend({"small": _small, "big": lambda _request: Hang()}, prices=PRICES)

@@ -31,8 +31,11 @@ def test_all_is_sorted_and_complete() -> None:
     ["import cascade", "import cascade.cli; cascade.cli.main(['--version'])"],
 )
 def test_importing_cascade_does_not_import_litellm(code: str) -> None:
-    """Neither the package nor the CLI's load path pays for litellm's import."""
-    probe = f"{code}\nimport sys\nassert 'litellm' not in sys.modules, 'litellm was imported'"
+    """Neither the package nor the CLI's load path pays for litellm's, Ray's or OTel's import."""
+    probe = f"{code}\nimport sys\n" + "".join(
+        f"assert {name!r} not in sys.modules, '{name} was imported'\n"
+        for name in ("litellm", "ray", "opentelemetry")
+    )
     result = subprocess.run(  # noqa: S603  # our own interpreter on our own code
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
     )

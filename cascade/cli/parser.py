@@ -282,8 +282,20 @@ def _add_run_pacing(run: Any) -> None:
     run.add_argument(
         "--workers",
         type=int,
-        help="worker processes sharing the store and the rate limits"
+        help="worker processes (or Ray actors) sharing the store and the rate limits"
         " (default: one per core, at most one per 1000 tasks)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("processes", "ray"),
+        default="processes",
+        help="run the workers as processes on this machine (default), or as actors on a Ray"
+        " cluster (needs the ray extra)",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the Ray cluster to join, e.g. 10.0.0.5:6379 (default: start a local Ray)",
     )
     run.add_argument(
         "--budget",

@@ -44,6 +44,8 @@ def job_of(args: argparse.Namespace) -> Job:
         review=args.review,
         concurrency=args.concurrency,
         workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
         lease_s=args.lease,
         budget_usd=args.budget,
         record_all_tiers=args.record_all_tiers,
@@ -115,6 +117,10 @@ def _checked_backend(job: Job, policies: PolicySet) -> Backend:
 
     Built here, so that a bad option fails before anything is read or called.
     """
+    if job.executor == "ray":
+        from cascade.run.ray_pool import require_ray  # noqa: PLC0415  # the ray extra
+
+        require_ray()
     for path, what in ((job.out, "results file"), (job.quarantine_path, "quarantine file"),
                        (job.log_path, "step log"), (job.review_path, "review queue")):  # fmt: skip
         _writable(Path(path), what)
@@ -185,7 +191,8 @@ async def _interruptible(runner: Runner, run: Coroutine[Any, Any, Counts]) -> Co
 def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: bool) -> None:
     """Where everything went, and what the run did."""
     workers = runner.workers
-    say(f"run {runner.run_id} ({'resumed' if resumed else 'started'}, {workers} worker"
+    kind = "Ray actor" if job.executor == "ray" else "worker"
+    say(f"run {runner.run_id} ({'resumed' if resumed else 'started'}, {workers} {kind}"
         f"{'s' * (workers > 1)}):")  # fmt: skip
     say(f"  read        {counts.lines} lines ({counts.done_before} tasks were done before)")
     if not counts.lines and not counts.done_before and not counts.retried:
@@ -197,6 +204,8 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
             " (each named with its lines in the quarantine file)")  # fmt: skip
     if counts.retried:
         say(f"  retried     {counts.retried} tasks that had failed were run again")
+    if counts.actors_lost:
+        say(f"  lost        {counts.actors_lost} Ray actors died and were replaced")
     if counts.repeated:
         say(f"  repeated    {counts.repeated} tasks were called again after a lost lease")
     say(

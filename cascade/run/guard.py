@@ -36,7 +36,16 @@ from cascade.errors import ConfigError
 if TYPE_CHECKING:
     from cascade.policy import PolicySet
 
-__all__ = ["BreakerSettings", "Guard", "Limit", "Transition", "guard_for", "provider_of"]
+__all__ = [
+    "BreakerSettings",
+    "Guard",
+    "Limit",
+    "Transition",
+    "counts_tokens",
+    "guard_for",
+    "keys_of",
+    "provider_of",
+]
 
 # The slots of one key, in the shared array.
 _RPM_LEVEL, _RPM_AT, _TPM_LEVEL, _TPM_AT, _PAUSED_UNTIL, _FACTOR, _STREAK_429 = range(7)
@@ -58,10 +67,19 @@ def provider_of(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else model
 
 
-def _keys(model: str, limits: Mapping[str, object]) -> list[str]:
+def keys_of(model: str, limits: Mapping[str, object]) -> list[str]:
     """The keys a call to ``model`` counts against: the model, and its provider when limited."""
     provider = provider_of(model)
     return [model, provider] if provider != model and provider in limits else [model]
+
+
+def counts_tokens(model: str, limits: Mapping[str, Limit]) -> bool:
+    """Whether a tokens-per-minute limit in ``limits`` applies to calls to ``model``."""
+    return any(
+        limit.tpm is not None
+        for key in keys_of(model, limits)
+        if (limit := limits.get(key)) is not None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +172,30 @@ class Guard:
         self._local = {}
         self._local_lock = threading.Lock()
 
+    @property
+    def keys(self) -> list[str]:
+        """The models and providers whose state is shared across processes."""
+        return list(self._index)
+
+    def troubled(self) -> tuple[list[str], dict[str, float]]:
+        """The keys whose breaker is not closed, and the seconds each paused key stays paused.
+
+        A snapshot, for a guard that serves other machines (see :mod:`cascade.run.ray_guard`).
+        """
+        now = self._clock()
+        not_closed: list[str] = []
+        paused: dict[str, float] = {}
+        with self._local_lock:
+            local = list(self._local)
+        for key in [*self._index, *local]:
+            slots, base, lock = self._slots(key)
+            with lock:
+                if slots[base + _STATE] != _CLOSED:
+                    not_closed.append(key)
+                if (left := slots[base + _PAUSED_UNTIL] - now) > 0:
+                    paused[key] = left
+        return not_closed, paused
+
     @staticmethod
     def _reset(slots: MutableSequence[float], base: int) -> None:
         slots[base + _FACTOR] = 1.0  # the levels start empty, with 0 as "never filled"
@@ -171,11 +213,7 @@ class Guard:
 
     def needs_tokens(self, model: str) -> bool:
         """Whether a tokens-per-minute limit applies, so the caller must count the prompt."""
-        return any(
-            limit.tpm is not None
-            for key in _keys(model, self.limits)
-            if (limit := self.limits.get(key)) is not None
-        )
+        return counts_tokens(model, self.limits)
 
     # Rate limits ------------------------------------------------------------------------
 
@@ -185,7 +223,7 @@ class Guard:
         A zero means the call may go now and its share was taken; otherwise nothing was
         taken, and the caller sleeps that long and asks again.
         """
-        keys = _keys(model, self.limits)
+        keys = keys_of(model, self.limits)
         now = self._clock()
         if len(keys) == 1:  # the usual case: check and take in one pass under the lock
             return self._key_wait(model, tokens, now, take=True)
@@ -228,7 +266,7 @@ class Guard:
 
     def settle(self, model: str, reserved: int, used: int) -> None:
         """Correct the token buckets once a call's real usage is known."""
-        for key in _keys(model, self.limits):
+        for key in keys_of(model, self.limits):
             if (limit := self.limits.get(key)) is not None and limit.tpm is not None:
                 slots, base, lock = self._slots(key)
                 with lock:

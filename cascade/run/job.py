@@ -39,7 +39,11 @@ class Job:
     review: str | None = None
     concurrency: int = 16
     workers: int | None = None
-    """Worker processes; ``None`` for one per core, and at most one per thousand tasks."""
+    """Worker processes (or Ray actors); ``None`` for one per core, at most one per 1000 tasks."""
+    executor: str = "processes"
+    """``processes`` on this machine, or ``ray``: actors on a Ray cluster."""
+    ray_address: str | None = None
+    """The Ray cluster to join (``--ray-address``); ``None`` starts a local Ray."""
     lease_s: float = 300.0
     budget_usd: float | None = None
     record_all_tiers: float = 0.0
@@ -57,10 +61,10 @@ class Job:
     """Run again the tasks an earlier run of the job ended ``failed`` (provider trouble)."""
     dry_run: bool = False
     grace_s: float = 5.0
+    """On an interrupt, how long tasks in flight may take to finish before they are cut off."""
     otel: str | None = None
     """Export traces and metrics over OTLP/HTTP: to this base URL, or ``""`` for the endpoint
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` names; ``None`` exports nothing."""
-    """On an interrupt, how long tasks in flight may take to finish before they are cut off."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:
@@ -79,6 +83,10 @@ class Job:
             raise ConfigError(f"--grace must be >= 0 s, got {self.grace_s}")
         if not self.max_outage_s >= 0:
             raise ConfigError(f"--max-outage-s must be >= 0, got {self.max_outage_s}")
+        if self.executor not in ("processes", "ray"):
+            raise ConfigError(f"--executor must be processes or ray, got {self.executor!r}")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
         if self.replay is not None and self.backend is not None:
             raise ConfigError("--replay and --backend cannot be used together")
 

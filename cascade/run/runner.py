@@ -71,6 +71,8 @@ class Counts:
     """Tasks read but not done: non-zero only when the budget stopped the run."""
     input_done: bool = False
     budget_reached: bool = False
+    actors_lost: int = 0
+    """Ray actors that died during the run; each was replaced and its tasks run again."""
     interrupted: int = 0
     """The signal that interrupted the run (SIGINT, SIGTERM), or 0."""
     tally: Tally = field(default_factory=Tally)
@@ -99,8 +101,8 @@ class Runner:
             raise ConfigError("no policies to run")
         self.job = job
         self.workers = job.worker_count(None)
-        if self.workers > 1 and policies.source is None:
-            raise ConfigError("worker processes need policies loaded from a path")
+        if (self.workers > 1 or job.executor == "ray") and policies.source is None:
+            raise ConfigError("worker processes and Ray actors need policies loaded from a path")
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._policies = policies
         self._store = store
@@ -113,6 +115,7 @@ class Runner:
         self._interrupted: Any = multiprocessing.get_context("spawn").Event()
         self._budget = JobBudget(job.budget_usd)
         self._reclaimed_at = time.monotonic()
+        self._ray_trips = 0
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
         self.counts = Counts()
 
@@ -142,7 +145,9 @@ class Runner:
         self._budget.add(self.counts.spent_usd)
         feeder = asyncio.ensure_future(self._feed(lines))
         try:
-            if self.workers == 1:
+            if self.job.executor == "ray":
+                await self._run_ray(feeder)
+            elif self.workers == 1:
                 await self._run_here(feeder)
             else:
                 await self._run_processes(feeder)
@@ -151,7 +156,7 @@ class Runner:
             if not feeder.done():
                 feeder.cancel()
             self._tail()
-            self._ledger.add_breaker_trips(self._guard.trips())
+            self._ledger.add_breaker_trips(self._trips)
         await asyncio.gather(feeder, return_exceptions=True)
         if not feeder.cancelled():
             feeder.result()  # a failure to read the input is the run's failure
@@ -200,6 +205,39 @@ class Runner:
         finally:
             if telemetry is not None:
                 await asyncio.to_thread(telemetry.shutdown)  # flushing may wait on the network
+
+    @property
+    def _trips(self) -> int:
+        """How many times a breaker opened in this run, in every process or actor."""
+        return self._ray_trips if self.job.executor == "ray" else self._guard.trips()
+
+    async def _run_ray(self, feeder: asyncio.Future[None]) -> None:
+        """Run on Ray actors (see :mod:`cascade.run.ray_pool`), recording here."""
+        from cascade.run.ray_pool import RayPool  # noqa: PLC0415  # the ray extra
+
+        telemetry = self.job.telemetry()
+        pool = RayPool(
+            self.job,
+            self._policies,
+            self._ledger,
+            self._guard,
+            log=self._log,
+            stop=self._stop,
+            budget=self._budget,
+            interrupted=self._interrupted,
+            telemetry=telemetry,
+        )
+
+        def tick(alive: list[str]) -> None:
+            self._tail()
+            self._watch(feeder, alive)
+
+        try:
+            await pool.run(tick)
+        finally:
+            self.counts.actors_lost, self._ray_trips = pool.lost, pool.trips
+            if telemetry is not None:
+                await asyncio.to_thread(telemetry.shutdown)
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = multiprocessing.get_context("spawn")

@@ -34,7 +34,7 @@ from cascade.types import Task, Tier
 if TYPE_CHECKING:
     from cascade.telemetry import Telemetry
 
-__all__ = ["Cascades", "Shared", "StopFlag", "Worker", "new_owner", "work"]
+__all__ = ["Cascades", "Shared", "StopFlag", "TaskCascades", "Worker", "new_owner", "work"]
 
 
 class StopFlag(Protocol):
@@ -42,6 +42,29 @@ class StopFlag(Protocol):
 
     def is_set(self) -> bool:
         """Whether to stop leasing."""
+        ...
+
+
+class Runs(Protocol):
+    """Runs a task to its outcome: a :class:`Cascade`, or a task actor on a Ray cluster."""
+
+    async def arun(self, task: Task, *, steps: list[Step]) -> Outcome:
+        """The task's outcome; ``steps`` receives each call as it is made."""
+        ...
+
+
+class TaskCascades(Protocol):
+    """What a worker runs its tasks with: here, :class:`Cascades`; on Ray, the task actors."""
+
+    log: StepLog | None
+    """Where the worker logs its own events (a task run again after a lost lease)."""
+
+    def for_task(self, task: Task) -> Runs | None:
+        """What runs ``task``, or ``None`` when no policy serves it."""
+        ...
+
+    def tiers_for(self, task: Task) -> tuple[Tier, ...]:
+        """The ladder of the policy that serves ``task`` (empty when none does)."""
         ...
 
 
@@ -69,7 +92,7 @@ class Worker:
     def __init__(
         self,
         job: Job,
-        cascades: Cascades,
+        cascades: TaskCascades,
         ledger: Ledger,
         *,
         stop: StopFlag,
