@@ -7,8 +7,11 @@ the engine's path pays nothing while export is off and little while it is on. Ca
 ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``,
 ``gen_ai.request.temperature`` and ``gen_ai.request.max_tokens`` where the tier sets them, and
 ``error.type``; cascade's own attributes sit under ``cascade.*`` (tier, step kind, decision,
-verdicts with their reasons, cost, run id). Message contents are never exported, and every text
-goes through the store's secret redaction first.
+verdicts with their reasons, cost, run id). A validator that took a millisecond or more (the
+sandbox, mypy) is a ``validate <name>`` span under its call, placed after it in the order the
+validators ran, with ``cascade.validator``, ``cascade.validator.passed`` and the reason.
+Message contents are never exported, and every text goes through the store's secret redaction
+first.
 
 Metrics: ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` (histograms per
 model, as the conventions name them), ``cascade.cost`` (USD per model), and ``cascade.tasks``
@@ -98,8 +101,9 @@ class Telemetry:
 
     def _export(self, outcome: Outcome, tiers: Sequence[Tier]) -> None:
         steps = outcome.steps
-        starts = [int((s.ts - s.latency_s) * _NS) for s in steps]
-        ends = [int(s.ts * _NS) for s in steps]
+        # A step is written once its answer is judged: the call ended before its validators ran.
+        ends = [int((s.ts - _judging_s(s)) * _NS) for s in steps]
+        starts = [end - int(s.latency_s * _NS) for s, end in zip(steps, ends, strict=True)]
         start = min(starts, default=None)
         task_attributes: dict[str, Any] = {
             "cascade.run_id": outcome.run_id,
@@ -116,7 +120,7 @@ class Telemetry:
         for step, begin, end in zip(steps, starts, ends, strict=True):
             tier = tiers[step.tier] if 0 <= step.tier < len(tiers) else None
             self._call(step, begin, end, context, tier)
-        task.end(end_time=max(ends, default=None))
+        task.end(end_time=max((int(s.ts * _NS) for s in steps), default=None))
         self._tasks.add(
             1, {"cascade.task_type": outcome.task_type, "cascade.status": str(outcome.status)}
         )
@@ -153,6 +157,7 @@ class Telemetry:
         if step.error:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR))
         span.end(end_time=end)
+        self._validators(step, end, self._trace.set_span_in_context(span))
         self._duration.record(step.latency_s, common | _error_type(step))
         if step.error is None:
             self._tokens.record(step.prompt_tokens, common | {"gen_ai.token.type": "input"})
@@ -161,6 +166,27 @@ class Telemetry:
         if step.kind not in SIDE_CALLS:
             where: dict[str, Any] = {"cascade.task_type": step.task_type, "cascade.tier": step.tier}
             self._decisions.add(1, where | {"cascade.decision": str(step.decision)})
+
+    def _validators(self, step: Step, begin: int, context: Any) -> None:
+        """A span per validator that took time (the sandbox, mypy), after the call, in order."""
+        for verdict in step.verdicts:
+            if not verdict.seconds:
+                continue
+            attributes: dict[str, Any] = {
+                "cascade.validator": verdict.validator,
+                "cascade.validator.passed": verdict.passed,
+                "cascade.run_id": step.run_id,
+            }
+            if verdict.reason:
+                attributes["cascade.validator.reason"] = redact(verdict.reason)[:500]
+            span = self._tracer.start_span(
+                f"validate {verdict.validator}",
+                context=context,
+                start_time=begin,
+                attributes=attributes,
+            )
+            begin += int(verdict.seconds * _NS)
+            span.end(end_time=begin)
 
     def flush(self) -> None:
         """Wait until every task recorded so far is handed to the exporters."""
@@ -175,6 +201,11 @@ class Telemetry:
             self._thread = None
         if self._shutdown is not None:
             self._shutdown()
+
+
+def _judging_s(step: Step) -> float:
+    """Seconds the validators that timed themselves took on a step's answer."""
+    return sum(v.seconds or 0.0 for v in step.verdicts)
 
 
 def _verdict(verdict: Any) -> str:

@@ -345,6 +345,9 @@ class Verdict:
     self_reported: bool = False
     """The code under test ran in the same process as the check that judged it, and could
     have forged the result (see :func:`cascade.validators.passes_tests`)."""
+    seconds: float | None = field(default=None, compare=False)
+    """How long the validator took, when it took a millisecond or more (the sandbox, mypy):
+    set by :func:`cascade.validators.run_validator`, exported as a span, never stored."""
 
     def leaves(self) -> tuple[Verdict, ...]:
         """The verdicts of the individual validators under any combinators."""

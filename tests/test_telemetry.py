@@ -27,6 +27,7 @@ from cascade.errors import ServerError
 from cascade.secrets import register_secrets
 from cascade.telemetry import Telemetry
 from cascade.types import Usage
+from cascade.validators import all_of, compiles, passes_tests
 from tests.helpers import make
 from tests.test_run import MIXED, run
 from tests.test_run import job as job  # noqa: PLC0414  # the replay job fixture, reused
@@ -84,6 +85,35 @@ def test_a_task_is_a_span_with_one_child_per_model_call() -> None:
     }
     assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "cascade.cost",
             "cascade.tasks", "cascade.tier.decisions"} <= metrics  # fmt: skip
+
+
+def test_a_sandboxed_test_run_is_a_span_under_its_call() -> None:
+    """The sandbox (passes_tests) takes time: a validate span under the call, after it."""
+    telemetry, exporter, _ = in_memory()
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    cascade, _ = make(
+        {"openai/small": [Reply(code)]},
+        [Tier("openai/small")],
+        all_of(compiles(), passes_tests(["assert add(2, 3) == 5"])),
+    )
+    outcome = cascade.run({"id": "t1", "type": "code", "input": "write add"})
+    assert outcome.status == "accepted"
+    telemetry.record(outcome, cascade.plan.tiers)
+    telemetry.flush()
+    spans = exporter.get_finished_spans()
+    (call,) = [s for s in spans if s.name == "chat openai/small"]
+    (check,) = [s for s in spans if s.name.startswith("validate ")]  # compiling takes no time
+    assert check.name == "validate passes_tests(1 snippets)"
+    assert check.parent is not None
+    assert check.parent.span_id == call.context.span_id
+    attributes = dict(check.attributes or {})
+    assert attributes["cascade.validator"] == "passes_tests(1 snippets)"
+    assert attributes["cascade.validator.passed"] is True
+    (verdict,) = [v for v in outcome.steps[0].verdicts if v.seconds]
+    start, end, call_end = check.start_time or 0, check.end_time or 0, call.end_time or 0
+    assert start == call_end
+    assert end - start == int(verdict.seconds * 1e9)
+    assert verdict.seconds > 0.001  # a real sandbox ran
 
 
 def test_no_secret_and_no_message_reaches_a_span() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 
 from cascade.types import Attempt, Verdict
@@ -31,6 +32,9 @@ __all__ = [
 
 Validator = Callable[[Attempt], Verdict | Awaitable[Verdict]]
 """A validator: takes the attempt, returns a verdict (sync or async)."""
+
+_TIMED_FROM_S = 0.001
+"""A validator that takes this long or longer has its time kept on its verdict."""
 
 
 class CostClass(enum.IntEnum):
@@ -70,6 +74,7 @@ def name_of(validator: Validator) -> str:
 async def run_validator(validator: Validator, attempt: Attempt) -> Verdict:
     """Run ``validator`` on ``attempt``. A crash becomes a failing verdict marked ``fault``."""
     name = name_of(validator)
+    start = time.perf_counter()
     try:
         # Typed as object: a user's validator may return anything, and that is checked below.
         verdict: object = validator(attempt)
@@ -89,4 +94,7 @@ async def run_validator(validator: Validator, attempt: Attempt) -> Verdict:
             validator=name,
             fault=True,
         )
+    seconds = time.perf_counter() - start
+    if seconds >= _TIMED_FROM_S and verdict.seconds is None:
+        return dataclasses.replace(verdict, validator=verdict.validator or name, seconds=seconds)
     return verdict if verdict.validator else dataclasses.replace(verdict, validator=name)
