@@ -118,3 +118,10 @@ def ladder_dying_once() -> ScriptedBackend:
 def ladder_big_hangs() -> ScriptedBackend:
     """:func:`ladder`, but ``big`` never answers: escalated tasks hang until cut off."""
     return ScriptedBackend({"small": _small, "big": lambda _request: Hang()}, prices=PRICES)
+
+
+def ladder_here_only() -> ScriptedBackend:
+    """:func:`ladder` where ``CASCADE_TEST_HERE`` is set; elsewhere (a Ray actor) it fails."""
+    if "CASCADE_TEST_HERE" not in os.environ:
+        raise RuntimeError("no such file on this node")
+    return ladder()

@@ -274,3 +274,18 @@ def test_without_ray_installed_the_run_says_what_to_install(
     assert run(tmp_path, tasks, tmp_path / "policy.toml") == 2
     assert "pip install 'cascade-llm[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_an_actor_that_cannot_start_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend builds here but not on the actors: exit 2, saying why, nothing run."""
+    monkeypatch.setenv("CASCADE_TEST_HERE", "1")
+    tasks = write_tasks(tmp_path, 5)
+    code = run(tmp_path, tasks, tmp_path / "policy.toml", "--backend",
+               "tests.fake_backends:ladder_here_only")  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "a task actor could not start" in error
+    assert "no such file on this node" in error
+    assert (tmp_path / "results.jsonl").read_text() == ""

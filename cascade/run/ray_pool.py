@@ -149,7 +149,7 @@ class RayPool:
             )
             client = RayGuard(keeper, self._guard.limits, _wait_for)
             hands = [self._hand(client) for _ in range(self.job.worker_count(None))]
-            await asyncio.gather(*(hand.actor.ready.remote() for hand in hands))
+            await asyncio.gather(*(_started(hand) for hand in hands))
             for hand in hands:
                 self._start(slots, hand)
             while slots:
@@ -217,12 +217,23 @@ class RayPool:
         if self.lost > _MAX_REPLACED:
             raise CascadeError(f"{self.lost} Ray actors were lost ({error}); rerun to resume")
         hand = self._hand(client)
-        await hand.actor.ready.remote()
+        await _started(hand)
         self._start(slots, hand)
 
     def _write_log(self, text: str) -> None:
         if text and self._log is not None:
             self._log.write_rendered(text)
+
+
+async def _started(hand: Hand) -> None:
+    """Wait until an actor is built; when it cannot be, say why.
+
+    A policy path missing on the actor's node, or a backend that fails there, say.
+    """
+    try:
+        await hand.actor.ready.remote()
+    except Exception as exc:
+        raise ConfigError(f"--executor ray: a task actor could not start: {exc}") from exc
 
 
 def _wait_for(ref: Any) -> Any:
