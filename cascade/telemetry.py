@@ -17,31 +17,46 @@ Metrics: ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` 
 model, as the conventions name them), ``cascade.cost`` (USD per model), and ``cascade.tasks``
 and ``cascade.tier.decisions`` (per task type, status, tier and decision).
 
-:func:`otlp_telemetry` exports both over OTLP/HTTP (``--otel URL``, or the standard
+Spans are built as the SDK's finished spans (``ReadableSpan``) and sent in batches through its
+OTLP exporter, without the tracer's per-span bookkeeping (a span that starts now and ends
+later, checked attribute by attribute: 50 µs where this takes 5) or a second queue. Metric
+points are summed in :mod:`cascade.otel_metrics` and sent as the SDK's ``MetricsData`` through
+its OTLP exporter every ``export_every_s`` and at shutdown.
+
+:func:`cascade.otlp.otlp_telemetry` exports both over OTLP/HTTP (``--otel URL``, or the standard
 ``OTEL_EXPORTER_OTLP_ENDPOINT``); it needs the ``otel`` extra. When the collector cannot be
 reached, the run goes on, the failure is said once, and the rest is dropped.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
+import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cascade.enums import SIDE_CALLS
+from cascade.otel_metrics import Aggregates, Key
 from cascade.outcome import Outcome, Step
 from cascade.secrets import redact
 from cascade.types import Tier
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import SpanContext
 
-__all__ = ["Telemetry", "otlp_telemetry"]
+__all__ = ["Telemetry"]
 
 _NS = 1_000_000_000
+_TICK_S = 0.1
+"""How often the export thread turns the tasks recorded since into spans and points."""
+_BATCH = 512
+"""Spans per export request, at most."""
 
 
 def _provider(model: str) -> str:
@@ -49,125 +64,230 @@ def _provider(model: str) -> str:
 
 
 class Telemetry:
-    """Turns outcomes into spans and metric points (see the module docstring)."""
+    """Turns outcomes into spans and metric points (see the module docstring).
+
+    ``spans`` is an SDK span exporter (the OTLP one, or the in-memory one in tests), sent the
+    spans of the tasks recorded since, in batches, every ``_TICK_S``; ``metrics`` an SDK metric
+    exporter, sent the metrics every ``export_every_s`` and at shutdown (``None``: read them
+    with :meth:`metrics_data`).
+    """
 
     def __init__(
         self,
-        tracer_provider: TracerProvider,
-        meter_provider: MeterProvider,
+        spans: SpanExporter,
+        metrics: MetricExporter | None = None,
         *,
-        shutdown: Callable[[], None] | None = None,
+        resource: Resource | None = None,
+        export_every_s: float = 10.0,
+        max_pending: int = 100_000,
     ) -> None:
-        from opentelemetry import trace  # noqa: PLC0415  # the otel extra, only when asked for
+        # The otel extra, imported only when asked for.
+        from opentelemetry import trace  # noqa: PLC0415
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+        from opentelemetry.sdk.trace import ReadableSpan  # noqa: PLC0415
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: PLC0415
 
-        self._trace = trace
-        self._tracer = tracer_provider.get_tracer("cascade")
-        meter = meter_provider.get_meter("cascade")
-        self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Tokens per model call"
-        )
-        self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="Model call duration"
-        )
-        self._cost = meter.create_counter("cascade.cost", unit="USD", description="Money spent")
-        self._tasks = meter.create_counter("cascade.tasks", description="Tasks by final status")
-        self._decisions = meter.create_counter(
-            "cascade.tier.decisions", description="Accept, re-ask, escalate or stop, per tier"
-        )
-        self._shutdown = shutdown
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._api = trace
+        self._readable = ReadableSpan
+        self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        self._error = trace.Status(trace.StatusCode.ERROR)
+        self._unset = trace.Status(trace.StatusCode.UNSET)
+        self._kinds = (trace.SpanKind.INTERNAL, trace.SpanKind.CLIENT)
+        self._params: dict[int, tuple[Tier, dict[str, Any]]] = {}
+        self._keys: dict[tuple[str, str | None], tuple[Key, Key, Key, Key]] = {}
+        self._spans = spans
+        self._finished: list[Any] = []
+        self._metric_exporter = metrics
+        self._resource = resource or Resource.create({"service.name": "cascade"})
+        self._scope = InstrumentationScope("cascade")
+        self._every_s = export_every_s
+        self._max_pending = max_pending
+        self.dropped = 0
+        """Tasks not exported because the exporters fell too far behind the run."""
+        self._said_dropped = False
+        self.metrics = Aggregates()
+        self._pending: collections.deque[tuple[Outcome, tuple[Tier, ...]]] = collections.deque()
+        self._working = threading.Lock()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, outcome: Outcome, tiers: Sequence[Tier] = ()) -> None:
         """Export one finished task: its span, its calls' spans, and their metric points.
 
-        The work is handed to a thread of its own, so that the engine only queues it: in a run,
-        which waits on the network most of the time, it is done in those waits.
+        The engine only appends the outcome to a list; a thread of its own turns what has
+        gathered into spans and points every ``_TICK_S``. Waking it for each task would cost
+        the engine more than the work itself.
         """
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name="cascade-otel", daemon=True)
             self._thread.start()
-        self._queue.put((outcome, tuple(tiers)))
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1  # a collector slower than the run must not grow memory without end
+            return
+        self._pending.append((outcome, tuple(tiers)))
 
     def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._export(*item)
-            except Exception:  # noqa: BLE001  # telemetry never stops a run
-                logging.getLogger("cascade").warning("telemetry: a task could not be exported")
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+        due = time.monotonic() + self._every_s
+        while not self._stop.wait(_TICK_S):
+            self._export_pending()
+            if time.monotonic() >= due:
+                self._export_metrics()
+                due = time.monotonic() + self._every_s
+
+    def _export_pending(self) -> None:
+        with self._working:
+            while self._pending:
+                outcome, tiers = self._pending.popleft()
+                try:
+                    self._export(outcome, tiers)
+                except Exception:  # noqa: BLE001  # telemetry never stops a run
+                    logging.getLogger("cascade").warning("telemetry: a task could not be exported")
+            if self.dropped and not self._said_dropped:
+                self._said_dropped = True
+                logging.getLogger("cascade").warning(
+                    "telemetry: the exporters fell behind the run; tasks beyond %d waiting are"
+                    " not exported",
+                    self._max_pending,
+                )
+            finished, self._finished = self._finished, []
+            for start in range(0, len(finished), _BATCH):
+                try:
+                    self._spans.export(finished[start : start + _BATCH])
+                except Exception:  # noqa: BLE001  # telemetry never stops a run
+                    logging.getLogger("cascade").warning("telemetry: spans could not be exported")
+
+    def _span(
+        self,
+        name: str,
+        trace_id: int,
+        parent: SpanContext | None,
+        times: tuple[int, int],
+        attributes: dict[str, Any],
+        *,
+        client: bool = False,
+        failed: bool = False,
+    ) -> SpanContext:
+        """Keep a finished span for the next export; its context, for its children."""
+        span_id = random.getrandbits(64)
+        context: SpanContext = self._api.SpanContext(trace_id, span_id, False, self._sampled)
+        span = self._readable(
+            name,
+            context,
+            parent,
+            self._resource,
+            attributes,
+            kind=self._kinds[client],
+            status=self._error if failed else self._unset,
+            start_time=times[0],
+            end_time=times[1],
+            instrumentation_scope=self._scope,
+        )
+        self._finished.append(span)
+        return context
 
     def _export(self, outcome: Outcome, tiers: Sequence[Tier]) -> None:
         steps = outcome.steps
         # A step is written once its answer is judged: the call ended before its validators ran.
         ends = [int((s.ts - _judging_s(s)) * _NS) for s in steps]
         starts = [end - int(s.latency_s * _NS) for s, end in zip(steps, ends, strict=True)]
-        start = min(starts, default=None)
+        now = time.time_ns()
         task_attributes: dict[str, Any] = {
-            "cascade.run_id": outcome.run_id,
+            "cascade.run_id": outcome.run_id or "",
             "cascade.task_id": outcome.task_id,
             "cascade.task_type": outcome.task_type,
-            "cascade.status": str(outcome.status),
+            "cascade.status": outcome.status.value,
             "cascade.cost_usd": outcome.cost_usd,
-            "cascade.reasons": [redact(r)[:500] for r in outcome.reasons],
+            "cascade.reasons": tuple(redact(r)[:500] for r in outcome.reasons),
         }
         if outcome.tier is not None:
             task_attributes["cascade.tier"] = outcome.tier
-        task = self._tracer.start_span("cascade.task", start_time=start, attributes=task_attributes)
-        context = self._trace.set_span_in_context(task)
+        trace_id = random.getrandbits(128)
+        span_times = (min(starts, default=now), max((int(s.ts * _NS) for s in steps), default=now))
+        task = self._span("cascade.task", trace_id, None, span_times, task_attributes)
         for step, begin, end in zip(steps, starts, ends, strict=True):
             tier = tiers[step.tier] if 0 <= step.tier < len(tiers) else None
-            self._call(step, begin, end, context, tier)
-        task.end(end_time=max((int(s.ts * _NS) for s in steps), default=None))
-        self._tasks.add(
-            1, {"cascade.task_type": outcome.task_type, "cascade.status": str(outcome.status)}
-        )
+            self._call(step, trace_id, (begin, end), task, tier)
+        key = (("cascade.status", outcome.status.value), ("cascade.task_type", outcome.task_type))
+        with self.metrics.lock:
+            self.metrics.add("cascade.tasks", 1, key)
 
-    def _call(self, step: Step, begin: int, end: int, context: Any, tier: Tier | None) -> None:
+    def _call(
+        self,
+        step: Step,
+        trace_id: int,
+        times: tuple[int, int],
+        task: SpanContext,
+        tier: Tier | None,
+    ) -> None:
         model = step.model_requested
-        common = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": _provider(model),
-            "gen_ai.request.model": model,
-        }
+        provider = _provider(model)
         attributes: dict[str, Any] = {
-            **common,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
             "gen_ai.usage.input_tokens": step.prompt_tokens,
             "gen_ai.usage.output_tokens": step.completion_tokens,
             "cascade.tier": step.tier,
             "cascade.step": step.step,
-            "cascade.step.kind": str(step.kind),
-            "cascade.decision": str(step.decision),
+            "cascade.step.kind": step.kind.value,
+            "cascade.decision": step.decision.value,
             "cascade.cost_usd": step.cost_usd,
             "cascade.run_id": step.run_id,
-            "cascade.verdicts": [_verdict(v) for v in step.verdicts],
+            "cascade.verdicts": tuple(_verdict(v) for v in step.verdicts),
         }
         if step.model_served:
             attributes["gen_ai.response.model"] = step.model_served
         if tier is not None:
-            attributes.update(_request_params(tier.params))
+            attributes.update(self._request_params(tier))
+        error = step.error.split(":", 1)[0] if step.error else None
         if step.error:
-            attributes["error.type"] = step.error.split(":", 1)[0]
+            attributes["error.type"] = error
             attributes["cascade.error"] = redact(step.error)[:500]
-        span = self._tracer.start_span(
-            f"chat {model}", context=context, start_time=begin, attributes=attributes
+        call = self._span(
+            f"chat {model}", trace_id, task, times, attributes, client=True, failed=bool(error)
         )
-        if step.error:
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR))
-        span.end(end_time=end)
-        self._validators(step, end, self._trace.set_span_in_context(span))
-        self._duration.record(step.latency_s, common | _error_type(step))
-        if step.error is None:
-            self._tokens.record(step.prompt_tokens, common | {"gen_ai.token.type": "input"})
-            self._tokens.record(step.completion_tokens, common | {"gen_ai.token.type": "output"})
-        self._cost.add(step.cost_usd, {"gen_ai.request.model": model})
-        if step.kind not in SIDE_CALLS:
-            where: dict[str, Any] = {"cascade.task_type": step.task_type, "cascade.tier": step.tier}
-            self._decisions.add(1, where | {"cascade.decision": str(step.decision)})
+        self._validators(step, trace_id, times[1], call)
+        self._measure(step, model, provider, error)
 
-    def _validators(self, step: Step, begin: int, context: Any) -> None:
+    def _request_params(self, tier: Tier) -> dict[str, Any]:
+        """The tier's GenAI request attributes, worked out once per tier."""
+        known = self._params.get(id(tier))
+        if known is None or known[0] is not tier:
+            known = self._params[id(tier)] = (tier, _request_params(tier.params))
+        return known[1]
+
+    def _measure(self, step: Step, model: str, provider: str, error: str | None) -> None:
+        """The call's metric points (attribute pairs sorted by name)."""
+        keys = self._keys.get((model, error))
+        if keys is None:
+            common: Key = (
+                ("gen_ai.operation.name", "chat"),
+                ("gen_ai.provider.name", provider),
+                ("gen_ai.request.model", model),
+            )
+            keys = self._keys[model, error] = (
+                (("error.type", error), *common) if error else common,
+                (*common, ("gen_ai.token.type", "input")),
+                (*common, ("gen_ai.token.type", "output")),
+                (("gen_ai.request.model", model),),
+            )
+        duration, tokens_in, tokens_out, cost = keys
+        metrics = self.metrics
+        with metrics.lock:
+            metrics.record("gen_ai.client.operation.duration", step.latency_s, duration)
+            if error is None:
+                metrics.record("gen_ai.client.token.usage", step.prompt_tokens, tokens_in)
+                metrics.record("gen_ai.client.token.usage", step.completion_tokens, tokens_out)
+            metrics.add("cascade.cost", step.cost_usd, cost)
+            if step.kind not in SIDE_CALLS:
+                where = (
+                    ("cascade.decision", step.decision.value),
+                    ("cascade.task_type", step.task_type),
+                    ("cascade.tier", step.tier),
+                )
+                metrics.add("cascade.tier.decisions", 1, where)
+
+    def _validators(self, step: Step, trace_id: int, begin: int, call: SpanContext) -> None:
         """A span per validator that took time (the sandbox, mypy), after the call, in order."""
         for verdict in step.verdicts:
             if not verdict.seconds:
@@ -179,28 +299,37 @@ class Telemetry:
             }
             if verdict.reason:
                 attributes["cascade.validator.reason"] = redact(verdict.reason)[:500]
-            span = self._tracer.start_span(
-                f"validate {verdict.validator}",
-                context=context,
-                start_time=begin,
-                attributes=attributes,
-            )
-            begin += int(verdict.seconds * _NS)
-            span.end(end_time=begin)
+            end = begin + int(verdict.seconds * _NS)
+            self._span(f"validate {verdict.validator}", trace_id, call, (begin, end), attributes)
+            begin = end
+
+    def metrics_data(self) -> Any:
+        """The metrics so far, as the SDK's ``MetricsData`` (cumulative since the start)."""
+        return self.metrics.metrics_data(self._resource, self._scope)
+
+    def _export_metrics(self) -> None:
+        if self._metric_exporter is None or not self.metrics.names():
+            return
+        try:
+            self._metric_exporter.export(self.metrics_data())
+        except Exception:  # noqa: BLE001  # telemetry never stops a run
+            logging.getLogger("cascade").warning("telemetry: the metrics could not be exported")
 
     def flush(self) -> None:
-        """Wait until every task recorded so far is handed to the exporters."""
-        if self._thread is not None:
-            self._queue.join()
+        """Export the spans of every task recorded so far."""
+        self._export_pending()
 
     def shutdown(self) -> None:
-        """Export what is queued, flush the exporters, and stop."""
+        """Export what is left and the metrics, flush the exporters, and stop."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._stop.set()
             self._thread.join()
             self._thread = None
-        if self._shutdown is not None:
-            self._shutdown()
+        self._export_pending()
+        self._export_metrics()
+        self._spans.shutdown()
+        if self._metric_exporter is not None:
+            self._metric_exporter.shutdown()
 
 
 def _judging_s(step: Step) -> float:
@@ -222,89 +351,3 @@ def _request_params(params: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             found[name] = value
     return found
-
-
-def _error_type(step: Step) -> dict[str, str]:
-    return {"error.type": step.error.split(":", 1)[0]} if step.error else {}
-
-
-def otlp_telemetry(endpoint: str | None, say: Callable[[str], None]) -> Telemetry:
-    """Telemetry exported over OTLP/HTTP to ``endpoint`` (a base URL; ``None``: the environment).
-
-    Export attempts time out after 2 s; the first failure of traces or of metrics is reported
-    once through ``say``, and what would follow it is dropped.
-    """
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415  # the otel extra
-
-    # The exporters log every failure with a traceback; it is said once, in a sentence, instead.
-    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
-    failures = _Failures(say)
-    base = endpoint.rstrip("/") if endpoint else None
-    resource = Resource.create({"service.name": "cascade"})
-    tracer_provider = _tracer_provider(base, resource, failures)
-    meter_provider = _meter_provider(base, resource, failures)
-
-    def shutdown() -> None:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
-
-    return Telemetry(tracer_provider, meter_provider, shutdown=shutdown)
-
-
-class _Failures:
-    """Which exports failed: each is said once, and what follows it is dropped."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self._say = say
-        self.failed: set[str] = set()
-
-    def note(self, what: str, ok: bool) -> None:
-        if not ok and what not in self.failed:
-            self.failed.add(what)
-            self._say(f"telemetry: exporting {what} failed; the rest of them is dropped")
-
-
-def _tracer_provider(base: str | None, resource: Any, failures: _Failures) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter,
-    )
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult  # noqa: PLC0415
-
-    class Spans(OTLPSpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            if "traces" in failures.failed:
-                return SpanExportResult.FAILURE
-            result = super().export(spans)
-            failures.note("traces", result == SpanExportResult.SUCCESS)
-            return result
-
-    provider = SdkTracerProvider(resource=resource)
-    traces = Spans(endpoint=f"{base}/v1/traces" if base else None, timeout=2)
-    provider.add_span_processor(BatchSpanProcessor(traces))
-    return provider
-
-
-def _meter_provider(base: str | None, resource: Any, failures: _Failures) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-        OTLPMetricExporter,
-    )
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
-        MetricExportResult,
-        PeriodicExportingMetricReader,
-    )
-
-    class Metrics(OTLPMetricExporter):
-        def export(
-            self, metrics_data: Any, timeout_millis: float | None = 10_000, **kwargs: Any
-        ) -> MetricExportResult:
-            if "metrics" in failures.failed:
-                return MetricExportResult.FAILURE
-            result = super().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-            failures.note("metrics", result == MetricExportResult.SUCCESS)
-            return result
-
-    metrics = Metrics(endpoint=f"{base}/v1/metrics" if base else None, timeout=2)
-    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=10_000)
-    return SdkMeterProvider(resource=resource, metric_readers=[reader])

@@ -14,10 +14,6 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cascade import Store, Tier
@@ -33,13 +29,11 @@ from tests.test_run import MIXED, run
 from tests.test_run import job as job  # noqa: PLC0414  # the replay job fixture, reused
 
 
-def in_memory() -> tuple[Telemetry, InMemorySpanExporter, InMemoryMetricReader]:
-    """Telemetry into the SDK's in-memory exporter and reader."""
+def in_memory() -> tuple[Telemetry, InMemorySpanExporter, Telemetry]:
+    """Telemetry into the SDK's in-memory span exporter; its metrics are read from it."""
     spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    return Telemetry(tracer_provider, MeterProvider(metric_readers=[reader])), spans, reader
+    telemetry = Telemetry(spans)
+    return telemetry, spans, telemetry
 
 
 def test_a_task_is_a_span_with_one_child_per_model_call() -> None:
@@ -75,8 +69,7 @@ def test_a_task_is_a_span_with_one_child_per_model_call() -> None:
     assert rejected["cascade.verdicts"] == ("says_ok failed: wanted 'ok', got 'no'",)
     assert accepted["gen_ai.response.model"] == "big-2024"
     assert dict(task.attributes or {})["cascade.status"] == "accepted"
-    data = reader.get_metrics_data()
-    assert data is not None
+    data = reader.metrics_data()
     metrics = {
         m.name
         for resource in data.resource_metrics
@@ -129,6 +122,27 @@ def test_no_secret_and_no_message_reaches_a_span() -> None:
     assert secret not in text
     assert "[REDACTED]" in text
     assert "the secret prompt text" not in text
+
+
+def test_an_exporter_that_falls_behind_drops_tasks_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past max_pending tasks waiting, the rest are counted and dropped; it is said once."""
+    spans = InMemorySpanExporter()
+    telemetry = Telemetry(spans, max_pending=2)
+    cascade, _ = make({"a": ["ok"]}, [Tier("a")])
+    outcomes = [cascade.run({"id": f"t{n}", "input": "x"}) for n in range(5)]
+    with caplog.at_level(logging.WARNING, logger="cascade"):
+        for outcome in outcomes:  # faster than the export thread's first turn (0.1 s)
+            telemetry.record(outcome)
+        telemetry.flush()
+        telemetry.record(outcomes[0])
+        telemetry.flush()
+    assert telemetry.dropped == 3
+    assert sum(s.name == "cascade.task" for s in spans.get_finished_spans()) == 3
+    said = [r.getMessage() for r in caplog.records if "fell behind" in r.getMessage()]
+    assert len(said) == 1
+    telemetry.shutdown()
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -109,7 +109,7 @@ class Job:
         """An exporter of traces and metrics for this process, when the job asks for one."""
         if self.otel is None:
             return None
-        from cascade.telemetry import otlp_telemetry  # noqa: PLC0415  # the otel extra
+        from cascade.otlp import otlp_telemetry  # noqa: PLC0415  # the otel extra
 
         try:
             return otlp_telemetry(self.otel or None, logging.getLogger("cascade").warning)
