@@ -11,8 +11,12 @@ from cascade.telemetry import Telemetry
 __all__ = ["otlp_telemetry"]
 
 
-def otlp_telemetry(endpoint: str | None, say: Callable[[str], None]) -> Telemetry:
+def otlp_telemetry(
+    endpoint: str | None, say: Callable[[str], None], *, content: bool = False
+) -> Telemetry:
     """Telemetry exported over OTLP/HTTP to ``endpoint`` (a base URL; ``None``: the environment).
+
+    ``content`` also exports answers and task inputs (see :class:`Telemetry`).
 
     Export attempts time out after 2 s; the first failure of traces or of metrics is reported
     once through ``say``, and what would follow it is dropped.
@@ -25,7 +29,7 @@ def otlp_telemetry(endpoint: str | None, say: Callable[[str], None]) -> Telemetr
     base = endpoint.rstrip("/") if endpoint else None
     resource = Resource.create({"service.name": "cascade"})
     spans, metrics = _span_exporter(base, failures), _metric_exporter(base, failures)
-    return Telemetry(spans, metrics, resource=resource)
+    return Telemetry(spans, metrics, resource=resource, content=content)
 
 
 class _Failures:

@@ -10,8 +10,9 @@ the engine's path pays nothing while export is off and little while it is on. Ca
 verdicts with their reasons, cost, run id). A validator that took a millisecond or more (the
 sandbox, mypy) is a ``validate <name>`` span under its call, placed after it in the order the
 validators ran, with ``cascade.validator``, ``cascade.validator.passed`` and the reason.
-Message contents are never exported, and every text goes through the store's secret redaction
-first.
+Message contents are exported only when asked for (``content=True``, ``--otel-content``): each
+call's answer as ``gen_ai.output.messages`` and the task's input as ``cascade.task.input``, cut
+at 16,000 characters. Every text goes through the store's secret redaction first.
 
 Metrics: ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` (histograms per
 model, as the conventions name them), ``cascade.cost`` (USD per model), and ``cascade.tasks``
@@ -31,6 +32,7 @@ reached, the run goes on, the failure is said once, and the rest is dropped.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import random
 import threading
@@ -42,7 +44,7 @@ from cascade.enums import SIDE_CALLS
 from cascade.otel_metrics import Aggregates, Key
 from cascade.outcome import Outcome, Step
 from cascade.secrets import redact
-from cascade.types import Tier
+from cascade.types import Task, Tier
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter
@@ -57,6 +59,8 @@ _TICK_S = 0.1
 """How often the export thread turns the tasks recorded since into spans and points."""
 _BATCH = 512
 """Spans per export request, at most."""
+_MAX_CONTENT = 16_000
+"""Characters of a message's content exported, at most (``content=True``)."""
 
 
 def _provider(model: str) -> str:
@@ -80,6 +84,7 @@ class Telemetry:
         resource: Resource | None = None,
         export_every_s: float = 10.0,
         max_pending: int = 100_000,
+        content: bool = False,
     ) -> None:
         # The otel extra, imported only when asked for.
         from opentelemetry import trace  # noqa: PLC0415
@@ -102,17 +107,24 @@ class Telemetry:
         self._scope = InstrumentationScope("cascade")
         self._every_s = export_every_s
         self._max_pending = max_pending
+        self._content = content
         self.dropped = 0
         """Tasks not exported because the exporters fell too far behind the run."""
         self._said_dropped = False
         self.metrics = Aggregates()
-        self._pending: collections.deque[tuple[Outcome, tuple[Tier, ...]]] = collections.deque()
+        self._pending: collections.deque[tuple[Outcome, tuple[Tier, ...], Task | None]] = (
+            collections.deque()
+        )
         self._working = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, outcome: Outcome, tiers: Sequence[Tier] = ()) -> None:
+    def record(
+        self, outcome: Outcome, tiers: Sequence[Tier] = (), task: Task | None = None
+    ) -> None:
         """Export one finished task: its span, its calls' spans, and their metric points.
+
+        ``task`` is needed only to export its input (``content=True``).
 
         The engine only appends the outcome to a list; a thread of its own turns what has
         gathered into spans and points every ``_TICK_S``. Waking it for each task would cost
@@ -124,7 +136,7 @@ class Telemetry:
         if len(self._pending) >= self._max_pending:
             self.dropped += 1  # a collector slower than the run must not grow memory without end
             return
-        self._pending.append((outcome, tuple(tiers)))
+        self._pending.append((outcome, tuple(tiers), task))
 
     def _drain(self) -> None:
         due = time.monotonic() + self._every_s
@@ -137,9 +149,9 @@ class Telemetry:
     def _export_pending(self) -> None:
         with self._working:
             while self._pending:
-                outcome, tiers = self._pending.popleft()
+                outcome, tiers, task = self._pending.popleft()
                 try:
-                    self._export(outcome, tiers)
+                    self._export(outcome, tiers, task)
                 except Exception:  # noqa: BLE001  # telemetry never stops a run
                     logging.getLogger("cascade").warning("telemetry: a task could not be exported")
             if self.dropped and not self._said_dropped:
@@ -185,7 +197,7 @@ class Telemetry:
         self._finished.append(span)
         return context
 
-    def _export(self, outcome: Outcome, tiers: Sequence[Tier]) -> None:
+    def _export(self, outcome: Outcome, tiers: Sequence[Tier], task: Task | None = None) -> None:
         steps = outcome.steps
         # A step is written once its answer is judged: the call ended before its validators ran.
         ends = [int((s.ts - _judging_s(s)) * _NS) for s in steps]
@@ -201,12 +213,15 @@ class Telemetry:
         }
         if outcome.tier is not None:
             task_attributes["cascade.tier"] = outcome.tier
+        if self._content and task is not None:
+            text = task.input if task.input is not None else json.dumps(list(task.messages or ()))
+            task_attributes["cascade.task.input"] = redact(text)[:_MAX_CONTENT]
         trace_id = random.getrandbits(128)
         span_times = (min(starts, default=now), max((int(s.ts * _NS) for s in steps), default=now))
-        task = self._span("cascade.task", trace_id, None, span_times, task_attributes)
+        parent = self._span("cascade.task", trace_id, None, span_times, task_attributes)
         for step, begin, end in zip(steps, starts, ends, strict=True):
             tier = tiers[step.tier] if 0 <= step.tier < len(tiers) else None
-            self._call(step, trace_id, (begin, end), task, tier)
+            self._call(step, trace_id, (begin, end), parent, tier)
         key = (("cascade.status", outcome.status.value), ("cascade.task_type", outcome.task_type))
         with self.metrics.lock:
             self.metrics.add("cascade.tasks", 1, key)
@@ -237,6 +252,10 @@ class Telemetry:
         }
         if step.model_served:
             attributes["gen_ai.response.model"] = step.model_served
+        if self._content and step.output is not None:
+            part = {"type": "text", "content": redact(step.output)[:_MAX_CONTENT]}
+            answer = [{"role": "assistant", "parts": [part]}]
+            attributes["gen_ai.output.messages"] = json.dumps(answer)
         if tier is not None:
             attributes.update(self._request_params(tier))
         error = step.error.split(":", 1)[0] if step.error else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -289,3 +291,23 @@ def test_an_actor_that_cannot_start_is_a_clear_error(
     assert "a task actor could not start" in error
     assert "no such file on this node" in error
     assert (tmp_path / "results.jsonl").read_text() == ""
+
+
+def test_a_run_joins_a_cluster_at_its_address(tmp_path: Path) -> None:
+    """--ray-address: a ``cascade run`` process joins this module's cluster and leaves it up."""
+    address = ray.get_runtime_context().gcs_address
+    tasks = write_tasks(tmp_path, 50)
+    command = [
+        *(sys.executable, "-m", "cascade.cli", "run", str(tasks), "--no-progress"),
+        *("--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / "results.jsonl")),
+        *("--store", str(tmp_path / "run.db"), "--backend", "tests.fake_backends:ladder"),
+        *("--executor", "ray", "--ray-address", address, "--workers", "2"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(  # noqa: S603  # our own command line
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 Ray actors" in done.stdout
+    assert len(results(tmp_path)) == 50
+    assert ray.get(ray.remote(lambda: 42).remote()) == 42  # the cluster is still up

@@ -22,7 +22,7 @@ from cascade.cli import main
 from cascade.errors import ServerError
 from cascade.secrets import register_secrets
 from cascade.telemetry import Telemetry
-from cascade.types import Usage
+from cascade.types import Task, Usage
 from cascade.validators import all_of, compiles, passes_tests
 from tests.helpers import make
 from tests.test_run import MIXED, run
@@ -145,6 +145,30 @@ def test_an_exporter_that_falls_behind_drops_tasks_and_says_so_once(
     telemetry.shutdown()
 
 
+def test_contents_are_exported_only_when_asked_and_redacted_even_then() -> None:
+    """--otel-content: the answer and the task's input are on the spans, without secrets."""
+    secret = "otel-secret-value-8080"
+    register_secrets([secret])
+    cascade, _ = make({"a": [f"ok {secret}"]}, [Tier("a")], None)
+    task = Task(id="t1", input=f"the prompt text {secret}")
+    outcome = cascade.run(task)
+    found = []
+    for content in (False, True):
+        spans = InMemorySpanExporter()
+        telemetry = Telemetry(spans, content=content)
+        telemetry.record(outcome, cascade.plan.tiers, task)
+        telemetry.flush()
+        by_name = {s.name: dict(s.attributes or {}) for s in spans.get_finished_spans()}
+        found.append(by_name)
+    hidden, shown = found
+    assert "gen_ai.output.messages" not in hidden["chat a"]
+    assert "cascade.task.input" not in hidden["cascade.task"]
+    (message,) = json.loads(str(shown["chat a"]["gen_ai.output.messages"]))
+    assert message["parts"][0]["content"] == "ok [REDACTED]"
+    assert shown["cascade.task"]["cascade.task.input"] == "the prompt text [REDACTED]"
+    assert secret not in json.dumps(shown)
+
+
 class _Receiver(BaseHTTPRequestHandler):
     """An OTLP/HTTP collector on loopback: decodes each protobuf request it is sent."""
 
@@ -239,3 +263,14 @@ def test_otel_without_the_extra_is_a_clear_error(
     assert main(["run", str(tasks), "--policy", str(job / "policies"), "--replay",
                  str(job / "dataset"), "--otel", "http://127.0.0.1:9"]) == 2  # fmt: skip
     assert "cascade-llm[otel]" in capsys.readouterr().err
+
+
+def test_otel_content_without_otel_is_refused(
+    job: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--otel-content alone exports nothing: it is an error that says what is missing."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n")
+    assert run(job, tasks, "--otel-content") == 2
+    assert "--otel-content needs --otel" in capsys.readouterr().err

@@ -271,6 +271,11 @@ def _add_run(commands: Any) -> None:
         help="export OpenTelemetry traces and metrics over OTLP/HTTP to URL (default: the"
         " OTEL_EXPORTER_OTLP_ENDPOINT environment variable); needs the otel extra",
     )
+    run.add_argument(
+        "--otel-content",
+        action="store_true",
+        help="with --otel, also export each call's answer and each task's input (redacted)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 

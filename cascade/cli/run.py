@@ -58,6 +58,7 @@ def job_of(args: argparse.Namespace) -> Job:
         dry_run=args.dry_run,
         grace_s=args.grace,
         otel=args.otel if args.otel is not None else _otel_from_environment(),
+        otel_content=args.otel_content,
     )
 
 

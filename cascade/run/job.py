@@ -65,6 +65,8 @@ class Job:
     otel: str | None = None
     """Export traces and metrics over OTLP/HTTP: to this base URL, or ``""`` for the endpoint
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` names; ``None`` exports nothing."""
+    otel_content: bool = False
+    """Also export each call's answer and each task's input (redacted) with the traces."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:
@@ -83,6 +85,8 @@ class Job:
             raise ConfigError(f"--grace must be >= 0 s, got {self.grace_s}")
         if not self.max_outage_s >= 0:
             raise ConfigError(f"--max-outage-s must be >= 0, got {self.max_outage_s}")
+        if self.otel_content and self.otel is None:
+            raise ConfigError("--otel-content needs --otel (or OTEL_EXPORTER_OTLP_ENDPOINT)")
         if self.executor not in ("processes", "ray"):
             raise ConfigError(f"--executor must be processes or ray, got {self.executor!r}")
         if self.ray_address is not None and self.executor != "ray":
@@ -112,7 +116,8 @@ class Job:
         from cascade.otlp import otlp_telemetry  # noqa: PLC0415  # the otel extra
 
         try:
-            return otlp_telemetry(self.otel or None, logging.getLogger("cascade").warning)
+            say = logging.getLogger("cascade").warning
+            return otlp_telemetry(self.otel or None, say, content=self.otel_content)
         except ImportError as exc:
             raise ConfigError(
                 f"--otel needs the otel extra: pip install 'cascade-llm[otel]' ({exc})"

@@ -163,7 +163,7 @@ class Worker:
         self.budget.add(outcome.cost_usd)
         self._done.append((outcome, leased.task, leased.execution))
         if self.telemetry is not None:
-            self.telemetry.record(outcome, self.cascades.tiers_for(leased.task))
+            self.telemetry.record(outcome, self.cascades.tiers_for(leased.task), leased.task)
 
     async def _cut_off(
         self, running: dict[asyncio.Future[Outcome], tuple[Leased, list[Step]]]
