@@ -185,3 +185,25 @@ def test_a_policy_naming_an_unrecorded_model_is_refused(
     err = capsys.readouterr().err
     assert "has no recorded outputs of openai/gpt-5" in err
     assert MINI in err
+
+
+def test_latency_quantiles_come_from_the_recorded_latencies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """p50 and p95 of a model are its recorded latencies' own; a one-call ladder's are the same."""
+    import numpy as np  # noqa: PLC0415
+
+    report = run_json(capsys, MINI)
+    data = load_dataset(BFCL)
+    recorded = np.asarray([data.latency[(task.id, MINI)] for task in data.tasks])
+    model = report["models"]
+    assert isinstance(model, dict)
+    mini = model[MINI]
+    assert mini["latency_p50_s"] == pytest.approx(np.quantile(recorded, 0.5), abs=1e-4)
+    assert mini["latency_p95_s"] == pytest.approx(np.quantile(recorded, 0.95), abs=1e-4)
+    assert mini["latency_p95_s"] > mini["latency_p50_s"] > 0
+    ladders = report["ladders"]
+    assert isinstance(ladders, dict)
+    (ladder,) = ladders.values()
+    assert ladder["latency_p50_s"] == mini["latency_p50_s"]
+    assert ladder["latency_p95_s"] == mini["latency_p95_s"]

@@ -32,8 +32,9 @@ def _markdown(results: Mapping[str, Any]) -> str:
         " judged against the dataset's gold labels, which the validators never see. Intervals are"
         " bootstrap 95 % intervals over tasks.",
         "",
-        "| | pass rate | 95 % CI | $/task | 95 % CI ($/1k tasks) | total $ | latency s/task |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| | pass rate | 95 % CI | $/task | 95 % CI ($/1k tasks) | total $ | latency s/task"
+        " | p50 s | p95 s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = sorted(results["models"].items(), key=lambda item: item[1]["cost_usd"])
     named = [(f"model `{n}`", s) for n, s in rows]
@@ -44,6 +45,7 @@ def _markdown(results: Mapping[str, Any]) -> str:
             f"| {label} | {_pct(score['pass_rate'])} | {_ci(score['pass_rate_ci95'])} |"
             f" {score['cost_per_task_usd']:.6f} | {_ci(score['cost_per_task_ci95'], 1000, 3)} |"
             f" {score['cost_usd']:.4f} | {score['latency_s']:.2f} |"
+            f" {score['latency_p50_s']:.2f} | {score['latency_p95_s']:.2f} |"
         )
     partial = results.get("partial_models") or {}
     if partial:

@@ -52,11 +52,23 @@ class ReplayScore:
     rights: tuple[bool, ...] = ()
     costs: tuple[float, ...] = ()
     """Per task, in the dataset's order: was the delivered answer right, and what it cost."""
+    latencies: tuple[float, ...] = ()
+    """Per task, in the dataset's order: the recorded seconds of the calls it made, in turn."""
 
     @classmethod
-    def of(cls, rights: list[bool], costs: list[float], latency_s: float) -> ReplayScore:
+    def of(cls, rights: list[bool], costs: list[float], latencies: list[float]) -> ReplayScore:
         """A score from per-task figures."""
-        return cls(len(rights), sum(rights), sum(costs), latency_s, tuple(rights), tuple(costs))
+        mean = sum(latencies) / max(1, len(latencies))
+        return cls(len(rights), sum(rights), sum(costs), mean, tuple(rights), tuple(costs),
+                   tuple(latencies))  # fmt: skip
+
+    def latency_quantile(self, share: float) -> float:
+        """The task latency below which ``share`` of the tasks finished (0 with no tasks)."""
+        if not self.latencies:
+            return 0.0
+        import numpy as np  # noqa: PLC0415  # bench only
+
+        return float(np.quantile(np.asarray(self.latencies), share))
 
     @property
     def pass_rate(self) -> float:
@@ -78,6 +90,8 @@ class ReplayScore:
             "cost_per_task_usd": round(self.cost_per_task, 10),
             "cost_per_task_ci95": cost.to_json(),
             "latency_s": round(self.latency_s, 4),
+            "latency_p50_s": round(self.latency_quantile(0.5), 4),
+            "latency_p95_s": round(self.latency_quantile(0.95), 4),
         }
 
 
@@ -137,7 +151,7 @@ def _every_model(data: Dataset) -> dict[str, ReplayScore]:
         scores[model] = ReplayScore.of(
             [data.correct.get(key, False) for key in keys],
             [data.cost.get(key, 0.0) for key in keys],
-            sum(data.latency.get(key, 0.0) for key in keys) / max(1, len(keys)),
+            [data.latency.get(key, 0.0) for key in keys],
         )
     return scores
 
@@ -146,20 +160,21 @@ def score_oracle(data: Dataset) -> ReplayScore:
     """The cheapest priced model that was correct, per task; the cheapest where none was."""
     rights: list[bool] = []
     costs: list[float] = []
-    latency = 0.0
+    latencies: list[float] = []
     priced = [m for m in data.models if m not in data.unpriced]
     for task in data.tasks:
         answered = [m for m in priced if (task.id, m) in data.cost]
         if not answered:
             rights.append(False)
             costs.append(0.0)
+            latencies.append(0.0)
             continue
         right = [m for m in answered if data.correct.get((task.id, m), False)]
         pick = min(right or answered, key=lambda m: data.cost[(task.id, m)])
         rights.append(bool(right))
         costs.append(data.cost[(task.id, pick)])
-        latency += data.latency[(task.id, pick)]
-    return ReplayScore.of(rights, costs, latency / max(1, len(data.tasks)))
+        latencies.append(data.latency[(task.id, pick)])
+    return ReplayScore.of(rights, costs, latencies)
 
 
 async def score_ladder(data: Dataset, cascade: Cascade, *, concurrency: int = 64) -> LadderScore:
@@ -218,6 +233,7 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         latency_s=sum(o.latency_s for o in outcomes) / max(1, count),
         rights=tuple(rights),
         costs=costs,
+        latencies=tuple(o.latency_s for o in outcomes),
         accepted_by_tier=tuple(accepted_by_tier),
         escalation_rate=escalated / max(1, count),
         false_accept_rate=verdicts[(False, True)] / wrong if wrong else 0.0,

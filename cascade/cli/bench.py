@@ -70,7 +70,8 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
     lines += [
         "",
         "pass rate: accepted and right. delivered: right, accepted or not (best rejected kept).",
-        f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'delivered':>9}",
+        f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'p50 s':>6} {'p95 s':>6}"
+        f" {'delivered':>9}",
     ]
     lines += [_row(label, score, width) for label, score in rows]
     for name, score in results["ladders"].items():
@@ -90,5 +91,5 @@ def _by_cost(item: tuple[str, Mapping[str, Any]]) -> float:
 def _row(label: str, score: Mapping[str, Any], width: int) -> str:
     return (
         f"{label:{width}} {score['pass_rate']:>9.1%} {score['cost_per_task_usd']:>10.6f} "
-        f"{score['cost_usd']:>9.4f}"
+        f"{score['cost_usd']:>9.4f} {score['latency_p50_s']:>6.2f} {score['latency_p95_s']:>6.2f}"
     )
