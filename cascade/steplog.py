@@ -62,9 +62,7 @@ class _LineWriter:
 
     def msg(self, message: str) -> None:
         """Write one rendered event as a line."""
-        out = self._file if self._file is not None else sys.stderr
-        out.write(message + "\n")
-        out.flush()
+        self.lines(message + "\n")
 
     def lines(self, text: str) -> None:
         """Write lines rendered elsewhere, as they are."""

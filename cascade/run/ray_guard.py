@@ -22,55 +22,21 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cascade.run.guard import BreakerSettings, Guard, Limit, Transition, counts_tokens, keys_of
+from cascade.run.guard import Guard, Limit, Transition
+from cascade.run.limits import counts_tokens, keys_of
 
 __all__ = ["GuardKeeper", "RayGuard"]
 
 
-class GuardKeeper:
-    """The body of the guard actor: a :class:`Guard`, reached by method calls."""
+class GuardKeeper(Guard):
+    """The body of the guard actor: a :class:`Guard`, each method a call to the actor."""
 
-    def __init__(self, limits: Mapping[str, Limit], breaker: BreakerSettings, keys: list[str]):
-        self.guard = Guard(limits, breaker, keys=keys)
-
-    def troubled(self, successes: Mapping[str, int]) -> tuple[list[str], dict[str, float]]:
+    def report(self, successes: Mapping[str, int]) -> tuple[list[str], dict[str, float]]:
         """Count a client's successes since it last asked; then :meth:`Guard.troubled`."""
         for model, count in successes.items():
             for _ in range(count):
-                self.guard.succeeded(model)
-        return self.guard.troubled()
-
-    def admit_transition(self, model: str) -> tuple[bool, Transition | None]:
-        """See :meth:`Guard.admit_transition`."""
-        return self.guard.admit_transition(model)
-
-    def wait_s(self, model: str, tokens: int) -> float:
-        """See :meth:`Guard.wait_s`."""
-        return self.guard.wait_s(model, tokens)
-
-    def settle(self, model: str, reserved: int, used: int) -> None:
-        """See :meth:`Guard.settle`."""
-        self.guard.settle(model, reserved, used)
-
-    def succeeded(self, model: str) -> Transition | None:
-        """See :meth:`Guard.succeeded`."""
-        return self.guard.succeeded(model)
-
-    def failed(self, model: str) -> Transition | None:
-        """See :meth:`Guard.failed`."""
-        return self.guard.failed(model)
-
-    def rate_limited(self, model: str, retry_after_s: float | None) -> float:
-        """See :meth:`Guard.rate_limited`."""
-        return self.guard.rate_limited(model, retry_after_s)
-
-    def retry_in_s(self, model: str) -> float:
-        """See :meth:`Guard.retry_in_s`."""
-        return self.guard.retry_in_s(model)
-
-    def trips(self) -> int:
-        """See :meth:`Guard.trips`."""
-        return self.guard.trips()
+                self.succeeded(model)
+        return self.troubled()
 
 
 class RayGuard:
@@ -116,7 +82,7 @@ class RayGuard:
         now = time.monotonic()
         if now - self._seen_at >= self._fresh_s:
             successes, self._successes = self._successes, {}
-            not_closed, paused = self._ask("troubled", successes)
+            not_closed, paused = self._ask("report", successes)
             now = time.monotonic()
             self._not_closed = set(not_closed)
             self._paused_until = {key: now + left for key, left in paused.items()}

@@ -145,7 +145,7 @@ class RayPool:
         keeper = None
         try:
             keeper = ray.remote(num_cpus=0)(GuardKeeper).remote(
-                self._guard.limits, self._guard.breaker, self._guard.keys
+                self._guard.limits, self._guard.breaker, keys=self._guard.keys
             )
             client = RayGuard(keeper, self._guard.limits, _wait_for)
             hands = [self._hand(client) for _ in range(self.job.worker_count(None))]
