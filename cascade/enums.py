@@ -20,6 +20,9 @@ class Status(enum.StrEnum):
     QUARANTINED = "quarantined"
     NEEDS_REVIEW = "needs_review"
     """No model's answer passed, and the ladder ends in a human review queue."""
+    DEADLINE = "deadline"
+    """The task's time ran short: the next re-ask or tier could not answer within its
+    ``deadline_s``, so it stopped with its best answer so far."""
 
 
 class Decision(enum.StrEnum):
@@ -32,6 +35,9 @@ class Decision(enum.StrEnum):
     ERROR = "error"
     RECORD = "record"
     """Nothing: the answer was kept for calibration only (``--record-all-tiers``)."""
+    CANCEL = "cancel"
+    """A hedged race's loser: the other tier's answer was accepted first, so this call was
+    cancelled (or its answer dropped); what it cost still counts."""
 
 
 class CallKind(enum.StrEnum):
@@ -48,6 +54,9 @@ class CallKind(enum.StrEnum):
     CALIBRATION = "calibration"
     """A tier the ladder did not need, asked anyway so that a run store records what every
     tier answers (``cascade run --record-all-tiers``); it never changes the outcome."""
+    HEDGE = "hedge"
+    """The next tier, asked early while the tier below had not yet answered, because the
+    task's deadline drew near (a tier with ``hedge = true``)."""
 
 
 SIDE_CALLS = frozenset({CallKind.VALIDATOR, CallKind.CALIBRATION})

@@ -120,6 +120,12 @@ class Tier:
     price: Price | None = None
     few_shot: bool = True
     trusted: bool = False
+    expected_latency_s: float | None = None
+    """Seconds an answer of this tier is expected to take (its p90), used by tasks with a
+    deadline until the run has seen enough of the model's calls to measure it."""
+    hedge: bool = False
+    """With a task deadline: start the next tier early, while this one has not answered, when
+    waiting longer would leave the next tier too little time. The first accepted answer wins."""
     validate: Callable[[Attempt], Verdict | Awaitable[Verdict]] | None = field(
         default=None, compare=False
     )
@@ -136,8 +142,11 @@ class Tier:
             raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
         if self.trusted and self.validate is not None:
             raise ConfigError(f"tier {self.model}: a trusted tier runs no validators")
-        if self.model == HUMAN and (self.fallbacks or self.reasks):
-            raise ConfigError("the human tier takes no fallbacks and no re-asks")
+        if self.model == HUMAN and (self.fallbacks or self.reasks or self.hedge):
+            raise ConfigError("the human tier takes no fallbacks, re-asks or hedge")
+        if self.expected_latency_s is not None and not self.expected_latency_s > 0:
+            raise ConfigError(f"tier {self.model}: expected_latency_s must be > 0, "
+                              f"got {self.expected_latency_s!r}")  # fmt: skip
         object.__setattr__(self, "fallbacks", tuple(self.fallbacks))
         object.__setattr__(self, "params", _frozen_mapping(self.params))
 
@@ -152,7 +161,7 @@ class Tier:
         return (self.model, *self.fallbacks)
 
 
-_TASK_KEYS = frozenset({"id", "type", "input", "messages", "meta"})
+_TASK_KEYS = frozenset({"id", "type", "input", "messages", "meta", "deadline_s"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +169,9 @@ class Task:
     """One unit of work. It carries either ``input`` text or chat ``messages``.
 
     ``extra`` holds the other fields that travel with the task for validators, such as
-    ``tests`` for code or ``functions`` for function calls.
+    ``tests`` for code or ``functions`` for function calls. ``deadline_s`` is the task's own
+    time budget in seconds (it overrides a policy's): no re-ask or tier is started that could
+    not answer within it.
     """
 
     id: str
@@ -169,6 +180,7 @@ class Task:
     type: str = "default"
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    deadline_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -182,6 +194,16 @@ class Task:
             raise TaskError(f"{where}: field 'input' must be a string")
         if self.messages is not None:
             object.__setattr__(self, "messages", _check_messages(where, self.messages))
+        if self.deadline_s is not None:
+            deadline: object = self.deadline_s
+            if (
+                isinstance(deadline, bool)
+                or not isinstance(deadline, int | float)
+                or not math.isfinite(deadline)
+                or deadline <= 0
+            ):
+                raise TaskError(f"{where}: field 'deadline_s' must be a number of seconds > 0, "
+                                f"got {deadline!r}")  # fmt: skip
         object.__setattr__(self, "meta", _frozen_mapping(self.meta))
         object.__setattr__(self, "extra", _frozen_mapping(self.extra))
 
@@ -205,6 +227,7 @@ class Task:
             type=data.get("type", "default"),
             meta=meta,
             extra={k: v for k, v in data.items() if k not in _TASK_KEYS},
+            deadline_s=data.get("deadline_s"),
         )
 
 

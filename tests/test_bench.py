@@ -207,3 +207,40 @@ def test_latency_quantiles_come_from_the_recorded_latencies(
     (ladder,) = ladders.values()
     assert ladder["latency_p50_s"] == mini["latency_p50_s"]
     assert ladder["latency_p95_s"] == mini["latency_p95_s"]
+
+
+def test_a_deadline_replays_each_ladder_beside_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    """--deadline adds each ladder with that deadline: no task escalates past it, p95 falls."""
+    import numpy as np  # noqa: PLC0415
+
+    assert main(["bench", str(BFCL), "--json", "--ladder", f"{MINI},{SONNET}",
+                 "--deadline", "1.5"]) == 0  # fmt: skip
+    ladders = json.loads(capsys.readouterr().out)["ladders"]
+    free, timed = ladders[f"{MINI} → {SONNET}"], ladders[f"{MINI} → {SONNET}, deadline 1.5 s"]
+    data = load_dataset(BFCL)
+    sonnet_p90 = np.quantile([data.latency[(t.id, SONNET)] for t in data.tasks], 0.9)
+    assert sonnet_p90 > 1.5  # so no escalation fits in 1.5 s after a first answer
+    assert timed["accepted_by_tier"][1] == 0 < free["accepted_by_tier"][1]
+    assert timed["statuses"]["deadline"] == free["escalation_rate"] * 400
+    assert timed["latency_p95_s"] < free["latency_p95_s"]
+    assert timed["cost_usd"] < free["cost_usd"]
+
+
+def test_a_deadline_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    """--deadline 0 is refused, naming the option."""
+    assert main(["bench", str(BFCL), "--ladder", MINI, "--deadline", "0"]) == 2
+    assert "--deadline" in capsys.readouterr().err
+
+
+def test_replayed_expected_latency_is_the_p90_of_the_tasks_it_is_timed_on() -> None:
+    """A replay expects a model's p90 latency; timed on some tasks, theirs alone."""
+    import numpy as np  # noqa: PLC0415
+
+    data = load_dataset(BFCL)
+    every = [data.latency[(t.id, SONNET)] for t in data.tasks]
+    assert data.backend.expected_latency_s(SONNET) == pytest.approx(np.quantile(every, 0.9))
+    some = [t.id for t in data.tasks[:50]]
+    timed = data.backend.timed_on(some)
+    expected = np.quantile([data.latency[(i, SONNET)] for i in some], 0.9)
+    assert timed.expected_latency_s(SONNET) == pytest.approx(expected)
+    assert timed.expected_latency_s("openai/gpt-5") is None

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from cascade.backends.base import Request, Response
 from cascade.errors import ConfigError, ReplayMissing
+from cascade.latency import p90
 from cascade.types import Price, Usage
 
 __all__ = ["Recorded", "ReplayBackend", "alt_rows", "read_prices", "read_responses", "recorded"]
@@ -112,6 +113,15 @@ class ReplayBackend:
         self._prices = dict(prices or {})
         self._models = frozenset(model for _, model in self._records)
         self.name = name
+        self._p90: dict[str, float | None] = {}
+        self._timed_on: frozenset[str] | None = None
+
+    def timed_on(self, task_ids: Collection[str]) -> ReplayBackend:
+        """The same replay, whose expected latencies come from the tasks ``task_ids`` alone."""
+        other = ReplayBackend({}, prices=self._prices, name=self.name)
+        other._records, other._models = self._records, self._models  # shared, never changed
+        other._timed_on = frozenset(task_ids)
+        return other
 
     def __repr__(self) -> str:
         return f"ReplayBackend({self.name!r}, responses={len(self._records)})"
@@ -154,6 +164,19 @@ class ReplayBackend:
         """What serving answer ``index`` of that response costs, as :meth:`complete` says."""
         record = self.record(task_id, model)
         return self._cost(record, index, confidence, None, self._prices.get(model))
+
+    def expected_latency_s(self, model: str) -> float | None:
+        """The p90 of ``model``'s recorded latencies: what a task with a deadline plans by."""
+        resolved = self.resolve(model)
+        if resolved is None:
+            return None
+        if resolved not in self._p90:
+            ids = self._timed_on
+            values = [r.latency_s for (task, m), r in self._records.items()
+                      if m == resolved and r.latency_s is not None
+                      and (ids is None or task in ids)]  # fmt: skip
+            self._p90[resolved] = p90(values)
+        return self._p90[resolved]
 
     def priced(self, model: str) -> bool:
         """Whether the dataset knows what ``model``'s answers cost (recorded, or a list price)."""

@@ -47,6 +47,8 @@ class ScriptedBackend:
     """Serve scripted items per model, in order; the last item repeats once the list runs out.
 
     A script may also be a function of the request, for answers that depend on the task.
+    With ``virtual_time``, a reply's ``latency_s`` is reported as the call's latency instead of
+    slept, as a replay reports recorded ones: deadlines and hedges are tested without waiting.
     Every request is kept in ``calls``. Cost comes from the request's price, then ``prices``,
     else zero. Usage, when not scripted, counts whitespace-separated words.
     """
@@ -56,8 +58,10 @@ class ScriptedBackend:
         script: Mapping[str, Script],
         *,
         prices: Mapping[str, Price] | None = None,
+        virtual_time: bool = False,
     ) -> None:
         self._script = dict(script)
+        self._virtual = virtual_time
         self._prices = dict(prices or {})
         self._cursor: dict[str, int] = {}
         self.calls: list[Request] = []
@@ -77,7 +81,7 @@ class ScriptedBackend:
             item = Reply(item)
         if not isinstance(item, Reply):
             return cast(Response, item)  # garbage on purpose, to test the engine's checks
-        if item.latency_s:
+        if item.latency_s and not self._virtual:
             await asyncio.sleep(item.latency_s)
         usage = item.usage or Usage(
             prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
@@ -90,6 +94,7 @@ class ScriptedBackend:
             usage=usage,
             cost_usd=price.cost(usage) if price else 0.0,
             confidence=item.confidence,
+            latency_s=item.latency_s if self._virtual else None,
         )
 
     def _next(self, request: Request) -> Item:

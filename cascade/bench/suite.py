@@ -132,12 +132,16 @@ def bench(
     gold: str | None = None,
     kinds: Sequence[str] = (),
     cache: bool = True,
+    deadline_s: float | None = None,
 ) -> Benched:
     """Score every model, the oracle, each ladder and each policy.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
     ``dataset`` may be a run store, judged against ``gold``. ``kinds`` narrows the tasks.
-    ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`).
+    ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`). With
+    ``deadline_s``, each ladder and policy is also replayed with that deadline per task, its
+    tiers' expected latencies being the p90 of their recorded ones (on the training split,
+    when the held-out one is replayed).
     """
     exported = None
     if Path(dataset).is_file():  # a run store: its tasks that every tier answered
@@ -150,6 +154,8 @@ def bench(
     if part != "all":
         train, held = split_ids(data, holdout, seed)
         data = data.subset(train if part == "train" else held)
+        # a deadline plans by latencies seen in training, never by the held-out tasks' own
+        data = dataclasses.replace(data, backend=data.backend.timed_on(train))
     if kinds:
         data = data.subset({t.id for t in data.tasks if t.type in select_kinds(data, kinds)})
     verdicts = VerdictCache() if cache else None
@@ -163,12 +169,23 @@ def bench(
     for text in ladders:
         cascade = Cascade(Plan(_parse_ladder(text, data), validate), settings=replaying(data))
         runs[" → ".join(t.model for t in cascade.ladder)] = {"*": cascade}
+    if deadline_s is not None:
+        runs |= {f"{name}, deadline {deadline_s:g} s": _within(cascades, deadline_s)
+                 for name, cascades in runs.items()}  # fmt: skip
     results = _figures(data, part, holdout, seed)
     for name, cascades in runs.items():
         score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
         results["ladders"][name] = score.to_json()
     _add_summary(results)
     return Benched(results, data, exported)
+
+
+def _within(cascades: Mapping[str, Cascade], deadline_s: float) -> dict[str, Cascade]:
+    """The same cascades with a deadline on every task."""
+    if not deadline_s > 0:
+        raise ConfigError(f"--deadline must be a number of seconds above 0, not {deadline_s:g}")
+    return {kind: Cascade(dataclasses.replace(c.plan, deadline_s=deadline_s), settings=c.settings)
+            for kind, c in cascades.items()}  # fmt: skip
 
 
 def _figures(data: Dataset, part: str, holdout: float, seed: int) -> dict[str, Any]:

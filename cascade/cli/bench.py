@@ -25,6 +25,7 @@ def command(args: argparse.Namespace) -> int:
         gold=args.gold,
         kinds=tuple(args.kind or ()),
         cache=not args.no_cache,
+        deadline_s=args.deadline,
     )
     if found.exported is not None and not args.json:
         say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"

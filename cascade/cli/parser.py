@@ -97,6 +97,12 @@ def _add_bench(commands: Any) -> None:
         action="store_true",
         help="run every sandboxed test again instead of reading kept verdicts",
     )
+    bench.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help="also replay each ladder and policy with this deadline per task, in seconds",
+    )
     bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")

@@ -156,6 +156,7 @@ class Cascade:
             escalate_on_provider_error=plan.escalate_on_provider_error,
             max_outage_s=self.settings.max_outage_s,
             steps=steps,
+            deadline_s=plan.deadline_s,
         )
         calibrate = _sampled(task.id, self.settings.record_all_tiers)
         examples = tuple(plan.examples)  # already a tuple: no copy

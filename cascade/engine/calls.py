@@ -27,6 +27,7 @@ from cascade.errors import (
     RateLimited,
     ServerError,
 )
+from cascade.latency import Latencies
 from cascade.retry import RetryPolicy
 from cascade.secrets import SecretRedactor
 from cascade.steplog import StepLog
@@ -99,6 +100,9 @@ class Call:
     latency_s: float
     response: Response | None = None
     error: ProviderError | None = None
+    recorded: bool = False
+    """Whether ``latency_s`` is a latency the backend reported that did not really pass here (a
+    replay's recorded one): the task's clock then runs on such latencies, not the wall's."""
 
 
 class Caller:
@@ -119,11 +123,18 @@ class Caller:
         self._redactor = redactor or SecretRedactor()
         self._answered_at: dict[str, float] = {}
         """When each model last answered a call of this caller (``time.monotonic()``)."""
+        self.latencies = Latencies()
+        """Each model's latest answered-call latencies, for tasks with a deadline."""
 
     def quote(self, model: str) -> Quote | None:
         """The backend's price and longest answer for ``model``, when it can say before a call."""
         quote = getattr(self._backend, "quote", None)
         return quote(model) if callable(quote) else None
+
+    def expected_s(self, tier: Tier) -> float | None:
+        """Seconds an answer of ``tier`` is expected to take (see :mod:`~cascade.latency`)."""
+        known = getattr(self._backend, "expected_latency_s", None)
+        return self.latencies.expected_s(tier, known(tier.model) if callable(known) else None)
 
     def answered_since(self, tier: Tier, since: float) -> bool:
         """Whether a model of ``tier`` answered some call after ``since`` (a monotonic time)."""
@@ -246,14 +257,21 @@ class Caller:
             latency = time.perf_counter() - start
             problem = _malformed(response)
             if problem is None:
+                recorded = False
                 if response.latency_s is not None:
+                    recorded = response.latency_s > latency + _SLACK_S
                     latency = response.latency_s
                 self._answered_at[model] = time.monotonic()
-                return Call(model, kind, latency, response=response)
+                self.latencies.add(model, latency)
+                return Call(model, kind, latency, response=response, recorded=recorded)
             error = BackendFault(problem)
         # A provider may echo the key in its error: it never reaches a step, a reason or a row.
         error.args = (self._redactor.text(str(error)),)
         return Call(model, kind, time.perf_counter() - start, error=error)
+
+
+_SLACK_S = 0.001
+"""A reported latency this much longer than the wall clock's did not really pass."""
 
 
 def _estimate(tier: Tier, messages: tuple[Message, ...]) -> int:

@@ -21,7 +21,7 @@ from cascade.types import Verdict
 
 __all__ = ["Choice", "Moment", "decide"]
 
-Why = Literal["accepted", "fault", "reask", "escalate", "top", "budget"]
+Why = Literal["accepted", "fault", "reask", "escalate", "top", "budget", "deadline"]
 
 
 class Moment(NamedTuple):
@@ -43,7 +43,10 @@ class Moment(NamedTuple):
 
 
 class Choice(NamedTuple):
-    """The decision, and why: ``budget`` and ``top`` are the two reasons to stop early."""
+    """The decision, and why: ``budget``, ``deadline`` and ``top`` are the reasons to stop early.
+
+    :func:`decide` never says ``deadline``: the loop does, knowing the next tier's latency.
+    """
 
     decision: Decision
     why: Why

@@ -6,26 +6,31 @@ fallbacks and the guard), run the validators on the answer, then let
 feedback, escalate to the next tier, or stop. Every backend call becomes one step of the
 task's :class:`~cascade.engine.record.Record`, logged as it happens.
 
-Validators that call models (a judge, agreement, a vote) do so through the task's *asker*,
-which keeps every answer the task has: a model's answer to the same question is reused, free.
+Validators that call models (a judge, agreement, a vote) do so through the task's *asker*
+(:mod:`cascade.engine.answers`): a model's answer to the same question is reused, free.
+A task with a deadline checks each re-ask and escalation against its
+:class:`~cascade.engine.clock.Clock`; a tier with ``hedge`` races the next one
+(:mod:`cascade.engine.hedge`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
+from cascade.engine.answers import Answers, reask_turns
 from cascade.engine.calls import Call, Caller
+from cascade.engine.clock import Clock
 from cascade.engine.costcap import fit
-from cascade.engine.decide import Moment, decide
+from cascade.engine.decide import Choice, Moment, decide
+from cascade.engine.hedge import Resume, Rung, race
 from cascade.engine.record import Record
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
 from cascade.outcome import Outcome, Step
 from cascade.steplog import StepLog
-from cascade.types import Ask, Attempt, Message, Price, Response, Task, Tier, Verdict
+from cascade.types import Attempt, Message, Task, Tier, Verdict
 from cascade.validators.base import Validator, reads_confidence, run_validator
 
 __all__ = ["TaskRun"]
@@ -54,6 +59,7 @@ class TaskRun:
         escalate_on_provider_error: bool = False,
         max_outage_s: float = 600.0,
         steps: list[Step] | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         self.task = task
         self.ladder = ladder
@@ -64,12 +70,9 @@ class TaskRun:
         self.max_outage_s = max_outage_s
         self.record = Record(task, run_id, log, steps)
         self.attempts: list[Attempt] = []
-        self.judge_calls: list[Call] = []
-        self.answers: dict[tuple[str, int, int], Response] = {}
-        """Answers this task already has, by (model, sample, question): reused, not paid again."""
+        self.answers = Answers(caller, task.id)
         self.budget_usd: float | None = None
-        self._asked: tuple[Message, ...] = ()
-        self._asked_key = _question(())
+        self.clock = Clock(task.deadline_s if task.deadline_s is not None else deadline_s)
 
     async def run(
         self,
@@ -102,72 +105,132 @@ class TaskRun:
         examples: tuple[Message, ...],
     ) -> Outcome:
         top = order[-1] if order else -1
-        for index in order:
+        resume: Resume | None = None
+        for position, index in enumerate(order):
             tier = self.ladder[index]
             if tier.is_human:
                 return self.record.to_review(index, tier.model)
-            conversation = (*examples, *messages) if tier.few_shot else messages
-            ended = await self._ask_tier(index, tier, conversation, messages, index == top,
-                                         budget_usd)  # fmt: skip
+            rung = Rung(index, tier, _conversation(tier, examples, messages), index == top)
+            following = None
+            if position + 1 < len(order) and not self.ladder[order[position + 1]].is_human:
+                after = order[position + 1]
+                nxt = self.ladder[after]
+                following = Rung(after, nxt, _conversation(nxt, examples, messages), after == top)
+            ended = await self._ask_tier(rung, following, messages, budget_usd, resume)
+            resume = None
+            if isinstance(ended, Resume):
+                resume = ended
+                continue
             if isinstance(ended, Outcome):
                 return ended
             if ended == "budget":
                 return self.record.give_up(budget=True)
+            if ended == "deadline":
+                return self.record.give_up(budget=False, deadline=True, why=self.clock.late)
             if ended == "top":
                 break
         return self.record.give_up(budget=False)
 
     async def _ask_tier(
         self,
-        index: int,
-        tier: Tier,
-        conversation: tuple[Message, ...],
+        rung: Rung,
+        following: Rung | None,
         messages: tuple[Message, ...],
-        at_top: bool,
         budget_usd: float | None,
-    ) -> Outcome | str:
+        resume: Resume | None,
+    ) -> Outcome | str | Resume:
         """Ask one tier, re-asking while the decision says so.
 
-        Returns the outcome when the task ends here, else why the tier was left.
+        Returns the outcome when the task ends here, else why the tier was left (or where the
+        next tier goes on, after a hedge asked it). ``resume`` goes on from a hedge's ask.
         """
-        validate = self.validate if tier.validate is None else tier.validate
-        confidence = not tier.trusted and reads_confidence(validate)
-        kind = CallKind.CALL
-        for asked in range(1, tier.reasks + 2):
-            calls = await self._answer(index, tier, conversation, kind, asked - 1, confidence)
-            if isinstance(calls, Outcome):
+        index, tier, conversation = rung.index, rung.tier, rung.conversation
+        confidence = self.confidence(tier)
+        kind, first = CallKind.CALL, 1
+        if resume is not None:
+            if resume.why is not None:  # the hedge's answer left the tier already
+                left = self._in_time(Choice(Decision.ESCALATE, "escalate"), tier, following)
+                return resume.why if resume.why != "escalate" else left.why
+            first, conversation, kind = resume.asked + 1, resume.conversation, CallKind.REASK
+        for asked in range(first, tier.reasks + 2):
+            hedge_after = None
+            if asked == 1 and following is not None:
+                expected = self.caller.expected_s(following.tier)
+                hedge_after = self.clock.hedge_after(tier, expected)
+            calls: list[Call] | Outcome | Resume
+            if hedge_after is not None and following is not None:
+                calls = await race(self, rung, following, messages, budget_usd, hedge_after)
+            else:
+                calls = await self.answer(index, tier, conversation, kind, asked - 1, confidence)
+            if not isinstance(calls, list):
                 return calls
-            *errors, last = calls
-            for call in errors:
-                self.record.step(index, call, (), Decision.ERROR)
-            verdict, judged, cost = None, [], 0.0
-            if last.response is not None:
-                attempt = self._attempt(index, tier, last, messages, first=asked == 1)
-                verdict = _TRUSTED if tier.trusted else await run_validator(validate, attempt)
-                judged, self.judge_calls = self.judge_calls, []
-                # What judging cost counts too; a re-ask will cost about what this ask did.
-                cost = attempt.cost_usd + sum(c.response.cost_usd for c in judged if c.response)
-            moment = Moment(verdict, asked, tier.reasks, at_top, self.record.spent, cost,
-                            budget_usd)  # fmt: skip
-            choice = decide(moment)
-            if verdict is None:
-                self.record.step(index, last, (), choice.decision)
-                return choice.why
-            step = self.record.answer(index, last, verdict, choice.decision, judged)
-            if choice.why == "fault":
-                return self.record.finish(Status.FAILED, (verdict.reason,))
-            if choice.why == "accepted":
-                delivered = (
-                    None if verdict.answer is None else (verdict.answer, verdict.answer_model)
-                )
-                return self.record.finish(Status.ACCEPTED, (), verdict.value, step, delivered)
-            if choice.decision is not Decision.REASK:
-                return choice.why
-            conversation = (*conversation, *_reask_turns(last.response, verdict))
+            settled = await self.settle(rung, following, calls, messages, asked, budget_usd)
+            if not isinstance(settled, Verdict):
+                return settled
+            conversation = (*conversation, *reask_turns(calls[-1].response, settled))
             kind = CallKind.REASK
         return "escalate"
 
-    async def _answer(
+    async def settle(
+        self,
+        rung: Rung,
+        following: Rung | None,
+        calls: list[Call],
+        messages: tuple[Message, ...],
+        asked: int,
+        budget_usd: float | None,
+        *,
+        reasks: int | None = None,
+    ) -> Outcome | str | Verdict:
+        """Judge one ask's answer, decide, and record it.
+
+        Returns the outcome, why the tier was left, or the rejecting verdict when the tier is
+        asked again (``reasks`` overrides its re-ask budget).
+        """
+        index, tier = rung.index, rung.tier
+        *errors, last = calls
+        for call in errors:
+            self.record.step(index, call, (), Decision.ERROR)
+        verdict, judged, cost = None, [], 0.0
+        if last.response is not None:
+            attempt = self._attempt(index, tier, last, messages, first=asked == 1)
+            validate = self._validator(tier)
+            verdict = _TRUSTED if tier.trusted else await run_validator(validate, attempt)
+            judged = self.answers.take_calls()
+            self.clock.add(judged)
+            # What judging cost counts too; a re-ask will cost about what this ask did.
+            cost = attempt.cost_usd + sum(c.response.cost_usd for c in judged if c.response)
+        budget = tier.reasks if reasks is None else reasks
+        moment = Moment(verdict, asked, budget, rung.at_top, self.record.spent, cost, budget_usd)
+        choice = self._in_time(decide(moment), tier, following)
+        if verdict is None:
+            self.record.step(index, last, (), choice.decision)
+            return choice.why
+        step = self.record.answer(index, last, verdict, choice.decision, judged)
+        if choice.why == "fault":
+            return self.record.finish(Status.FAILED, (verdict.reason,))
+        if choice.why == "accepted":
+            delivered = None if verdict.answer is None else (verdict.answer, verdict.answer_model)
+            return self.record.finish(Status.ACCEPTED, (), verdict.value, step, delivered)
+        return verdict if choice.decision is Decision.REASK else choice.why
+
+    def _validator(self, tier: Tier) -> Validator:
+        return self.validate if tier.validate is None else tier.validate
+
+    def confidence(self, tier: Tier) -> bool:
+        """Whether ``tier``'s answers have their confidence read (so backends pay for it)."""
+        return not tier.trusted and reads_confidence(self._validator(tier))
+
+    def _in_time(self, choice: Choice, tier: Tier, following: Rung | None) -> Choice:
+        """``choice``, or a stop when its re-ask or escalation could not answer in time."""
+        if self.clock.deadline_s is None:
+            return choice
+        nxt = tier if choice.decision is Decision.REASK else None
+        if nxt is None and following is not None:
+            nxt = following.tier
+        return self.clock.in_time(choice, nxt, None if nxt is None else self.caller.expected_s(nxt))
+
+    async def answer(
         self,
         index: int,
         tier: Tier,
@@ -193,6 +256,7 @@ class TaskRun:
             calls = await self.caller.call_tier(
                 tier, conversation, self.task.id, kind, reask=reask, confidence=confidence
             )
+            self.clock.add(calls)
             if calls[-1].response is not None or self.escalate_on_provider_error:
                 return calls
             wait = self._unanswered(index, tier, calls, waits, began)
@@ -243,6 +307,8 @@ class TaskRun:
             stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
             reason = f"provider unavailable since {stamp} ({self.record.waited_s:.0f} s)"
             return self._failed(index, tier, f"{reason}: {last.error}")
+        if self.clock.waits_past(wait, tier.model, last.error):
+            return self.record.give_up(budget=False, deadline=True, why=self.clock.late)
         if self.record.outage_since is None:
             self.record.outage_since = time.time()
         if self.log is not None:
@@ -309,7 +375,7 @@ class TaskRun:
         response = call.response
         assert response is not None  # only answered calls become attempts
         if first:
-            self._keep(call.model, 0, messages, response)
+            self.answers.keep(call.model, 0, messages, response)
         attempt = Attempt(
             task=self.task,
             tier_index=index,
@@ -323,59 +389,14 @@ class TaskRun:
             number=len(self.attempts),
             history=tuple(self.attempts),
             confidence=response.confidence,
-            ask=self._asker(tier),
+            ask=self.answers.asker(tier),
             messages=messages,
         )
         self.attempts.append(attempt)
         return attempt
 
-    def _asker(self, tier: Tier) -> Ask:
-        """Let validators call models through the caller; their calls are kept for the record."""
 
-        async def ask(
-            model: str,
-            messages: tuple[Message, ...],
-            *,
-            params: Mapping[str, Any] | None = None,
-            price: Price | None = None,
-            sample: int = 0,
-        ) -> Response:
-            known = self.answers.get((model, sample, _question(messages)))
-            if known is not None:  # already paid for on this task: reused at no cost
-                return dataclasses.replace(known, cost_usd=0.0, latency_s=0.0, compute_s=0.0)
-            rung = Tier(model, retries=tier.retries, timeout_s=tier.timeout_s, price=price)
-            if params:
-                rung = dataclasses.replace(rung, params=params)
-            calls = await self.caller.call_tier(
-                rung, messages, self.task.id, CallKind.VALIDATOR, sample=sample
-            )
-            self.judge_calls.extend(calls)
-            if calls[-1].error is not None:
-                raise calls[-1].error
-            response = calls[-1].response
-            assert response is not None  # a call without an error answered
-            self._keep(model, sample, messages, response)
-            return response
-
-        return ask
-
-    def _keep(
-        self, model: str, sample: int, messages: tuple[Message, ...], response: Response
-    ) -> None:
-        """Remember a model's answer to a question, so that checks can reuse it for free."""
-        if messages is not self._asked:
-            self._asked, self._asked_key = messages, _question(messages)
-        self.answers.setdefault((model, sample, self._asked_key), response)
-
-
-def _question(messages: tuple[Message, ...]) -> int:
-    """A key for what was asked: the messages' roles and contents."""
-    return hash(tuple((m.get("role"), m.get("content")) for m in messages))
-
-
-def _reask_turns(response: Response | None, verdict: Verdict) -> tuple[Message, Message]:
-    problem = verdict.feedback or verdict.reason or "it did not pass validation"
-    return (
-        {"role": "assistant", "content": response.text if response is not None else ""},
-        {"role": "user", "content": f"Your answer was rejected: {problem}\nPlease answer again."},
-    )
+def _conversation(
+    tier: Tier, examples: tuple[Message, ...], messages: tuple[Message, ...]
+) -> tuple[Message, ...]:
+    return (*examples, *messages) if tier.few_shot else messages

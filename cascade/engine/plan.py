@@ -54,6 +54,9 @@ class Plan:
     prompt: str = "{input}"
     examples: Sequence[Message] = ()
     budget_usd: float | None = None
+    deadline_s: float | None = None
+    """Seconds a task may take: no re-ask or tier is started that could not answer within it
+    (a task's own ``deadline_s`` overrides this); a task stopped so ends ``deadline``."""
     route: Route | None = field(default=None, compare=False)
     escalate_on_provider_error: bool = False
     """Whether a tier no model of which could answer escalates (else the task waits it out)."""
@@ -64,6 +67,8 @@ class Plan:
             raise ConfigError("a ladder needs at least one tier")
         if self.budget_usd is not None and not self.budget_usd > 0:
             raise ConfigError(f"budget_usd must be > 0, got {self.budget_usd!r}")
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise ConfigError(f"deadline_s must be > 0, got {self.deadline_s!r}")
         object.__setattr__(self, "ladder", ladder)
         object.__setattr__(self, "validate", _as_validator(self.validate))
         object.__setattr__(self, "examples", tuple(self.examples))

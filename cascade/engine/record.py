@@ -36,14 +36,25 @@ class Record:
         self.waited_s = 0.0
         """Seconds spent in calls that failed and in waits for their providers to come back."""
         self.outage_since: float | None = None
+        self.overlap_s = 0.0
+        """Seconds hedged calls ran at the same time: the task's latency counts them once."""
 
     def step(
-        self, index: int, call: Call, verdicts: tuple[Verdict, ...], decision: Decision
+        self,
+        index: int,
+        call: Call,
+        verdicts: tuple[Verdict, ...],
+        decision: Decision,
+        cost_usd: float | None = None,
     ) -> int:
-        """Record one call at tier ``index``; returns its step number."""
+        """Record one call at tier ``index``; returns its step number.
+
+        ``cost_usd`` is what a call without a response is estimated to have cost (a hedged call
+        cancelled in flight); a response's own cost is used otherwise.
+        """
         response = call.response
         usage = response.usage if response is not None else _NO_USAGE
-        cost = response.cost_usd if response is not None else 0.0
+        cost = response.cost_usd if response is not None else (cost_usd or 0.0)
         self.spent += cost
         step = Step(
             run_id=self.run_id,
@@ -81,13 +92,16 @@ class Record:
             self.step(index, judge_call, (), Decision.ERROR if failed else decision)
         return answer
 
-    def give_up(self, *, budget: bool, why: str | None = None) -> Outcome:
+    def give_up(self, *, budget: bool, why: str | None = None, deadline: bool = False) -> Outcome:
         """End a task no tier accepted: keep every step, and mark the best rejected answer.
 
-        ``why`` leads the reasons (a call refused because it could pass the budget, say).
+        ``why`` leads the reasons (a call refused because it could pass the budget, or not
+        answer within the deadline, say).
         """
         answered = [s for s in self.steps if _is_answer(s)]
-        if budget:
+        if deadline:
+            status = Status.DEADLINE
+        elif budget:
             status = Status.BUDGET_EXHAUSTED
         else:
             status = Status.EXHAUSTED if answered else Status.FAILED
@@ -95,6 +109,20 @@ class Record:
         if status is Status.BUDGET_EXHAUSTED:
             reasons.append(f"task budget reached after spending ${self.spent:.6f}")
         return self.finish(status, tuple(dict.fromkeys(reasons)))
+
+    def latency_s(self) -> float:
+        """Seconds the task's calls took, one after another; hedged calls' overlap counted once."""
+        return max(0.0, sum(s.latency_s for s in self.steps) - self.overlap_s)
+
+    def refresh(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with the steps recorded since it was made (a cancelled hedge's, say)."""
+        return dataclasses.replace(
+            outcome,
+            steps=tuple(self.steps),
+            cost_usd=sum(s.cost_usd for s in self.steps),
+            latency_s=self.latency_s(),
+            compute_s=sum(s.compute_s for s in self.steps),
+        )
 
     def reasons(self) -> list[str]:
         """Every error and rejection reason so far, in order."""
@@ -136,7 +164,7 @@ class Record:
             model=model,
             steps=tuple(self.steps),
             cost_usd=sum(s.cost_usd for s in self.steps),
-            latency_s=sum(s.latency_s for s in self.steps),
+            latency_s=self.latency_s(),
             reasons=reasons,
             best_step=best,
             compute_s=sum(s.compute_s for s in self.steps),

@@ -95,6 +95,8 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         price=_price(spec.price),
         few_shot=spec.examples,
         trusted=spec.trusted,
+        expected_latency_s=spec.expected_latency_s,
+        hedge=spec.hedge,
     )
 
 

@@ -151,10 +151,9 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
             problem(("start", index, "tier"), f"there are only {len(spec.tiers)} tiers")
         if not rule.tags and rule.min_input_tokens is None:
             problem(("start", index), "a start rule needs tags or min_input_tokens")
+    _placed(spec, problem)
     ladder: list[Tier] = []
     for index, tier_spec in enumerate(spec.tiers):
-        if tier_spec.model == HUMAN and index != len(spec.tiers) - 1:
-            problem(("tiers", index, "model"), "the human tier must be the last tier")
         try:
             ladder.append(build_tier(tier_spec, path.parent))
         except FieldError as exc:
@@ -180,10 +179,22 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
         prompt=spec.prompt,
         examples=examples,
         budget_usd=spec.budget.max_cost_per_task_usd,
+        deadline_s=spec.budget.deadline_s,
         route=router(spec),
         escalate_on_provider_error=spec.escalate_on_provider_error,
     )
     return Policy(path, spec, plan)
+
+
+def _placed(spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], None]) -> None:
+    """Tiers that need a place in the ladder: the human one last, a hedge before a model."""
+    for index, tier_spec in enumerate(spec.tiers):
+        if tier_spec.model == HUMAN and index != len(spec.tiers) - 1:
+            problem(("tiers", index, "model"), "the human tier must be the last tier")
+        following = spec.tiers[index + 1].model if index + 1 < len(spec.tiers) else None
+        if tier_spec.hedge and following in (None, HUMAN):
+            problem(("tiers", index, "hedge"), "a hedge starts the next model tier early; "
+                    "this tier has none after it")  # fmt: skip
 
 
 def _validators(

@@ -56,6 +56,10 @@ class TierSpec(_Strict):
     OpenAI's ``response_format``; a local model turns it into a grammar."""
     validators: list[ValidatorSpec] = []
     """Checks for this tier only, on top of the policy's ``[[validators]]``."""
+    expected_latency_s: Annotated[float, Field(gt=0)] | None = None
+    """The p90 seconds of an answer, for deadlines, until the run has measured it."""
+    hedge: bool = False
+    """Start the next tier early when a task's deadline draws near."""
 
 
 class StartRule(_Strict):
@@ -97,6 +101,8 @@ class BudgetSpec(_Strict):
     """Spending caps."""
 
     max_cost_per_task_usd: Annotated[float, Field(gt=0)] | None = None
+    deadline_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds a task may take (a task's own ``deadline_s`` overrides it)."""
 
 
 class _Kind(_Strict):
