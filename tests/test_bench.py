@@ -244,3 +244,61 @@ def test_replayed_expected_latency_is_the_p90_of_the_tasks_it_is_timed_on() -> N
     expected = np.quantile([data.latency[(i, SONNET)] for i in some], 0.9)
     assert timed.expected_latency_s(SONNET) == pytest.approx(expected)
     assert timed.expected_latency_s("openai/gpt-5") is None
+
+
+def test_a_batch_tier_is_priced_at_the_batch_price_and_passes_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--batch-tier: the same answers at litellm's batch price (half, for gpt-4o-mini)."""
+    assert main(["bench", str(BFCL), "--json", "--ladder", f"{MINI},{SONNET}",
+                 "--batch-tier", MINI]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    ladders = report["ladders"]
+    sync, batch = ladders[f"{MINI} → {SONNET}"], ladders[f"{MINI} → {SONNET}, batch {MINI}"]
+    assert batch["pass_rate"] == sync["pass_rate"]
+    assert batch["statuses"] == sync["statuses"]
+    alone = report["models"][MINI]["cost_usd"]
+    assert batch["cost_usd"] == pytest.approx(sync["cost_usd"] - alone / 2, rel=1e-6)
+    assert "litellm's batch price" in report["batch_pricing"][MINI]
+
+
+def test_a_batch_tier_litellm_cannot_price_takes_the_discount(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model without a batch price in litellm's map costs --batch-discount of its calls."""
+    assert main(["bench", str(BFCL), "--json", "--ladder", SONNET, "--batch-tier", SONNET,
+                 "--batch-discount", "0.6"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    batch = report["ladders"][f"{SONNET}, batch {SONNET}"]
+    assert batch["cost_usd"] == pytest.approx(0.6 * report["models"][SONNET]["cost_usd"], rel=1e-6)
+    assert "60% of the recorded cost" in report["batch_pricing"][SONNET]
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--batch-tier", "openai/gpt-5"], "--batch-tier openai/gpt-5"),
+        (["--batch-tier", MINI, "--batch-discount", "0"], "--batch-discount"),
+    ],
+)
+def test_bad_batch_options_are_named(
+    capsys: pytest.CaptureFixture[str], extra: list[str], said: str
+) -> None:
+    """An unknown batch model, or a discount outside (0, 1], is exit 2 naming it."""
+    assert main(["bench", str(BFCL), "--ladder", MINI, *extra]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_a_held_out_replay_plans_deadlines_by_training_latencies() -> None:
+    """On --split held-out, expected latencies come from the training tasks, never held-out ones."""
+    import numpy as np  # noqa: PLC0415
+
+    from cascade.bench.dataset import split_ids  # noqa: PLC0415
+    from cascade.bench.suite import WhatIf, bench  # noqa: PLC0415
+
+    found = bench(str(BFCL), [MINI], split=("held-out", 0.3, 0), whatif=WhatIf(deadline_s=1.5))
+    full = load_dataset(BFCL)
+    train, held = split_ids(full, 0.3, 0)
+    assert {t.id for t in found.data.tasks} == held
+    expected = np.quantile([full.latency[(i, SONNET)] for i in sorted(train)], 0.9)
+    assert found.data.backend.expected_latency_s(SONNET) == pytest.approx(expected)

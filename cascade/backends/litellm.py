@@ -32,7 +32,7 @@ from cascade.errors import (
 )
 from cascade.types import Price, Quote, Usage
 
-__all__ = ["LiteLLMBackend", "load_litellm"]
+__all__ = ["LiteLLMBackend", "batch_prices", "load_litellm"]
 
 
 def load_litellm() -> ModuleType:
@@ -153,6 +153,21 @@ def _lookup_quote(litellm: ModuleType, model: str) -> Quote | None:
         return None
     longest = info.get("max_output_tokens") or info.get("max_tokens")
     return Quote(Price(inp * 1e6, out * 1e6), longest if isinstance(longest, int) else None)
+
+
+def batch_prices(model: str) -> tuple[Price, Price] | None:
+    """``model``'s price per call and per batch-API call, where litellm's cost map has both."""
+    litellm = load_litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
+        return None
+    keys = ("input_cost_per_token", "output_cost_per_token")
+    rates = [info.get(k) for k in keys] + [info.get(f"{k}_batches") for k in keys]
+    if not all(isinstance(v, int | float) for v in rates):
+        return None
+    values = [float(v) * 1e6 for v in rates]
+    return Price(values[0], values[1]), Price(values[2], values[3])
 
 
 def map_exception(exc: BaseException) -> ProviderError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cascade.bench.batch import BatchPriced, BatchRate, batch_rates
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import (
     answered,
@@ -37,6 +38,7 @@ from cascade.validators.combine import all_of
 __all__ = [
     "Benched",
     "ByKind",
+    "WhatIf",
     "bench",
     "default_validators",
     "policy_cascades",
@@ -113,6 +115,22 @@ _NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 
 
 @dataclass(frozen=True, slots=True)
+class WhatIf:
+    """Rows :func:`bench` adds beside each ladder and policy.
+
+    With ``deadline_s``, each is also replayed with that deadline per task, its tiers' expected
+    latencies being the p90 of their recorded ones (of the training split, when the held-out
+    one is replayed). With ``batch_tiers``, each is also replayed with those models' calls
+    priced as batch calls (see :mod:`cascade.bench.batch`), at ``batch_discount`` of the
+    recorded cost where litellm knows no batch price.
+    """
+
+    deadline_s: float | None = None
+    batch_tiers: tuple[str, ...] = ()
+    batch_discount: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class Benched:
     """What :func:`bench` found: the figures (``cascade bench --json``), and on what."""
 
@@ -132,17 +150,16 @@ def bench(
     gold: str | None = None,
     kinds: Sequence[str] = (),
     cache: bool = True,
-    deadline_s: float | None = None,
+    whatif: WhatIf | None = None,
 ) -> Benched:
     """Score every model, the oracle, each ladder and each policy.
 
     ``split`` is (``all``, ``train`` or ``held-out``, held-out share, seed), as optimize draws it.
     ``dataset`` may be a run store, judged against ``gold``. ``kinds`` narrows the tasks.
-    ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`). With
-    ``deadline_s``, each ladder and policy is also replayed with that deadline per task, its
-    tiers' expected latencies being the p90 of their recorded ones (on the training split,
-    when the held-out one is replayed).
+    ``cache`` keeps the verdicts of sandboxed tests (see :class:`VerdictCache`). ``whatif``
+    adds rows beside each ladder and policy (see :class:`WhatIf`).
     """
+    whatif = whatif or WhatIf()
     exported = None
     if Path(dataset).is_file():  # a run store: its tasks that every tier answered
         data, exported = dataset_from_store(dataset, gold)
@@ -169,10 +186,20 @@ def bench(
     for text in ladders:
         cascade = Cascade(Plan(_parse_ladder(text, data), validate), settings=replaying(data))
         runs[" → ".join(t.model for t in cascade.ladder)] = {"*": cascade}
+    deadline_s = whatif.deadline_s
     if deadline_s is not None:
         runs |= {f"{name}, deadline {deadline_s:g} s": _within(cascades, deadline_s)
                  for name, cascades in runs.items()}  # fmt: skip
+    pricing: dict[str, str] = {}
+    if whatif.batch_tiers:
+        rates = batch_rates(whatif.batch_tiers, data.backend, whatif.batch_discount)
+        pricing = {model: rate.source() for model, rate in rates.items()}
+        label = ", ".join(rates)
+        runs |= {f"{name}, batch {label}": _batched(cascades, rates)
+                 for name, cascades in runs.items()}  # fmt: skip
     results = _figures(data, part, holdout, seed)
+    if pricing:
+        results["batch_pricing"] = pricing
     for name, cascades in runs.items():
         score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
         results["ladders"][name] = score.to_json()
@@ -186,6 +213,15 @@ def _within(cascades: Mapping[str, Cascade], deadline_s: float) -> dict[str, Cas
         raise ConfigError(f"--deadline must be a number of seconds above 0, not {deadline_s:g}")
     return {kind: Cascade(dataclasses.replace(c.plan, deadline_s=deadline_s), settings=c.settings)
             for kind, c in cascades.items()}  # fmt: skip
+
+
+def _batched(cascades: Mapping[str, Cascade], rates: Mapping[str, BatchRate]) -> dict[str, Cascade]:
+    """The same cascades, some models' calls priced as batch calls."""
+    return {
+        kind: Cascade(c.plan, settings=dataclasses.replace(
+            c.settings, backend=BatchPriced(c.backend, rates)))
+        for kind, c in cascades.items()
+    }  # fmt: skip
 
 
 def _figures(data: Dataset, part: str, holdout: float, seed: int) -> dict[str, Any]:

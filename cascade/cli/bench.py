@@ -8,7 +8,7 @@ from typing import Any
 
 from cascade.bench.charts import write_report
 from cascade.bench.dataset import Dataset
-from cascade.bench.suite import bench, default_validators
+from cascade.bench.suite import WhatIf, bench, default_validators
 from cascade.cli.say import say, say_json
 
 __all__ = ["command"]
@@ -25,7 +25,7 @@ def command(args: argparse.Namespace) -> int:
         gold=args.gold,
         kinds=tuple(args.kind or ()),
         cache=not args.no_cache,
-        deadline_s=args.deadline,
+        whatif=WhatIf(args.deadline, tuple(args.batch_tier), args.batch_discount),
     )
     if found.exported is not None and not args.json:
         say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"
@@ -50,6 +50,9 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
         + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
         + " (policies bring their own validators)",
     ]
+    for model, source in results.get("batch_pricing", {}).items():
+        lines.append(f"batch rows price {model} at {source}; their latencies are the "
+                     "synchronous calls' (a provider runs a batch within 24 h)")  # fmt: skip
     unchecked = [k for k in kinds if k not in validators]
     if unchecked:
         lines.append(f"  and accept unchecked: {', '.join(unchecked)}")

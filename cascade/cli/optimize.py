@@ -34,6 +34,7 @@ def options_of(args: argparse.Namespace) -> Options:
         policy=args.policy,
         cache=not args.no_cache,
         as_json=args.json,
+        max_p95_s=args.max_p95_latency,
     )
 
 
@@ -107,7 +108,8 @@ def _render(facts: Mapping[str, Any]) -> str:
             ("held out: oracle", facts["held_out_oracle"]),
         ]
     width = max(len(label) for label, _ in rows)
-    lines += ["", f"  {'':{width}} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"]
+    lines += ["", f"  {'':{width}} {'pass rate':>9}  {'95% interval':>15}  {'$/task':>10}"
+              f"  {'p95 s':>6}"]  # fmt: skip
     lines += [_line(label, score, width) for label, score in rows]
     lines += ["", *(f"note: {n}" for n in facts["notes"])]
     lines += [f"wrote {p}" for p in facts["written"]]
@@ -118,5 +120,5 @@ def _line(label: str, score: Mapping[str, Any], width: int) -> str:
     low, high = score.get("pass_rate_ci95", (0.0, 0.0))
     return (
         f"  {label:{width}} {score['pass_rate']:>9.1%}  {f'{low:.1%} to {high:.1%}':>15}  "
-        f"{score['cost_per_task_usd']:>10.6f}"
+        f"{score['cost_per_task_usd']:>10.6f}  {score.get('latency_p95_s', 0.0):>6.2f}"
     )

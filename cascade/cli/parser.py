@@ -103,6 +103,20 @@ def _add_bench(commands: Any) -> None:
         metavar="S",
         help="also replay each ladder and policy with this deadline per task, in seconds",
     )
+    bench.add_argument(
+        "--batch-tier",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="also replay each ladder with MODEL's calls priced as batch-API calls (repeatable)",
+    )
+    bench.add_argument(
+        "--batch-discount",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="a batch call's share of the price, for models litellm has no batch price of (0.5)",
+    )
     bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
@@ -205,6 +219,13 @@ def _add_search(optimize: Any) -> None:
         "--any-order",
         action="store_true",
         help="let a dearer model come before a cheaper one (by mean cost per task)",
+    )
+    optimize.add_argument(
+        "--max-p95-latency",
+        type=float,
+        metavar="S",
+        help="keep only ladders whose p95 task latency on the selection part (recorded calls, "
+        "one after another) is at most S seconds",
     )
     optimize.add_argument(
         "--no-cache",

@@ -60,6 +60,9 @@ class GateArrays:
     """``asked[m, t]``: the task now has model ``m``'s first answer (the tier's own, a voter's)."""
     paid: Floats
     """``paid[m, t]``: what the tier paid to ask model ``m`` as a voter."""
+    seconds: Floats | None = None
+    """Per task: the recorded seconds of the tier's calls, one after another (its asks, then
+    the voters and samples it asked); a voter's answer the task already had takes none."""
 
 
 def simulate(table: KindTable, gate: Gate) -> GateArrays:
@@ -73,8 +76,10 @@ def simulate(table: KindTable, gate: Gate) -> GateArrays:
     asked = np.zeros((len(table.models), count), dtype=np.bool_)
     asked[m] = True
     paid = np.zeros((len(table.models), count), dtype=np.float64)
-    state = _State(table, gate, asked, paid, np.zeros(count, dtype=np.float64))
+    state = _State(table, gate, asked, paid, np.zeros(count), np.zeros(count))
+    seconds = table.seconds
     for slot in table.turns[: gate.reasks + 1]:
+        state.seconds += asking * seconds[m]
         ok = asking.copy()
         for check in _bits(gate.checks):
             ok &= slot.passes[check, m]
@@ -88,7 +93,8 @@ def simulate(table: KindTable, gate: Gate) -> GateArrays:
         right |= passed & good
         accepted |= passed
         asking &= ~passed
-    return GateArrays(accepted, right, cost + paid.sum(axis=0) + state.samples, asked, paid)
+    total = cost + paid.sum(axis=0) + state.samples
+    return GateArrays(accepted, right, total, asked, paid, state.seconds)
 
 
 @dataclass(slots=True)
@@ -101,6 +107,8 @@ class _State:
     paid: Floats
     samples: Floats
     """What the extra samples of a self-consistency check cost (never reused by other tiers)."""
+    seconds: Floats
+    """The recorded seconds of the tier's calls so far, per task."""
 
     def opinion(self, ok: Bools, own: np.ndarray, own_right: Bools) -> tuple[Bools, Bools]:
         """Which tasks pass the opinion after the free checks ``ok``; is their answer right."""
@@ -128,6 +136,7 @@ class _State:
         """Ask ``voter`` on the tasks ``where`` that do not have its answer yet."""
         new = where & ~self.asked[voter]
         self.paid[voter] += new * self.table.turns[0].cost[voter]
+        self.seconds += new * self.table.seconds[voter]
         self.asked[voter] |= where
 
     def _self_consistency(
@@ -136,6 +145,7 @@ class _State:
         m, samples = self.gate.model, self.table.samples
         first = samples[0]
         self.samples += ok * first.cost[m]
+        self.seconds += ok * self.table.seconds[m]
         agreed = ok & (own >= 0) & (own == first.answer[m])
         if self.gate.samples == 1:
             return agreed, own_right
@@ -143,6 +153,7 @@ class _State:
         other = first.answer[m]
         more = ok & ~agreed & ((own >= 0) | (other >= 0))
         self.samples += more * second.cost[m]
+        self.seconds += more * self.table.seconds[m]
         with_own = more & (own >= 0) & (own == second.answer[m])
         without = more & ~with_own & (other >= 0) & (other == second.answer[m])
         good = np.where(without, first.correct[m], own_right)

@@ -64,6 +64,8 @@ class Options:
     policy: str | None = None
     cache: bool = True
     as_json: bool = False
+    max_p95_s: float | None = None
+    """Keep only ladders whose p95 task latency on the selection part is within this."""
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
@@ -81,6 +83,8 @@ class Options:
             raise ConfigError(f"--max-reasks must be from 0 to {MAX_REASKS}, not {self.max_reasks}")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"--holdout must be at least 0 and below 1, not {self.holdout}")
+        if self.max_p95_s is not None and not self.max_p95_s > 0:
+            raise ConfigError(f"--max-p95-latency must be above 0 seconds, not {self.max_p95_s:g}")
 
     def command(self, dataset: str) -> str:
         """The command line that makes this choice again, every option that shaped it included."""
@@ -96,6 +100,7 @@ class Options:
         words += ["--any-last-tier"] if self.any_last_tier else []
         words += ["--any-order"] if self.any_order else []
         words += [f"--policy {self.policy}"] if self.policy else []
+        words += [f"--max-p95-latency {self.max_p95_s:g}"] if self.max_p95_s is not None else []
         return " ".join(words)
 
 
@@ -147,6 +152,7 @@ def search(dataset: str, options: Options) -> Optimized:
         "target_set_by": "you" if options.target is not None else "the selection part (auto)",
         "confidence": options.confidence,
         "max_reasks": options.max_reasks,
+        "max_p95_latency_s": options.max_p95_s,
         "gates_searched": sum(f.searched for f in found.values()),
         "ladders_searched": sum(len(f.tiers) for f in found.values()),
         "candidates_tested": len(result.sequence),
@@ -182,6 +188,7 @@ def _kind_ladders(
         last=last,
         max_tiers=options.max_tiers,
         any_order=options.any_order,
+        max_p95_s=options.max_p95_s,
     )
     return found, left_out
 

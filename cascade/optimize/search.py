@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from cascade.errors import ConfigError
 from cascade.optimize.gates import Gate, GateArrays, candidate_gates, pareto, simulate
 from cascade.optimize.table import Bools, Floats, Ints, KindTable
 
@@ -47,6 +48,9 @@ class Ladders:
     sizes: Ints
     searched: int
     """Gates simulated before the ones that no other beats were kept."""
+    p95_s: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    """Per ladder: the p95 of its task latency on the tasks of every part (recorded calls, one
+    after another)."""
     fronts: dict[int, tuple[Ints, Ints, Floats]] = field(default_factory=dict)
     """Frontiers already found, by the parts they were found on."""
 
@@ -69,6 +73,7 @@ def ladders(
     max_tiers: int = 3,
     any_order: bool = False,
     gates: Sequence[Gate] | None = None,
+    max_p95_s: float | None = None,
 ) -> Ladders:
     """Score every ladder of up to ``max_tiers`` tiers on each part of ``table``'s tasks.
 
@@ -76,7 +81,9 @@ def ladders(
     from the parts ``choose_on`` alone, and so do the strong last models when ``last`` is not
     given.
     Tiers go cheapest first (by mean cost per task) unless ``any_order``. With ``gates``, those
-    are scored, every one, instead of the candidates the search would try.
+    are scored, every one, instead of the candidates the search would try. With ``max_p95_s``,
+    only the ladders whose p95 task latency on every part's tasks (the training tasks: a bound
+    to meet, not a figure to choose by) is within it are kept.
     """
     count = int(parts.max()) + 1 if parts.size else 1
     onehot = np.zeros((parts.size, count), dtype=np.float64)
@@ -91,15 +98,30 @@ def ladders(
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)
     arrays = [every[i] for i in kept]
-    tiers, rights, costs = _score(table, chosen, arrays, onehot, tops, max_tiers, any_order)
+    stacked = _Stacked.of(chosen, arrays, onehot, table, placed)
+    tiers, rights, costs, p95s = _score(table, stacked, tops, max_tiers, any_order)
+    p95 = np.concatenate(p95s).astype(np.float32)
+    keep = np.ones(p95.size, dtype=np.bool_) if max_p95_s is None else p95 <= max_p95_s
+    if not keep.any():
+        raise ConfigError(
+            f"--max-p95-latency {max_p95_s:g}: no ladder of kind {table.kind!r} is that fast on "
+            f"the training tasks; the fastest has a p95 of {float(p95.min()):.3g} s"
+            + (
+                ""
+                if last is not None
+                else " (ladders end at a model about as good as the best "
+                "one; --any-last-tier lets them end at any)"
+            )
+        )
     return Ladders(
         table,
         chosen,
-        np.concatenate(tiers).astype(np.intp),
-        np.concatenate(rights).astype(np.float32),
-        np.concatenate(costs).astype(np.float32),
+        np.concatenate(tiers).astype(np.intp)[keep],
+        np.concatenate(rights).astype(np.float32)[keep],
+        np.concatenate(costs).astype(np.float32)[keep],
         onehot.sum(axis=0).astype(np.intp),
         len(candidates),
+        p95[keep],
     )
 
 
@@ -115,10 +137,21 @@ class _Stacked:
     voting: Ints
     owner: Ints
     onehot: Floats
+    seconds: Floats
+    use: Bools
+    """The tasks latency quantiles are taken on."""
 
     @classmethod
-    def of(cls, gates: tuple[Gate, ...], arrays: list[GateArrays], onehot: Floats) -> _Stacked:
+    def of(
+        cls,
+        gates: tuple[Gate, ...],
+        arrays: list[GateArrays],
+        onehot: Floats,
+        table: KindTable,
+        use: Bools,
+    ) -> _Stacked:
         shape = (len(gates), onehot.shape[0])
+        zero = np.zeros(shape[1])
         return cls(
             np.array([a.accepted for a in arrays], dtype=np.float64).reshape(shape),
             np.array([a.cost for a in arrays], dtype=np.float64).reshape(shape),
@@ -128,30 +161,37 @@ class _Stacked:
             np.flatnonzero([bool(g.voters) for g in gates]),
             np.array([g.model for g in gates], dtype=np.intp),
             onehot,
+            np.array(
+                [a.seconds if a.seconds is not None else zero for a in arrays], dtype=np.float64
+            ).reshape(shape),
+            use,
         )
+
+    def p95(self, seconds: Floats) -> Floats:
+        """Per row of ``seconds`` (ladders by tasks): the p95 over the :attr:`use` tasks."""
+        if not self.use.any():
+            return np.zeros(seconds.shape[0])
+        return np.asarray(np.quantile(seconds[:, self.use], 0.95, axis=1), dtype=np.float64)
 
 
 def _score(
-    table: KindTable,
-    gates: tuple[Gate, ...],
-    arrays: list[GateArrays],
-    onehot: Floats,
-    tops: Sequence[int],
-    max_tiers: int,
-    any_order: bool,
-) -> tuple[list[Ints], list[Floats], list[Floats]]:
-    stacked = _Stacked.of(gates, arrays, onehot)
+    table: KindTable, stacked: _Stacked, tops: Sequence[int], max_tiers: int, any_order: bool
+) -> tuple[list[Ints], list[Floats], list[Floats], list[Floats]]:
+    onehot = stacked.onehot
     price = table.cost.mean(axis=1)
     tiers: list[Ints] = []
     rights: list[Floats] = []
     costs: list[Floats] = []
+    p95s: list[Floats] = []
     for top in tops:
         r_top = table.correct[top].astype(np.float64)
         c_top = table.cost[top]
+        s_top = table.seconds[top]
         tiers.append(np.array([[-1, -1, top]], dtype=np.intp))
         rights.append((r_top @ onehot)[None, :])
         costs.append((c_top @ onehot)[None, :])
-        if max_tiers < 2 or not gates:
+        p95s.append(stacked.p95(s_top[None, :]))
+        if max_tiers < 2 or not stacked.owner.size:
             continue
         owner = stacked.owner
         usable = owner != top
@@ -160,10 +200,12 @@ def _score(
         passed_on = 1.0 - stacked.accept
         inner_r = stacked.kept + passed_on * r_top  # two-tier ladders, per task
         inner_c = stacked.paid + passed_on * c_top
+        inner_s = stacked.seconds + passed_on * s_top
         index = np.flatnonzero(usable)
         tiers.append(np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)]))
         rights.append((inner_r @ onehot)[index])
         costs.append((inner_c @ onehot)[index])
+        p95s.append(stacked.p95(inner_s[index]))
         if max_tiers < 3:
             continue
         for first in index:
@@ -175,7 +217,11 @@ def _score(
                                               np.full(second.size, top)]))  # fmt: skip
                 rights.append(found[0])
                 costs.append(found[1])
-    return tiers, rights, costs
+                # A voter's answer the first tier already has is not waited for again; counting
+                # it is the slower side, so the bound still holds.
+                waited = stacked.seconds[first] + passed_on[first] * inner_s[second]
+                p95s.append(stacked.p95(waited))
+    return tiers, rights, costs, p95s
 
 
 def _three_tiers(

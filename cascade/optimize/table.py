@@ -159,6 +159,16 @@ class KindTable:
     """Per model: how many re-asks get an answer of their own (its fewest ``alt_outputs``)."""
     opinions: bool = True
     """Whether answers of this kind can be compared (for agreement, votes and samples)."""
+    latency: Floats | None = None
+    """Per (model, task): the recorded seconds of its answer (0 where none was recorded); a
+    replay serves every ask of the task (re-asks, samples) with the same latency."""
+
+    @property
+    def seconds(self) -> Floats:
+        """Each answer's recorded latency (zeros when the table has none)."""
+        if self.latency is None:
+            return np.zeros((len(self.models), len(self.task_ids)))
+        return self.latency
 
     @property
     def correct(self) -> Bools:
@@ -182,6 +192,7 @@ class KindTable:
             self.compare,
             self.reasks,
             self.opinions,
+            None if self.latency is None else self.latency[:, columns],
         )
 
 
@@ -230,6 +241,9 @@ def kind_table(
         compare,
         reasks,
         opinions=kind not in _NO_OPINIONS,
+        latency=np.array(
+            [[data.latency.get((i, m), 0.0) or 0.0 for i in ids] for m in models], dtype=np.float64
+        ).reshape(len(models), len(ids)),
     )
     return table, left_out
 

@@ -120,4 +120,4 @@ def check_written(
 def _figures(score: LadderScore) -> dict[str, Any]:
     found = score.to_json()
     keep = ("pass_rate", "pass_rate_ci95", "cost_per_task_usd", "cost_per_task_ci95")
-    return {k: found[k] for k in (*keep, "accepted_by_tier", "escalation_rate")}
+    return {k: found[k] for k in (*keep, "accepted_by_tier", "escalation_rate", "latency_p95_s")}

@@ -1,0 +1,74 @@
+"""``cascade optimize --max-p95-latency``: only ladders that fast on the training tasks are kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cascade.bench import load_dataset
+from cascade.bench.dataset import split_ids
+from cascade.cli import main
+from cascade.optimize.search import ladders
+from cascade.optimize.table import kind_table
+
+BFCL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bfcl-simple"
+pytestmark = pytest.mark.skipif(not BFCL.is_dir(), reason="../shared/datasets is not beside")
+
+
+def optimize(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    """Run ``cascade optimize --json`` on bfcl-simple; its exit code and what it printed."""
+    code = main(["optimize", str(BFCL), "--target-pass-rate", "auto", *args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if code == 0 else {}
+
+
+def test_the_chosen_ladder_keeps_the_bound_in_the_engine_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a 1.5 s bound the engine's p95 on the training tasks is within it; without, not."""
+    code, free = optimize(capsys, "--out", str(tmp_path / "free"), "--any-last-tier")
+    assert code == 0
+    assert free["train"]["latency_p95_s"] > 1.5
+    code, bound = optimize(
+        capsys, "--out", str(tmp_path / "fast"), "--any-last-tier", "--max-p95-latency", "1.5"
+    )
+    assert code == 0
+    assert bound["train"]["latency_p95_s"] <= 1.5
+    assert bound["max_p95_latency_s"] == 1.5
+    assert "--max-p95-latency 1.5" in (tmp_path / "fast" / "function_call.toml").read_text()
+
+
+def test_every_kept_ladder_is_within_the_bound_as_simulated() -> None:
+    """Each ladder kept has a p95 of its training tasks' recorded latencies within the bound."""
+    data = load_dataset(BFCL)
+    train, _ = split_ids(data, 0.3, 0)
+    table, _ = kind_table(data.subset(train), "function_call", max_reasks=0)
+    parts = np.arange(len(table.task_ids)) % 2
+    every = ladders(table, parts, last=list(range(len(table.models))), max_tiers=2)
+    kept = ladders(table, parts, last=list(range(len(table.models))), max_tiers=2, max_p95_s=1.0)
+    assert 0 < len(kept.tiers) < len(every.tiers)
+    assert (kept.p95_s <= 1.0).all()
+    assert (every.p95_s > 1.0).any()
+    for row, (first, _, top) in enumerate(kept.tiers):
+        if first >= 0:
+            continue  # a lone model: its p95 is its recorded latencies'
+        assert kept.p95_s[row] == pytest.approx(np.quantile(table.seconds[top], 0.95), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bound", "said"),
+    [("0", "--max-p95-latency must be above 0"), ("0.1", "the fastest has a p95 of")],
+)
+def test_a_bound_nothing_meets_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bound: str, said: str
+) -> None:
+    """A bound of 0, or one no ladder meets, is exit 2 with why; nothing is written."""
+    code = main(["optimize", str(BFCL), "--target-pass-rate", "auto", "--out",
+                 str(tmp_path / "out"), "--max-p95-latency", bound])  # fmt: skip
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
