@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +20,7 @@ from cascade.backends.scripted import Script
 from cascade.enums import CallKind, Decision
 from cascade.errors import ServerError
 from cascade.policy import PolicyError, load_policy
+from cascade.testing import FakeOpenAI, FakeReply
 from cascade.tokens import count_tokens
 from tests.helpers import NO_WAIT, models_called, says_ok
 
@@ -303,3 +308,75 @@ def test_a_cancelled_task_cancels_both_legs() -> None:
         return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
 
     assert asyncio.run(main()) == 0
+
+
+# --- a whole run ---------------------------------------------------------------------------
+
+RUN_POLICY = """\
+task_type = "echo"
+[budget]
+deadline_s = 0.3
+[[tiers]]
+model = "openai/slow-model"
+hedge = true
+timeout_s = 5
+params = {{ api_base = "{url}", api_key = "sk-fake" }}
+price = {{ input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.0 }}
+[[tiers]]
+model = "openai/fast-model"
+expected_latency_s = 0.1
+timeout_s = 5
+params = {{ api_base = "{url}", api_key = "sk-fake" }}
+price = {{ input_usd_per_mtok = 10.0, output_usd_per_mtok = 20.0 }}
+[[validators]]
+kind = "one_of"
+labels = ["ok"]
+"""
+
+
+def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Path) -> None:
+    """``cascade run`` on loopback: slow answers are raced and lost; the cut calls are stored."""
+
+    def reply(body: dict[str, Any]) -> FakeReply:
+        slow = "slow" in str(body.get("model"))
+        return FakeReply("ok", delay_s=0.6 if slow else 0.02)
+
+    with FakeOpenAI(reply) as server:
+        (tmp_path / "p.toml").write_text(RUN_POLICY.format(url=server.base_url))
+        lines = [{"id": f"t{n}", "type": "echo", "input": f"say ok {n}"} for n in range(6)]
+        lines.append({"id": "patient", "type": "echo", "input": "say ok", "deadline_s": 5})
+        (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        command = [
+            sys.executable,
+            "-m",
+            "cascade.cli",
+            "run",
+            str(tmp_path / "tasks.jsonl"),
+            "--policy",
+            str(tmp_path / "p.toml"),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--store",
+            str(tmp_path / "run.db"),
+            "--no-progress",
+            "--concurrency",
+            "8",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    assert done.returncode == 0, done.stderr
+    found = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert len(found) == 7
+    assert {found[f"t{n}"]["model"] for n in range(6)} == {"fast-model"}
+    assert found["patient"]["model"] == "slow-model"  # 5 s to spend: no hedge
+    assert all(r["status"] == "accepted" for r in found.values())
+    with sqlite3.connect(tmp_path / "run.db") as db:
+        rows = db.execute(
+            "SELECT task_id, model_requested, kind, decision, cost_usd FROM attempts"
+        ).fetchall()
+    for n in range(6):
+        mine = {(m, k, d): c for t, m, k, d, c in rows if t == f"t{n}"}
+        assert mine[("openai/fast-model", "hedge", "accept")] > 0
+        assert mine[("openai/slow-model", "call", "cancel")] > 0  # its prompt, paid
+    assert [(m, k, d) for t, m, k, d, _ in rows if t == "patient"] == [
+        ("openai/slow-model", "call", "accept")
+    ]

@@ -54,6 +54,7 @@ def task_json(task: Task) -> str:
             "input": task.input,
             "messages": None if task.messages is None else [dict(m) for m in task.messages],
             "meta": dict(task.meta),
+            "deadline_s": task.deadline_s,
             **dict(task.extra),
         },
         default=str,
