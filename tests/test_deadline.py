@@ -343,7 +343,9 @@ def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Pat
 
     with FakeOpenAI(reply) as server:
         (tmp_path / "p.toml").write_text(RUN_POLICY.format(url=server.base_url))
-        lines = [{"id": f"t{n}", "type": "echo", "input": f"say ok {n}"} for n in range(6)]
+        lines: list[dict[str, Any]] = [
+            {"id": f"t{n}", "type": "echo", "input": f"say ok {n}"} for n in range(6)
+        ]
         lines.append({"id": "patient", "type": "echo", "input": "say ok", "deadline_s": 5})
         (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         command = [
