@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-__all__ = ["FakeOpenAI", "FakeReply", "serve_in_subprocess"]
+from cascade._fake_batches import FakeBatches
+
+__all__ = ["FakeBatches", "FakeOpenAI", "FakeReply", "serve_in_subprocess"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +95,31 @@ class FakeOpenAI:
     after ``latency_s``. Every request body is kept in ``requests``.
     """
 
-    def __init__(self, handler: Handler | None = None, *, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        latency_s: float = 0.0,
+        batches: FakeBatches | None = None,
+    ) -> None:
         self._handler = handler or (lambda _body: FakeReply(delay_s=latency_s))
         self.requests: list[dict[str, Any]] = []
+        self.batches = batches or FakeBatches()
+        """The files and batches endpoints (``/v1/files``, ``/v1/batches``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
+
+    def _answer(self, body: dict[str, Any]) -> tuple[int, bytes]:
+        """A batch item's answer: what the chat handler says, without its delay."""
+        reply = self._handler(body)
+        if reply.status != 200:
+            return reply.status, json.dumps(
+                {"error": {"message": f"fake error {reply.status}"}}
+            ).encode()
+        return 200, _completion(body, reply)
 
     @property
     def base_url(self) -> str:
@@ -176,13 +195,20 @@ class FakeOpenAI:
         """Serve one request on a kept-alive connection; False when the connection is done."""
         head = await reader.readuntil(b"\r\n\r\n")
         length, key = 0, ""
-        for line in head.decode("latin-1").split("\r\n")[1:]:
+        first, *rest = head.decode("latin-1").split("\r\n")
+        method, _, path = first.partition(" ")
+        headers: dict[str, str] = {}
+        for line in rest:
             name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
             if name.strip().lower() == "authorization":
                 key = value.strip().removeprefix("Bearer ")
         raw = await reader.readexactly(length) if length else b"{}"
+        routed = self.batches.handle(method, path.split(" ")[0], headers, raw, self._answer)
+        if routed is not None:
+            return await _send(writer, *routed)
         body = json.loads(raw or b"{}")
         self.requests.append(body)
         reply = self._handler(body)
@@ -203,6 +229,14 @@ class FakeOpenAI:
         writer.write(payload[: len(payload) // 2] if reply.truncate else payload)
         await writer.drain()
         return not reply.truncate
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, payload: bytes) -> bool:
+    lines = [f"HTTP/1.1 {status} FAKE", f"Content-Length: {len(payload)}",
+             "Content-Type: application/json"]  # fmt: skip
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+    await writer.drain()
+    return True
 
 
 @contextlib.contextmanager
