@@ -261,6 +261,28 @@ def test_when_both_fail_the_tier_below_is_not_asked_again() -> None:
     assert outcome.latency_s == pytest.approx(1.5)
 
 
+def test_a_rejected_hedge_is_re_asked_when_its_measured_p90_leaves_time() -> None:
+    """The hedge's own call makes 20: big's measured p90 (0.05 s) leaves room for a re-ask."""
+    cascade, backend = timed(
+        {"small": [late("no", 0.1)] * 19 + [late("no", 1.9)], "big": [late("ok", 0.05)] * 19
+         + [late("nope", 0.05), late("ok", 0.05)]},
+        [Tier("small", hedge=True, reasks=1), Tier("big", expected_latency_s=0.5, reasks=1)],
+    )  # fmt: skip
+    for number in range(19):  # big answers 19 calls: not enough to trust their p90 yet
+        assert cascade.run({"id": f"w{number}", "input": "x"}).model == "big"
+    outcome = cascade.run({"id": "t", "input": "x", "deadline_s": 2.0})
+    assert outcome.status is Status.ACCEPTED
+    assert outcome.model == "big"
+    assert models_called(backend)[-3:] == ["small", "big", "big"]  # small is not re-asked
+    assert backend.calls[-1].messages[-2] == {"role": "assistant", "content": "nope"}
+    kinds = [(s.model_requested, s.kind, s.decision) for s in outcome.steps]
+    assert kinds == [
+        ("big", CallKind.HEDGE, Decision.REASK),
+        ("small", CallKind.CALL, Decision.ESCALATE),
+        ("big", CallKind.REASK, Decision.ACCEPT),
+    ]
+
+
 def test_a_live_hedge_cancels_the_call_in_flight_and_counts_its_prompt() -> None:
     """With real time: big wins at about 0.15 s; small's call is cancelled, its prompt paid."""
     cascade, _ = timed(
