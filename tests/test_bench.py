@@ -302,3 +302,25 @@ def test_a_held_out_replay_plans_deadlines_by_training_latencies() -> None:
     assert {t.id for t in found.data.tasks} == held
     expected = np.quantile([full.latency[(i, SONNET)] for i in sorted(train)], 0.9)
     assert found.data.backend.expected_latency_s(SONNET) == pytest.approx(expected)
+
+
+def test_a_hedged_policy_runs_both_tiers_at_once_and_its_losers_are_not_rejections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hedge lowers p95 for a price; a cancelled answer is no false reject of the validator."""
+    body = (
+        'task_type = "function_call"\n[budget]\ndeadline_s = 1.5\n'
+        f'[[tiers]]\nmodel = "openai/{MINI}"\n{{hedge}}\n'
+        '[[tiers]]\nmodel = "anthropic/claude-3-haiku-20240307"\n'
+        '[[validators]]\nkind = "function_call"\n'
+    )
+    (tmp_path / "plain.toml").write_text(body.format(hedge=""))
+    (tmp_path / "hedged.toml").write_text(body.format(hedge="hedge = true"))
+    assert main(["bench", str(BFCL), "--json", "--policy", str(tmp_path / "plain.toml"),
+                 "--policy", str(tmp_path / "hedged.toml")]) == 0  # fmt: skip
+    ladders = json.loads(capsys.readouterr().out)["ladders"]
+    plain, hedged = ladders["plain"], ladders["hedged"]
+    assert hedged["latency_p95_s"] < plain["latency_p95_s"]
+    assert hedged["cost_usd"] > plain["cost_usd"]
+    assert hedged["pass_rate"] >= plain["pass_rate"] - 0.005
+    assert hedged["false_reject_rate"] < 0.05

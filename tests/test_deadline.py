@@ -341,13 +341,13 @@ deadline_s = 0.3
 [[tiers]]
 model = "openai/slow-model"
 hedge = true
-timeout_s = 5
+timeout_s = 30
 params = {{ api_base = "{url}", api_key = "sk-fake" }}
 price = {{ input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.0 }}
 [[tiers]]
 model = "openai/fast-model"
 expected_latency_s = 0.1
-timeout_s = 5
+timeout_s = 30
 params = {{ api_base = "{url}", api_key = "sk-fake" }}
 price = {{ input_usd_per_mtok = 10.0, output_usd_per_mtok = 20.0 }}
 [[validators]]
@@ -368,7 +368,7 @@ def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Pat
         lines: list[dict[str, Any]] = [
             {"id": f"t{n}", "type": "echo", "input": f"say ok {n}"} for n in range(6)
         ]
-        lines.append({"id": "patient", "type": "echo", "input": "say ok", "deadline_s": 5})
+        lines.append({"id": "patient", "type": "echo", "input": "say ok", "deadline_s": 60})
         (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         command = [
             sys.executable,
@@ -391,7 +391,8 @@ def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Pat
     found = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
     assert len(found) == 7
     assert {found[f"t{n}"]["model"] for n in range(6)} == {"fast-model"}
-    assert found["patient"]["model"] == "slow-model"  # 5 s to spend: no hedge
+    # 60 s to spend: no hedge, even when litellm's first calls in a fresh process take seconds
+    assert found["patient"]["model"] == "slow-model"
     assert all(r["status"] == "accepted" for r in found.values())
     with sqlite3.connect(tmp_path / "run.db") as db:
         rows = db.execute(

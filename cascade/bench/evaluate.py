@@ -10,7 +10,8 @@ Models whose cost the dataset does not know are scored apart (:func:`score_unpri
 out of the model rows and the oracle, since a cost of $0 would make them look free.
 
 ``false_accept_rate`` is the share of wrong answers the validators accepted, and
-``false_reject_rate`` the share of right answers they rejected, over every answer the ladder saw.
+``false_reject_rate`` the share of right answers they rejected, over every answer the ladder
+judged (a hedge's losing answer was never judged, and is left out).
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         rights.append(good and outcome.status is Status.ACCEPTED)
         escalated += any(s.tier > 0 for s in outcome.steps if s.kind not in SIDE_CALLS)
         for step in outcome.steps:
-            if step.kind in SIDE_CALLS:
-                continue
+            if step.kind in SIDE_CALLS or step.decision is Decision.CANCEL:
+                continue  # not an answer to the task, or a hedge's loser nobody judged
             if step.output is not None and step.model_served is not None:
                 is_right = data.is_right(outcome.task_id, step.model_served, step.output)
                 verdicts[(is_right, step.decision is Decision.ACCEPT)] += 1

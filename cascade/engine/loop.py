@@ -106,16 +106,12 @@ class TaskRun:
     ) -> Outcome:
         top = order[-1] if order else -1
         resume: Resume | None = None
+        rungs = [_rung(i, self.ladder[i], examples, messages, i == top) for i in order]
         for position, index in enumerate(order):
-            tier = self.ladder[index]
-            if tier.is_human:
-                return self.record.to_review(index, tier.model)
-            rung = Rung(index, tier, _conversation(tier, examples, messages), index == top)
-            following = None
-            if position + 1 < len(order) and not self.ladder[order[position + 1]].is_human:
-                after = order[position + 1]
-                nxt = self.ladder[after]
-                following = Rung(after, nxt, _conversation(nxt, examples, messages), after == top)
+            rung = rungs[position]
+            if rung is None:
+                return self.record.to_review(index, self.ladder[index].model)
+            following = rungs[position + 1] if position + 1 < len(rungs) else None
             ended = await self._ask_tier(rung, following, messages, budget_usd, resume)
             resume = None
             if isinstance(ended, Resume):
@@ -154,8 +150,8 @@ class TaskRun:
             first, conversation, kind = resume.asked + 1, resume.conversation, CallKind.REASK
         for asked in range(first, tier.reasks + 2):
             hedge_after = None
-            if asked == 1 and following is not None:
-                expected = self.caller.expected_s(following.tier)
+            if asked == 1 and tier.hedge and following is not None and self.clock.deadline_s:
+                expected = self.caller.expected_s(following.tier)  # a p90: only when it matters
                 hedge_after = self.clock.hedge_after(tier, expected)
             calls: list[Call] | Outcome | Resume
             if hedge_after is not None and following is not None:
@@ -394,6 +390,15 @@ class TaskRun:
         )
         self.attempts.append(attempt)
         return attempt
+
+
+def _rung(
+    index: int, tier: Tier, examples: tuple[Message, ...], messages: tuple[Message, ...], top: bool
+) -> Rung | None:
+    """A model tier as this task climbs it; ``None`` for the human tier."""
+    if tier.is_human:
+        return None
+    return Rung(index, tier, _conversation(tier, examples, messages), top)
 
 
 def _conversation(
