@@ -221,10 +221,13 @@ class TaskRun:
         """``choice``, or a stop when its re-ask or escalation could not answer in time."""
         if self.clock.deadline_s is None:
             return choice
-        nxt = tier if choice.decision is Decision.REASK else None
-        if nxt is None and following is not None:
+        if choice.decision is Decision.REASK:
+            nxt = tier
+        elif choice.decision is Decision.ESCALATE and following is not None:
             nxt = following.tier
-        return self.clock.in_time(choice, nxt, None if nxt is None else self.caller.expected_s(nxt))
+        else:
+            return choice  # nothing more is asked: no p90 to work out
+        return self.clock.in_time(choice, nxt, self.caller.expected_s(nxt))
 
     async def answer(
         self,
