@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from cascade import Cascade, Plan, Price, Settings, Status, Tier
-from cascade.backends import Reply, ScriptedBackend
+from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.enums import CallKind, Decision
-from cascade.errors import ServerError
+from cascade.errors import AuthenticationFailed, ServerError
 from cascade.policy import PolicyError, load_policy
 from cascade.testing import FakeOpenAI, FakeReply
 from cascade.tokens import count_tokens
@@ -281,6 +281,42 @@ def test_a_rejected_hedge_is_re_asked_when_its_measured_p90_leaves_time() -> Non
         ("small", CallKind.CALL, Decision.ESCALATE),
         ("big", CallKind.REASK, Decision.ACCEPT),
     ]
+
+
+def test_a_hedge_that_cannot_be_asked_leaves_the_race_to_the_tier_below() -> None:
+    """A refused key on the hedged tier: small's answer, due later, is still accepted."""
+    outcome = hedged([late("ok", 1.5)], [AuthenticationFailed("401")]).run(
+        {"id": "t", "input": "x"}
+    )
+    assert outcome.status is Status.ACCEPTED
+    assert outcome.model == "small"
+    assert [(s.model_requested, s.decision) for s in outcome.steps] == [
+        ("big", Decision.ERROR),
+        ("small", Decision.ACCEPT),
+    ]
+
+
+def test_when_neither_leg_can_be_asked_the_task_fails_and_says_why() -> None:
+    """Both tiers refuse the key: the task ends failed with the hedged tier's reason."""
+    error = AuthenticationFailed("401")
+    outcome = hedged([error], [error], deadline_s=1.0).run({"id": "t", "input": "x"})
+    assert outcome.status is Status.FAILED
+    assert any("cannot be asked" in r for r in outcome.reasons)
+
+
+def test_a_hedge_that_runs_out_of_time_after_the_tier_below_failed_ends_deadline() -> None:
+    """Live: small's wrong answer is judged first; big then times out at the deadline."""
+    cascade, _ = timed(
+        {"small": [late("no", 0.1)], "big": [Hang()]},
+        [Tier("small", hedge=True), Tier("big", expected_latency_s=0.15, timeout_s=0.15,
+                                          retries=0)],
+        deadline_s=0.2,
+        virtual=False,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.DEADLINE
+    assert outcome.output == "no"  # the best answer so far is kept
+    assert "big could not answer in time" in outcome.reasons[0]
 
 
 def test_a_live_hedge_cancels_the_call_in_flight_and_counts_its_prompt() -> None:

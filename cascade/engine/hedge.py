@@ -142,10 +142,12 @@ async def _resolve(
         leg = await _next(pending, began)
         pending.remove(leg)
         calls = leg.job.result()
-        if isinstance(calls, Outcome):  # no answer (its errors are recorded): the other decides
-            if leg is hedge and primary in pending:
+        if isinstance(calls, Outcome):  # no answer (its errors are recorded)
+            if leg is primary:
+                continue  # the hedge decides
+            if primary in pending:
                 return await primary.job  # as if no hedge had been asked
-            continue
+            return calls  # the hedged tier could not be asked: the task ends as it says
         run.clock.calls_s = clock + leg.end_s + extra
         ask = leg.rung
         if leg is primary:  # the hedge is its escalation: no re-ask, no deadline check
