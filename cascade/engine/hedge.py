@@ -50,6 +50,20 @@ class Rung:
     conversation: tuple[Message, ...]
     at_top: bool
 
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        tier: Tier,
+        examples: tuple[Message, ...],
+        messages: tuple[Message, ...],
+        at_top: bool,
+    ) -> Rung | None:
+        """Tier ``index`` as a task climbs it (worked examples first, if it takes them)."""
+        if tier.is_human:
+            return None  # a person's queue, not a model to ask
+        return cls(index, tier, (*examples, *messages) if tier.few_shot else messages, at_top)
+
 
 @dataclass(frozen=True, slots=True)
 class Resume:

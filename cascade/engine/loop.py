@@ -106,7 +106,7 @@ class TaskRun:
     ) -> Outcome:
         top = order[-1] if order else -1
         resume: Resume | None = None
-        rungs = [_rung(i, self.ladder[i], examples, messages, i == top) for i in order]
+        rungs = [Rung.of(i, self.ladder[i], examples, messages, i == top) for i in order]
         for position, index in enumerate(order):
             rung = rungs[position]
             if rung is None:
@@ -393,18 +393,3 @@ class TaskRun:
         )
         self.attempts.append(attempt)
         return attempt
-
-
-def _rung(
-    index: int, tier: Tier, examples: tuple[Message, ...], messages: tuple[Message, ...], top: bool
-) -> Rung | None:
-    """A model tier as this task climbs it; ``None`` for the human tier."""
-    if tier.is_human:
-        return None
-    return Rung(index, tier, _conversation(tier, examples, messages), top)
-
-
-def _conversation(
-    tier: Tier, examples: tuple[Message, ...], messages: tuple[Message, ...]
-) -> tuple[Message, ...]:
-    return (*examples, *messages) if tier.few_shot else messages
