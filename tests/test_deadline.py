@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from cascade.policy import PolicyError, load_policy
 from cascade.testing import FakeOpenAI, FakeReply
 from cascade.tokens import count_tokens
 from tests.helpers import NO_WAIT, models_called, says_ok
+from tests.test_run_trouble import cascade_run, results
 
 PRICE = Price(1000.0, 2000.0)
 
@@ -400,31 +399,15 @@ def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Pat
         return FakeReply("ok", delay_s=0.6 if slow else 0.02)
 
     with FakeOpenAI(reply) as server:
-        (tmp_path / "p.toml").write_text(RUN_POLICY.format(url=server.base_url))
+        (tmp_path / "policy.toml").write_text(RUN_POLICY.format(url=server.base_url))
         lines: list[dict[str, Any]] = [
             {"id": f"t{n}", "type": "echo", "input": f"say ok {n}"} for n in range(6)
         ]
         lines.append({"id": "patient", "type": "echo", "input": "say ok", "deadline_s": 60})
         (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        command = [
-            sys.executable,
-            "-m",
-            "cascade.cli",
-            "run",
-            str(tmp_path / "tasks.jsonl"),
-            "--policy",
-            str(tmp_path / "p.toml"),
-            "--out",
-            str(tmp_path / "out.jsonl"),
-            "--store",
-            str(tmp_path / "run.db"),
-            "--no-progress",
-            "--concurrency",
-            "8",
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        done = cascade_run(tmp_path)
     assert done.returncode == 0, done.stderr
-    found = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    found = {r["id"]: r for r in results(tmp_path)}
     assert len(found) == 7
     assert {found[f"t{n}"]["model"] for n in range(6)} == {"fast-model"}
     # 60 s to spend: no hedge, even when litellm's first calls in a fresh process take seconds

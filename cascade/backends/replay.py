@@ -108,20 +108,19 @@ class ReplayBackend:
         *,
         prices: Mapping[str, Price] | None = None,
         name: str = "replay",
+        timed_on: Collection[str] | None = None,
     ) -> None:
         self._records = dict(records)
         self._prices = dict(prices or {})
         self._models = frozenset(model for _, model in self._records)
         self.name = name
         self._p90: dict[str, float | None] = {}
-        self._timed_on: frozenset[str] | None = None
+        self._timed_on = None if timed_on is None else frozenset(timed_on)
+        """The tasks whose latencies give the expected ones (all, when ``None``)."""
 
     def timed_on(self, task_ids: Collection[str]) -> ReplayBackend:
         """The same replay, whose expected latencies come from the tasks ``task_ids`` alone."""
-        other = ReplayBackend({}, prices=self._prices, name=self.name)
-        other._records, other._models = self._records, self._models  # shared, never changed
-        other._timed_on = frozenset(task_ids)
-        return other
+        return ReplayBackend(self._records, prices=self._prices, name=self.name, timed_on=task_ids)
 
     def __repr__(self) -> str:
         return f"ReplayBackend({self.name!r}, responses={len(self._records)})"

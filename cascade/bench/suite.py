@@ -176,6 +176,22 @@ def bench(
     if kinds:
         data = data.subset({t.id for t in data.tasks if t.type in select_kinds(data, kinds)})
     verdicts = VerdictCache() if cache else None
+    runs = _runs(data, ladders, policies, verdicts)
+    runs, pricing = _what_if(runs, whatif, data)
+    results = _figures(data, part, holdout, seed)
+    if pricing:
+        results["batch_pricing"] = pricing
+    for name, cascades in runs.items():
+        score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
+        results["ladders"][name] = score.to_json()
+    _add_summary(results)
+    return Benched(results, data, exported)
+
+
+def _runs(
+    data: Dataset, ladders: Sequence[str], policies: Sequence[str], verdicts: VerdictCache | None
+) -> dict[str, dict[str, Cascade]]:
+    """The cascades of each policy and each bare ladder, by the name their row gets."""
     validate = ByKind(default_validators(verdicts))
     runs: dict[str, dict[str, Cascade]] = {}
     for path in policies:
@@ -186,25 +202,24 @@ def bench(
     for text in ladders:
         cascade = Cascade(Plan(_parse_ladder(text, data), validate), settings=replaying(data))
         runs[" → ".join(t.model for t in cascade.ladder)] = {"*": cascade}
+    return runs
+
+
+def _what_if(
+    runs: dict[str, dict[str, Cascade]], whatif: WhatIf, data: Dataset
+) -> tuple[dict[str, dict[str, Cascade]], dict[str, str]]:
+    """``runs`` with the rows ``whatif`` adds, and where each batch price comes from."""
     deadline_s = whatif.deadline_s
     if deadline_s is not None:
         runs |= {f"{name}, deadline {deadline_s:g} s": _within(cascades, deadline_s)
                  for name, cascades in runs.items()}  # fmt: skip
-    pricing: dict[str, str] = {}
-    if whatif.batch_tiers:
-        rates = batch_rates(whatif.batch_tiers, data.backend, whatif.batch_discount)
-        pricing = {model: rate.source() for model, rate in rates.items()}
-        label = ", ".join(rates)
-        runs |= {f"{name}, batch {label}": _batched(cascades, rates)
-                 for name, cascades in runs.items()}  # fmt: skip
-    results = _figures(data, part, holdout, seed)
-    if pricing:
-        results["batch_pricing"] = pricing
-    for name, cascades in runs.items():
-        score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
-        results["ladders"][name] = score.to_json()
-    _add_summary(results)
-    return Benched(results, data, exported)
+    if not whatif.batch_tiers:
+        return runs, {}
+    rates = batch_rates(whatif.batch_tiers, data.backend, whatif.batch_discount)
+    label = ", ".join(rates)
+    runs |= {f"{name}, batch {label}": _batched(cascades, rates)
+             for name, cascades in runs.items()}  # fmt: skip
+    return runs, {model: rate.source() for model, rate in rates.items()}
 
 
 def _within(cascades: Mapping[str, Cascade], deadline_s: float) -> dict[str, Cascade]:

@@ -97,6 +97,21 @@ def _add_bench(commands: Any) -> None:
         action="store_true",
         help="run every sandboxed test again instead of reading kept verdicts",
     )
+    _add_what_if(bench)
+    bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
+    bench.add_argument(
+        "--split",
+        choices=("all", "train", "held-out"),
+        default="all",
+        help="replay only the tasks cascade optimize trained on, or those it held out",
+    )
+    _add_split(bench)
+
+
+def _add_what_if(bench: Any) -> None:
+    """The rows ``cascade bench`` can add beside each ladder: a deadline, batch prices."""
     bench.add_argument(
         "--deadline",
         type=float,
@@ -117,16 +132,6 @@ def _add_bench(commands: Any) -> None:
         metavar="SHARE",
         help="a batch call's share of the price, for models litellm has no batch price of (0.5)",
     )
-    bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
-    bench.add_argument(
-        "--split",
-        choices=("all", "train", "held-out"),
-        default="all",
-        help="replay only the tasks cascade optimize trained on, or those it held out",
-    )
-    _add_split(bench)
 
 
 def _add_split(parser: Any) -> None:

@@ -48,14 +48,12 @@ class Clock:
             return self.calls_s
         return max(time.monotonic() - self._started, self.calls_s)
 
-    def in_time(self, choice: Choice, nxt: Tier | None, expected: float | None) -> Choice:
-        """``choice``, or a stop when its re-ask or escalation (to ``nxt``) would come too late.
+    def in_time(self, choice: Choice, nxt: Tier, expected: float | None) -> Choice:
+        """``choice`` (a re-ask of, or an escalation to, ``nxt``), or a stop when too late.
 
         ``expected`` is the seconds ``nxt`` is expected to take.
         """
-        if self.deadline_s is None or nxt is None:
-            return choice
-        if choice.decision not in (Decision.REASK, Decision.ESCALATE):
+        if self.deadline_s is None:
             return choice
         left = self.deadline_s - self.elapsed_s()
         if left > (expected or 0.0):
