@@ -4,6 +4,7 @@
 """
 
 from cascade.backends.base import Backend
+from cascade.backends.batcher import Batcher
 from cascade.engine import Cascade, Plan, Settings
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import (
@@ -19,7 +20,17 @@ from cascade.retry import RetryPolicy
 from cascade.run.guard import BreakerSettings, Guard, Limit
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
-from cascade.types import Attempt, Price, Request, Response, Task, Tier, Usage, Verdict
+from cascade.types import (
+    Attempt,
+    Batching,
+    Price,
+    Request,
+    Response,
+    Task,
+    Tier,
+    Usage,
+    Verdict,
+)
 from cascade.validators import (
     CostClass,
     Validator,
@@ -47,6 +58,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "Backend",
+    "Batcher",
+    "Batching",
     "BreakerSettings",
     "CallKind",
     "Cascade",

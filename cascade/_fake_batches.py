@@ -32,6 +32,7 @@ class _Batch:
     endpoint: str
     created_at: float
     metadata: dict[str, Any]
+    due_at: float = 0.0
     status: str = "in_progress"
     output_file_id: str | None = None
     error_file_id: str | None = None
@@ -45,6 +46,7 @@ class FakeBatches:
     """The batch API's state, and how it behaves (see the module's doc)."""
 
     complete_after_s: float = 0.2
+    """Seconds from a batch's creation to its end (read as each batch is made)."""
     expire: bool = False
     """Batches expire when due instead of completing."""
     files: dict[str, bytes] = field(default_factory=dict)
@@ -53,6 +55,10 @@ class FakeBatches:
     """The ``custom_id`` of every item the provider ran, in order, repeats included."""
     created: list[str] = field(default_factory=list)
     """The input file id of every batch created, in order."""
+    on: Callable[[str, str], bool] | None = None
+    """Called with a stage and an id as requests come: ``create`` (a file id, before the batch
+    is made: returning ``False`` refuses it with a 503), ``created`` (the new batch's id),
+    ``retrieve`` (a batch id) and ``content`` (a file id). Tests kill clients from here."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +85,7 @@ class FakeBatches:
             self.files[file_id] = content
             return 200, _json(_file(file_id, len(content), "batch"))
         if method == "GET" and len(rest) == 2 and rest[1] == "content":
+            self._hook("content", rest[0])
             content = self.files.get(rest[0])
             return (200, content) if content is not None else _error(404, f"no file {rest[0]}")
         if method == "GET" and len(rest) == 1 and rest[0] in self.files:
@@ -93,11 +100,15 @@ class FakeBatches:
             source = str(body.get("input_file_id", ""))
             if source not in self.files:
                 return _error(400, f"no input file {source}")
+            if not self._hook("create", source):
+                return _error(503, "refused by the test")
             batch = _Batch(f"batch_{next(self._ids)}", source, str(body.get("endpoint", "")),
                            time.time(), dict(body.get("metadata") or {}))  # fmt: skip
             batch.total = len(self.files[source].splitlines())
+            batch.due_at = batch.created_at + self.complete_after_s
             self.batches[batch.id] = batch
             self.created.append(source)
+            self._hook("created", batch.id)
             return 200, _json(_view(batch))
         if method == "GET" and not rest:
             views = [_view(self._advance(b, answer)) for b in self.batches.values()]
@@ -111,13 +122,26 @@ class FakeBatches:
                 self._finish(batch, answer, "cancelled", "batch_cancelled")
             return 200, _json(_view(batch))
         if method == "GET" and len(rest) == 1:
+            self._hook("retrieve", batch.id)
             return 200, _json(_view(self._advance(batch, answer)))
         return _error(404, "no such batches route")
 
+    @property
+    def received(self) -> list[str]:
+        """The ``custom_id`` of every item of every batch created, repeats included.
+
+        What the provider was asked to run (and bills), whether or not anyone came for results.
+        """
+        with self._lock:
+            files = [self.files[source] for source in self.created]
+        return [str(json.loads(line)["custom_id"]) for f in files for line in f.splitlines()]
+
+    def _hook(self, stage: str, name: str) -> bool:
+        return self.on is None or self.on(stage, name) is not False
+
     def _advance(self, batch: _Batch, answer: Answer) -> _Batch:
         """Finish a batch whose time has come."""
-        due = batch.created_at + self.complete_after_s
-        if batch.status == "in_progress" and time.time() >= due:
+        if batch.status == "in_progress" and time.time() >= batch.due_at:
             if self.expire:
                 self._finish(batch, answer, "expired", "batch_expired")
             else:

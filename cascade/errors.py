@@ -39,6 +39,7 @@ __all__ = [
     "AuthenticationFailed",
     "BackendFault",
     "BadRequest",
+    "BatchUnanswered",
     "CascadeError",
     "CircuitOpen",
     "ConfigError",
@@ -103,6 +104,14 @@ class ServerError(TransientProviderError):
 
 class MalformedResponse(TransientProviderError):
     """The provider answered with something that is not a usable completion."""
+
+
+class BatchUnanswered(TransientProviderError):
+    """A batch call its batch did not answer; the engine makes it as an ordinary call.
+
+    The batch expired, was cancelled, passed the tier's ``batch_deadline_s``, or could not be
+    submitted.
+    """
 
 
 class PermanentProviderError(ProviderError):

@@ -43,6 +43,8 @@ class Step:
     """Seconds of local compute the call took (a model run on this machine costs no dollars)."""
     confidence: float | None = None
     """The model's own confidence in the answer, where the backend reports one."""
+    batch: bool = False
+    """Whether the call went through the provider's batch API (priced at its batch price)."""
 
     def to_event(self) -> dict[str, Any]:
         """The step as the fields of a ``cascade.step`` log event (output left out)."""
@@ -60,6 +62,7 @@ class Step:
             "cost_usd": self.cost_usd,
             "latency_s": self.latency_s,
             "compute_s": self.compute_s,
+            **({"batch": True} if self.batch else {}),
             "verdicts": [
                 {"validator": v.validator, "passed": v.passed, "reason": v.reason}
                 for v in self.verdicts

@@ -19,6 +19,7 @@ __all__ = [
     "HUMAN",
     "Ask",
     "Attempt",
+    "Batching",
     "Message",
     "Price",
     "Quote",
@@ -56,6 +57,32 @@ def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 HUMAN = "human"
 """The model name of a review-queue tier: tasks that reach it wait for a person's answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How a batch tier sends its calls: through the provider's batch API, at its batch price.
+
+    Calls wait until ``size`` of them have gathered, or ``wait_s`` after the first, and go as one
+    batch. A call whose batch has not answered ``deadline_s`` after it was gathered is cancelled
+    and made as an ordinary call. ``discount`` is the share of the price a batch call pays where
+    the provider's batch price is not known (a tier's own ``price``, or a model litellm's cost
+    map lists without one).
+    """
+
+    size: int = 500
+    wait_s: float = 5.0
+    deadline_s: float = 86_400.0
+    discount: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.size!r}")
+        for name in ("wait_s", "deadline_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"batch_{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 < self.discount <= 1:
+            raise ConfigError(f"batch_discount must be in (0, 1], got {self.discount!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +153,9 @@ class Tier:
     hedge: bool = False
     """With a task deadline: start the next tier early, while this one has not answered, when
     waiting longer would leave the next tier too little time. The first accepted answer wins."""
+    batch: Batching | None = None
+    """Send this tier's calls through the provider's batch API (see :class:`Batching`), re-asks
+    in a later batch; a call the batch could not answer is made as an ordinary one."""
     validate: Callable[[Attempt], Verdict | Awaitable[Verdict]] | None = field(
         default=None, compare=False
     )
@@ -142,8 +172,10 @@ class Tier:
             raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
         if self.trusted and self.validate is not None:
             raise ConfigError(f"tier {self.model}: a trusted tier runs no validators")
-        if self.model == HUMAN and (self.fallbacks or self.reasks or self.hedge):
-            raise ConfigError("the human tier takes no fallbacks, re-asks or hedge")
+        if self.model == HUMAN and (self.fallbacks or self.reasks or self.hedge or self.batch):
+            raise ConfigError("the human tier takes no fallbacks, re-asks, hedge or batch")
+        if self.hedge and self.batch is not None:
+            raise ConfigError(f"tier {self.model}: a batch tier cannot hedge (a batch is slow)")
         if self.expected_latency_s is not None and not self.expected_latency_s > 0:
             raise ConfigError(f"tier {self.model}: expected_latency_s must be > 0, "
                               f"got {self.expected_latency_s!r}")  # fmt: skip

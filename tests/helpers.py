@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cascade import Attempt, Cascade, Plan, RetryPolicy, Settings, Task, Tier, Usage, Verdict
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Script
+from cascade.policy import PolicyError, load_policy
 from cascade.validators import Validator, run_validator
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
@@ -68,3 +72,13 @@ def attempt_with(output: str, task_input: str = "x", **extra: Any) -> Attempt:
 def verdict_of(validator: Validator, output: str, task_input: str = "x", **extra: Any) -> Verdict:
     """Run ``validator`` on an attempt answering ``output`` (see :func:`attempt_with`)."""
     return asyncio.run(run_validator(validator, attempt_with(output, task_input, **extra)))
+
+
+def assert_policy_refused(folder: Path, body: str, line: int, field: str) -> None:
+    """A policy of ``body`` (after its task_type line) is refused naming file, line and field."""
+    path = folder / "bad.toml"
+    path.write_text('task_type = "x"\n' + body)
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert f"bad.toml:{line}" in str(raised.value)
+    assert field in str(raised.value)

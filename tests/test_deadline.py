@@ -17,10 +17,10 @@ from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.enums import CallKind, Decision
 from cascade.errors import AuthenticationFailed, ServerError
-from cascade.policy import PolicyError, load_policy
+from cascade.policy import load_policy
 from cascade.testing import FakeOpenAI, FakeReply
 from cascade.tokens import count_tokens
-from tests.helpers import NO_WAIT, models_called, says_ok
+from tests.helpers import NO_WAIT, assert_policy_refused, models_called, says_ok
 from tests.test_run_trouble import cascade_run, results
 
 PRICE = Price(1000.0, 2000.0)
@@ -178,12 +178,7 @@ def test_bad_latency_settings_name_file_line_and_field(
     tmp_path: Path, body: str, line: int, field: str
 ) -> None:
     """A zero deadline, a hedge with no tier after it, a negative latency: file:line and field."""
-    path = tmp_path / "bad.toml"
-    path.write_text('task_type = "x"\n' + body)
-    with pytest.raises(PolicyError) as raised:
-        load_policy(path)
-    assert f"bad.toml:{line}" in str(raised.value)
-    assert field in str(raised.value)
+    assert_policy_refused(tmp_path, body, line, field)
 
 
 # --- hedges -------------------------------------------------------------------------------

@@ -49,12 +49,16 @@ COMMANDS = [
 """The README's commands: ``cascade`` ones run through :func:`main`, example scripts as such."""
 
 
-def test_the_readme_policy_is_valid(tmp_path: Path) -> None:
-    """The policy shown in the README loads, with the shipped schema beside it."""
-    assert TOML
+def test_the_readme_policies_are_valid(tmp_path: Path) -> None:
+    """The whole policies shown in the README load, with the shipped schema beside them."""
+    whole = [text for text in TOML if text.startswith("task_type")]
+    assert len(whole) >= 2
     shutil.copytree(ROOT / "policies" / "schemas", tmp_path / "schemas")
-    (tmp_path / "readme.toml").write_text(TOML[0])
-    assert load_policy(tmp_path / "readme.toml").task_type == "extraction"
+    kinds = []
+    for number, text in enumerate(whole):
+        (tmp_path / f"readme{number}.toml").write_text(text)
+        kinds.append(load_policy(tmp_path / f"readme{number}.toml").task_type)
+    assert kinds[:2] == ["extraction", "nightly"]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside the repo")

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from cascade.backends.base import Request, Response
+from cascade.backends.batch_api import BatchView
 from cascade.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -30,9 +31,9 @@ from cascade.errors import (
     UnpricedModel,
     parse_retry_after,
 )
-from cascade.types import Price, Quote, Usage
+from cascade.types import Price, Quote, Tier, Usage
 
-__all__ = ["LiteLLMBackend", "batch_prices", "load_litellm"]
+__all__ = ["LiteLLMBackend", "LiteLLMBatches", "batch_prices", "load_litellm"]
 
 
 def load_litellm() -> ModuleType:
@@ -80,6 +81,11 @@ class LiteLLMBackend:
             raise map_exception(exc) from exc
         return self._response(litellm, request, raw)
 
+    def batch_api(self, model: str) -> LiteLLMBatches:
+        """The files and batches endpoints for batch tiers: one for every ``model``."""
+        del model
+        return LiteLLMBatches(self)
+
     def quote(self, model: str) -> Quote | None:
         """The model's highest listed price per token and its longest answer; ``None`` unlisted.
 
@@ -100,25 +106,136 @@ class LiteLLMBackend:
         return self._rates[model]
 
     def _response(self, litellm: ModuleType, request: Request, raw: Any) -> Response:
-        try:
-            text = raw.choices[0].message.content
-            usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
-        except (AttributeError, IndexError, TypeError, ValueError) as exc:
-            raise MalformedResponse(f"completion has no usable choice or usage: {exc}") from exc
-        if not isinstance(text, str):
-            raise MalformedResponse(f"completion content is {type(text).__name__}, not text")
+        text, usage = _read(raw)
         served = str(getattr(raw, "model", None) or request.model)
+        return Response(text, served, usage, self.cost(litellm, request, usage))
+
+    def cost(self, litellm: ModuleType, request: Request, usage: Usage) -> float:
+        """What ``usage`` of ``request``'s model costs: the tier's price, else litellm's."""
         rate = request.price or self._rate(litellm, request.model)
-        if rate is not None and rate is not _TIERED:
-            cost = rate.cost(usage)
-        else:
-            prompt_cost, completion_cost = litellm.cost_per_token(
-                model=request.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
+        if rate is None:
+            raise UnpricedModel(
+                f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
-            cost = float(prompt_cost + completion_cost)
-        return Response(text=text, model=served, usage=usage, cost_usd=cost)
+        if rate is not _TIERED:
+            return rate.cost(usage)
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=request.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+        return float(prompt_cost + completion_cost)
+
+
+_BATCH_PROVIDERS = frozenset({"openai", "azure"})
+_CONNECTION = frozenset({"api_base", "api_key", "organization", "api_version"})
+"""Tier params that say where and as whom to call: sent with each batch call, not in its body."""
+
+
+class LiteLLMBatches:
+    """OpenAI-compatible files and batches endpoints, through litellm's batch API."""
+
+    def __init__(self, backend: LiteLLMBackend) -> None:
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return "LiteLLMBatches()"
+
+    def line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        """The input file's line for ``request``: a chat completion request."""
+        params = {**self._backend._defaults, **request.params}
+        body = {key: value for key, value in params.items() if key not in _CONNECTION}
+        model = self._provider(request.model)[0]
+        messages = [dict(m) for m in request.messages]
+        return {"custom_id": custom_id, "method": "POST", "url": _ENDPOINT,
+                "body": {"model": model, "messages": messages, **body}}  # fmt: skip
+
+    def response(self, tier: Tier, request: Request, body: Mapping[str, Any]) -> Response:
+        """A completion of the output file, priced at the batch price.
+
+        That is litellm's batch price for the model where its cost map has one; otherwise the
+        tier's ``batch_discount`` of the call price (the tier's own price, or litellm's).
+        """
+        litellm = load_litellm()
+        text, usage = _read(litellm.ModelResponse(**body))
+        prices = batch_prices(request.model) if request.price is None else None
+        if prices is not None:
+            cost = prices[1].cost(usage)
+        else:
+            discount = tier.batch.discount if tier.batch is not None else 1.0
+            cost = self._backend.cost(litellm, request, usage) * discount
+        return Response(text, str(body.get("model") or request.model), usage, cost)
+
+    async def upload(self, tier: Tier, content: bytes) -> str:
+        """Upload an input file; its id."""
+        file = ("batch.jsonl", content)
+        made = await self._call("acreate_file", tier, file=file, purpose="batch")
+        return str(made.id)
+
+    async def create(self, tier: Tier, file_id: str) -> BatchView:
+        """Make a batch of an uploaded file."""
+        return _view(await self._call("acreate_batch", tier, input_file_id=file_id,
+                                      endpoint=_ENDPOINT, completion_window="24h"))  # fmt: skip
+
+    async def find(self, tier: Tier, file_id: str) -> BatchView | None:
+        """The batch made of ``file_id`` among the provider's latest 100, if there is one."""
+        found = await self._call("alist_batches", tier, limit=100)
+        views = [_view(raw) for raw in found.data]
+        return next((view for view in views if view.input_file_id == file_id), None)
+
+    async def retrieve(self, tier: Tier, batch_id: str) -> BatchView:
+        """The batch's state now."""
+        return _view(await self._call("aretrieve_batch", tier, batch_id=batch_id))
+
+    async def cancel(self, tier: Tier, batch_id: str) -> BatchView:
+        """Ask the provider to stop the batch."""
+        return _view(await self._call("acancel_batch", tier, batch_id=batch_id))
+
+    async def content(self, tier: Tier, file_id: str) -> bytes:
+        """An output or error file."""
+        got = await self._call("afile_content", tier, file_id=file_id)
+        return bytes(got.content)
+
+    async def _call(self, name: str, tier: Tier, **kwargs: Any) -> Any:
+        litellm = load_litellm()
+        provider = self._provider(tier.model)[1]
+        params = {**self._backend._defaults, **tier.params}
+        where = {key: value for key, value in params.items() if key in _CONNECTION}
+        try:
+            return await getattr(litellm, name)(custom_llm_provider=provider, **where, **kwargs)
+        except Exception as exc:  # every litellm failure is mapped, none leaks
+            raise map_exception(exc) from exc
+
+    def _provider(self, model: str) -> tuple[str, str]:
+        """The provider's own name of ``model``, and the provider, which must take batches."""
+        try:
+            name, provider, _, _ = load_litellm().get_llm_provider(model)
+        except Exception as exc:  # litellm raises several types for "not mapped"
+            raise map_exception(exc) from exc
+        if provider not in _BATCH_PROVIDERS:
+            raise BadRequest(f"{model}: batch tiers use OpenAI-compatible batch endpoints "
+                             f"(openai, azure), and {provider} is not one")  # fmt: skip
+        return str(name), str(provider)
+
+
+_ENDPOINT = "/v1/chat/completions"
+
+
+def _view(raw: Any) -> BatchView:
+    return BatchView(str(raw.id), str(raw.status), str(raw.input_file_id),
+                     raw.output_file_id, raw.error_file_id)  # fmt: skip
+
+
+def _read(raw: Any) -> tuple[str, Usage]:
+    """A completion's text and usage."""
+    try:
+        text = raw.choices[0].message.content
+        usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
+    except (AttributeError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"completion has no usable choice or usage: {exc}") from exc
+    if not isinstance(text, str):
+        raise MalformedResponse(f"completion content is {type(text).__name__}, not text")
+    return text, usage
 
 
 _TIERED = Price(0.0, 0.0)

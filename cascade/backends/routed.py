@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from cascade.backends.base import Backend, Request, Response
 from cascade.types import Quote
+
+if TYPE_CHECKING:
+    from cascade.backends.batch_api import BatchApi
 
 __all__ = ["PrefixBackend", "close_backend", "closing_backend"]
 
@@ -53,6 +57,11 @@ class PrefixBackend:
         """The price and longest answer of ``model``, from the backend it routes to, if it says."""
         quote = getattr(self.backend_for(model), "quote", None)
         return quote(model) if callable(quote) else None
+
+    def batch_api(self, model: str) -> BatchApi | None:
+        """The batch API of the backend ``model`` routes to, if it has one."""
+        api = getattr(self.backend_for(model), "batch_api", None)
+        return api(model) if callable(api) else None
 
     def close(self) -> None:
         """Close every backend built so far that can be closed."""

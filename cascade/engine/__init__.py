@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cascade.engine.calls import Caller, GuardHooks
+from cascade.engine.calls import BatchSender, Caller, GuardHooks
 from cascade.engine.loop import TaskRun
 from cascade.engine.plan import Plan, Route, Settings
 from cascade.errors import CascadeError, ConfigError, TaskError
@@ -90,7 +90,12 @@ class Cascade:
         secrets = [v for tier in self._tiers for v in secret_values(tier.params)]
         register_secrets(secrets)  # the store redacts them too
         redactor = SecretRedactor(extra=secrets)
-        self._caller = Caller(self.backend, settings.retry, settings.guard, self._log, redactor)
+        batcher = settings.batcher
+        if batcher is None and any(tier.batch is not None for tier in self._tiers):
+            batcher = _default_batcher(self.backend, settings.store, self.run_id, self._log)
+        self._caller = Caller(
+            self.backend, settings.retry, settings.guard, self._log, redactor, batcher
+        )
 
     def __repr__(self) -> str:
         models = " → ".join(t.model for t in self.plan.tiers)
@@ -190,6 +195,17 @@ def _default_backend() -> Backend:
     from cascade.backends.default import default_backend  # noqa: PLC0415  # litellm stays lazy
 
     return default_backend()
+
+
+def _default_batcher(
+    backend: Backend, store: Store | None, run_id: str, log: StepLog | None
+) -> BatchSender | None:
+    """A batcher for a cascade's batch tiers, keeping its ledger in the store (or in memory)."""
+    from cascade.backends.batcher import Batcher  # noqa: PLC0415  # only batch tiers need it
+    from cascade.store import Store  # noqa: PLC0415
+    from cascade.store.batches import BatchBook  # noqa: PLC0415
+
+    return Batcher.for_backend(backend, BatchBook(store or Store(":memory:"), run_id), log)
 
 
 def _sampled(task_id: str, share: float) -> bool:

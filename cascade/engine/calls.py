@@ -34,7 +34,7 @@ from cascade.steplog import StepLog
 from cascade.tokens import count_tokens
 from cascade.types import Message, Quote, Request, Response, Tier
 
-__all__ = ["Call", "Caller", "GuardHooks", "Transition"]
+__all__ = ["BatchSender", "Call", "Caller", "GuardHooks", "Transition"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,19 @@ class GuardHooks(Protocol):
         ...
 
 
+class BatchSender(Protocol):
+    """Sends a batch tier's calls through a provider's batch API: a :class:`~cascade.Batcher`."""
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a batch now: their tasks are parked, not working."""
+        ...
+
+    async def complete(self, tier: Tier, request: Request) -> Response:
+        """The answer from a batch, or the :class:`ProviderError` the call ended in there."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One backend call: its answer, or the provider error it ended in."""
@@ -103,6 +116,8 @@ class Call:
     recorded: bool = False
     """Whether ``latency_s`` is a latency the backend reported that did not really pass here (a
     replay's recorded one): the task's clock then runs on such latencies, not the wall's."""
+    batch: bool = False
+    """Whether the call went through the provider's batch API."""
 
 
 class Caller:
@@ -115,8 +130,10 @@ class Caller:
         guard: GuardHooks | None = None,
         log: StepLog | None = None,
         redactor: SecretRedactor | None = None,
+        batcher: BatchSender | None = None,
     ) -> None:
         self._backend = backend
+        self._batcher = batcher
         self.retry = retry
         self._guard = guard
         self._log = log
@@ -180,6 +197,13 @@ class Caller:
                 sample=sample,
                 confidence=confidence,
             )
+            if position == 0 and tier.batch is not None and self._batcher is not None:
+                call = await self._batched(tier, request, kind)
+                calls.append(call)
+                if call.error is None:
+                    return calls
+                # What the batch did not answer is asked at once, as an ordinary call.
+                call_kind = kind if own else CallKind.RETRY
             for retry_number in range(tier.retries + 1):
                 call = await self._guarded(tier, request, call_kind)
                 calls.append(call)
@@ -239,6 +263,32 @@ class Caller:
                 task_id=task_id,
             )
 
+    async def _batched(self, tier: Tier, request: Request, kind: CallKind) -> Call:
+        """One call through the provider's batch API: it waits for its batch, however long."""
+        assert self._batcher is not None  # only called with one
+        start = time.perf_counter()
+        error: ProviderError
+        try:
+            response = await self._batcher.complete(tier, request)
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001  # a broken batcher is a fault of the call
+            error = MalformedResponse(f"batcher raised {type(exc).__name__}: {exc}")
+        else:
+            problem = _malformed(response)
+            if problem is None:
+                latency = time.perf_counter() - start
+                return Call(request.model, kind, latency, response=response, batch=True)
+            error = BackendFault(problem)
+        return self._failed(request.model, kind, start, error, batch=True)
+
+    def _failed(
+        self, model: str, kind: CallKind, start: float, error: ProviderError, *, batch: bool = False
+    ) -> Call:
+        # A provider may echo the key in its error: it never reaches a step, a reason or a row.
+        error.args = (self._redactor.text(str(error)),)
+        return Call(model, kind, time.perf_counter() - start, error=error, batch=batch)
+
     async def _once(self, tier: Tier, request: Request, kind: CallKind) -> Call:
         model = request.model
         start = time.perf_counter()
@@ -265,9 +315,7 @@ class Caller:
                 self.latencies.add(model, latency)
                 return Call(model, kind, latency, response=response, recorded=recorded)
             error = BackendFault(problem)
-        # A provider may echo the key in its error: it never reaches a step, a reason or a row.
-        error.args = (self._redactor.text(str(error)),)
-        return Call(model, kind, time.perf_counter() - start, error=error)
+        return self._failed(model, kind, start, error)
 
 
 _SLACK_S = 0.001

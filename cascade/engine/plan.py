@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cascade.engine.calls import GuardHooks
+from cascade.engine.calls import BatchSender, GuardHooks
 from cascade.errors import ConfigError
 from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
@@ -97,7 +97,9 @@ class Settings:
     tier is asked, even those the ladder did not need, for calibration; those calls are paid,
     kept as steps of kind ``calibration``, and never change the outcome. ``max_outage_s``
     bounds how long, in all, a task waits for providers that cannot answer (a 5xx, a timeout,
-    a 429, an open breaker) before it ends ``failed``.
+    a 429, an open breaker) before it ends ``failed``. ``batcher`` sends batch tiers' calls
+    (a :class:`~cascade.Batcher`); without one, a cascade with a batch tier makes its own when
+    the backend has a batch API, and otherwise calls batch tiers like the others.
     """
 
     backend: Backend | None = None
@@ -109,6 +111,7 @@ class Settings:
     record_all_tiers: float = 0.0
     max_outage_s: float = 600.0
     """How long a task waits, in all, for providers that cannot answer, before it fails."""
+    batcher: BatchSender | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:

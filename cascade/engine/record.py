@@ -76,6 +76,7 @@ class Record:
             output=response.text if response is not None else None,
             compute_s=response.compute_s if response is not None else 0.0,
             confidence=response.confidence if response is not None else None,
+            batch=call.batch,
         )
         self.steps.append(step)
         if self.log is not None:

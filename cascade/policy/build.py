@@ -97,6 +97,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         trusted=spec.trusted,
         expected_latency_s=spec.expected_latency_s,
         hedge=spec.hedge,
+        batch=spec.batching(),
     )
 
 

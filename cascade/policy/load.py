@@ -28,7 +28,7 @@ from cascade.engine.plan import Plan
 from cascade.errors import ConfigError
 from cascade.policy.build import FieldError, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
-from cascade.policy.spec import PolicySpec, ValidatorSpec
+from cascade.policy.spec import PolicySpec, TierSpec, ValidatorSpec
 from cascade.store.verdicts import VerdictCache
 from cascade.types import HUMAN, Message, Task, Tier
 from cascade.validators import Validator, all_of
@@ -191,10 +191,30 @@ def _placed(spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], No
     for index, tier_spec in enumerate(spec.tiers):
         if tier_spec.model == HUMAN and index != len(spec.tiers) - 1:
             problem(("tiers", index, "model"), "the human tier must be the last tier")
-        following = spec.tiers[index + 1].model if index + 1 < len(spec.tiers) else None
-        if tier_spec.hedge and following in (None, HUMAN):
+        following = spec.tiers[index + 1] if index + 1 < len(spec.tiers) else None
+        if tier_spec.hedge and (following is None or following.model == HUMAN):
             problem(("tiers", index, "hedge"), "a hedge starts the next model tier early; "
                     "this tier has none after it")  # fmt: skip
+        elif tier_spec.hedge and following is not None and following.mode == "batch":
+            problem(("tiers", index, "hedge"), "a hedge cannot start a batch tier early")
+        _batch_fields(tier_spec, ("tiers", index), problem)
+
+
+def _batch_fields(
+    tier: TierSpec,
+    where: tuple[str | int, ...],
+    problem: Callable[[tuple[str | int, ...], str], None],
+) -> None:
+    """A batch tier's fields: only on a batch tier, and a batch tier only of a provider's model."""
+    if tier.mode != "batch":
+        for name in ("batch_size", "batch_wait_s", "batch_deadline_s", "batch_discount"):
+            if getattr(tier, name) is not None:
+                problem((*where, name), f'{name} needs mode = "batch" on the tier')
+        return
+    if tier.model == HUMAN or tier.model.startswith("local/"):
+        problem((*where, "mode"), f"{tier.model} takes no batches: only a provider's model does")
+    if tier.hedge:
+        problem((*where, "mode"), "a batch tier cannot hedge: a batch takes minutes to hours")
 
 
 def _validators(

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
+from cascade.types import Batching
+
 __all__ = [
     "BreakerSpec",
     "BudgetSpec",
@@ -60,6 +62,28 @@ class TierSpec(_Strict):
     """The p90 seconds of an answer, for deadlines, until the run has measured it."""
     hedge: bool = False
     """Start the next tier early when a task's deadline draws near."""
+    mode: Literal["sync", "batch"] = "sync"
+    """``batch``: send this tier's calls through the provider's batch API, at its batch price."""
+    batch_size: PositiveInt | None = None
+    """Requests per batch at most (500)."""
+    batch_wait_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds a batch gathers after its first request before it goes anyway (5)."""
+    batch_deadline_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds a request waits for its batch before it is cancelled and called at once (86400)."""
+    batch_discount: Annotated[float, Field(gt=0, le=1)] | None = None
+    """The share of the price a batch call pays where litellm knows no batch price (0.5)."""
+
+    def batching(self) -> Batching | None:
+        """The tier's batch settings, when it is a batch tier."""
+        if self.mode != "batch":
+            return None
+        default = Batching()
+        return Batching(
+            size=self.batch_size or default.size,
+            wait_s=self.batch_wait_s or default.wait_s,
+            deadline_s=self.batch_deadline_s or default.deadline_s,
+            discount=self.batch_discount or default.discount,
+        )
 
 
 class StartRule(_Strict):

@@ -80,6 +80,10 @@ class _RemoteCascades(TaskCascades):
         policy = self.policies.for_task(task)
         return () if policy is None else policy.ladder
 
+    def parked(self) -> int:
+        """None: a run with batch tiers is refused on Ray."""
+        return 0
+
 
 @dataclass
 class _Slot:

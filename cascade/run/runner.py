@@ -37,7 +37,7 @@ from cascade.run.guard import guard_for
 from cascade.run.job import Job
 from cascade.run.progress import Progress, Tally
 from cascade.run.tasks_file import Line, read_lines
-from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
+from cascade.run.worker import Cascades, Shared, Worker, batcher_for, new_owner, work
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.ledger import Entry, Ledger
@@ -103,6 +103,10 @@ class Runner:
         self.workers = job.worker_count(None)
         if (self.workers > 1 or job.executor == "ray") and policies.source is None:
             raise ConfigError("worker processes and Ray actors need policies loaded from a path")
+        batch = [p.path for p in policies if any(t.batch is not None for t in p.ladder)]
+        if job.executor == "ray" and batch:
+            raise ConfigError(f"{batch[0]}: batch tiers run on this machine's workers, "
+                              "not on Ray (the batches' ledger is the run store)")  # fmt: skip
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._policies = policies
         self._store = store
@@ -176,6 +180,7 @@ class Runner:
             await self._work_here(feeder, self._backend)
 
     async def _work_here(self, feeder: asyncio.Future[None], backend: Backend) -> None:
+        batcher = batcher_for(self._policies, backend, self._store, self.run_id, self._log)
         settings = Settings(
             backend=backend,
             log=self._log or False,
@@ -183,6 +188,7 @@ class Runner:
             run_id=self.run_id,
             record_all_tiers=self.job.record_all_tiers,
             max_outage_s=self.job.max_outage_s,
+            batcher=batcher,
         )
         cascades = Cascades(self._policies, settings)
         telemetry = self.job.telemetry()
@@ -195,7 +201,7 @@ class Runner:
             interrupted=self._interrupted,
             telemetry=telemetry,
         )
-        task = asyncio.ensure_future(worker.run())
+        task = asyncio.ensure_future(worker.run_then_close(batcher))
         try:
             while not task.done():
                 await asyncio.wait([task], timeout=self.job.tail_s)

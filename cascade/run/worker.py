@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
+from cascade.backends.base import Backend
+from cascade.backends.batcher import Batcher
 from cascade.backends.routed import closing_backend
 from cascade.engine import Cascade, Settings
 from cascade.outcome import Outcome, Step
@@ -28,13 +30,23 @@ from cascade.run.guard import Guard
 from cascade.run.job import Job
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.store.batches import BatchBook
 from cascade.store.ledger import Leased, Ledger
 from cascade.types import Task, Tier
 
 if TYPE_CHECKING:
     from cascade.telemetry import Telemetry
 
-__all__ = ["Cascades", "Shared", "StopFlag", "TaskCascades", "Worker", "new_owner", "work"]
+__all__ = [
+    "Cascades",
+    "Shared",
+    "StopFlag",
+    "TaskCascades",
+    "Worker",
+    "batcher_for",
+    "new_owner",
+    "work",
+]
 
 
 class StopFlag(Protocol):
@@ -67,6 +79,10 @@ class TaskCascades(Protocol):
         """The ladder of the policy that serves ``task`` (empty when none does)."""
         ...
 
+    def parked(self) -> int:
+        """Tasks waiting for a provider batch: they do not count against the concurrency."""
+        ...
+
 
 class _Never:
     def is_set(self) -> bool:
@@ -78,6 +94,7 @@ _NEVER = _Never()
 _FLUSH_S = 0.05
 """How long finished outcomes wait to be written together, at most."""
 _BATCH = 200
+_PARKING_S = 0.002
 _IDLE_S = 0.02
 
 
@@ -125,11 +142,14 @@ class Worker:
         renewer = asyncio.ensure_future(self._renew())
         running: dict[asyncio.Future[Outcome], tuple[Leased, list[Step]]] = {}
         cut_at: float | None = None
+        parked_before = 0
         try:
             while True:
                 interrupted = self.interrupted.is_set()
                 stopping = interrupted or self.stop.is_set() or self.budget.exhausted()
-                room = self.job.concurrency - len(running)
+                # A task waiting for a provider batch is parked: it leaves its place to another.
+                parked = self.cascades.parked()
+                room = self.job.concurrency + parked - len(running)
                 if room > 0 and not stopping:
                     for leased in self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s):
                         steps: list[Step] = []
@@ -145,8 +165,11 @@ class Worker:
                     if time.monotonic() >= cut_at:
                         await self._cut_off(running)
                         continue
+                # While tasks park, look again soon: a batch fills with what is leased meanwhile.
+                wait_s = _FLUSH_S if parked == parked_before else _PARKING_S
+                parked_before = parked
                 finished, _ = await asyncio.wait(
-                    running, timeout=_FLUSH_S, return_when=asyncio.FIRST_COMPLETED
+                    running, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
                 )
                 for future in finished:
                     (leased, _), outcome = running.pop(future), future.result()
@@ -158,6 +181,14 @@ class Worker:
                 future.cancel()
             renewer.cancel()
             self._flush()
+
+    async def run_then_close(self, batcher: Batcher | None) -> None:
+        """:meth:`run`, then stop ``batcher`` following its batches (they stay in the ledger)."""
+        try:
+            await self.run()
+        finally:
+            if batcher is not None:
+                await batcher.aclose()
 
     def _finish(self, leased: Leased, outcome: Outcome) -> None:
         self.budget.add(outcome.cost_usd)
@@ -238,6 +269,20 @@ class Cascades:
         policy = self.policies.for_task(task)
         return () if policy is None else policy.ladder
 
+    def parked(self) -> int:
+        """Tasks waiting for a provider batch: they do not count against the concurrency."""
+        batcher = self.settings.batcher
+        return 0 if batcher is None else batcher.waiting
+
+
+def batcher_for(
+    policies: PolicySet, backend: Backend, store: Store, run_id: str, log: StepLog | None
+) -> Batcher | None:
+    """The batcher of a worker whose policies have batch tiers, its ledger in the run store."""
+    if not any(tier.batch is not None for policy in policies for tier in policy.ladder):
+        return None
+    return Batcher.for_backend(backend, BatchBook(store, run_id), log)
+
 
 class _InterruptedOrOrphaned:
     """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
@@ -283,13 +328,16 @@ def work(job: Job, shared: Shared, owner: str) -> None:
         Store(job.store) as store,
         _log_file(str(job.log_path)) as file,
     ):
+        log = StepLog(file)
+        batcher = batcher_for(policies, backend, store, shared.run_id, log)
         settings = Settings(
             backend=backend,
-            log=StepLog(file),
+            log=log,
             guard=shared.guard,
             run_id=shared.run_id,
             record_all_tiers=job.record_all_tiers,
             max_outage_s=job.max_outage_s,
+            batcher=batcher,
         )
         telemetry = job.telemetry()
         worker = Worker(
@@ -303,7 +351,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
             telemetry=telemetry,
         )
         try:
-            asyncio.run(worker.run())
+            asyncio.run(worker.run_then_close(batcher))
         finally:
             if telemetry is not None:
                 telemetry.shutdown()

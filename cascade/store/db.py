@@ -49,7 +49,7 @@ from cascade.types import Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
 _RESULT_WIDTH = RESULT_COLUMNS.count(",") + 1

@@ -25,7 +25,7 @@ __all__ = [
 ATTEMPT_COLUMNS = (
     "run_id, task_id, execution_id, task_type, step, tier, model_requested, model_served, kind,"
     " prompt_tokens, completion_tokens, cost_usd, latency_s, verdicts, decision, error, output, ts,"
-    " compute_s, confidence"
+    " compute_s, confidence, batch"
 )
 
 RESULT_COLUMNS = (
@@ -89,7 +89,7 @@ def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
         step.completion_tokens, step.cost_usd, step.latency_s, _verdicts_json(step.verdicts),
         str(step.decision), None if step.error is None else redact(step.error), step.output,
-        step.ts, step.compute_s, step.confidence,
+        step.ts, step.compute_s, step.confidence, int(step.batch),
     )  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def step_from_row(row: tuple[Any, ...]) -> Step:
         model_requested=row[6], model_served=row[7], kind=CallKind(row[8]),
         prompt_tokens=row[9], completion_tokens=row[10], cost_usd=row[11], latency_s=row[12],
         verdicts=verdicts, decision=Decision(row[14]), error=row[15], output=row[16], ts=row[17],
-        compute_s=row[18], confidence=row[19],
+        compute_s=row[18], confidence=row[19], batch=bool(row[20]),
     )  # fmt: skip
 
 

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     output             TEXT,
     ts                 REAL NOT NULL,
     compute_s          REAL NOT NULL DEFAULT 0,
-    confidence         REAL
+    confidence         REAL,
+    batch              INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (run_id, task_id, seq);
 CREATE TRIGGER IF NOT EXISTS attempts_no_update BEFORE UPDATE ON attempts
@@ -85,6 +86,22 @@ CREATE TABLE IF NOT EXISTS results (
     waited_s      REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, task_id)
 );
+CREATE TABLE IF NOT EXISTS batches (
+    run_id      TEXT NOT NULL,
+    file_id     TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    batch_id    TEXT,
+    state       TEXT NOT NULL DEFAULT 'uploaded',
+    items       INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (run_id, file_id)
+);
+CREATE TABLE IF NOT EXISTS batch_items (
+    run_id     TEXT NOT NULL,
+    custom_id  TEXT NOT NULL,
+    file_id    TEXT NOT NULL,
+    PRIMARY KEY (run_id, custom_id)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     run_id  TEXT NOT NULL,
     line    INTEGER NOT NULL,
@@ -102,7 +119,11 @@ _ADDED = {
         "breaker_trips INTEGER NOT NULL DEFAULT 0",
     ),
     "tasks": ("executions INTEGER NOT NULL DEFAULT 0", "line INTEGER"),
-    "attempts": ("compute_s REAL NOT NULL DEFAULT 0", "confidence REAL"),
+    "attempts": (
+        "compute_s REAL NOT NULL DEFAULT 0",
+        "confidence REAL",
+        "batch INTEGER NOT NULL DEFAULT 0",
+    ),
     "results": (
         "executions INTEGER NOT NULL DEFAULT 1",
         "tiers_tried INTEGER NOT NULL DEFAULT 1",
@@ -112,7 +133,8 @@ _ADDED = {
 }
 """Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
 confidence of an answer, 5 the time a task waited for providers, the input line of each
-task and the breaker trips of a run); they are added when such a store is opened."""
+task and the breaker trips of a run, 6 whether a call was a batch call, with the batches
+tables); they are added when such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:
