@@ -274,6 +274,34 @@ def test_a_batch_tier_litellm_cannot_price_takes_the_discount(
     assert "60% of the recorded cost" in report["batch_pricing"][SONNET]
 
 
+def test_a_policy_batch_tier_is_priced_so_beside_the_same_policy_run_synchronously(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy whose tiers say mode = "batch" is priced as --batch-tier prices the same ladder.
+
+    gpt-4o-mini at litellm's batch price, sonnet at its tier's batch_discount; a synchronous
+    row beside it, with the same answers.
+    """
+    shipped = Path(__file__).resolve().parents[1] / "policies" / "function_call.toml"
+    policy = shipped.read_text()
+    policy = policy.replace(f'model = "openai/{MINI}"', f'model = "openai/{MINI}"\nmode = "batch"')
+    policy = policy.replace(
+        f'model = "anthropic/{SONNET}"',
+        f'model = "anthropic/{SONNET}"\nmode = "batch"\nbatch_discount = 0.6',
+    )
+    (tmp_path / "nightly.toml").write_text(policy)
+    assert main(["bench", str(BFCL), "--json", "--policy", str(tmp_path / "nightly.toml"),
+                 "--policy", str(shipped), "--batch-tier", MINI, "--batch-tier", SONNET,
+                 "--batch-discount", "0.6"]) == 0  # fmt: skip
+    ladders = json.loads(capsys.readouterr().out)["ladders"]
+    batch, sync = ladders["nightly"], ladders["nightly, synchronous"]
+    assert batch["statuses"] == sync["statuses"] == ladders["function_call"]["statuses"]
+    assert sync["cost_usd"] == pytest.approx(ladders["function_call"]["cost_usd"])
+    priced = ladders[f"function_call, batch {MINI}, {SONNET}"]
+    assert batch["cost_usd"] == pytest.approx(priced["cost_usd"])
+    assert batch["cost_usd"] < 0.6 * sync["cost_usd"]
+
+
 @pytest.mark.parametrize(
     ("extra", "said"),
     [

@@ -72,3 +72,48 @@ def test_a_bound_nothing_meets_is_named(
     assert code == 2
     assert said in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- batch pricing (issue 21): in the same file, since it shares the bfcl runs ----------------
+
+MINI = "gpt-4o-mini-2024-07-18"
+
+
+def test_a_batch_tier_is_chosen_at_its_batch_price_and_written_as_a_batch_tier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--batch-tier: mini's calls cost the batch price in the search and in the replays.
+
+    Its tiers are written with mode = "batch", it is never a voter, and bench prices the written
+    policy the same way.
+    """
+    code, found = optimize(capsys, "--out", str(tmp_path), "--batch-tier", MINI)
+    assert code == 0
+    assert "litellm's batch price" in found["batch_pricing"][MINI]
+    text = (tmp_path / "function_call.toml").read_text()
+    assert f'model = "{MINI}"\nmode = "batch"' in text
+    assert "--batch-tier gpt-4o-mini-2024-07-18" in text
+    validators = text.split("[[tiers.validators]]")
+    assert not any(MINI in part.split("[[tiers]]")[0] for part in validators[1:])
+    assert main(["bench", str(BFCL), "--json", "--policy", str(tmp_path / "function_call.toml"),
+                 "--split", "held-out"]) == 0  # fmt: skip
+    benched = json.loads(capsys.readouterr().out)["ladders"]
+    held = found["held_out"]
+    assert benched["function_call"]["cost_per_task_usd"] == pytest.approx(
+        held["cost_per_task_usd"], rel=1e-4
+    )
+    assert benched["function_call"]["pass_rate"] == pytest.approx(held["pass_rate"])
+    assert benched["function_call, synchronous"]["cost_per_task_usd"] > held["cost_per_task_usd"]
+
+
+def test_a_batch_model_is_never_a_voter() -> None:
+    """A validator's second opinions are ordinary calls: a batch-priced model is not asked one."""
+    data = load_dataset(BFCL)
+    table, _ = kind_table(data, "function_call", max_reasks=0)
+    parts = np.arange(len(table.task_ids)) % 2
+    mini = table.models.index(MINI)
+    every = ladders(table, parts, max_tiers=2)
+    assert any(mini in gate.voters for gate in every.gates)
+    kept = ladders(table, parts, max_tiers=2, no_voters=[mini])
+    assert kept.gates
+    assert not any(mini in gate.voters for gate in kept.gates)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +31,18 @@ from cascade.errors import ConfigError, ReplayMissing
 from cascade.latency import p90
 from cascade.types import Price, Usage
 
-__all__ = ["Recorded", "ReplayBackend", "alt_rows", "read_prices", "read_responses", "recorded"]
+__all__ = [
+    "Recorded",
+    "ReplayBackend",
+    "Reprice",
+    "alt_rows",
+    "read_prices",
+    "read_responses",
+    "recorded",
+]
+
+Reprice = Callable[[Usage, float], float]
+"""What a call of these tokens that cost this much costs instead (at a batch price, say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +120,11 @@ class ReplayBackend:
         prices: Mapping[str, Price] | None = None,
         name: str = "replay",
         timed_on: Collection[str] | None = None,
+        repriced: Mapping[str, Reprice] | None = None,
     ) -> None:
         self._records = dict(records)
+        self._repriced = dict(repriced or {})
+        """Models whose calls cost something else than recorded (a batch price, say)."""
         self._prices = dict(prices or {})
         self._models = frozenset(model for _, model in self._records)
         self.name = name
@@ -120,7 +134,14 @@ class ReplayBackend:
 
     def timed_on(self, task_ids: Collection[str]) -> ReplayBackend:
         """The same replay, whose expected latencies come from the tasks ``task_ids`` alone."""
-        return ReplayBackend(self._records, prices=self._prices, name=self.name, timed_on=task_ids)
+        return ReplayBackend(self._records, prices=self._prices, name=self.name,
+                             timed_on=task_ids, repriced=self._repriced)  # fmt: skip
+
+    def repriced(self, prices: Mapping[str, Reprice]) -> ReplayBackend:
+        """The same replay, with the calls of the models named costing what ``prices`` say."""
+        repriced = {**self._repriced, **prices}
+        return ReplayBackend(self._records, prices=self._prices, name=self.name,
+                             timed_on=self._timed_on, repriced=repriced)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"ReplayBackend({self.name!r}, responses={len(self._records)})"
@@ -162,7 +183,8 @@ class ReplayBackend:
     ) -> float:
         """What serving answer ``index`` of that response costs, as :meth:`complete` says."""
         record = self.record(task_id, model)
-        return self._cost(record, index, confidence, None, self._prices.get(model))
+        cost = self._cost(record, index, confidence, None, self._prices.get(model))
+        return self._reprice(model, record, cost)
 
     def expected_latency_s(self, model: str) -> float | None:
         """The p90 of ``model``'s recorded latencies: what a task with a deadline plans by."""
@@ -203,6 +225,7 @@ class ReplayBackend:
         if not request.confidence and record.confidence_is_extra:
             confidence = None  # not paid for
         cost = self._cost(record, index, request.confidence, request.price, self._prices.get(model))
+        cost = self._reprice(model, record, cost)
         return Response(
             text=text,
             model=model,
@@ -211,6 +234,10 @@ class ReplayBackend:
             latency_s=record.latency_s,
             confidence=confidence,
         )
+
+    def _reprice(self, model: str, record: Recorded, cost: float) -> float:
+        reprice = self._repriced.get(model)
+        return cost if reprice is None else reprice(record.usage, cost)
 
     @staticmethod
     def _cost(

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from cascade.backends.base import Backend
 from cascade.backends.replay import ReplayBackend
+from cascade.bench.dataset import Dataset
 from cascade.errors import ConfigError
-from cascade.types import Price, Request, Response, Usage
+from cascade.types import Price, Usage
 
-__all__ = ["BatchPriced", "BatchRate", "batch_rates"]
+__all__ = ["BatchRate", "batch_rates", "priced_as_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,31 +41,9 @@ class BatchRate:
     def source(self) -> str:
         """Where the batch price comes from, for the report."""
         if self.prices is None:
-            return f"{self.discount:.0%} of the recorded cost (--batch-discount)"
+            return f"{self.discount:.0%} of the recorded cost (the batch discount)"
         return (f"litellm's batch price: ${self.prices[1].input_usd_per_mtok:g}/"
                 f"${self.prices[1].output_usd_per_mtok:g} per Mtok")  # fmt: skip
-
-
-class BatchPriced:
-    """A backend whose answers from some models are priced as batch calls."""
-
-    def __init__(self, backend: Backend, rates: Mapping[str, BatchRate]) -> None:
-        self._backend = backend
-        self._rates = dict(rates)
-
-    def __repr__(self) -> str:
-        return f"BatchPriced({self._backend!r}, {sorted(self._rates)})"
-
-    async def complete(self, request: Request) -> Response:
-        """The backend's answer, priced as a batch call for the models named."""
-        response = await self._backend.complete(request)
-        rate = self._rates.get(response.model)
-        if rate is None:
-            return response
-        return dataclasses.replace(response, cost_usd=rate.cost(response.usage, response.cost_usd))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)  # quote, resolve, expected latency: the replay's
 
 
 def batch_rates(
@@ -85,3 +62,19 @@ def batch_rates(
                               f"{', '.join(sorted(replay.models))}")  # fmt: skip
         rates[resolved] = BatchRate(resolved, batch_prices(resolved), discount)
     return rates
+
+
+def priced_as_batch(data: Dataset, rates: Mapping[str, BatchRate]) -> Dataset:
+    """The dataset with the calls of the models in ``rates`` costing their batch price."""
+
+    def priced(costs: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+        return {
+            (task_id, model): cost if model not in rates
+            else rates[model].cost(data.backend.record(task_id, model).usage, cost)
+            for (task_id, model), cost in costs.items()
+        }  # fmt: skip
+
+    backend = data.backend.repriced({model: rate.cost for model, rate in rates.items()})
+    return dataclasses.replace(
+        data, backend=backend, cost=priced(data.cost), confidence_cost=priced(data.confidence_cost)
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cascade.bench.batch import BatchPriced, BatchRate, batch_rates
+from cascade.bench.batch import BatchRate, batch_rates
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import (
     answered,
@@ -176,8 +176,9 @@ def bench(
     if kinds:
         data = data.subset({t.id for t in data.tasks if t.type in select_kinds(data, kinds)})
     verdicts = VerdictCache() if cache else None
-    runs = _runs(data, ladders, policies, verdicts)
-    runs, pricing = _what_if(runs, whatif, data)
+    runs, pricing = _policy_batches(_runs(data, ladders, policies, verdicts), data)
+    runs, more = _what_if(runs, whatif, data)
+    pricing |= more
     results = _figures(data, part, holdout, seed)
     if pricing:
         results["batch_pricing"] = pricing
@@ -217,9 +218,30 @@ def _what_if(
         return runs, {}
     rates = batch_rates(whatif.batch_tiers, data.backend, whatif.batch_discount)
     label = ", ".join(rates)
-    runs |= {f"{name}, batch {label}": _batched(cascades, rates)
+    runs |= {f"{name}, batch {label}": _batched(cascades, data, rates)
              for name, cascades in runs.items()}  # fmt: skip
     return runs, {model: rate.source() for model, rate in rates.items()}
+
+
+def _policy_batches(
+    runs: dict[str, dict[str, Cascade]], data: Dataset
+) -> tuple[dict[str, dict[str, Cascade]], dict[str, str]]:
+    """Policies with batch tiers priced so, each beside the same policy run synchronously."""
+    found: dict[str, dict[str, Cascade]] = {}
+    pricing: dict[str, str] = {}
+    for name, cascades in runs.items():
+        rates: dict[str, BatchRate] = {}
+        for cascade in cascades.values():
+            for tier in cascade.ladder:
+                if tier.batch is not None:
+                    rates |= batch_rates([tier.model], data.backend, tier.batch.discount)
+        if not rates:
+            found[name] = cascades
+            continue
+        found[name] = _batched(cascades, data, rates)
+        found[f"{name}, synchronous"] = cascades
+        pricing |= {model: rate.source() for model, rate in rates.items()}
+    return found, pricing
 
 
 def _within(cascades: Mapping[str, Cascade], deadline_s: float) -> dict[str, Cascade]:
@@ -230,13 +252,13 @@ def _within(cascades: Mapping[str, Cascade], deadline_s: float) -> dict[str, Cas
             for kind, c in cascades.items()}  # fmt: skip
 
 
-def _batched(cascades: Mapping[str, Cascade], rates: Mapping[str, BatchRate]) -> dict[str, Cascade]:
+def _batched(
+    cascades: Mapping[str, Cascade], data: Dataset, rates: Mapping[str, BatchRate]
+) -> dict[str, Cascade]:
     """The same cascades, some models' calls priced as batch calls."""
-    return {
-        kind: Cascade(c.plan, settings=dataclasses.replace(
-            c.settings, backend=BatchPriced(c.backend, rates)))
-        for kind, c in cascades.items()
-    }  # fmt: skip
+    backend = data.backend.repriced({model: rate.cost for model, rate in rates.items()})
+    return {kind: Cascade(c.plan, settings=dataclasses.replace(c.settings, backend=backend))
+            for kind, c in cascades.items()}  # fmt: skip
 
 
 def _figures(data: Dataset, part: str, holdout: float, seed: int) -> dict[str, Any]:

@@ -35,6 +35,8 @@ def options_of(args: argparse.Namespace) -> Options:
         cache=not args.no_cache,
         as_json=args.json,
         max_p95_s=args.max_p95_latency,
+        batch_tiers=tuple(args.batch_tier),
+        batch_discount=args.batch_discount,
     )
 
 
@@ -112,6 +114,8 @@ def _render(facts: Mapping[str, Any]) -> str:
               f"  {'p95 s':>6}"]  # fmt: skip
     lines += [_line(label, score, width) for label, score in rows]
     lines += ["", *(f"note: {n}" for n in facts["notes"])]
+    lines += [f"batch: {model} priced at {source}; its tiers are written with mode = \"batch\""
+              for model, source in facts["batch_pricing"].items()]  # fmt: skip
     lines += [f"wrote {p}" for p in facts["written"]]
     return "\n".join(lines)
 

@@ -118,14 +118,14 @@ def _add_what_if(bench: Any) -> None:
         metavar="S",
         help="also replay each ladder and policy with this deadline per task, in seconds",
     )
-    bench.add_argument(
-        "--batch-tier",
-        action="append",
-        default=[],
-        metavar="MODEL",
-        help="also replay each ladder with MODEL's calls priced as batch-API calls (repeatable)",
+    _add_batch(bench, "also replay each ladder with MODEL's calls priced as batch-API calls")
+
+
+def _add_batch(parser: Any, what: str) -> None:
+    parser.add_argument(
+        "--batch-tier", action="append", default=[], metavar="MODEL", help=f"{what} (repeatable)"
     )
-    bench.add_argument(
+    parser.add_argument(
         "--batch-discount",
         type=float,
         default=0.5,
@@ -232,6 +232,7 @@ def _add_search(optimize: Any) -> None:
         help="keep only ladders whose p95 task latency on the selection part (recorded calls, "
         "one after another) is at most S seconds",
     )
+    _add_batch(optimize, "price MODEL's calls as batch-API calls, and make its tiers batch tiers")
     optimize.add_argument(
         "--no-cache",
         action="store_true",

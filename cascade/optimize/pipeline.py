@@ -16,12 +16,13 @@ The steps, in order:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cascade.bench.batch import batch_rates, priced_as_batch
 from cascade.bench.dataset import Dataset, kind_stream, load_dataset, split_ids
 from cascade.bench.suite import select_kinds
 from cascade.errors import ConfigError
@@ -66,6 +67,9 @@ class Options:
     as_json: bool = False
     max_p95_s: float | None = None
     """Keep only ladders whose p95 task latency on the selection part is within this."""
+    batch_tiers: tuple[str, ...] = ()
+    """Models whose calls are priced as batch calls, and whose tiers are written batch tiers."""
+    batch_discount: float = 0.5
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
@@ -101,6 +105,8 @@ class Options:
         words += ["--any-order"] if self.any_order else []
         words += [f"--policy {self.policy}"] if self.policy else []
         words += [f"--max-p95-latency {self.max_p95_s:g}"] if self.max_p95_s is not None else []
+        words += [f"--batch-tier {model}" for model in self.batch_tiers]
+        words += [f"--batch-discount {self.batch_discount:g}"] if self.batch_discount != 0.5 else []
         return " ".join(words)
 
 
@@ -122,6 +128,11 @@ def search(dataset: str, options: Options) -> Optimized:
     """Split, judge, score every ladder and certify; nothing is written and nothing printed."""
     options.check()
     data = load_dataset(dataset)
+    pricing: dict[str, str] = {}
+    if options.batch_tiers:
+        rates = batch_rates(options.batch_tiers, data.backend, options.batch_discount)
+        data = priced_as_batch(data, rates)
+        pricing = {model: rate.source() for model, rate in rates.items()}
     kinds = select_kinds(data, options.kinds)
     train, held = split_ids(data, options.holdout, options.seed)  # per kind, whatever is chosen
     data = data.subset({t.id for t in data.tasks if t.type in kinds})
@@ -134,7 +145,7 @@ def search(dataset: str, options: Options) -> Optimized:
     notes: list[str] = []
     training = data.subset(train)
     for kind in kinds:
-        found[kind], left_out = _kind_ladders(training, kind, options, user, cache)
+        found[kind], left_out = _kind_ladders(training, kind, options, user, cache, pricing)
         notes += left_out
     result = certify(found, options.target, options.confidence)
     selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
@@ -153,6 +164,7 @@ def search(dataset: str, options: Options) -> Optimized:
         "confidence": options.confidence,
         "max_reasks": options.max_reasks,
         "max_p95_latency_s": options.max_p95_s,
+        "batch_pricing": pricing,
         "gates_searched": sum(f.searched for f in found.values()),
         "ladders_searched": sum(len(f.tiers) for f in found.values()),
         "candidates_tested": len(result.sequence),
@@ -171,6 +183,7 @@ def _kind_ladders(
     options: Options,
     user: UserPolicy | None,
     cache: VerdictCache | None,
+    batch_models: Collection[str] = (),
 ) -> tuple[Ladders, list[str]]:
     """Every ladder of one kind, scored on its selection folds and certification part."""
     checks = None
@@ -189,6 +202,7 @@ def _kind_ladders(
         max_tiers=options.max_tiers,
         any_order=options.any_order,
         max_p95_s=options.max_p95_s,
+        no_voters=[i for i, m in enumerate(table.models) if m in batch_models],
     )
     return found, left_out
 

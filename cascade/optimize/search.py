@@ -18,7 +18,7 @@ combination of one ladder per kind for every reachable overall pass rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +74,7 @@ def ladders(
     any_order: bool = False,
     gates: Sequence[Gate] | None = None,
     max_p95_s: float | None = None,
+    no_voters: Collection[int] = (),
 ) -> Ladders:
     """Score every ladder of up to ``max_tiers`` tiers on each part of ``table``'s tasks.
 
@@ -83,7 +84,9 @@ def ladders(
     Tiers go cheapest first (by mean cost per task) unless ``any_order``. With ``gates``, those
     are scored, every one, instead of the candidates the search would try. With ``max_p95_s``,
     only the ladders whose p95 task latency on every part's tasks (the training tasks: a bound
-    to meet, not a figure to choose by) is within it are kept.
+    to meet, not a figure to choose by) is within it are kept. Models in ``no_voters`` are
+    never asked for a second opinion (a batch tier's model: its calls are priced at the batch
+    price, and a validator's calls are not batch calls).
     """
     count = int(parts.max()) + 1 if parts.size else 1
     onehot = np.zeros((parts.size, count), dtype=np.float64)
@@ -94,6 +97,7 @@ def ladders(
     candidates = list(gates) if gates is not None else []
     if gates is None and max_tiers > 1:
         candidates = candidate_gates(table, use)
+        candidates = [g for g in candidates if not set(g.voters) & set(no_voters)]
     every = [simulate(table, gate) for gate in candidates]
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)

@@ -77,15 +77,29 @@ def write_policies(
     user = found.user
     for kind, path in paths.items():
         if user is None or user.task_type != kind:
-            text = policy_text(kind, tier_tables(found.found[kind], picks[kind]), header)
+            tiers = _batched(tier_tables(found.found[kind], picks[kind]), found, options)
+            text = policy_text(kind, tiers, header)
         else:
             tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
+            tiers = _batched(tiers, found, options)
             for tier in tiers:
                 if "validators" in tier:
                     tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
             text = policy_text(kind, tiers, header, user.data)
         write_atomic(path, text)
     return list(paths.values())
+
+
+def _batched(
+    tiers: list[dict[str, Any]], found: Optimized, options: Options
+) -> list[dict[str, Any]]:
+    """The tiers, those of the models priced as batch calls made batch tiers."""
+    batch: dict[str, Any] = {"mode": "batch"}
+    if options.batch_discount != 0.5:
+        batch["batch_discount"] = options.batch_discount
+    models = found.facts["batch_pricing"]
+    return [tier | batch if str(tier["model"]).split("/")[-1] in models else tier
+            for tier in tiers]  # fmt: skip
 
 
 def check_written(
