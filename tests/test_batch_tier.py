@@ -26,6 +26,7 @@ task_type = "echo"
 model = "openai/cheap-model"
 mode = "batch"
 {batch}
+reasks = {reasks}
 retries = 0
 timeout_s = 2
 params = {{ api_base = "{url}", api_key = "{key}" }}
@@ -75,10 +76,18 @@ def provider() -> Iterator[Provider]:
 
 
 def write_job(
-    tmp_path: Path, url: str, tasks: int, batch: str, *, hard: int = 0, flaky: int = 0
+    tmp_path: Path,
+    url: str,
+    tasks: int,
+    batch: str,
+    *,
+    hard: int = 0,
+    flaky: int = 0,
+    reasks: int = 0,
 ) -> Path:
     """A policy with a batch cheap tier, and ``tasks`` tasks: ``hard`` ones, then ``flaky``."""
-    (tmp_path / "policy.toml").write_text(POLICY.format(batch=batch, url=url, key=KEY))
+    policy = POLICY.format(batch=batch, url=url, key=KEY, reasks=reasks)
+    (tmp_path / "policy.toml").write_text(policy)
     kinds = ["hard "] * hard + ["flaky "] * flaky + [""] * tasks
     lines = [
         json.dumps({"id": f"t{n}", "type": "echo", "input": f"say ok {kinds[n]}{n}"})
@@ -201,3 +210,20 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_items_called_at_once(
     kinds = [e["what"] for e in events(job, "cascade.batch")]
     assert kinds == ["submitted", "cancel", "ended"]
     assert provider.calls() == {"cheap-model": 5}
+
+
+def test_a_rejected_batch_answer_is_re_asked_in_a_later_batch(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """3 of 8 answers rejected: their re-asks (with the feedback) go out as a second batch."""
+    job = write_job(tmp_path, provider.server.base_url, 8, "batch_wait_s = 0.2", hard=3,
+                    reasks=1)  # fmt: skip
+    run = cascade_run(job)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert statuses(job) == {"accepted": 8}
+    assert {r["model"] for r in results(job)} == {"cheap-model"}
+    submitted = [e["items"] for e in events(job, "cascade.batch") if e["what"] == "submitted"]
+    assert submitted == [8, 3]
+    hard = [s for s in steps(job) if s["task_id"] in ("t0", "t1", "t2")]
+    assert [(s["kind"], s["batch"]) for s in hard].count(("reask", 1)) == 3
+    assert provider.calls() == {"cheap-model": 11}
