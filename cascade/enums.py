@@ -38,6 +38,10 @@ class Decision(enum.StrEnum):
     CANCEL = "cancel"
     """A hedged race's loser: the other tier's answer was accepted first, so this call was
     cancelled (or its answer dropped); what it cost still counts."""
+    AGREE = "agree"
+    """An audit's answer agreed with the accepted one (or its judge passed it)."""
+    DISAGREE = "disagree"
+    """An audit's answer differed from the accepted one (or its judge failed it)."""
 
 
 class CallKind(enum.StrEnum):
@@ -57,7 +61,10 @@ class CallKind(enum.StrEnum):
     HEDGE = "hedge"
     """The next tier, asked early while the tier below had not yet answered, because the
     task's deadline drew near (a tier with ``hedge = true``)."""
+    AUDIT = "audit"
+    """A shadow audit of an accepted answer: the audit model asked the same task after the
+    result was written; it never changes the outcome (a policy's ``[audit]``)."""
 
 
-SIDE_CALLS = frozenset({CallKind.VALIDATOR, CallKind.CALIBRATION})
+SIDE_CALLS = frozenset({CallKind.VALIDATOR, CallKind.CALIBRATION, CallKind.AUDIT})
 """Calls that are not a step up the ladder: they never answer the task."""

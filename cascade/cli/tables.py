@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cascade.run.summary import Summary, render
+from cascade.run.summary import Summary, audit_line, render
 
 __all__ = ["show_summary"]
 
@@ -37,6 +37,9 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
         for tier in tiers:
             for reason, count in tier["top_rejections"]:
                 console.print(f"  tier {tier['tier']}: {count} x {reason}", highlight=False)
+            if "audit" in tier:
+                audit = audit_line(tier["audit"]).strip()
+                console.print(f"  tier {tier['tier']}: {audit}", highlight=False)
     for line in summary.health.lines():
         console.print(line, highlight=False)
     if summary.self_reported:

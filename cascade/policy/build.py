@@ -15,9 +15,11 @@ from typing import Any
 
 import pydantic
 
+from cascade.audit.plan import AuditPlan
 from cascade.errors import ConfigError
 from cascade.policy.spec import (
     AgreementSpec,
+    AuditSpec,
     CompilesSpec,
     ConfidenceSpec,
     FunctionCallSpec,
@@ -61,7 +63,7 @@ from cascade.validators import (
     vote,
 )
 
-__all__ = ["FieldError", "build_tier", "build_validator", "router"]
+__all__ = ["FieldError", "audit_plan", "build_tier", "build_validator", "router"]
 
 
 class FieldError(ConfigError):
@@ -74,6 +76,23 @@ class FieldError(ConfigError):
 
 def _price(spec: PriceSpec | None) -> Price | None:
     return None if spec is None else Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
+
+
+def audit_plan(spec: AuditSpec) -> AuditPlan:
+    """The audit a policy's ``[audit]`` asks for (its model or judge checked present)."""
+    model = spec.judge or spec.model
+    assert model is not None  # the loader refuses an audit with neither
+    return AuditPlan(
+        share=spec.share,
+        model=model,
+        judge=spec.judge is not None,
+        rubric=spec.rubric,
+        compare=spec.compare,
+        max_cost_usd=spec.max_cost_usd,
+        seed=spec.seed,
+        params=dict(spec.params),
+        price=_price(spec.price),
+    )
 
 
 def build_tier(spec: TierSpec, base: Path) -> Tier:

@@ -24,9 +24,10 @@ from typing import Any
 
 import pydantic
 
+from cascade.audit.plan import AuditPlan
 from cascade.engine.plan import Plan
 from cascade.errors import ConfigError
-from cascade.policy.build import FieldError, build_tier, build_validator, router
+from cascade.policy.build import FieldError, audit_plan, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
 from cascade.policy.spec import PolicySpec, TierSpec, ValidatorSpec
 from cascade.store.verdicts import VerdictCache
@@ -80,6 +81,11 @@ class Policy:
     def validate(self) -> Validator:
         """The policy-wide validator."""
         return self.plan.validator
+
+    @property
+    def audit(self) -> AuditPlan | None:
+        """The policy's shadow audit, if it asks for one."""
+        return None if self.spec.audit is None else audit_plan(self.spec.audit)
 
     @property
     def examples(self) -> tuple[Message, ...]:
@@ -187,7 +193,7 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
 
 
 def _placed(spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], None]) -> None:
-    """Tiers that need a place in the ladder: the human one last, a hedge before a model."""
+    """Checks across fields: the human tier last, a hedge before a model, batch, audit."""
     for index, tier_spec in enumerate(spec.tiers):
         if tier_spec.model == HUMAN and index != len(spec.tiers) - 1:
             problem(("tiers", index, "model"), "the human tier must be the last tier")
@@ -198,6 +204,9 @@ def _placed(spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], No
         elif tier_spec.hedge and following is not None and following.mode == "batch":
             problem(("tiers", index, "hedge"), "a hedge cannot start a batch tier early")
         _batch_fields(tier_spec, ("tiers", index), problem)
+    audit = spec.audit
+    if audit is not None and (audit.model is None) == (audit.judge is None):
+        problem(("audit", "model"), "an audit names a model to answer again, or a judge")
 
 
 def _batch_fields(

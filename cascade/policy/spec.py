@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from cascade.types import Batching
 
 __all__ = [
+    "AuditSpec",
     "BreakerSpec",
     "BudgetSpec",
     "ExampleSpec",
@@ -302,6 +303,27 @@ ValidatorSpec = Annotated[
 TierSpec.model_rebuild()  # its validators are declared after it
 
 
+class AuditSpec(_Strict):
+    """Shadow audits: a share of the accepted answers of the tiers below the top, asked again.
+
+    The audit model answers the same task and its answer is compared with the accepted one
+    (as the agreement validator compares), or a ``judge`` model grades the accepted answer
+    against ``rubric``. Audits change no result; they are priced, stored and counted in the
+    job's budget, and stop at ``max_cost_usd`` per run.
+    """
+
+    share: Annotated[float, Field(ge=0, le=1)]
+    model: Annotated[str, Field(min_length=1)] | None = None
+    judge: Annotated[str, Field(min_length=1)] | None = None
+    rubric: str = "The answer is a correct and complete answer to the task."
+    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
+    max_cost_usd: Annotated[float, Field(gt=0)] | None = None
+    seed: int = 0
+    """Which tasks are sampled: the same seed samples the same tasks of a task type and tier."""
+    params: dict[str, Any] = {}
+    price: PriceSpec | None = None
+
+
 class PolicySpec(_Strict):
     """One task type's policy: the prompt, the ladder, the validators and the budget."""
 
@@ -318,3 +340,4 @@ class PolicySpec(_Strict):
     """Whether a tier none of whose models can answer escalates; by default the task waits."""
     max_input_bytes: PositiveInt | None = None
     """Tasks whose input is longer than this are quarantined, never sent."""
+    audit: AuditSpec | None = None

@@ -36,8 +36,9 @@ from cascade.run.budget import JobBudget
 from cascade.run.guard import guard_for
 from cascade.run.job import Job
 from cascade.run.progress import Progress, Tally
+from cascade.run.services import audit_budgets, auditor_for, batcher_for
 from cascade.run.tasks_file import Line, read_lines
-from cascade.run.worker import Cascades, Shared, Worker, batcher_for, new_owner, work
+from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.ledger import Entry, Ledger
@@ -103,10 +104,7 @@ class Runner:
         self.workers = job.worker_count(None)
         if (self.workers > 1 or job.executor == "ray") and policies.source is None:
             raise ConfigError("worker processes and Ray actors need policies loaded from a path")
-        batch = [p.path for p in policies if any(t.batch is not None for t in p.ladder)]
-        if job.executor == "ray" and batch:
-            raise ConfigError(f"{batch[0]}: batch tiers run on this machine's workers, "
-                              "not on Ray (the batches' ledger is the run store)")  # fmt: skip
+        _refuse_on_ray(job, policies)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._policies = policies
         self._store = store
@@ -118,6 +116,7 @@ class Runner:
         self._stop: Any = multiprocessing.get_context("spawn").Event()
         self._interrupted: Any = multiprocessing.get_context("spawn").Event()
         self._budget = JobBudget(job.budget_usd)
+        self._audit_spent = audit_budgets(policies, store, self.run_id)
         self._reclaimed_at = time.monotonic()
         self._ray_trips = 0
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
@@ -200,6 +199,9 @@ class Runner:
             budget=self._budget,
             interrupted=self._interrupted,
             telemetry=telemetry,
+            auditor=auditor_for(
+                self._policies, settings, self._store, self._budget, self._audit_spent
+            ),
         )
         task = asyncio.ensure_future(worker.run_then_close(batcher))
         try:
@@ -248,7 +250,8 @@ class Runner:
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = multiprocessing.get_context("spawn")
         owners = [new_owner() for _ in range(self.workers)]
-        shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted)
+        shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted,
+                        self._audit_spent)  # fmt: skip
         processes = []
         # Started with SIGINT ignored (kept across exec), so that a Ctrl-C on the terminal, sent
         # to every process of the group, reaches only this one, even while a worker starts up.
@@ -368,6 +371,18 @@ class Runner:
         if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
+
+
+def _refuse_on_ray(job: Job, policies: PolicySet) -> None:
+    """Batch tiers and audits run on this machine's workers: their ledgers are the run store."""
+    if job.executor != "ray":
+        return
+    for policy in policies:
+        if any(tier.batch is not None for tier in policy.ladder):
+            raise ConfigError(f"{policy.path}: batch tiers run on this machine's workers, "
+                              "not on Ray (the batches' ledger is the run store)")  # fmt: skip
+        if policy.audit is not None:
+            raise ConfigError(f"{policy.path}: audits run on this machine's workers, not on Ray")
 
 
 def _input_bytes(task: Task) -> int:

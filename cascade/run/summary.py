@@ -12,12 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.audit.plan import wilson
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.run.health import Health, health_of
 from cascade.store import Store
 from cascade.store.queries import attempts_for_summary, results_for_summary
 
-__all__ = ["Summary", "TierSummary", "render", "summarize"]
+__all__ = ["Summary", "TierSummary", "audit_line", "render", "summarize"]
 
 _TOP_REASONS = 3
 
@@ -39,10 +40,25 @@ class TierSummary:
     """Calls made only to record the tier's answer (``--record-all-tiers``), in ``cost_usd``."""
     latencies: list[float] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
+    audited: int = 0
+    """Accepted answers of the tier a shadow audit judged."""
+    disagreed: int = 0
+    audit_usd: float = 0.0
+    """What auditing the tier's answers cost (not in ``cost_usd``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The tier's figures, as ``cascade report --json`` prints them."""
-        return {
+        audit = {}
+        if self.audited or self.audit_usd:
+            low, high = wilson(self.disagreed, self.audited)
+            audit = {"audit": {
+                "audited": self.audited,
+                "disagreed": self.disagreed,
+                "disagreement_rate": _rate(self.disagreed, self.audited),
+                "disagreement_ci95": [round(low, 6), round(high, 6)],
+                "cost_usd": round(self.audit_usd, 8),
+            }}  # fmt: skip
+        return audit | {
             "tier": self.tier,
             "models": self.models,
             "tasks_reached": self.reached,
@@ -138,6 +154,11 @@ def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
             if row[11] == "needs_review":
                 tiers.add(_waiting(summary, task_type, row[12], row[13]))
         entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierSummary(tier))
+        if kind == CallKind.AUDIT:
+            entry.audit_usd += cost
+            entry.audited += decision in ("agree", "disagree")
+            entry.disagreed += decision == "disagree"
+            continue
         entry.cost_usd += cost
         entry.compute_s += row[10]
         if kind == CallKind.CALIBRATION:
@@ -209,10 +230,20 @@ def render(summary: Summary) -> str:
                 )
             for reason, count in tier["top_rejections"]:
                 lines.append(f"      {count} x {reason}")
+            if "audit" in tier:
+                lines.append(audit_line(tier["audit"]))
     lines += summary.health.lines()
     if summary.self_reported:
         lines.append(_self_reported(summary.self_reported))
     return "\n".join(lines)
+
+
+def audit_line(audit: dict[str, Any]) -> str:
+    """A tier's shadow audits: how often the audit disagreed, with its 95 % interval."""
+    low, high = audit["disagreement_ci95"]
+    return (f"      audited {audit['audited']} accepted answers: {audit['disagreed']} disagreed "
+            f"({audit['disagreement_rate']:.1%}, 95% interval {low:.1%} to {high:.1%}), "
+            f"audits cost ${audit['cost_usd']:.6f}")  # fmt: skip
 
 
 def _self_reported(count: int) -> str:

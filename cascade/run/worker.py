@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
-from cascade.backends.base import Backend
 from cascade.backends.batcher import Batcher
 from cascade.backends.routed import closing_backend
 from cascade.engine import Cascade, Settings
@@ -28,13 +27,14 @@ from cascade.policy import PolicySet, load_policies
 from cascade.run.budget import JobBudget
 from cascade.run.guard import Guard
 from cascade.run.job import Job
+from cascade.run.services import auditor_for, batcher_for
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.store.batches import BatchBook
 from cascade.store.ledger import Leased, Ledger
 from cascade.types import Task, Tier
 
 if TYPE_CHECKING:
+    from cascade.audit.auditor import Auditor
     from cascade.telemetry import Telemetry
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "StopFlag",
     "TaskCascades",
     "Worker",
-    "batcher_for",
     "new_owner",
     "work",
 ]
@@ -117,8 +116,10 @@ class Worker:
         owner: str | None = None,
         interrupted: StopFlag | None = None,
         telemetry: Telemetry | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self.job = job
+        self.auditor = auditor
         self.cascades = cascades
         self.ledger = ledger
         self.stop = stop
@@ -183,9 +184,14 @@ class Worker:
             self._flush()
 
     async def run_then_close(self, batcher: Batcher | None) -> None:
-        """:meth:`run`, then stop ``batcher`` following its batches (they stay in the ledger)."""
+        """:meth:`run`, then wait for the audits in flight and stop ``batcher``.
+
+        The batches it followed stay in the ledger, for a resumed run.
+        """
         try:
             await self.run()
+            if self.auditor is not None and not self.interrupted.is_set():
+                await self.auditor.drain()
         finally:
             if batcher is not None:
                 await batcher.aclose()
@@ -240,6 +246,9 @@ class Worker:
         # The ledger holds each task already: its payload need not be written again.
         self.ledger.record([(outcome, times) for outcome, _, times in done])
         self.tasks_run += len(done)
+        if self.auditor is not None:  # audits start once their results are written
+            for outcome, task, _ in done:
+                self.auditor.consider(task, outcome)
 
     def _finished(self) -> bool:
         return self.ledger.position().input_done and self.ledger.unfinished() == 0
@@ -275,15 +284,6 @@ class Cascades:
         return 0 if batcher is None else batcher.waiting
 
 
-def batcher_for(
-    policies: PolicySet, backend: Backend, store: Store, run_id: str, log: StepLog | None
-) -> Batcher | None:
-    """The batcher of a worker whose policies have batch tiers, its ledger in the run store."""
-    if not any(tier.batch is not None for policy in policies for tier in policy.ladder):
-        return None
-    return Batcher.for_backend(backend, BatchBook(store, run_id), log)
-
-
 class _InterruptedOrOrphaned:
     """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
 
@@ -305,6 +305,7 @@ class Shared:
     stop: StopFlag
     budget: JobBudget
     interrupted: StopFlag
+    audit_spent: dict[str, JobBudget]
 
 
 def work(job: Job, shared: Shared, owner: str) -> None:
@@ -349,6 +350,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
             owner=owner,
             interrupted=interrupted,
             telemetry=telemetry,
+            auditor=auditor_for(policies, settings, store, shared.budget, shared.audit_spent),
         )
         try:
             asyncio.run(worker.run_then_close(batcher))

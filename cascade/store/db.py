@@ -52,6 +52,9 @@ __all__ = ["SCHEMA_VERSION", "Store"]
 SCHEMA_VERSION = 6
 
 _ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * _ATTEMPT_WIDTH)})"  # noqa: S608  # constant columns
+)
 _RESULT_WIDTH = RESULT_COLUMNS.count(",") + 1
 
 
@@ -193,7 +196,7 @@ class Store:
     def _record_one(self, outcome: Outcome, task: Task | None, now: float, times: int) -> bool:
         execution_id = uuid.uuid4().hex
         self._db.executemany(
-            f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * _ATTEMPT_WIDTH)})",  # noqa: S608  # constant columns
+            _INSERT_ATTEMPT,
             [attempt_row(step, execution_id) for step in outcome.steps],
         )
         written = self._db.execute(
@@ -215,6 +218,14 @@ class Store:
             ),
         )
         return written == 1
+
+    def append_steps(self, steps: Sequence[Step], execution_id: str) -> None:
+        """Add steps made after a task's result was written (its audit), in one transaction."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                _INSERT_ATTEMPT,
+                [attempt_row(step, execution_id) for step in steps],
+            )
 
     def steps(self, run_id: str, task_id: str) -> list[Step]:
         """Every step recorded for a task, in the order they were appended."""

@@ -18,6 +18,8 @@ from cascade.types import HUMAN
 __all__ = [
     "Review",
     "attempts_for_summary",
+    "audit_spent",
+    "audited_answers",
     "first_answers",
     "provider_health",
     "record_reviews",
@@ -30,6 +32,30 @@ __all__ = [
     "tasks_of",
     "waiting_for_review",
 ]
+
+
+def audit_spent(store: Store, run_id: str) -> dict[str, float]:
+    """What the run's shadow audits cost so far, by task type."""
+    rows = store.select(
+        "SELECT task_type, total(cost_usd) FROM attempts WHERE run_id = ? AND kind = 'audit'"
+        " GROUP BY task_type",
+        (run_id,),
+    )
+    return {str(kind): float(cost) for kind, cost in rows}
+
+
+def audited_answers(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:
+    """Each audit's verdict, with the audited result's answer: of one run or all.
+
+    (task_id, task_type, tier, decision, output, parsed).
+    """
+    return store.select(
+        "SELECT a.task_id, a.task_type, a.tier, a.decision, r.output, r.parsed"
+        " FROM attempts a JOIN results r ON a.run_id = r.run_id AND a.task_id = r.task_id"
+        " WHERE a.kind = 'audit' AND a.decision IN ('agree', 'disagree')"
+        " AND (? IS NULL OR a.run_id = ?)",
+        (run_id, run_id),
+    )
 
 
 def results_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from cascade.errors import ConfigError, ProviderError
-from cascade.types import Attempt, Price, Verdict
+from cascade.types import Attempt, Price, Task, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.calls import parse_calls
 from cascade.validators.jsonvalue import extract_json
@@ -42,6 +42,7 @@ __all__ = [
     "MODES",
     "Compare",
     "agreement",
+    "compare_mode",
     "final_number",
     "normal_answer",
     "resolve_mode",
@@ -113,6 +114,19 @@ def same_answers(first: str, second: str, compare: Compare) -> bool:
     return one is not None and one == normal_answer(second, compare)
 
 
+def compare_mode(compare: Compare, task: Task, first: str, second: str) -> Compare:
+    """How two answers to ``task`` compare: ``compare``, or for ``"auto"`` by the task and them.
+
+    Calls for tasks that offer ``functions``, JSON when both answers hold one, text otherwise.
+    """
+    if compare != "auto":
+        return compare
+    if task.extra.get("functions"):
+        return "call"
+    both = extract_json(first)[1] is None and extract_json(second)[1] is None
+    return "json" if both else "text"
+
+
 def resolve_mode(compare: Compare, attempt: Attempt) -> Compare:
     """How answers to ``attempt``'s task compare: ``compare``, or for ``"auto"`` by the task.
 
@@ -141,12 +155,7 @@ class _Agreement:
         return f"agreement({self._model!r}{extra})"
 
     def _mode(self, attempt: Attempt, other: str) -> Compare:
-        if self._compare != "auto":
-            return self._compare
-        if attempt.task.extra.get("functions"):
-            return "call"
-        both = extract_json(attempt.output)[1] is None and extract_json(other)[1] is None
-        return "json" if both else "text"
+        return compare_mode(self._compare, attempt.task, attempt.output, other)
 
     async def __call__(self, attempt: Attempt) -> Verdict:
         if attempt.ask is None or not attempt.messages:

@@ -1,0 +1,10 @@
+"""Quality monitoring in production: shadow audits of accepted answers.
+
+- :mod:`cascade.audit.plan`: a policy's ``[audit]`` as an :class:`AuditPlan`, the seeded
+  stratified sample, and the Wilson interval its figures are given with;
+- :mod:`cascade.audit.auditor`: the :class:`Auditor` a worker hands its recorded outcomes to.
+"""
+
+from cascade.audit.plan import AuditPlan, sampled, wilson
+
+__all__ = ["AuditPlan", "sampled", "wilson"]

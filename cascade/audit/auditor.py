@@ -1,0 +1,191 @@
+"""Shadow audits of accepted answers, run after the result is written.
+
+A worker hands each outcome it has recorded to :meth:`Auditor.consider`. An accepted answer of
+a tier below the top of its ladder, in the policy's ``[audit]`` sample (see
+:mod:`cascade.audit.plan`), is audited in the background: the audit model is asked the same
+task and its answer compared with the accepted one by the agreement validator's comparison,
+or a judge model grades the accepted answer. The audit's calls are steps of kind ``audit``
+(decision ``accept`` when the audit agrees, ``reject`` when not, ``error`` for a call that
+failed), appended to the task's steps in the store under an execution of their own. They
+change no result; their cost counts in the job's budget and in the audit's own cap.
+
+An audit model that cannot answer is logged (a ``cascade.audit`` event) and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from cascade.audit.plan import AuditPlan, sampled
+from cascade.engine import first_messages
+from cascade.engine.calls import Call, Caller
+from cascade.enums import CallKind, Decision, Status
+from cascade.errors import ProviderError
+from cascade.outcome import Outcome, Step
+from cascade.run.budget import JobBudget
+from cascade.steplog import StepLog
+from cascade.store import Store
+from cascade.types import HUMAN, Attempt, Message, Price, Response, Task, Tier, Usage, Verdict
+from cascade.validators.agreement import Compare, compare_mode, same_answers
+from cascade.validators.judge import judge
+
+__all__ = ["AuditTarget", "Auditor"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTarget:
+    """One task type's audit: its plan, the ladder's top model tier, what the tiers are sent."""
+
+    plan: AuditPlan
+    top: int
+    prompt: str
+    examples: tuple[Message, ...]
+    spent: JobBudget
+    """The audit's own spend (shared by every worker), against ``plan.max_cost_usd``."""
+
+    @classmethod
+    def of(cls, plan: AuditPlan, ladder: tuple[Tier, ...], prompt: str,
+           examples: tuple[Message, ...], spent: JobBudget) -> AuditTarget:  # fmt: skip
+        """The target of a policy's audit."""
+        top = max(i for i, tier in enumerate(ladder) if tier.model != HUMAN)
+        return cls(plan, top, prompt, examples, spent)
+
+
+class Auditor:
+    """Audit a worker's accepted answers in the background (see the module's doc)."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, AuditTarget],
+        caller: Caller,
+        store: Store,
+        run_id: str,
+        *,
+        budget: JobBudget | None = None,
+        log: StepLog | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self._targets = dict(targets)
+        self._caller = caller
+        self._store = store
+        self._run_id = run_id
+        self._budget = budget
+        self._log = log
+        self._room = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def consider(self, task: Task, outcome: Outcome) -> bool:
+        """Start auditing ``outcome`` if it is in the sample; whether it was."""
+        target = self._targets.get(task.type)
+        tier = outcome.tier
+        if target is None or outcome.status is not Status.ACCEPTED or tier is None:
+            return False
+        if tier >= target.top or not sampled(target.plan, task.type, tier, task.id):
+            return False
+        self._spawn(self._audit(target, task, outcome, tier))
+        return True
+
+    async def drain(self) -> None:
+        """Wait for the audits in flight."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        running = asyncio.ensure_future(work)
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
+
+    async def _audit(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int) -> None:
+        plan = target.plan
+        async with self._room:
+            cap = plan.max_cost_usd
+            why = None
+            if cap is not None and target.spent.spent_usd >= cap:
+                why = f"the audit's max_cost_usd = {cap:g} is spent"
+            elif self._budget is not None and self._budget.exhausted():
+                why = "the job's budget is spent"
+            if why is not None:
+                self._event("skipped", task, tier, plan.model, why=why)
+                return
+            calls: list[Call] = []
+            messages = (*target.examples, *first_messages(task, target.prompt))
+            verdict = await self._verdict(plan, task, outcome, messages, calls)
+        self._record(target, task, outcome, tier, calls, verdict)
+
+    async def _verdict(self, plan: AuditPlan, task: Task, outcome: Outcome,
+                       question: tuple[Message, ...], calls: list[Call]) -> Verdict:  # fmt: skip
+        """Whether the audit agrees with the accepted answer (its calls go into ``calls``)."""
+
+        async def ask(
+            model: str,
+            messages: tuple[Message, ...],
+            *,
+            params: Mapping[str, Any] | None = None,
+            price: Price | None = None,
+            sample: int = 0,
+        ) -> Response:
+            tier = Tier(model, params=params or {}, price=price)
+            made = await self._caller.call_tier(tier, tuple(messages), task.id, CallKind.AUDIT,
+                                                sample=sample)  # fmt: skip
+            calls.extend(made)
+            if made[-1].error is not None:
+                raise made[-1].error
+            assert made[-1].response is not None  # a call without an error answered
+            return made[-1].response
+
+        output = outcome.output or ""
+        try:
+            if plan.judge:
+                grade = judge(plan.rubric, model=plan.model, params=plan.params, price=plan.price)
+                attempt = Attempt(task, outcome.tier or 0, Tier(outcome.model or "?"),
+                                  outcome.model or "?", outcome.model or "?", output, Usage(),
+                                  0.0, 0.0, ask=ask, messages=question)  # fmt: skip
+                return await grade(attempt)
+            response = await ask(plan.model, question, params=plan.params, price=plan.price)
+        except ProviderError as exc:
+            return Verdict(False, reason=f"no audit from {plan.model}: {exc}", fault=True)
+        mode = compare_mode(cast("Compare", plan.compare), task, output, response.text)
+        if same_answers(output, response.text, mode):
+            return Verdict(True, reason=f"{plan.model} gave the same answer", score=1.0)
+        return Verdict(False, reason=f"{plan.model} answered differently: {response.text[:200]!r}",
+                       score=0.0)  # fmt: skip
+
+    def _record(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int,
+                calls: list[Call], verdict: Verdict) -> None:  # fmt: skip
+        """The audit's calls as steps of the task; its cost counted; an event."""
+        steps = []
+        for number, call in enumerate(calls, start=len(outcome.steps)):
+            response = call.response
+            answered = response is not None and call is calls[-1] and not verdict.fault
+            decision = Decision.ERROR
+            if answered:
+                decision = Decision.AGREE if verdict.passed else Decision.DISAGREE
+            usage = response.usage if response is not None else Usage()
+            steps.append(Step(
+                self._run_id, task.id, task.type, number, tier, call.model,
+                response.model if response is not None else None, CallKind.AUDIT,
+                usage.prompt_tokens, usage.completion_tokens,
+                response.cost_usd if response is not None else 0.0, call.latency_s,
+                (verdict,) if answered else (), decision,
+                None if call.error is None else f"{type(call.error).__name__}: {call.error}",
+                time.time(), output=response.text if response is not None else None,
+            ))  # fmt: skip
+        cost = sum(step.cost_usd for step in steps)
+        if steps:
+            self._store.append_steps(steps, f"audit-{uuid.uuid4().hex}")
+        target.spent.add(cost)
+        if self._budget is not None:
+            self._budget.add(cost)
+        what = "failed" if verdict.fault else "agreed" if verdict.passed else "disagreed"
+        self._event(what, task, tier, target.plan.model, cost_usd=cost,
+                    why=None if verdict.passed else verdict.reason)  # fmt: skip
+
+    def _event(self, what: str, task: Task, tier: int, model: str, **fields: Any) -> None:
+        if self._log is not None:
+            self._log.event("cascade.audit", what=what, task_id=task.id, task_type=task.type,
+                            tier=tier, model=model, run_id=self._run_id, **fields)  # fmt: skip
