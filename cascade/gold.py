@@ -22,7 +22,15 @@ from typing import Any
 
 from cascade.errors import ConfigError
 
-__all__ = ["GoldScore", "TierScore", "load_gold", "render_score", "same_answer", "score_results"]
+__all__ = [
+    "GoldScore",
+    "TierScore",
+    "decoded",
+    "load_gold",
+    "render_score",
+    "same_answer",
+    "score_results",
+]
 
 _SPACE = re.compile(r"\s+")
 
@@ -149,7 +157,7 @@ def score_results(results: str | Path, gold: Mapping[str, Any]) -> GoldScore:
         expected = gold[row["id"]]
         found = row.get("parsed")
         if found is None:
-            found = _decoded(row.get("output"))
+            found = decoded(row.get("output"))
         right = same_answer(found, expected)
         tier = f"tier {row.get('tier')}: {row.get('model')}"
         for bucket in (score.accepted, score.by_tier.setdefault(tier, TierScore())):
@@ -166,7 +174,7 @@ def score_results(results: str | Path, gold: Mapping[str, Any]) -> GoldScore:
     return score
 
 
-def _decoded(output: Any) -> Any:
+def decoded(output: Any) -> Any:
     """An output that is JSON text, decoded; any other output as it is."""
     if isinstance(output, str):
         try:

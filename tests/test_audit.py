@@ -136,6 +136,26 @@ def test_the_report_gives_each_tiers_audit_as_json(
         audit["disagreement_ci95"][0] < audit["disagreement_rate"] < audit["disagreement_ci95"][1]
     )
     assert audit["cost_usd"] > 0
+    assert "with_gold" not in audit
+
+
+def test_the_report_estimates_false_accepts_on_audited_answers_with_gold(
+    tmp_path: Path, serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--gold``: of the audited answers with a gold answer, the share wrongly accepted."""
+    job = write_job(tmp_path, serve(Script(audit_says_fine_to_every_third)))
+    assert cascade_run(job).returncode == 0
+    gold = [json.dumps({"id": f"t{n}", "answer": "ok" if n % 2 else "fine"})
+            for n in range(0, TASKS, 1) if n < 40]  # fmt: skip
+    (job / "gold.jsonl").write_text("\n".join(gold) + "\n")
+    assert main(["report", str(job / "run.db"), "--json", "--gold", str(job / "gold.jsonl")]) == 0
+    (cheap,) = json.loads(capsys.readouterr().out)["by_type"]["echo"]
+    graded = [t for t in expected_sample() if int(t[1:]) < 40]
+    wrong = [t for t in graded if int(t[1:]) % 2 == 0]  # gold "fine", accepted "ok"
+    assert cheap["audit"]["with_gold"] == len(graded)
+    assert cheap["audit"]["false_accept_rate"] == pytest.approx(len(wrong) / len(graded), abs=1e-6)
+    assert main(["report", str(job / "run.db"), "--gold", str(job / "gold.jsonl")]) == 0
+    assert f"of {len(graded)} with gold" in capsys.readouterr().out
 
 
 def test_an_audit_model_that_is_down_is_logged_and_skipped(tmp_path: Path, serve: Any) -> None:

@@ -352,3 +352,49 @@ def test_a_hedged_policy_runs_both_tiers_at_once_and_its_losers_are_not_rejectio
     assert hedged["cost_usd"] > plain["cost_usd"]
     assert hedged["pass_rate"] >= plain["pass_rate"] - 0.005
     assert hedged["false_reject_rate"] < 0.05
+
+
+def test_an_audit_replay_says_what_it_would_find_and_cost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--audit-share: what the seeded sample of tier-0 answers would show, and cost.
+
+    The audit model's recorded answers compared with them, the truth behind each disagreement,
+    and the audits' recorded cost.
+    """
+    from cascade.audit import AuditPlan, sampled  # noqa: PLC0415
+
+    args = ["--audit-share", "0.25", "--audit-model", SONNET, "--audit-seed", "3"]
+    assert main(["bench", str(BFCL), "--json", "--ladder", f"{MINI},{SONNET}", *args]) == 0
+    audit = json.loads(capsys.readouterr().out)["ladders"][f"{MINI} → {SONNET}"]["audit"]
+    data = load_dataset(BFCL)
+    plan = AuditPlan(share=0.25, model=SONNET, seed=3)
+    drawn = [t for t in data.tasks if sampled(plan, t.type, 0, t.id)]
+    total = audit["total"]
+    assert 0 < total["audited"] <= len(drawn)
+    assert total["audited"] >= 0.9 * len(drawn)  # mini accepts almost every task at tier 0
+    assert list(audit["by_tier"]) == ["function_call tier 0"]
+    assert total["caught"] <= min(total["disagreed"], total["wrongly_accepted"])
+    # mini's first answer is what tier 0 accepts: the wrong ones among the drawn, less those
+    # tier 0 did not accept, are the audit's truly wrong
+    wrong = sum(not data.correct[(t.id, MINI)] for t in drawn)
+    left = len(drawn) - total["audited"]
+    assert wrong - left <= total["wrongly_accepted"] <= wrong
+    per_call = [data.backend.cost_of(t.id, SONNET) for t in drawn]
+    assert min(per_call) * total["audited"] <= total["cost_usd"] <= max(per_call) * total["audited"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--audit-share", "0.1"], "--audit-share and --audit-model go together"),
+        (["--audit-share", "1.5", "--audit-model", SONNET], "--audit-share must be"),
+        (["--audit-share", "0.1", "--audit-model", "openai/gpt-5"], "--audit-model openai/gpt-5"),
+    ],
+)
+def test_bad_audit_options_are_named(
+    capsys: pytest.CaptureFixture[str], extra: list[str], said: str
+) -> None:
+    """An audit option alone, a share outside (0, 1], an unknown model: exit 2 naming it."""
+    assert main(["bench", str(BFCL), "--ladder", f"{MINI},{SONNET}", *extra]) == 2
+    assert said in capsys.readouterr().err

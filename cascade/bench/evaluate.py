@@ -17,11 +17,14 @@ judged (a hedge's losing answer was never judged, and is left out).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.audit.plan import AuditPlan
+from cascade.bench.audit import replay_audit
 from cascade.bench.dataset import Dataset
 from cascade.bench.metrics import bootstrap
 from cascade.engine import Cascade
@@ -107,6 +110,8 @@ class LadderScore(ReplayScore):
     statuses: Mapping[str, int] = field(default_factory=dict)
     delivered: int = 0
     """Tasks whose delivered answer is right, accepted or not (the best rejected one kept)."""
+    audit: Mapping[str, Any] | None = None
+    """What a shadow audit of the accepted answers would have found (``--audit-share``)."""
 
     @property
     def delivered_rate(self) -> float:
@@ -115,14 +120,18 @@ class LadderScore(ReplayScore):
 
     def to_json(self) -> dict[str, Any]:
         """The keys ``cascade bench --json`` prints for a ladder."""
-        return ReplayScore.to_json(self) | {
-            "delivered_rate": round(self.delivered_rate, 6),
-            "accepted_by_tier": list(self.accepted_by_tier),
-            "escalation_rate": round(self.escalation_rate, 6),
-            "false_accept_rate": round(self.false_accept_rate, 6),
-            "false_reject_rate": round(self.false_reject_rate, 6),
-            "statuses": dict(self.statuses),
-        }
+        return (
+            ReplayScore.to_json(self)
+            | {
+                "delivered_rate": round(self.delivered_rate, 6),
+                "accepted_by_tier": list(self.accepted_by_tier),
+                "escalation_rate": round(self.escalation_rate, 6),
+                "false_accept_rate": round(self.false_accept_rate, 6),
+                "false_reject_rate": round(self.false_reject_rate, 6),
+                "statuses": dict(self.statuses),
+            }
+            | ({"audit": dict(self.audit)} if self.audit is not None else {})
+        )
 
 
 def answered(data: Dataset) -> dict[str, int]:
@@ -184,11 +193,17 @@ async def score_ladder(data: Dataset, cascade: Cascade, *, concurrency: int = 64
 
 
 async def score_policy(
-    data: Dataset, cascades: Mapping[str, Cascade], *, concurrency: int = 64
+    data: Dataset,
+    cascades: Mapping[str, Cascade],
+    *,
+    concurrency: int = 64,
+    audit: AuditPlan | None = None,
 ) -> LadderScore:
     """Replay every task through the cascade for its type (``"*"``: any type); judge against gold.
 
-    A task whose type no cascade serves fails, and counts as wrong.
+    A task whose type no cascade serves fails, and counts as wrong. With ``audit``, the score
+    says what that shadow audit of the accepted answers would have found (see
+    :mod:`cascade.bench.audit`).
     """
     limit = asyncio.Semaphore(concurrency)
 
@@ -201,7 +216,11 @@ async def score_policy(
 
     outcomes = await asyncio.gather(*(one(task) for task in data.tasks))
     tiers = max(len(c.ladder) for c in cascades.values())
-    return _ladder_score(data, list(outcomes), tiers)
+    score = _ladder_score(data, list(outcomes), tiers)
+    if audit is None:
+        return score
+    ladders = {kind: cascade.ladder for kind, cascade in cascades.items()}
+    return dataclasses.replace(score, audit=replay_audit(data, outcomes, ladders, audit))
 
 
 def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderScore:

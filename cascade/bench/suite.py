@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cascade.audit.plan import AuditPlan
 from cascade.bench.batch import BatchRate, batch_rates
 from cascade.bench.dataset import Dataset, load_dataset, split_ids
 from cascade.bench.evaluate import (
@@ -128,6 +129,8 @@ class WhatIf:
     deadline_s: float | None = None
     batch_tiers: tuple[str, ...] = ()
     batch_discount: float = 0.5
+    audit: AuditPlan | None = None
+    """A shadow audit of each row's accepted answers: what it would find and cost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +186,9 @@ def bench(
     if pricing:
         results["batch_pricing"] = pricing
     for name, cascades in runs.items():
-        score = asyncio.run(score_policy(data, cascades, concurrency=concurrency))
+        score = asyncio.run(
+            score_policy(data, cascades, concurrency=concurrency, audit=whatif.audit)
+        )
         results["ladders"][name] = score.to_json()
     _add_summary(results)
     return Benched(results, data, exported)

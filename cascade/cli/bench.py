@@ -6,10 +6,12 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from cascade.audit.plan import AuditPlan
 from cascade.bench.charts import write_report
 from cascade.bench.dataset import Dataset
 from cascade.bench.suite import WhatIf, bench, default_validators
 from cascade.cli.say import say, say_json
+from cascade.errors import ConfigError
 
 __all__ = ["command"]
 
@@ -25,7 +27,7 @@ def command(args: argparse.Namespace) -> int:
         gold=args.gold,
         kinds=tuple(args.kind or ()),
         cache=not args.no_cache,
-        whatif=WhatIf(args.deadline, tuple(args.batch_tier), args.batch_discount),
+        whatif=WhatIf(args.deadline, tuple(args.batch_tier), args.batch_discount, _audit(args)),
     )
     if found.exported is not None and not args.json:
         say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"
@@ -85,6 +87,8 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
             f"{score['escalation_rate']:.1%}, false accepts {score['false_accept_rate']:.1%}, "
             f"false rejects {score['false_reject_rate']:.1%}, statuses {score['statuses']}"
         )
+        if "audit" in score:
+            lines.append(_audit_line(score["audit"]))
     return "\n".join(lines)
 
 
@@ -97,3 +101,25 @@ def _row(label: str, score: Mapping[str, Any], width: int) -> str:
         f"{label:{width}} {score['pass_rate']:>9.1%} {score['cost_per_task_usd']:>10.6f} "
         f"{score['cost_usd']:>9.4f} {score['latency_p50_s']:>6.2f} {score['latency_p95_s']:>6.2f}"
     )
+
+
+def _audit(args: argparse.Namespace) -> AuditPlan | None:
+    """The audit ``--audit-share`` and ``--audit-model`` ask for, both or neither."""
+    if args.audit_share is None and args.audit_model is None:
+        return None
+    if args.audit_share is None or args.audit_model is None:
+        raise ConfigError("--audit-share and --audit-model go together")
+    if not 0.0 < args.audit_share <= 1.0:
+        raise ConfigError(f"--audit-share must be above 0 and at most 1, not {args.audit_share:g}")
+    return AuditPlan(share=args.audit_share, model=args.audit_model, seed=args.audit_seed)
+
+
+def _audit_line(audit: dict[str, Any]) -> str:
+    """What the audit would have found: disagreements, the truth behind them, and the cost."""
+    total = audit["total"]
+    low, high = total["disagreement_ci95"]
+    return (f"{'':9}audit by {audit['model']} at {audit['share']:.0%}: {total['audited']} "
+            f"audited, {total['disagreed']} disagreed ({total['disagreement_rate']:.1%}, 95% "
+            f"{low:.1%} to {high:.1%}); truly wrong {total['wrongly_accepted']} "
+            f"({total['false_accept_rate']:.1%}), caught {total['caught']}; "
+            f"${total['cost_usd']:.6f}")  # fmt: skip

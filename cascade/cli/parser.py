@@ -36,6 +36,11 @@ def _add_report(commands: Any) -> None:
     )
     report.add_argument("store", help="the SQLite store a run wrote")
     report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument(
+        "--gold",
+        help="gold answers (JSONL, as cascade eval takes): estimate each tier's false-accept "
+        "rate on its audited answers",
+    )
     show = commands.add_parser(
         "show",
         help="one task's result, steps, verdicts and costs",
@@ -119,6 +124,15 @@ def _add_what_if(bench: Any) -> None:
         help="also replay each ladder and policy with this deadline per task, in seconds",
     )
     _add_batch(bench, "also replay each ladder with MODEL's calls priced as batch-API calls")
+    bench.add_argument(
+        "--audit-share",
+        type=float,
+        metavar="SHARE",
+        help="say what a shadow audit of this share of each ladder's accepted answers (below "
+        "its top tier) would find and cost",
+    )
+    bench.add_argument("--audit-model", metavar="MODEL", help="the audit's model (a dataset's)")
+    bench.add_argument("--audit-seed", type=int, default=0, help="the audit sample's seed (0)")
 
 
 def _add_batch(parser: Any, what: str) -> None:

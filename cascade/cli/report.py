@@ -8,6 +8,7 @@ from pathlib import Path
 from cascade.cli.say import say, say_json
 from cascade.cli.tables import show_summary
 from cascade.errors import ConfigError
+from cascade.gold import load_gold
 from cascade.run.summary import summarize
 from cascade.store import Store
 from cascade.store.queries import run_ids
@@ -25,7 +26,7 @@ def command(args: argparse.Namespace) -> int:
             known = ", ".join(runs[:5]) or "none"
             raise ConfigError(f"store {args.store} has no run {args.run!r} (latest first: {known})")
         run = None if args.all else (args.run or (runs[0] if runs else None))
-        summary = summarize(store, run)
+        summary = summarize(store, run, load_gold(args.gold) if args.gold else None)
     if not args.json:
         say(f"{args.store}: " + ("every run" if run is None else f"run {run}")
             + f" ({len(runs)} run{'s' * (len(runs) != 1)} in the store)")  # fmt: skip

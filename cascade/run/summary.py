@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cascade.audit.plan import wilson
 from cascade.enums import SIDE_CALLS, CallKind
+from cascade.gold import decoded, same_answer
 from cascade.run.health import Health, health_of
 from cascade.store import Store
-from cascade.store.queries import attempts_for_summary, results_for_summary
+from cascade.store.queries import attempts_for_summary, audited_answers, results_for_summary
 
 __all__ = ["Summary", "TierSummary", "audit_line", "render", "summarize"]
 
@@ -45,6 +47,9 @@ class TierSummary:
     disagreed: int = 0
     audit_usd: float = 0.0
     """What auditing the tier's answers cost (not in ``cost_usd``)."""
+    gold_checked: int = 0
+    """Audited answers that have a gold answer (``cascade report --gold``)."""
+    gold_wrong: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The tier's figures, as ``cascade report --json`` prints them."""
@@ -58,6 +63,13 @@ class TierSummary:
                 "disagreement_ci95": [round(low, 6), round(high, 6)],
                 "cost_usd": round(self.audit_usd, 8),
             }}  # fmt: skip
+            if self.gold_checked:
+                low, high = wilson(self.gold_wrong, self.gold_checked)
+                audit["audit"] |= {
+                    "with_gold": self.gold_checked,
+                    "false_accept_rate": _rate(self.gold_wrong, self.gold_checked),
+                    "false_accept_ci95": [round(low, 6), round(high, 6)],
+                }
         return audit | {
             "tier": self.tier,
             "models": self.models,
@@ -122,8 +134,14 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 6)
 
 
-def summarize(store: Store, run_id: str | None = None) -> Summary:
-    """Summarise the store's results and attempts, for one run or for all of them."""
+def summarize(
+    store: Store, run_id: str | None = None, gold: Mapping[str, Any] | None = None
+) -> Summary:
+    """Summarise the store's results and attempts, for one run or for all of them.
+
+    With ``gold`` answers, each tier's audited answers that have one are graded: an estimate of
+    the tier's false-accept rate on its audit sample.
+    """
     summary = Summary()
     for task_type, status, tier, cost, compute in results_for_summary(store, run_id):
         summary.tasks += 1
@@ -134,8 +152,23 @@ def summarize(store: Store, run_id: str | None = None) -> Summary:
             summary.accepted_by_tier[tier] += 1
         summary.by_type.setdefault(task_type, {})
     _add_attempts(store, summary, run_id)
+    if gold is not None:
+        _grade_audited(store, summary, run_id, gold)
     summary.health = health_of(store, run_id)
     return summary
+
+
+def _grade_audited(
+    store: Store, summary: Summary, run_id: str | None, gold: Mapping[str, Any]
+) -> None:
+    """Grade each audited answer that has a gold answer."""
+    for task_id, task_type, tier, _, output, parsed in audited_answers(store, run_id):
+        if task_id not in gold:
+            continue
+        entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierSummary(tier))
+        found = json.loads(parsed) if parsed is not None else decoded(output)
+        entry.gold_checked += 1
+        entry.gold_wrong += not same_answer(found, gold[task_id])
 
 
 def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
@@ -241,9 +274,14 @@ def render(summary: Summary) -> str:
 def audit_line(audit: dict[str, Any]) -> str:
     """A tier's shadow audits: how often the audit disagreed, with its 95 % interval."""
     low, high = audit["disagreement_ci95"]
-    return (f"      audited {audit['audited']} accepted answers: {audit['disagreed']} disagreed "
+    line = (f"      audited {audit['audited']} accepted answers: {audit['disagreed']} disagreed "
             f"({audit['disagreement_rate']:.1%}, 95% interval {low:.1%} to {high:.1%}), "
             f"audits cost ${audit['cost_usd']:.6f}")  # fmt: skip
+    if "with_gold" in audit:
+        low, high = audit["false_accept_ci95"]
+        line += (f"; of {audit['with_gold']} with gold, {audit['false_accept_rate']:.1%} "
+                 f"wrongly accepted (95% interval {low:.1%} to {high:.1%})")  # fmt: skip
+    return line
 
 
 def _self_reported(count: int) -> str:

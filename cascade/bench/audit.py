@@ -1,0 +1,101 @@
+"""What a shadow audit would have measured on a replay, and what it would have cost.
+
+``cascade bench --audit-share S --audit-model M`` samples each ladder's accepted answers of the
+tiers below its top as a run's ``[audit]`` would (the same seeded, stratified draw), serves M's
+recorded answer to each, and compares the two as the agreement validator does. Beside the
+disagreement rate, a replay knows the truth: how many of the audited answers were wrongly
+accepted, and how many of those the audit disagreed with (caught).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from cascade.audit.plan import AuditPlan, sampled, wilson
+from cascade.bench.dataset import Dataset
+from cascade.enums import Status
+from cascade.errors import ConfigError
+from cascade.outcome import Outcome
+from cascade.types import HUMAN, Task, Tier
+from cascade.validators.agreement import Compare, compare_mode, same_answers
+
+__all__ = ["AuditFigures", "replay_audit"]
+
+
+@dataclass
+class AuditFigures:
+    """One stratum's audit: answers audited, disagreed with, wrongly accepted, caught, cost."""
+
+    audited: int = 0
+    disagreed: int = 0
+    wrong: int = 0
+    caught: int = 0
+    cost_usd: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures with the disagreement and false-accept rates and their intervals."""
+        low, high = wilson(self.disagreed, self.audited)
+        wrong_low, wrong_high = wilson(self.wrong, self.audited)
+        return {
+            "audited": self.audited,
+            "disagreed": self.disagreed,
+            "disagreement_rate": round(self.disagreed / self.audited, 6) if self.audited else 0,
+            "disagreement_ci95": [round(low, 6), round(high, 6)],
+            "wrongly_accepted": self.wrong,
+            "false_accept_rate": round(self.wrong / self.audited, 6) if self.audited else 0,
+            "false_accept_ci95": [round(wrong_low, 6), round(wrong_high, 6)],
+            "caught": self.caught,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+def replay_audit(
+    data: Dataset,
+    outcomes: Sequence[Outcome],
+    ladders: Mapping[str, Sequence[Tier]],
+    plan: AuditPlan,
+) -> dict[str, Any]:
+    """The audit ``plan`` of the replayed ``outcomes``, per task type and tier.
+
+    ``ladders`` gives each task type's ladder (``"*"``: any type), whose top model tier is
+    never audited.
+    """
+    model = data.backend.resolve(plan.model)
+    if model is None:
+        raise ConfigError(f"--audit-model {plan.model}: {data.name} has no such model")
+    tasks: dict[str, Task] = {task.id: task for task in data.tasks}
+    found: dict[str, AuditFigures] = {}
+    for outcome in outcomes:
+        task, tier = tasks.get(outcome.task_id), outcome.tier
+        if outcome.status is not Status.ACCEPTED or tier is None or task is None:
+            continue
+        ladder = ladders.get(task.type) or ladders.get("*") or ()
+        top = max((i for i, t in enumerate(ladder) if t.model != HUMAN), default=0)
+        if tier >= top or not sampled(plan, task.type, tier, task.id):
+            continue
+        if (task.id, model) not in data.cost:
+            continue  # the audit model was not recorded on this task
+        figures = found.setdefault(f"{task.type} tier {tier}", AuditFigures())
+        output = outcome.output or ""
+        heard = data.backend.record(task.id, model).answer(0, 0)[0]
+        mode = compare_mode(cast("Compare", plan.compare), task, output, heard)
+        agreed = same_answers(output, heard, mode)
+        wrong = not data.is_right(task.id, outcome.model, outcome.output)
+        figures.audited += 1
+        figures.disagreed += not agreed
+        figures.wrong += wrong
+        figures.caught += wrong and not agreed
+        figures.cost_usd += data.backend.cost_of(task.id, model)
+    total = AuditFigures()
+    for figures in found.values():
+        for name in ("audited", "disagreed", "wrong", "caught", "cost_usd"):
+            setattr(total, name, getattr(total, name) + getattr(figures, name))
+    return {
+        "model": model,
+        "share": plan.share,
+        "seed": plan.seed,
+        "by_tier": {name: figures.to_json() for name, figures in sorted(found.items())},
+        "total": total.to_json(),
+    }
