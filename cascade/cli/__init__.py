@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 _MODULES = {
     "bench": "bench",
+    "drift": "drift",
     "eval": "evaluate",
     "export": "export",
     "optimize": "optimize",

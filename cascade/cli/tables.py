@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cascade.run.summary import Summary, audit_line, render
+from cascade.run.summary import Summary, alarm_lines, audit_line, render
 
 __all__ = ["show_summary"]
 
@@ -43,7 +43,13 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
     for line in summary.health.lines():
         console.print(line, highlight=False)
     if summary.self_reported:
-        console.print(render(summary).splitlines()[-1], highlight=False)
+        console.print(_self_reported_line(summary), highlight=False)
+    for line in alarm_lines(summary):
+        console.print(line, highlight=False)
+
+
+def _self_reported_line(summary: Summary) -> str:
+    return next(line for line in render(summary).splitlines() if "self-reported" in line)
 
 
 def _cells(tier: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ every cascade of the command shares them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -83,6 +84,19 @@ class Plan:
         """The plan's validator, as one callable."""
         assert callable(self.validate)  # made one in __post_init__
         return self.validate
+
+    def one_tier_higher(self) -> Plan:
+        """The same plan, each task starting one tier above where it would (never past its last).
+
+        What a drift alarm with ``on_drift = "escalate"`` runs.
+        """
+        route, count = self.route, len(self.tiers)
+
+        def higher(task: Task, messages: tuple[Message, ...]) -> Sequence[int]:
+            order = list(route(task, messages)) if route is not None else list(range(count))
+            return order[1:] if len(order) > 1 else order
+
+        return dataclasses.replace(self, route=higher)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pydantic
 
+from cascade.audit.drift import DriftPlan
 from cascade.audit.plan import AuditPlan
 from cascade.engine.plan import Plan
 from cascade.errors import ConfigError
@@ -81,6 +82,15 @@ class Policy:
     def validate(self) -> Validator:
         """The policy-wide validator."""
         return self.plan.validator
+
+    @property
+    def drift(self) -> DriftPlan | None:
+        """The policy's drift alarms, if it asks for them."""
+        spec = self.spec.drift
+        if spec is None:
+            return None
+        return DriftPlan(spec.window, spec.baseline, spec.check_every, spec.false_alarm,
+                         spec.on_drift, tuple(spec.acceptance))  # fmt: skip
 
     @property
     def audit(self) -> AuditPlan | None:

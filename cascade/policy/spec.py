@@ -15,6 +15,7 @@ __all__ = [
     "AuditSpec",
     "BreakerSpec",
     "BudgetSpec",
+    "DriftSpec",
     "ExampleSpec",
     "LimitSpec",
     "PolicySpec",
@@ -324,6 +325,18 @@ class AuditSpec(_Strict):
     price: PriceSpec | None = None
 
 
+class DriftSpec(_Strict):
+    """Drift alarms on each tier's acceptance rate and its audits' disagreement rate."""
+
+    window: Annotated[int, Field(ge=10)] = 100
+    baseline: Annotated[int, Field(ge=10)] = 200
+    check_every: PositiveInt = 10
+    false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    on_drift: Literal["warn", "escalate"] = "warn"
+    acceptance: list[Annotated[float, Field(gt=0, lt=1)]] = []
+    """The calibrated acceptance rate of each tier, from the first; else measured on the run."""
+
+
 class PolicySpec(_Strict):
     """One task type's policy: the prompt, the ladder, the validators and the budget."""
 
@@ -341,3 +354,4 @@ class PolicySpec(_Strict):
     max_input_bytes: PositiveInt | None = None
     """Tasks whose input is longer than this are quarantined, never sent."""
     audit: AuditSpec | None = None
+    drift: DriftSpec | None = None

@@ -72,6 +72,14 @@ class Progress:
         self._stream.write(self._line(tally, now) + "\n")
         self._stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line under the progress (a drift alarm, say), on a terminal above the bar."""
+        if self._bar is not None:
+            self._bar.console.print(text, highlight=False)
+            return
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
     def _draw(self, tally: Tally, final: bool) -> None:
         """Move the terminal's bar (rich is imported here, on first use)."""
         if self._bar is None:

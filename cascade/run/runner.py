@@ -33,14 +33,16 @@ from cascade.errors import CascadeError, ConfigError
 from cascade.outcome import Outcome
 from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
+from cascade.run.drifting import DriftDesk
 from cascade.run.guard import guard_for
 from cascade.run.job import Job
 from cascade.run.progress import Progress, Tally
-from cascade.run.services import audit_budgets, auditor_for, batcher_for
+from cascade.run.services import audit_budgets, auditor_for, batcher_for, refuse_on_ray
 from cascade.run.tasks_file import Line, read_lines
 from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.store.alarms import Escalated
 from cascade.store.ledger import Entry, Ledger
 from cascade.types import Task, to_jsonable
 
@@ -104,7 +106,7 @@ class Runner:
         self.workers = job.worker_count(None)
         if (self.workers > 1 or job.executor == "ray") and policies.source is None:
             raise ConfigError("worker processes and Ray actors need policies loaded from a path")
-        _refuse_on_ray(job, policies)
+        refuse_on_ray(job, policies)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._policies = policies
         self._store = store
@@ -117,6 +119,8 @@ class Runner:
         self._interrupted: Any = multiprocessing.get_context("spawn").Event()
         self._budget = JobBudget(job.budget_usd)
         self._audit_spent = audit_budgets(policies, store, self.run_id)
+        note = progress.note if progress is not None else None
+        self._drift = DriftDesk(policies, store, self.run_id, log=log, say=note)
         self._reclaimed_at = time.monotonic()
         self._ray_trips = 0
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
@@ -189,7 +193,7 @@ class Runner:
             max_outage_s=self.job.max_outage_s,
             batcher=batcher,
         )
-        cascades = Cascades(self._policies, settings)
+        cascades = Cascades(self._policies, settings, Escalated(self._store))
         telemetry = self.job.telemetry()
         worker = Worker(
             self.job,
@@ -351,12 +355,14 @@ class Runner:
                 tally.escalated += row.escalated
                 self.counts.repeated += row.executions > 1
             self.counts.results += len(rows)
+            self._drift.results(rows)
         out.flush()
         while entries := list(self._ledger.quarantine_after(self._cursors[1])):
             quarantine.write("".join(text + "\n" for _, text in entries))
             self._cursors[1] = entries[-1][0]
             self.counts.quarantined += len(entries)
         quarantine.flush()
+        self._drift.audits()
         spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
         self.counts.spent_usd += spent
         tally.cost_usd = self.counts.spent_usd
@@ -371,18 +377,6 @@ class Runner:
         if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
-
-
-def _refuse_on_ray(job: Job, policies: PolicySet) -> None:
-    """Batch tiers and audits run on this machine's workers: their ledgers are the run store."""
-    if job.executor != "ray":
-        return
-    for policy in policies:
-        if any(tier.batch is not None for tier in policy.ladder):
-            raise ConfigError(f"{policy.path}: batch tiers run on this machine's workers, "
-                              "not on Ray (the batches' ledger is the run store)")  # fmt: skip
-        if policy.audit is not None:
-            raise ConfigError(f"{policy.path}: audits run on this machine's workers, not on Ray")
 
 
 def _input_bytes(task: Task) -> int:

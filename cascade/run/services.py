@@ -14,15 +14,17 @@ from cascade.backends.base import Backend
 from cascade.backends.batcher import Batcher
 from cascade.engine import Settings
 from cascade.engine.calls import Caller
+from cascade.errors import ConfigError
 from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
+from cascade.run.job import Job
 from cascade.secrets import SecretRedactor, register_secrets, secret_values
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.batches import BatchBook
 from cascade.store.queries import audit_spent
 
-__all__ = ["audit_budgets", "auditor_for", "batcher_for"]
+__all__ = ["audit_budgets", "auditor_for", "batcher_for", "refuse_on_ray"]
 
 
 def batcher_for(
@@ -71,3 +73,15 @@ def auditor_for(
     redactor = SecretRedactor(extra=secrets)
     caller = Caller(settings.backend, settings.retry, settings.guard, log, redactor)
     return Auditor(targets, caller, store, settings.run_id, budget=budget, log=log)
+
+
+def refuse_on_ray(job: Job, policies: PolicySet) -> None:
+    """Batch tiers and audits run on this machine's workers: their ledgers are the run store."""
+    if job.executor != "ray":
+        return
+    for policy in policies:
+        if any(tier.batch is not None for tier in policy.ladder):
+            raise ConfigError(f"{policy.path}: batch tiers run on this machine's workers, "
+                              "not on Ray (the batches' ledger is the run store)")  # fmt: skip
+        if policy.audit is not None:
+            raise ConfigError(f"{policy.path}: audits run on this machine's workers, not on Ray")

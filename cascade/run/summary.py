@@ -18,9 +18,10 @@ from cascade.enums import SIDE_CALLS, CallKind
 from cascade.gold import decoded, same_answer
 from cascade.run.health import Health, health_of
 from cascade.store import Store
+from cascade.store.alarms import DriftAlarms
 from cascade.store.queries import attempts_for_summary, audited_answers, results_for_summary
 
-__all__ = ["Summary", "TierSummary", "audit_line", "render", "summarize"]
+__all__ = ["Summary", "TierSummary", "alarm_lines", "audit_line", "render", "summarize"]
 
 _TOP_REASONS = 3
 
@@ -103,6 +104,8 @@ class Summary:
     health: Health = field(default_factory=Health)
     self_reported: int = 0
     """Test passes that the code under test could have forged (see ``passes_tests``)."""
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    """Drift alarms the run raised (see :mod:`cascade.audit.drift`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -120,6 +123,11 @@ class Summary:
             },
             "provider_health": self.health.to_json(),
             "self_reported_passes": self.self_reported,
+            "drift_alarms": [
+                {k: a[k] for k in ("task_type", "tier", "signal", "text", "escalate")}
+                | {"cleared": a["cleared_at"] is not None}
+                for a in self.alarms
+            ],
         }
 
 
@@ -155,6 +163,7 @@ def summarize(
     if gold is not None:
         _grade_audited(store, summary, run_id, gold)
     summary.health = health_of(store, run_id)
+    summary.alarms = DriftAlarms(store).of_run(run_id)
     return summary
 
 
@@ -268,7 +277,14 @@ def render(summary: Summary) -> str:
     lines += summary.health.lines()
     if summary.self_reported:
         lines.append(_self_reported(summary.self_reported))
+    lines += alarm_lines(summary)
     return "\n".join(lines)
+
+
+def alarm_lines(summary: Summary) -> list[str]:
+    """The run's drift alarms, one line each."""
+    return [a["text"] + (" (cleared)" if a["cleared_at"] is not None else "")
+            for a in summary.alarms]  # fmt: skip
 
 
 def audit_line(audit: dict[str, Any]) -> str:

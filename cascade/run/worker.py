@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -30,6 +31,7 @@ from cascade.run.job import Job
 from cascade.run.services import auditor_for, batcher_for
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.store.alarms import Escalated
 from cascade.store.ledger import Leased, Ledger
 from cascade.types import Task, Tier
 
@@ -260,18 +262,38 @@ class Worker:
 
 
 class Cascades:
-    """One cascade per policy of a run, sharing one :class:`Settings` (backend, log, guard)."""
+    """One cascade per policy of a run, sharing one :class:`Settings` (backend, log, guard).
 
-    def __init__(self, policies: PolicySet, settings: Settings) -> None:
+    ``escalated`` says which task types a drift alarm starts one tier higher (see
+    :class:`~cascade.store.alarms.Escalated`).
+    """
+
+    def __init__(
+        self,
+        policies: PolicySet,
+        settings: Settings,
+        escalated: Callable[[], set[str]] | None = None,
+    ) -> None:
         self.policies = policies
         self.settings = settings
         self._cascades = {p.task_type: Cascade(p.plan, settings=settings) for p in policies}
+        self._higher = {
+            p.task_type: Cascade(p.plan.one_tier_higher(), settings=settings)
+            for p in policies
+            if p.drift is not None and p.drift.on_drift == "escalate"
+        }
+        self._escalated = escalated if self._higher else None
         self.log = settings.log if isinstance(settings.log, StepLog) else None
 
     def for_task(self, task: Task) -> Cascade | None:
         """The cascade of the policy that serves ``task``, if one does."""
         policy = self.policies.for_task(task)
-        return None if policy is None else self._cascades[policy.task_type]
+        if policy is None:
+            return None
+        kind = policy.task_type
+        if self._escalated is not None and kind in self._higher and kind in self._escalated():
+            return self._higher[kind]
+        return self._cascades[kind]
 
     def tiers_for(self, task: Task) -> tuple[Tier, ...]:
         """The ladder of the policy that serves ``task`` (empty when none does)."""
@@ -343,7 +365,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
         telemetry = job.telemetry()
         worker = Worker(
             job,
-            Cascades(policies, settings),
+            Cascades(policies, settings, Escalated(store)),
             Ledger(store, shared.run_id),
             stop=shared.stop,
             budget=shared.budget,

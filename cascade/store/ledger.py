@@ -85,6 +85,9 @@ class ResultRow:
     status: str
     escalated: bool
     executions: int
+    task_type: str = ""
+    tier: int | None = None
+    tiers_tried: int = 1
 
 
 class Ledger:
@@ -311,6 +314,9 @@ class Ledger:
                 status=row[5],
                 escalated=row[17] > 1,
                 executions=row[16],
+                task_type=row[4],
+                tier=row[8],
+                tiers_tried=row[17],
             )
             for row in rows
         ]

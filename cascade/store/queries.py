@@ -19,6 +19,7 @@ __all__ = [
     "Review",
     "attempts_for_summary",
     "audit_spent",
+    "audit_verdicts_after",
     "audited_answers",
     "first_answers",
     "provider_health",
@@ -42,6 +43,17 @@ def audit_spent(store: Store, run_id: str) -> dict[str, float]:
         (run_id,),
     )
     return {str(kind): float(cost) for kind, cost in rows}
+
+
+def audit_verdicts_after(store: Store, run_id: str, seq: int) -> list[tuple[Any, ...]]:
+    """The run's audit verdicts after step ``seq``: (seq, task_type, tier, decision)."""
+    return list(
+        store.select(
+            "SELECT seq, task_type, tier, decision FROM attempts WHERE seq > ? AND +run_id = ?"
+            " AND kind = 'audit' AND decision IN ('agree', 'disagree') ORDER BY seq",
+            (seq, run_id),
+        )
+    )
 
 
 def audited_answers(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:

@@ -102,6 +102,16 @@ CREATE TABLE IF NOT EXISTS batch_items (
     file_id    TEXT NOT NULL,
     PRIMARY KEY (run_id, custom_id)
 );
+CREATE TABLE IF NOT EXISTS drift_alarms (
+    run_id      TEXT NOT NULL,
+    task_type   TEXT NOT NULL,
+    tier        INTEGER NOT NULL,
+    signal      TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    escalate    INTEGER NOT NULL,
+    raised_at   REAL NOT NULL,
+    cleared_at  REAL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     run_id  TEXT NOT NULL,
     line    INTEGER NOT NULL,
@@ -134,7 +144,7 @@ _ADDED = {
 """Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
 confidence of an answer, 5 the time a task waited for providers, the input line of each
 task and the breaker trips of a run, 6 whether a call was a batch call, with the batches
-tables); they are added when such a store is opened."""
+tables and the drift alarms); they are added when such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:
