@@ -42,10 +42,13 @@ retries = 0
 price = {{ input_usd_per_mtok = 10.0, output_usd_per_mtok = 10.0 }}
 [[validators]]
 kind = "one_of"
-labels = ["ok"]
+labels = ["ok", "xx"]
+[[validators]]
+kind = "matches"
+pattern = "^o"
 [drift]
-window = 50
-baseline = 150
+window = {window}
+baseline = {baseline}
 check_every = 5
 false_alarm = 0.001
 on_drift = "{on_drift}"
@@ -55,28 +58,42 @@ TASKS = 400
 SHIFT = 250
 
 
-def cheap(seed: int, shift: int | None, pause_s: float = 0.0) -> Any:
-    """The cheap model: right ("ok") at 90 %, or 50 % for tasks from ``shift`` on."""
+def cheap(seed: int, shift: int | None, pause_s: float = 0.0, reasons: bool = False) -> Any:
+    """The cheap model: right ("ok") at 90 %, or 50 % for tasks from ``shift`` on.
+
+    With ``reasons``, it stays right at 50 %, but its wrong answers change at ``shift`` from
+    "oh" (which the label check rejects) to "xx" (which the format check rejects).
+    """
 
     def reply(request: Request) -> str:
         time.sleep(pause_s)  # a run that lasts long enough for an escalation to be seen
         number = int(request.task_id[1:])
-        chance = 0.5 if shift is not None and number >= shift else 0.9
+        late = shift is not None and number >= shift
+        chance = 0.5 if late or reasons else 0.9
         draw = random.Random(f"{seed}:{request.task_id}").random()  # noqa: S311  # a test's dice
-        return "ok" if draw < chance else "no"
+        if draw < chance:
+            return "ok"
+        return "xx" if late and reasons else "oh"
 
     return reply
 
 
 def run(
-    tmp_path: Path, seed: int, shift: int | None, on_drift: str = "warn", pause_s: float = 0.0
+    tmp_path: Path,
+    seed: int,
+    shift: int | None,
+    on_drift: str = "warn",
+    pause_s: float = 0.0,
+    reasons: bool = False,
 ) -> Path:
     """One run of 400 tasks, one at a time (so results come in task order)."""
-    (tmp_path / "p.toml").write_text(POLICY.format(on_drift=on_drift))
+    sizes = {"window": 40, "baseline": 60} if reasons else {"window": 50, "baseline": 150}
+    (tmp_path / "p.toml").write_text(POLICY.format(on_drift=on_drift, **sizes))
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"id": f"t{n}", "type": "echo", "input": f"q{n}"}) + "\n"
                              for n in range(TASKS)))  # fmt: skip
-    backend = ScriptedBackend({"cheap": cheap(seed, shift, pause_s), "dear": lambda _r: "ok"})
+    replies = cheap(seed, shift, pause_s, reasons)
+    backend = ScriptedBackend({"cheap": replies, "dear": lambda _r: "ok"})
     with (
         Store(tmp_path / "run.db") as store,
         (tmp_path / "out.jsonl").open("w") as out,
@@ -107,6 +124,16 @@ def test_a_shift_raises_the_alarm_within_60_tasks(tmp_path: Path) -> None:
     with Store(job / "run.db") as store:
         (alarm,) = DriftAlarms(store).of_run(None)
     assert "echo tier 0 acceptance fell" in alarm["text"]
+
+
+def test_a_change_of_escalation_reasons_raises_the_alarm(tmp_path: Path) -> None:
+    """As many escalations, for another check's rejections: an escalation-reason alarm only.
+
+    Half the cheap answers are wrong throughout (a baseline of 60 escalations, a window of 40).
+    """
+    events = drift_events(run(tmp_path, seed=1, shift=SHIFT, reasons=True))
+    assert [e["signal"] for e in events] == ["escalation:matches('^o')"]
+    assert events[0]["tier"] == 0
 
 
 @pytest.mark.parametrize("seed", range(20))

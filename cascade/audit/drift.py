@@ -2,7 +2,9 @@
 
 Per task type and tier, each signal is a stream of yes/no observations: for ``acceptance``,
 whether a task that reached the tier was accepted there; for ``disagreement``, whether a shadow
-audit of the tier's accepted answer disagreed. The baseline is the policy's calibrated rate
+audit of the tier's accepted answer disagreed; for ``escalation:V``, whether an escalation from
+the tier was for validator V's rejection (V's share of the escalations rising: the reasons
+changed). The baseline is the policy's calibrated rate
 (``[drift] acceptance``, one rate per tier, as ``cascade optimize`` measured it), or else the
 first ``baseline`` observations of the run. Every ``check_every`` observations, the last
 ``window`` are compared with the baseline by a one-sided z test (pooled two-proportion when the
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -52,6 +54,11 @@ class Alarm:
     def text(self) -> str:
         """The alarm in one line."""
         moved = "fell" if self.signal == "acceptance" else "rose"
+        if self.signal.startswith("escalation:"):
+            return (f"drift: {self.task_type} tier {self.tier} escalations for "
+                    f"{self.signal.split(':', 1)[1]} rose from {self.baseline_rate:.1%} to "
+                    f"{self.window_rate:.1%} of them (z {self.z:.1f}, after {self.observed} "
+                    "escalations)")  # fmt: skip
         return (f"drift: {self.task_type} tier {self.tier} {self.signal} {moved} from "
                 f"{self.baseline_rate:.1%} to {self.window_rate:.1%} (z {self.z:.1f}, after "
                 f"{self.observed} observations)")  # fmt: skip
@@ -110,6 +117,8 @@ class DriftWatch:
     def __init__(self, plans: Mapping[str, DriftPlan]) -> None:
         self._plans = dict(plans)
         self._streams: dict[tuple[str, int, str], _Stream] = {}
+        self._escalations: dict[tuple[str, int], int] = {}
+        self._reasons: dict[tuple[str, int], set[str]] = {}
 
     def result(
         self, task_type: str, status: str, tier: int | None, tiers_tried: int
@@ -131,14 +140,38 @@ class DriftWatch:
             return None
         return self._add(task_type, tier, "disagreement", disagreed)
 
-    def _add(self, task_type: str, tier: int, signal: str, hit: bool) -> Alarm | None:
+    def escalation(self, task_type: str, tier: int, failed: Collection[str]) -> list[Alarm]:
+        """An escalation from ``tier``, for the rejections of the validators ``failed``.
+
+        A validator first seen late starts with a baseline of the escalations before it, in
+        none of which it took part.
+        """
+        if task_type not in self._plans:
+            return []
+        seen = self._escalations.get((task_type, tier), 0)
+        self._escalations[(task_type, tier)] = seen + 1
+        names = self._reasons.setdefault((task_type, tier), set())
+        for name in set(failed) - names:
+            names.add(name)
+            stream = self._stream(task_type, tier, f"escalation:{name}")
+            stream.base_n = min(seen, self._plans[task_type].baseline)
+            stream.seen = seen
+        alarms = [self._add(task_type, tier, f"escalation:{name}", name in failed)
+                  for name in sorted(names)]  # fmt: skip
+        return [alarm for alarm in alarms if alarm is not None]
+
+    def _stream(self, task_type: str, tier: int, signal: str) -> _Stream:
         key = (task_type, tier, signal)
         stream = self._streams.get(key)
         if stream is None:
             plan = self._plans[task_type]
-            rising = signal == "disagreement"
+            rising = signal != "acceptance"
             given = plan.acceptance[tier] if not rising and tier < len(plan.acceptance) else None
             stream = self._streams[key] = _Stream(plan, rising, given)
+        return stream
+
+    def _add(self, task_type: str, tier: int, signal: str, hit: bool) -> Alarm | None:
+        stream = self._stream(task_type, tier, signal)
         found = stream.add(hit)
         if found is None:
             return None

@@ -1,13 +1,14 @@
 """The coordinator's drift alarms: results and audit verdicts in, alarms out.
 
-The runner hands every result it writes to the results file, and every audit verdict stored
-since the last look, to a :class:`DriftDesk`. An alarm (see :mod:`cascade.audit.drift`) is
-kept in the store, logged as a ``cascade.drift`` event, written as a line under the progress,
-and listed in the run's summary.
+The runner hands every result it writes to the results file, and every audit verdict and
+escalation stored since the last look, to a :class:`DriftDesk`. An alarm (see
+:mod:`cascade.audit.drift`) is kept in the store, logged as a ``cascade.drift`` event, written
+as a line under the progress, and listed in the run's summary.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from cascade.audit.drift import Alarm, DriftWatch
@@ -16,7 +17,7 @@ from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import DriftAlarms
 from cascade.store.ledger import ResultRow
-from cascade.store.queries import audit_verdicts_after
+from cascade.store.queries import audit_verdicts_after, escalations_after
 
 __all__ = ["DriftDesk"]
 
@@ -43,6 +44,7 @@ class DriftDesk:
         self._log = log
         self._say = say
         self._seq = 0
+        self._escalated_seq = 0
         self.raised: list[str] = []
 
     def results(self, rows: Sequence[ResultRow]) -> None:
@@ -53,8 +55,8 @@ class DriftDesk:
             for alarm in self._watch.result(row.task_type, row.status, row.tier, row.tiers_tried):
                 self._raise(alarm)
 
-    def audits(self) -> None:
-        """Audit verdicts stored since the last call."""
+    def steps(self) -> None:
+        """Audit verdicts and escalations stored since the last call."""
         if not self._active:
             return
         for seq, task_type, tier, decision in audit_verdicts_after(
@@ -63,6 +65,13 @@ class DriftDesk:
             self._seq = seq
             alarm = self._watch.audit(task_type, tier, decision == "disagree")
             if alarm is not None:
+                self._raise(alarm)
+        for seq, task_type, tier, verdicts in escalations_after(
+            self._store, self._run_id, self._escalated_seq
+        ):
+            self._escalated_seq = seq
+            failed = [v["validator"] for v in json.loads(verdicts) if not v.get("passed")]
+            for alarm in self._watch.escalation(task_type, tier, failed):
                 self._raise(alarm)
 
     def _raise(self, alarm: Alarm) -> None:

@@ -362,7 +362,7 @@ class Runner:
             self._cursors[1] = entries[-1][0]
             self.counts.quarantined += len(entries)
         quarantine.flush()
-        self._drift.audits()
+        self._drift.steps()
         spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
         self.counts.spent_usd += spent
         tally.cost_usd = self.counts.spent_usd

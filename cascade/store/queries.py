@@ -21,6 +21,7 @@ __all__ = [
     "audit_spent",
     "audit_verdicts_after",
     "audited_answers",
+    "escalations_after",
     "first_answers",
     "provider_health",
     "record_reviews",
@@ -51,6 +52,17 @@ def audit_verdicts_after(store: Store, run_id: str, seq: int) -> list[tuple[Any,
         store.select(
             "SELECT seq, task_type, tier, decision FROM attempts WHERE seq > ? AND +run_id = ?"
             " AND kind = 'audit' AND decision IN ('agree', 'disagree') ORDER BY seq",
+            (seq, run_id),
+        )
+    )
+
+
+def escalations_after(store: Store, run_id: str, seq: int) -> list[tuple[Any, ...]]:
+    """The run's escalations after step ``seq``: (seq, task_type, tier, verdicts JSON)."""
+    return list(
+        store.select(
+            "SELECT seq, task_type, tier, verdicts FROM attempts WHERE seq > ? AND +run_id = ?"
+            " AND decision = 'escalate' ORDER BY seq",
             (seq, run_id),
         )
     )
