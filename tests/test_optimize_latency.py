@@ -117,3 +117,21 @@ def test_a_batch_model_is_never_a_voter() -> None:
     kept = ladders(table, parts, max_tiers=2, no_voters=[mini])
     assert kept.gates
     assert not any(mini in gate.voters for gate in kept.gates)
+
+
+def test_the_written_policy_carries_its_acceptance_rates_for_drift_alarms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[drift] acceptance: each gated tier's acceptance on the training tasks, as replayed."""
+    from cascade.policy import load_policy  # noqa: PLC0415
+
+    code, found = optimize(capsys, "--out", str(tmp_path))
+    assert code == 0
+    by_tier, tasks = found["train"]["accepted_by_tier"], found["train_tasks"]
+    policy = load_policy(tmp_path / "function_call.toml")
+    assert policy.drift is not None
+    rates = list(policy.drift.acceptance)
+    assert len(rates) == len(by_tier) - 1
+    assert rates[0] == pytest.approx(by_tier[0] / tasks, abs=1e-4)
+    assert rates[1] == pytest.approx(by_tier[1] / (tasks - by_tier[0]), abs=1e-4)
+    assert found["drift_acceptance"]["function_call"] == rates

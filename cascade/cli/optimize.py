@@ -12,7 +12,13 @@ from cascade.bench.suite import select_kinds
 from cascade.cli.say import say, say_json
 from cascade.optimize.pipeline import Options, guarantee_facts, search
 from cascade.optimize.write import describe
-from cascade.optimize.written import check_written, out_paths, policy_arg, write_policies
+from cascade.optimize.written import (
+    calibrate,
+    check_written,
+    out_paths,
+    policy_arg,
+    write_policies,
+)
 
 __all__ = ["command", "options_of"]
 
@@ -52,7 +58,10 @@ def command(args: argparse.Namespace) -> int:
     if chosen is None:
         _unreachable(facts, options)
         return 2
-    written = write_policies(found, chosen.picks, paths, facts, options)
+    write_policies(found, chosen.picks, paths, facts, options)
+    calibration = calibrate(found, paths, options)  # replayed: the baseline of drift alarms
+    written = write_policies(found, chosen.picks, paths, facts, options, calibration)
+    facts["drift_acceptance"] = calibration
     facts |= check_written(found, str(policy_arg(paths)), chosen.cost_per_task, options)
     facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
     facts["written"] = [str(p) for p in written]

@@ -19,7 +19,7 @@ from cascade.optimize.pipeline import Optimized, Options
 from cascade.optimize.write import policy_text, tier_tables
 from cascade.store.verdicts import VerdictCache
 
-__all__ = ["check_written", "out_paths", "policy_arg", "write_policies"]
+__all__ = ["calibrate", "check_written", "out_paths", "policy_arg", "write_policies"]
 
 
 def out_paths(out: Path, kinds: list[str], name: str) -> dict[str, Path]:
@@ -48,8 +48,13 @@ def write_policies(
     paths: Mapping[str, Path],
     facts: Mapping[str, Any],
     options: Options,
+    calibration: Mapping[str, list[float]] | None = None,
 ) -> list[Path]:
-    """Write one policy file per kind, its header saying how it was chosen; return the paths."""
+    """Write one policy file per kind, its header saying how it was chosen; return the paths.
+
+    ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
+    its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
+    """
     chosen = facts["guarantee"]["chosen"]
     header = [
         "Written by cascade optimize:",
@@ -68,6 +73,7 @@ def write_policies(
         f"{chosen['certified_pass_rate']:.1%}.",
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
+        *([_CALIBRATED] if calibration else []),
         "Check it on the tasks the optimizer never saw:",
         f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
         + "".join(f" --kind {k}" for k in options.kinds)
@@ -76,18 +82,26 @@ def write_policies(
     ]
     user = found.user
     for kind, path in paths.items():
+        drift = {}
+        if calibration is not None and calibration.get(kind):
+            base = user.data.get("drift", {}) if user is not None and user.task_type == kind else {}
+            drift = {"drift": {**base, "acceptance": calibration[kind]}}
         if user is None or user.task_type != kind:
             tiers = _batched(tier_tables(found.found[kind], picks[kind]), found, options)
-            text = policy_text(kind, tiers, header)
+            text = policy_text(kind, tiers, header, drift)
         else:
             tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
             tiers = _batched(tiers, found, options)
             for tier in tiers:
                 if "validators" in tier:
                     tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
-            text = policy_text(kind, tiers, header, user.data)
+            text = policy_text(kind, tiers, header, {**user.data, **drift})
         write_atomic(path, text)
     return list(paths.values())
+
+
+_CALIBRATED = ("[drift] acceptance is each tier's acceptance rate on the training tasks, "
+               "replayed: the baseline of the policy's drift alarms.")  # fmt: skip
 
 
 def _batched(
@@ -100,6 +114,31 @@ def _batched(
     models = found.facts["batch_pricing"]
     return [tier | batch if str(tier["model"]).split("/")[-1] in models else tier
             for tier in tiers]  # fmt: skip
+
+
+def calibrate(
+    found: Optimized, paths: Mapping[str, Path], options: Options
+) -> dict[str, list[float]]:
+    """Each written policy's acceptance rate by tier on its training tasks, replayed.
+
+    The rate of tier k is the share of the tasks that reached it that it accepted; the last,
+    trusted tier is left out (it accepts all), as is a tier no training task reached.
+    """
+    cache = VerdictCache() if options.cache else None
+    rates: dict[str, list[float]] = {}
+    for kind, path in paths.items():
+        ids = {t.id for t in found.data.tasks if t.type == kind and t.id in found.train}
+        train = found.data.subset(ids)
+        cascades = policy_cascades(str(path), train, ByKind(default_validators(cache)), cache)
+        score = asyncio.run(score_policy(train, cascades))
+        reached, found_rates = score.tasks, []
+        for accepted in score.accepted_by_tier[:-1]:
+            if reached <= 0:
+                break
+            found_rates.append(round(min(0.999, max(0.001, accepted / reached)), 4))
+            reached -= accepted
+        rates[kind] = found_rates
+    return rates
 
 
 def check_written(
