@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,19 @@ def test_a_ray_run_with_a_batch_tier_is_refused_naming_the_policy(tmp_path: Path
         pytest.raises(ConfigError, match=r"nightly\.toml: batch tiers"),
     ):
         Runner(job, policies, store)
+
+
+def test_a_ledger_that_cannot_be_written_stops_the_batch_before_it_is_made() -> None:
+    """No ledger entry, no batch: the provider is never asked to run (and bill) it."""
+
+    class FullBook(BatchBook):
+        def add(self, file_id: str, model: str, custom_ids: Sequence[str]) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    api = MemoryBatches()
+    with Store(":memory:") as store:
+        sender = Batcher(lambda _m: api, FullBook(store, "r1"), poll_s=(0.005, 0.02))
+        answers = asyncio.run(ask_all(sender, 2))
+    assert all(isinstance(a, BatchUnanswered) for a in answers)
+    assert "disk is full" in str(answers[0])
+    assert api.batches == {}

@@ -199,11 +199,11 @@ class Batcher:
             lines = [json.dumps(api.line(key, request)) + "\n" for key, request, _ in items]
             content = "".join(lines).encode()
             file_id = await self._retrying(lambda: api.upload(tier, content))
+            # Written before the batch is made: from the create on, the provider bills these.
+            self._book.add(file_id, tier.model, [key for key, _, _ in items])
         except Exception as exc:  # noqa: BLE001  # every waiting call must hear why
             self._end(batch, {}, "unsubmitted", f"the batch could not be submitted: {_say(exc)}")
             return
-        # Written before the batch is made: from the create on, the provider bills these.
-        self._book.add(file_id, tier.model, [key for key, _, _ in items])
         batch.file_id = file_id
         self._batches[file_id] = batch
         await self._watch(batch, None, fresh=True)
@@ -229,10 +229,10 @@ class Batcher:
                         if text.strip():
                             line = json.loads(text)
                             results[str(line.get("custom_id"))] = line
+            self._book.ended(file_id, view.status)
         except Exception as exc:  # noqa: BLE001  # every waiting call must hear why
             self._end(batch, {}, "unwatched", f"the batch could not be followed: {_say(exc)}")
             return
-        self._book.ended(file_id, view.status)
         if batch.why:  # cancelled at the deadline: what it did not run says so, not "cancelled"
             results = {k: line for k, line in results.items() if _ran(line)}
         why = batch.why or f"batch {batch_id} ended {view.status} without answering it"
