@@ -9,6 +9,7 @@ model that is down or an audit budget that is spent never touches a result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -18,8 +19,19 @@ from typing import Any
 import pytest
 
 from cascade.audit import AuditPlan, sampled, wilson
+from cascade.audit.auditor import Auditor, AuditTarget
+from cascade.backends import ScriptedBackend
+from cascade.backends.scripted import Hang
 from cascade.cli import main
+from cascade.engine.calls import Caller
+from cascade.enums import Status
+from cascade.outcome import Outcome
+from cascade.retry import RetryPolicy
+from cascade.run.budget import JobBudget
+from cascade.steplog import StepLog, capture_steps
+from cascade.store import Store
 from cascade.testing import FakeReply
+from cascade.types import Task, Tier
 from tests.helpers import assert_policy_refused
 from tests.test_run_trouble import KEY, Script, cascade_run, results, serve, statuses
 
@@ -286,3 +298,22 @@ def test_a_judge_audit_grades_the_accepted_answers(tmp_path: Path, serve: Any) -
     wrong = {s["task_id"] for s in steps if s["decision"] == "disagree"}
     assert wrong == {t for t in expected_sample() if int(t[1:]) % 4 == 0}
     assert all(s["model_requested"] == "openai/judge-model" for s in steps)
+
+
+def test_audits_still_running_when_time_is_up_are_cut_off_and_logged() -> None:
+    """An interrupted run gives its audits the grace period, then cancels them, saying so."""
+    plan = AuditPlan(share=1.0, model="auditor")
+    target = AuditTarget.of(plan, (Tier("cheap"), Tier("dear")), "{input}", (), JobBudget(None))
+    backend = ScriptedBackend({"auditor": [Hang()]})
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor = Auditor({"echo": target}, Caller(backend, RetryPolicy()), store, "r1",
+                          log=StepLog())  # fmt: skip
+        task = Task("t1", input="q", type="echo")
+        outcome = Outcome("r1", "t1", "echo", Status.ACCEPTED, "ok", None, 0, "cheap", (), 0.0, 0.0)
+
+        async def go() -> int:
+            assert auditor.consider(task, outcome)
+            return await auditor.drain(0.05)
+
+        assert asyncio.run(go()) == 1
+    assert any(e.get("what") == "cut off" for e in events)

@@ -90,10 +90,25 @@ class Auditor:
         self._spawn(self._audit(target, task, outcome, tier))
         return True
 
-    async def drain(self) -> None:
-        """Wait for the audits in flight."""
+    async def drain(self, timeout_s: float | None = None) -> int:
+        """Wait for the audits in flight (at most ``timeout_s``); cancel the rest, logged.
+
+        Returns how many were cancelled: their calls so far are not stored (an interrupted
+        run's grace period is what bounds them).
+        """
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(set(self._running), timeout=left)
+        cut = list(self._running)
+        for running in cut:
+            running.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+        if cut and self._log is not None:
+            self._log.event("cascade.audit", what="cut off", audits=len(cut), run_id=self._run_id)
+        return len(cut)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         running = asyncio.ensure_future(work)

@@ -192,8 +192,8 @@ class Worker:
         """
         try:
             await self.run()
-            if self.auditor is not None and not self.interrupted.is_set():
-                await self.auditor.drain()
+            if self.auditor is not None:  # interrupted: the audits get the tasks' grace
+                await self.auditor.drain(self.job.grace_s if self.interrupted.is_set() else None)
         finally:
             if batcher is not None:
                 await batcher.aclose()
@@ -248,8 +248,8 @@ class Worker:
         # The ledger holds each task already: its payload need not be written again.
         self.ledger.record([(outcome, times) for outcome, _, times in done])
         self.tasks_run += len(done)
-        if self.auditor is not None:  # audits start once their results are written
-            for outcome, task, _ in done:
+        if self.auditor is not None and not self.interrupted.is_set():
+            for outcome, task, _ in done:  # audits start once their results are written
                 self.auditor.consider(task, outcome)
 
     def _finished(self) -> bool:
