@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cascade import Cascade, Tier
+from cascade import Cascade, Plan, Tier
 from cascade.backends import ScriptedBackend
 from cascade.backends.batch_api import BatchView, custom_id
 from cascade.backends.batcher import Batcher
@@ -28,6 +28,7 @@ from cascade.run.runner import Runner
 from cascade.store import Store
 from cascade.store.batches import BatchBook
 from cascade.types import Batching, Request, Response, Usage
+from cascade.validators import one_of
 from tests.helpers import assert_policy_refused
 
 
@@ -276,3 +277,17 @@ def test_a_ledger_that_cannot_be_written_stops_the_batch_before_it_is_made() -> 
     assert all(isinstance(a, BatchUnanswered) for a in answers)
     assert "disk is full" in str(answers[0])
     assert api.batches == {}
+
+
+def test_a_task_with_a_deadline_does_not_wait_for_a_batch_it_cannot_afford() -> None:
+    """A batch may take its whole batch_deadline_s: a task with 10 s left stops instead."""
+    api = MemoryBatches()
+    batch_tier = Tier("openai/cheap", batch=Batching(size=1, deadline_s=3600))
+    with Store(":memory:") as store:
+        settings = Settings(batcher=batcher(api, store), log=False)
+        backend = ScriptedBackend({"first": ["not ok"]})
+        plan = Plan([Tier("first"), batch_tier], validate=one_of(["ok"]), deadline_s=10.0)
+        outcome = Cascade(plan, backend=backend, settings=settings).run({"id": "t", "input": "x"})
+    assert outcome.status == "deadline"
+    assert any("openai/cheap" in reason for reason in outcome.reasons), outcome.reasons
+    assert api.calls == []

@@ -149,7 +149,13 @@ class Caller:
         return quote(model) if callable(quote) else None
 
     def expected_s(self, tier: Tier) -> float | None:
-        """Seconds an answer of ``tier`` is expected to take (see :mod:`~cascade.latency`)."""
+        """Seconds an answer of ``tier`` is expected to take (see :mod:`~cascade.latency`).
+
+        A batch tier's answer may take its whole ``batch_deadline_s``: that is what a task with a
+        deadline plans by.
+        """
+        if tier.batch is not None and self._batcher is not None:
+            return tier.batch.deadline_s
         known = getattr(self._backend, "expected_latency_s", None)
         return self.latencies.expected_s(tier, known(tier.model) if callable(known) else None)
 
