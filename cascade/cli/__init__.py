@@ -22,6 +22,7 @@ _MODULES = {
     "policy": "policy",
     "report": "report",
     "review": "review",
+    "route": "route",
     "run": "run",
     "show": "show",
 }

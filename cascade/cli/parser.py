@@ -30,7 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_review(commands)
     _add_eval(commands)
     _add_drift(commands)
+    _add_route(commands)
     return parser
+
+
+def _add_route(commands: Any) -> None:
+    route = commands.add_parser(
+        "route",
+        help="learn a policy's start-tier router",
+        description="Fit, on a dataset's (or a run store's) training split, the chance that each"
+        " tier of a policy passes its gates on a task, from cheap features of the task; choose"
+        " on the same tasks the threshold that starts a task at the first tier likely to pass.",
+    )
+    route.add_argument("action", choices=("fit",), help="what to do")
+    route.add_argument("source", help="a dataset folder, or a run store (with --gold)")
+    route.add_argument("--policy", required=True, help="the policy file whose ladder it routes")
+    route.add_argument("--out", required=True, help="the router's JSON file")
+    route.add_argument("--gold", help="for a run store: the gold answers (JSONL)")
+    _add_split(route)
 
 
 def _add_drift(commands: Any) -> None:

@@ -26,11 +26,12 @@ import pydantic
 
 from cascade.audit.drift import DriftPlan
 from cascade.audit.plan import AuditPlan
-from cascade.engine.plan import Plan
+from cascade.engine.plan import Plan, Route
 from cascade.errors import ConfigError
 from cascade.policy.build import FieldError, audit_plan, build_tier, build_validator, router
 from cascade.policy.locate import TomlLines, dotted
 from cascade.policy.spec import PolicySpec, TierSpec, ValidatorSpec
+from cascade.route.router import learned_route
 from cascade.store.verdicts import VerdictCache
 from cascade.types import HUMAN, Message, Task, Tier
 from cascade.validators import Validator, all_of
@@ -187,6 +188,7 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
         elif index < len(ladder) and not problems:
             ladder[index] = replace(ladder[index], validate=_all([*validators, *own]))
     examples = _examples(spec, problem)
+    route = _route(spec, path, ladder, problem) if not problems else None
     if problems:
         raise PolicyError(problems)
     plan = Plan(
@@ -196,10 +198,28 @@ def _build(path: Path, spec: PolicySpec, lines: TomlLines, cache: VerdictCache |
         examples=examples,
         budget_usd=spec.budget.max_cost_per_task_usd,
         deadline_s=spec.budget.deadline_s,
-        route=router(spec),
+        route=route,
         escalate_on_provider_error=spec.escalate_on_provider_error,
     )
     return Policy(path, spec, plan)
+
+
+def _route(
+    spec: PolicySpec,
+    path: Path,
+    ladder: list[Tier],
+    problem: Callable[[tuple[str | int, ...], str], None],
+) -> Route | None:
+    """The tiers each task tries: its start rules, less the tiers a ``[route]`` router skips."""
+    route = router(spec)
+    if spec.route is None:
+        return route
+    try:
+        return learned_route(path.parent / spec.route.file, spec.route.threshold,
+                             [tier.model for tier in ladder], route)  # fmt: skip
+    except ConfigError as exc:
+        problem(("route", "file"), str(exc))
+        return None
 
 
 def _placed(spec: PolicySpec, problem: Callable[[tuple[str | int, ...], str], None]) -> None:

@@ -337,6 +337,18 @@ class DriftSpec(_Strict):
     """The calibrated acceptance rate of each tier, from the first; else measured on the run."""
 
 
+class RouteSpec(_Strict):
+    """The start-tier router (``cascade route fit``).
+
+    Each task starts at the first tier whose predicted chance of passing its gates reaches
+    ``threshold``.
+    """
+
+    file: Annotated[str, Field(min_length=1)]
+    """The router's JSON file, relative to the policy file."""
+    threshold: Annotated[float, Field(ge=0, lt=1)]
+
+
 class PolicySpec(_Strict):
     """One task type's policy: the prompt, the ladder, the validators and the budget."""
 
@@ -355,3 +367,4 @@ class PolicySpec(_Strict):
     """Tasks whose input is longer than this are quarantined, never sent."""
     audit: AuditSpec | None = None
     drift: DriftSpec | None = None
+    route: RouteSpec | None = None
