@@ -96,6 +96,8 @@ _FLUSH_S = 0.05
 """How long finished outcomes wait to be written together, at most."""
 _BATCH = 200
 _PARKING_S = 0.002
+_MAX_PARKED = 5_000
+"""Tasks parked for provider batches at once, per worker: ten batches of 500."""
 _IDLE_S = 0.02
 
 
@@ -150,9 +152,10 @@ class Worker:
             while True:
                 interrupted = self.interrupted.is_set()
                 stopping = interrupted or self.stop.is_set() or self.budget.exhausted()
-                # A task waiting for a provider batch is parked: it leaves its place to another.
+                # A task waiting for a provider batch is parked: it leaves its place to another
+                # (up to _MAX_PARKED of them, which bounds the memory they hold).
                 parked = self.cascades.parked()
-                room = self.job.concurrency + parked - len(running)
+                room = self.job.concurrency + min(parked, _MAX_PARKED) - len(running)
                 if room > 0 and not stopping:
                     for leased in self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s):
                         steps: list[Step] = []
