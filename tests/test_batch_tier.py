@@ -115,7 +115,7 @@ def test_a_batch_tier_sends_each_task_once_at_half_price_and_escalates_failures(
     tmp_path: Path, provider: Provider
 ) -> None:
     """40 tasks in batches of 25 (then the 15 left after batch_wait_s); 5 hard ones climb."""
-    job = write_job(tmp_path, provider.server.base_url, 40, "batch_size = 25\nbatch_wait_s = 0.3",
+    job = write_job(tmp_path, provider.server.base_url, 40, "batch_size = 25\nbatch_wait_s = 0.6",
                     hard=5)  # fmt: skip
     run = cascade_run(job, "--concurrency", "4")
     assert run.returncode == 0, run.stdout + run.stderr
