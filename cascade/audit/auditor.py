@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from cascade.audit.plan import AuditPlan, sampled
 from cascade.engine import first_messages
+from cascade.engine.answers import Answers
 from cascade.engine.calls import Call, Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ProviderError
@@ -30,7 +31,7 @@ from cascade.outcome import Outcome, Step
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.types import HUMAN, Attempt, Message, Price, Response, Task, Tier, Usage, Verdict
+from cascade.types import HUMAN, Ask, Attempt, Message, Task, Tier, Usage, Verdict
 from cascade.validators.agreement import Compare, compare_mode, same_answers
 from cascade.validators.judge import judge
 
@@ -127,32 +128,15 @@ class Auditor:
             if why is not None:
                 self._event("skipped", task, tier, plan.model, why=why)
                 return
-            calls: list[Call] = []
             messages = (*target.examples, *first_messages(task, target.prompt))
-            verdict = await self._verdict(plan, task, outcome, messages, calls)
-        self._record(target, task, outcome, tier, calls, verdict)
+            answers = Answers(self._caller, task.id)  # its calls are kept as the audit's steps
+            ask = answers.asker(Tier(plan.model), CallKind.AUDIT)
+            verdict = await self._verdict(plan, task, outcome, messages, ask)
+        self._record(target, task, outcome, tier, answers.take_calls(), verdict)
 
     async def _verdict(self, plan: AuditPlan, task: Task, outcome: Outcome,
-                       question: tuple[Message, ...], calls: list[Call]) -> Verdict:  # fmt: skip
-        """Whether the audit agrees with the accepted answer (its calls go into ``calls``)."""
-
-        async def ask(
-            model: str,
-            messages: tuple[Message, ...],
-            *,
-            params: Mapping[str, Any] | None = None,
-            price: Price | None = None,
-            sample: int = 0,
-        ) -> Response:
-            tier = Tier(model, params=params or {}, price=price)
-            made = await self._caller.call_tier(tier, tuple(messages), task.id, CallKind.AUDIT,
-                                                sample=sample)  # fmt: skip
-            calls.extend(made)
-            if made[-1].error is not None:
-                raise made[-1].error
-            assert made[-1].response is not None  # a call without an error answered
-            return made[-1].response
-
+                       question: tuple[Message, ...], ask: Ask) -> Verdict:  # fmt: skip
+        """Whether the audit agrees with the accepted answer."""
         output = outcome.output or ""
         try:
             if plan.judge:

@@ -35,8 +35,11 @@ class Answers:
         calls, self._calls = self._calls, []
         return calls
 
-    def asker(self, tier: Tier) -> Ask:
-        """Let validators call models through the caller; their calls are kept for the record."""
+    def asker(self, tier: Tier, kind: CallKind = CallKind.VALIDATOR) -> Ask:
+        """Let validators call models through the caller; their calls are kept for the record.
+
+        ``tier`` lends its retries and timeout; ``kind`` is the calls' (an audit's, say).
+        """
 
         async def ask(
             model: str,
@@ -52,9 +55,7 @@ class Answers:
             rung = Tier(model, retries=tier.retries, timeout_s=tier.timeout_s, price=price)
             if params:
                 rung = dataclasses.replace(rung, params=params)
-            calls = await self._caller.call_tier(
-                rung, messages, self._task_id, CallKind.VALIDATOR, sample=sample
-            )
+            calls = await self._caller.call_tier(rung, messages, self._task_id, kind, sample=sample)
             self._calls.extend(calls)
             if calls[-1].error is not None:
                 raise calls[-1].error
