@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from cascade.backends.batch_api import ENDED, BatchApi, BatchView, Line, answer_of, custom_id
 from cascade.errors import BatchUnanswered, ProviderError
+from cascade.retry import RetryPolicy
 from cascade.steplog import StepLog
 from cascade.store.batches import BatchBook, Submitted
 from cascade.types import Request, Response, Tier
@@ -84,7 +85,7 @@ class Batcher:
         self._apis = apis
         self._book = book
         self._log = log
-        self._poll_s = poll_s
+        self._backoff = RetryPolicy(base_s=poll_s[0], max_wait_s=poll_s[1], jitter=0.0)
         self._retries = retries
         self._gathering: dict[str, _Gathering] = {}
         self._batches: dict[str, _Batch] = {}
@@ -241,8 +242,7 @@ class Batcher:
     async def _poll(self, batch: _Batch, batch_id: str, view: BatchView | None) -> BatchView:
         tier = batch.tier
         assert tier.batch is not None
-        pause, longest = self._poll_s
-        cancelled = False
+        polls, cancelled = 0, False
         while view is None or view.status not in ENDED:
             due = batch.gathered_at + tier.batch.deadline_s - time.time()
             if due <= 0 and not cancelled:
@@ -252,8 +252,9 @@ class Batcher:
                 self._event("cancel", tier, batch_id, why=batch.why)
                 view = await self._retrying(lambda: self._api(tier).cancel(tier, batch_id))
                 continue
+            pause = self._pause(polls)
+            polls += 1
             await asyncio.sleep(pause if cancelled else min(pause, max(due, 0.0)))
-            pause = min(pause * 2, longest)
             try:
                 view = await self._api(tier).retrieve(tier, batch_id)
             except ProviderError as exc:
@@ -263,17 +264,15 @@ class Batcher:
 
     async def _create(self, tier: Tier, file_id: str) -> BatchView:
         """Make the batch; after a failure that may have made it anyway, look before a retry."""
-        for attempt in range(self._retries + 1):
-            try:
-                return await self._api(tier).create(tier, file_id)
-            except ProviderError as exc:
-                if not exc.transient or attempt == self._retries:
-                    raise
-            await asyncio.sleep(self._pause(attempt))
-            found = await self._api(tier).find(tier, file_id)
-            if found is not None:
-                return found
-        raise AssertionError("unreachable")  # pragma: no cover
+        api, tried = self._api(tier), False
+
+        async def once() -> BatchView:
+            nonlocal tried
+            found = await api.find(tier, file_id) if tried else None
+            tried = True
+            return found or await api.create(tier, file_id)
+
+        return await self._retrying(once)
 
     async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
         for attempt in range(self._retries + 1):
@@ -282,12 +281,12 @@ class Batcher:
             except ProviderError as exc:
                 if not exc.transient or attempt == self._retries:
                     raise
-            await asyncio.sleep(self._pause(attempt))
+            await self._backoff.sleep(self._pause(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _pause(self, attempt: int) -> float:
-        first, longest = self._poll_s
-        return float(min(first * 2**attempt, longest))
+        """The ``attempt``-th pause (from 0): the first, doubled each time, to the longest."""
+        return self._backoff.wait_s(attempt, None) or 0.0
 
     def _end(
         self, batch: _Batch, results: dict[str, Line], state: str, why: str, *, batch_id: str = ""
