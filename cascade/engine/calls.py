@@ -204,7 +204,7 @@ class Caller:
                 confidence=confidence,
             )
             if position == 0 and tier.batch is not None and self._batcher is not None:
-                call = await self._batched(tier, request, kind)
+                call = await self._once(tier, request, kind, batch=True)
                 calls.append(call)
                 if call.error is None:
                     return calls
@@ -269,25 +269,6 @@ class Caller:
                 task_id=task_id,
             )
 
-    async def _batched(self, tier: Tier, request: Request, kind: CallKind) -> Call:
-        """One call through the provider's batch API: it waits for its batch, however long."""
-        assert self._batcher is not None  # only called with one
-        start = time.perf_counter()
-        error: ProviderError
-        try:
-            response = await self._batcher.complete(tier, request)
-        except ProviderError as exc:
-            error = exc
-        except Exception as exc:  # noqa: BLE001  # a broken batcher is a fault of the call
-            error = MalformedResponse(f"batcher raised {type(exc).__name__}: {exc}")
-        else:
-            problem = _malformed(response)
-            if problem is None:
-                latency = time.perf_counter() - start
-                return Call(request.model, kind, latency, response=response, batch=True)
-            error = BackendFault(problem)
-        return self._failed(request.model, kind, start, error, batch=True)
-
     def _failed(
         self, model: str, kind: CallKind, start: float, error: ProviderError, *, batch: bool = False
     ) -> Call:
@@ -295,23 +276,36 @@ class Caller:
         error.args = (self._redactor.text(str(error)),)
         return Call(model, kind, time.perf_counter() - start, error=error, batch=batch)
 
-    async def _once(self, tier: Tier, request: Request, kind: CallKind) -> Call:
+    async def _once(
+        self, tier: Tier, request: Request, kind: CallKind, *, batch: bool = False
+    ) -> Call:
+        """One call: to the backend within the tier's timeout, or through the batch API.
+
+        A ``batch`` call waits for its batch however long: its deadline is the batcher's.
+        """
         model = request.model
         start = time.perf_counter()
         error: ProviderError
         try:
-            # Our own deadline: litellm's timeouts are not reliable.
-            async with asyncio.timeout(tier.timeout_s):
-                response = await self._backend.complete(request)
+            if batch:
+                assert self._batcher is not None  # only batch tiers with a batcher come here
+                response = await self._batcher.complete(tier, request)
+            else:
+                # Our own deadline: litellm's timeouts are not reliable.
+                async with asyncio.timeout(tier.timeout_s):
+                    response = await self._backend.complete(request)
         except TimeoutError:
             error = ProviderTimeout(f"{model} did not answer within {tier.timeout_s:g}s")
         except ProviderError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001  # a broken backend is a fault of the call
-            error = MalformedResponse(f"backend raised {type(exc).__name__}: {exc}")
+            broken = "batcher" if batch else "backend"
+            error = MalformedResponse(f"{broken} raised {type(exc).__name__}: {exc}")
         else:
             latency = time.perf_counter() - start
             problem = _malformed(response)
+            if problem is None and batch:  # the wait for a batch is no model's latency
+                return Call(model, kind, latency, response=response, batch=True)
             if problem is None:
                 recorded = False
                 if response.latency_s is not None:
@@ -321,7 +315,7 @@ class Caller:
                 self.latencies.add(model, latency)
                 return Call(model, kind, latency, response=response, recorded=recorded)
             error = BackendFault(problem)
-        return self._failed(model, kind, start, error)
+        return self._failed(model, kind, start, error, batch=batch)
 
 
 _SLACK_S = 0.001
