@@ -94,10 +94,7 @@ def ladders(
     onehot[np.flatnonzero(placed), parts[placed]] = 1.0
     use = np.isin(parts, choose_on)
     tops = list(last) if last is not None else strong_models(table, use)
-    candidates = list(gates) if gates is not None else []
-    if gates is None and max_tiers > 1:
-        candidates = candidate_gates(table, use)
-        candidates = [g for g in candidates if not set(g.voters) & set(no_voters)]
+    candidates = _gates_to_try(table, use, gates, max_tiers, no_voters)
     every = [simulate(table, gate) for gate in candidates]
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)
@@ -105,18 +102,7 @@ def ladders(
     stacked = _Stacked.of(chosen, arrays, onehot, table, placed)
     tiers, rights, costs, p95s = _score(table, stacked, tops, max_tiers, any_order)
     p95 = np.concatenate(p95s).astype(np.float32)
-    keep = np.ones(p95.size, dtype=np.bool_) if max_p95_s is None else p95 <= max_p95_s
-    if not keep.any():
-        raise ConfigError(
-            f"--max-p95-latency {max_p95_s:g}: no ladder of kind {table.kind!r} is that fast on "
-            f"the training tasks; the fastest has a p95 of {float(p95.min()):.3g} s"
-            + (
-                ""
-                if last is not None
-                else " (ladders end at a model about as good as the best "
-                "one; --any-last-tier lets them end at any)"
-            )
-        )
+    keep = _fast_enough(p95, max_p95_s, table.kind, any_last=last is not None)
     return Ladders(
         table,
         chosen,
@@ -127,6 +113,43 @@ def ladders(
         len(candidates),
         p95[keep],
     )
+
+
+def _gates_to_try(
+    table: KindTable,
+    use: Bools,
+    gates: Sequence[Gate] | None,
+    max_tiers: int,
+    no_voters: Collection[int],
+) -> list[Gate]:
+    """The gates given, or the candidates the search tries (none for one-tier ladders).
+
+    A candidate that would ask a model in ``no_voters`` for its opinion is left out.
+    """
+    if gates is not None:
+        return list(gates)
+    if max_tiers <= 1:
+        return []
+    return [g for g in candidate_gates(table, use) if not set(g.voters) & set(no_voters)]
+
+
+def _fast_enough(
+    p95: npt.NDArray[np.float32], max_p95_s: float | None, kind: str, *, any_last: bool
+) -> Bools:
+    """Which ladders' p95 is within ``max_p95_s`` (all, without one); none is an error."""
+    keep = np.ones(p95.size, dtype=np.bool_) if max_p95_s is None else p95 <= max_p95_s
+    if not keep.any():
+        raise ConfigError(
+            f"--max-p95-latency {max_p95_s:g}: no ladder of kind {kind!r} is that fast on "
+            f"the training tasks; the fastest has a p95 of {float(p95.min()):.3g} s"
+            + (
+                ""
+                if any_last
+                else " (ladders end at a model about as good as the best "
+                "one; --any-last-tier lets them end at any)"
+            )
+        )
+    return keep
 
 
 @dataclass(frozen=True, slots=True)
