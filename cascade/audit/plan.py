@@ -15,7 +15,7 @@ from typing import Any
 
 from cascade.types import Price
 
-__all__ = ["AuditPlan", "sampled", "wilson"]
+__all__ = ["AuditPlan", "proportion", "sampled", "wilson"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +51,10 @@ def wilson(hits: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     denominator = 1 + z * z / trials
     return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
+
+
+def proportion(name: str, hits: int, trials: int) -> dict[str, Any]:
+    """``{name}_rate`` and ``{name}_ci95`` (its Wilson 95 % interval), rounded for a report."""
+    low, high = wilson(hits, trials)
+    rate = round(hits / trials, 6) if trials else 0.0
+    return {f"{name}_rate": rate, f"{name}_ci95": [round(low, 6), round(high, 6)]}

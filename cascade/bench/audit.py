@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cascade.audit.plan import AuditPlan, sampled, wilson
+from cascade.audit.plan import AuditPlan, proportion, sampled
 from cascade.bench.dataset import Dataset
 from cascade.enums import Status
 from cascade.errors import ConfigError
@@ -36,16 +36,12 @@ class AuditFigures:
 
     def to_json(self) -> dict[str, Any]:
         """The figures with the disagreement and false-accept rates and their intervals."""
-        low, high = wilson(self.disagreed, self.audited)
-        wrong_low, wrong_high = wilson(self.wrong, self.audited)
         return {
             "audited": self.audited,
             "disagreed": self.disagreed,
-            "disagreement_rate": round(self.disagreed / self.audited, 6) if self.audited else 0,
-            "disagreement_ci95": [round(low, 6), round(high, 6)],
+            **proportion("disagreement", self.disagreed, self.audited),
             "wrongly_accepted": self.wrong,
-            "false_accept_rate": round(self.wrong / self.audited, 6) if self.audited else 0,
-            "false_accept_ci95": [round(wrong_low, 6), round(wrong_high, 6)],
+            **proportion("false_accept", self.wrong, self.audited),
             "caught": self.caught,
             "cost_usd": round(self.cost_usd, 8),
         }

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.audit.plan import wilson
+from cascade.audit.plan import proportion
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.gold import decoded, same_answer
 from cascade.run.health import Health, health_of
@@ -56,20 +56,16 @@ class TierSummary:
         """The tier's figures, as ``cascade report --json`` prints them."""
         audit = {}
         if self.audited or self.audit_usd:
-            low, high = wilson(self.disagreed, self.audited)
             audit = {"audit": {
                 "audited": self.audited,
                 "disagreed": self.disagreed,
-                "disagreement_rate": _rate(self.disagreed, self.audited),
-                "disagreement_ci95": [round(low, 6), round(high, 6)],
+                **proportion("disagreement", self.disagreed, self.audited),
                 "cost_usd": round(self.audit_usd, 8),
             }}  # fmt: skip
             if self.gold_checked:
-                low, high = wilson(self.gold_wrong, self.gold_checked)
                 audit["audit"] |= {
                     "with_gold": self.gold_checked,
-                    "false_accept_rate": _rate(self.gold_wrong, self.gold_checked),
-                    "false_accept_ci95": [round(low, 6), round(high, 6)],
+                    **proportion("false_accept", self.gold_wrong, self.gold_checked),
                 }
         return audit | {
             "tier": self.tier,
