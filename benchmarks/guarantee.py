@@ -1,13 +1,16 @@
 """Check ``cascade optimize``'s guarantee on a recorded suite by simulating many random splits.
 
 Usage: python benchmarks/guarantee.py DATASET [--target X|auto] [--confidence 0.9] [--splits 200]
-       [--select 0.5] [--holdout 0.3] [--only-train]
+       [--select 0.5] [--holdout 0.3] [--only-train] [--router]
 
 Each split holds out ``--holdout`` of every kind, chooses exactly as ``cascade optimize`` does
 on the rest, and scores the choice on the held-out tasks. It prints the two shares the
 guarantee is judged by (see cascade/optimize/splits.py), beside the best single model's and the
 oracle's held-out figures. ``--only-train`` runs on the training split of seed 0 alone, so that
 a setting can be chosen without looking at the tasks ``cascade optimize`` holds out.
+``--router`` lets ladders have a start-tier router, fit on each split's selection part (the
+tasks' prompts as the default ``{input}`` sends them), as ``cascade optimize --router`` does,
+and compares each split's held-out figures with the same split's without routers.
 """
 
 from __future__ import annotations
@@ -17,20 +20,30 @@ import time
 
 import numpy as np
 
-from cascade.bench.dataset import load_dataset, split_ids
+from cascade.bench.dataset import Dataset, load_dataset, split_ids
+from cascade.engine import first_messages
+from cascade.optimize.routing import Rows, rows_of
 from cascade.optimize.splits import SplitResult, run_split
 from cascade.optimize.table import KindTable, kind_table
 from cascade.store.verdicts import VerdictCache
 
 
-def _tables(path: str, only_train: bool, max_reasks: int) -> dict[str, KindTable]:
+def _tables(path: str, only_train: bool, max_reasks: int) -> tuple[Dataset, dict[str, KindTable]]:
     data = load_dataset(path)
     if only_train:
         data = data.subset(split_ids(data, 0.3, 0)[0])
     cache = VerdictCache()
-    return {
+    return data, {
         kind: kind_table(data, kind, max_reasks=max_reasks, cache=cache)[0]
         for kind in sorted({t.type for t in data.tasks})
+    }
+
+
+def _rows(data: Dataset, tables: dict[str, KindTable]) -> dict[str, Rows]:
+    tasks = {t.id: t for t in data.tasks}
+    return {
+        kind: rows_of(tasks, table.task_ids, lambda t: first_messages(t, "{input}"))
+        for kind, table in tables.items()
     }
 
 
@@ -75,22 +88,48 @@ def main() -> None:
     parser.add_argument("--max-reasks", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only-train", action="store_true")
+    parser.add_argument("--router", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    tables = _tables(args.dataset, args.only_train, args.max_reasks)
+    data, tables = _tables(args.dataset, args.only_train, args.max_reasks)
+    rows = _rows(data, tables) if args.router else None
     built = time.perf_counter() - started
     target = None if args.target == "auto" else float(args.target)
     rng = np.random.default_rng(args.seed)
-    results = [
-        run_split(tables, target, args.confidence, rng, holdout=args.holdout, select=args.select)
-        for _ in range(args.splits)
-    ]
+    shares = {"holdout": args.holdout, "select": args.select}
+    results, plain = [], []
+    for _ in range(args.splits):
+        state = rng.bit_generator.state
+        if rows is not None:  # the same split without routers, to compare with
+            plain.append(run_split(tables, target, args.confidence, rng, **shares))
+            rng.bit_generator.state = state
+        results.append(run_split(tables, target, args.confidence, rng, rows=rows, **shares))
     spent = time.perf_counter() - started - built
     print(f"{args.dataset}: target {args.target}, confidence {args.confidence}, select "
-          f"{args.select}{' (training split only)' if args.only_train else ''}")  # fmt: skip
+          f"{args.select}{' (training split only)' if args.only_train else ''}"
+          f"{', with routers' if args.router else ''}")  # fmt: skip
     print(f"tables {built:.1f} s, {args.splits} splits {spent:.1f} s")
     for row in _summary(results, args.confidence):
         print("  " + row)
+    if plain:
+        print("  " + _paired(plain, results))
+
+
+def _paired(plain: list[SplitResult], routed: list[SplitResult]) -> str:
+    """How routers changed the held-out figures of the splits both certified."""
+    both = [(a, b) for a, b in zip(plain, routed, strict=True) if a.certified and b.certified]
+    if not both:
+        return "with and without routers: no split certified both ways"
+    ratio = np.array([b.held_cost / a.held_cost for a, b in both if a.held_cost > 0])
+    cheaper = sum(b.held_cost < a.held_cost - 1e-12 for a, b in both)
+    dearer = sum(b.held_cost > a.held_cost + 1e-12 for a, b in both)
+    rates = np.array([(a.held_rate, b.held_rate) for a, b in both])
+    return (
+        f"against the same {len(both)} splits without routers (both certified): held-out cost "
+        f"x{np.median(ratio):.3f} median, x{np.exp(np.log(ratio).mean()):.3f} geometric mean; "
+        f"cheaper in {cheaper}, dearer in {dearer}; pass rate {rates[:, 0].mean():.3f} -> "
+        f"{rates[:, 1].mean():.3f}"
+    )
 
 
 if __name__ == "__main__":

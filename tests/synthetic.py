@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 MODELS = {"tiny": (0.60, 1e-5), "mid": (0.80, 1e-4), "big": (0.95, 1e-3)}
@@ -52,11 +53,7 @@ def write_dataset(
                         for _ in range(alts)
                     ]
                 response_lines.append(response)
-    (folder / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in task_lines))
-    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in response_lines))
-    prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None} for m in MODELS]
-    (folder / "models.json").write_text(json.dumps(prices))
-    return folder
+    return _written(folder, task_lines, response_lines, MODELS)
 
 
 def _response(
@@ -139,9 +136,49 @@ def write_code_dataset(folder: Path, *, tasks: int = 12, seed: int = 3) -> Path:
                 if price is None else 20, "cost_usd": price, "latency_s": 1.0,
                 "correct": first["correct"], "alt_outputs": samples[1:],
             })  # fmt: skip
-    (folder / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in task_lines))
-    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in response_lines))
-    prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None}
-              for m in CODE_MODELS]  # fmt: skip
+    return _written(folder, task_lines, response_lines, CODE_MODELS)
+
+
+ROUTED_MODELS = {"tiny": 2e-4, "big": 1e-3}
+
+
+def write_routed_dataset(folder: Path, *, tasks: int = 300, seed: int = 5) -> Path:
+    """Multiple-choice tasks a start-tier router can tell apart by their words.
+
+    ``tiny`` (a fifth of ``big``'s price) answers every "easy" question right and breaks the
+    answer format on every "hard" one, so its format check rejects those, at a cost; ``big`` is
+    always right. Half the questions are hard.
+    """
+    rng = random.Random(seed)  # noqa: S311  # test data, not secrets
+    folder.mkdir(parents=True, exist_ok=True)
+    task_lines, response_lines = [], []
+    for number in range(tasks):
+        hard = rng.random() < 0.5
+        topic = rng.choice(["tensors", "spectra", "manifolds"] if hard else ["apples", "dogs"])
+        task_id = f"multiple_choice-{number}"
+        gold = rng.choice("ABCD")
+        task_lines.append({
+            "id": task_id, "kind": "multiple_choice", "gold": gold, "choices": list("wxyz"),
+            "messages": [{"role": "user",
+                          "content": f"{'hard' if hard else 'easy'} question {number} on {topic}"}],
+        })  # fmt: skip
+        for model, cost in ROUTED_MODELS.items():
+            right = model == "big" or not hard
+            output = gold if right else f"It could be {rng.choice('ABCD')}, or not"
+            response_lines.append({
+                "task_id": task_id, "model": model, "output": output, "prompt_tokens": 10,
+                "completion_tokens": 2, "cost_usd": cost, "latency_s": 0.5, "correct": right,
+            })  # fmt: skip
+    return _written(folder, task_lines, response_lines, ROUTED_MODELS)
+
+
+def _written(
+    folder: Path, tasks: Sequence[Mapping[str, object]],
+    responses: Sequence[Mapping[str, object]], models: Iterable[str],
+) -> Path:  # fmt: skip
+    """Write a dataset's three files into ``folder``, its models unpriced; return the folder."""
+    (folder / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
+    prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None} for m in models]
     (folder / "models.json").write_text(json.dumps(prices))
     return folder

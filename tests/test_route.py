@@ -94,6 +94,14 @@ def test_a_policy_never_runs_without_its_router(tmp_path: Path) -> None:
     )
     with pytest.raises(PolicyError, match="was fit for the ladder c → d, not this policy's a → b"):
         load_policy(policy)
+    # The same models with a provider prefix added are the same ladder; others are not.
+    prefixed = body.replace('"a"', '"openai/c"').replace('"b"', '"azure/d"')
+    policy.write_text(prefixed + '[route]\nfile = "router.json"\nthreshold = 0.5\n')
+    assert load_policy(policy).spec.route is not None
+    policy.write_text(prefixed.replace("azure/d", "azure/e") + '[route]\nfile = "router.json"\n'
+                      "threshold = 0.5\n")  # fmt: skip
+    with pytest.raises(PolicyError, match="not this policy's openai/c → azure/e"):
+        load_policy(policy)
 
 
 @pytest.mark.skipif(not RLC.is_dir(), reason="../shared/datasets is not beside the repo")

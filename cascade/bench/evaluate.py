@@ -104,6 +104,8 @@ class LadderScore(ReplayScore):
     """A ladder's score, with where it accepted and how well its validators judged."""
 
     accepted_by_tier: tuple[int, ...] = ()
+    reached_by_tier: tuple[int, ...] = ()
+    """Tasks that tier was asked (a router or start rule may start a task past a tier)."""
     escalation_rate: float = 0.0
     false_accept_rate: float = 0.0
     false_reject_rate: float = 0.0
@@ -125,6 +127,7 @@ class LadderScore(ReplayScore):
             | {
                 "delivered_rate": round(self.delivered_rate, 6),
                 "accepted_by_tier": list(self.accepted_by_tier),
+                "reached_by_tier": list(self.reached_by_tier),
                 "escalation_rate": round(self.escalation_rate, 6),
                 "false_accept_rate": round(self.false_accept_rate, 6),
                 "false_reject_rate": round(self.false_reject_rate, 6),
@@ -225,6 +228,7 @@ async def score_policy(
 
 def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderScore:
     accepted_by_tier = [0] * tiers
+    reached_by_tier = [0] * tiers
     verdicts: Counter[tuple[bool, bool]] = Counter()  # (answer correct, validators accepted)
     rights: list[bool] = []
     delivered = 0
@@ -235,7 +239,10 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         good = data.is_right(outcome.task_id, outcome.model, outcome.output)
         delivered += good
         rights.append(good and outcome.status is Status.ACCEPTED)
-        escalated += any(s.tier > 0 for s in outcome.steps if s.kind not in SIDE_CALLS)
+        asked = {s.tier for s in outcome.steps if s.kind not in SIDE_CALLS}
+        escalated += len(asked) > 1
+        for tier in asked:
+            reached_by_tier[tier] += 1
         for step in outcome.steps:
             if step.kind in SIDE_CALLS or step.decision is Decision.CANCEL:
                 continue  # not an answer to the task, or a hedge's loser nobody judged
@@ -255,6 +262,7 @@ def _ladder_score(data: Dataset, outcomes: list[Outcome], tiers: int) -> LadderS
         costs=costs,
         latencies=tuple(o.latency_s for o in outcomes),
         accepted_by_tier=tuple(accepted_by_tier),
+        reached_by_tier=tuple(reached_by_tier),
         escalation_rate=escalated / max(1, count),
         false_accept_rate=verdicts[(False, True)] / wrong if wrong else 0.0,
         false_reject_rate=verdicts[(True, False)] / right if right else 0.0,

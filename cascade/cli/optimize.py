@@ -43,6 +43,7 @@ def options_of(args: argparse.Namespace) -> Options:
         max_p95_s=args.max_p95_latency,
         batch_tiers=tuple(args.batch_tier),
         batch_discount=args.batch_discount,
+        router=args.router,
     )
 
 
@@ -62,7 +63,7 @@ def command(args: argparse.Namespace) -> int:
     calibration = calibrate(found, paths, options)  # replayed: the baseline of drift alarms
     written = write_policies(found, chosen.picks, paths, facts, options, calibration)
     facts["drift_acceptance"] = calibration
-    facts |= check_written(found, str(policy_arg(paths)), chosen.cost_per_task, options)
+    facts |= check_written(found, str(policy_arg(paths)), options)
     facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
     facts["written"] = [str(p) for p in written]
     if options.as_json:

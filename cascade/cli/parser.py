@@ -281,6 +281,12 @@ def _add_search(optimize: Any) -> None:
     )
     _add_batch(optimize, "price MODEL's calls as batch-API calls, and make its tiers batch tiers")
     optimize.add_argument(
+        "--router",
+        action="store_true",
+        help="also try each ladder with a start-tier router (fit on the selection part, "
+        "certified like any other candidate); pays where a first tier is dear and often fails",
+    )
+    optimize.add_argument(
         "--no-cache",
         action="store_true",
         help="run every sandboxed test again instead of reading kept verdicts",

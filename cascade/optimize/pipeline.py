@@ -8,7 +8,8 @@ The steps, in order:
 3. order the cheapest mixes on the selection part and certify them in turn on the other part
    (:mod:`cascade.optimize.certify`): the cheapest certified mix is the choice, and it carries
    the guarantee stated there;
-4. the chosen ladders are written as policy files, which are then loaded like any policy and
+4. the chosen ladders are written as policy files (with their start-tier router, where the
+   choice has one: :mod:`cascade.optimize.routing`), which are then loaded like any policy and
    replayed through the real engine, on the training split (where they must match the
    simulation) and on the held-out split.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from cascade.bench.batch import batch_rates, priced_as_batch
 from cascade.bench.dataset import Dataset, kind_stream, load_dataset, split_ids
 from cascade.bench.suite import select_kinds
+from cascade.engine import first_messages
 from cascade.errors import ConfigError
 from cascade.optimize.certify import (
     CERTIFY,
@@ -35,9 +37,12 @@ from cascade.optimize.certify import (
     describe_guarantee,
 )
 from cascade.optimize.checks import UserPolicy, user_policy
-from cascade.optimize.search import Ladders, ladders
-from cascade.optimize.table import kind_table
+from cascade.optimize.routing import THRESHOLDS, KindRouter, kind_router, rows_of
+from cascade.optimize.search import Ladders, Routing, ladders
+from cascade.optimize.table import KindTable, kind_table
+from cascade.policy import load_policy
 from cascade.store.verdicts import VerdictCache
+from cascade.types import Message, Task
 
 __all__ = ["MAX_REASKS", "Optimized", "Options", "guarantee_facts", "search"]
 
@@ -70,6 +75,8 @@ class Options:
     batch_tiers: tuple[str, ...] = ()
     """Models whose calls are priced as batch calls, and whose tiers are written batch tiers."""
     batch_discount: float = 0.5
+    router: bool = False
+    """Whether ladders may also have a start-tier router (fit on the selection part)."""
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
@@ -107,6 +114,7 @@ class Options:
         words += [f"--max-p95-latency {self.max_p95_s:g}"] if self.max_p95_s is not None else []
         words += [f"--batch-tier {model}" for model in self.batch_tiers]
         words += [f"--batch-discount {self.batch_discount:g}"] if self.batch_discount != 0.5 else []
+        words += ["--router"] if self.router else []
         return " ".join(words)
 
 
@@ -122,6 +130,8 @@ class Optimized:
     result: Certified
     facts: dict[str, Any]
     user: UserPolicy | None
+    routers: dict[str, KindRouter]
+    """Per kind: its start-tier router, when the search tried one."""
 
 
 def search(dataset: str, options: Options) -> Optimized:
@@ -142,11 +152,14 @@ def search(dataset: str, options: Options) -> Optimized:
     user = user_policy(options.policy, kinds) if options.policy else None
     started = time.perf_counter()
     found: dict[str, Ladders] = {}
+    routers: dict[str, KindRouter] = {}
     notes: list[str] = []
     training = data.subset(train)
     for kind in kinds:
-        found[kind], left_out = _kind_ladders(training, kind, options, user, cache, pricing)
+        found[kind], left_out, route = _kind_ladders(training, kind, options, user, cache, pricing)
         notes += left_out
+        if route is not None:
+            routers[kind] = route
     result = certify(found, options.target, options.confidence)
     selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
     facts: dict[str, Any] = {
@@ -167,6 +180,7 @@ def search(dataset: str, options: Options) -> Optimized:
         "batch_pricing": pricing,
         "gates_searched": sum(f.searched for f in found.values()),
         "ladders_searched": sum(len(f.tiers) for f in found.values()),
+        "router_thresholds": list(THRESHOLDS) if options.router else [],
         "candidates_tested": len(result.sequence),
         "certified_candidates": len(result.certified),
         "search_s": round(time.perf_counter() - started, 3),
@@ -174,7 +188,7 @@ def search(dataset: str, options: Options) -> Optimized:
     }
     if cache is not None:
         facts["sandbox_verdicts"] = {"cached": cache.hits, "run": cache.misses}
-    return Optimized(data, kinds, train, held, found, result, facts, user)
+    return Optimized(data, kinds, train, held, found, result, facts, user, routers)
 
 
 def _kind_ladders(
@@ -184,8 +198,11 @@ def _kind_ladders(
     user: UserPolicy | None,
     cache: VerdictCache | None,
     batch_models: Collection[str] = (),
-) -> tuple[Ladders, list[str]]:
-    """Every ladder of one kind, scored on its selection folds and certification part."""
+) -> tuple[Ladders, list[str], KindRouter | None]:
+    """Every ladder of one kind, scored on its selection folds and certification part.
+
+    With ``options.router``, also with a router fit on the selection folds (and that router).
+    """
     checks = None
     if user is not None and user.task_type == kind:
         checks = user.checks([t for t in training.tasks if t.type == kind], cache)
@@ -194,6 +211,7 @@ def _kind_ladders(
     )
     parts = selection_parts(len(table.task_ids), kind_stream(options.seed, kind, 1), options.select)
     last = list(range(len(table.models))) if options.any_last_tier else None
+    route = _router(training, table, parts, user) if options.router else None
     found = ladders(
         table,
         parts,
@@ -203,8 +221,25 @@ def _kind_ladders(
         any_order=options.any_order,
         max_p95_s=options.max_p95_s,
         no_voters=[i for i, m in enumerate(table.models) if m in batch_models],
+        routing=None if route is None else Routing(route.chances, THRESHOLDS),
     )
-    return found, left_out
+    return found, left_out, route
+
+
+def _router(
+    training: Dataset, table: KindTable, parts: np.ndarray, user: UserPolicy | None
+) -> KindRouter:
+    """The kind's router, on what each task sends as the written policy will send it."""
+    prompt, examples = "{input}", tuple[Message, ...]()
+    if user is not None and user.task_type == table.kind:
+        plan = load_policy(str(user.path)).plan
+        prompt, examples = plan.prompt, tuple(plan.examples)
+
+    def sent(task: Task) -> tuple[Message, ...]:
+        return (*examples, *first_messages(task, prompt))
+
+    tasks = {t.id: t for t in training.tasks}
+    return kind_router(table, rows_of(tasks, table.task_ids, sent), parts)
 
 
 def selection_parts(

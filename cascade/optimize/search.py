@@ -3,12 +3,15 @@
 A ladder is zero, one or two gated tiers (see :mod:`cascade.optimize.gates`), then a trusted
 last tier: a strong model (one whose own pass rate is within the 95 % interval of the best
 model's) whose answer is taken as it is, so the worst case of every ladder is a model that
-could do the job alone.
+could do the job alone. A ladder may also have a start-tier router: given each model's chance
+of answering each task right (see :mod:`cascade.optimize.routing`) and a threshold, a task
+starts at the first tier whose chance reaches it, as a policy's ``[route]`` does.
 
 Gates are simulated once per task; ladders are then scored by array arithmetic on per-part
 sums (the right answers and the cost of each ladder on each part of the tasks: the part it is
-chosen on, the part it is certified on, ...). A later tier that asks a voter the task already
-has an answer from is refunded that voter's cost, as the engine reuses the answer.
+chosen on, the part it is certified on, ...; see :mod:`cascade.optimize.scoring`). A later
+tier that asks a voter the task already has an answer from is refunded that voter's cost, as
+the engine reuses the answer.
 
 :func:`frontier` keeps, per kind, the ladders nothing cheaper beats on a part, and
 :func:`mixes` finds, by dynamic programming over the count of right answers, the cheapest
@@ -25,10 +28,20 @@ import numpy as np
 import numpy.typing as npt
 
 from cascade.errors import ConfigError
-from cascade.optimize.gates import Gate, GateArrays, candidate_gates, pareto, simulate
+from cascade.optimize.gates import Gate, candidate_gates, pareto, simulate
+from cascade.optimize.scoring import Stacked, score_ladders
 from cascade.optimize.table import Bools, Floats, Ints, KindTable
 
-__all__ = ["Ladders", "Mix", "Parts", "frontier", "ladders", "mixes", "strong_models"]
+__all__ = [
+    "Ladders",
+    "Mix",
+    "Parts",
+    "Routing",
+    "frontier",
+    "ladders",
+    "mixes",
+    "strong_models",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,7 @@ class Ladders:
     ``tiers[i]`` is (first gate, second gate, last model): gate indices into :attr:`gates`, -1
     for none, and the last tier's model index. ``rights[i, p]`` and ``costs[i, p]`` are ladder
     ``i``'s right answers and cost on part ``p``; ``sizes[p]`` the tasks in part ``p``.
+    ``thresholds[i]`` is its router's threshold (0: no router).
     """
 
     table: KindTable
@@ -51,8 +65,24 @@ class Ladders:
     p95_s: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     """Per ladder: the p95 of its task latency on the tasks of every part (recorded calls, one
     after another)."""
+    thresholds: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float32)
+    )
     fronts: dict[int, tuple[Ints, Ints, Floats]] = field(default_factory=dict)
     """Frontiers already found, by the parts they were found on."""
+
+    def threshold(self, index: int) -> float:
+        """Ladder ``index``'s router threshold; 0 when it has no router."""
+        return float(self.thresholds[index]) if self.thresholds.size else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Start-tier routers to try: each model's chance per task, and the thresholds."""
+
+    chances: Floats
+    """Per (model, task): the chance the model's answer is right, as the router predicts it."""
+    thresholds: Sequence[float]
 
 
 def strong_models(table: KindTable, use: Bools | None = None) -> list[int]:
@@ -75,6 +105,7 @@ def ladders(
     gates: Sequence[Gate] | None = None,
     max_p95_s: float | None = None,
     no_voters: Collection[int] = (),
+    routing: Routing | None = None,
 ) -> Ladders:
     """Score every ladder of up to ``max_tiers`` tiers on each part of ``table``'s tasks.
 
@@ -86,7 +117,8 @@ def ladders(
     only the ladders whose p95 task latency on every part's tasks (the training tasks: a bound
     to meet, not a figure to choose by) is within it are kept. Models in ``no_voters`` are
     never asked for a second opinion (a batch tier's model: its calls are priced at the batch
-    price, and a validator's calls are not batch calls).
+    price, and a validator's calls are not batch calls). With ``routing``, each ladder of two
+    or more tiers is also scored with a router at each of its thresholds.
     """
     count = int(parts.max()) + 1 if parts.size else 1
     onehot = np.zeros((parts.size, count), dtype=np.float64)
@@ -99,8 +131,16 @@ def ladders(
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)
     arrays = [every[i] for i in kept]
-    stacked = _Stacked.of(chosen, arrays, onehot, table, placed)
-    tiers, rights, costs, p95s = _score(table, stacked, tops, max_tiers, any_order)
+    stacked = Stacked.of(chosen, arrays, onehot, table, placed)
+    tiers, rights, costs, p95s = score_ladders(table, stacked, tops, max_tiers, any_order, None)
+    levels = [np.zeros(sum(len(t) for t in tiers), dtype=np.float32)]
+    for threshold in () if routing is None else routing.thresholds:
+        assert routing is not None
+        skip = (routing.chances[stacked.owner] < threshold).astype(np.float64)
+        more = score_ladders(table, stacked, tops, max_tiers, any_order, skip)
+        tiers, rights, costs = tiers + more[0], rights + more[1], costs + more[2]
+        p95s += more[3]
+        levels.append(np.full(sum(len(t) for t in more[0]), threshold, dtype=np.float32))
     p95 = np.concatenate(p95s).astype(np.float32)
     keep = _fast_enough(p95, max_p95_s, table.kind, any_last=last is not None)
     return Ladders(
@@ -112,6 +152,7 @@ def ladders(
         onehot.sum(axis=0).astype(np.intp),
         len(candidates),
         p95[keep],
+        np.concatenate(levels)[keep],
     )
 
 
@@ -152,122 +193,6 @@ def _fast_enough(
     return keep
 
 
-@dataclass(frozen=True, slots=True)
-class _Stacked:
-    """Every gate's per-task arrays, stacked (gates by tasks), and the parts' one-hot matrix."""
-
-    accept: Floats
-    paid: Floats
-    kept: Floats
-    asked: Floats
-    voter_paid: Floats
-    voting: Ints
-    owner: Ints
-    onehot: Floats
-    seconds: Floats
-    use: Bools
-    """The tasks latency quantiles are taken on."""
-
-    @classmethod
-    def of(
-        cls,
-        gates: tuple[Gate, ...],
-        arrays: list[GateArrays],
-        onehot: Floats,
-        table: KindTable,
-        use: Bools,
-    ) -> _Stacked:
-        shape = (len(gates), onehot.shape[0])
-        zero = np.zeros(shape[1])
-        return cls(
-            np.array([a.accepted for a in arrays], dtype=np.float64).reshape(shape),
-            np.array([a.cost for a in arrays], dtype=np.float64).reshape(shape),
-            np.array([a.right for a in arrays], dtype=np.float64).reshape(shape),
-            np.array([a.asked for a in arrays], dtype=np.float64),
-            np.array([a.paid for a in arrays], dtype=np.float64),
-            np.flatnonzero([bool(g.voters) for g in gates]),
-            np.array([g.model for g in gates], dtype=np.intp),
-            onehot,
-            np.array(
-                [a.seconds if a.seconds is not None else zero for a in arrays], dtype=np.float64
-            ).reshape(shape),
-            use,
-        )
-
-    def p95(self, seconds: Floats) -> Floats:
-        """Per row of ``seconds`` (ladders by tasks): the p95 over the :attr:`use` tasks."""
-        if not self.use.any():
-            return np.zeros(seconds.shape[0])
-        return np.asarray(np.quantile(seconds[:, self.use], 0.95, axis=1), dtype=np.float64)
-
-
-def _score(
-    table: KindTable, stacked: _Stacked, tops: Sequence[int], max_tiers: int, any_order: bool
-) -> tuple[list[Ints], list[Floats], list[Floats], list[Floats]]:
-    onehot = stacked.onehot
-    price = table.cost.mean(axis=1)
-    tiers: list[Ints] = []
-    rights: list[Floats] = []
-    costs: list[Floats] = []
-    p95s: list[Floats] = []
-    for top in tops:
-        r_top = table.correct[top].astype(np.float64)
-        c_top = table.cost[top]
-        s_top = table.seconds[top]
-        tiers.append(np.array([[-1, -1, top]], dtype=np.intp))
-        rights.append((r_top @ onehot)[None, :])
-        costs.append((c_top @ onehot)[None, :])
-        p95s.append(stacked.p95(s_top[None, :]))
-        if max_tiers < 2 or not stacked.owner.size:
-            continue
-        owner = stacked.owner
-        usable = owner != top
-        if not any_order:
-            usable &= price[owner] <= price[top]
-        passed_on = 1.0 - stacked.accept
-        inner_r = stacked.kept + passed_on * r_top  # two-tier ladders, per task
-        inner_c = stacked.paid + passed_on * c_top
-        inner_s = stacked.seconds + passed_on * s_top
-        index = np.flatnonzero(usable)
-        tiers.append(np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)]))
-        rights.append((inner_r @ onehot)[index])
-        costs.append((inner_c @ onehot)[index])
-        p95s.append(stacked.p95(inner_s[index]))
-        if max_tiers < 3:
-            continue
-        for first in index:
-            later = (owner != owner[first]) & (any_order | (price[owner] >= price[owner[first]]))
-            second = np.flatnonzero(usable & later)
-            if second.size:
-                found = _three_tiers(stacked, int(first), second, inner_r, inner_c)
-                tiers.append(np.column_stack([np.full(second.size, first), second,
-                                              np.full(second.size, top)]))  # fmt: skip
-                rights.append(found[0])
-                costs.append(found[1])
-                # A voter's answer the first tier already has is not waited for again; counting
-                # it is the slower side, so the bound still holds.
-                waited = stacked.seconds[first] + passed_on[first] * inner_s[second]
-                p95s.append(stacked.p95(waited))
-    return tiers, rights, costs, p95s
-
-
-def _three_tiers(
-    stacked: _Stacked, first: int, second: Ints, inner_r: Floats, inner_c: Floats
-) -> tuple[Floats, Floats]:
-    """Per part, the right answers and cost of ``first`` then each of ``second`` then the top."""
-    weights = (1.0 - stacked.accept[first])[:, None] * stacked.onehot  # what ``first`` passes on
-    cost_second = inner_c[second]
-    refunded = np.intersect1d(second, stacked.voting, assume_unique=True)
-    if refunded.size:
-        # A voter the first tier already asked (or its own model) is not paid again.
-        refund = np.einsum("smt,mt->st", stacked.voter_paid[refunded], stacked.asked[first])
-        cost_second = cost_second.copy()
-        cost_second[np.searchsorted(second, refunded)] -= refund
-    rights = stacked.kept[first] @ stacked.onehot + inner_r[second] @ weights
-    costs = stacked.paid[first] @ stacked.onehot + cost_second @ weights
-    return rights, costs
-
-
 Parts = tuple[int, ...]
 """A set of parts of the tasks, whose sums are taken together."""
 
@@ -282,7 +207,8 @@ def frontier(found: Ladders, parts: Parts) -> tuple[Ints, Ints, Floats]:
     right = np.rint(found.rights[:, columns].sum(axis=1, dtype=np.float64)).astype(np.intp)
     cost = found.costs[:, columns].sum(axis=1, dtype=np.float64)
     sizes = (found.tiers[:, :2] >= 0).sum(axis=1)
-    order = np.lexsort((sizes, -right, cost))  # cheapest, then best, then fewest tiers
+    routed = found.thresholds > 0 if found.thresholds.size else np.zeros(right.size, np.bool_)
+    order = np.lexsort((routed, sizes, -right, cost))  # cheapest, best, fewest tiers, no router
     best_so_far = np.maximum.accumulate(right[order])
     keep = np.ones(order.size, dtype=np.bool_)
     keep[1:] = best_so_far[1:] > best_so_far[:-1]

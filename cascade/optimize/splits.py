@@ -21,7 +21,8 @@ from scipy.stats import beta
 
 from cascade.optimize.certify import CERTIFY, SELECT, certify
 from cascade.optimize.pipeline import selection_parts
-from cascade.optimize.search import Ladders, ladders
+from cascade.optimize.routing import THRESHOLDS, Rows, kind_router
+from cascade.optimize.search import Ladders, Routing, ladders
 from cascade.optimize.table import Ints, KindTable
 
 __all__ = ["SplitResult", "run_split", "upper_bound"]
@@ -74,16 +75,22 @@ def run_split(
     *,
     holdout: float = 0.3,
     select: float = 0.5,
+    rows: Mapping[str, Rows] | None = None,
 ) -> SplitResult:
     """One random split: choose on its training part, score the choice held out.
 
     With no ``target``, each split's selection part sets its own, as ``--target-pass-rate auto``.
+    With ``rows`` (per kind, each task of its table and what it sends), ladders may also have a
+    start-tier router, fit on the split's selection part, as ``cascade optimize`` fits it.
     """
     found: dict[str, Ladders] = {}
     parts: dict[str, Ints] = {}
     for kind, table in tables.items():
         parts[kind] = _parts(len(table.task_ids), rng, holdout, select)
-        found[kind] = ladders(table, parts[kind], choose_on=SELECT)
+        routing = None
+        if rows is not None:
+            routing = Routing(kind_router(table, rows[kind], parts[kind]).chances, THRESHOLDS)
+        found[kind] = ladders(table, parts[kind], choose_on=SELECT, routing=routing)
     result = certify(found, target, confidence)
     chosen = result.chosen or result.best_bound
     held = sum(int(f.sizes[HELD]) for f in found.values())

@@ -82,7 +82,9 @@ def describe(found: Ladders, index: int) -> str:
         asks = f"; {gate.reasks} re-ask{'s' * (gate.reasks > 1)}" if gate.reasks else ""
         parts.append(f"{table.models[gate.model]} [{', '.join(checks)}{asks}]")
     parts.append(table.models[int(found.tiers[index, 2])])
-    return " → ".join(parts)
+    threshold = found.threshold(index)
+    routed = f" (routed: start at a tier whose chance is >= {threshold:g})" if threshold else ""
+    return " → ".join(parts) + routed
 
 
 def policy_text(
@@ -90,15 +92,19 @@ def policy_text(
     tiers: list[dict[str, Any]],
     header: Sequence[str],
     base: Mapping[str, Any] | None = None,
+    route: Mapping[str, Any] | None = None,
 ) -> str:
     """A policy file: the header as comments, then the task type and the ladder.
 
     With ``base`` (a user's policy, as TOML data), everything else it says is kept, but its
-    policy-wide validators, which the chosen tiers now run as their own.
+    policy-wide validators, which the chosen tiers now run as their own, and its ``[route]``,
+    fit for its own ladder: ``route`` is the chosen ladder's, if any.
     """
     wrapped = [
         [line] if line.startswith("  ") else textwrap.wrap(line, 96) or [""] for line in header
     ]
     comments = "".join(f"# {part}".rstrip() + "\n" for lines in wrapped for part in lines)
-    kept = {k: v for k, v in (base or {}).items() if k not in ("task_type", "tiers", "validators")}
-    return comments + tomli_w.dumps({"task_type": kind, **kept, "tiers": tiers})
+    dropped = ("task_type", "tiers", "validators", "route")
+    kept = {k: v for k, v in (base or {}).items() if k not in dropped}
+    routed = {"route": dict(route)} if route else {}
+    return comments + tomli_w.dumps({"task_type": kind, **kept, "tiers": tiers, **routed})

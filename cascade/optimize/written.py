@@ -6,9 +6,12 @@ A library: it writes files and returns figures, and never prints.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cascade.bench.evaluate import LadderScore, score_models, score_oracle, score_policy
 from cascade.bench.suite import ByKind, default_validators, policy_cascades
@@ -16,10 +19,11 @@ from cascade.errors import ConfigError
 from cascade.files import write_atomic
 from cascade.optimize.checks import relocated
 from cascade.optimize.pipeline import Optimized, Options
+from cascade.optimize.routing import ladder_router, rescored
 from cascade.optimize.write import policy_text, tier_tables
 from cascade.store.verdicts import VerdictCache
 
-__all__ = ["calibrate", "check_written", "out_paths", "policy_arg", "write_policies"]
+__all__ = ["calibrate", "check_written", "out_paths", "policy_arg", "router_path", "write_policies"]
 
 
 def out_paths(out: Path, kinds: list[str], name: str) -> dict[str, Path]:
@@ -74,6 +78,7 @@ def write_policies(
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
         *([_CALIBRATED] if calibration else []),
+        *([_ROUTED] if any(found.found[k].threshold(i) for k, i in picks.items()) else []),
         "Check it on the tasks the optimizer never saw:",
         f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
         + "".join(f" --kind {k}" for k in options.kinds)
@@ -86,20 +91,43 @@ def write_policies(
         if calibration is not None and calibration.get(kind):
             base = user.data.get("drift", {}) if user is not None and user.task_type == kind else {}
             drift = {"drift": {**base, "acceptance": calibration[kind]}}
+        route = _write_router(found, kind, picks[kind], path)
         if user is None or user.task_type != kind:
             tiers = _batched(tier_tables(found.found[kind], picks[kind]), found, options)
-            text = policy_text(kind, tiers, header, drift)
+            text = policy_text(kind, tiers, header, drift, route)
         else:
             tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
             tiers = _batched(tiers, found, options)
             for tier in tiers:
                 if "validators" in tier:
                     tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
-            text = policy_text(kind, tiers, header, {**user.data, **drift})
+            text = policy_text(kind, tiers, header, {**user.data, **drift}, route)
         write_atomic(path, text)
     return list(paths.values())
 
 
+def router_path(path: Path) -> Path:
+    """Where the router of the policy file ``path`` is written: beside it."""
+    return path.with_name(f"{path.stem}.router.json")
+
+
+def _write_router(found: Optimized, kind: str, index: int, path: Path) -> dict[str, Any] | None:
+    """Write ladder ``index``'s router beside ``path``, if it has one; its ``[route]`` table."""
+    ladders = found.found[kind]
+    threshold = ladders.threshold(index)
+    if not threshold:
+        return None
+    target = router_path(path)
+    router = ladder_router(ladders, index, found.routers[kind].router)
+    write_atomic(target, json.dumps(router.to_json()) + "\n")
+    return {"file": target.name, "threshold": round(threshold, 6)}
+
+
+_ROUTED = (
+    "[route] starts a task at the first tier whose chance of a right answer reaches its "
+    "threshold: the router was fit on the selection part and certified with the ladder "
+    "(the certification tasks were new to it); refit it, and the guarantee is gone."
+)
 _CALIBRATED = ("[drift] acceptance is each tier's acceptance rate on the training tasks, "
                "replayed: the baseline of the policy's drift alarms.")  # fmt: skip
 
@@ -121,8 +149,9 @@ def calibrate(
 ) -> dict[str, list[float]]:
     """Each written policy's acceptance rate by tier on its training tasks, replayed.
 
-    The rate of tier k is the share of the tasks that reached it that it accepted; the last,
-    trusted tier is left out (it accepts all), as is a tier no training task reached.
+    The rate of tier k is the share of the tasks asked there that it accepted (a router may
+    start a task past it), as a run's drift alarms count it; the last, trusted tier is left out
+    (it accepts all), as is a tier no training task reached, and every one after it.
     """
     cache = VerdictCache() if options.cache else None
     rates: dict[str, list[float]] = {}
@@ -131,19 +160,18 @@ def calibrate(
         train = found.data.subset(ids)
         cascades = policy_cascades(str(path), train, ByKind(default_validators(cache)), cache)
         score = asyncio.run(score_policy(train, cascades))
-        reached, found_rates = score.tasks, []
-        for accepted in score.accepted_by_tier[:-1]:
+        found_rates = []
+        for accepted, reached in zip(
+            score.accepted_by_tier[:-1], score.reached_by_tier, strict=False
+        ):
             if reached <= 0:
                 break
             found_rates.append(round(min(0.999, max(0.001, accepted / reached)), 4))
-            reached -= accepted
         rates[kind] = found_rates
     return rates
 
 
-def check_written(
-    found: Optimized, policy: str, simulated_cost: float, options: Options
-) -> dict[str, Any]:
+def check_written(found: Optimized, policy: str, options: Options) -> dict[str, Any]:
     """Replay the written policies through the engine on both splits."""
     cache = VerdictCache() if options.cache else None
     data = found.data
@@ -151,13 +179,22 @@ def check_written(
     on_train = asyncio.run(score_policy(data.subset(found.train), cascades))
     chosen = found.result.chosen
     assert chosen is not None  # only a chosen ladder is checked
-    simulated = (chosen.selected_rate * found.facts["selection_tasks"]
-                 + chosen.certified_rate * found.facts["certification_tasks"])  # fmt: skip
+    right = cost = 0.0
+    for kind, index in chosen.picks.items():
+        ladders = found.found[kind]
+        if ladders.threshold(index):
+            # The written router reads its own selection tasks in sample, as the replay does.
+            kind_right, kind_cost = rescored(ladders, index, found.routers[kind].written)
+        else:
+            kind_right = float(ladders.rights[index].sum(dtype=np.float64))
+            kind_cost = float(ladders.costs[index].sum(dtype=np.float64))
+        right, cost = right + kind_right, cost + kind_cost
+    tasks = max(1, found.facts["train_tasks"])
     facts: dict[str, Any] = {
         "train": _figures(on_train),
         "simulated_train": {
-            "pass_rate": round(simulated / max(1, found.facts["train_tasks"]), 6),
-            "cost_per_task_usd": round(simulated_cost, 10),
+            "pass_rate": round(right / tasks, 6),
+            "cost_per_task_usd": round(cost / tasks, 10),
         },
     }
     if found.held:

@@ -22,7 +22,7 @@ from cascade.types import Message, Task
 
 Route = Callable[[Task, tuple[Message, ...]], Sequence[int]]
 
-__all__ = ["FORMAT", "Router", "fit_router", "learned_route", "start_at"]
+__all__ = ["FORMAT", "Router", "fit_matrix", "fit_router", "learned_route", "start_at"]
 
 FORMAT = "cascade-router/1"
 
@@ -37,9 +37,12 @@ class Router:
 
     def chances(self, rows: Sequence[tuple[Task, tuple[Message, ...]]]) -> list[list[float]]:
         """Each row's chance of passing at each tier."""
+        return self.chances_of(features(rows))
+
+    def chances_of(self, matrix: Any) -> list[list[float]]:
+        """The chances of the rows whose :func:`features` are ``matrix``."""
         import numpy as np  # noqa: PLC0415
 
-        matrix = features(rows)
         weights = np.asarray(self.weights, dtype=np.float64).T
         logits = matrix @ weights + np.asarray(self.intercepts)
         return [[1 / (1 + math.exp(-float(x))) for x in row] for row in np.asarray(logits)]
@@ -91,16 +94,20 @@ def fit_router(
 
     A tier whose answers all passed (or all failed) gets a constant chance.
     """
+    return fit_matrix(models, features(rows), passed)
+
+
+def fit_matrix(models: Sequence[str], matrix: Any, passed: Sequence[Sequence[bool]]) -> Router:
+    """:func:`fit_router` on rows whose :func:`features` are ``matrix``."""
     import numpy as np  # noqa: PLC0415
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
-    matrix = features(rows)
     width = matrix.shape[1]
     weights, intercepts = [], []
     for labels in passed:
         y = np.asarray(labels, dtype=np.int8)
-        if y.min() == y.max():
-            share = min(max(float(y.mean()), 0.001), 0.999)
+        if y.size == 0 or y.min() == y.max():  # nothing to learn: a constant chance
+            share = min(max(float(y.mean()) if y.size else 1.0, 0.001), 0.999)
             weights.append((0.0,) * width)
             intercepts.append(math.log(share / (1 - share)))
             continue
@@ -132,10 +139,16 @@ def learned_route(file: str | Path, threshold: float, models: Sequence[str],
                   base: Route | None) -> Route:  # fmt: skip
     """A policy's ``[route]``: ``base`` (its start rules) less the tiers the router skips.
 
-    The router must have been fit for this ladder: its file is refused, named, otherwise.
+    The router must have been fit for this ladder (the same models, in order; a provider prefix
+    such as ``openai/`` may be added or dropped): its file is refused, named, otherwise.
     """
     router = Router.load(file)
-    if router.models != tuple(models):
+    if [_bare(m) for m in router.models] != [_bare(m) for m in models]:
         raise ConfigError(f"router {file} was fit for the ladder {' → '.join(router.models)}, "
                           f"not this policy's {' → '.join(models)}")  # fmt: skip
     return start_at(base, len(models), lambda t, m: router.chances([(t, m)])[0], threshold)
+
+
+def _bare(model: str) -> str:
+    """A model's name without its provider prefix: ``openai/gpt-4o`` is ``gpt-4o``."""
+    return model.rsplit("/", 1)[-1]
