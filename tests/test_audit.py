@@ -24,14 +24,15 @@ from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang
 from cascade.cli import main
 from cascade.engine.calls import Caller
-from cascade.enums import Status
+from cascade.enums import CallKind, Decision, Status
 from cascade.outcome import Outcome
 from cascade.retry import RetryPolicy
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
 from cascade.testing import FakeReply
-from cascade.types import Task, Tier
+from cascade.tokens import count_tokens
+from cascade.types import Price, Task, Tier
 from tests.helpers import assert_policy_refused
 from tests.test_run_trouble import KEY, Script, cascade_run, results, serve, statuses
 
@@ -301,8 +302,11 @@ def test_a_judge_audit_grades_the_accepted_answers(tmp_path: Path, serve: Any) -
 
 
 def test_audits_still_running_when_time_is_up_are_cut_off_and_logged() -> None:
-    """An interrupted run gives its audits the grace period, then cancels them, saying so."""
-    plan = AuditPlan(share=1.0, model="auditor")
+    """An interrupted run gives its audits the grace period, then cancels them, saying so.
+
+    The call in flight was sent, and is billed: it is stored, at its prompt's price.
+    """
+    plan = AuditPlan(share=1.0, model="auditor", price=Price(1000.0, 2000.0))
     target = AuditTarget.of(plan, (Tier("cheap"), Tier("dear")), "{input}", (), JobBudget(None))
     backend = ScriptedBackend({"auditor": [Hang()]})
     with Store(":memory:") as store, capture_steps() as events:
@@ -316,4 +320,7 @@ def test_audits_still_running_when_time_is_up_are_cut_off_and_logged() -> None:
             return await auditor.drain(0.05)
 
         assert asyncio.run(go()) == 1
+        (cut,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
     assert any(e.get("what") == "cut off" for e in events)
+    assert (cut.model_requested, cut.decision, cut.output) == ("auditor", Decision.CANCEL, None)
+    assert cut.cost_usd == pytest.approx(count_tokens([{"role": "user", "content": "q"}]) * 1e-3)

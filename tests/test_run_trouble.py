@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from cascade.testing import FakeOpenAI, FakeReply
+from cascade.tokens import count_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 CHEAP, DEAR = "openai/cheap-model", "openai/dear-model"
@@ -397,6 +398,19 @@ def test_ctrl_c_cuts_off_hung_calls_and_keeps_what_they_paid_for(
         cheap = db.execute(
             "SELECT count(*) FROM attempts WHERE model_requested = ? AND error IS NULL", (CHEAP,)
         ).fetchone()[0]
-    # The cheap answers the cut-off tasks got were paid for: they are stored and spent.
+        dear = db.execute("SELECT count(*) FROM attempts WHERE model_requested = ?", (DEAR,))
+        cut = db.execute(
+            "SELECT task_id, cost_usd FROM attempts WHERE model_requested = ? AND decision = ?",
+            (DEAR, "cancel"),
+        ).fetchall()
+        dear_calls = dear.fetchone()[0]
+    # The cheap answers the cut-off tasks got were paid for: they are stored and spent. So is
+    # every dear call the provider received, and those cut off in flight cost their prompt.
     assert cheap == script.counts["cheap-model"]
-    assert _spent(job) == pytest.approx(cheap * 5e-6)
+    assert dear_calls == script.counts["dear-model"]
+    assert cut
+    sent = {task: count_tokens([{"role": "user", "content": f"say ok {task[1:]}"}])
+            for task, _ in cut}  # fmt: skip
+    for task, cost in cut:
+        assert cost == pytest.approx(sent[task] * 10.0 / 1e6)
+    assert _spent(job) == pytest.approx(cheap * 5e-6 + sum(cost for _, cost in cut))

@@ -25,6 +25,7 @@ from cascade.audit.plan import AuditPlan, sampled
 from cascade.engine import first_messages
 from cascade.engine.answers import Answers
 from cascade.engine.calls import Call, Caller
+from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ProviderError
 from cascade.outcome import Outcome, Step
@@ -94,8 +95,8 @@ class Auditor:
     async def drain(self, timeout_s: float | None = None) -> int:
         """Wait for the audits in flight (at most ``timeout_s``); cancel the rest, logged.
 
-        Returns how many were cancelled: their calls so far are not stored (an interrupted
-        run's grace period is what bounds them).
+        Returns how many were cancelled; their calls so far are stored all the same, as steps
+        of decision ``cancel``.
         """
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while self._running:
@@ -131,7 +132,13 @@ class Auditor:
             messages = (*target.examples, *first_messages(task, target.prompt))
             answers = Answers(self._caller, task.id)  # its calls are kept as the audit's steps
             ask = answers.asker(Tier(plan.model), CallKind.AUDIT)
-            verdict = await self._verdict(plan, task, outcome, messages, ask)
+            held = Unrecorded(tier)
+            try:
+                with tracking(held):
+                    verdict = await self._verdict(plan, task, outcome, messages, ask)
+            except asyncio.CancelledError:  # cut off: what it paid for is kept all the same
+                self._record(target, task, outcome, tier, [c for _, c in held.left()], None)
+                raise
         self._record(target, task, outcome, tier, answers.take_calls(), verdict)
 
     async def _verdict(self, plan: AuditPlan, task: Task, outcome: Outcome,
@@ -155,22 +162,27 @@ class Auditor:
                        score=0.0)  # fmt: skip
 
     def _record(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int,
-                calls: list[Call], verdict: Verdict) -> None:  # fmt: skip
-        """The audit's calls as steps of the task; its cost counted; an event."""
+                calls: list[Call], verdict: Verdict | None) -> None:  # fmt: skip
+        """The audit's calls as steps of the task; its cost counted; an event.
+
+        With no ``verdict``, the audit was cut off: its calls so far are steps of decision
+        ``cancel`` (a call cut off in flight at its prompt's price).
+        """
         steps = []
         for number, call in enumerate(calls, start=len(outcome.steps)):
             response = call.response
-            answered = response is not None and call is calls[-1] and not verdict.fault
-            decision = Decision.ERROR
-            if answered:
+            answered = (response is not None and call is calls[-1] and verdict is not None
+                        and not verdict.fault)  # fmt: skip
+            decision = Decision.ERROR if verdict is not None else Decision.CANCEL
+            if answered and verdict is not None:
                 decision = Decision.AGREE if verdict.passed else Decision.DISAGREE
             usage = response.usage if response is not None else Usage()
             steps.append(Step(
                 self._run_id, task.id, task.type, number, tier, call.model,
                 response.model if response is not None else None, CallKind.AUDIT,
                 usage.prompt_tokens, usage.completion_tokens,
-                response.cost_usd if response is not None else 0.0, call.latency_s,
-                (verdict,) if answered else (), decision,
+                response.cost_usd if response is not None else call.cut_usd or 0.0,
+                call.latency_s, (verdict,) if answered and verdict is not None else (), decision,
                 None if call.error is None else f"{type(call.error).__name__}: {call.error}",
                 time.time(), output=response.text if response is not None else None,
             ))  # fmt: skip
@@ -180,6 +192,8 @@ class Auditor:
         target.spent.add(cost)
         if self._budget is not None:
             self._budget.add(cost)
+        if verdict is None:
+            return  # the drain logs the audits it cut off
         what = "failed" if verdict.fault else "agreed" if verdict.passed else "disagreed"
         self._event(what, task, tier, target.plan.model, cost_usd=cost,
                     why=None if verdict.passed else verdict.reason)  # fmt: skip

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cascade.backends.base import Backend
+from cascade.engine.unrecorded import made
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.errors import (
     BackendFault,
@@ -118,6 +119,9 @@ class Call:
     replay's recorded one): the task's clock then runs on such latencies, not the wall's."""
     batch: bool = False
     """Whether the call went through the provider's batch API."""
+    cut_usd: float | None = None
+    """For a call cut off in flight (a task interrupted): its prompt at the input price, which
+    the provider bills."""
 
 
 class Caller:
@@ -276,7 +280,34 @@ class Caller:
         error.args = (self._redactor.text(str(error)),)
         return Call(model, kind, time.perf_counter() - start, error=error, batch=batch)
 
+    def sent_usd(self, tier: Tier, messages: tuple[Message, ...]) -> float:
+        """What sending ``messages`` to ``tier``'s model costs: its prompt at the input price.
+
+        What a call cut off in flight is billed; 0 where no price is known.
+        """
+        quote = self.quote(tier.model)
+        price = tier.price or (quote.price if quote is not None else None)
+        return count_tokens(messages) * price.input_usd_per_mtok / 1e6 if price is not None else 0.0
+
     async def _once(
+        self, tier: Tier, request: Request, kind: CallKind, *, batch: bool = False
+    ) -> Call:
+        """One call, held for the task's record (:mod:`~cascade.engine.unrecorded`).
+
+        A call cut off in flight is held too, at what its prompt cost; but not a batch call,
+        whose request stays in the run's ledger for a resumed run to collect, and pay for, then.
+        """
+        start = time.perf_counter()
+        try:
+            call = await self._asked(tier, request, kind, batch=batch)
+        except asyncio.CancelledError:
+            if not batch:
+                cost = self.sent_usd(tier, request.messages)
+                made(Call(request.model, kind, time.perf_counter() - start, cut_usd=cost))
+            raise
+        return made(call)
+
+    async def _asked(
         self, tier: Tier, request: Request, kind: CallKind, *, batch: bool = False
     ) -> Call:
         """One call: to the backend within the tier's timeout, or through the batch API.

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 from cascade.engine.answers import reask_turns
 from cascade.engine.calls import Call
+from cascade.engine.unrecorded import Unrecorded, branch_task
 from cascade.enums import CallKind, Decision
 from cascade.outcome import Outcome
-from cascade.tokens import count_tokens
 from cascade.types import Message, Tier, Verdict
 
 if TYPE_CHECKING:
@@ -85,6 +85,14 @@ class _Leg:
     rung: Rung
     start_s: float
     job: asyncio.Task[list[Call] | Outcome]
+    calls: Unrecorded | None
+    """The leg's calls no step records yet (see :mod:`~cascade.engine.unrecorded`)."""
+
+    @classmethod
+    def start(cls, run: TaskRun, rung: Rung, start_s: float, kind: CallKind) -> _Leg:
+        """Ask ``rung`` as a task of its own, its calls held in a branch of their own."""
+        job, calls = branch_task(_ask(run, rung, kind), rung.index)
+        return cls(rung, start_s, job, calls)
 
     @property
     def end_s(self) -> float:
@@ -109,7 +117,7 @@ async def race(
     climb goes on as usual. Otherwise the race's outcome, or where the hedged tier goes on.
     """
     began, clock, first_step = time.monotonic(), run.clock.calls_s, len(run.record.steps)
-    primary = _Leg(rung, 0.0, asyncio.ensure_future(_ask(run, rung, CallKind.CALL)))
+    primary = _Leg.start(run, rung, 0.0, CallKind.CALL)
     hedge: _Leg | None = None
     try:
         await asyncio.wait({primary.job}, timeout=hedge_after)
@@ -119,17 +127,22 @@ async def race(
             start = hedge_after  # a recorded latency: the hedge started while it ran
         else:
             start = time.monotonic() - began
-        hedge = _Leg(following, start, asyncio.ensure_future(_ask(run, following, CallKind.HEDGE)))
+        hedge = _Leg.start(run, following, start, CallKind.HEDGE)
         if run.log is not None:
             run.log.event("cascade.hedge", task_id=run.task.id, tier=following.index,
                           model=following.tier.model, after_s=round(start, 3))  # fmt: skip
         ended = await _resolve(run, primary, hedge, clock, began, messages, budget_usd)
     finally:
-        for leg in (primary, hedge):
-            if leg is not None and not leg.job.done():
-                leg.job.cancel()
+        cut = [leg.job for leg in (primary, hedge) if leg is not None and not leg.job.done()]
+        for job in cut:
+            job.cancel()
+        # Cut off: what the legs spent in flight is held before the task records what is left.
+        await asyncio.gather(*cut, return_exceptions=True)
     if isinstance(ended, list):
-        return ended
+        return ended  # the climb records these calls as usual
+    for leg in (primary, hedge):  # the race recorded its legs' calls itself
+        if leg is not None and leg.calls is not None:
+            run.unrecorded.close(leg.calls)
     taken = sum(s.latency_s for s in run.record.steps[first_step:])
     run.record.overlap_s += max(0.0, taken - (run.clock.calls_s - clock))
     return run.record.refresh(ended) if isinstance(ended, Outcome) else ended
@@ -205,10 +218,7 @@ async def _cancel(run: TaskRun, leg: _Leg, won_at: float, began: float) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await leg.job
         ran = max(0.0, time.monotonic() - began - leg.start_s)
-        quote = run.caller.quote(tier.model)
-        price = tier.price or (quote.price if quote is not None else None)
-        sent = count_tokens(leg.rung.conversation)
-        cost = sent * price.input_usd_per_mtok / 1e6 if price is not None else 0.0
+        cost = run.caller.sent_usd(tier, leg.rung.conversation)
         kind = CallKind.CALL if leg.start_s == 0.0 else CallKind.HEDGE
         run.record.step(index, Call(tier.model, kind, ran), (), Decision.CANCEL, cost_usd=cost)
         return

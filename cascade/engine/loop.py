@@ -15,6 +15,7 @@ A task with a deadline checks each re-ask and escalation against its
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from cascade.engine.costcap import fit
 from cascade.engine.decide import Choice, Moment, decide
 from cascade.engine.hedge import Resume, Rung, race
 from cascade.engine.record import Record
+from cascade.engine.unrecorded import Unrecorded, at_tier, tracking
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
 from cascade.outcome import Outcome, Step
 from cascade.steplog import StepLog
@@ -68,7 +70,9 @@ class TaskRun:
         self.log = log
         self.escalate_on_provider_error = escalate_on_provider_error
         self.max_outage_s = max_outage_s
-        self.record = Record(task, run_id, log, steps)
+        self.unrecorded = Unrecorded()
+        """Calls no step records yet: recorded as cancelled if the task is cut off."""
+        self.record = Record(task, run_id, log, steps, self.unrecorded)
         self.attempts: list[Attempt] = []
         self.answers = Answers(caller, task.id)
         self.budget_usd: float | None = None
@@ -92,10 +96,15 @@ class TaskRun:
         """
         order = range(len(self.ladder)) if order is None else order
         self.budget_usd = budget_usd
-        outcome = await self._climb(messages, budget_usd, order, examples)
-        if not calibrate:
-            return outcome
-        return await self._record_rest(outcome, messages, order, examples)
+        with tracking(self.unrecorded):
+            try:
+                outcome = await self._climb(messages, budget_usd, order, examples)
+                if calibrate:
+                    outcome = await self._record_rest(outcome, messages, order, examples)
+            except asyncio.CancelledError:
+                self.record.cut_off()  # paid for: the calls of the attempt in progress
+                raise
+        return outcome
 
     async def _climb(
         self,
@@ -250,6 +259,7 @@ class TaskRun:
         if isinstance(fitted, Outcome):
             return fitted
         tier = fitted
+        at_tier(index)
         waits, began = 0, time.monotonic()
         while True:
             calls = await self.caller.call_tier(
@@ -354,6 +364,7 @@ class TaskRun:
             if tier.is_human or index in asked:
                 continue
             conversation = (*examples, *messages) if tier.few_shot else messages
+            at_tier(index)
             calls = await self.caller.call_tier(
                 tier, conversation, self.task.id, CallKind.CALIBRATION, confidence=True
             )

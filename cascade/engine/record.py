@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from cascade.engine.calls import Call
+from cascade.engine.unrecorded import Unrecorded
 from cascade.enums import SIDE_CALLS, Decision, Status
 from cascade.outcome import Outcome, Step
 from cascade.steplog import StepLog
@@ -26,12 +27,19 @@ class Record:
     """Every step of one task, what it spent, and how it ends."""
 
     def __init__(
-        self, task: Task, run_id: str, log: StepLog | None, steps: list[Step] | None = None
+        self,
+        task: Task,
+        run_id: str,
+        log: StepLog | None,
+        steps: list[Step] | None = None,
+        unrecorded: Unrecorded | None = None,
     ) -> None:
         self.task = task
         self.run_id = run_id
         self.log = log
         self.steps: list[Step] = [] if steps is None else steps
+        self.unrecorded = unrecorded
+        """The task's calls no step records yet; each step takes its call out."""
         self.spent = 0.0
         self.waited_s = 0.0
         """Seconds spent in calls that failed and in waits for their providers to come back."""
@@ -52,6 +60,8 @@ class Record:
         ``cost_usd`` is what a call without a response is estimated to have cost (a hedged call
         cancelled in flight); a response's own cost is used otherwise.
         """
+        if self.unrecorded is not None:
+            self.unrecorded.take(call)
         response = call.response
         usage = response.usage if response is not None else _NO_USAGE
         cost = response.cost_usd if response is not None else (cost_usd or 0.0)
@@ -82,6 +92,18 @@ class Record:
         if self.log is not None:
             self.log.emit(step)
         return step.step
+
+    def cut_off(self) -> None:
+        """The task is cut off: record every call no step records yet, decision ``cancel``.
+
+        An answer is kept with its own cost; a call cut off in flight (no answer, no error) at
+        its prompt's, as a hedge's loser is.
+        """
+        if self.unrecorded is None:
+            return
+        for index, call in self.unrecorded.left():
+            cost = call.cut_usd if call.response is None else None
+            self.step(index, call, (), Decision.CANCEL, cost_usd=cost)
 
     def answer(
         self, index: int, call: Call, verdict: Verdict, decision: Decision, judged: list[Call]
