@@ -186,6 +186,7 @@ def test_a_routed_ladder_is_certified_written_and_cheaper_held_out(
     policy = load_policy(out)
     assert policy.spec.route is not None
     assert policy.spec.route.file == "chosen.router.json"
+    assert policy.spec.route.threshold in THRESHOLDS  # the very threshold simulated
     assert Router.load(tmp_path / "chosen.router.json").models == ("tiny", "big")
     # Its drift baseline counts only the tasks asked at the cheap tier: it fails none of them.
     assert found["drift_acceptance"]["multiple_choice"] == [0.999]

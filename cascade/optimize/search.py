@@ -65,9 +65,8 @@ class Ladders:
     p95_s: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     """Per ladder: the p95 of its task latency on the tasks of every part (recorded calls, one
     after another)."""
-    thresholds: npt.NDArray[np.float32] = field(
-        default_factory=lambda: np.zeros(0, dtype=np.float32)
-    )
+    thresholds: Floats = field(default_factory=lambda: np.zeros(0))
+    """Per ladder: its router's threshold, exactly as tried (0: none)."""
     fronts: dict[int, tuple[Ints, Ints, Floats]] = field(default_factory=dict)
     """Frontiers already found, by the parts they were found on."""
 
@@ -133,14 +132,14 @@ def ladders(
     arrays = [every[i] for i in kept]
     stacked = Stacked.of(chosen, arrays, onehot, table, placed)
     tiers, rights, costs, p95s = score_ladders(table, stacked, tops, max_tiers, any_order, None)
-    levels = [np.zeros(sum(len(t) for t in tiers), dtype=np.float32)]
+    levels = [np.zeros(sum(len(t) for t in tiers))]
     for threshold in () if routing is None else routing.thresholds:
         assert routing is not None
         skip = (routing.chances[stacked.owner] < threshold).astype(np.float64)
         more = score_ladders(table, stacked, tops, max_tiers, any_order, skip)
         tiers, rights, costs = tiers + more[0], rights + more[1], costs + more[2]
         p95s += more[3]
-        levels.append(np.full(sum(len(t) for t in more[0]), threshold, dtype=np.float32))
+        levels.append(np.full(sum(len(t) for t in more[0]), threshold, dtype=np.float64))
     p95 = np.concatenate(p95s).astype(np.float32)
     keep = _fast_enough(p95, max_p95_s, table.kind, any_last=last is not None)
     return Ladders(
