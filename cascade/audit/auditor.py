@@ -15,7 +15,6 @@ An audit model that cannot answer is logged (a ``cascade.audit`` event) and skip
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -25,10 +24,11 @@ from cascade.audit.plan import AuditPlan, sampled
 from cascade.engine import first_messages
 from cascade.engine.answers import Answers
 from cascade.engine.calls import Call, Caller
+from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ProviderError
-from cascade.outcome import Outcome, Step
+from cascade.outcome import Outcome
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -168,24 +168,16 @@ class Auditor:
         With no ``verdict``, the audit was cut off: its calls so far are steps of decision
         ``cancel`` (a call cut off in flight at its prompt's price).
         """
-        steps = []
-        for number, call in enumerate(calls, start=len(outcome.steps)):
-            response = call.response
-            answered = (response is not None and call is calls[-1] and verdict is not None
+        record = Record(task, self._run_id, None, list(outcome.steps))
+        for call in calls:
+            answered = (call.response is not None and call is calls[-1] and verdict is not None
                         and not verdict.fault)  # fmt: skip
             decision = Decision.ERROR if verdict is not None else Decision.CANCEL
             if answered and verdict is not None:
                 decision = Decision.AGREE if verdict.passed else Decision.DISAGREE
-            usage = response.usage if response is not None else Usage()
-            steps.append(Step(
-                self._run_id, task.id, task.type, number, tier, call.model,
-                response.model if response is not None else None, CallKind.AUDIT,
-                usage.prompt_tokens, usage.completion_tokens,
-                response.cost_usd if response is not None else call.cut_usd or 0.0,
-                call.latency_s, (verdict,) if answered and verdict is not None else (), decision,
-                None if call.error is None else f"{type(call.error).__name__}: {call.error}",
-                time.time(), output=response.text if response is not None else None,
-            ))  # fmt: skip
+            verdicts = (verdict,) if answered and verdict is not None else ()
+            record.step(tier, call, verdicts, decision, cost_usd=call.cut_usd)
+        steps = record.steps[len(outcome.steps) :]
         cost = sum(step.cost_usd for step in steps)
         if steps:
             self._store.append_steps(steps, f"audit-{uuid.uuid4().hex}")
