@@ -23,7 +23,7 @@ from cascade.errors import ConfigError
 from cascade.optimize.table import Check, build_check, default_checks
 from cascade.policy import load_policy
 from cascade.store.verdicts import VerdictCache
-from cascade.types import Task
+from cascade.types import Message, Task
 
 __all__ = ["UserPolicy", "relocated", "user_policy"]
 
@@ -43,6 +43,9 @@ class UserPolicy:
     """The policy file's TOML data."""
     tiers: dict[str, dict[str, Any]]
     """Its tier tables by model."""
+    prompt: str = "{input}"
+    examples: tuple[Message, ...] = ()
+    """Its worked examples as chat turns: with the prompt, what a task's first ask sends."""
 
     def checks(self, tasks: Sequence[Task], cache: VerdictCache | None) -> list[Check]:
         """The candidate checks, built as the policy loader builds them."""
@@ -74,7 +77,9 @@ def user_policy(path: str, kinds: Sequence[str]) -> UserPolicy:
     with Path(path).open("rb") as handle:
         data = tomllib.load(handle)
     tiers = {str(t["model"]): dict(t) for t in data.get("tiers", []) if isinstance(t, dict)}
-    return UserPolicy(Path(path).resolve(), policy.task_type, tuple(specs), data, tiers)
+    plan = policy.plan
+    return UserPolicy(Path(path).resolve(), policy.task_type, tuple(specs), data, tiers,
+                      plan.prompt, tuple(plan.examples))  # fmt: skip
 
 
 def relocated(spec: Mapping[str, Any], source: Path, target: Path) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from cascade.optimize.checks import UserPolicy, user_policy
 from cascade.optimize.routing import THRESHOLDS, KindRouter, kind_router, rows_of
 from cascade.optimize.search import Ladders, Routing, ladders
 from cascade.optimize.table import KindTable, kind_table
-from cascade.policy import load_policy
 from cascade.store.verdicts import VerdictCache
 from cascade.types import Message, Task
 
@@ -232,8 +231,7 @@ def _router(
     """The kind's router, on what each task sends as the written policy will send it."""
     prompt, examples = "{input}", tuple[Message, ...]()
     if user is not None and user.task_type == table.kind:
-        plan = load_policy(str(user.path)).plan
-        prompt, examples = plan.prompt, tuple(plan.examples)
+        prompt, examples = user.prompt, user.examples
 
     def sent(task: Task) -> tuple[Message, ...]:
         return (*examples, *first_messages(task, prompt))
