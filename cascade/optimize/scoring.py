@@ -11,7 +11,8 @@ tasks whose chance at a tier is below it straight past that tier, as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -86,76 +87,110 @@ def score_ladders(
     second too where that one's is; a ladder no task starts past is left out (the unrouted one
     is the same), as is the top alone.
     """
-    onehot = stacked.onehot
+    found = _Found()
     price = table.cost.mean(axis=1)
-    tiers: list[Ints] = []
-    rights: list[Floats] = []
-    costs: list[Floats] = []
-    p95s: list[Floats] = []
     for top in tops:
-        r_top = table.correct[top].astype(np.float64)
-        c_top = table.cost[top]
-        s_top = table.seconds[top]
+        alone = _Inner(table.correct[top].astype(np.float64), table.cost[top], table.seconds[top])
         if skip is None:
-            tiers.append(np.array([[-1, -1, top]], dtype=np.intp))
-            rights.append((r_top @ onehot)[None, :])
-            costs.append((c_top @ onehot)[None, :])
-            p95s.append(stacked.p95(s_top[None, :]))
+            found.add_rows(np.array([[-1, -1, top]], dtype=np.intp), alone.pick(None), stacked)
         if max_tiers < 2 or not stacked.owner.size:
             continue
         owner = stacked.owner
         usable = owner != top
         if not any_order:
             usable &= price[owner] <= price[top]
-        passed_on = 1.0 - stacked.accept
-        inner = _Inner(
-            stacked.kept + passed_on * r_top,  # two-tier ladders, per task
-            stacked.paid + passed_on * c_top,
-            stacked.seconds + passed_on * s_top,
-        )
-        start = inner if skip is None else inner.skipped(skip, r_top, c_top, s_top)
+        inner = _Inner.then(stacked, alone)
+        start = inner if skip is None else inner.skipped(skip, alone)
         index = np.flatnonzero(usable if skip is None else usable & skip.any(axis=1))
-        tiers.append(np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)]))
-        rights.append((start.right @ onehot)[index])
-        costs.append((start.cost @ onehot)[index])
-        p95s.append(stacked.p95(start.seconds[index]))
+        two = np.column_stack([index, np.full(index.size, -1), np.full(index.size, top)])
+        found.add_rows(two, start.pick(index), stacked)
         if max_tiers < 3:
             continue
         for first in index:
             later = (owner != owner[first]) & (any_order | (price[owner] >= price[owner[first]]))
             second = np.flatnonzero(usable & later)
             if second.size:
-                go = 1.0 if skip is None else 1.0 - skip[first]
-                found = _three_tiers(stacked, int(first), second, inner, go)
-                tiers.append(np.column_stack([np.full(second.size, first), second,
-                                              np.full(second.size, top)]))  # fmt: skip
-                # A voter's answer the first tier already has is not waited for again; counting
-                # it is the slower side, so the bound still holds.
-                waited = go * (stacked.seconds[first] + passed_on[first] * inner.seconds[second])
-                if skip is not None:
-                    jumped = skip[first][:, None] * onehot  # the tasks that start at the second
-                    found = (found[0] + start.right[second] @ jumped,
-                             found[1] + start.cost[second] @ jumped)  # fmt: skip
-                    waited = waited + skip[first] * start.seconds[second]
-                rights.append(found[0])
-                costs.append(found[1])
-                p95s.append(stacked.p95(waited))
-    return tiers, rights, costs, p95s
+                rights, costs, waited = _routed_three(
+                    stacked, int(first), second, inner, start, skip
+                )
+                found.add(np.column_stack([np.full(second.size, first), second,
+                                           np.full(second.size, top)]),
+                          rights, costs, stacked.p95(waited))  # fmt: skip
+    return found.tiers, found.rights, found.costs, found.p95s
+
+
+@dataclass(slots=True)
+class _Found:
+    """The ladders scored so far: their tiers, and per part their right answers, cost and p95."""
+
+    tiers: list[Ints] = field(default_factory=list)
+    rights: list[Floats] = field(default_factory=list)
+    costs: list[Floats] = field(default_factory=list)
+    p95s: list[Floats] = field(default_factory=list)
+
+    def add(self, tiers: Ints, rights: Floats, costs: Floats, p95: Floats) -> None:
+        """A block of ladders."""
+        self.tiers.append(tiers)
+        self.rights.append(rights)
+        self.costs.append(costs)
+        self.p95s.append(p95)
+
+    def add_rows(self, tiers: Ints, rows: _Inner, stacked: Stacked) -> None:
+        """A block of ladders from their per-task figures (a row each)."""
+        self.add(tiers, rows.right @ stacked.onehot, rows.cost @ stacked.onehot,
+                 stacked.p95(rows.seconds))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class _Inner:
-    """Per gate and task: a two-tier ladder's right answers, cost and seconds."""
+    """Per task (and gate): a ladder's right answers, cost and seconds."""
 
     right: Floats
     cost: Floats
     seconds: Floats
 
-    def skipped(self, skip: Floats, right: Floats, cost: Floats, seconds: Floats) -> _Inner:
-        """The same ladders, the tasks in ``skip`` sent straight to the top's ``right``, ..."""
+    @classmethod
+    def then(cls, stacked: Stacked, top: _Inner) -> _Inner:
+        """Every gate's two-tier ladder: the gate, then ``top`` on what it passes on."""
+        passed_on = 1.0 - stacked.accept
+        return cls(stacked.kept + passed_on * top.right, stacked.paid + passed_on * top.cost,
+                   stacked.seconds + passed_on * top.seconds)  # fmt: skip
+
+    def pick(self, rows: Any) -> _Inner:
+        """Some of its rows (``None``: the one-row ladder of 1-D figures)."""
+        return _Inner(self.right[rows], self.cost[rows], self.seconds[rows])
+
+    def skipped(self, skip: Floats, top: _Inner) -> _Inner:
+        """The same ladders, the tasks in ``skip`` sent straight to ``top``."""
         go = 1.0 - skip
-        return _Inner(go * self.right + skip * right, go * self.cost + skip * cost,
-                      go * self.seconds + skip * seconds)  # fmt: skip
+        return _Inner(go * self.right + skip * top.right, go * self.cost + skip * top.cost,
+                      go * self.seconds + skip * top.seconds)  # fmt: skip
+
+
+def _routed_three(
+    stacked: Stacked,
+    first: int,
+    second: Ints,
+    inner: _Inner,
+    start: _Inner,
+    skip: Floats | None,
+) -> tuple[Floats, Floats, Floats]:
+    """``first`` then each of ``second`` then the top: right answers and cost per part, seconds.
+
+    Routed (``skip``), the tasks that skip ``first`` start at the second as ``start`` says.
+    """
+    go = 1.0 if skip is None else 1.0 - skip[first]
+    rights, costs = _three_tiers(stacked, first, second, inner, go)
+    # A voter's answer the first tier already has is not waited for again; counting it is the
+    # slower side, so the bound still holds.
+    passed_on = 1.0 - stacked.accept[first]
+    waited = go * (stacked.seconds[first] + passed_on * inner.seconds[second])
+    if skip is not None:
+        jumped = skip[first][:, None] * stacked.onehot  # the tasks that start at the second
+        rights = rights + start.right[second] @ jumped
+        costs = costs + start.cost[second] @ jumped
+        waited = waited + skip[first] * start.seconds[second]
+    return rights, costs, waited
 
 
 def _three_tiers(
