@@ -142,7 +142,7 @@ async def race(
         return ended  # the climb records these calls as usual
     for leg in (primary, hedge):  # the race recorded its legs' calls itself
         if leg is not None and leg.calls is not None:
-            run.unrecorded.close(leg.calls)
+            run.record.unrecorded.close(leg.calls)
     taken = sum(s.latency_s for s in run.record.steps[first_step:])
     run.record.overlap_s += max(0.0, taken - (run.clock.calls_s - clock))
     return run.record.refresh(ended) if isinstance(ended, Outcome) else ended

@@ -28,7 +28,7 @@ from cascade.engine.costcap import fit
 from cascade.engine.decide import Choice, Moment, decide
 from cascade.engine.hedge import Resume, Rung, race
 from cascade.engine.record import Record
-from cascade.engine.unrecorded import Unrecorded, at_tier, tracking
+from cascade.engine.unrecorded import at_tier, tracking
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
 from cascade.outcome import Outcome, Step
 from cascade.steplog import StepLog
@@ -70,9 +70,7 @@ class TaskRun:
         self.log = log
         self.escalate_on_provider_error = escalate_on_provider_error
         self.max_outage_s = max_outage_s
-        self.unrecorded = Unrecorded()
-        """Calls no step records yet: recorded as cancelled if the task is cut off."""
-        self.record = Record(task, run_id, log, steps, self.unrecorded)
+        self.record = Record(task, run_id, log, steps)
         self.attempts: list[Attempt] = []
         self.answers = Answers(caller, task.id)
         self.budget_usd: float | None = None
@@ -96,7 +94,7 @@ class TaskRun:
         """
         order = range(len(self.ladder)) if order is None else order
         self.budget_usd = budget_usd
-        with tracking(self.unrecorded):
+        with tracking(self.record.unrecorded):
             try:
                 outcome = await self._climb(messages, budget_usd, order, examples)
                 if calibrate:

@@ -32,14 +32,14 @@ class Record:
         run_id: str,
         log: StepLog | None,
         steps: list[Step] | None = None,
-        unrecorded: Unrecorded | None = None,
     ) -> None:
         self.task = task
         self.run_id = run_id
         self.log = log
         self.steps: list[Step] = [] if steps is None else steps
-        self.unrecorded = unrecorded
-        """The task's calls no step records yet; each step takes its call out."""
+        self.unrecorded = Unrecorded()
+        """The task's calls no step records yet (while a climb tracks them, see
+        :mod:`~cascade.engine.unrecorded`); each step takes its call out."""
         self.spent = 0.0
         self.waited_s = 0.0
         """Seconds spent in calls that failed and in waits for their providers to come back."""
@@ -60,8 +60,7 @@ class Record:
         ``cost_usd`` is what a call without a response is estimated to have cost (a hedged call
         cancelled in flight); a response's own cost is used otherwise.
         """
-        if self.unrecorded is not None:
-            self.unrecorded.take(call)
+        self.unrecorded.take(call)
         response = call.response
         usage = response.usage if response is not None else _NO_USAGE
         cost = response.cost_usd if response is not None else (cost_usd or 0.0)
@@ -99,8 +98,6 @@ class Record:
         An answer is kept with its own cost; a call cut off in flight (no answer, no error) at
         its prompt's, as a hedge's loser is.
         """
-        if self.unrecorded is None:
-            return
         for index, call in self.unrecorded.left():
             cost = call.cut_usd if call.response is None else None
             self.step(index, call, (), Decision.CANCEL, cost_usd=cost)
