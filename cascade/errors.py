@@ -19,6 +19,7 @@ The tree::
             ├── AuthenticationFailed 401 or 403: the key is wrong, or not allowed this model
             ├── BadRequest           400 and the like: the request itself is refused
             ├── BackendFault         the backend returned something that is not a Response
+            ├── BackendCrashed       a local model's process keeps dying (SIGILL, SIGSEGV, OOM)
             ├── UnknownModel         no provider serves this model name
             ├── UnpricedModel        no price is known and the tier sets none
             └── ReplayMissing        a recorded dataset has no response for this task and model
@@ -37,6 +38,7 @@ import time
 
 __all__ = [
     "AuthenticationFailed",
+    "BackendCrashed",
     "BackendFault",
     "BadRequest",
     "BatchUnanswered",
@@ -139,6 +141,13 @@ class BackendFault(PermanentProviderError):
     """The backend returned something that is not a usable :class:`~cascade.Response`.
 
     A bug in the backend, which neither waiting nor a retry cures.
+    """
+
+
+class BackendCrashed(PermanentProviderError):
+    """A local model's process died too many times in a row; the model is given up.
+
+    Each death before that is a :class:`ServerError` naming the signal, retried like any other.
     """
 
 

@@ -11,9 +11,11 @@ import json
 import os
 import random
 import signal
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from cascade.backends import ScriptedBackend
+from cascade.backends import LocalBackend, PrefixBackend, ScriptedBackend
 from cascade.backends.base import Request
 from cascade.backends.scripted import Hang, Reply
 from cascade.types import Price
@@ -125,3 +127,13 @@ def ladder_here_only() -> ScriptedBackend:
     if "CASCADE_TEST_HERE" not in os.environ:
         raise RuntimeError("no such file on this node")
     return ladder()
+
+
+def stand_in_local() -> PrefixBackend:
+    """``local/...`` models served by tests/stand_in_model.py, with ``$STAND_IN_FLAGS``."""
+    stand_in = [sys.executable, str(Path(__file__).with_name("stand_in_model.py"))]
+    flags = os.environ.get("STAND_IN_FLAGS", "").split()
+    return PrefixBackend(
+        {"local/": lambda: LocalBackend(command=[*stand_in, *flags])},
+        default=lambda: ScriptedBackend({}),
+    )

@@ -5,13 +5,17 @@ compiles llama.cpp once, which takes minutes, and pip keeps the built wheel in i
 Tiers name a local model as ``local/gemma-3-270m`` (Gemma 3 270M, shipped on PyPI as a GGUF
 file) or ``local/PATH.gguf`` for any GGUF file on disk.
 
-Three things about llama.cpp shape this module. One ``Llama`` is not thread-safe, so every call
-runs on one thread of this backend's own, one at a time. Gemma 3 270M is a base model whose
-default chat template silently produces garbage, so it gets ``chat_format="gemma"``. And a model
-holds native memory until ``close()``, so the backend has a ``close`` that the run calls.
+Each model runs in a process of its own (:mod:`cascade.backends.llama_child`), so a native crash
+in llama.cpp is provider trouble for the tasks in flight, never the end of the run: the process
+is started again with a bounded backoff, and a model that keeps dying fails its tasks with the
+signal named (:mod:`cascade.backends.local_process`). One ``Llama`` is not thread-safe, so each
+model's process answers one call at a time. Gemma 3 270M is a base model whose default chat
+template silently produces garbage, so it gets ``chat_format="gemma"``. The backend has a
+``close`` that the run calls, which ends the processes.
 
-A call cannot be interrupted once llama.cpp starts it, so a tier's ``max_tokens`` (256 unless
-set) is what bounds its time; a call still queued when its deadline passes is not started.
+A call's deadline (the tier's ``timeout_s``) counts from when it is made: a call still queued
+when it passes is not started, and a process still computing then is stopped (and started again
+for the next call).
 A call costs zero dollars; its response carries the seconds of compute it took, which the engine
 records as ``compute_s`` on the step. A tier's ``response_format`` (the JSON-Schema form,
 ``{"type": "json_schema", "json_schema": {"schema": ...}}``) becomes a llama.cpp grammar, so the
@@ -22,19 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from cascade.backends.base import Request, Response
+from cascade.backends.local_process import ModelProcess
 from cascade.errors import (
     ConfigError,
     MalformedResponse,
     PermanentProviderError,
-    ProviderTimeout,
     UnknownModel,
 )
 from cascade.types import Price, Quote, Usage
@@ -102,19 +107,32 @@ def model_file(name: str) -> Path:
 
 
 class LocalBackend:
-    """Serve ``local/...`` models with llama.cpp, one call at a time on a thread of its own.
+    """Serve ``local/...`` models with llama.cpp, each in a process of its own, one call at a time.
 
     ``n_ctx`` is the context window each model is loaded with and ``n_threads`` the CPU
-    threads it computes on (all cores by default). Models load on first use and stay loaded
-    until :meth:`close`. Use it as a context manager, or call ``close()``.
+    threads it computes on (all cores by default). Each model gets its own process
+    (``python -m cascade.backends.llama_child``, or ``command``), started on first use, asked on
+    a thread of this backend's, and ended by :meth:`close`. A process that dies is provider
+    trouble, not the end of the run: see :mod:`cascade.backends.local_process`. Use the backend
+    as a context manager, or call ``close()``.
     """
 
-    def __init__(self, *, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        seed: int = 0,
+        command: Sequence[str] | None = None,
+        max_deaths: int = 3,
+    ) -> None:
         self._n_ctx = n_ctx
         self._n_threads = n_threads or os.cpu_count() or 1
         self._seed = seed
-        self._models: dict[str, Any] = {}
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-llama")
+        self._command = list(command or (sys.executable, "-m", "cascade.backends.llama_child"))
+        self._max_deaths = max_deaths
+        self._processes: dict[str, tuple[ModelProcess, ThreadPoolExecutor]] = {}
+        self._lock = threading.Lock()
         self._closed = threading.Event()
 
     def __repr__(self) -> str:
@@ -138,69 +156,58 @@ class LocalBackend:
             raise UnknownModel(f"{request.model}: local models are named {LOCAL_PREFIX}NAME")
         kwargs = _llama_kwargs(request)
         deadline = time.monotonic() + request.timeout_s
+        process, thread = self._process(request.model)
+        payload = {"messages": [dict(m) for m in request.messages], "kwargs": kwargs}
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._thread, self._complete, request.model, request.messages, kwargs, deadline
-        )
+        reply = await loop.run_in_executor(thread, process.ask, payload, deadline)
+        return _response(request.model, reply)
 
-    def _complete(
-        self, model: str, messages: Any, kwargs: dict[str, Any], deadline: float
-    ) -> Response:
-        """On the backend's thread: load the model if need be, then generate."""
-        if time.monotonic() > deadline:
-            raise ProviderTimeout(f"{model}: the deadline passed while waiting for the model")
-        llm = self._load(model)
-        started = time.monotonic()
-        try:
-            raw = llm.create_chat_completion(messages=[dict(m) for m in messages], **kwargs)
-        except ValueError as exc:  # llama.cpp's way of saying the prompt does not fit, say
-            raise PermanentProviderError(f"{model}: {exc}") from exc
-        compute = time.monotonic() - started
-        try:
-            text = raw["choices"][0]["message"]["content"] or ""
-            usage = raw["usage"]
-            counts = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise MalformedResponse(f"{model}: llama.cpp returned no usable choice: {exc}") from exc
-        return Response(
-            text=text, model=model, usage=counts, cost_usd=0.0, latency_s=compute, compute_s=compute
-        )
-
-    def _load(self, model: str) -> Any:
-        if model not in self._models:
-            try:
-                from llama_cpp import Llama  # noqa: PLC0415  # an optional extra, loaded lazily
-            except ImportError as exc:
-                raise UnknownModel(
-                    f"{model} needs llama-cpp-python: pip install 'cascade-llm[local]'"
-                ) from exc
-            name = model.removeprefix(LOCAL_PREFIX)
-            try:
-                path = model_file(name)
-            except ConfigError as exc:
-                raise UnknownModel(str(exc)) from exc
-            self._models[model] = Llama(
-                model_path=str(path),
-                n_ctx=self._n_ctx,
-                n_threads=self._n_threads,
-                seed=self._seed,
-                chat_format=_CHAT_FORMATS.get(name),
-                verbose=False,
-            )
-        return self._models[model]
+    def _process(self, model: str) -> tuple[ModelProcess, ThreadPoolExecutor]:
+        """The model's process (not started yet) and the thread that talks to it."""
+        with self._lock:
+            if model not in self._processes:
+                name = model.removeprefix(LOCAL_PREFIX)
+                try:
+                    path = model_file(name)
+                except ConfigError as exc:
+                    raise UnknownModel(str(exc)) from exc
+                argv = [*self._command, "--model", str(path), "--n-ctx", str(self._n_ctx)]
+                argv += ["--n-threads", str(self._n_threads), "--seed", str(self._seed)]
+                if name in _CHAT_FORMATS:
+                    argv += ["--chat-format", _CHAT_FORMATS[name]]
+                process = ModelProcess(model, argv, max_deaths=self._max_deaths)
+                thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-llama")
+                self._processes[model] = (process, thread)
+            return self._processes[model]
 
     def close(self) -> None:
-        """Free every loaded model (on the thread that used them) and stop the thread."""
+        """End every model's process (on the thread that talks to it) and stop the threads."""
         if self._closed.is_set():
             return
         self._closed.set()
-        self._thread.submit(self._free).result()
-        self._thread.shutdown(wait=True)
+        with self._lock:
+            processes = list(self._processes.values())
+            self._processes.clear()
+        for process, thread in processes:
+            thread.submit(process.close).result()
+            thread.shutdown(wait=True)
 
-    def _free(self) -> None:
-        for llm in self._models.values():
-            llm.close()
-        self._models.clear()
+
+def _response(model: str, reply: Mapping[str, Any]) -> Response:
+    """The process's reply as a :class:`Response`, or the error it stands for."""
+    if "error" in reply:
+        raise PermanentProviderError(f"{model}: {reply.get('message', reply['error'])}")
+    try:
+        raw = reply["raw"]
+        compute = float(reply["compute_s"])
+        text = raw["choices"][0]["message"]["content"] or ""
+        usage = raw["usage"]
+        counts = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"{model}: llama.cpp returned no usable choice: {exc}") from exc
+    return Response(
+        text=text, model=model, usage=counts, cost_usd=0.0, latency_s=compute, compute_s=compute
+    )
 
 
 def _llama_kwargs(request: Request) -> dict[str, Any]:
