@@ -48,7 +48,7 @@ def row(found: dict[str, Any]) -> str:
     held = found["held_out"]
     low, high = held["pass_rate_ci95"]
     routed = sum("routed" in text for text in found["ladders"].values())
-    return (f"{chosen['certified_pass_rate']:6.1%} {held['pass_rate']:6.1%} ({low:.0%}-{high:.0%})"
+    return (f"{chosen['chosen_lower_bound']:6.1%} {held['pass_rate']:6.1%} ({low:.0%}-{high:.0%})"
             f" {held['cost_per_task_usd']:10.6f} {routed}/{len(found['ladders'])}"
             f" {found['search_s']:5.1f}s")  # fmt: skip
 

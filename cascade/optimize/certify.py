@@ -31,7 +31,7 @@ Nothing here looks at held-out tasks.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -46,11 +46,14 @@ __all__ = [
     "SELECT",
     "Candidate",
     "Certified",
+    "Count",
     "certify",
     "describe_guarantee",
     "lower_bound",
     "optimism",
     "reachable_target",
+    "sequence",
+    "walk",
 ]
 
 FOLDS = 5
@@ -84,6 +87,9 @@ class Candidate:
     """The lower bound of its pass rate from the certification part, at the confidence."""
     cost_per_task: float
     """Its cost per task over the whole training split."""
+    simulated_rate: float = 0.0
+    """Its pass rate on the certification part as the simulation counts it (which
+    :attr:`certified_rate` equals unless another count was used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,8 @@ class Certified:
     sequence: tuple[Candidate, ...]
     """Every candidate tested, in order; the walk stopped after the last one."""
     certified: tuple[Candidate, ...]
+    planned: tuple[Mix, ...] = ()
+    """The whole sequence, fixed before the certification part was read."""
 
     @property
     def chosen(self) -> Candidate | None:
@@ -129,11 +137,31 @@ def levels(target: float, certifying: int, *, start: float = 3.0, step: float = 
     return [min(1.0, target + error * step * (count - j)) for j in range(count + 1)]
 
 
-def certify(found: Mapping[str, Ladders], target: float | None, confidence: float) -> Certified:
+Count = Callable[[Mix], tuple[float, int]]
+"""A mix's right answers and tasks on the certification part, however they are counted."""
+
+
+def certify(
+    found: Mapping[str, Ladders],
+    target: float | None,
+    confidence: float,
+    count: Count | None = None,
+) -> Certified:
     """Walk the sequence of mixes the selection part orders; see the module's doc.
 
-    With no ``target``, the selection part sets one (see :func:`reachable_target`).
+    With no ``target``, the selection part sets one (see :func:`reachable_target`). ``count``
+    counts a mix's right answers on the certification part; by default, the simulation's.
+    ``cascade optimize`` passes a replay of each candidate's written policy through the engine
+    (:mod:`cascade.optimize.certify_written`), so what is certified is what is written.
     """
+    target, planned = sequence(found, target, confidence)
+    return walk(found, planned, target, confidence, count)
+
+
+def sequence(
+    found: Mapping[str, Ladders], target: float | None, confidence: float
+) -> tuple[float, list[Mix]]:
+    """The target and the mixes to test in order, from the selection part alone."""
     certifying = sum(int(f.sizes[CERTIFY]) for f in found.values())
     selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
     full = mixes(found, SELECT)
@@ -142,23 +170,30 @@ def certify(found: Mapping[str, Ladders], target: float | None, confidence: floa
     if target is None:
         target = reachable_target(rates, estimated, certifying, confidence)
     shift = optimism(rates, estimated, target)
-    sequence: list[Candidate] = []
-    certified: list[Candidate] = []
-    taken: set[int] = set()
     picks = [int(r[-1]) for level in levels(target, certifying)
              if (r := np.flatnonzero(rates - shift >= level - 1e-12)).size]  # fmt: skip
     if full and (not picks or picks[0] != 0):
         picks.insert(0, 0)  # the safest first: the best in sample, when no level picked it
-    for pick in picks:
-        if pick in taken:
-            continue
-        taken.add(pick)
-        candidate = _candidate(found, full[pick], confidence)
-        sequence.append(candidate)
+    return target, [full[p] for p in dict.fromkeys(picks)]
+
+
+def walk(
+    found: Mapping[str, Ladders],
+    planned: Sequence[Mix],
+    target: float,
+    confidence: float,
+    count: Count | None = None,
+) -> Certified:
+    """Fixed-sequence testing: certify the mixes in order, and stop at the first that fails."""
+    tested: list[Candidate] = []
+    certified: list[Candidate] = []
+    for mix in planned:
+        candidate = _candidate(found, mix, confidence, count)
+        tested.append(candidate)
         if candidate.bound < target:
             break
         certified.append(candidate)
-    return Certified(target, confidence, tuple(sequence), tuple(certified))
+    return Certified(target, confidence, tuple(tested), tuple(certified), tuple(planned))
 
 
 def reachable_target(rates: Floats, estimated: Floats, certifying: int, confidence: float) -> float:
@@ -214,15 +249,21 @@ def _cross_validated(found: Mapping[str, Ladders], full: list[Mix]) -> list[floa
     return list(right / max(1, selecting))
 
 
-def _candidate(found: Mapping[str, Ladders], mix: Mix, confidence: float) -> Candidate:
+def _candidate(
+    found: Mapping[str, Ladders], mix: Mix, confidence: float, count: Count | None
+) -> Candidate:
     s_right, s_total, s_cost = _score(found, mix, SELECT)
     c_right, c_total, c_cost = _score(found, mix, (CERTIFY,))
+    simulated = c_right / max(1, c_total)
+    if count is not None:
+        c_right, c_total = count(mix)
     return Candidate(
         mix.picks,
         s_right / max(1, s_total),
         c_right / max(1, c_total),
         lower_bound(round(c_right), c_total, confidence),
         (s_cost + c_cost) / max(1, s_total + c_total),
+        simulated,
     )
 
 

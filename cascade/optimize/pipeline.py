@@ -43,7 +43,7 @@ from cascade.optimize.table import KindTable, kind_table
 from cascade.store.verdicts import VerdictCache
 from cascade.types import Message, Task
 
-__all__ = ["MAX_REASKS", "Optimized", "Options", "guarantee_facts", "search"]
+__all__ = ["MAX_REASKS", "Optimized", "Options", "guarantee_facts", "kind_parts", "search"]
 
 MAX_REASKS = 5
 """Each re-ask budget multiplies the ladders searched; past a few, recorded alternatives run out."""
@@ -208,7 +208,7 @@ def _kind_ladders(
     table, left_out = kind_table(
         training, kind, max_reasks=options.max_reasks, checks=checks, cache=cache
     )
-    parts = selection_parts(len(table.task_ids), kind_stream(options.seed, kind, 1), options.select)
+    parts = kind_parts(len(table.task_ids), kind, options)
     last = list(range(len(table.models))) if options.any_last_tier else None
     route = _router(training, table, parts, user) if options.router else None
     found = ladders(
@@ -238,6 +238,11 @@ def _router(
 
     tasks = {t.id: t for t in training.tasks}
     return kind_router(table, rows_of(tasks, table.task_ids, sent), parts)
+
+
+def kind_parts(count: int, kind: str, options: Options) -> np.ndarray:
+    """The parts of a kind's ``count`` training tasks (in its table's order), from the seed."""
+    return selection_parts(count, kind_stream(options.seed, kind, 1), options.select)
 
 
 def selection_parts(
@@ -277,6 +282,7 @@ def _candidate(found: Mapping[str, Ladders], candidate: Any) -> dict[str, Any]:
         "ladders": {k: describe(found[k], i) for k, i in candidate.picks.items()},
         "selection_pass_rate": round(candidate.selected_rate, 6),
         "certification_pass_rate": round(candidate.certified_rate, 6),
-        "certified_pass_rate": round(candidate.bound, 6),
+        # Not a certified figure: the data chose this candidate, so only the target is covered.
+        "chosen_lower_bound": round(candidate.bound, 6),
         "cost_per_task_usd": round(candidate.cost_per_task, 10),
     }

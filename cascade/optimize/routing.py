@@ -34,6 +34,7 @@ __all__ = [
     "Rows",
     "kind_router",
     "ladder_router",
+    "per_task",
     "rescored",
     "rows_of",
 ]
@@ -95,17 +96,33 @@ def rescored(found: Ladders, index: int, chances: Floats) -> tuple[float, float]
     ``cascade optimize`` checks its simulation against a replay of the written policy, whose
     router reads the selection part in sample: this is the simulation of that replay.
     """
+    rights, costs = per_task(found, index, chances)
+    return float(rights.sum(dtype=np.float64)), float(costs.sum(dtype=np.float64))
+
+
+def per_task(found: Ladders, index: int, chances: Floats | None) -> tuple[Floats, Floats]:
+    """Ladder ``index``'s simulated right answer (1 or 0) and cost on each task of its table.
+
+    ``chances`` are its router's, as the replayed policy sees them (``None``: no router).
+    Each task is scored as a part of its own, so the figures can be set beside a replay's
+    task by task.
+    """
     threshold = found.threshold(index)
     gates = [found.gates[g] for g in found.tiers[index, :2] if g >= 0]
     top = int(found.tiers[index, 2])
-    parts = np.zeros(len(found.table.task_ids), dtype=np.intp)
-    routing = Routing(chances, [threshold] if threshold > 0 else [])
-    again = ladders(found.table, parts, last=[top], gates=gates, any_order=True, routing=routing)
+    parts = np.arange(len(found.table.task_ids), dtype=np.intp)
+    routing = None
+    if threshold > 0 and chances is not None:
+        routing = Routing(chances, [threshold])
+    again = ladders(
+        found.table, parts, choose_on=tuple(range(parts.size)), last=[top], gates=gates,
+        any_order=True, routing=routing,
+    )  # fmt: skip
     want = [*range(len(gates)), *[-1] * (2 - len(gates)), top]
     rows = [r for r in range(len(again.tiers)) if again.tiers[r].tolist() == want]
     # Where these chances skip no task, the routed ladder is the unrouted one, left out as such.
     row = max(rows, key=again.threshold)
-    return float(again.rights[row, 0]), float(again.costs[row, 0])
+    return np.asarray(again.rights[row], np.float64), np.asarray(again.costs[row], np.float64)
 
 
 def rows_of(

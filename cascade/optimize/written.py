@@ -23,7 +23,15 @@ from cascade.optimize.routing import ladder_router, rescored
 from cascade.optimize.write import policy_text, tier_tables
 from cascade.store.verdicts import VerdictCache
 
-__all__ = ["calibrate", "check_written", "out_paths", "policy_arg", "router_path", "write_policies"]
+__all__ = [
+    "calibrate",
+    "check_written",
+    "out_paths",
+    "policy_arg",
+    "policy_header",
+    "router_path",
+    "write_policies",
+]
 
 
 def out_paths(out: Path, kinds: list[str], name: str) -> dict[str, Path]:
@@ -46,21 +54,11 @@ def policy_arg(paths: Mapping[str, Path]) -> Path:
     return only if len(paths) == 1 else only.parent
 
 
-def write_policies(
-    found: Optimized,
-    picks: Mapping[str, int],
-    paths: Mapping[str, Path],
-    facts: Mapping[str, Any],
-    options: Options,
-    calibration: Mapping[str, list[float]] | None = None,
-) -> list[Path]:
-    """Write one policy file per kind, its header saying how it was chosen; return the paths.
-
-    ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
-    its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
-    """
+def policy_header(found: Optimized, facts: Mapping[str, Any], options: Options) -> list[str]:
+    """The header of a chosen policy file: how it was chosen, and what its guarantee covers."""
     chosen = facts["guarantee"]["chosen"]
-    header = [
+    statement = facts["guarantee"]["statement"]
+    return [
         "Written by cascade optimize:",
         f"  {facts['command']}",
         f"Chosen on {facts['train_tasks']} training tasks: the cheapest ladders whose pass rate "
@@ -70,21 +68,39 @@ def write_policies(
             if options.target is None
             else ""
         )
-        + f". {facts['guarantee']['statement'][0].upper()}"
-        f"{facts['guarantee']['statement'][1:]}.",
+        + f". {statement[0].upper()}{statement[1:]}.",
+        f"The certified figure is the target, {facts['target_pass_rate']:.1%}, for these files "
+        "as written (replayed through the engine on the certification tasks).",
         f"On the {facts['certification_tasks']} certification tasks it passed "
-        f"{chosen['certification_pass_rate']:.1%}, whose {options.confidence:.0%} lower bound is "
-        f"{chosen['certified_pass_rate']:.1%}.",
+        f"{chosen['certification_pass_rate']:.1%}; its own {options.confidence:.0%} lower bound, "
+        f"{chosen['chosen_lower_bound']:.1%}, is not covered by the guarantee, since the data "
+        "chose this ladder.",
+        "Trying again with other seeds, targets or settings on the same data spends the "
+        "guarantee again: each try is another chance for one to hold by luck.",
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
-        *([_CALIBRATED] if calibration else []),
-        *([_ROUTED] if any(found.found[k].threshold(i) for k, i in picks.items()) else []),
         "Check it on the tasks the optimizer never saw:",
         f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
         + "".join(f" --kind {k}" for k in options.kinds)
         + f" --holdout {options.holdout:g} --seed {options.seed}",
-        "",
     ]
+
+
+def write_policies(
+    found: Optimized,
+    picks: Mapping[str, int],
+    paths: Mapping[str, Path],
+    header: list[str],
+    options: Options,
+    calibration: Mapping[str, list[float]] | None = None,
+) -> list[Path]:
+    """Write one policy file per kind, under ``header``; return the paths.
+
+    ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
+    its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
+    """
+    routed = any(found.found[k].threshold(i) for k, i in picks.items())
+    header = [*header, *([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else []), ""]
     user = found.user
     for kind, path in paths.items():
         drift = {}
