@@ -63,8 +63,8 @@ class Ladders:
     searched: int
     """Gates simulated before the ones that no other beats were kept."""
     p95_s: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    """Per ladder: the p95 of its task latency on the tasks of every part (recorded calls, one
-    after another)."""
+    """Per ladder: the p95 of its task latency on the tasks it is chosen on (the selection part;
+    recorded calls, one after another)."""
     thresholds: Floats = field(default_factory=lambda: np.zeros(0))
     """Per ladder: its router's threshold, exactly as tried (0: none)."""
     fronts: dict[int, tuple[Ints, Ints, Floats]] = field(default_factory=dict)
@@ -113,8 +113,8 @@ def ladders(
     given.
     Tiers go cheapest first (by mean cost per task) unless ``any_order``. With ``gates``, those
     are scored, every one, instead of the candidates the search would try. With ``max_p95_s``,
-    only the ladders whose p95 task latency on every part's tasks (the training tasks: a bound
-    to meet, not a figure to choose by) is within it are kept. Models in ``no_voters`` are
+    only the ladders whose p95 task latency on the ``choose_on`` parts' tasks is within it are
+    kept (the certification part never chooses). Models in ``no_voters`` are
     never asked for a second opinion (a batch tier's model: its calls are priced at the batch
     price, and a validator's calls are not batch calls). With ``routing``, each ladder of two
     or more tiers is also scored with a router at each of its thresholds.
@@ -130,7 +130,8 @@ def ladders(
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)
     arrays = [every[i] for i in kept]
-    stacked = Stacked.of(chosen, arrays, onehot, table, placed)
+    # Latency is a bound to choose by, so it is read on the parts that choose, like the rest.
+    stacked = Stacked.of(chosen, arrays, onehot, table, use)
     tiers, rights, costs, p95s = score_ladders(table, stacked, tops, max_tiers, any_order, None)
     levels = [np.zeros(sum(len(t) for t in tiers))]
     for threshold in () if routing is None else routing.thresholds:
