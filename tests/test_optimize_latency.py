@@ -46,7 +46,7 @@ def test_the_chosen_ladder_keeps_the_bound_in_the_engine_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With a 1.5 s bound the engine's p95 on the selection tasks is within it; without, not."""
-    code, free = optimize(capsys, "--out", str(tmp_path / "free"), "--any-last-tier")
+    code, _ = optimize(capsys, "--out", str(tmp_path / "free"), "--any-last-tier")
     assert code == 0
     assert _selection_p95(tmp_path / "free") > 1.5
     code, bound = optimize(
