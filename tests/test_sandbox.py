@@ -18,8 +18,9 @@ import pytest
 
 from cascade import ConfigError, Verdict
 from cascade.validators import passes_tests
-from cascade.validators.confine import NOBODY, UID_POOL
+from cascade.validators.confine import NOBODY
 from cascade.validators.sandbox import Limits, Sandbox, SandboxWarning
+from cascade.validators.uid_pool import UidPool
 from tests.helpers import verdict_of
 
 IS_ROOT = os.geteuid() == 0
@@ -28,12 +29,14 @@ MODES = [
     pytest.param("unshare", marks=pytest.mark.skipif(not IS_ROOT, reason="unshare needs root")),
 ]
 TIGHT = Limits(wall_s=4, cpu_s=2, memory_mb=512, file_mb=4, processes=32)
+OWN_UIDS = range(64400, 64416)
+"""The uids of these tests' sandboxes: apart from the host's pool, which other runs use."""
 ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 
 
 def nobody_processes() -> int:
-    """How many processes run as a sandbox's uid (nobody, or one of the pool's) right now."""
-    uids = {NOBODY, *UID_POOL}
+    """How many processes run as these tests' sandboxes' uids (nobody, or OWN_UIDS) right now."""
+    uids = {NOBODY, *OWN_UIDS}
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -48,7 +51,7 @@ def nobody_processes() -> int:
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox in each mode, checked to leave no process of its uid behind."""
     before = nobody_processes() if IS_ROOT else 0
-    yield Sandbox(TIGHT, mode=request.param)
+    yield Sandbox(TIGHT, mode=request.param, uids=UidPool(OWN_UIDS))
     if IS_ROOT:
         assert nobody_processes() <= before, "sandboxed processes outlived the run"
 

@@ -7,42 +7,39 @@
   syscalls of another ABI (32-bit, x32). The filter cannot be lifted and is inherited by every
   child. Where it cannot be installed, nothing runs.
 - **Limits per sandbox, not per host uid.** As root, each sandbox running at a time gets a uid
-  of its own from a pool (:class:`UidSlot`, held with a lock file, so that worker processes never
-  share one): ``RLIMIT_NPROC`` then counts that sandbox's processes alone. Where a cgroup
+  of its own from a host-wide pool (:mod:`cascade.validators.uid_pool`, held with lock files, so
+  that no two processes ever share one): ``RLIMIT_NPROC`` then counts that sandbox's processes
+  alone. Where a cgroup
   hierarchy with the ``pids`` and ``memory`` controllers is writable (v2, or v1 as on many
   container hosts), each sandbox also gets its own cgroup with ``pids.max`` and a memory cap for
   all its processes together (:class:`Cgroup`). Unprivileged, the sandbox keeps the caller's
   uid and its process limit counts that uid's other processes in.
 
 >>> len(seccomp_filter("x86_64")) % 8, len(seccomp_filter("aarch64")) // 8
-(0, 13)
+(0, 26)
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import platform
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from cascade.errors import ConfigError
+from cascade.validators.uid_pool import UID_POOL
 
 __all__ = [
     "GUARD",
     "NOBODY",
-    "UID_POOL",
     "Cgroup",
     "SandboxWarning",
-    "UidSlot",
     "choose_mode",
     "describe",
     "processes_of",
@@ -51,35 +48,89 @@ __all__ = [
 ]
 
 _ARCHES = {
-    # machine: (AUDIT_ARCH_*, unshare, clone, clone3)
-    "x86_64": (0xC000003E, 272, 56, 435),
-    "aarch64": (0xC00000B7, 97, 220, 435),
-}
+    # machine: (AUDIT_ARCH_*, {syscall name: number})
+    "x86_64": (0xC000003E, {
+        "unshare": 272, "clone": 56, "clone3": 435, "socket": 41, "socketpair": 53,
+        "add_key": 248, "request_key": 249, "keyctl": 250,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    }),
+    "aarch64": (0xC00000B7, {
+        "unshare": 97, "clone": 220, "clone3": 435, "socket": 198, "socketpair": 199,
+        "add_key": 217, "request_key": 218, "keyctl": 219,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    }),
+}  # fmt: skip
 _CLONE_NEWUSER = 0x10000000
+_FAMILIES = (1, 2, 10)
+"""The socket families allowed: AF_UNIX, and AF_INET / AF_INET6, which reach nothing from the
+sandbox's empty network namespace (both modes make one). Every other family fails: vsock, for
+one, is not namespaced at all, and netlink or packet sockets reach the kernel's own state."""
 _RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
-_EPERM, _ENOSYS = 1, 38
+_EPERM, _ENOSYS, _EAFNOSUPPORT = 1, 38, 97
 _LD_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_NUMBER, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (ARG0: its low half)
+_Op = tuple[int, str | None, str | None, int]
+"""One instruction: (code, jump-if-true label, jump-if-false label, constant); a ``None``
+label falls through. A label is an instruction of its own: ``("", name)``."""
+
+
+def _assemble(program: list[_Op | tuple[str, str]]) -> bytes:
+    """Classic BPF from ``program``, its forward jumps given as labels."""
+    ops: list[_Op] = []
+    labels: dict[str, int] = {}
+    for item in program:
+        if len(item) == 2:
+            labels[item[1]] = len(ops)
+        else:
+            ops.append(item)
+
+    def jump(target: str | None, at: int) -> int:
+        return 0 if target is None else labels[target] - at - 1
+
+    return b"".join(
+        struct.pack("<HBBI", code, jump(true, at), jump(false, at), k)
+        for at, (code, true, false, k) in enumerate(ops)
+    )
 
 
 def seccomp_filter(machine: str | None = None) -> bytes:
-    """The classic-BPF program of the filter, for ``machine`` (this one's by default)."""
-    arch, unshare, clone, clone3 = _ARCHES[machine or platform.machine()]
-    program = [
-        (_LD_ABS, 0, 0, 4),  # 0: the syscall's architecture
-        (_JEQ, 0, 10, arch),  # 1: another ABI -> EPERM (12)
-        (_LD_ABS, 0, 0, 0),  # 2: the syscall number
-        (_JGE, 8, 0, 0x40000000),  # 3: x32 -> EPERM (12)
-        (_JEQ, 3, 0, unshare),  # 4: -> check the flags (8)
-        (_JEQ, 2, 0, clone),  # 5: -> check the flags (8)
-        (_JEQ, 4, 0, clone3),  # 6: -> ENOSYS (11)
-        (_RET, 0, 0, _RET_ALLOW),  # 7
-        (_LD_ABS, 0, 0, 16),  # 8: the low half of the first argument: the flags
-        (_JSET, 2, 0, _CLONE_NEWUSER),  # 9: a new user namespace -> EPERM (12)
-        (_RET, 0, 0, _RET_ALLOW),  # 10
-        (_RET, 0, 0, _RET_ERRNO | _ENOSYS),  # 11
-        (_RET, 0, 0, _RET_ERRNO | _EPERM),  # 12
+    """The classic-BPF program of the filter, for ``machine`` (this one's by default).
+
+    Refused: syscalls of another ABI (32-bit, x32) and a new user namespace (``EPERM``);
+    ``clone3``, whose flags a filter cannot read, and io_uring, which could open sockets
+    unfiltered (``ENOSYS``: libc and Python fall back); the kernel keyring, which outlives the
+    sandbox and is shared between uids (``EPERM``); sockets of a family not in
+    :data:`_FAMILIES` (``EAFNOSUPPORT``).
+    """
+    arch, number = _ARCHES[machine or platform.machine()]
+    checked = {
+        "unshare": "flags", "clone": "flags", "socket": "family", "socketpair": "family",
+        "clone3": "enosys", "io_uring_setup": "enosys", "io_uring_enter": "enosys",
+        "io_uring_register": "enosys",
+        "add_key": "eperm", "request_key": "eperm", "keyctl": "eperm",
+    }  # fmt: skip
+    program: list[_Op | tuple[str, str]] = [
+        (_LD_ABS, None, None, _ARCH),
+        (_JEQ, None, "eperm", arch),
+        (_LD_ABS, None, None, _NUMBER),
+        (_JGE, "eperm", None, 0x40000000),  # x32
+        *((_JEQ, label, None, number[name]) for name, label in checked.items()),
+        (_RET, None, None, _RET_ALLOW),
+        ("", "flags"),
+        (_LD_ABS, None, None, _ARG0),
+        (_JSET, "eperm", "allow", _CLONE_NEWUSER),
+        ("", "family"),
+        (_LD_ABS, None, None, _ARG0),
+        *((_JEQ, "allow", None, family) for family in _FAMILIES),
+        (_RET, None, None, _RET_ERRNO | _EAFNOSUPPORT),
+        ("", "allow"),
+        (_RET, None, None, _RET_ALLOW),
+        ("", "enosys"),
+        (_RET, None, None, _RET_ERRNO | _ENOSYS),
+        ("", "eperm"),
+        (_RET, None, None, _RET_ERRNO | _EPERM),
     ]
-    return b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
+    return _assemble(program)
 
 
 GUARD = r"""
@@ -117,45 +168,6 @@ class SandboxWarning(UserWarning):
 
 
 NOBODY = 65534
-_UID_BASE, _UID_SLOTS = 64100, 64
-UID_POOL = range(_UID_BASE, _UID_BASE + _UID_SLOTS)
-"""The uids sandboxes run as when cascade runs as root, one per sandbox running at a time."""
-
-
-class UidSlot:
-    """A uid from the pool, held (across processes) until :meth:`release`."""
-
-    def __init__(self) -> None:
-        folder = Path(tempfile.gettempdir()) / "cascade-sandbox-uids"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        taken = _host_uids()
-        for slot in range(_UID_SLOTS):
-            uid = _UID_BASE + slot
-            if uid in taken:
-                continue
-            handle: IO[bytes] = (folder / f"{uid}.lock").open("wb")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            self.uid, self._handle = uid, handle
-            return
-        raise RuntimeError(f"all {_UID_SLOTS} sandbox uids are in use")
-
-    def release(self) -> None:
-        """Give the uid back to the pool."""
-        with contextlib.suppress(OSError):
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-        self._handle.close()
-
-
-def _host_uids() -> set[int]:
-    with contextlib.suppress(OSError):
-        lines = Path("/etc/passwd").read_text(encoding="utf-8", errors="replace").splitlines()
-        return {int(parts[2]) for parts in (line.split(":") for line in lines)
-                if len(parts) > 2 and parts[2].isdigit()}  # fmt: skip
-    return set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +260,7 @@ def describe() -> str:
     """Which mechanisms keep sandboxes apart on this machine, for people."""
     parts = ["user namespaces refused (seccomp)"]
     if os.geteuid() == 0:
-        parts.append(f"a uid of its own per sandbox ({_UID_SLOTS} in the pool)")
+        parts.append(f"a uid of its own per sandbox ({len(UID_POOL)} in the pool)")
         found = _hierarchy()
         if found is not None:
             parts.append(f"a cgroup v{found.version} per sandbox (pids.max, memory)")

@@ -2,11 +2,14 @@
 
 The sandbox gets a fresh, size-capped directory holding only the files it is given (read-only),
 a read-only view of ``/usr`` and of this Python, no network, no ``/root``, no ``/etc/shadow``,
-an unprivileged uid (one of its own from a pool when we are root), limits on CPU, memory, file
-size and processes (per sandbox: see :mod:`cascade.validators.confine`, which also refuses new
-user namespaces), and a clean environment with no secrets. The whole process tree is killed at
-the wall-clock limit. When neither bubblewrap nor ``unshare`` can be used, running the code is
-refused: there is never an unsandboxed fallback.
+an unprivileged uid (one of its own from a host-wide pool when we are root: a run waits for
+a free one, see :mod:`cascade.validators.uid_pool`), limits on CPU, memory, file size and
+processes (per sandbox: see :mod:`cascade.validators.confine`, which also refuses new user
+namespaces, the kernel keyring and sockets other than unix and inet ones), and a clean
+environment with no secrets. The whole process tree is killed at the wall-clock limit, found
+from the launcher's children as the kernel lists them: nothing the code writes can choose what
+is killed. When neither bubblewrap nor ``unshare`` can be used, running the code is refused:
+there is never an unsandboxed fallback.
 
 >>> Sandbox(Limits(wall_s=5))
 Sandbox(Limits(wall_s=5, cpu_s=10, memory_mb=1024, file_mb=16, processes=64))
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +38,19 @@ from cascade.validators.confine import (
     NOBODY,
     Cgroup,
     SandboxWarning,
-    UidSlot,
     choose_mode,
     describe,
     processes_of,
     seccomp_filter,
     write_etc,
 )
+from cascade.validators.process_tree import kill_tree
+from cascade.validators.uid_pool import UidPool
 
 __all__ = ["Limits", "Sandbox", "SandboxResult", "SandboxWarning"]
 
 _SCRATCH_MB = 64
 _KEEP_OUTPUT = 64_000
-_REAP_S = 5.0
 _SYSTEM = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
 _HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV = {
@@ -107,12 +110,16 @@ class Sandbox:
 
     ``mode`` is ``"bwrap"``, ``"unshare"`` or ``None`` to choose: bubblewrap when it works,
     else ``unshare`` (root only) with a :class:`SandboxWarning`, else :class:`ConfigError`.
+    ``uids`` is the pool the runs take their uids from, as root (by default the host's).
     """
 
-    def __init__(self, limits: Limits | None = None, *, mode: str | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, *, mode: str | None = None, uids: UidPool | None = None
+    ) -> None:
         if mode not in (None, "bwrap", "unshare"):
             raise ConfigError(f"sandbox mode must be 'bwrap' or 'unshare', got {mode!r}")
         self.limits = limits or Limits()
+        self.uids = uids or UidPool()
         self._mode = mode
         self._python = sys.executable
         self._checked = False
@@ -126,6 +133,21 @@ class Sandbox:
         if self._mode is None:
             self._mode = choose_mode()
         return self._mode
+
+    def reserve(self, count: int) -> AbstractAsyncContextManager[None]:
+        """Hold ``count`` uids at once for the runs inside (tasks they start included).
+
+        Runs that must live at the same time, such as two sandboxes joined by a socket, take
+        their uids together here: each taking its own could leave every uid of the pool held by
+        a run that waits for its partner, which waits for a uid. Unprivileged, it does nothing.
+
+        >>> async def both(sandbox: Sandbox) -> None:
+        ...     async with sandbox.reserve(2):
+        ...         await asyncio.gather(sandbox.run({}, ["-c", "1"]), sandbox.run({}, ["-c", "2"]))
+        """
+        if os.geteuid() != 0:
+            return contextlib.nullcontext()
+        return self.uids.reserve(count)
 
     async def run(
         self,
@@ -168,16 +190,19 @@ class Sandbox:
         spawned: Callable[[], object] | None = None,
     ) -> SandboxResult:
         mode = self.mode
-        scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
-        slot = UidSlot() if os.geteuid() == 0 else None
-        cgroup = _cgroup(scratch.name, self.limits)
+        scratch = cgroup = lease = None
         try:
+            # Waits for a uid, holding nothing yet: no folder, no cgroup.
+            lease = await self.uids.take_one() if os.geteuid() == 0 else None
+            uid = lease.uids[0] if lease is not None else NOBODY
+            scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
+            cgroup = _cgroup(scratch.name, self.limits)
             work = scratch / "work"
             work.mkdir()
             for name, text in {**files, "_cascade_guard.py": GUARD}.items():
-                (work / name).write_text(text, encoding="utf-8")
+                # A lone surrogate in the code is the code's fault: Python inside refuses it.
+                (work / name).write_text(text, encoding="utf-8", errors="surrogatepass")
             (work / "_cascade_filter.bpf").write_bytes(seccomp_filter())
-            uid = slot.uid if slot is not None else NOBODY
             inner = [*self._limits_argv(uid), self._python, "-I", "-B", "_cascade_guard.py"]
             inner += args
             names = sorted([*files, "_cascade_guard.py", "_cascade_filter.bpf"])
@@ -193,9 +218,10 @@ class Sandbox:
         finally:
             if cgroup is not None:
                 cgroup.remove()
-            if slot is not None:
-                slot.release()
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if lease is not None:
+                lease.release()
 
     def describe(self) -> str:
         """The isolation in force here, for people: the sandbox's self-test says it."""
@@ -321,19 +347,17 @@ async def _execute(
     with (
         (scratch / "stdout").open("w+b") as out,
         (scratch / "stderr").open("w+b") as err,
-        (scratch / "info").open("w+b") as info,
         (scratch / "channel").open("w+b") as results,
     ):
-        if argv[0] == "bwrap":
-            argv = [argv[0], "--info-fd", str(info.fileno()), *argv[1:]]
         if cgroup:
             # The launcher joins the cgroup, then becomes bwrap or unshare: everything the
             # sandbox starts is inside from its first instruction (and no slow fork here).
             joins = "; ".join(f"echo $$ > {shlex.quote(path)}" for path in cgroup)
             argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "cascade-cgroup", *argv]
-        # The descriptors handed on, and their numbers where the arguments ask for them.
+        # The descriptors handed on, and their numbers where the arguments ask for them: only
+        # these, since the code inherits every descriptor the launcher has.
         handed = {"{channel}": results.fileno() if channel else None, "{peer}": peer}
-        fds = [info.fileno(), *(fd for fd in handed.values() if fd is not None)]
+        fds = [fd for fd in handed.values() if fd is not None]
         for mark, fd in handed.items():
             if fd is not None:
                 argv = [a.replace(mark, str(fd)) for a in argv]
@@ -356,7 +380,7 @@ async def _execute(
             timed_out = True
         finally:
             if process.returncode is None:
-                await _kill_tree(process, scratch / "info")
+                await kill_tree(process)
         duration = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
@@ -366,31 +390,3 @@ async def _execute(
         written = results.read().decode("utf-8", "replace") if channel else ""
     assert process.returncode is not None  # waited for above
     return SandboxResult(process.returncode, stdout, stderr, timed_out, duration, written)
-
-
-async def _kill_tree(process: asyncio.subprocess.Process, info: Path) -> None:
-    """Kill the sandbox's PID-namespace init, and wait until the whole namespace is gone.
-
-    When a namespace's init dies the kernel kills every process in it, and its parent (bwrap or
-    unshare, still alive) can only reap it once they are all gone: so waiting for the parent
-    waits for the last of them. Killing our process group is the backstop.
-    """
-    init = _namespace_init(process.pid, info)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(init if init is not None else process.pid, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), _REAP_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
-
-
-def _namespace_init(pid: int, info: Path) -> int | None:
-    """The host pid of the sandbox's namespace init: from bwrap's info, or unshare's child."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        text = info.read_text()
-        if text.strip():
-            return int(json.loads(text)["child-pid"])
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return int(children[0]) if children else None
-    return None

@@ -1,0 +1,210 @@
+"""The uids sandboxes run as when cascade runs as root: one per running sandbox, host-wide.
+
+Each uid is held with an ``flock`` on a lock file of its own, in a folder that every cascade
+process on the host shares, so that no two sandboxes anywhere on the host run as one uid (and
+``RLIMIT_NPROC`` counts one sandbox's processes alone). The pool is a semaphore: when every uid
+is taken, here or by another process, :meth:`UidPool.take` waits until enough are given back,
+however long that is, instead of failing. A lock is the kernel's, so a process that dies gives
+its uids back at once.
+
+A run that needs several sandboxes at a time (the code's and the tests', joined by a socket)
+takes its uids in one :meth:`UidPool.take`: all of them or none, so that runs that each hold
+half of what they need can never wait for each other forever. :meth:`UidPool.reserve` does so
+for the runs inside it, which then take their uid with :meth:`UidPool.take_one`.
+
+>>> UidPool(range(64100, 64104))
+UidPool(range(64100, 64104))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import random
+import stat
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cascade.errors import ConfigError
+
+__all__ = ["UID_POOL", "Lease", "UidPool"]
+
+UID_POOL = range(64100, 64164)
+"""The uids sandboxes run as by default, one per sandbox running at a time on the host."""
+
+_FIRST_WAIT_S, _LONGEST_WAIT_S = 0.005, 0.1
+
+
+class _Owner(Protocol):
+    def give_back(self, uids: tuple[int, ...]) -> None: ...
+
+
+class Lease:
+    """Uids taken from a pool, held until :meth:`release` (which may be called again)."""
+
+    def __init__(self, owner: _Owner, uids: tuple[int, ...]) -> None:
+        self.uids = uids
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        return f"Lease({list(self.uids)})"
+
+    def release(self) -> None:
+        """Give the uids back to the pool."""
+        uids, self.uids = self.uids, ()
+        self._owner.give_back(uids)
+
+
+@dataclass(slots=True)
+class _Reserved:
+    """Uids :meth:`UidPool.reserve` holds for the runs inside it, and those of them free.
+
+    Once the reservation ends, a run still holding one of its uids gives it to the pool.
+    """
+
+    pool: UidPool
+    free: list[int] = field(default_factory=list)
+    ended: bool = False
+
+    def give_back(self, uids: tuple[int, ...]) -> None:
+        if self.ended:
+            self.pool.give_back(uids)
+        else:
+            self.free.extend(uids)
+
+
+_RESERVED: ContextVar[_Reserved | None] = ContextVar("cascade_uids_reserved", default=None)
+
+
+class UidPool:
+    """A host-wide pool of sandbox uids; :meth:`take` waits for free ones.
+
+    ``folder`` holds the lock files (by default one in the system's temporary directory, the
+    same for every cascade process). Uids that ``/etc/passwd`` names are never used.
+    """
+
+    def __init__(self, uids: range = UID_POOL, *, folder: Path | None = None) -> None:
+        self._held: dict[int, int] = {}  # uid: the descriptor of its lock; first: __del__ reads it
+        named = _host_uids()
+        self.uids = uids
+        self._usable = [uid for uid in uids if uid not in named]
+        if not self._usable:
+            raise ConfigError(f"no sandbox uid is free to use in {uids!r}")
+        self._folder = folder or Path(tempfile.gettempdir()) / "cascade-sandbox-uids"
+        self._guard = threading.Lock()  # callers may share a pool across threads
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"UidPool({self.uids!r})"
+
+    @property
+    def size(self) -> int:
+        """How many sandboxes can hold a uid of the pool at once."""
+        return len(self._usable)
+
+    async def take(self, count: int = 1) -> Lease:
+        """Wait until ``count`` uids are free, then hold them all (never only some)."""
+        if not 0 < count <= self.size:
+            raise ConfigError(f"cannot take {count} uids from a pool of {self.size}")
+        wait = _FIRST_WAIT_S
+        while (uids := self._try_take(count)) is None:
+            # Lock files wake nobody: poll, with jitter so that waiters do not move in step.
+            await asyncio.sleep(wait * random.uniform(0.5, 1.5))  # noqa: S311  # not a secret
+            wait = min(wait * 1.5, _LONGEST_WAIT_S)
+        return Lease(self, uids)
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, count: int) -> AsyncIterator[None]:
+        """Take ``count`` uids at once, for :meth:`take_one` inside (and in tasks started there)."""
+        reserved = _Reserved(self, list((await self.take(count)).uids))
+        token = _RESERVED.set(reserved)
+        try:
+            yield
+        finally:
+            _RESERVED.reset(token)
+            reserved.ended = True
+            self.give_back(tuple(reserved.free))
+
+    async def take_one(self) -> Lease:
+        """One uid: a free one of the reservation in force here, if any, else :meth:`take`'s."""
+        reserved = _RESERVED.get()
+        if reserved is not None and reserved.pool is self and reserved.free:
+            return Lease(reserved, (reserved.free.pop(),))
+        return await self.take()
+
+    def give_back(self, uids: tuple[int, ...]) -> None:
+        """Unlock ``uids``, taken by :meth:`take`."""
+        with self._guard:
+            for uid in uids:
+                if (fd := self._held.pop(uid, None)) is not None:
+                    _unlock(fd)
+
+    def _try_take(self, count: int) -> tuple[int, ...] | None:
+        with self._guard:
+            if self._pid != os.getpid():
+                # A forked child: the locks are its parent's to give back, not its own.
+                self._held, self._pid = {}, os.getpid()
+            if len(self._held) + count > self.size:
+                return None  # this process holds too many itself: no need to ask the host
+            _own_folder(self._folder)
+            taken: dict[int, int] = {}
+            for uid in self._usable:
+                if uid not in self._held and (fd := self._lock(uid)) is not None:
+                    taken[uid] = fd
+                    if len(taken) == count:
+                        self._held.update(taken)
+                        return tuple(taken)
+            for fd in taken.values():  # all or none
+                _unlock(fd)
+            return None
+
+    def _lock(self, uid: int) -> int | None:
+        """A descriptor holding ``uid``'s lock, or ``None`` if anyone holds it (we included).
+
+        A descriptor of its own each time: ``flock`` locks belong to an open file, so one opened
+        again conflicts with every other holder, in this process as in any other.
+        """
+        path = self._folder / f"{uid}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def __del__(self) -> None:
+        for fd in self._held.values():
+            _unlock(fd)
+
+
+def _own_folder(folder: Path) -> None:
+    """Make ``folder``, or check it is ours alone: whoever can write there can hold every uid."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        raise ConfigError(
+            f"the sandbox uid pool's folder {folder} must be a directory of ours that no one "
+            "else can write to"
+        )
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _host_uids() -> set[int]:
+    with contextlib.suppress(OSError):
+        lines = Path("/etc/passwd").read_text(encoding="utf-8", errors="replace").splitlines()
+        return {int(parts[2]) for parts in (line.split(":") for line in lines)
+                if len(parts) > 2 and parts[2].isdigit()}  # fmt: skip
+    return set()

@@ -1,0 +1,260 @@
+"""The uid pool is a host-wide semaphore.
+
+A sandbox waits for a uid and never faults for want of one; a take of several gets all or none;
+and a run stopped while it waits, or while it runs, leaves no scratch folder and no uid held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cascade.errors import ConfigError
+from cascade.validators.sandbox import Limits, Sandbox
+from cascade.validators.uid_pool import UidPool
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the uid pool is used as root only")
+MODES = ["bwrap", "unshare"]
+REPO = Path(__file__).resolve().parents[1]
+SMALL = range(64440, 64443)
+"""A pool of three, apart from the host's pool, which other runs use."""
+LOCKS = Path(tempfile.gettempdir()) / "cascade-sandbox-uids"
+
+
+def small() -> UidPool:
+    """The pool of three, as another process would open it: its lock files are its own."""
+    return UidPool(SMALL, folder=LOCKS)
+
+
+def holding(pool: UidPool, count: int) -> asyncio.Future[bool]:
+    """Whether ``pool.take(count)`` returns within half a second (the lease is then released)."""
+
+    async def take() -> bool:
+        try:
+            lease = await asyncio.wait_for(pool.take(count), 0.5)
+        except TimeoutError:
+            return False
+        lease.release()
+        return True
+
+    return asyncio.ensure_future(take())
+
+
+def test_a_take_waits_for_a_uid_instead_of_failing() -> None:
+    """With every uid held by another process's lock, take waits, and returns once one is free."""
+
+    async def go() -> tuple[bool, bool]:
+        other = await small().take(3)  # another open file: the lock of another process
+        waited = await holding(small(), 1)
+        other.release()
+        return waited, await holding(small(), 1)
+
+    assert asyncio.run(go()) == (False, True)
+
+
+def test_a_take_of_several_is_all_or_none() -> None:
+    """Two wanted and one free: nothing is taken, so the free uid stays free for others."""
+
+    async def go() -> tuple[bool, bool]:
+        other = await small().take(2)
+        pair = asyncio.ensure_future(small().take(2))
+        await asyncio.sleep(0.2)
+        one = await holding(small(), 1)
+        waiting = not pair.done()
+        other.release()
+        (await pair).release()
+        return waiting, one
+
+    assert asyncio.run(go()) == (True, True)
+
+
+PAIR = {
+    "ping.py": "import socket, sys\nend = socket.socket(fileno=int(sys.argv[1]))\n"
+    "end.sendall(b'ping')\nprint(end.recv(4).decode())\n",
+    "pong.py": "import socket, sys\nend = socket.socket(fileno=int(sys.argv[1]))\n"
+    "assert end.recv(4) == b'ping'\nend.sendall(b'pong')\nprint('sent')\n",
+}
+"""Two sandboxes that finish only together: each waits for the other on a socket."""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pairs_that_reserve_their_uids_never_wait_for_each_other(mode: str) -> None:
+    """Three pairs, in a pool of three: each pair takes two uids at once, so all finish."""
+    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small())
+
+    async def pair() -> tuple[str, str]:
+        left, right = socket.socketpair()
+        async with sandbox.reserve(2):
+            ping = asyncio.ensure_future(
+                sandbox.run(PAIR, ["ping.py", "{peer}"], peer=left.fileno(), spawned=left.close)
+            )
+            await asyncio.sleep(0.1)  # the first of each pair holds its uid before the others
+            pong = await sandbox.run(
+                PAIR, ["pong.py", "{peer}"], peer=right.fileno(), spawned=right.close
+            )
+            return (await ping).stdout.strip(), pong.stdout.strip()
+
+    async def go() -> list[tuple[str, str]]:
+        return await asyncio.gather(*(pair() for _ in range(3)))
+
+    assert asyncio.run(go()) == [("pong", "sent")] * 3
+
+
+@pytest.fixture
+def scratch_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Where this test's sandboxes make their scratch folders, to count what is left."""
+    home = tmp_path / "scratch"
+    home.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(home))
+    return home
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_cancelled_while_waiting_for_a_uid_leaves_nothing(
+    mode: str, scratch_home: Path
+) -> None:
+    """A run stopped before it has a uid leaves no scratch folder, and takes no uid."""
+    pool = small()
+    sandbox = Sandbox(Limits(wall_s=5), mode=mode, uids=pool)
+
+    async def go() -> bool:
+        await sandbox.run({}, ["-c", "pass"])  # the first run's check, out of the way
+        other = await small().take(3)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sandbox.run({}, ["-c", "pass"]), 0.5)
+        other.release()
+        return await holding(pool, 3)
+
+    assert asyncio.run(go()), "the cancelled run kept a uid"
+    assert list(scratch_home.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_cancelled_while_running_leaves_nothing(mode: str, scratch_home: Path) -> None:
+    """A run stopped while its code runs leaves no scratch folder, and gives its uid back."""
+    pool = small()
+    sandbox = Sandbox(Limits(wall_s=30), mode=mode, uids=pool)
+
+    async def go() -> bool:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sandbox.run({}, ["-c", "import time; time.sleep(30)"]), 3)
+        return await holding(pool, 3)
+
+    assert asyncio.run(go()), "the cancelled run kept a uid"
+    assert list(scratch_home.iterdir()) == []
+
+
+def test_a_run_that_cannot_take_a_uid_leaves_nothing(scratch_home: Path, tmp_path: Path) -> None:
+    """When the pool's lock files cannot be made, the error is raised and no folder is left."""
+    (tmp_path / "not-a-folder").write_text("")
+    pool = UidPool(SMALL, folder=tmp_path / "not-a-folder" / "locks")
+    sandbox = Sandbox(Limits(wall_s=5), mode="bwrap", uids=pool)
+    with pytest.raises(NotADirectoryError):
+        asyncio.run(sandbox.run({}, ["-c", "pass"]))
+    assert list(scratch_home.iterdir()) == []
+
+
+WORKER = """
+import asyncio, json, sys
+from cascade.validators import passes_tests, run_validator
+from cascade.errors import ConfigError
+from cascade.validators.sandbox import Limits, Sandbox
+from cascade.validators.uid_pool import UidPool
+from tests.helpers import attempt_with
+mode, first, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sandbox = Sandbox(Limits(wall_s=20), mode=mode, uids=UidPool(range(first, first + size)))
+validator = passes_tests(["assert add(2, 2) == 4", "assert add(1, 5) == 6"], sandbox=sandbox)
+answers = json.loads(sys.argv[4])
+async def main():
+    await run_validator(validator, attempt_with(answers[0]))  # the first run's check, alone
+    return await asyncio.gather(*(run_validator(validator, attempt_with(a)) for a in answers))
+print(json.dumps([[v.passed, v.fault, v.reason] for v in asyncio.run(main())]))
+"""
+"""One cascade process: verdicts on ``answers``, all asked for at once."""
+
+SLOW = "```python\nimport time\ntime.sleep(0.5)\ndef add(a, b):\n    return a {} b\n```"
+ANSWERS = [SLOW.format(op) for op in ("+", "-", "+", "*")]
+"""Right and wrong answers, each holding its sandbox for half a second."""
+
+
+def verdicts_of(*workers: subprocess.Popen[str]) -> list[list[list[object]]]:
+    """Each worker's verdicts, once it has finished."""
+    found = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err[-2000:]
+        found.append(json.loads(out))
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_processes_asking_for_more_uids_than_the_pool_holds_get_their_verdicts(
+    mode: str,
+) -> None:
+    """Two processes, four sandboxes each at once, three uids: the verdicts of each alone."""
+
+    def start(answers: list[str]) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-c", WORKER, mode, str(SMALL.start), str(len(SMALL))]
+        return subprocess.Popen(  # noqa: S603  # our own Python and script
+            [*argv, json.dumps(answers)], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    alone = verdicts_of(start(ANSWERS))[0] + verdicts_of(start(ANSWERS[::-1]))[0]
+    first, second = verdicts_of(start(ANSWERS), start(ANSWERS[::-1]))
+    assert not any(fault for _, fault, _ in alone)
+    assert [passed for passed, _, _ in alone] == [
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert first + second == alone
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_sandbox_waits_its_turn_within_one_process(mode: str) -> None:
+    """Eight runs at once in a pool of three all finish, never more than three at a time."""
+    sandbox = Sandbox(Limits(wall_s=10), mode=mode, uids=small())
+    code = textwrap.dedent(
+        """
+        import os, time
+        start = time.time()
+        time.sleep(0.3)
+        print(start, time.time(), os.getuid())
+        """
+    )
+
+    async def go() -> list[str]:
+        runs = [sandbox.run({"probe.py": code}, ["probe.py"]) for _ in range(8)]
+        return [result.stdout for result in await asyncio.gather(*runs)]
+
+    spans = [(float(a), float(b), int(uid)) for a, b, uid in map(str.split, asyncio.run(go()))]
+    assert len(spans) == 8
+    assert {uid for _, _, uid in spans} <= set(SMALL)
+    for start, _, uid in spans:
+        alive = [other for other in spans if other[0] <= start < other[1]]
+        assert len(alive) <= len(SMALL)
+        assert [other[2] for other in alive].count(uid) == 1, "two sandboxes shared a uid"
+
+
+def test_a_lock_folder_others_can_write_to_is_refused(tmp_path: Path) -> None:
+    """Whoever can write to the lock folder could hold every uid: such a folder is an error."""
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    with pytest.raises(ConfigError, match="no one else can write"):
+        asyncio.run(UidPool(SMALL, folder=folder).take())
