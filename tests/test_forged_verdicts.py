@@ -1,9 +1,9 @@
 """Wrong code that games its own test run is rejected; right code that is noisy still passes.
 
 Each candidate below is a wrong ``add`` with one trick that made the old harness (the tests and
-the verdict in the candidate's own process, read from its stdout) report a pass. The asserts
-are in the recognised forms, so the trusted side judges them: the candidate only computes
-values. Every test here failed on the old code.
+the verdict in the candidate's own process, read from its stdout) report a pass. The tests run
+in a sandbox of their own: the candidate only computes values. Every test here failed on the
+old code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from cascade.types import Verdict
 from cascade.validators import passes_tests
-from cascade.validators.isolated import split
+from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox
 from tests.helpers import verdict_of
 
@@ -112,11 +112,9 @@ def judge(sandbox: Sandbox, candidate: str, tests: list[str] | str = SNIPPETS) -
     return verdict_of(passes_tests(tests, sandbox=sandbox), textwrap.dedent(candidate))
 
 
-def test_the_snippets_are_judged_on_the_trusted_side() -> None:
-    """Both snippets are in a recognised form, so the candidate never sees 4 or 42."""
-    checks = split(SNIPPETS)
-    assert checks is not None
-    assert [c.remote for c in checks] == [("add(2, 2)",), ("add(40, 2)",)]
+def test_only_the_functions_the_tests_call_cross() -> None:
+    """The candidate serves ``add`` alone: the tests' 4 and 42 never reach it."""
+    assert crossing_names(SNIPPETS, None) == ("add",)
 
 
 @pytest.mark.parametrize("trick", sorted(TRICKS))
@@ -158,7 +156,7 @@ def test_os_exit_on_import_under_pytest_fails(sandbox: Sandbox) -> None:
     verdict = judge(sandbox, "import os\nos._exit(0)\n", tests)
     assert not verdict.passed
     assert "the code under test ended the process" in verdict.reason
-    in_process = passes_tests(tests, sandbox=sandbox, isolation="in-process")
+    in_process = passes_tests(tests, sandbox=sandbox, isolation="in-process", isolated_only=False)
     verdict = verdict_of(in_process, "import os\nos._exit(0)\n")
     assert not verdict.passed
     assert "without reporting" in verdict.reason
@@ -168,18 +166,21 @@ def test_os_exit_on_import_under_pytest_fails(sandbox: Sandbox) -> None:
     assert verdict_of(in_process, "def add(a, b):\n    return a + b\n").self_reported
 
 
-def test_unrecognised_snippets_run_as_before_and_are_marked_self_reported(
-    sandbox: Sandbox,
-) -> None:
-    """A loop of asserts is not a recognised form: it may pass, marked, or be refused."""
+def test_any_snippet_runs_apart_and_in_process_is_an_opt_in(sandbox: Sandbox) -> None:
+    """A loop of asserts runs apart like any other; in-process passes are refused by default."""
     loop = ["for a in range(3):\n    assert add(a, a) == 2 * a"]
     verdict = judge(sandbox, "def add(a, b):\n    return a + b\n", loop)
     assert verdict.passed
-    assert verdict.self_reported
-    strict = passes_tests(loop, sandbox=sandbox, isolated_only=True)
-    refused = verdict_of(strict, "def add(a, b):\n    return a + b\n")
+    assert not verdict.self_reported
+    in_process = passes_tests(loop, sandbox=sandbox, isolation="in-process")
+    refused = verdict_of(in_process, "def add(a, b):\n    return a + b\n")
     assert not refused.passed
+    assert refused.self_reported
     assert "isolated_tests_only" in refused.reason
+    allowed = passes_tests(loop, sandbox=sandbox, isolation="in-process", isolated_only=False)
+    accepted = verdict_of(allowed, "def add(a, b):\n    return a + b\n")
+    assert accepted.passed
+    assert accepted.self_reported
 
 
 @pytest.mark.parametrize(
@@ -193,9 +194,8 @@ def test_unrecognised_snippets_run_as_before_and_are_marked_self_reported(
         ("assert area(1) in (1, 2)", "2", "3"),
     ],
 )
-def test_other_recognised_forms(sandbox: Sandbox, snippet: str, right: str, wrong: str) -> None:
-    """isclose, abs(...) < eps, sorted, is None, not, in: judged on the trusted side."""
-    assert split([snippet]) is not None
+def test_other_assert_forms(sandbox: Sandbox, snippet: str, right: str, wrong: str) -> None:
+    """isclose, abs(...) < eps, sorted, is None, not, in: judged apart from the code."""
     for body, passes in ((right, True), (wrong, False)):
         verdict = judge(sandbox, f"import math\ndef area(r):\n    return {body}\n", [snippet])
         assert verdict.passed is passes, verdict
@@ -250,7 +250,7 @@ def test_pytest_files_run_apart_from_the_code(sandbox: Sandbox, trick: str, code
 
 
 def test_pytest_files_reach_the_code_through_plain_data(sandbox: Sandbox) -> None:
-    """Calls, values and builtin exceptions cross the proxy as they would in one process."""
+    """Calls and builtin exceptions cross the proxy as in one process; module values do not."""
     code = """
         LIMIT = 100
         def add(a, b):
@@ -258,10 +258,13 @@ def test_pytest_files_reach_the_code_through_plain_data(sandbox: Sandbox) -> Non
                 raise TypeError("numbers only")
             return a + b
         """
-    tests = PYTEST_FILE + "\ndef test_limit():\n    assert LIMIT == 100\n"
-    verdict = judge(sandbox, code, tests)
+    verdict = judge(sandbox, code, PYTEST_FILE)
     assert verdict.passed, verdict.reason
     assert not verdict.self_reported
+    tests = PYTEST_FILE + "\ndef test_limit():\n    assert LIMIT == 100\n"
+    verdict = judge(sandbox, code, tests)
+    assert not verdict.passed
+    assert "NameError" in verdict.reason
 
 
 def test_numpy_numbers_travel_as_the_builtin_values_they_hold(sandbox: Sandbox) -> None:

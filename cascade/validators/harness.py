@@ -1,99 +1,154 @@
-"""The Python that runs inside the sandbox to send values across its edge, as source text.
+"""The two ends of the socket between an answer's sandbox and its tests' sandbox, as source text.
 
-:data:`ENCODER` turns a value into the tagged plain data that
-:func:`cascade.validators.isolated.decode` reads back; :data:`HARNESS` is the script that runs
-the code under test and sends the values of the assert snippets' calls
-(:mod:`cascade.validators.isolated`). Both are text, run by the sandbox's Python, never here.
+:data:`SERVER` runs in the answer's sandbox (``serve.py``): it runs the setup and the answer,
+says which of the names the tests reference are functions there, then answers calls, one JSON
+line each way, with arguments and results as plain data (:mod:`cascade.validators.wire`).
+
+:data:`PROXY` is ``solution.py`` in the tests' sandbox: importing it reads the answer's
+greeting, and it then holds one proxy function per name the answer serves, and nothing else
+(``__all__`` names them, so ``from solution import *`` hands the tests those proxies alone). A
+greeting that is not well formed, or that names a function the tests did not ask for, is an
+``ImportError``: the answer fails. A module the answer imported under a name the tests use
+(``math``, ``np``) is imported here again, from the standard library or numpy, never taken from
+the answer. An exception the answer raised comes back as the nearest builtin exception type.
+
+Both are text, run by the sandbox's Python, never here.
 """
 
 from __future__ import annotations
 
-__all__ = ["ENCODER", "HARNESS"]
+__all__ = ["NAMES_FILE", "PROXY", "SERVER"]
 
-ENCODER = r"""
-import collections as _collections
-_type = type
-_PLAIN = {bool: "b", int: "i", float: "f", complex: "c", str: "s", bytes: "y", list: "l",
-          tuple: "t", set: "set", frozenset: "fs", dict: "d", type(None): "n",
-          _collections.OrderedDict: "d", _collections.defaultdict: "d",
-          _collections.Counter: "d"}
+NAMES_FILE = "_cascade_names.json"
+"""The names the tests reference that may be the answer's functions, in both sandboxes."""
 
-class _Unplain(Exception):
-    pass
-
-def _encode(value, depth=0):
-    tag = _PLAIN.get(_type(value))
-    if tag is None and _type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        value = value.tolist()  # a numpy number or array, as the builtin values it holds
-        tag = _PLAIN.get(_type(value))
-    if tag is None:
-        kind = _type(value)
-        raise _Unplain(f"an instance of {kind.__module__}.{kind.__qualname__}, not plain data")
-    if depth > 100:
-        raise _Unplain("nested more than 100 deep")
-    if tag == "n":
-        return {"n": 0}
-    if tag in ("b", "s"):
-        return {tag: value}
-    if tag == "i":
-        return {"i": str(value)}
-    if tag == "f":
-        return {"f": repr(value)}
-    if tag == "c":
-        return {"c": [repr(value.real), repr(value.imag)]}
-    if tag == "y":
-        return {"y": value.hex()}
-    if tag == "d":
-        return {"d": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]}
-    return {tag: [_encode(v, depth + 1) for v in value]}
-"""
-"""``_encode(value)``: a value as tagged plain data, read back by :func:`decode`; an instance of
-any other type (a subclass included) raises ``_Unplain``. Shared by every script that sends
-values across the sandbox's edge."""
-
-HARNESS = (
-    ENCODER
-    + r"""
-import json, os, sys, traceback
-_channel = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
-_dumps, _write, _flush = json.dumps, _channel.write, _channel.flush
+SERVER = r"""
+import builtins, json, os, socket, sys, types
+sys.path.insert(0, os.getcwd())  # python -I leaves the sandbox's folder out
+sys.set_int_max_str_digits(0)
+from _cascade_wire import Unplain, decode, encode, loads
+_link = socket.socket(fileno=int(sys.argv[1]))
+_stream = _link.makefile("rwb")
+_dumps, _write, _flush, _readline = json.dumps, _stream.write, _stream.flush, _stream.readline
 
 def _send(item):
-    _write(_dumps(item) + "\n")
+    _write((_dumps(item) + "\n").encode())
     _flush()
 
-def _error(exc, label, code):
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == label]
-    lines = code.splitlines()
-    where = frames[-1].lineno if frames else None
-    line = lines[where - 1].strip() if where and where <= len(lines) else ""
-    message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    return f"{line} ({message})" if line else message
+def _builtin_kind(exc):
+    for kind in type(exc).__mro__:
+        if getattr(builtins, kind.__name__, None) is kind and issubclass(kind, Exception):
+            return kind.__name__
+    return "RuntimeError"
 
-with open("cases.json", encoding="utf-8") as _handle:
-    _cases = json.load(_handle)
-_namespace = {"__name__": "solution"}  # only what the code defines: nothing lent
-for _label in ("setup", "solution"):
+def _describe(exc):
     try:
-        exec(compile(_cases[_label], _label, "exec"), _namespace)
-    except BaseException as _exc:
-        _send({"stage": _label, "error": _error(_exc, _label, _cases[_label])})
-        raise SystemExit(0)
-_send({"stage": "loaded"})
-for _index, _source in enumerate(_cases["remote"]):
+        return str(exc)[:2000]
+    except BaseException:
+        return ""
+
+with open("_cascade_names.json", encoding="utf-8") as _handle:
+    _wanted = json.load(_handle)
+with open("solution.py", encoding="utf-8") as _handle:
+    _source = _handle.read()
+_namespace = {"__name__": "solution"}
+try:
+    exec(compile(_source, "solution.py", "exec"), _namespace)
+except BaseException as _exc:
+    _send({"error": f"{type(_exc).__name__}: {_describe(_exc)}".rstrip(": ")})
+    raise SystemExit(0)
+_calls = [n for n in _wanted if callable(_namespace.get(n))
+          and not isinstance(_namespace[n], types.ModuleType)]
+_modules = {n: _namespace[n].__name__ for n in _wanted
+            if isinstance(_namespace.get(n), types.ModuleType)}
+_send({"calls": _calls, "modules": _modules})
+while (_line := _readline()):
+    _request = loads(_line)
     try:
-        _value = eval(compile(_source, "test", "eval"), _namespace)
+        _args = [decode(a, 60.0) for a in _request["args"]]
+        _kwargs = {k: decode(v, 60.0) for k, v in _request["kwargs"].items()}
+        _result = _namespace[_request["call"]](*_args, **_kwargs)
     except BaseException as _exc:
-        _send({"i": _index, "error": f"{type(_exc).__name__}: {_exc}".rstrip(": ")})
+        _send({"raised": _builtin_kind(_exc), "message": _describe(_exc)})
         continue
     try:
-        _send({"i": _index, "value": _encode(_value)})
-    except _Unplain as _exc:
-        _send({"i": _index, "value": {"x": str(_exc)}})
+        _send({"value": encode(_result)})
+    except Unplain as _exc:
+        _send({"unplain": str(_exc)})
     except BaseException as _exc:
-        _send({"i": _index, "error": f"the value cannot be sent back ({type(_exc).__name__})"})
-_send({"stage": "done"})
+        _send({"unplain": f"a value that cannot be sent ({type(_exc).__name__})"})
 """
-)
-"""Runs in the sandbox: ``python run.py FD``; reads ``cases.json`` (setup, solution and the
-remote expressions), writes one JSON line per value to descriptor ``FD``."""
+"""``python serve.py FD``: the answer, answering calls on socket ``FD``."""
+
+PROXY = r"""
+import builtins as _builtins, importlib as _importlib, json as _json, os as _os
+import socket as _socket, sys as _sys
+from _cascade_wire import MAX_LINE_BYTES as _MAX, Unplain as _Unplain
+from _cascade_wire import decode as _decode, encode as _encode, loads as _loads
+_sys.set_int_max_str_digits(0)
+_link = _socket.socket(fileno=int(_os.environ["CASCADE_PEER_FD"]))
+_stream = _link.makefile("rwb")
+with open("_cascade_names.json", encoding="utf-8") as _handle:
+    _wanted = set(_json.load(_handle))
+_TRUSTED_TOPS = set(_sys.stdlib_module_names) | {"numpy"}
+
+def _receive():
+    line = _stream.readline(_MAX + 1)
+    if not line:
+        raise RuntimeError("the code under test ended the process without reporting an answer")
+    answer = _loads(line)
+    if type(answer) is not dict:
+        raise _Unplain("a malformed answer")
+    return answer
+
+def _proxy(name):
+    def call(*args, **kwargs):
+        try:
+            request = {"call": name, "args": [_encode(a) for a in args],
+                       "kwargs": {k: _encode(v) for k, v in kwargs.items()}}
+        except _Unplain as exc:
+            raise TypeError(f"only plain data crosses to the code under test: {exc}") from None
+        _stream.write((_json.dumps(request) + "\n").encode())
+        _stream.flush()
+        try:
+            answer = _receive()
+            if "raised" in answer:
+                kind = getattr(_builtins, str(answer["raised"]), None)
+                message = str(answer.get("message", ""))[:2000]
+                if isinstance(kind, type) and issubclass(kind, Exception):
+                    raise kind(message)
+                raise RuntimeError(f"{answer['raised']}: {message}"[:2000])
+            if "unplain" in answer:
+                raise _Unplain(str(answer["unplain"])[:400])
+            return _decode(answer["value"])
+        except (_Unplain, KeyError) as exc:
+            raise TypeError(f"{name} returned {exc}") from None
+    call.__name__ = call.__qualname__ = name
+    return call
+
+def _greeting():
+    try:
+        hello = _receive()
+    except _Unplain as exc:
+        raise ImportError(f"the code under test sent a malformed greeting: {exc}") from None
+    if "error" in hello:
+        raise ImportError(f"the code under test does not run: {str(hello['error'])[:400]}")
+    calls, modules = hello.get("calls"), hello.get("modules")
+    if (type(calls) is not list or type(modules) is not dict
+            or not all(type(n) is str and n in _wanted for n in [*calls, *modules])
+            or not all(type(m) is str for m in modules.values())):
+        raise ImportError("the code under test sent a malformed greeting")
+    return calls, modules
+
+_calls, _modules = _greeting()
+for _name in _calls:
+    globals()[_name] = _proxy(_name)
+for _name, _module in _modules.items():
+    if _module.partition(".")[0] in _TRUSTED_TOPS:
+        try:
+            globals()[_name] = _importlib.import_module(_module)
+        except ImportError:
+            continue
+__all__ = [n for n in (*_calls, *_modules) if n in globals()]
+"""
+"""``solution.py`` in the tests' sandbox: the answer's functions, as calls across the socket."""

@@ -11,12 +11,13 @@ still forge these lines: such verdicts are marked ``self_reported``.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["PYTEST_RUNNER", "PytestReport", "channel_items", "pytest_report"]
+__all__ = ["PYTEST_RUNNER", "PytestReport", "channel_items", "pytest_report", "with_import"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +52,38 @@ def channel_items(text: str) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(item, dict):
             yield item
+
+
+def with_import(tests: str, module: str) -> str:
+    r"""``tests`` with ``from module import *`` after its docstring and ``__future__`` imports.
+
+    Nothing is added when the tests import ``module`` themselves.
+
+    >>> with_import('from __future__ import annotations\nx = 1\n', "m").splitlines()
+    ['from __future__ import annotations', 'from m import *  # noqa: F403', 'x = 1']
+    """
+    try:
+        body = ast.parse(tests).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        body = []  # pytest reports the error itself
+    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(node, ast.Import) and any(a.name == module for a in node.names):
+            return tests
+        if isinstance(node, ast.ImportFrom) and node.module == module:
+            return tests
+    after = 0
+    for position, node in enumerate(body):
+        docstring = (
+            position == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        )
+        if not docstring and not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            break
+        after = node.end_lineno or 0
+    lines = tests.splitlines(keepends=True)
+    header = f"from {module} import *  # noqa: F403\n"
+    if after and not lines[after - 1].endswith("\n"):
+        lines[after - 1] += "\n"
+    return "".join([*lines[:after], header, *lines[after:]])
 
 
 def pytest_report(text: str) -> PytestReport:
