@@ -19,6 +19,13 @@ candidate is *certified* when the exact one-sided Clopper-Pearson lower bound of
 at level ``confidence``, reaches the target, and the walk stops at the first that is not. The
 cheapest certified candidate is chosen.
 
+**Auto.** With no target given, the sequence is one of (target, mix) pairs instead, fixed from
+the selection part alone (:func:`auto_sequence`): the best mix in sample with targets climbing
+by half a point up to the highest the selection part expects to certify, then the cheaper
+candidates at that top target. The walk stops at the first failure; the highest target
+certified is the one stated, with the cheapest mix certified at it. Every certified pair holds
+at once with the stated probability, so the chosen one does.
+
 **What it guarantees.** The sequence is fixed before the certification part is looked at, so by
 fixed-sequence testing, with probability at least ``confidence`` over the draw of the training
 tasks, *every* certified candidate's pass rate on new tasks from the same distribution (the
@@ -47,6 +54,8 @@ __all__ = [
     "Candidate",
     "Certified",
     "Count",
+    "Pair",
+    "auto_sequence",
     "certify",
     "describe_guarantee",
     "lower_bound",
@@ -90,6 +99,8 @@ class Candidate:
     simulated_rate: float = 0.0
     """Its pass rate on the certification part as the simulation counts it (which
     :attr:`certified_rate` equals unless another count was used)."""
+    target: float = 0.0
+    """The target it was tested against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +112,8 @@ class Certified:
     sequence: tuple[Candidate, ...]
     """Every candidate tested, in order; the walk stopped after the last one."""
     certified: tuple[Candidate, ...]
-    planned: tuple[Mix, ...] = ()
-    """The whole sequence, fixed before the certification part was read."""
+    planned: tuple[tuple[float, Mix], ...] = ()
+    """The whole sequence of (target, mix) pairs, fixed before the certification part was read."""
 
     @property
     def chosen(self) -> Candidate | None:
@@ -147,53 +158,90 @@ def certify(
     confidence: float,
     count: Count | None = None,
 ) -> Certified:
-    """Walk the sequence of mixes the selection part orders; see the module's doc.
+    """Walk the sequence of (target, mix) pairs the selection part orders; see the module's doc.
 
-    With no ``target``, the selection part sets one (see :func:`reachable_target`). ``count``
-    counts a mix's right answers on the certification part; by default, the simulation's.
-    ``cascade optimize`` passes a replay of each candidate's written policy through the engine
-    (:mod:`cascade.optimize.certify_written`), so what is certified is what is written.
+    With no ``target`` (``auto``), the sequence climbs targets (see :func:`auto_sequence`).
+    ``count`` counts a mix's right answers on the certification part; by default, the
+    simulation's. ``cascade optimize`` passes a replay of each candidate's written policy
+    through the engine (:mod:`cascade.optimize.certify_written`), so what is certified is what
+    is written.
     """
-    target, planned = sequence(found, target, confidence)
-    return walk(found, planned, target, confidence, count)
+    return walk(found, sequence(found, target, confidence), confidence, count)
 
 
-def sequence(
-    found: Mapping[str, Ladders], target: float | None, confidence: float
-) -> tuple[float, list[Mix]]:
-    """The target and the mixes to test in order, from the selection part alone."""
-    certifying = sum(int(f.sizes[CERTIFY]) for f in found.values())
-    selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
-    full = mixes(found, SELECT)
-    rates = np.array([m.right / max(1, selecting) for m in full])
-    estimated = np.array(_cross_validated(found, full))
+Pair = tuple[float, Mix]
+"""A hypothesis of the sequence: this mix's pass rate reaches this target."""
+
+
+def sequence(found: Mapping[str, Ladders], target: float | None, confidence: float) -> list[Pair]:
+    """The (target, mix) pairs to test in order, from the selection part alone.
+
+    For a given ``target``: the candidates at a few levels above it, safest first. With none,
+    :func:`auto_sequence`.
+    """
     if target is None:
-        target = reachable_target(rates, estimated, certifying, confidence)
+        return auto_sequence(found, confidence)
+    certifying, rates, estimated, full = _selection(found)
     shift = optimism(rates, estimated, target)
     picks = [int(r[-1]) for level in levels(target, certifying)
              if (r := np.flatnonzero(rates - shift >= level - 1e-12)).size]  # fmt: skip
     if full and (not picks or picks[0] != 0):
         picks.insert(0, 0)  # the safest first: the best in sample, when no level picked it
-    return target, [full[p] for p in dict.fromkeys(picks)]
+    return [(target, full[p]) for p in dict.fromkeys(picks)]
+
+
+def auto_sequence(found: Mapping[str, Ladders], confidence: float) -> list[Pair]:
+    """``auto``: a climb of targets with the surest mix, then cheaper mixes at the top one.
+
+    The top target is the highest the selection part expects the certification part to
+    confirm (:func:`reachable_target`). The sequence first pairs the best mix in sample with
+    targets climbing by half a point from 15 points below the top (at least half a point) up
+    to it, then tests the cheaper candidates :func:`sequence` orders for the top target, safest
+    first. So the walk ends at the top target with the cheapest mix it certifies there, or, if
+    the best mix falls short of the top, at the highest target it did certify: ``auto`` comes
+    back empty only when even the lowest pair fails, and never states a target of 0.
+    """
+    certifying, rates, estimated, full = _selection(found)
+    if not full:
+        return []
+    top = reachable_target(rates, estimated, certifying, confidence)
+    low = max(0.005, round(top - 0.15, 4))
+    steps = max(0, round((top - low) / 0.005))
+    climb = [(round(low + 0.005 * step, 4), full[0]) for step in range(steps + 1)]
+    return [*climb[:-1], *sequence(found, max(top, 0.005), confidence)]
+
+
+def _selection(found: Mapping[str, Ladders]) -> tuple[int, Floats, Floats, list[Mix]]:
+    """The certification part's size; every mix's in-sample and cross-validated rates."""
+    certifying = sum(int(f.sizes[CERTIFY]) for f in found.values())
+    selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
+    full = mixes(found, SELECT)
+    rates = np.array([m.right / max(1, selecting) for m in full])
+    return certifying, rates, np.array(_cross_validated(found, full)), full
 
 
 def walk(
     found: Mapping[str, Ladders],
-    planned: Sequence[Mix],
-    target: float,
+    planned: Sequence[Pair],
     confidence: float,
     count: Count | None = None,
 ) -> Certified:
-    """Fixed-sequence testing: certify the mixes in order, and stop at the first that fails."""
+    """Fixed-sequence testing: certify the pairs in order, and stop at the first that fails.
+
+    The target of the outcome is the highest certified (the first planned when none is), and
+    its certified mixes are those certified at that target.
+    """
     tested: list[Candidate] = []
-    certified: list[Candidate] = []
-    for mix in planned:
-        candidate = _candidate(found, mix, confidence, count)
+    passed: list[Candidate] = []
+    for target, mix in planned:
+        candidate = _candidate(found, mix, confidence, count, target)
         tested.append(candidate)
         if candidate.bound < target:
             break
-        certified.append(candidate)
-    return Certified(target, confidence, tuple(tested), tuple(certified), tuple(planned))
+        passed.append(candidate)
+    reached = max((c.target for c in passed), default=planned[0][0] if planned else 1.0)
+    certified = tuple(c for c in passed if c.target == reached)
+    return Certified(reached, confidence, tuple(tested), certified, tuple(planned))
 
 
 def reachable_target(rates: Floats, estimated: Floats, certifying: int, confidence: float) -> float:
@@ -250,7 +298,11 @@ def _cross_validated(found: Mapping[str, Ladders], full: list[Mix]) -> list[floa
 
 
 def _candidate(
-    found: Mapping[str, Ladders], mix: Mix, confidence: float, count: Count | None
+    found: Mapping[str, Ladders],
+    mix: Mix,
+    confidence: float,
+    count: Count | None,
+    target: float,
 ) -> Candidate:
     s_right, s_total, s_cost = _score(found, mix, SELECT)
     c_right, c_total, c_cost = _score(found, mix, (CERTIFY,))
@@ -264,6 +316,7 @@ def _candidate(
         lower_bound(round(c_right), c_total, confidence),
         (s_cost + c_cost) / max(1, s_total + c_total),
         simulated,
+        target,
     )
 
 

@@ -51,7 +51,10 @@ class WrittenCount:
         return [t for t, p in zip(ladders.table.task_ids, parts, strict=True) if p == CERTIFY]
 
     def __call__(self, mix: Mix) -> tuple[float, int]:
-        """The mix's right answers and tasks on the certification part, replayed."""
+        """The mix's right answers and tasks on the certification part, replayed (once)."""
+        known = self.rights.get(_key(mix))
+        if known is not None:
+            return float(sum(known.values())), len(known)
         ids = {t for kind in mix.picks for t in self.certifying(kind)}
         data = self.found.data.subset(ids)
         cache = VerdictCache() if self.options.cache else None
@@ -94,15 +97,14 @@ def certify_written(found: Optimized, options: Options) -> Optimized:
     """
     count = WrittenCount(found, options)
     simulated = found.result
-    result: Certified = walk(
-        found.found, simulated.planned, simulated.target, simulated.confidence, count
-    )
+    result: Certified = walk(found.found, simulated.planned, simulated.confidence, count)
     differences: list[str] = []
     chosen = result.chosen
     if chosen is not None:
-        mix = next(m for m in simulated.planned if dict(m.picks) == dict(chosen.picks))
+        mix = next(m for _, m in simulated.planned if dict(m.picks) == dict(chosen.picks))
         differences = count.differences(mix)
     facts = found.facts | {
+        "target_pass_rate": result.target,
         "candidates_tested": len(result.sequence),
         "certified_candidates": len(result.certified),
         "certified_by": "a replay of each candidate's written policy through the engine",
