@@ -6,6 +6,7 @@ surest candidate missed it: on 280-task suites, about half the time.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_the_sequence_climbs_with_the_surest_mix_then_tries_cheaper_ones(
     top = targets[-1]
     climb = [t for t in targets if t < top]
     assert climb == sorted(climb)
-    assert all(b - a == pytest.approx(0.005) for a, b in zip(climb, climb[1:], strict=False))
+    assert all(b - a == pytest.approx(0.005) for a, b in itertools.pairwise(climb))
     assert climb[0] == pytest.approx(max(0.005, top - 0.15))
     assert all(m == pairs[0][1] for t, m in pairs if t < top)
     assert [p for p in pairs if p[0] == top] == sequence(found, top, 0.9)
