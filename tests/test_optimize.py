@@ -51,6 +51,10 @@ def test_the_written_policies_replay_as_simulated_and_as_reported(
     code, found = optimize(capsys, str(dataset), "--target-pass-rate", "0.85", "--out", str(out))
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["math.toml", "multiple_choice.toml"]
+    for written in out.iterdir():  # each kind's file says its figure is the mix's, not its own
+        assert "pooled over the kinds math, multiple_choice" in " ".join(
+            line.lstrip("# ") for line in written.read_text().splitlines()
+        )
     assert found["train"]["pass_rate"] == pytest.approx(found["simulated_train"]["pass_rate"])
     assert found["train"]["cost_per_task_usd"] == pytest.approx(
         found["simulated_train"]["cost_per_task_usd"], rel=1e-6
@@ -92,6 +96,7 @@ def test_the_header_command_runs_as_written_and_writes_the_same_policy(
     assert main([*again[1:], "--json"]) == 0
     capsys.readouterr()
     assert Path("again.toml").read_text() == text.replace("first.toml", "again.toml")
+    assert "pooled" not in text  # one kind: its figure is its own
     bench_line = next(line for line in text.splitlines() if "cascade bench" in line)
     assert f"cascade bench {dataset} --policy THIS --split held-out --kind math" in bench_line
     assert "--holdout 0.25 --seed 3" in bench_line

@@ -77,6 +77,15 @@ def policy_header(found: Optimized, facts: Mapping[str, Any], options: Options) 
         "chose this ladder.",
         "Trying again with other seeds, targets or settings on the same data spends the "
         "guarantee again: each try is another chance for one to hold by luck.",
+        *(
+            [
+                f"These figures are pooled over the kinds {', '.join(sorted(found.kinds))}, in "
+                "the mix of the recorded tasks: the guarantee is for that mix, not for this "
+                "file's kind alone, whose own pass rate may be lower."
+            ]
+            if len(found.kinds) > 1
+            else []
+        ),
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
         "Check it on the tasks the optimizer never saw:",
