@@ -77,7 +77,7 @@ def test_each_pass_the_replay_loses_is_named_task_by_task(budget_policy: Path) -
     found = search(str(BFCL), options)
     count = WrittenCount(found, options)
     _target, second = found.result.planned[1]
-    right, total = count(second)
+    ((right, total),) = count(second).values()
     simulated = found.result.sequence[1].certified_rate * total
     assert right < simulated
     differences = count.differences(second)

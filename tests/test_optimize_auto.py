@@ -68,9 +68,9 @@ def test_a_failure_on_the_climb_states_the_last_target_certified(
     pairs = auto_sequence(found, 0.9)
     stop = pairs[10][0]
 
-    def count(_mix: Mix) -> tuple[float, int]:
+    def count(_mix: Mix) -> dict[str, tuple[float, int]]:
         total = 1_000_000  # so many tasks that the bound sits just under the rate
-        return total * (stop - 0.0025), total  # below the eleventh target, above the tenth
+        return {"function_call": (total * (stop - 0.0025), total)}  # below the 11th, above the 10th
 
     result = walk(found, pairs, 0.9, count)
     assert len(result.sequence) == 11

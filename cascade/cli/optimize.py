@@ -46,6 +46,7 @@ def options_of(args: argparse.Namespace) -> Options:
         batch_tiers=tuple(args.batch_tier),
         batch_discount=args.batch_discount,
         router=args.router,
+        per_kind=args.per_kind,
     )
 
 

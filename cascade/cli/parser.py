@@ -268,6 +268,12 @@ def _add_search(optimize: Any) -> None:
         help="let ladders end at any model, not only at one as good as the best",
     )
     optimize.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="certify each kind's own pass rate: a candidate is certified only when every "
+        "kind's own bound reaches the target (without it, the claim is for the pooled mix)",
+    )
+    optimize.add_argument(
         "--any-order",
         action="store_true",
         help="let a dearer model come before a cheaper one (by mean cost per task)",

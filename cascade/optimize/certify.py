@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
@@ -101,6 +101,8 @@ class Candidate:
     :attr:`certified_rate` equals unless another count was used)."""
     target: float = 0.0
     """The target it was tested against."""
+    kinds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Per kind: its own pass rate on the certification part, and that rate's lower bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +150,8 @@ def levels(target: float, certifying: int, *, start: float = 3.0, step: float = 
     return [min(1.0, target + error * step * (count - j)) for j in range(count + 1)]
 
 
-Count = Callable[[Mix], tuple[float, int]]
-"""A mix's right answers and tasks on the certification part, however they are counted."""
+Count = Callable[[Mix], Mapping[str, tuple[float, int]]]
+"""Per kind, a mix's right answers and tasks on the certification part, however counted."""
 
 
 def certify(
@@ -157,6 +159,8 @@ def certify(
     target: float | None,
     confidence: float,
     count: Count | None = None,
+    *,
+    per_kind: bool = False,
 ) -> Certified:
     """Walk the sequence of (target, mix) pairs the selection part orders; see the module's doc.
 
@@ -166,7 +170,8 @@ def certify(
     through the engine (:mod:`cascade.optimize.certify_written`), so what is certified is what
     is written.
     """
-    return walk(found, sequence(found, target, confidence), confidence, count)
+    planned = sequence(found, target, confidence)
+    return walk(found, planned, confidence, count, per_kind=per_kind)
 
 
 Pair = tuple[float, Mix]
@@ -225,18 +230,23 @@ def walk(
     planned: Sequence[Pair],
     confidence: float,
     count: Count | None = None,
+    *,
+    per_kind: bool = False,
 ) -> Certified:
     """Fixed-sequence testing: certify the pairs in order, and stop at the first that fails.
 
     The target of the outcome is the highest certified (the first planned when none is), and
-    its certified mixes are those certified at that target.
+    its certified mixes are those certified at that target. With ``per_kind``, a pair is
+    certified only when every kind's own bound reaches its target (an intersection-union
+    test: no share of the error rate is split among the kinds).
     """
     tested: list[Candidate] = []
     passed: list[Candidate] = []
     for target, mix in planned:
         candidate = _candidate(found, mix, confidence, count, target)
         tested.append(candidate)
-        if candidate.bound < target:
+        bound = min(b for _, b in candidate.kinds.values()) if per_kind else candidate.bound
+        if bound < target:
             break
         passed.append(candidate)
     reached = max((c.target for c in passed), default=planned[0][0] if planned else 1.0)
@@ -307,8 +317,15 @@ def _candidate(
     s_right, s_total, s_cost = _score(found, mix, SELECT)
     c_right, c_total, c_cost = _score(found, mix, (CERTIFY,))
     simulated = c_right / max(1, c_total)
-    if count is not None:
-        c_right, c_total = count(mix)
+    if count is None:
+        kinds = {
+            k: (float(found[k].rights[i, CERTIFY]), int(found[k].sizes[CERTIFY]))
+            for k, i in mix.picks.items()
+        }
+    else:
+        kinds = dict(count(mix))
+        c_right = sum(r for r, _ in kinds.values())
+        c_total = sum(t for _, t in kinds.values())
     return Candidate(
         mix.picks,
         s_right / max(1, s_total),
@@ -317,11 +334,20 @@ def _candidate(
         (s_cost + c_cost) / max(1, s_total + c_total),
         simulated,
         target,
+        {k: (r / max(1, t), lower_bound(round(r), t, confidence)) for k, (r, t) in kinds.items()},
     )
 
 
-def describe_guarantee(target: float, confidence: float, kinds: Sequence[str]) -> str:
+def describe_guarantee(
+    target: float, confidence: float, kinds: Sequence[str], *, per_kind: bool = False
+) -> str:
     """The guarantee in one sentence, for the policy header and the report."""
+    if per_kind and len(kinds) > 1:
+        return (
+            f"with probability at least {confidence:.0%} over the draw of the training tasks, "
+            f"the pass rate on new tasks drawn like them is at least {target:.1%} for each kind "
+            f"({', '.join(kinds)}) on its own"
+        )
     mix = "" if len(kinds) <= 1 else f" (in the same mix of {', '.join(kinds)})"
     return (
         f"with probability at least {confidence:.0%} over the draw of the training tasks, the "

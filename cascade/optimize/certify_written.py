@@ -50,24 +50,31 @@ class WrittenCount:
         parts = kind_parts(len(ladders.table.task_ids), kind, self.options)
         return [t for t, p in zip(ladders.table.task_ids, parts, strict=True) if p == CERTIFY]
 
-    def __call__(self, mix: Mix) -> tuple[float, int]:
-        """The mix's right answers and tasks on the certification part, replayed (once)."""
-        known = self.rights.get(_key(mix))
-        if known is not None:
-            return float(sum(known.values())), len(known)
+    def __call__(self, mix: Mix) -> dict[str, tuple[float, int]]:
+        """Per kind, the mix's right answers and tasks on the certification part, replayed once."""
+        replayed = self.rights.get(_key(mix))
+        if replayed is None:
+            replayed = self._replay(mix)
+            self.rights[_key(mix)] = replayed
+        counts: dict[str, tuple[float, int]] = {}
+        for kind in mix.picks:
+            ids = self.certifying(kind)
+            counts[kind] = (float(sum(replayed[t] for t in ids)), len(ids))
+        return counts
+
+    def _replay(self, mix: Mix) -> dict[str, bool]:
+        """Each certification task's right answer under the mix's written policy files."""
         ids = {t for kind in mix.picks for t in self.certifying(kind)}
         data = self.found.data.subset(ids)
         cache = VerdictCache() if self.options.cache else None
         with tempfile.TemporaryDirectory(prefix="cascade-certify-") as folder:
             paths = {kind: Path(folder) / f"{kind}.toml" for kind in mix.picks}
-            header = ["A candidate under certification (a scratch file)."]
-            write_policies(self.found, mix.picks, paths, header, self.options)
+            headers = {kind: ["A candidate under certification (scratch)."] for kind in paths}
+            write_policies(self.found, mix.picks, paths, headers, self.options)
             policy = str(policy_arg(paths))
             cascades = policy_cascades(policy, data, ByKind(default_validators(cache)), cache)
             score = asyncio.run(score_policy(data, cascades))
-        replayed = {t.id: r for t, r in zip(data.tasks, score.rights, strict=True)}
-        self.rights[_key(mix)] = replayed
-        return float(sum(replayed.values())), len(replayed)
+        return {t.id: r for t, r in zip(data.tasks, score.rights, strict=True)}
 
     def differences(self, mix: Mix) -> list[str]:
         """Certification tasks where the simulation and the replay of ``mix`` disagree."""
@@ -97,7 +104,9 @@ def certify_written(found: Optimized, options: Options) -> Optimized:
     """
     count = WrittenCount(found, options)
     simulated = found.result
-    result: Certified = walk(found.found, simulated.planned, simulated.confidence, count)
+    result: Certified = walk(
+        found.found, simulated.planned, simulated.confidence, count, per_kind=options.per_kind
+    )
     differences: list[str] = []
     chosen = result.chosen
     if chosen is not None:

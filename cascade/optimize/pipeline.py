@@ -76,6 +76,8 @@ class Options:
     batch_discount: float = 0.5
     router: bool = False
     """Whether ladders may also have a start-tier router (fit on the selection part)."""
+    per_kind: bool = False
+    """Whether each kind's own pass rate must be certified, not only the pooled mix's."""
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
@@ -114,6 +116,7 @@ class Options:
         words += [f"--batch-tier {model}" for model in self.batch_tiers]
         words += [f"--batch-discount {self.batch_discount:g}"] if self.batch_discount != 0.5 else []
         words += ["--router"] if self.router else []
+        words += ["--per-kind"] if self.per_kind else []
         return " ".join(words)
 
 
@@ -159,7 +162,7 @@ def search(dataset: str, options: Options) -> Optimized:
         notes += left_out
         if route is not None:
             routers[kind] = route
-    result = certify(found, options.target, options.confidence)
+    result = certify(found, options.target, options.confidence, per_kind=options.per_kind)
     selecting = sum(int(f.sizes[list(SELECT)].sum()) for f in found.values())
     facts: dict[str, Any] = {
         "dataset": data.name,
@@ -260,7 +263,9 @@ def guarantee_facts(optimized: Optimized, options: Options) -> dict[str, Any]:
     """The guarantee the choice carries, or why there is none, for the report."""
     result = optimized.result
     chosen = result.chosen
-    statement = describe_guarantee(result.target, options.confidence, optimized.kinds)
+    statement = describe_guarantee(
+        result.target, options.confidence, optimized.kinds, per_kind=options.per_kind
+    )
     if chosen is None:
         best = result.best_bound
         return {
@@ -284,5 +289,9 @@ def _candidate(found: Mapping[str, Ladders], candidate: Any) -> dict[str, Any]:
         "certification_pass_rate": round(candidate.certified_rate, 6),
         # Not a certified figure: the data chose this candidate, so only the target is covered.
         "chosen_lower_bound": round(candidate.bound, 6),
+        "kinds": {
+            kind: {"certification_pass_rate": round(rate, 6), "lower_bound": round(bound, 6)}
+            for kind, (rate, bound) in candidate.kinds.items()
+        },
         "cost_per_task_usd": round(candidate.cost_per_task, 10),
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,33 @@ def policy_arg(paths: Mapping[str, Path]) -> Path:
     return only if len(paths) == 1 else only.parent
 
 
-def policy_header(found: Optimized, facts: Mapping[str, Any], options: Options) -> list[str]:
-    """The header of a chosen policy file: how it was chosen, and what its guarantee covers."""
+def policy_header(
+    found: Optimized, facts: Mapping[str, Any], options: Options
+) -> dict[str, list[str]]:
+    """Per kind, the header of its policy file: how it was chosen, what its guarantee covers."""
+    return {kind: _header(found, facts, options, kind) for kind in found.kinds}
+
+
+def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: str) -> list[str]:
     chosen = facts["guarantee"]["chosen"]
     statement = facts["guarantee"]["statement"]
+    pooled = len(found.kinds) > 1 and not options.per_kind
+    own = chosen["kinds"].get(kind, {})
+    if options.per_kind and len(found.kinds) > 1:
+        figures = [
+            f"This file's own claim: {kind}'s pass rate on new tasks is at least "
+            f"{facts['target_pass_rate']:.1%}, with the stated probability. On its "
+            f"certification tasks it passed {own.get('certification_pass_rate', 0.0):.1%}; "
+            f"its own {options.confidence:.0%} lower bound, {own.get('lower_bound', 0.0):.1%}, "
+            "is not covered by the guarantee, since the data chose this ladder.",
+        ]
+    else:
+        figures = [
+            f"On the {facts['certification_tasks']} certification tasks it passed "
+            f"{chosen['certification_pass_rate']:.1%}; its own {options.confidence:.0%} lower "
+            f"bound, {chosen['chosen_lower_bound']:.1%}, is not covered by the guarantee, since "
+            "the data chose this ladder.",
+        ]
     return [
         "Written by cascade optimize:",
         f"  {facts['command']}",
@@ -71,19 +94,17 @@ def policy_header(found: Optimized, facts: Mapping[str, Any], options: Options) 
         + f". {statement[0].upper()}{statement[1:]}.",
         f"The certified figure is the target, {facts['target_pass_rate']:.1%}, for these files "
         "as written (replayed through the engine on the certification tasks).",
-        f"On the {facts['certification_tasks']} certification tasks it passed "
-        f"{chosen['certification_pass_rate']:.1%}; its own {options.confidence:.0%} lower bound, "
-        f"{chosen['chosen_lower_bound']:.1%}, is not covered by the guarantee, since the data "
-        "chose this ladder.",
+        *figures,
         "Trying again with other seeds, targets or settings on the same data spends the "
         "guarantee again: each try is another chance for one to hold by luck.",
         *(
             [
                 f"These figures are pooled over the kinds {', '.join(sorted(found.kinds))}, in "
                 "the mix of the recorded tasks: the guarantee is for that mix, not for this "
-                "file's kind alone, whose own pass rate may be lower."
+                "file's kind alone, whose own pass rate may be lower (--per-kind certifies "
+                "each kind's own)."
             ]
-            if len(found.kinds) > 1
+            if pooled
             else []
         ),
         "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
@@ -99,19 +120,20 @@ def write_policies(
     found: Optimized,
     picks: Mapping[str, int],
     paths: Mapping[str, Path],
-    header: list[str],
+    headers: Mapping[str, Sequence[str]],
     options: Options,
     calibration: Mapping[str, list[float]] | None = None,
 ) -> list[Path]:
-    """Write one policy file per kind, under ``header``; return the paths.
+    """Write one policy file per kind, under its header in ``headers``; return the paths.
 
     ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
     its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
     """
     routed = any(found.found[k].threshold(i) for k, i in picks.items())
-    header = [*header, *([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else []), ""]
+    notes = [*([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else []), ""]
     user = found.user
     for kind, path in paths.items():
+        header = [*headers[kind], *notes]
         drift = {}
         if calibration is not None and calibration.get(kind):
             base = user.data.get("drift", {}) if user is not None and user.task_type == kind else {}
