@@ -175,6 +175,48 @@ def test_a_forged_first_line_on_the_socket_is_a_rejection(
     assert "greeting" in verdict.reason
 
 
+GREETING_NAMING_ABS = """
+    import __main__
+    _real = __main__._send
+    def _send(item):
+        if "calls" in item:
+            item = {"calls": [*item["calls"], "abs"], "modules": {}}
+        _real(item)
+    __main__._send = _send
+    def abs(x):
+        return 0
+    def area(r):
+        return 1.0
+    """
+
+
+def test_a_greeting_that_offers_a_name_the_tests_did_not_ask_for_is_a_rejection(
+    sandbox: Sandbox,
+) -> None:
+    """The answer's side names only functions the tests may call: ``abs`` is never one."""
+    verdict = judge(sandbox, GREETING_NAMING_ABS, ["assert abs(area(1.0) - 3.14159) < 1e-3"])
+    assert not verdict.passed
+    assert not verdict.fault
+    assert "greeting" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("code", "passes"),
+    [
+        ("import math\ndef area(r):\n    return math.pi * r * r\n", True),
+        ("import pytest as math\ndef area(r):\n    return 1.0\n", False),
+    ],
+    ids=["stdlib-module", "other-module"],
+)
+def test_a_module_the_tests_reach_through_the_answer_is_imported_again(
+    sandbox: Sandbox, code: str, passes: bool
+) -> None:
+    """Tests that use the answer's ``import math`` get the standard library's, and nothing else."""
+    tests = ["assert math.isclose(area(1.0), math.pi)", "assert math.approx(area(1.0)) == 1.0"]
+    verdict = judge(sandbox, code, tests[:1] if passes else tests[1:])
+    assert verdict.passed is passes, verdict.reason
+
+
 FORGED_VALUES = {
     "an int over 4,300 digits": """b'{"i": 0, "value": {"i": "' + b"1" * 5000 + b'"}}'""",
     "a float that is not one": """b'{"i": 0, "value": {"f": "abc"}}'""",

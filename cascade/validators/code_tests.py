@@ -36,6 +36,7 @@ passes_tests(1 snippets)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -152,6 +153,8 @@ class _PassesTests:
         code = extract_code(attempt.output)
         if (refused := refuse_code(code, self._max_chars)) is not None:
             return refused
+        if (unwritable := _unwritable(code)) is not None:
+            return unwritable
         tests, setup = found
         sources = list(tests) if isinstance(tests, tuple) else [tests]
         entry_point = attempt.task.extra.get("entry_point")
@@ -212,8 +215,8 @@ class _PassesTests:
             self._files,
         )  # fmt: skip
         limits = self._sandbox.limits
-        verdict, keep = snippets_verdict(apart.tests, len(snippets), code, limits)
-        return _blame_the_code(verdict, keep, apart, limits)
+        judged = await asyncio.to_thread(snippets_verdict, apart.tests, len(snippets), code, limits)
+        return _blame_the_code(*judged, apart, limits)
 
     async def _run_pytest(
         self, code: str, setup: str, tests: str, names: tuple[str, ...]
@@ -222,8 +225,8 @@ class _PassesTests:
         argv = ["run_pytest.py", "{channel}", "{peer}", *_PYTEST, f"test_{_MODULE}.py"]
         apart = await run_apart(self._sandbox, setup + "\n" + code, files, argv, names, self._files)
         limits = self._sandbox.limits
-        verdict, keep = pytest_verdict(apart.tests, code, limits)
-        return _blame_the_code(verdict, keep, apart, limits)
+        judged = await asyncio.to_thread(pytest_verdict, apart.tests, code, limits)
+        return _blame_the_code(*judged, apart, limits)
 
     async def _run_in_process(
         self, code: str, setup: str, tests: str | tuple[str, ...]
@@ -237,7 +240,12 @@ class _PassesTests:
             files[f"{_MODULE}.py"] = setup + "\n" + code
             argv = ["run_pytest.py", "{channel}", "-", *_PYTEST, f"test_{_MODULE}.py"]
             result = await self._sandbox.run(files, argv, channel=True)
-            verdict, keep = pytest_verdict(result, code, self._sandbox.limits)
+            judged = await asyncio.to_thread(pytest_verdict, result, code, self._sandbox.limits)
+            verdict, keep = judged
+        if verdict.fault:
+            # The code shared the tests' process: whatever went wrong, it could have caused it.
+            reason = f"{verdict.reason} (in the code's own process)"
+            verdict, keep = Verdict(False, reason=reason), False
         if verdict.passed and self._isolated_only:
             reason = ("the tests ran in the code's own process, which could have forged this"
                       " pass (isolated_tests_only)")  # fmt: skip
@@ -271,6 +279,16 @@ class _PassesTests:
         return failed(listed, len(snippets)), keep
 
 
+def _unwritable(code: str) -> Verdict | None:
+    """A failure for code that cannot be written as UTF-8 (a lone surrogate), or ``None``."""
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        reason = f"the code holds a character that is not valid UTF-8 at position {exc.start}"
+        return Verdict(False, reason=reason, feedback=f"Fix this: {reason}.")
+    return None
+
+
 def _blame_the_code(
     verdict: Verdict, keep: bool, apart: Apart, limits: Limits
 ) -> tuple[Verdict, bool]:
@@ -279,7 +297,7 @@ def _blame_the_code(
     Not kept when the tests had reported their end: the answer's process may have been seen
     late by a busy host, not killed.
     """
-    if verdict.passed or verdict.fault or apart.code is None:
+    if verdict.passed or verdict.fault:
         return verdict, keep
     ended = ended_badly(apart.code, limits)
     if ended is None:

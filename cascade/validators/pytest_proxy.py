@@ -16,7 +16,6 @@ here; ``isolation = "in-process"`` runs them in one process, marked ``self_repor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import socket
@@ -37,7 +36,7 @@ class Apart:
     """How the two sandboxes ended: the tests' (whose channel holds the verdict) and the code's."""
 
     tests: SandboxResult
-    code: SandboxResult | None
+    code: SandboxResult
 
 
 async def run_apart(
@@ -55,10 +54,9 @@ async def run_apart(
     code's sandbox ends when the tests' does.
     """
     shared = {**(data or {}), "_cascade_wire.py": _WIRE, NAMES_FILE: json.dumps(list(names))}
-    # The two runs live at the same time, so they take their uids from the pool together,
-    # where the sandbox can (each taking its own could deadlock a pool held by half-pairs).
-    reserve = getattr(sandbox, "reserve", None)
-    async with reserve(2) if reserve is not None else contextlib.nullcontext():
+    # The two runs live at the same time, so they take their uids from the pool together (each
+    # taking its own could leave the pool held by halves of pairs, each waiting for the other).
+    async with sandbox.reserve(2):
         return await _both(sandbox, solution, shared, test_files, argv)
 
 
@@ -76,6 +74,8 @@ async def _both(
             peer=code_end.fileno(), spawned=code_end.close,
         )
     )  # fmt: skip
+    # A code run that fails to start lets the tests read the end of the stream, not wait.
+    code.add_done_callback(lambda _: code_end.close())
     try:
         # Each end is closed here once its sandbox holds it: when the code's process dies, the
         # tests read the end of the stream at once, and when the tests end, the code does.
@@ -87,5 +87,6 @@ async def _both(
         tests_end.close()
         code_end.close()
         ended = await asyncio.gather(code, return_exceptions=True)
-    code_result = ended[0] if isinstance(ended[0], SandboxResult) else None
-    return Apart(tests, code_result)
+    if isinstance(ended[0], BaseException):
+        raise ended[0]  # the code's sandbox could not run: a fault of ours, not the answer's
+    return Apart(tests, ended[0])

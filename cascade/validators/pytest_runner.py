@@ -48,7 +48,7 @@ def channel_items(text: str) -> Iterator[dict[str, Any]]:
     for line in text.splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a line the code under test forged, in-process
             continue
         if isinstance(item, dict):
             yield item
