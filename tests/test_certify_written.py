@@ -69,6 +69,12 @@ def test_the_certified_count_is_the_written_policys_replay(
     # The simulation alone certified more candidates than the written policies hold up.
     assert found["simulated_walk_certified"] > found["certified_candidates"]
     assert found["simulation_differs_on"] == []
+    # Beside the best model, the cheapest whose held-out rate is within the best's interval.
+    models = found["held_out_models"]
+    low = models[found["held_out_best_model"]]["pass_rate_ci95"][0]
+    equal = [m for m, s in models.items() if s["pass_rate"] >= low - 1e-6]
+    cheapest = min(equal, key=lambda m: models[m]["cost_per_task_usd"])
+    assert found["held_out_cheapest_equal_model"] == cheapest == "gpt-4o-mini-2024-07-18"
 
 
 def test_each_pass_the_replay_loses_is_named_task_by_task(budget_policy: Path) -> None:

@@ -122,10 +122,12 @@ def _render(facts: Mapping[str, Any]) -> str:
     rows: list[tuple[str, Mapping[str, Any]]] = [("in sample (engine replay)", facts["train"])]
     if "held_out" in facts:
         models = facts["held_out_models"]
-        best = max(models, key=lambda m: (models[m]["pass_rate"], -models[m]["cost_usd"]))
+        best, cheapest = facts["held_out_best_model"], facts["held_out_cheapest_equal_model"]
+        equal = f"held out: cheapest model as good (in the best's interval), {cheapest}"
         rows += [
             ("held out (engine replay)", facts["held_out"]),
             (f"held out: best model, {best}", models[best]),
+            *([(equal, models[cheapest])] if cheapest != best else []),
             ("held out: oracle", facts["held_out_oracle"]),
         ]
     width = max(len(label) for label, _ in rows)

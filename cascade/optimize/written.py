@@ -251,7 +251,21 @@ def check_written(found: Optimized, policy: str, options: Options) -> dict[str, 
             m: s.to_json() for m, s in sorted(score_models(held_data).items())
         }
         facts["held_out_oracle"] = score_oracle(held_data).to_json()
+        facts |= _best_and_cheapest_equal(facts["held_out_models"])
     return facts
+
+
+def _best_and_cheapest_equal(models: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Held out: the best single model, and the cheapest whose pass rate is within its interval.
+
+    A ladder is set beside both, so that a single cheap model as good as the best is never
+    hidden behind the best's price.
+    """
+    best = max(models, key=lambda m: (models[m]["pass_rate"], -models[m]["cost_usd"]))
+    low = models[best]["pass_rate_ci95"][0]
+    equal = [m for m in models if models[m]["pass_rate"] >= low - 1e-6]  # both rounded to 1e-6
+    cheapest = min(equal, key=lambda m: (models[m]["cost_per_task_usd"], m))
+    return {"held_out_best_model": best, "held_out_cheapest_equal_model": cheapest}
 
 
 def _figures(score: LadderScore) -> dict[str, Any]:
