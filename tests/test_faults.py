@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+import gc
 import itertools
 import json
 import socket
@@ -31,8 +32,10 @@ from cascade.run.runner import Runner
 from cascade.run.tasks_file import read_lines
 from cascade.steplog import StepLog
 from cascade.testing import FakeOpenAI, FakeReply
+from cascade.types import Price
 
 PRIMARY, BACKUP = "openai/primary-model", "openai/backup-model"
+PRICE = Price(1.0, 2.0)
 TASKS = 40
 
 
@@ -301,3 +304,26 @@ def test_everything_down_ends_every_task_failed_with_its_reason(tmp_path: Path) 
     assert (PRIMARY, "closed", "open") in case.changes
     assert (BACKUP, "closed", "open") in case.changes
     assert case.seconds < 30
+
+
+def test_a_call_cancelled_while_litellm_builds_it_leaves_no_coroutine_behind() -> None:
+    """Cancelled in litellm's worker thread, a call is stopped after it, not leaked unawaited."""
+    server = FakeOpenAI(Script(ok()))
+    url = server.start()
+    backend = LiteLLMBackend(api_base=url, api_key="sk-fake-key-for-tests")
+    request = Request(PRIMARY, ({"role": "user", "content": "say ok"},), price=PRICE)
+
+    async def cancel_at_once() -> None:
+        await backend.ready(PRIMARY)
+        for _ in range(20):
+            call = asyncio.ensure_future(backend.complete(request))
+            await asyncio.sleep(0)  # the call is in litellm's worker thread now
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+
+    try:
+        asyncio.run(cancel_at_once())
+    finally:
+        server.stop()
+    gc.collect()  # an unawaited coroutine warns as it is collected: an error here

@@ -12,8 +12,11 @@ set before the import, so the map is never fetched over the network).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -56,6 +59,7 @@ class LiteLLMBackend:
         self._defaults = defaults
         self._rates: dict[str, Price | None] = {}
         self._quotes: dict[str, Quote | None] = {}
+        self._loaded = False
 
     def __repr__(self) -> str:
         return "LiteLLMBackend()"
@@ -68,8 +72,8 @@ class LiteLLMBackend:
                 f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
         kwargs = {**self._defaults, **request.params}
-        try:
-            raw = await litellm.acompletion(
+        call = asyncio.ensure_future(
+            litellm.acompletion(
                 model=request.model,
                 messages=[dict(m) for m in request.messages],
                 timeout=request.timeout_s,
@@ -77,9 +81,26 @@ class LiteLLMBackend:
                 max_retries=0,
                 **kwargs,
             )
+        )
+        try:
+            raw = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            await _cancel_sent(call)
+            raise
         except Exception as exc:  # every litellm failure is mapped, none leaks
             raise map_exception(exc) from exc
         return self._response(litellm, request, raw)
+
+    async def ready(self, model: str) -> None:
+        """Import litellm off the event loop, before a call's deadline starts.
+
+        The import takes seconds: inside the first call it would block every task and spend
+        that call's timeout before the request is even built.
+        """
+        del model
+        if not self._loaded:
+            await asyncio.to_thread(load_litellm)
+            self._loaded = True
 
     def batch_api(self, model: str) -> LiteLLMBatches:
         """The files and batches endpoints for batch tiers: one for every ``model``."""
@@ -125,6 +146,45 @@ class LiteLLMBackend:
             completion_tokens=usage.completion_tokens,
         )
         return float(prompt_cost + completion_cost)
+
+
+async def _cancel_sent(call: asyncio.Future[Any]) -> None:
+    """Cancel a litellm call, but only once its request has left litellm's worker thread.
+
+    ``litellm.acompletion`` builds the provider's request in a worker thread
+    (``run_in_executor``), which returns the coroutine that sends it. Cancelled while that
+    thread runs, the call drops the coroutine unawaited: a leak, and a ``RuntimeWarning``. The
+    build takes about a millisecond (the first in a process, some tenths of a second), so the
+    call is let finish it, then cancelled.
+    """
+    # litellm's worker thread signals nothing an event could be set by: look again shortly.
+    while not call.done() and _building(call):  # noqa: ASYNC110
+        await asyncio.sleep(_BUILD_POLL_S)
+    call.cancel()
+    call.add_done_callback(_settled)
+
+
+_BUILD_POLL_S = 0.002
+
+
+def _building(call: asyncio.Future[Any]) -> bool:
+    """Whether ``call`` waits on litellm's worker thread: its innermost coroutine is acompletion.
+
+    There it awaits nothing else (no fallbacks, mock delays or prompt hooks are used here).
+    """
+    inner = call.get_coro() if isinstance(call, asyncio.Task) else None
+    while inspect.iscoroutine(inner) and inspect.iscoroutine(inner.cr_await):
+        inner = inner.cr_await
+    if not inspect.iscoroutine(inner):
+        return False
+    code = inner.cr_code
+    return code.co_name == "acompletion" and Path(code.co_filename).match("litellm/main.py")
+
+
+def _settled(call: asyncio.Future[Any]) -> None:
+    """Read a dropped call's outcome, so its error is not reported as never retrieved."""
+    if not call.cancelled():
+        call.exception()
 
 
 _BATCH_PROVIDERS = frozenset({"openai", "azure"})

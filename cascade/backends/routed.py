@@ -53,6 +53,12 @@ class PrefixBackend:
         """Complete ``request`` with the backend its model routes to."""
         return await self.backend_for(request.model).complete(request)
 
+    async def ready(self, model: str) -> None:
+        """Let the backend ``model`` routes to get ready for it, if it has anything to do."""
+        ready = getattr(self.backend_for(model), "ready", None)
+        if callable(ready):
+            await ready(model)
+
     def quote(self, model: str) -> Quote | None:
         """The price and longest answer of ``model``, from the backend it routes to, if it says."""
         quote = getattr(self.backend_for(model), "quote", None)

@@ -147,6 +147,15 @@ class Caller:
         self.latencies = Latencies()
         """Each model's latest answered-call latencies, for tasks with a deadline."""
 
+    async def _ready(self, model: str) -> None:
+        """The backend's one-time setup for ``model`` (litellm's import), before any deadline.
+
+        It is no provider's latency, and inside a call it would spend that call's timeout.
+        """
+        ready = getattr(self._backend, "ready", None)
+        if callable(ready):
+            await ready(model)
+
     def quote(self, model: str) -> Quote | None:
         """The backend's price and longest answer for ``model``, when it can say before a call."""
         quote = getattr(self._backend, "quote", None)
@@ -322,6 +331,8 @@ class Caller:
                 assert self._batcher is not None  # only batch tiers with a batcher come here
                 response = await self._batcher.complete(tier, request)
             else:
+                await self._ready(model)
+                start = time.perf_counter()
                 # Our own deadline: litellm's timeouts are not reliable.
                 async with asyncio.timeout(tier.timeout_s):
                     response = await self._backend.complete(request)
