@@ -61,6 +61,9 @@ def test_every_library_records_portable_compiler_flags() -> None:
         flags = recorded.decode(errors="replace")
         for bad in FORBIDDEN:
             assert bad not in flags, f"{library.name} was compiled with {bad}"
+        # A native build records the CPU it ran on (-march=znver3, -march=sapphirerapids ...).
+        marches = {w.split("=", 1)[1] for w in flags.replace("\0", " ").split() if "-march=" in w}
+        assert marches == {"x86-64"}, f"{library.name} was compiled for {sorted(marches)}"
     cpu = next(p for p in _libraries() if p.name.startswith("libggml-cpu"))
     flags = (elf_section(cpu, ".GCC.command.line") or b"").decode(errors="replace")
     for needed in ("-mavx2", "-mfma", "-mf16c"):
