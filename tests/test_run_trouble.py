@@ -414,3 +414,36 @@ def test_ctrl_c_cuts_off_hung_calls_and_keeps_what_they_paid_for(
     for task, cost in cut:
         assert cost == pytest.approx(sent[task] * 10.0 / 1e6)
     assert _spent(job) == pytest.approx(cheap * 5e-6 + sum(cost for _, cost in cut))
+
+
+def test_a_single_failed_task_exits_4(tmp_path: Path, serve: Callable[[Script], str]) -> None:
+    """One task of three refused (a 401 to the first request): the run exits 4, not 0."""
+    script = Script(lambda m, n: FakeReply(status=401) if n == 1 else FakeReply("ok"))
+    job = write_job(tmp_path, serve(script), 3)
+    run = cascade_run(job, "--concurrency", "1")
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert statuses(job) == {"accepted": 2, "failed": 1}
+    assert "1 tasks failed" in run.stdout
+
+
+def test_an_input_of_exactly_max_input_bytes_is_sent_and_one_byte_more_is_quarantined(
+    tmp_path: Path, serve: Callable[[Script], str]
+) -> None:
+    """The limit counts UTF-8 bytes and is inclusive: 1,000 bytes are run, 1,001 are not."""
+    script = Script(all_ok)
+    job = write_job(tmp_path, serve(script), 0, extra="max_input_bytes = 1000")
+    exact = {"id": "exact", "type": "echo", "input": "é" * 500}  # 500 characters, 1,000 bytes
+    over = {"id": "over", "type": "echo", "input": "x" * 1001}
+    (job / "tasks.jsonl").write_text(json.dumps(exact) + "\n" + json.dumps(over) + "\n")
+    run = cascade_run(job)
+    assert run.returncode == 0, run.stdout + run.stderr
+    quarantined = [
+        json.loads(x) for x in (job / "results.quarantine.jsonl").read_text().splitlines()
+    ]
+    assert [q["line"] for q in quarantined] == [2]
+    assert "1001 bytes, over max_input_bytes = 1000" in quarantined[0]["reason"]
+    assert {r["id"]: r["status"] for r in results(job)} == {
+        "exact": "accepted",
+        "over": "quarantined",
+    }
+    assert sum(script.counts.values()) == 1
