@@ -73,11 +73,13 @@ def write_job(
     share: float = 0.5,
     extra: str = "",
     who: str = 'model = "openai/audit-model"',
+    typed: bool = True,
 ) -> Path:
-    """The policy with its audit, and 60 tasks."""
+    """The policy with its audit, and 60 tasks (with no type when ``typed`` is false)."""
     policy = POLICY.format(url=url, key=KEY, share=share, extra=extra, who=who)
     (tmp_path / "policy.toml").write_text(policy)
-    lines = [json.dumps({"id": f"t{n}", "type": "echo", "input": f"say ok {n}"})
+    kind = {"type": "echo"} if typed else {}
+    lines = [json.dumps({"id": f"t{n}", **kind, "input": f"say ok {n}"})
              for n in range(TASKS)]  # fmt: skip
     (tmp_path / "tasks.jsonl").write_text("\n".join(lines) + "\n")
     return tmp_path
@@ -104,10 +106,16 @@ def expected_sample() -> set[str]:
     return {f"t{n}" for n in range(TASKS) if sampled(plan, "echo", 0, f"t{n}")}
 
 
-def test_audits_sample_the_seeded_share_and_change_no_result(tmp_path: Path, serve: Any) -> None:
-    """Half the cheap tier's answers, drawn by the seed, are audited; results are as without."""
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
+def test_audits_sample_the_seeded_share_and_change_no_result(
+    tmp_path: Path, serve: Any, typed: bool
+) -> None:
+    """Half the cheap tier's answers, drawn by the seed, are audited; results are as without.
+
+    Untyped tasks served by the one policy file are of its type, and audited as such.
+    """
     script = Script(audit_says_fine_to_every_third)
-    job = write_job(tmp_path, serve(script))
+    job = write_job(tmp_path, serve(script), typed=typed)
     run = cascade_run(job)
     assert run.returncode == 0, run.stdout + run.stderr
     assert statuses(job) == {"accepted": TASKS}

@@ -85,12 +85,17 @@ def run(
     on_drift: str = "warn",
     pause_s: float = 0.0,
     reasons: bool = False,
+    typed: bool = True,
 ) -> Path:
-    """One run of 400 tasks, one at a time (so results come in task order)."""
+    """One run of 400 tasks, one at a time (so results come in task order).
+
+    With ``typed`` false the tasks carry no type: the one policy file serves them.
+    """
     sizes = {"window": 40, "baseline": 60} if reasons else {"window": 50, "baseline": 150}
     (tmp_path / "p.toml").write_text(POLICY.format(on_drift=on_drift, **sizes))
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({"id": f"t{n}", "type": "echo", "input": f"q{n}"}) + "\n"
+    kind = {"type": "echo"} if typed else {}
+    tasks.write_text("".join(json.dumps({"id": f"t{n}", **kind, "input": f"q{n}"}) + "\n"
                              for n in range(TASKS)))  # fmt: skip
     replies = cheap(seed, shift, pause_s, reasons)
     backend = ScriptedBackend({"cheap": replies, "dear": lambda _r: "ok"})
@@ -124,6 +129,14 @@ def test_a_shift_raises_the_alarm_within_60_tasks(tmp_path: Path) -> None:
     with Store(job / "run.db") as store:
         (alarm,) = DriftAlarms(store).of_run(None)
     assert "echo tier 0 acceptance fell" in alarm["text"]
+
+
+def test_untyped_tasks_served_by_one_policy_file_are_watched(tmp_path: Path) -> None:
+    """Tasks with no type are of the policy's type: the same shift raises the same alarm."""
+    job = run(tmp_path, seed=1, shift=SHIFT, typed=False)
+    (event,) = drift_events(job)
+    assert (event["task_type"], event["tier"], event["signal"]) == ("echo", 0, "acceptance")
+    assert SHIFT < event["observed"] <= SHIFT + 60
 
 
 def test_a_change_of_escalation_reasons_raises_the_alarm(tmp_path: Path) -> None:

@@ -95,6 +95,38 @@ def recorded(tmp_path: Path) -> dict[str, Path]:
     return {"suite": suite, "store": store, "gold": gold, "policy": policy, "tasks": tasks}
 
 
+def test_untyped_tasks_go_from_a_run_to_an_optimized_policy_under_its_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Untyped tasks served by one policy: recorded, exported, optimized and benched as its type."""
+    suite = write_dataset(tmp_path / "suite", tasks=120)
+    rows = [json.loads(line) for line in (suite / "tasks.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "multiple_choice"]
+    tasks, gold = tmp_path / "tasks.jsonl", tmp_path / "gold.jsonl"
+    tasks.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("gold", "kind")})
+                             + "\n" for r in rows))  # fmt: skip
+    gold.write_text("".join(json.dumps({"id": r["id"], "answer": r["gold"]}) + "\n" for r in rows))
+    policy = tmp_path / "mc.toml"
+    policy.write_text(POLICY)
+    store = tmp_path / "run.db"
+    assert main(["run", str(tasks), "--policy", str(policy), "--replay", str(suite), "--store",
+                 str(store), "--out", str(tmp_path / "results.jsonl"), "--no-progress",
+                 "--record-all-tiers", "1"]) == 0  # fmt: skip
+    summary = capsys.readouterr().out
+    assert "multiple_choice:" in summary
+    assert "default:" not in summary
+    out = tmp_path / "exported"
+    assert main(["export", str(store), "--out", str(out), "--gold", str(gold)]) == 0
+    capsys.readouterr()
+    assert {t.type for t in load_dataset(out).tasks} == {"multiple_choice"}
+    chosen = tmp_path / "chosen.toml"
+    assert main(["optimize", str(out), "--policy", str(policy), "--target-pass-rate", "0.5",
+                 "--out", str(chosen), "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["guarantee"]["certified"]
+    assert main(["bench", str(out), "--policy", str(chosen), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == len(rows)
+
+
 def test_export_writes_the_fully_answered_tasks_as_a_dataset(
     recorded: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

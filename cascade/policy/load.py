@@ -321,6 +321,19 @@ class PolicySet:
             return self._default
         return found
 
+    def serving(self, task: Task) -> tuple[Policy, Task] | None:
+        """The policy that serves ``task``, and the task as of that policy's type; or ``None``.
+
+        An untyped task served by the default policy *is* of that policy's task type: so its
+        audits, drift alarms, store rows, reports and exports all name that type.
+        """
+        policy = self.for_task(task)
+        if policy is None:
+            return None
+        if task.type != policy.task_type:
+            task = replace(task, type=policy.task_type)
+        return policy, task
+
     def task_types(self) -> list[str]:
         """The task types covered."""
         return sorted(self._policies)

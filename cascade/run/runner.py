@@ -321,18 +321,19 @@ class Runner:
     def _entry(self, line: Line) -> Entry:
         if line.task is None:
             return self._quarantined(line, line.problem or "not a task")
-        policy = self._policies.for_task(line.task)
-        if policy is None:
+        serving = self._policies.serving(line.task)  # an untyped task takes its policy's type
+        if serving is None:
             served = ", ".join(self._policies.task_types())
             return self._quarantined(
                 line, f"no policy serves task type {line.task.type!r} ({served})"
             )
+        policy, task = serving
         limit = policy.spec.max_input_bytes
         if limit is not None and (size := _input_bytes(line.task)) > limit:
             return self._quarantined(
                 line, f"input is {size} bytes, over max_input_bytes = {limit} in {policy.path}"
             )
-        return Entry(line.number, task=line.task)
+        return Entry(line.number, task=task)
 
     def _quarantined(self, line: Line, reason: str) -> Entry:
         task_id = line.raw.get("id") if isinstance(line.raw, dict) else None
