@@ -45,7 +45,7 @@ from cascade.validators.confine import (
     write_etc,
 )
 from cascade.validators.process_tree import kill_tree
-from cascade.validators.uid_pool import UidPool
+from cascade.validators.uid_pool import UidPool, partners
 
 __all__ = ["Limits", "Sandbox", "SandboxResult", "SandboxWarning"]
 
@@ -193,7 +193,8 @@ class Sandbox:
         scratch = cgroup = lease = None
         try:
             # Waits for a uid, holding nothing yet: no folder, no cgroup.
-            lease = await self.uids.take_one() if os.geteuid() == 0 else None
+            pair = partners(peer) if peer is not None else None
+            lease = await self.uids.take_one(pair) if os.geteuid() == 0 else None
             uid = lease.uids[0] if lease is not None else NOBODY
             scratch = Path(tempfile.mkdtemp(prefix="cascade-sandbox-"))
             cgroup = _cgroup(scratch.name, self.limits)

@@ -10,7 +10,10 @@ its uids back at once.
 A run that needs several sandboxes at a time (the code's and the tests', joined by a socket)
 takes its uids in one :meth:`UidPool.take`: all of them or none, so that runs that each hold
 half of what they need can never wait for each other forever. :meth:`UidPool.reserve` does so
-for the runs inside it, which then take their uid with :meth:`UidPool.take_one`.
+for the runs inside it, which then take their uid with :meth:`UidPool.take_one`. Two runs joined
+by a unix socket pair, outside any reservation, are paired by the kernel's word on which socket
+is whose peer (:func:`partners`): the first of them takes two uids at once and keeps one for
+the other.
 
 >>> UidPool(range(64100, 64104))
 UidPool(range(64100, 64104))
@@ -23,7 +26,9 @@ import contextlib
 import fcntl
 import os
 import random
+import socket
 import stat
+import struct
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -40,6 +45,8 @@ UID_POOL = range(64100, 64164)
 """The uids sandboxes run as by default, one per sandbox running at a time on the host."""
 
 _FIRST_WAIT_S, _LONGEST_WAIT_S = 0.005, 0.1
+_SOCK_DIAG, _BY_FAMILY, _REQUEST, _ERROR = 4, 20, 1, 2  # netlink protocol, types and flags
+_SHOW_PEER, _PEER, _ANY = 4, 2, 0xFFFFFFFF  # UDIAG_SHOW_PEER, UNIX_DIAG_PEER; all states, no cookie
 
 
 class _Owner(Protocol):
@@ -83,6 +90,17 @@ class _Reserved:
 _RESERVED: ContextVar[_Reserved | None] = ContextVar("cascade_uids_reserved", default=None)
 
 
+@dataclass(slots=True)
+class _FirstOfPair:
+    """The first of two partners: its spare uid, if the partner never took it, goes back too."""
+
+    pool: UidPool
+    pair: frozenset[int]
+
+    def give_back(self, uids: tuple[int, ...]) -> None:
+        self.pool.give_back((*uids, *self.pool.unclaimed(self.pair)))
+
+
 class UidPool:
     """A host-wide pool of sandbox uids; :meth:`take` waits for free ones.
 
@@ -98,7 +116,8 @@ class UidPool:
         if not self._usable:
             raise ConfigError(f"no sandbox uid is free to use in {uids!r}")
         self._folder = folder or Path(tempfile.gettempdir()) / "cascade-sandbox-uids"
-        self._guard = threading.Lock()  # callers may share a pool across threads
+        self._guard = threading.RLock()  # callers may share a pool across threads
+        self._spares: dict[frozenset[int], int] = {}  # a uid kept for a partner, by pair
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -132,12 +151,37 @@ class UidPool:
             reserved.ended = True
             self.give_back(tuple(reserved.free))
 
-    async def take_one(self) -> Lease:
-        """One uid: a free one of the reservation in force here, if any, else :meth:`take`'s."""
+    async def take_one(self, pair: frozenset[int] | None = None) -> Lease:
+        """One uid: a free one of the reservation in force here, if any, else the pool's.
+
+        ``pair`` names the run's partner (see :func:`partners`): the first of the two takes two
+        uids at once and keeps one, which the second takes.
+        """
         reserved = _RESERVED.get()
         if reserved is not None and reserved.pool is self and reserved.free:
             return Lease(reserved, (reserved.free.pop(),))
-        return await self.take()
+        if pair is None:
+            return await self.take()
+        wait = _FIRST_WAIT_S
+        while (lease := self._try_pair(pair)) is None:
+            await asyncio.sleep(wait * random.uniform(0.5, 1.5))  # noqa: S311  # not a secret
+            wait = min(wait * 1.5, _LONGEST_WAIT_S)
+        return lease
+
+    def unclaimed(self, pair: frozenset[int]) -> tuple[int, ...]:
+        """The uid kept for ``pair``'s second run, which it has not taken (and now cannot)."""
+        with self._guard:
+            spare = self._spares.pop(pair, None)
+        return () if spare is None else (spare,)
+
+    def _try_pair(self, pair: frozenset[int]) -> Lease | None:
+        with self._guard:  # the partner's spare is looked for, and kept, under one lock
+            if (spare := self._spares.pop(pair, None)) is not None:
+                return Lease(self, (spare,))
+            if (uids := self._try_take(2)) is None:
+                return None
+            self._spares[pair] = uids[1]
+            return Lease(_FirstOfPair(self, pair), uids[:1])
 
     def give_back(self, uids: tuple[int, ...]) -> None:
         """Unlock ``uids``, taken by :meth:`take`."""
@@ -183,6 +227,30 @@ class UidPool:
     def __del__(self) -> None:
         for fd in self._held.values():
             _unlock(fd)
+
+
+def partners(fd: int) -> frozenset[int] | None:
+    """The inodes of the unix socket ``fd`` and of its peer, as the kernel says, or ``None``.
+
+    Both ends of one socket pair give the same answer: two runs handed them are partners. Asked
+    with sock_diag (``NETLINK_SOCK_DIAG``, ``UDIAG_SHOW_PEER``), on the host's side only.
+    """
+    try:
+        inode = os.fstat(fd).st_ino
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as diag:
+            ask = struct.pack("=BBxxIIIII", socket.AF_UNIX, 0, _ANY, inode, _SHOW_PEER, _ANY, _ANY)
+            diag.send(struct.pack("=IHHII", 16 + len(ask), _BY_FAMILY, _REQUEST, 1, 0) + ask)
+            answer = diag.recv(4096)
+    except OSError:
+        return None
+    length, kind = struct.unpack_from("=IH", answer)
+    at = 32  # the netlink header, then struct unix_diag_msg
+    while kind != _ERROR and at + 4 <= min(length, len(answer)):  # an error: not a unix socket
+        size, attribute = struct.unpack_from("=HH", answer, at)
+        if attribute == _PEER and size >= 8:
+            return frozenset({inode, struct.unpack_from("=I", answer, at + 4)[0]})
+        at += max(4, (size + 3) & ~3)
+    return None
 
 
 def _own_folder(folder: Path) -> None:
