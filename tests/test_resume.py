@@ -87,7 +87,7 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_one_result_per_task(
             *_argv(job, "--concurrency", "8", "--workers", workers),
         ]
         process = subprocess.Popen(  # noqa: S603  # our own command line
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+            command, cwd=job, env=env, stdout=subprocess.DEVNULL, start_new_session=True
         )
         try:
             process.wait(timeout=rng.uniform(0.4, 1.2))
@@ -99,7 +99,7 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_one_result_per_task(
     # The twelfth kill is done: resume to the end.
     finished = subprocess.run(  # noqa: S603  # our own command line
         [sys.executable, "-m", "cascade.cli", *_argv(job, "--workers", "1")],
-        cwd=ROOT,
+        cwd=job,
         env=env,
         capture_output=True,
         text=True,

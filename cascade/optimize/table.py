@@ -40,7 +40,6 @@ from cascade.store.verdicts import VerdictCache
 from cascade.types import Attempt, Task, Tier, Usage
 from cascade.validators import Validator, run_validator
 from cascade.validators.agreement import Compare, normal_answer
-from cascade.validators.code_tests import _PassesTests
 
 __all__ = [
     "Check",
@@ -90,9 +89,9 @@ def build_check(
     name: str, spec: Mapping[str, Any], base: Path, cache: VerdictCache | None
 ) -> Check:
     """A check from its policy entry, built as the policy loader builds it."""
-    validator = build_validator(TypeAdapter(ValidatorSpec).validate_python(dict(spec)), base)
-    if isinstance(validator, _PassesTests):
-        validator.cache = cache
+    validator = build_validator(
+        TypeAdapter(ValidatorSpec).validate_python(dict(spec)), base, cache=cache
+    )
     return Check(name, dict(spec), validator)
 
 
