@@ -189,20 +189,35 @@ def test_a_line_that_is_not_utf8_is_quarantined(job: Path) -> None:
     assert "not UTF-8" in json.loads(quarantine[0])["reason"]
 
 
-def test_a_csv_file_that_is_not_utf8_stops_with_its_name(
-    job: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A CSV file cannot be read past bad bytes: the error names the file; earlier rows are kept."""
+def test_a_csv_row_that_is_not_utf8_is_quarantined_with_its_line(job: Path) -> None:
+    """Bad bytes spoil only their own CSV row: quarantined under its line; the rest all run."""
     tasks = job / "tasks.csv"
-    rows = "".join(f"t{n},labels,row {n}\n" for n in range(1, 2000))
-    tasks.write_bytes(b"id,type,input\n" + rows.encode() + b"t9999,labels,\xff\xfe\n")
-    assert run(job, tasks) == 2
-    assert f"{tasks}: after line" in capsys.readouterr().err
-    with Store(job / "run.db") as store:
-        # The rows read before the bad bytes were stored; those not yet run wait for a resume.
-        states = dict(store.select("SELECT state, count(*) FROM tasks GROUP BY state"))
-        assert states.get("done", 0) == store.count("results") > 0
-        assert set(states) <= {"done", "pending"}
+    first = "".join(f"t{n},labels,row {n}\n" for n in (1, 2, 3)).encode()
+    after = "".join(f"t{n},labels,row {n}\n" for n in (4, 5, 6)).encode()
+    tasks.write_bytes(b"id,type,input\n" + first + b"t9,labels,\xff\xfe\n" + after)
+    assert run(job, tasks) == 0
+    lines = (job / "results.quarantine.jsonl").read_text().splitlines()
+    quarantine = [json.loads(q) for q in lines]
+    assert [q["line"] for q in quarantine] == [5]
+    assert "not UTF-8" in quarantine[0]["reason"]
+    assert "t9,labels," in quarantine[0]["raw"]
+    assert sorted(_results(job)) == ["t1", "t2", "t3", "t4", "t5", "t6"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_byte_order_mark_is_not_part_of_the_first_task(job: Path, suffix: str) -> None:
+    """A file saved with a UTF-8 BOM: its first task runs like the others."""
+    tasks = job / f"tasks{suffix}"
+    if suffix == ".csv":
+        body = "id,type,input\nt1,labels,one\nt2,labels,two\n"
+    else:
+        body = "".join(
+            json.dumps({"id": f"t{n}", "type": "labels", "input": "x"}) + "\n" for n in (1, 2)
+        )
+    tasks.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert run(job, tasks) == 0
+    assert (job / "results.quarantine.jsonl").read_text() == ""
+    assert sorted(_results(job)) == ["t1", "t2"]
 
 
 def test_a_quarantined_id_then_a_good_line_with_it_counts_a_duplicate(

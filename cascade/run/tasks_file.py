@@ -48,8 +48,9 @@ def _csv_value(value: str) -> Any:
 def read_lines(path: Path) -> Iterator[Line]:
     """Stream tasks from JSONL, or CSV with a header row; never loads the file whole.
 
-    A JSONL line that is not UTF-8 or not JSON becomes a line with its problem; a CSV file that
-    is not UTF-8 stops with an error naming the file and the row.
+    A line that is not UTF-8 or not JSON (or, in CSV, not a row) becomes a line with its
+    problem, numbered as the file numbers it, and reading goes on. A byte-order mark at the
+    start of the file is not part of the first line.
     """
     if path.suffix.lower() == ".csv":
         yield from _read_csv(path)
@@ -59,7 +60,7 @@ def read_lines(path: Path) -> Iterator[Line]:
             if not raw.strip():
                 continue
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 yield Line(number, None, raw.decode("utf-8", "replace").rstrip("\n"),
                            f"not UTF-8: {exc}")  # fmt: skip
@@ -75,43 +76,45 @@ def read_lines(path: Path) -> Iterator[Line]:
 def _read_csv(path: Path) -> Iterator[Line]:
     """Rows of a CSV file with a header, each numbered by the line it starts on.
 
-    A row that cannot be read (a quote never closed, or a field that runs on after its
-    closing quote) or that has more or fewer fields than the header is a line with its
-    problem; reading goes on at the next line, so a bad row never swallows the rows after it.
+    A row that cannot be read (a quote never closed, a field that runs on after its closing
+    quote, a line that is not UTF-8) or that has more or fewer fields than the header is a line
+    with its problem; reading goes on at the next line, so a bad row never swallows the rows
+    after it.
     """
-    handle: IO[str]
-    with path.open(encoding="utf-8", newline="") as handle:
-        physical = _numbered(handle)
-        try:
-            header_number, header_text = next(physical, (0, ""))
-            header, problem = _record(header_text)
-            if problem is not None or not header:
-                raise TaskError(f"{path}: line {header_number}: no header row ({problem})")
-            yield from _rows(physical, header)
-        except UnicodeDecodeError as exc:
-            raise TaskError(f"{path}: after line {physical.last}: not UTF-8 ({exc})") from exc
-
-
-def _numbered(handle: IO[str]) -> _Lines:
-    return _Lines(enumerate(handle, start=1))
+    with path.open("rb") as handle:
+        physical = _Lines(handle)
+        header_number, header_text = next(physical, (0, ""))
+        header, problem = _record(header_text)
+        problem = physical.bad.get(header_number, problem)
+        if problem is not None or not header:
+            raise TaskError(f"{path}: line {header_number}: no header row ({problem})")
+        yield from _rows(physical, header)
 
 
 class _Lines:
-    """Numbered physical lines, with room to push back lines read ahead."""
+    """Numbered physical lines decoded from UTF-8, with room to push back lines read ahead.
 
-    def __init__(self, lines: Iterator[tuple[int, str]]) -> None:
-        self._lines = lines
+    A line that is not UTF-8 is decoded with replacement characters, and why is kept in
+    :attr:`bad` under its number.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._lines = enumerate(handle, start=1)
         self._back: list[tuple[int, str]] = []
-        self.last = 0
-        """The number of the last line read."""
+        self.bad: dict[int, str] = {}
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> tuple[int, str]:
-        line = self._back.pop() if self._back else next(self._lines)
-        self.last = max(self.last, line[0])
-        return line
+        if self._back:
+            return self._back.pop()
+        number, raw = next(self._lines)
+        try:
+            return number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            self.bad[number] = f"not UTF-8: {exc}"
+            return number, raw.decode("utf-8", "replace")
 
     def push_back(self, lines: list[tuple[int, str]]) -> None:
         self._back.extend(reversed(lines))
@@ -132,6 +135,14 @@ def _rows(lines: _Lines, header: list[str]) -> Iterator[Line]:
             row, problem = _record("".join(t for _, t in held))
         if problem is None and len(row) != len(header):
             problem = f"the row has {len(row)} fields, the header {len(header)}"
+        if number in lines.bad:
+            lines.push_back(held[1:])  # the lines read ahead are rows of their own
+            yield Line(number, None, text.rstrip("\r\n"), lines.bad[number])
+            continue
+        if spoiled := [n for n, _ in held if n in lines.bad]:  # inside a quoted field
+            why = f"line {spoiled[0]}, inside its quoted field, is {lines.bad[spoiled[0]]}"
+            yield Line(number, None, text.rstrip("\r\n"), why)
+            continue
         if problem is not None:
             if len(held) > 1:
                 lines.push_back(held[1:])  # the lines read ahead are rows of their own
