@@ -157,11 +157,13 @@ async def _cancel_sent(call: asyncio.Future[Any]) -> None:
     build takes about a millisecond (the first in a process, some tenths of a second), so the
     call is let finish it, then cancelled.
     """
-    # litellm's worker thread signals nothing an event could be set by: look again shortly.
-    while not call.done() and _building(call):  # noqa: ASYNC110
-        await asyncio.sleep(_BUILD_POLL_S)
-    call.cancel()
-    call.add_done_callback(_settled)
+    try:
+        # litellm's worker thread signals nothing an event could be set by: look again shortly.
+        while not call.done() and _building(call):  # noqa: ASYNC110
+            await asyncio.sleep(_BUILD_POLL_S)
+    finally:  # cancelled again while waiting (the loop closing, say): the call stops all the same
+        call.cancel()
+        call.add_done_callback(_settled)
 
 
 _BUILD_POLL_S = 0.002
