@@ -28,6 +28,7 @@ from cascade.run.summary import summarize
 from cascade.run.tasks_file import count_tasks, read_lines
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.store.holder import holding
 
 __all__ = ["command", "job_of"]
 
@@ -85,7 +86,8 @@ def command(args: argparse.Namespace) -> int:
     total = count_tasks(source)
     job = dataclasses.replace(job, workers=job.worker_count(total))
     key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
-    with closing_backend(backend), Store(job.store) as store:
+    # One run per store: a second would reclaim this one's leases, and its results file.
+    with closing_backend(backend), holding(job.store), Store(job.store) as store:
         run_id = store.find_run(**key)
         with (
             Path(job.out).open("w", encoding="utf-8") as out,
