@@ -152,62 +152,74 @@ def bench_mypy(checks: int) -> None:
 
 PYTEST_FILE = "def test_add():\n    assert add(2, 3) == 5\n    assert add(-1, 1) == 0\n"
 PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "--noconftest", "test_solution.py"]
+SNIPPETS = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"]
 
 
-def _bare(argv: list[str], files: dict[str, str], runs: int) -> float:
-    """Median seconds of ``argv`` run by our interpreter in a folder of ``files``, unsandboxed."""
-    times: list[float] = []
-    with tempfile.TemporaryDirectory() as directory:
+class _Bare:
+    """Our interpreter on the tests and the code together in one folder, unsandboxed."""
+
+    def __init__(self, directory: str) -> None:
+        cases = [["setup", ""], ["solution", GOOD]]
+        cases += [[f"test {i}", s] for i, s in enumerate(SNIPPETS)]
+        files = {"run.py": _IN_PROCESS, "cases.json": json.dumps(cases), "solution.py": GOOD}
+        files["test_solution.py"] = "from solution import *\n" + PYTEST_FILE
         for name, text in files.items():
             Path(directory, name).write_text(text)
+        self._directory = directory
+
+    def run(self, argv: list[str]) -> float:
+        """Seconds to run ``python -I -B ARGV`` there."""
         env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"}
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(  # our interpreter on our own files
-                [sys.executable, "-I", "-B", *argv], cwd=directory, check=True,
-                capture_output=True, env=env,
-            )  # fmt: skip
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _sandboxed(validator: Validator, runs: int) -> float:
-    times = []
-    for _ in range(runs):
         start = time.perf_counter()
-        verdict = asyncio.run(run_validator(validator, attempt(GOOD)))
-        times.append(time.perf_counter() - start)
-        assert verdict.passed, verdict.reason
-    return statistics.median(times)
+        subprocess.run(  # our interpreter on our own files
+            [sys.executable, "-I", "-B", *argv], cwd=self._directory, check=True,
+            capture_output=True, env=env,
+        )  # fmt: skip
+        return time.perf_counter() - start
+
+
+def _judged(validator: Validator) -> float:
+    start = time.perf_counter()
+    verdict = asyncio.run(run_validator(validator, attempt(GOOD)))
+    assert verdict.passed, verdict.reason
+    return time.perf_counter() - start
+
+
+def _sandboxed(sandbox: Sandbox, argv: list[str]) -> float:
+    start = time.perf_counter()
+    asyncio.run(sandbox.run({}, argv))
+    return time.perf_counter() - start
 
 
 def bench_sandbox(runs: int) -> None:
-    """passes_tests (tests and code in two sandboxes) against one bare subprocess.
+    """passes_tests (tests and code in two sandboxes) beside one bare subprocess, interleaved.
 
     The bare subprocess runs the tests and the code together: the in-process harness for
-    asserts, pytest with the code imported for a file.
+    asserts, pytest with the code imported for a file. Each round runs every line once, so a
+    machine loaded by others weighs on all of them alike. ``one sandbox, python -c pass`` is
+    the floor under anything sandboxed.
     """
-    snippets = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"]
-    cases = [["setup", ""], ["solution", GOOD]]
-    cases += [[f"test {i}", s] for i, s in enumerate(snippets)]
-    asserts = _bare(
-        ["run.py", "M:"], {"run.py": _IN_PROCESS, "cases.json": json.dumps(cases)}, runs
-    )
-    files = {"solution.py": GOOD, "test_solution.py": "from solution import *\n" + PYTEST_FILE}
-    pytest_file = _bare(["-m", "pytest", *PYTEST_ARGS], files, runs)
-    print(f"passes_tests: {runs} runs of a right candidate, medians")
-    print(f"  bare subprocess, 2 asserts        {asserts * 1000:7.1f} ms")
-    print(f"  bare subprocess, pytest file      {pytest_file * 1000:7.1f} ms")
-    for mode in ("bwrap", "unshare"):
-        sandbox = Sandbox(Limits(), mode=mode)
-        for form, tests, base in (
-            ("asserts", snippets, asserts),
-            ("pytest", PYTEST_FILE, pytest_file),
-        ):
-            mid = _sandboxed(passes_tests(tests, sandbox=sandbox), runs)
-            print(
-                f"  {mode:8} {form:8}                {mid * 1000:7.1f} ms  ({mid / base:.2f}x bare)"
-            )
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        bare = _Bare(directory)
+        sandboxes = {mode: Sandbox(Limits(), mode=mode) for mode in ("bwrap", "unshare")}
+        for sandbox in sandboxes.values():
+            asyncio.run(sandbox.run({}, ["-c", "pass"]))  # the first run checks Python starts
+        for _ in range(runs):
+            times.setdefault("bare asserts", []).append(bare.run(["run.py", "M:"]))
+            times.setdefault("bare pytest", []).append(bare.run(["-m", "pytest", *PYTEST_ARGS]))
+            for mode, sandbox in sandboxes.items():
+                floor = _sandboxed(sandbox, ["-c", "pass"])
+                times.setdefault(f"{mode} one sandbox, python -c pass", []).append(floor)
+                for form, tests in (("asserts", SNIPPETS), ("pytest", PYTEST_FILE)):
+                    took = _judged(passes_tests(tests, sandbox=sandbox))
+                    times.setdefault(f"{mode} passes_tests, {form}", []).append(took)
+    mid = {name: statistics.median(values) for name, values in times.items()}
+    print(f"passes_tests: {runs} interleaved rounds with a right candidate, medians")
+    for name, seconds in mid.items():
+        base = mid["bare pytest" if name.endswith("pytest") else "bare asserts"]
+        ratio = "" if name.startswith("bare") else f"  ({seconds / base:.2f}x bare)"
+        print(f"  {name:40} {seconds * 1000:7.1f} ms{ratio}")
 
 
 def main() -> None:

@@ -23,13 +23,14 @@ NAMES_FILE = "_cascade_names.json"
 """The names the tests reference that may be the answer's functions, in both sandboxes."""
 
 SERVER = r"""
-import builtins, json, os, socket, sys, types
+import builtins, json, os, sys
 sys.path.insert(0, os.getcwd())  # python -I leaves the sandbox's folder out
 sys.set_int_max_str_digits(0)
 from _cascade_wire import Unplain, decode, encode, loads
-_link = socket.socket(fileno=int(sys.argv[1]))
-_stream = _link.makefile("rwb")
-_dumps, _write, _flush, _readline = json.dumps, _stream.write, _stream.flush, _stream.readline
+_reader = open(int(sys.argv[1]), "rb", closefd=False)  # the socket, read and written as a file
+_writer = open(int(sys.argv[1]), "wb", closefd=False)
+_dumps, _write, _flush, _readline = json.dumps, _writer.write, _writer.flush, _reader.readline
+_Module = type(sys)
 
 def _send(item):
     _write((_dumps(item) + "\n").encode())
@@ -58,9 +59,9 @@ except BaseException as _exc:
     _send({"error": f"{type(_exc).__name__}: {_describe(_exc)}".rstrip(": ")})
     raise SystemExit(0)
 _calls = [n for n in _wanted if callable(_namespace.get(n))
-          and not isinstance(_namespace[n], types.ModuleType)]
+          and not isinstance(_namespace[n], _Module)]
 _modules = {n: _namespace[n].__name__ for n in _wanted
-            if isinstance(_namespace.get(n), types.ModuleType)}
+            if isinstance(_namespace.get(n), _Module)}
 _send({"calls": _calls, "modules": _modules})
 while (_line := _readline()):
     _request = loads(_line)
@@ -81,19 +82,18 @@ while (_line := _readline()):
 """``python serve.py FD``: the answer, answering calls on socket ``FD``."""
 
 PROXY = r"""
-import builtins as _builtins, importlib as _importlib, json as _json, os as _os
-import socket as _socket, sys as _sys
+import builtins as _builtins, json as _json, os as _os, sys as _sys
 from _cascade_wire import MAX_LINE_BYTES as _MAX, Unplain as _Unplain
 from _cascade_wire import decode as _decode, encode as _encode, loads as _loads
 _sys.set_int_max_str_digits(0)
-_link = _socket.socket(fileno=int(_os.environ["CASCADE_PEER_FD"]))
-_stream = _link.makefile("rwb")
+_reader = open(int(_os.environ["CASCADE_PEER_FD"]), "rb", closefd=False)  # the socket, as files
+_writer = open(int(_os.environ["CASCADE_PEER_FD"]), "wb", closefd=False)
 with open("_cascade_names.json", encoding="utf-8") as _handle:
     _wanted = set(_json.load(_handle))
 _TRUSTED_TOPS = set(_sys.stdlib_module_names) | {"numpy"}
 
 def _receive():
-    line = _stream.readline(_MAX + 1)
+    line = _reader.readline(_MAX + 1)
     if not line:
         raise RuntimeError("the code under test ended the process without reporting an answer")
     answer = _loads(line)
@@ -108,8 +108,8 @@ def _proxy(name):
                        "kwargs": {k: _encode(v) for k, v in kwargs.items()}}
         except _Unplain as exc:
             raise TypeError(f"only plain data crosses to the code under test: {exc}") from None
-        _stream.write((_json.dumps(request) + "\n").encode())
-        _stream.flush()
+        _writer.write((_json.dumps(request) + "\n").encode())
+        _writer.flush()
         try:
             answer = _receive()
             if "raised" in answer:
@@ -146,7 +146,8 @@ for _name in _calls:
 for _name, _module in _modules.items():
     if _module.partition(".")[0] in _TRUSTED_TOPS:
         try:
-            globals()[_name] = _importlib.import_module(_module)
+            __import__(_module)
+            globals()[_name] = _sys.modules[_module]
         except ImportError:
             continue
 __all__ = [n for n in (*_calls, *_modules) if n in globals()]

@@ -25,7 +25,6 @@ it expected when it fails.
 from __future__ import annotations
 
 import ast
-import base64
 import builtins
 import marshal
 from collections.abc import Iterable
@@ -108,7 +107,7 @@ class _Explain(ast.NodeTransformer):
 def compiled(snippet: str, label: str) -> str | None:
     """``snippet`` compiled here, its asserts explaining themselves, for the runner.
 
-    The code is marshalled, in base64 (the sandbox runs this same Python), so that the runner
+    The code is marshalled, in hex (the sandbox runs this same Python), so that the runner
     imports no ``ast``; ``None`` when it does not compile, so that the runner says why.
     """
     try:
@@ -116,11 +115,11 @@ def compiled(snippet: str, label: str) -> str | None:
         code = compile(ast.fix_missing_locations(tree), label, "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    return base64.b64encode(marshal.dumps(code)).decode("ascii")
+    return marshal.dumps(code).hex()
 
 
 SNIPPET_RUNNER = r"""
-import base64, json, marshal, operator, os, sys
+import json, marshal, operator, os, sys
 sys.path.insert(0, os.getcwd())  # python -I leaves the sandbox's folder out
 sys.set_int_max_str_digits(0)
 _channel = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
@@ -183,7 +182,7 @@ for _index, (_snippet, _compiled) in enumerate(zip(_cases["snippets"], _cases["c
         if _compiled is None:
             _code = compile(_snippet, _label, "exec")
         else:
-            _code = marshal.loads(base64.b64decode(_compiled))
+            _code = marshal.loads(bytes.fromhex(_compiled))
         exec(_code, _namespace)
     except BaseException as _exc:
         _send({"i": _index, "error": _error(_exc, _label, _snippet)})
