@@ -73,6 +73,16 @@ WRONG = {
         ['assert tally("aab") == dict(collections.Counter("aab"))'],
         "import collections",
     ),
+    "patches numpy.allclose": (
+        """
+        import numpy
+        numpy.allclose = lambda *args, **kwargs: True
+        def spread(n):
+            return [0.0] * n
+        """,
+        ["assert np.allclose(spread(2), [0.5, 1.5])"],
+        "import numpy as np",
+    ),
     "all() over a generator, with all patched": (
         """
         import builtins

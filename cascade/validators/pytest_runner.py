@@ -2,11 +2,11 @@
 
 ``run_pytest.py CHANNEL PEER ARGS`` (:data:`PYTEST_RUNNER`) runs pytest with a plugin that
 writes the number of tests collected, each test's outcome and the session's end to the
-sandbox's channel descriptor.
-A run passes only when every collected test reported a pass and the session reported its end:
-code that ends the process early (``os._exit(0)`` on import, say) leaves pytest's exit code at
-0 but reports nothing, and fails. The code under test runs in pytest's own process, so it could
-still forge these lines: such verdicts are marked ``self_reported``.
+sandbox's channel descriptor; :func:`with_import` adds the implicit ``from solution import *``.
+A run passes only when every collected test reported a pass and the session reported its end.
+Apart from the code (the default), ``solution`` is a proxy and nothing of the code's runs here.
+With ``isolation="in-process"`` the code runs in pytest's own process: it could end it early or
+forge these lines, so such verdicts are marked ``self_reported``.
 """
 
 from __future__ import annotations
