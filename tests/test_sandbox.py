@@ -29,8 +29,9 @@ MODES = [
     pytest.param("unshare", marks=pytest.mark.skipif(not IS_ROOT, reason="unshare needs root")),
 ]
 TIGHT = Limits(wall_s=4, cpu_s=2, memory_mb=512, file_mb=4, processes=32)
-OWN_UIDS = range(64400, 64416)
-"""The uids of these tests' sandboxes: apart from the host's pool, which other runs use."""
+OWN_UIDS = range(64500 + os.getpid() % 50 * 16, 64516 + os.getpid() % 50 * 16)
+"""The uids of these tests' sandboxes: apart from the host's pool, which other runs use, and
+(most likely) from another run of these tests at the same time, whose processes would count."""
 ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 
 
