@@ -11,6 +11,7 @@ straight to the fallbacks), and its result feeds both back. Breaker transitions 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -150,11 +151,14 @@ class Caller:
     async def _ready(self, model: str) -> None:
         """The backend's one-time setup for ``model`` (litellm's import), before any deadline.
 
-        It is no provider's latency, and inside a call it would spend that call's timeout.
+        It is no provider's latency, and inside a call it would spend that call's timeout; it
+        comes before the guard's checks, which a wait of seconds would leave stale.
         """
         ready = getattr(self._backend, "ready", None)
         if callable(ready):
-            await ready(model)
+            # One that cannot get ready fails its call, where the fault is recorded.
+            with contextlib.suppress(Exception):
+                await ready(model)
 
     def quote(self, model: str) -> Quote | None:
         """The backend's price and longest answer for ``model``, when it can say before a call."""
@@ -243,6 +247,7 @@ class Caller:
     async def _guarded(self, tier: Tier, request: Request, kind: CallKind) -> Call:
         """One call through the guard: breaker first, then the rate limits, then the call."""
         guard, model, task_id = self._guard, request.model, request.task_id
+        await self._ready(model)  # first: the guard's pauses and limits are read after it
         if guard is None:
             return await self._once(tier, request, kind)
         admitted, transition = guard.admit_transition(model)
@@ -331,8 +336,6 @@ class Caller:
                 assert self._batcher is not None  # only batch tiers with a batcher come here
                 response = await self._batcher.complete(tier, request)
             else:
-                await self._ready(model)
-                start = time.perf_counter()
                 # Our own deadline: litellm's timeouts are not reliable.
                 async with asyncio.timeout(tier.timeout_s):
                     response = await self._backend.complete(request)
