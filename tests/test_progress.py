@@ -69,3 +69,14 @@ def test_the_summary_is_a_table_on_a_terminal_and_plain_lines_elsewhere(tmp_path
     assert "│ 1    │ b" in drawn
     assert "pass rate (accepted) 100.0%" in drawn
     assert "tier 0: 1 x wanted 'ok', got 'no'" in drawn
+
+
+def test_a_task_run_twice_counts_once_per_tier(tmp_path: Path) -> None:
+    """A task executed again (a lost lease) is one task reached and accepted, never 200 %."""
+    cascade, _ = make({"a": ["ok", "ok"]}, ["a"], store=Store(tmp_path / "r.db"))
+    for _ in range(2):
+        cascade.run({"id": "t1", "type": "demo", "input": "x"})
+    assert cascade.settings.store is not None
+    assert cascade.settings.store.count("attempts") == 2
+    tier = summarize(cascade.settings.store).to_json()["by_type"]["demo"][0]
+    assert (tier["tasks_reached"], tier["accepted"], tier["acceptance_rate"]) == (1, 1, 1.0)

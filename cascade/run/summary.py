@@ -184,11 +184,12 @@ def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
     rows = attempts_for_summary(store, run_id)
     current: tuple[str, str, str] | None = None
     tiers: set[int] = set()
+    accepted: set[int] = set()
     for row in rows:
         run, task, task_type, tier, model, kind, cost, latency, verdicts, decision = row[:10]
         if (run, task, task_type) != current:
-            _close_task(summary, current, tiers)
-            current, tiers = (run, task, task_type), set()
+            _close_task(summary, current, tiers, accepted)
+            current, tiers, accepted = (run, task, task_type), set(), set()
             if row[11] == "needs_review":
                 tiers.add(_waiting(summary, task_type, row[12], row[13]))
         entry = summary.by_type.setdefault(task_type, {}).setdefault(tier, TierSummary(tier))
@@ -211,12 +212,13 @@ def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
         if model not in entry.models:
             entry.models.append(model)
         tiers.add(tier)
-        entry.accepted += decision == "accept"
+        if decision == "accept":  # once per task: a task run twice (a lost lease) accepts twice
+            accepted.add(tier)
         for verdict in json.loads(verdicts):
             if not verdict.get("passed") and verdict.get("reason"):
                 entry.rejections[verdict["reason"][:160]] += 1
             summary.self_reported += bool(verdict.get("passed") and verdict.get("self_reported"))
-    _close_task(summary, current, tiers)
+    _close_task(summary, current, tiers, accepted)
 
 
 def _waiting(summary: Summary, task_type: str, tier: int, model: str) -> int:
@@ -227,13 +229,16 @@ def _waiting(summary: Summary, task_type: str, tier: int, model: str) -> int:
     return tier
 
 
-def _close_task(summary: Summary, task: tuple[str, str, str] | None, tiers: set[int]) -> None:
-    """Count a finished task's tiers: reached, and escalated from (a higher tier followed)."""
+def _close_task(
+    summary: Summary, task: tuple[str, str, str] | None, tiers: set[int], accepted: set[int]
+) -> None:
+    """Count a finished task's tiers: reached, accepted at, and escalated from."""
     if task is None:
         return
     for tier in tiers:
         entry = summary.by_type[task[2]][tier]
         entry.reached += 1
+        entry.accepted += tier in accepted
         entry.escalated += any(other > tier for other in tiers)
     summary.escalated += len(tiers) > 1
 

@@ -27,7 +27,10 @@ __all__ = ["holding"]
 def holding(store: str | Path, what: str = "cascade run") -> Iterator[None]:
     """Hold ``store`` for this process, or raise :class:`ConfigError` naming who holds it."""
     path = Path(f"{store}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"--store {store}: cannot hold it ({path}: {exc.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
