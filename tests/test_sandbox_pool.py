@@ -321,3 +321,21 @@ def test_a_lock_folder_others_can_write_to_is_refused(tmp_path: Path, whose: str
         os.chown(folder, 65534, 65534)
     with pytest.raises(ConfigError, match="no one else can write"):
         asyncio.run(UidPool(SMALL, folder=folder).take())
+
+
+def test_a_forked_child_cannot_give_back_its_parents_uid(locks: Path) -> None:
+    """A child shares its parent's lock files: releasing an inherited lease must not unlock them."""
+    pool = small(locks)
+
+    async def go() -> tuple[bool, bool]:
+        lease = await pool.take()
+        child = os.fork()
+        if child == 0:  # the child: give back what it inherited, and go
+            lease.release()
+            os._exit(0)
+        await asyncio.to_thread(os.waitpid, child, 0)
+        all_free_while_held = await holding(small(locks), 3)
+        lease.release()
+        return all_free_while_held, await holding(small(locks), 3)
+
+    assert asyncio.run(go()) == (False, True)

@@ -109,7 +109,7 @@ class UidPool:
     """
 
     def __init__(self, uids: range = UID_POOL, *, folder: Path | None = None) -> None:
-        self._held: dict[int, int] = {}  # uid: the descriptor of its lock; first: __del__ reads it
+        self._held: dict[int, int] = {}  # uid: the descriptor of its lock
         named = _host_uids()
         self.uids = uids
         self._usable = [uid for uid in uids if uid not in named]
@@ -187,15 +187,22 @@ class UidPool:
         """Unlock ``uids``, taken by :meth:`take`."""
         with self._guard:
             for uid in uids:
-                if (fd := self._held.pop(uid, None)) is not None:
+                if (fd := self._mine().pop(uid, None)) is not None:
                     _unlock(fd)
+
+    def _mine(self) -> dict[int, int]:
+        """The locks this process holds: none, in a forked child, whatever its parent held.
+
+        A child shares its parent's open files, and so its locks: were it to unlock one, the
+        parent's sandbox would lose its uid while it runs.
+        """
+        if self._pid != os.getpid():
+            self._held, self._pid = {}, os.getpid()
+        return self._held
 
     def _try_take(self, count: int) -> tuple[int, ...] | None:
         with self._guard:
-            if self._pid != os.getpid():
-                # A forked child: the locks are its parent's to give back, not its own.
-                self._held, self._pid = {}, os.getpid()
-            if len(self._held) + count > self.size:
+            if len(self._mine()) + count > self.size:
                 return None  # this process holds too many itself: no need to ask the host
             _own_folder(self._folder)
             taken: dict[int, int] = {}
@@ -225,8 +232,9 @@ class UidPool:
         return fd
 
     def __del__(self) -> None:
-        for fd in self._held.values():
-            _unlock(fd)
+        if getattr(self, "_pid", None) == os.getpid():  # a forked child's are its parent's
+            for fd in self._held.values():
+                _unlock(fd)
 
 
 def partners(fd: int) -> frozenset[int] | None:
