@@ -19,14 +19,16 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["REDACTED", "SecretRedactor", "redact", "register_secrets", "secret_values"]
 
 REDACTED = "[REDACTED]"
 
 _SECRET_KEY = re.compile(
-    r"(^|[_-])(api[_-]?key|secret|password|passwd|authorization|auth[_-]?token|access[_-]?token"
-    r"|refresh[_-]?token|bearer|cookie|session[_-]?token|private[_-]?key)$",
+    r"(^|[_-])(api[_-]?key|secret|password|passwd|authorization|token|auth[_-]?token"
+    r"|access[_-]?token|refresh[_-]?token|bearer|cookie|session[_-]?token|private[_-]?key"
+    r"|subscription[_-]?key|credentials?)$",
     re.IGNORECASE,
 )
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
@@ -39,6 +41,8 @@ _SECRET_PATTERNS = (
     r"\bAKIA[0-9A-Z]{16}\b",
     r"\bgh[pousr]_[A-Za-z0-9]{20,}\b",
     r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
+    # A URL's credentials (scheme://user:password@host): the host stays.
+    r"(?<=://)[^/\s:@'\"]+:[^/\s@'\"]+(?=@)",
 )
 _MIN_SECRET = 8
 """Shorter strings cannot hold any secret we redact, so they are not scanned."""
@@ -110,13 +114,59 @@ def _redact_match(match: re.Match[str]) -> str:
     return f"{header}{REDACTED}" if header else REDACTED
 
 
+_HARMLESS_PARAMS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "stop",
+     "seed", "n", "presence_penalty", "frequency_penalty", "repeat_penalty", "logit_bias",
+     "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "functions",
+     "function_call", "parallel_tool_calls", "reasoning_effort", "model", "api_version",
+     "timeout", "num_retries", "custom_llm_provider"}
+)  # fmt: skip
+"""Tier parameters that shape the request and hold no credential: the rest are secrets."""
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
 def secret_values(params: Mapping[str, Any]) -> Iterator[str]:
-    """The values under secret-looking keys of ``params`` (a tier's ``api_key``), nested too."""
+    """The secrets among a tier's ``params``, judged by what they are, not by their names.
+
+    Every string under a parameter that is not known to be harmless (sampling settings,
+    ``response_format``, tools, the model, the API version) is a secret: ``api_key``, a
+    ``token``, each ``extra_headers`` value, anything nested under them. A URL is harmless but
+    for its credentials (``https://user:password@host``), which are secrets. Numbers and
+    booleans are never secrets.
+
+    >>> sorted(secret_values({"token": "tok-1234567890", "temperature": 0.2,
+    ...     "api_base": "https://me:pw-12345678@gw.example/v1",
+    ...     "extra_headers": {"X-Gateway-Token": "hdr-1234567890"}}))
+    ['hdr-1234567890', 'me:pw-12345678', 'pw-12345678', 'tok-1234567890']
+    """
     for key, value in params.items():
-        if isinstance(value, Mapping):
-            yield from secret_values(value)
-        elif isinstance(value, str) and _SECRET_KEY.search(str(key)):
+        if str(key) in _HARMLESS_PARAMS and not _SECRET_KEY.search(str(key)):
+            continue
+        yield from _strings(value)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in ``value`` (a URL's credentials alone), nested ones too."""
+    if isinstance(value, str):
+        if _URL.match(value):
+            yield from _url_credentials(value)
+        else:
             yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _url_credentials(url: str) -> Iterator[str]:
+    parts = urlsplit(url)
+    if parts.password:
+        yield f"{parts.username}:{parts.password}"
+        yield parts.password
+    elif parts.username:
+        yield parts.username
 
 
 _registered: set[str] = set()

@@ -137,3 +137,8 @@ def stand_in_local() -> PrefixBackend:
         {"local/": lambda: LocalBackend(command=[*stand_in, *flags])},
         default=lambda: ScriptedBackend({}),
     )
+
+
+def echo_params() -> ScriptedBackend:
+    """``echo`` answers with the request's tier parameters as JSON, as a leaky provider might."""
+    return ScriptedBackend({"echo": lambda request: json.dumps(dict(request.params))})

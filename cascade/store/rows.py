@@ -88,8 +88,9 @@ def attempt_row(step: Step, execution_id: str) -> tuple[Any, ...]:
         step.run_id, step.task_id, execution_id, step.task_type, step.step, step.tier,
         step.model_requested, step.model_served, str(step.kind), step.prompt_tokens,
         step.completion_tokens, step.cost_usd, step.latency_s, _verdicts_json(step.verdicts),
-        str(step.decision), None if step.error is None else redact(step.error), step.output,
-        step.ts, step.compute_s, step.confidence, int(step.batch),
+        str(step.decision), None if step.error is None else redact(step.error),
+        None if step.output is None else redact(step.output), step.ts, step.compute_s,
+        step.confidence, int(step.batch),
     )  # fmt: skip
 
 
@@ -109,7 +110,8 @@ def result_row(outcome: Outcome, execution_id: str, now: float, executions: int)
     """An outcome as a ``results`` row, in :data:`RESULT_COLUMNS` order, secrets redacted."""
     return (
         outcome.run_id, outcome.task_id, execution_id, outcome.task_type, str(outcome.status),
-        outcome.output, json.dumps(outcome.parsed, default=to_jsonable),
+        None if outcome.output is None else redact(outcome.output),
+        redact(json.dumps(outcome.parsed, default=to_jsonable)),
         outcome.tier, outcome.model,
         len(outcome.steps), outcome.cost_usd, outcome.latency_s,
         redact(json.dumps(list(outcome.reasons))),
