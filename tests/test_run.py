@@ -417,3 +417,18 @@ def test_dry_run_estimates_the_floor_and_the_worst_case_and_calls_nothing(
     )
     assert "no model was called" in out
     assert not (tmp_path / "run.db").exists()
+
+
+def test_a_replay_missing_a_tiers_model_is_refused_at_the_start(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy naming a model the dataset never recorded: exit 2 at file:line, nothing run."""
+    policy = job / "policies" / "labels.toml"
+    policy.write_text(policy.read_text().replace('model = "big"', 'model = "huge"'))
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n")
+    assert run(job, tasks) == 2
+    err = capsys.readouterr().err
+    said = "tiers[1].model: the replayed dataset dataset has no answers of 'huge'"
+    assert f"{policy}:5: {said} (it has big, small)" in err
+    assert not (job / "run.db").exists()

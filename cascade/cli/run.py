@@ -17,7 +17,7 @@ from cascade.cli.say import say
 from cascade.cli.tables import show_summary
 from cascade.errors import ConfigError
 from cascade.policy import PolicyError, PolicySet, load_policies
-from cascade.policy.pricing import unpriced_tiers
+from cascade.policy.pricing import unpriced_tiers, unrecorded_tiers
 from cascade.run.estimate import estimate_cost
 from cascade.run.guard import Limit
 from cascade.run.job import Job
@@ -133,6 +133,15 @@ def _checked_backend(job: Job, policies: PolicySet) -> Backend:
     if default and callable(quote) and (unpriced := unpriced_tiers(policies, quote)):
         close_backend(backend)
         raise PolicyError(unpriced)  # every call to such a tier would be refused
+    if job.replay is not None:
+        from cascade.backends.replay import ReplayBackend  # noqa: PLC0415  # only with --replay
+
+        known = sorted(backend.models) if isinstance(backend, ReplayBackend) else []
+        if isinstance(backend, ReplayBackend) and (
+            missing := unrecorded_tiers(policies, backend.resolve, backend.name, known)
+        ):
+            close_backend(backend)
+            raise PolicyError(missing)  # every task would fail, one by one
     return backend
 
 
