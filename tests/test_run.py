@@ -432,3 +432,22 @@ def test_a_replay_missing_a_tiers_model_is_refused_at_the_start(
     said = "tiers[1].model: the replayed dataset dataset has no answers of 'huge'"
     assert f"{policy}:5: {said} (it has big, small)" in err
     assert not (job / "run.db").exists()
+
+
+def test_a_policy_edited_in_place_is_named_on_resume(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resume under edited policy files stops, naming the change, until it is said ok."""
+    tasks = job / "tasks.jsonl"
+    tasks.write_text(MIXED[0] + "\n" + MIXED[1] + "\n")
+    assert run(job, tasks) == 0
+    policy = job / "policies" / "labels.toml"
+    policy.write_text(policy.read_text() + "# edited\n")
+    capsys.readouterr()
+    assert run(job, tasks) == 2
+    err = capsys.readouterr().err
+    assert f"{job / 'policies'} changed since run " in err
+    assert "--policy-changed ok" in err
+    assert run(job, tasks, "--policy-changed", "ok") == 0
+    assert "the rest runs under the new one" in capsys.readouterr().out
+    assert run(job, tasks) == 0  # the run now knows the edited policy

@@ -258,6 +258,7 @@ def test_otel_without_the_extra_is_a_clear_error(
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_otel)
+    monkeypatch.chdir(job)  # the run's default store and results files land here, not in the repo
     tasks = job / "tasks.jsonl"
     tasks.write_text(MIXED[0] + "\n")
     assert main(["run", str(tasks), "--policy", str(job / "policies"), "--replay",

@@ -17,6 +17,7 @@ from cascade.cli.say import say
 from cascade.cli.tables import show_summary
 from cascade.errors import ConfigError
 from cascade.policy import PolicyError, PolicySet, load_policies
+from cascade.policy.digest import policy_digest
 from cascade.policy.pricing import unpriced_tiers, unrecorded_tiers
 from cascade.run.estimate import estimate_cost
 from cascade.run.guard import Limit
@@ -89,6 +90,9 @@ def command(args: argparse.Namespace) -> int:
     # One run per store: a second would reclaim this one's leases, and its results file.
     with closing_backend(backend), holding(job.store), Store(job.store) as store:
         run_id = store.find_run(**key)
+        digest = policy_digest(job.policy)
+        if run_id is not None:
+            _same_policy(store, run_id, digest, job.policy, changed_ok=args.policy_changed == "ok")
         with (
             Path(job.out).open("w", encoding="utf-8") as out,
             job.quarantine_path.open("w", encoding="utf-8") as bad,
@@ -98,6 +102,7 @@ def command(args: argparse.Namespace) -> int:
             runner = Runner(job, policies, store, backend=backend, log=StepLog(steps),
                             run_id=run_id, progress=progress)  # fmt: skip
             config = key | {
+                "policy_sha256": digest,
                 "replay": job.replay,
                 "record_all_tiers": job.record_all_tiers,
                 "backend": job.backend,
@@ -143,6 +148,21 @@ def _checked_backend(job: Job, policies: PolicySet) -> Backend:
             close_backend(backend)
             raise PolicyError(missing)  # every task would fail, one by one
     return backend
+
+
+def _same_policy(store: Store, run_id: str, digest: str, policy: str, *, changed_ok: bool) -> None:
+    """Refuse to resume under policy files edited since the run started, unless told it is ok."""
+    started = store.run_config(run_id).get("policy_sha256")
+    if started is None or started == digest:
+        return
+    if not changed_ok:
+        raise ConfigError(
+            f"{policy} changed since run {run_id} started (sha256 {started[:12]} -> "
+            f"{digest[:12]}): rerun with --policy-changed ok to go on under the edited policy "
+            "(the tasks done stay as they are), or give a new --store to start over"
+        )
+    store.amend_run(run_id, policy_sha256=digest)
+    say(f"note: {policy} changed since run {run_id} started; the rest runs under the new one")
 
 
 def _how_it_ended(job: Job, counts: Counts) -> int:

@@ -125,3 +125,9 @@ def _add_run_trouble(run: Any) -> None:
         action="store_true",
         help="run again the tasks that earlier runs of this job ended failed",
     )
+    run.add_argument(
+        "--policy-changed",
+        choices=["ok"],
+        help="resume a run whose policy files were edited since it started (the tasks done "
+        "stay as the old policy left them; the rest run under the new one)",
+    )

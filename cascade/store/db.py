@@ -138,6 +138,22 @@ class Store:
                 (run_id, time.time(), json.dumps(dict(config or {}), default=str)),
             )
 
+    def run_config(self, run_id: str) -> dict[str, Any]:
+        """The configuration a run was started with (empty for an unknown run)."""
+        with self._lock:
+            row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        found = json.loads(row[0]) if row is not None and row[0] else {}
+        return found if isinstance(found, dict) else {}
+
+    def amend_run(self, run_id: str, **config: Any) -> None:
+        """Set ``key=value`` pairs in a run's stored configuration."""
+        merged = self.run_config(run_id) | config
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE runs SET config = ? WHERE run_id = ?",
+                (json.dumps(merged, default=str), run_id),
+            )
+
     def find_run(self, **config: Any) -> str | None:
         """The latest run whose configuration holds every ``key=value`` given, if any."""
         sql = "SELECT run_id FROM runs WHERE 1"
