@@ -92,6 +92,43 @@ def test_a_reask_is_checked_against_the_deadline_too() -> None:
     assert "a re-ask of small" in outcome.reasons[0]
 
 
+def test_a_first_ask_that_cannot_answer_in_time_goes_to_a_tier_that_can() -> None:
+    """Tier 0 takes 2 s against a 1 s deadline: it is not asked; the faster tier 1 is."""
+    cascade, backend = timed(
+        {"slow": [late("ok", 2.0)], "fast": [late("ok", 0.1)]},
+        [Tier("slow", expected_latency_s=2.0), Tier("fast", expected_latency_s=0.2)],
+        deadline_s=1.0,
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.ACCEPTED
+    assert models_called(backend) == ["fast"]
+    assert outcome.latency_s <= 1.0
+
+
+def test_a_first_ask_nothing_can_answer_in_time_is_never_made() -> None:
+    """A lone tier expected to take 2 s, a 1 s deadline: no call, ``deadline``, said why."""
+    cascade, backend = timed(
+        {"slow": [late("ok", 2.0)]}, [Tier("slow", expected_latency_s=2.0)], deadline_s=1.0
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.DEADLINE
+    assert models_called(backend) == []
+    assert "asking slow not started" in outcome.reasons[0]
+
+
+def test_a_reask_that_would_not_fit_escalates_to_a_tier_that_does() -> None:
+    """The re-ask (0.5 s) does not fit in what is left; the next tier (0.2 s) does, and answers."""
+    cascade, backend = timed(
+        {"small": [late("no", 0.4), late("ok", 0.4)], "big": [late("ok", 0.1)]},
+        [Tier("small", reasks=1, expected_latency_s=0.5), Tier("big", expected_latency_s=0.2)],
+        deadline_s=0.8,
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.ACCEPTED
+    assert models_called(backend) == ["small", "big"]
+    assert outcome.latency_s <= 0.8
+
+
 def test_the_task_deadline_overrides_the_plan() -> None:
     """A task's own ``deadline_s`` wins over the plan's."""
     cascade, backend = timed(

@@ -5,15 +5,18 @@ live run, the wall clock since the task began when that is longer (validators, w
 runs on the recorded latencies alone, so that a replayed task is decided the same way however
 fast the machine replays it.
 
-Before each re-ask or escalation, :meth:`Clock.in_time` compares what is left of the deadline
-with the next tier's expected latency (see :mod:`cascade.latency`): when it does not fit, the
-task stops, and ends ``deadline`` with its best answer so far. With no estimate, only a deadline
-already spent stops it.
+Before each ask of a tier (its first call included), each re-ask and each escalation,
+:meth:`Clock.fit` compares what is left of the deadline with that tier's expected latency (see
+:mod:`cascade.latency`). An ask or re-ask that does not fit goes to the next tier instead when
+that one fits (a faster tier may still answer in time); when nothing fits, the task stops and
+ends ``deadline`` with its best answer so far. With no estimate, only a deadline already spent
+stops it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from cascade.engine.calls import Call
 from cascade.engine.decide import Choice
@@ -48,8 +51,39 @@ class Clock:
             return self.calls_s
         return max(time.monotonic() - self._started, self.calls_s)
 
-    def in_time(self, choice: Choice, nxt: Tier, expected: float | None) -> Choice:
-        """``choice`` (a re-ask of, or an escalation to, ``nxt``), or a stop when too late.
+    def fit(
+        self,
+        choice: Choice,
+        tier: Tier,
+        up: Tier | None,
+        expected: Callable[[Tier], float | None],
+        *,
+        first: bool = False,
+    ) -> Choice:
+        """``choice``, or what fits in time instead: an escalation to ``up``, or a stop.
+
+        ``choice`` asks ``tier`` (a re-ask, or with ``first`` its first ask) or escalates to
+        ``up``; ``expected`` gives a tier's expected seconds.
+        """
+        if self.deadline_s is None:
+            return choice
+        if choice.decision is Decision.ESCALATE:
+            return choice if up is None else self.in_time(choice, up, expected(up))
+        if choice.decision is not Decision.REASK:
+            return choice
+        asked = self.in_time(choice, tier, expected(tier), first=first)
+        if asked.decision is not Decision.STOP or up is None:
+            return asked
+        why = self.late
+        climbed = self.in_time(Choice(Decision.ESCALATE, "escalate"), up, expected(up))
+        if climbed.decision is Decision.STOP:
+            self.late = f"{why}; {self.late.split(': ', 1)[1]}"
+        return climbed
+
+    def in_time(
+        self, choice: Choice, nxt: Tier, expected: float | None, *, first: bool = False
+    ) -> Choice:
+        """``choice`` (an ask of, or an escalation to, ``nxt``), or a stop when too late.
 
         ``expected`` is the seconds ``nxt`` is expected to take.
         """
@@ -58,7 +92,9 @@ class Clock:
         left = self.deadline_s - self.elapsed_s()
         if left > (expected or 0.0):
             return choice
-        what = "a re-ask of" if choice.decision is Decision.REASK else "escalating to"
+        what = "escalating to"
+        if choice.decision is Decision.REASK:
+            what = "asking" if first else "a re-ask of"
         ahead = "" if expected is None else f", and it takes {expected:.3g} s (p90)"
         self.late = (f"deadline {self.deadline_s:g} s: {what} {nxt.model} not started with "
                      f"{max(0.0, left):.3g} s left{ahead}")  # fmt: skip

@@ -155,6 +155,10 @@ class TaskRun:
                 left = self._in_time(Choice(Decision.ESCALATE, "escalate"), tier, following)
                 return resume.why if resume.why != "escalate" else left.why
             first, conversation, kind = resume.asked + 1, resume.conversation, CallKind.REASK
+        elif self.clock.deadline_s is not None:  # even a first ask must answer in time
+            start = self._in_time(Choice(Decision.REASK, "reask"), tier, following, first=True)
+            if start.decision is not Decision.REASK:
+                return start.why
         for asked in range(first, tier.reasks + 2):
             hedge_after = None
             if asked == 1 and tier.hedge and following is not None and self.clock.deadline_s:
@@ -224,17 +228,12 @@ class TaskRun:
         """Whether ``tier``'s answers have their confidence read (so backends pay for it)."""
         return not tier.trusted and reads_confidence(self._validator(tier))
 
-    def _in_time(self, choice: Choice, tier: Tier, following: Rung | None) -> Choice:
-        """``choice``, or a stop when its re-ask or escalation could not answer in time."""
-        if self.clock.deadline_s is None:
-            return choice
-        if choice.decision is Decision.REASK:
-            nxt = tier
-        elif choice.decision is Decision.ESCALATE and following is not None:
-            nxt = following.tier
-        else:
-            return choice  # nothing more is asked: no p90 to work out
-        return self.clock.in_time(choice, nxt, self.caller.expected_s(nxt))
+    def _in_time(
+        self, choice: Choice, tier: Tier, following: Rung | None, *, first: bool = False
+    ) -> Choice:
+        """``choice``, or what fits in time instead (see :meth:`Clock.fit`)."""
+        up = None if following is None else following.tier
+        return self.clock.fit(choice, tier, up, self.caller.expected_s, first=first)
 
     async def answer(
         self,
