@@ -9,9 +9,11 @@ old code.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from cascade.policy import load_policy
 from cascade.types import Verdict
 from cascade.validators import passes_tests
 from cascade.validators.isolated import crossing_names
@@ -274,3 +276,21 @@ def test_numpy_numbers_travel_as_the_builtin_values_they_hold(sandbox: Sandbox) 
     assert judge(sandbox, code).passed
     sneaky = "class F(float):\n    def __eq__(self, other):\n        return True\n"
     assert not judge(sandbox, sneaky + "def add(a, b):\n    return F(0)\n").passed
+
+
+def test_a_policys_in_process_tests_refuse_self_reported_passes_by_default(
+    tmp_path: Path,
+) -> None:
+    """A policy's tests run in-process: a pass is refused unless isolated_tests_only = false."""
+    body = 'task_type = "code"\n[[tiers]]\nmodel = "m"\n[[validators]]\nkind = "tests"\n'
+    body += 'snippets = ["assert add(1, 2) == 3"]\nisolation = "in-process"\n'
+    (tmp_path / "default.toml").write_text(body)
+    (tmp_path / "allowed.toml").write_text(body + "isolated_tests_only = false\n")
+    code = "def add(a, b):\n    return a + b\n"
+    refused = verdict_of(load_policy(tmp_path / "default.toml").plan.validate, code)
+    assert not refused.passed
+    assert refused.self_reported
+    assert "isolated_tests_only" in refused.reason
+    allowed = verdict_of(load_policy(tmp_path / "allowed.toml").plan.validate, code)
+    assert allowed.passed
+    assert allowed.self_reported

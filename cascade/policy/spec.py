@@ -191,10 +191,11 @@ class TestsSpec(_Kind):
     memory_mb: PositiveInt = 1024
     missing: Literal["fault", "fail"] = "fault"
     """What a task without tests gets: a fault (the job is misconfigured) or a plain failure."""
-    isolated_tests_only: bool = False
-    """Reject answers whose tests cannot be judged apart from the code (not plain asserts)."""
+    isolated_tests_only: bool = True
+    """Refuse the passes of tests run in the code's own process (``isolation = "in-process"``),
+    which the code could have forged; ``false`` accepts them, marked ``self_reported``."""
     isolation: Literal["apart", "in-process"] = "apart"
-    """Where pytest files run: apart from the code (plain data through a proxy), or with it."""
+    """Where the tests run: apart from the code (plain data through a proxy), or with it."""
 
 
 class JudgeSpec(_Kind):
