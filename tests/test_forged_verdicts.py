@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cascade.policy import load_policy
-from cascade.types import Verdict
+from cascade.types import Validator, Verdict
 from cascade.validators import passes_tests
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox
@@ -287,10 +287,16 @@ def test_a_policys_in_process_tests_refuse_self_reported_passes_by_default(
     (tmp_path / "default.toml").write_text(body)
     (tmp_path / "allowed.toml").write_text(body + "isolated_tests_only = false\n")
     code = "def add(a, b):\n    return a + b\n"
-    refused = verdict_of(load_policy(tmp_path / "default.toml").plan.validate, code)
+    refused = verdict_of(_policy_validator(tmp_path / "default.toml"), code)
     assert not refused.passed
     assert refused.self_reported
     assert "isolated_tests_only" in refused.reason
-    allowed = verdict_of(load_policy(tmp_path / "allowed.toml").plan.validate, code)
+    allowed = verdict_of(_policy_validator(tmp_path / "allowed.toml"), code)
     assert allowed.passed
     assert allowed.self_reported
+
+
+def _policy_validator(path: Path) -> Validator:
+    validate = load_policy(path).plan.validate
+    assert callable(validate)  # one validators table: one validator
+    return validate
