@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from cascade.policy import load_policy
-from cascade.types import Validator, Verdict
+from cascade.types import Verdict
 from cascade.validators import passes_tests
+from cascade.validators.base import Validator
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox
 from tests.helpers import verdict_of
