@@ -15,6 +15,7 @@ import pytest
 from cascade import Cascade, Plan, Price, Settings, Status, Tier
 from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
+from cascade.cli import main
 from cascade.enums import CallKind, Decision
 from cascade.errors import AuthenticationFailed, ServerError
 from cascade.policy import load_policy
@@ -456,3 +457,23 @@ def test_a_run_hedges_against_a_slow_provider_and_keeps_both_calls(tmp_path: Pat
     assert [(m, k, d) for t, m, k, d, _ in rows if t == "patient"] == [
         ("openai/slow-model", "call", "accept")
     ]
+
+
+def test_policy_check_says_what_a_hedge_waits_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hedge onto a tier with no expected latency: policy check says when it starts."""
+    path = tmp_path / "fast.toml"
+    path.write_text(
+        'task_type = "fast"\n[budget]\ndeadline_s = 1.5\n'
+        '[[tiers]]\nmodel = "a"\nhedge = true\nprice = { input_usd_per_mtok = 1.0, '
+        'output_usd_per_mtok = 1.0 }\n[[tiers]]\nmodel = "b"\nprice = { input_usd_per_mtok = '
+        "1.0, output_usd_per_mtok = 1.0 }\n"
+    )
+    assert main(["policy", "check", str(path)]) == 0
+    said = capsys.readouterr().out
+    assert "tiers[0] hedges onto b, whose expected_latency_s is not set" in said
+    assert "once the run has measured 20 answers of b" in said
+    path.write_text(path.read_text().replace('model = "b"', 'model = "b"\nexpected_latency_s = 1'))
+    assert main(["policy", "check", str(path)]) == 0
+    assert "hedges onto" not in capsys.readouterr().out
