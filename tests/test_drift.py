@@ -184,14 +184,17 @@ def test_escalate_starts_the_type_one_tier_higher_until_cleared(
 
 
 def test_a_calibrated_baseline_alarms_without_waiting_for_one() -> None:
-    """With the policy's calibrated rate, the window is tested against it from the start."""
-    watch = DriftWatch({"echo": DriftPlan(window=20, baseline=500, check_every=5,
+    """With the policy's calibrated rate, the window is tested against it from the start.
+
+    A window of 40 (not 20): 10 of 20 against a calibrated 90 % has p ≈ 7e-6, above a check's
+    share (2.5e-6) of a 0.1 % rate per run; 20 of 40 has p ≈ 1e-10.
+    """
+    watch = DriftWatch({"echo": DriftPlan(window=40, baseline=500, check_every=5,
                                           acceptance=(0.9,))})  # fmt: skip
     alarms = [watch.result("echo", "accepted" if n % 2 else "escalated", 0 if n % 2 else 1,
-                           1 if n % 2 else 2) for n in range(40)]  # fmt: skip
+                           1 if n % 2 else 2) for n in range(80)]  # fmt: skip
     fired = [n for n, found in enumerate(alarms) if found]
-    assert fired
-    assert fired[0] < 40  # long before a 500-task baseline could have been measured
+    assert fired == [39]  # long before a 500-task baseline could have been measured
 
 
 def test_rising_disagreement_raises_an_alarm() -> None:

@@ -327,12 +327,18 @@ class AuditSpec(_Strict):
 
 
 class DriftSpec(_Strict):
-    """Drift alarms on each tier's acceptance rate and its audits' disagreement rate."""
+    """Drift alarms on each tier's acceptance rate and its audits' disagreement rate.
+
+    See :mod:`cascade.audit.drift` for the test and how ``false_alarm`` is spent.
+    """
 
     window: Annotated[int, Field(ge=10)] = 100
+    """Each check compares the last ``window`` observations with the baseline."""
     baseline: Annotated[int, Field(ge=10)] = 200
+    """Observations that measure the baseline, when ``acceptance`` gives none."""
     check_every: PositiveInt = 10
     false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    """The chance of any false alarm on a stream over the whole run (not per check)."""
     on_drift: Literal["warn", "escalate"] = "warn"
     acceptance: list[Annotated[float, Field(gt=0, lt=1)]] = []
     """The calibrated acceptance rate of each tier, from the first; else measured on the run."""
