@@ -1,7 +1,9 @@
 """The coordinator's drift alarms: results and audit verdicts in, alarms out.
 
 The runner hands every result it writes to the results file, and every audit verdict and
-escalation stored since the last look, to a :class:`DriftDesk`. An alarm (see
+escalation stored since the last look, to a :class:`DriftDesk`. Results are written as tasks
+finish; the desk watches them in the order the tasks arrived, holding each back until every
+task that arrived before it has finished (escalating tasks finish late). An alarm (see
 :mod:`cascade.audit.drift`) is kept in the store, logged as a ``cascade.drift`` event, written
 as a line under the progress, and listed in the run's summary.
 """
@@ -11,11 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from cascade.audit.drift import Alarm, DriftWatch
+from cascade.audit.drift import Alarm, DriftWatch, InArrivalOrder
 from cascade.policy import PolicySet
 from cascade.steplog import StepLog
 from cascade.store import Store
-from cascade.store.alarms import DriftAlarms
+from cascade.store.alarms import Arrivals, DriftAlarms
 from cascade.store.ledger import ResultRow
 from cascade.store.queries import audit_verdicts_after, escalations_after
 
@@ -40,6 +42,8 @@ class DriftDesk:
         self._active = bool(plans)
         self._store = store
         self._alarms = DriftAlarms(store)
+        self._arrivals = Arrivals(store, run_id)
+        self._order: InArrivalOrder[ResultRow] = InArrivalOrder()
         self._run_id = run_id
         self._log = log
         self._say = say
@@ -48,10 +52,15 @@ class DriftDesk:
         self.raised: list[str] = []
 
     def results(self, rows: Sequence[ResultRow]) -> None:
-        """Results written since the last call, in order."""
-        if not self._active:
+        """Results written since the last call, in the order they were written."""
+        if not self._active or not rows:
             return
+        arrivals, unsettled = self._arrivals.of(rows[0].rowid - 1, rows[-1].rowid)
         for row in rows:
+            if self._watch.watches(row.task_type):
+                # A result without a task row (none is known) cannot wait for its turn.
+                self._order.hold(arrivals.get(row.rowid, -1), row)
+        for row in self._order.settled(unsettled):
             for alarm in self._watch.result(row.task_type, row.status, row.tier, row.tiers_tried):
                 self._raise(alarm)
 
@@ -88,7 +97,8 @@ class DriftDesk:
         if self._log is not None:
             self._log.event("cascade.drift", run_id=self._run_id, task_type=alarm.task_type,
                             tier=alarm.tier, signal=alarm.signal, baseline=alarm.baseline_rate,
-                            window=alarm.window_rate, z=alarm.z, observed=alarm.observed,
+                            window=alarm.window_rate, p_value=alarm.p_value,
+                            observed=alarm.observed,
                             escalate=escalate)  # fmt: skip
         if self._say is not None:
             self._say(text)

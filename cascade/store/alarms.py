@@ -18,7 +18,7 @@ from typing import Any
 
 from cascade.store.db import Store
 
-__all__ = ["DriftAlarms", "Escalated"]
+__all__ = ["Arrivals", "DriftAlarms", "Escalated"]
 
 
 class DriftAlarms:
@@ -76,6 +76,38 @@ class DriftAlarms:
         keys = ("run_id", "task_type", "tier", "signal", "text", "escalate", "raised_at",
                 "cleared_at")  # fmt: skip
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+class Arrivals:
+    """Where a run's results stand in the order their tasks arrived (were read and leased).
+
+    A task's arrival is its row in the ledger: tasks are ingested in input order and leased
+    in that order (see :meth:`cascade.store.ledger.Ledger.lease`).
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+
+    def of(self, after: int, upto: int) -> tuple[dict[int, int], int | None]:
+        """The arrival of each result in rows ``(after, upto]``, and the first unsettled arrival.
+
+        A task is unsettled while it is pending or leased, or when its result was written
+        after ``upto`` (not yet read with the others); ``None`` when every task is settled.
+        """
+        with self._store.reading() as db:
+            rows = db.execute(
+                "SELECT r.rowid, t.rowid FROM results AS r JOIN tasks AS t"
+                " ON t.run_id = r.run_id AND t.task_id = r.task_id"
+                " WHERE r.rowid > ? AND r.rowid <= ? AND r.run_id = ?",
+                (after, upto, self._run_id),
+            ).fetchall()
+            (first,) = db.execute(
+                "SELECT min(rowid) FROM tasks WHERE run_id = ? AND (state IN ('pending', 'leased')"
+                " OR task_id IN (SELECT task_id FROM results WHERE rowid > ? AND +run_id = ?))",
+                (self._run_id, upto, self._run_id),
+            ).fetchone()
+        return {int(result): int(task) for result, task in rows}, first
 
 
 class Escalated:
