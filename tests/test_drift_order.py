@@ -16,12 +16,15 @@ import pytest
 
 from cascade.audit.drift import Alarm, DriftWatch
 from cascade.backends import Reply, ScriptedBackend
+from cascade.outcome import Outcome
 from cascade.policy import load_policies
 from cascade.run.job import Job
 from cascade.run.runner import Runner
 from cascade.run.tasks_file import read_lines
 from cascade.store import Store
-from cascade.types import Request
+from cascade.store.alarms import Arrivals
+from cascade.store.ledger import Entry, Ledger
+from cascade.types import Request, Task
 from tests.test_drift import POLICY
 
 TASKS = 120
@@ -65,3 +68,21 @@ def test_results_are_watched_in_arrival_order(
     arrived = sorted(written, key=lambda r: int(r["id"][1:]))
     assert written != arrived  # the run did finish them out of order
     assert watched == [("echo", r["status"], r["tier"]) for r in arrived]
+
+
+def test_a_result_not_yet_read_holds_back_later_arrivals() -> None:
+    """A task whose result was written after the rows read is still unsettled."""
+    with Store(":memory:") as store:
+        store.start_run("r1")
+        ledger = Ledger(store, "r1")
+        ledger.ingest([Entry(n, task=Task(f"t{n}", input="x")) for n in (1, 2, 3)], finished=True)
+        ledger.lease("w", 10, ttl_s=60)
+        arrivals = Arrivals(store, "r1")
+        assert arrivals.of(0, 0) == ({}, 1)  # t1, leased, arrived first
+        ledger.record([(Outcome.quarantined("r1", {"id": "t2"}, "x"), 1)])
+        (second,) = ledger.results_after(0)
+        assert arrivals.of(0, second.rowid) == ({second.rowid: 2}, 1)
+        ledger.record([(Outcome.quarantined("r1", {"id": f"t{n}"}, "x"), 1) for n in (1, 3)])
+        assert arrivals.of(0, second.rowid)[1] == 1  # t1's result is not among those read
+        last = ledger.results_after(second.rowid)[-1].rowid
+        assert arrivals.of(second.rowid, last) == ({second.rowid + 1: 1, last: 3}, None)

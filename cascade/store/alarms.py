@@ -99,13 +99,17 @@ class Arrivals:
             rows = db.execute(
                 "SELECT r.rowid, t.rowid FROM results AS r JOIN tasks AS t"
                 " ON t.run_id = r.run_id AND t.task_id = r.task_id"
-                " WHERE r.rowid > ? AND r.rowid <= ? AND r.run_id = ?",
+                " WHERE r.rowid > ? AND r.rowid <= ? AND +r.run_id = ?",  # the rowid range
                 (after, upto, self._run_id),
             ).fetchall()
+            # One statement (one snapshot), each part a search of an index: an OR scans them all.
             (first,) = db.execute(
-                "SELECT min(rowid) FROM tasks WHERE run_id = ? AND (state IN ('pending', 'leased')"
-                " OR task_id IN (SELECT task_id FROM results WHERE rowid > ? AND +run_id = ?))",
-                (self._run_id, upto, self._run_id),
+                "SELECT min(first) FROM ("
+                " SELECT min(rowid) AS first FROM tasks WHERE run_id = ?1 AND state = 'pending'"
+                " UNION ALL SELECT min(rowid) FROM tasks WHERE run_id = ?1 AND state = 'leased'"
+                " UNION ALL SELECT min(rowid) FROM tasks WHERE run_id = ?1 AND task_id IN"
+                " (SELECT task_id FROM results WHERE rowid > ?2 AND +run_id = ?1))",
+                (self._run_id, upto),
             ).fetchone()
         return {int(result): int(task) for result, task in rows}, first
 
