@@ -43,7 +43,7 @@ class DriftDesk:
         self._store = store
         self._alarms = DriftAlarms(store)
         self._arrivals = Arrivals(store, run_id)
-        self._order: InArrivalOrder[ResultRow] = InArrivalOrder()
+        self._order: InArrivalOrder[tuple[str, str, int | None, int]] = InArrivalOrder()
         self._run_id = run_id
         self._log = log
         self._say = say
@@ -58,10 +58,12 @@ class DriftDesk:
         arrivals, unsettled = self._arrivals.of(rows[0].rowid - 1, rows[-1].rowid)
         for row in rows:
             if self._watch.watches(row.task_type):
+                # What the watch needs only: a held row would keep its output alive.
+                seen = (row.task_type, row.status, row.tier, row.tiers_tried)
                 # A result without a task row (none is known) cannot wait for its turn.
-                self._order.hold(arrivals.get(row.rowid, -1), row)
-        for row in self._order.settled(unsettled):
-            for alarm in self._watch.result(row.task_type, row.status, row.tier, row.tiers_tried):
+                self._order.hold(arrivals.get(row.rowid, -1), seen)
+        for task_type, status, tier, tiers_tried in self._order.settled(unsettled):
+            for alarm in self._watch.result(task_type, status, tier, tiers_tried):
                 self._raise(alarm)
 
     def steps(self) -> None:
