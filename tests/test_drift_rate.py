@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from cascade.audit.drift import (
     check_level,
     fisher_tail,
 )
+from cascade.policy import PolicyError, load_policy
 
 
 def finishing(accepted: list[bool], rng: random.Random, workers: int = 16) -> list[int]:
@@ -97,3 +99,14 @@ def test_binomial_tail_is_exact(hits: int, n: int, rate: float, upper: bool) -> 
     span = range(hits, n + 1) if upper else range(hits + 1)
     want = sum(math.comb(n, k) * rate**k * (1 - rate) ** (n - k) for k in span)
     assert binomial_tail(hits, n, rate, upper=upper) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("rate", ["0.5", "0", "-0.1"])
+def test_a_bad_false_alarm_says_it_is_a_rate_per_run(tmp_path: Path, rate: str) -> None:
+    """``policy check`` on a bad ``false_alarm`` names its file:line and what it means."""
+    path = tmp_path / "bad.toml"
+    path.write_text(f'task_type = "x"\n[[tiers]]\nmodel = "a"\n[drift]\nfalse_alarm = {rate}\n')
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert "bad.toml:5: drift.false_alarm" in str(raised.value)
+    assert "any false alarm on a stream over the whole run (not per check)" in str(raised.value)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+)
 
 from cascade.types import Batching
 
@@ -326,6 +334,16 @@ class AuditSpec(_Strict):
     price: PriceSpec | None = None
 
 
+def _run_rate(value: float) -> float:
+    """A drift alarm's ``false_alarm``: a chance per run, said so when it is out of range."""
+    if not 0 < value < 0.5:
+        raise ValueError(
+            f"{value} is out of range: false_alarm is the chance of any false alarm on a"
+            " stream over the whole run (not per check), above 0 and below 0.5"
+        )
+    return value
+
+
 class DriftSpec(_Strict):
     """Drift alarms on each tier's acceptance rate and its audits' disagreement rate.
 
@@ -337,7 +355,8 @@ class DriftSpec(_Strict):
     baseline: Annotated[int, Field(ge=10)] = 200
     """Observations that measure the baseline, when ``acceptance`` gives none."""
     check_every: PositiveInt = 10
-    false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    """Observations between checks; ``false_alarm`` is shared among a run's checks."""
+    false_alarm: Annotated[float, AfterValidator(_run_rate)] = 0.001
     """The chance of any false alarm on a stream over the whole run (not per check)."""
     on_drift: Literal["warn", "escalate"] = "warn"
     acceptance: list[Annotated[float, Field(gt=0, lt=1)]] = []
