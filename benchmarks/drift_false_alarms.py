@@ -12,8 +12,8 @@ it straight into a second watch in completion order, as runs fed it before.
 For each setting it prints the stated rate (``false_alarm``, per stream and run), the share of
 stable runs that raised any alarm (with its 95 % upper bound), the baseline the run measured
 (mean of its first ``baseline`` observations of the cheap tier) in both orders, and the delay of
-the alarm on a real shift (90 % → 50 % at task 1,500): results finished between the arrival of
-the shift's first task and the alarm (median and 90th percentile; "-" when it never alarmed).
+the alarm on a real shift (90 % → 50 % from task 1,500 on): the results finished when it was
+raised, less 1,500 (median and 90th percentile; "-" when it never alarmed).
 
     .venv/bin/python benchmarks/drift_false_alarms.py [--runs 200] [--tasks 3000]
 """
