@@ -105,9 +105,10 @@ def test_the_header_command_runs_as_written_and_writes_the_same_policy(
 def test_the_ladders_end_at_a_strong_trusted_model_and_gate_the_rest(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every written tier but the last has checks; the last is the strong model, trusted."""
+    """--strong-last-tier: every tier but the last has checks; the last is the strong model."""
     out = tmp_path / "chosen"
-    assert optimize(capsys, str(dataset), "--target-pass-rate", "0.85", "--out", str(out))[0] == 0
+    args = ["--target-pass-rate", "0.85", "--out", str(out), "--strong-last-tier"]
+    assert optimize(capsys, str(dataset), *args)[0] == 0
     for policy in load_policies(out):
         *gated, last = policy.spec.tiers
         assert last.model == "big"

@@ -84,3 +84,19 @@ def _found(tables: dict[str, KindTable], rng: np.random.Generator) -> dict[str, 
     table = tables["function_call"]
     parts = selection_parts(len(table.task_ids), rng, 0.5)
     return {"function_call": ladders(table, parts, choose_on=SELECT)}
+
+
+def test_single_models_and_any_last_tier_are_candidates_by_default() -> None:
+    """Every model alone is a candidate, and the choice is no dearer than a strong-last one's."""
+    from cascade.optimize.pipeline import Options, search  # noqa: PLC0415
+
+    default = search(str(BFCL), Options(target=0.9, out="unused"))
+    strong = search(str(BFCL), Options(target=0.9, out="unused", any_last_tier=False))
+    ladders_of = default.found["function_call"]
+    alone = {int(t[2]) for t in ladders_of.tiers if t[0] < 0 and t[1] < 0}
+    assert alone == set(range(len(ladders_of.table.models)))
+    strong_alone = {int(t[2]) for t in strong.found["function_call"].tiers if t[0] < 0}
+    assert strong_alone < alone  # the strong-last search has fewer lone models
+    assert default.result.chosen is not None
+    assert strong.result.chosen is not None
+    assert default.result.chosen.cost_per_task <= strong.result.chosen.cost_per_task

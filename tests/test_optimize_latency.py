@@ -107,7 +107,8 @@ def test_a_batch_tier_is_chosen_at_its_batch_price_and_written_as_a_batch_tier(
     Its tiers are written with mode = "batch", it is never a voter, and bench prices the written
     policy the same way.
     """
-    code, found = optimize(capsys, "--out", str(tmp_path), "--batch-tier", MINI)
+    code, found = optimize(capsys, "--out", str(tmp_path), "--batch-tier", MINI,
+                           "--strong-last-tier")  # fmt: skip
     assert code == 0
     assert "litellm's batch price" in found["batch_pricing"][MINI]
     text = (tmp_path / "function_call.toml").read_text()

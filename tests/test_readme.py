@@ -62,6 +62,7 @@ def test_the_readme_policies_are_valid(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside the repo")
+@pytest.mark.timeout(900)  # every command of the README in turn: a few minutes on 2 cores
 def test_the_readme_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The policy, run and report commands shown in the README run as written, in order."""
     assert len(COMMANDS) >= 3

@@ -36,7 +36,7 @@ def options_of(args: argparse.Namespace) -> Options:
         select=args.select,
         max_tiers=args.max_tiers,
         max_reasks=args.max_reasks,
-        any_last_tier=args.any_last_tier,
+        any_last_tier=not args.strong_last_tier,
         any_order=args.any_order,
         kinds=tuple(args.kind or ()),
         policy=args.policy,

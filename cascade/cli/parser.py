@@ -263,9 +263,15 @@ def _add_search(optimize: Any) -> None:
         "other answers (alt_outputs) to serve re-asks with",
     )
     optimize.add_argument(
+        "--strong-last-tier",
+        action="store_true",
+        help="let ladders end only at a model as good as the best (within its 95%% interval on "
+        "the selection part); by default any model may be last, a single model included",
+    )
+    optimize.add_argument(
         "--any-last-tier",
         action="store_true",
-        help="let ladders end at any model, not only at one as good as the best",
+        help="any model may be the last tier (the default; kept for older command lines)",
     )
     optimize.add_argument(
         "--per-kind",

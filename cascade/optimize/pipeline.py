@@ -63,7 +63,8 @@ class Options:
     """The share of each kind's training tasks that orders the candidates; the rest certifies."""
     max_tiers: int = 3
     max_reasks: int = 2
-    any_last_tier: bool = False
+    any_last_tier: bool = True
+    """Whether any model may end a ladder (a single cheap model included), not only strong ones."""
     any_order: bool = False
     kinds: tuple[str, ...] = ()
     policy: str | None = None
@@ -109,7 +110,7 @@ class Options:
         words += [f"--select {self.select:g}"] if self.select != 0.5 else []
         words += [f"--max-tiers {self.max_tiers}"] if self.max_tiers != 3 else []
         words += [f"--max-reasks {self.max_reasks}"] if self.max_reasks != 2 else []
-        words += ["--any-last-tier"] if self.any_last_tier else []
+        words += [] if self.any_last_tier else ["--strong-last-tier"]
         words += ["--any-order"] if self.any_order else []
         words += [f"--policy {self.policy}"] if self.policy else []
         words += [f"--max-p95-latency {self.max_p95_s:g}"] if self.max_p95_s is not None else []

@@ -186,8 +186,8 @@ def _fast_enough(
             + (
                 ""
                 if any_last
-                else " (ladders end at a model about as good as the best "
-                "one; --any-last-tier lets them end at any)"
+                else " (with --strong-last-tier, ladders end at a model about as good as the "
+                "best one)"
             )
         )
     return keep

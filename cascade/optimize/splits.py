@@ -93,12 +93,14 @@ def run_split(
     holdout: float = 0.3,
     select: float = 0.5,
     rows: Mapping[str, Rows] | None = None,
+    any_last: bool = True,
 ) -> SplitResult:
     """One random split: choose on its training part, score the choice held out.
 
     With no ``target``, each split's selection part sets its own, as ``--target-pass-rate auto``.
     With ``rows`` (per kind, each task of its table and what it sends), ladders may also have a
     start-tier router, fit on the split's selection part, as ``cascade optimize`` fits it.
+    ``any_last`` false ends ladders only at strong models (``--strong-last-tier``).
     """
     found: dict[str, Ladders] = {}
     parts: dict[str, Ints] = {}
@@ -107,7 +109,8 @@ def run_split(
         routing = None
         if rows is not None:
             routing = Routing(kind_router(table, rows[kind], parts[kind]).chances, THRESHOLDS)
-        found[kind] = ladders(table, parts[kind], choose_on=SELECT, routing=routing)
+        last = list(range(len(table.models))) if any_last else None  # as optimize's default
+        found[kind] = ladders(table, parts[kind], choose_on=SELECT, last=last, routing=routing)
     result = certify(found, target, confidence)
     chosen = result.chosen or result.best_bound
     held = sum(int(f.sizes[HELD]) for f in found.values())

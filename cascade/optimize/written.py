@@ -107,7 +107,7 @@ def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: 
             if pooled
             else []
         ),
-        "Every tier but the last must pass its checks; the last, a strong model, is trusted.",
+        "Every tier but the last must pass its checks; the last is trusted.",
         "Model names are the dataset's: give them their provider prefix for live runs.",
         "Check it on the tasks the optimizer never saw:",
         f"  cascade bench {facts['dataset_path']} --policy THIS --split held-out"
