@@ -15,18 +15,9 @@ import pytest
 from cascade.errors import ConfigError
 from cascade.store import Store
 from cascade.store.holder import holding
+from tests.fake_backends import POLICY
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICY = """\
-task_type = "echo"
-[[tiers]]
-model = "small"
-[[tiers]]
-model = "big"
-[[validators]]
-kind = "one_of"
-labels = ["ok"]
-"""
 
 
 def _job(tmp_path: Path, tasks: int) -> Path:
