@@ -34,7 +34,9 @@ def test_a_retry_policy_refuses_settings_just_past_them(
     base_s: float, max_wait_s: float, jitter: float
 ) -> None:
     """A negative wait or a jitter outside [0, 1] is a configuration error that says the ranges."""
-    with pytest.raises(ConfigError, match=r"base_s >= 0, max_wait_s >= 0, 0 <= jitter <= 1"):
+    with pytest.raises(
+        ConfigError, match=r"^RetryPolicy needs base_s >= 0, max_wait_s >= 0, 0 <= jitter <= 1$"
+    ):
         RetryPolicy(base_s, max_wait_s, jitter)
 
 
