@@ -30,7 +30,7 @@ Every failure to read a value is :class:`Unplain`, with the reason.
 >>> decode(["s", 1, ["l"]])
 Traceback (most recent call last):
 ...
-wire.Unplain: a value that cannot be rebuilt (TypeError: unhashable type: 'list')
+cascade.validators.wire.Unplain: a value that cannot be rebuilt (TypeError: unhashable type: 'list')
 """
 
 from __future__ import annotations
