@@ -6,6 +6,8 @@ comparison, a key name or a shortcut decides it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from cascade.engine.costcap import Estimate, answer_tokens, fit
@@ -112,3 +114,27 @@ def test_a_registered_secret_is_redacted_by_the_stores_redact() -> None:
     assert redact(f"the gateway said {secret} was refused") == (
         f"the gateway said {REDACTED} was refused"
     )
+
+
+def test_parameters_that_shape_the_request_hold_no_secrets() -> None:
+    """The model, sampling settings and response format are not secrets; the api_key is."""
+    params = {
+        "model": "openai/gpt-4o-mini",
+        "temperature": 0.2,
+        "response_format": {"type": "json_object"},
+        "stop": ["\n\nDone"],
+        "api_key": "sk-test-1234567890",
+    }
+    assert list(secret_values(params)) == ["sk-test-1234567890"]
+
+
+def test_a_registered_secret_of_exactly_eight_characters_is_redacted() -> None:
+    """The shortest secret register_secrets keeps is removed by redact()."""
+    register_secrets(["rg8chars"])
+    assert redact("key rg8chars refused") == f"key {REDACTED} refused"
+
+
+def test_registering_values_that_are_not_text_is_harmless() -> None:
+    """A policy value read as a number or left empty is skipped, not a crash."""
+    register_secrets(cast("list[str]", [12345678, None]))
+    assert redact("12345678 tokens") == "12345678 tokens"

@@ -140,3 +140,16 @@ def test_the_first_probe_waits_the_shorter_of_its_wait_and_the_cooldown(
     """The first probe goes after first_probe_s, capped at cooldown_s; None means cooldown_s."""
     breaker = BreakerSettings(cooldown_s=cooldown_s, first_probe_s=first_probe_s)
     assert breaker.first_wait_s() == wait
+
+
+def test_the_provider_is_the_first_part_of_a_nested_model_name() -> None:
+    """A three-part name is limited under its first part, not its first two."""
+    assert keys_of("openrouter/meta-llama/llama-3", {"openrouter": Limit(rpm=5)}) == [
+        "openrouter/meta-llama/llama-3",
+        "openrouter",
+    ]
+
+
+def test_a_breaker_may_cool_down_for_under_a_second() -> None:
+    """Any positive cooldown is valid, half a second included."""
+    assert BreakerSettings(cooldown_s=0.5, first_probe_s=0.25).first_wait_s() == 0.25
