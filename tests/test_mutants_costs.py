@@ -138,3 +138,43 @@ def test_registering_values_that_are_not_text_is_harmless() -> None:
     """A policy value read as a number or left empty is skipped, not a crash."""
     register_secrets(cast("list[str]", [12345678, None]))
     assert redact("12345678 tokens") == "12345678 tokens"
+
+
+def _per_token(input_usd: float, output_usd: float, longest: int) -> Quote:
+    """A quote priced per token rather than per million, which keeps the sums exact."""
+    return Quote(Price(input_usd * 1e6, output_usd * 1e6), longest)
+
+
+def test_the_estimate_is_of_the_dearest_model_with_its_prompt_and_exact_cost() -> None:
+    """The worst estimate names the dearest model, the prompt's tokens and their exact cost."""
+    prompt = count_tokens(MESSAGES)
+    quotes = {"cheap": _per_token(0.0, 1.0, 10), "dear": _per_token(2.0, 3.0, 100)}
+    _, estimate = fit(Tier("cheap", fallbacks=("dear",)), MESSAGES, 1e9, quotes.get)
+    assert estimate is not None
+    assert (estimate.model, estimate.prompt_tokens, estimate.answer_tokens) == ("dear", prompt, 100)
+    assert estimate.cost_usd == pytest.approx(prompt * 2.0 + 300.0, rel=1e-12)
+
+
+def test_a_budget_of_exactly_the_worst_call_asks_it_unchanged() -> None:
+    """When what is left equals the worst cost to the cent, the tier goes as it is."""
+    quote = _per_token(0.0, 1.0, 100)
+    tier = Tier("m")
+    asked, estimate = fit(tier, MESSAGES, 100.0, lambda _m: quote)
+    assert asked == tier
+    assert estimate is not None
+    assert estimate.cost_usd == 100.0
+
+
+@pytest.mark.parametrize(("left", "cap"), [(16.0, 16), (15.0, None)])
+def test_sixteen_answer_tokens_is_the_shortest_call_made(left: float, cap: int | None) -> None:
+    """A budget for exactly 16 answer tokens is asked with max_tokens 16; 15 is refused."""
+    asked, _ = fit(Tier("m"), MESSAGES, left, lambda _m: _per_token(0.0, 1.0, 1000))
+    assert (asked.params["max_tokens"] if asked is not None else None) == cap
+
+
+def test_a_lowered_cap_never_exceeds_a_models_longest_answer() -> None:
+    """Two models: the cap is the least any can use, never above one model's own longest."""
+    quotes = {"short": _per_token(0.0, 1e-9, 1000), "long": _per_token(0.0, 1.0, 8000)}
+    asked, _ = fit(Tier("short", fallbacks=("long",)), MESSAGES, 2000.0, quotes.get)
+    assert asked is not None
+    assert asked.params["max_tokens"] == 1000
