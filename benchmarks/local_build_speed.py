@@ -3,9 +3,10 @@
 Each ``--python`` is an interpreter whose llama-cpp-python is the build to measure (for example
 ``.venv/bin/python``, built portably by ``scripts/bootstrap``, and a venv where
 ``CASCADE_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON" scripts/llama_wheel VENV`` built a native one).
-Each build loads Gemma 3 270M once, in a process of its own, then the rounds alternate between
-the builds: prompt processing (a 1-token answer to a ~300-token prompt) and generation (64
-tokens, less the 1-token call's time). A native build may only run on CPUs like this one.
+Each build loads Gemma 3 270M once, in a process of its own (OpenMP told not to spin while
+idle, so the build not being timed takes no CPU), then the rounds alternate between the
+builds: prompt processing (a 1-token answer to a ~300-token prompt) and generation (64 tokens,
+less the 1-token call's time). A native build may only run on CPUs like this one.
 
     .venv/bin/python benchmarks/local_build_speed.py --python .venv/bin/python \
         --python /tmp/native-venv/bin/python [--rounds 5]
@@ -59,6 +60,8 @@ def main() -> None:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            # An idle build's OpenMP threads must not spin while the other one is timed.
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
         )
         for python in args.python
     ]
