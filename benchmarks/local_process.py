@@ -16,6 +16,10 @@ import os
 import statistics
 import time
 
+# The two ways share the cores in turn: neither's OpenMP threads may spin while the other runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "0")
+
 from cascade.backends import LocalBackend
 from cascade.backends.base import Request
 from cascade.backends.llama_child import Model
