@@ -6,6 +6,7 @@ comparison, a key name or a shortcut decides it.
 
 from __future__ import annotations
 
+import uuid
 from typing import cast
 
 import pytest
@@ -109,7 +110,7 @@ def test_secrets_nested_in_lists_of_a_tiers_params_are_found() -> None:
 
 def test_a_registered_secret_is_redacted_by_the_stores_redact() -> None:
     """After register_secrets, redact() removes that value, however the process began."""
-    secret = "registered-for-test-mutants-costs"
+    secret = f"registered-{uuid.uuid4().hex}"  # new to the process, whatever ran before
     register_secrets([secret])
     assert redact(f"the gateway said {secret} was refused") == (
         f"the gateway said {REDACTED} was refused"
@@ -130,8 +131,9 @@ def test_parameters_that_shape_the_request_hold_no_secrets() -> None:
 
 def test_a_registered_secret_of_exactly_eight_characters_is_redacted() -> None:
     """The shortest secret register_secrets keeps is removed by redact()."""
-    register_secrets(["rg8chars"])
-    assert redact("key rg8chars refused") == f"key {REDACTED} refused"
+    secret = uuid.uuid4().hex[:8]  # new to the process, whatever ran before
+    register_secrets([secret])
+    assert redact(f"key {secret} refused") == f"key {REDACTED} refused"
 
 
 def test_registering_values_that_are_not_text_is_harmless() -> None:
@@ -178,3 +180,10 @@ def test_a_lowered_cap_never_exceeds_a_models_longest_answer() -> None:
     asked, _ = fit(Tier("short", fallbacks=("long",)), MESSAGES, 2000.0, quotes.get)
     assert asked is not None
     assert asked.params["max_tokens"] == 1000
+
+
+def test_only_secret_looking_environment_variables_are_redacted() -> None:
+    """An API key from the environment is redacted; HOME's value, just as long, is not."""
+    redactor = SecretRedactor({"HOME": "/home/someone", "OPENAI_API_KEY": "key-from-env-123"})
+    said = redactor.text("HOME=/home/someone key=key-from-env-123")
+    assert said == f"HOME=/home/someone key={REDACTED}"
