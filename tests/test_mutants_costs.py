@@ -187,3 +187,26 @@ def test_only_secret_looking_environment_variables_are_redacted() -> None:
     redactor = SecretRedactor({"HOME": "/home/someone", "OPENAI_API_KEY": "key-from-env-123"})
     said = redactor.text("HOME=/home/someone key=key-from-env-123")
     assert said == f"HOME=/home/someone key={REDACTED}"
+
+
+def test_a_secret_that_contains_another_is_redacted_whole() -> None:
+    """Of two secrets, one the start of the other, the longer goes whole: no tail is left."""
+    redactor = SecretRedactor({"A_TOKEN": "swordfish1"}, extra=["swordfish1-admin"])
+    assert redactor.text("login swordfish1-admin now") == f"login {REDACTED} now"
+
+
+def test_an_environment_secret_of_exactly_eight_characters_is_redacted() -> None:
+    """The shortest environment secret scanned for is redacted like any other."""
+    assert SecretRedactor({"X_TOKEN": "tok8char"}).text("sent tok8char") == f"sent {REDACTED}"
+
+
+def test_extra_values_that_are_not_text_are_skipped() -> None:
+    """A number or None among the extra secrets is ignored, not a crash."""
+    redactor = SecretRedactor({}, extra=cast("list[str]", [None, 12345678, "extra-secret-1"]))
+    assert redactor.text("12345678 and extra-secret-1") == f"12345678 and {REDACTED}"
+
+
+def test_the_redactor_says_how_many_environment_secrets_it_holds() -> None:
+    """Its repr, seen in a processor chain, counts the secrets without showing them."""
+    redactor = SecretRedactor({"A_TOKEN": "12345678", "B_KEY": "abcdefghij", "HOME": "/root/x/y"})
+    assert repr(redactor) == "SecretRedactor(env_secrets=2)"
