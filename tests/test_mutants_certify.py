@@ -7,6 +7,7 @@ on a suite where nothing is reachable, and the reachable target's optimism regio
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cascade.optimize.certify import (
     _selection,
@@ -75,3 +76,28 @@ def test_the_guarantee_is_for_the_mix_unless_per_kind_is_asked() -> None:
     said = describe_guarantee(0.9, 0.9, ["a", "b"])
     assert "(in the same mix of a, b) is at least 90.0%" in said
     assert "for each kind" not in said
+
+
+HEAD = "with probability at least 90% over the draw of the training tasks, the pass rate on new"
+
+
+@pytest.mark.parametrize(
+    ("kinds", "per_kind", "said"),
+    [
+        (["a"], False, f"{HEAD} tasks drawn like them is at least 85.0%"),
+        (["a"], True, f"{HEAD} tasks drawn like them is at least 85.0%"),
+        (
+            ["a", "b"],
+            False,
+            f"{HEAD} tasks drawn like them (in the same mix of a, b) is at least 85.0%",
+        ),
+        (
+            ["a", "b", "c"],
+            True,
+            f"{HEAD} tasks drawn like them is at least 85.0% for each kind (a, b, c) on its own",
+        ),
+    ],
+)
+def test_the_guarantee_says_what_it_covers(kinds: list[str], per_kind: bool, said: str) -> None:
+    """One kind: plain; several: their mix, or each kind on its own when per_kind."""
+    assert describe_guarantee(0.85, 0.9, kinds, per_kind=per_kind) == said
