@@ -92,6 +92,11 @@ HEAD = "with probability at least 90% over the draw of the training tasks, the p
             f"{HEAD} tasks drawn like them (in the same mix of a, b) is at least 85.0%",
         ),
         (
+            ["a", "b"],
+            True,
+            f"{HEAD} tasks drawn like them is at least 85.0% for each kind (a, b) on its own",
+        ),
+        (
             ["a", "b", "c"],
             True,
             f"{HEAD} tasks drawn like them is at least 85.0% for each kind (a, b, c) on its own",
