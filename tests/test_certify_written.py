@@ -26,6 +26,7 @@ from cascade.optimize.table import kind_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BFCL = ROOT.parent / "shared" / "datasets" / "bfcl-simple"
+pytestmark = pytest.mark.skipif(not BFCL.is_dir(), reason="../shared/datasets is not beside")
 
 
 @pytest.fixture
