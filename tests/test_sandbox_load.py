@@ -70,12 +70,13 @@ def test_a_memory_bomb_over_many_processes_stays_inside_the_sandbox_cap(mode: st
     sandbox = sandbox_or_skip(mode, Limits(wall_s=20, memory_mb=512))
     bomb = textwrap.dedent(
         """
-        import os
+        import os, time
         children = []
         for _ in range(6):
             pid = os.fork()
             if pid == 0:
                 block = b"x" * (150 << 20)  # written, so really resident
+                time.sleep(1)  # held together: a child that ends first frees its share
                 os._exit(0 if len(block) else 1)
             children.append(pid)
         codes = [os.waitpid(pid, 0)[1] for pid in children]
