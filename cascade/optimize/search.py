@@ -130,8 +130,7 @@ def ladders(
     kept = pareto(every, use) if gates is None else list(range(len(every)))
     chosen = tuple(candidates[i] for i in kept)
     arrays = [every[i] for i in kept]
-    # Latency is a bound to choose by, so it is read on the parts that choose, like the rest.
-    stacked = Stacked.of(chosen, arrays, onehot, table, use)
+    stacked = Stacked.of(chosen, arrays, onehot, table, use)  # latency read where it chooses
     tiers, rights, costs, p95s = score_ladders(table, stacked, tops, max_tiers, any_order, None)
     levels = [np.zeros(sum(len(t) for t in tiers))]
     for threshold in () if routing is None else routing.thresholds:
