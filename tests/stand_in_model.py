@@ -8,7 +8,8 @@ It speaks the same protocol and answers every request with ``"ok"``, unless told
 - ``--die-after FILE K``: once K answers are counted in FILE (by every process), it dies with
   SIGILL when asked;
 - ``--die-loading SIGNAL`` kills itself before it says it is ready;
-- ``--hang`` never answers.
+- ``--hang`` never answers;
+- ``--starts FILE`` adds a byte to FILE each time a process starts.
 
 The backend's own flags (``--model``, ``--n-ctx`` ...) are accepted and ignored.
 """
@@ -51,7 +52,11 @@ def main() -> None:
     parser.add_argument("--die-after", nargs=2)
     parser.add_argument("--die-loading")
     parser.add_argument("--hang", action="store_true")
+    parser.add_argument("--starts")
     args, _backend_flags = parser.parse_known_args()
+    if args.starts:
+        with open(args.starts, "a") as starts:  # one byte per start
+            starts.write(".")
     if args.die_loading:
         _kill(args.die_loading)
     _say({"ready": True})

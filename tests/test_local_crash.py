@@ -60,6 +60,17 @@ def test_a_model_that_keeps_dying_is_given_up_with_the_signal_named(
             _ask(backend, gguf)
 
 
+def test_a_model_given_up_is_never_started_again(gguf: str, tmp_path: Path) -> None:
+    """After its third death in a row, calls fail at once: no fourth process is started."""
+    starts = tmp_path / "starts"
+    command = [*STAND_IN, "--die", "SIGILL", "--starts", str(starts)]
+    with LocalBackend(command=command, max_deaths=3) as backend:
+        for _ in range(5):
+            with pytest.raises((ServerError, BackendCrashed)):
+                _ask(backend, gguf)
+    assert starts.read_text() == "..."
+
+
 def test_a_model_that_dies_once_is_started_again_and_answers(gguf: str, tmp_path: Path) -> None:
     """The call in flight fails; the next call gets a new process, which answers."""
     marker = tmp_path / "died"
