@@ -7,6 +7,7 @@ and a run stopped while it waits, or while it runs, leaves no scratch folder and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -91,14 +92,12 @@ PAIR = {
 """Two sandboxes that finish only together: each waits for the other on a socket."""
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_pairs_that_reserve_their_uids_never_wait_for_each_other(mode: str, locks: Path) -> None:
-    """Three pairs, in a pool of three: each pair takes two uids at once, so all finish."""
-    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small(locks))
+def _three_pairs(sandbox: Sandbox, *, reserve: bool) -> list[tuple[str, str]]:
+    """Run three socket-joined pairs at once; each pair's two answers."""
 
     async def pair() -> tuple[str, str]:
         left, right = socket.socketpair()
-        async with sandbox.reserve(2):
+        async with sandbox.reserve(2) if reserve else contextlib.nullcontext():
             ping = asyncio.ensure_future(
                 sandbox.run(PAIR, ["ping.py", "{peer}"], peer=left.fileno(), spawned=left.close)
             )
@@ -111,7 +110,14 @@ def test_pairs_that_reserve_their_uids_never_wait_for_each_other(mode: str, lock
     async def go() -> list[tuple[str, str]]:
         return await asyncio.gather(*(pair() for _ in range(3)))
 
-    assert asyncio.run(go()) == [("pong", "sent")] * 3
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pairs_that_reserve_their_uids_never_wait_for_each_other(mode: str, locks: Path) -> None:
+    """Three pairs, in a pool of three: each pair takes two uids at once, so all finish."""
+    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small(locks))
+    assert _three_pairs(sandbox, reserve=True) == [("pong", "sent")] * 3
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -120,22 +126,7 @@ def test_pairs_joined_by_a_socket_pair_are_paired_without_a_reservation(
 ) -> None:
     """Three pairs in a pool of three, none reserving: the socket pair makes them partners."""
     sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small(locks))
-
-    async def pair() -> tuple[str, str]:
-        left, right = socket.socketpair()
-        ping = asyncio.ensure_future(
-            sandbox.run(PAIR, ["ping.py", "{peer}"], peer=left.fileno(), spawned=left.close)
-        )
-        await asyncio.sleep(0.1)  # the first of each pair holds its uid before the others
-        pong = await sandbox.run(
-            PAIR, ["pong.py", "{peer}"], peer=right.fileno(), spawned=right.close
-        )
-        return (await ping).stdout.strip(), pong.stdout.strip()
-
-    async def go() -> list[tuple[str, str]]:
-        return await asyncio.gather(*(pair() for _ in range(3)))
-
-    assert asyncio.run(go()) == [("pong", "sent")] * 3
+    assert _three_pairs(sandbox, reserve=False) == [("pong", "sent")] * 3
 
 
 def test_partners_are_the_two_ends_of_one_socket_pair() -> None:
