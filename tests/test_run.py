@@ -408,7 +408,7 @@ def test_dry_run_estimates_the_floor_and_the_worst_case_and_calls_nothing(
     from cascade.tokens import count_tokens  # noqa: PLC0415
 
     prompt = count_tokens([{"role": "user", "content": "hi"}])
-    floor = 10 * (prompt * 1.0 + 256 * 2.0) / 1e6
+    floor = 10 * (prompt * 1.0 + 100 * 2.0) / 1e6  # answers no longer than max_tokens
     worst = 10 * ((prompt * 1 + 100 * 2) + ((prompt + 100) * 1 + 100 * 2)
                   + (prompt * 10 + 100 * 20)) / 1e6  # fmt: skip
     assert (

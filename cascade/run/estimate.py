@@ -4,7 +4,8 @@ Per task type, from each task's prompt tokens (counted as the engine counts them
 tier's price (its own, else the backend's quote):
 
 - the **floor**: every task accepted by its first tier, with answers of
-  :data:`TYPICAL_ANSWER_TOKENS` tokens: what the job costs if the cheap tier does all the work;
+  :data:`TYPICAL_ANSWER_TOKENS` tokens (fewer when the tier allows fewer): what the job costs if
+  the cheap tier does all the work, and never more than the worst case;
 - the **worst case**: every task climbs every tier, with every re-ask, each answer as long as
   the tier allows; capped per task by the policy's ``max_cost_per_task_usd``. A re-ask sends the
   conversation so far, so its prompt is counted with the earlier answers in it.
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 from cascade.engine import first_messages
 from cascade.engine.costcap import answer_tokens
 from cascade.errors import TaskError
-from cascade.policy import PolicySet
+from cascade.policy import Policy, PolicySet
 from cascade.run.tasks_file import Line
 from cascade.tokens import count_tokens
 from cascade.types import Price, Quote, Tier
 
 __all__ = ["TYPICAL_ANSWER_TOKENS", "CostEstimate", "estimate_cost"]
+
+Quoter = Callable[[str], Quote | None]
 
 TYPICAL_ANSWER_TOKENS = 256
 """The answer length the floor assumes."""
@@ -88,21 +91,36 @@ def estimate_cost(
         kind = estimate.kinds.setdefault(policy.task_type, _Kind())
         kind.tasks += 1
         kind.prompt_tokens += tokens
-        tiers = [t for t in policy.ladder if not t.is_human]
-        if not tiers:
-            continue
-        first = _price(tiers[0], quoter, estimate)
-        kind.floor_usd += _cost(first, tokens, TYPICAL_ANSWER_TOKENS)
-        worst = 0.0
-        for tier in tiers:
-            price, longest = _price(tier, quoter, estimate), _longest(tier, quoter)
-            prompt = tokens
-            for _ask in range(tier.reasks + 1):
-                worst += _cost(price, prompt, longest)
-                prompt += longest  # a re-ask carries the answer it asks about
-        budget = policy.plan.budget_usd
-        kind.worst_usd += worst if budget is None else min(worst, budget)
+        floor, worst = _task_costs(policy, tokens, quoter, estimate)
+        kind.floor_usd += floor
+        kind.worst_usd += worst
     return estimate
+
+
+def _task_costs(
+    policy: Policy, tokens: int, quoter: Quoter | None, estimate: CostEstimate
+) -> tuple[float, float]:
+    """One task's floor and worst case; the floor is never above the worst case.
+
+    The floor's answer is no longer than the first tier lets it be, and both are capped by the
+    task's budget (the engine lowers ``max_tokens`` or refuses a call rather than exceed it).
+    """
+    tiers = [t for t in policy.ladder if not t.is_human]
+    if not tiers:
+        return 0.0, 0.0
+    worst = 0.0
+    for tier in tiers:
+        price, longest = _price(tier, quoter, estimate), _longest(tier, quoter)
+        prompt = tokens
+        for _ask in range(tier.reasks + 1):
+            worst += _cost(price, prompt, longest)
+            prompt += longest  # a re-ask carries the answer it asks about
+    budget = policy.plan.budget_usd
+    if budget is not None:
+        worst = min(worst, budget)
+    first = tiers[0]
+    typical = min(TYPICAL_ANSWER_TOKENS, _longest(first, quoter))
+    return min(_cost(_price(first, quoter, estimate), tokens, typical), worst), worst
 
 
 def _cost(price: Price | None, prompt: int, answer: int) -> float:
