@@ -23,7 +23,8 @@ from typing import Any, cast
 from cascade.audit.plan import AuditPlan, sampled
 from cascade.engine import first_messages
 from cascade.engine.answers import Answers
-from cascade.engine.calls import Call, Caller
+from cascade.engine.call import Call
+from cascade.engine.calls import Caller
 from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status

@@ -12,7 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from cascade.engine.calls import Call, Caller
+from cascade.engine.call import Call
+from cascade.engine.calls import Caller
 from cascade.enums import CallKind
 from cascade.types import Ask, Message, Price, Response, Tier, Verdict
 

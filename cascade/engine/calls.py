@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cascade.backends.base import Backend
+from cascade.engine.call import Call
 from cascade.engine.unrecorded import made
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.errors import (
@@ -36,7 +37,7 @@ from cascade.steplog import StepLog
 from cascade.tokens import count_tokens
 from cascade.types import Message, Quote, Request, Response, Tier
 
-__all__ = ["BatchSender", "Call", "Caller", "GuardHooks", "Transition"]
+__all__ = ["BatchSender", "Caller", "GuardHooks", "Transition"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,25 +105,6 @@ class BatchSender(Protocol):
     async def complete(self, tier: Tier, request: Request) -> Response:
         """The answer from a batch, or the :class:`ProviderError` the call ended in there."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One backend call: its answer, or the provider error it ended in."""
-
-    model: str
-    kind: CallKind
-    latency_s: float
-    response: Response | None = None
-    error: ProviderError | None = None
-    recorded: bool = False
-    """Whether ``latency_s`` is a latency the backend reported that did not really pass here (a
-    replay's recorded one): the task's clock then runs on such latencies, not the wall's."""
-    batch: bool = False
-    """Whether the call went through the provider's batch API."""
-    cut_usd: float | None = None
-    """For a call cut off in flight (a task interrupted): its prompt at the input price, which
-    the provider bills."""
 
 
 class Caller:

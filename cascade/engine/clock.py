@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cascade.engine.calls import Call
+from cascade.engine.call import Call
 from cascade.engine.decide import Choice
 from cascade.enums import Decision
 from cascade.types import Tier

@@ -23,19 +23,20 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cascade.engine.answers import reask_turns
-from cascade.engine.calls import Call
+from cascade.engine.call import Call
+from cascade.engine.calls import Caller
+from cascade.engine.clock import Clock
+from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, branch_task
 from cascade.enums import CallKind, Decision
 from cascade.outcome import Outcome
-from cascade.types import Message, Tier, Verdict
+from cascade.steplog import StepLog
+from cascade.types import Message, Task, Tier, Verdict
 
-if TYPE_CHECKING:
-    from cascade.engine.loop import TaskRun
-
-__all__ = ["Resume", "Rung", "race"]
+__all__ = ["Climb", "Resume", "Rung", "race"]
 
 _SLACK_S = 0.01
 """A leg whose end the wall clock has reached (within this) cannot be overtaken."""
@@ -78,6 +79,50 @@ class Resume:
     why: str | None = None
 
 
+class Climb(Protocol):
+    """What a race needs of the task it runs in (a :class:`~cascade.engine.loop.TaskRun`).
+
+    The race asks and judges through the task's own :meth:`answer` and :meth:`settle`, so a
+    leg's answer is judged, decided and recorded as any other ask of the tier would be.
+    """
+
+    task: Task
+    log: StepLog | None
+    caller: Caller
+    clock: Clock
+    record: Record
+
+    async def answer(
+        self,
+        index: int,
+        tier: Tier,
+        conversation: tuple[Message, ...],
+        kind: CallKind,
+        reask: int,
+        confidence: bool,
+    ) -> list[Call] | Outcome:
+        """The tier's calls for one ask, the last of which answered; or how the task ended."""
+        ...
+
+    async def settle(
+        self,
+        rung: Rung,
+        following: Rung | None,
+        calls: list[Call],
+        messages: tuple[Message, ...],
+        asked: int,
+        budget_usd: float | None,
+        *,
+        reasks: int | None = None,
+    ) -> Outcome | str | Verdict:
+        """Judge one ask's answer, decide, and record it."""
+        ...
+
+    def confidence(self, tier: Tier) -> bool:
+        """Whether ``tier``'s answers have their confidence read."""
+        ...
+
+
 @dataclass(slots=True)
 class _Leg:
     """One side of a race: a tier's first ask, started ``start_s`` after the race began."""
@@ -89,7 +134,7 @@ class _Leg:
     """The leg's calls no step records yet (see :mod:`~cascade.engine.unrecorded`)."""
 
     @classmethod
-    def start(cls, run: TaskRun, rung: Rung, start_s: float, kind: CallKind) -> _Leg:
+    def start(cls, run: Climb, rung: Rung, start_s: float, kind: CallKind) -> _Leg:
         """Ask ``rung`` as a task of its own, its calls held in a branch of their own."""
         job, calls = branch_task(_ask(run, rung, kind), rung.index)
         return cls(rung, start_s, job, calls)
@@ -104,7 +149,7 @@ class _Leg:
 
 
 async def race(
-    run: TaskRun,
+    run: Climb,
     rung: Rung,
     following: Rung,
     messages: tuple[Message, ...],
@@ -148,13 +193,13 @@ async def race(
     return run.record.refresh(ended) if isinstance(ended, Outcome) else ended
 
 
-async def _ask(run: TaskRun, rung: Rung, kind: CallKind) -> list[Call] | Outcome:
+async def _ask(run: Climb, rung: Rung, kind: CallKind) -> list[Call] | Outcome:
     tier = rung.tier
     return await run.answer(rung.index, tier, rung.conversation, kind, 0, run.confidence(tier))
 
 
 async def _resolve(
-    run: TaskRun,
+    run: Climb,
     primary: _Leg,
     hedge: _Leg,
     clock: float,
@@ -210,7 +255,7 @@ async def _next(pending: list[_Leg], began: float) -> _Leg:
         await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
 
 
-async def _cancel(run: TaskRun, leg: _Leg, won_at: float, began: float) -> None:
+async def _cancel(run: Climb, leg: _Leg, won_at: float, began: float) -> None:
     """Record the loser of a race: cancelled in flight, or its answer dropped; its cost counts."""
     index, tier = leg.rung.index, leg.rung.tier
     if not leg.job.done():

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cascade.engine.answers import Answers, reask_turns
-from cascade.engine.calls import Call, Caller
+from cascade.engine.call import Call
+from cascade.engine.calls import Caller
 from cascade.engine.clock import Clock
 from cascade.engine.costcap import fit
 from cascade.engine.decide import Choice, Moment, decide

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from typing import Any
 
-from cascade.engine.calls import Call
+from cascade.engine.call import Call
 from cascade.engine.unrecorded import Unrecorded
 from cascade.enums import SIDE_CALLS, Decision, Status
 from cascade.outcome import Outcome, Step

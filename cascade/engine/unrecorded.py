@@ -1,7 +1,7 @@
 """Calls a task has made that no step records yet: what a task cut off must not lose.
 
 Every call the engine makes for a task (an answer, a retry, a fallback, a validator's second
-opinion) ends in a :class:`~cascade.engine.calls.Call`, and a step records it once its attempt
+opinion) ends in a :class:`~cascade.engine.call.Call`, and a step records it once its attempt
 is judged. A task cut off by an interrupt never gets there: the calls of the attempt in
 progress (failed retries, an answer whose validators were still running, a call in flight)
 were paid for and would never be stored. :class:`Unrecorded` holds them: the caller adds each
@@ -21,10 +21,9 @@ import contextvars
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from cascade.engine.calls import Call
+from cascade.engine.call import Call
 
 __all__ = ["Unrecorded", "at_tier", "branch_task", "made", "tracking"]
 
