@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from cascade.engine.answers import Answers, reask_turns
 from cascade.engine.call import Call
@@ -28,6 +27,7 @@ from cascade.engine.clock import Clock
 from cascade.engine.costcap import fit
 from cascade.engine.decide import Choice, Moment, decide
 from cascade.engine.hedge import Resume, Rung, race
+from cascade.engine.outage import OWN_FAULT_ROUNDS, outage_wait, unavailable
 from cascade.engine.record import Record
 from cascade.engine.unrecorded import at_tier, tracking
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
@@ -39,12 +39,6 @@ from cascade.validators.base import Validator, reads_confidence, run_validator
 __all__ = ["TaskRun"]
 
 _TRUSTED = Verdict(True, reason="a trusted tier", validator="trusted")
-_MIN_WAIT_S = 0.05
-"""Waits for a provider to come back start at least this long, however short the backoff."""
-_MAX_OWN_WAIT_S = 1.0
-"""A task's own backoff between asks stays below this: breakers and 429 pauses space the rest."""
-_OWN_FAULT_ROUNDS = 3
-"""Rounds of asks a task makes while the provider answers other tasks, before it fails."""
 
 
 class TaskRun:
@@ -304,15 +298,14 @@ class TaskRun:
         self.record.waited_s += sum(c.latency_s for c in calls)
         if not any(e.passes for e in errors):
             return self._failed(index, tier, f"cannot be asked: {last.error}")
-        if waits >= _OWN_FAULT_ROUNDS and self.caller.answered_since(tier, began):
+        if waits >= OWN_FAULT_ROUNDS and self.caller.answered_since(tier, began):
             # Not an outage: the provider answers other tasks, and keeps failing this one.
             return self._failed(index, tier, f"answers other tasks but not this one: "
                                 f"{last.error}")  # fmt: skip
-        wait = self._outage_wait(tier, waits)
+        left_s = self.max_outage_s - self.record.waited_s
+        wait = outage_wait(self.caller.retry, left_s, waits, lambda: self.caller.retry_in_s(tier))
         if wait is None:
-            since = self.record.outage_since or time.time()
-            stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-            reason = f"provider unavailable since {stamp} ({self.record.waited_s:.0f} s)"
+            reason = unavailable(self.record.outage_since, self.record.waited_s)
             return self._failed(index, tier, f"{reason}: {last.error}")
         if self.clock.waits_past(wait, tier.model, last.error):
             return self.record.give_up(budget=False, deadline=True, why=self.clock.late)
@@ -328,18 +321,6 @@ class TaskRun:
                 error=str(last.error),
             )
         return wait
-
-    def _outage_wait(self, tier: Tier, waits: int) -> float | None:
-        """How long to wait before asking the tier again; ``None`` once the bound is spent."""
-        left = self.max_outage_s - self.record.waited_s
-        if left <= 0:
-            return None
-        retry = self.caller.retry
-        # The task's own backoff stays short: the breaker's cooldown and a 429's pause are what
-        # space the calls to a provider in trouble, and a task should be ready when they end.
-        ceiling = min(retry.max_wait_s, _MAX_OWN_WAIT_S)
-        backoff = min(ceiling, max(retry.base_s, _MIN_WAIT_S) * 2.0 ** min(waits, 16))
-        return min(left, max(backoff, self.caller.retry_in_s(tier)))
 
     def _failed(self, index: int, tier: Tier, why: str) -> Outcome:
         """End the task ``failed``: no model of tier ``index`` could answer it."""
