@@ -29,26 +29,12 @@ __all__ = [
     "Tier",
     "Usage",
     "Verdict",
-    "to_jsonable",
 ]
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "user", "content": "..."}``."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-def to_jsonable(value: Any) -> Any:
-    """A ``json.dumps`` default: a pydantic model as its JSON data, anything else as text.
-
-    >>> import json, datetime
-    >>> json.dumps({"when": datetime.datetime(2024, 5, 1)}, default=to_jsonable)
-    '{"when": "2024-05-01 00:00:00"}'
-    """
-    dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):
-        return dump(mode="json")
-    return str(value)
 
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:

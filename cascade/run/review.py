@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from cascade.enums import Status
 from cascade.errors import ConfigError
+from cascade.jsonable import to_jsonable
 from cascade.store import Store
 from cascade.store.queries import (
     Review,
@@ -29,7 +30,7 @@ from cascade.store.queries import (
     task_payload,
     waiting_for_review,
 )
-from cascade.types import HUMAN, to_jsonable
+from cascade.types import HUMAN
 
 __all__ = [
     "Imported",

@@ -30,6 +30,7 @@ from cascade.backends.base import Backend
 from cascade.backends.routed import closing_backend
 from cascade.engine import Settings
 from cascade.errors import CascadeError, ConfigError
+from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome
 from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
@@ -44,7 +45,7 @@ from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import Escalated
 from cascade.store.ledger import Entry, Ledger
-from cascade.types import Task, to_jsonable
+from cascade.types import Task
 
 __all__ = ["Counts", "Line", "Runner", "read_lines"]
 

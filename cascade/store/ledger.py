@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascade.errors import TaskError
+from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome, Step
 from cascade.secrets import redact
 from cascade.store import Store
@@ -40,7 +41,7 @@ from cascade.store.rows import (
     result_line,
     task_json,
 )
-from cascade.types import Task, to_jsonable
+from cascade.types import Task
 
 __all__ = ["Entry", "Leased", "Ledger", "Position", "ResultRow"]
 

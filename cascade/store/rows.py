@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from cascade.enums import SIDE_CALLS, CallKind, Decision, Status
+from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome, Step
 from cascade.secrets import redact
-from cascade.types import Task, Verdict, to_jsonable
+from cascade.types import Task, Verdict
 
 __all__ = [
     "ATTEMPT_COLUMNS",
