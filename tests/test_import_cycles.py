@@ -1,14 +1,17 @@
 """No import loops inside ``cascade/``: each module can be read (and imported) before its users.
 
-The check is static. It reads every module's top-level imports, those under ``if
-TYPE_CHECKING:`` included (a type-only import is still a dependency, and a loop hidden there
-is a loop in the design), and resolves relative imports and ``from package import module``.
+The loop check is static. It reads every module's top-level imports, those under ``if
+TYPE_CHECKING:`` included (a type-only import is still a dependency, and a loop hidden there is
+a loop in the design), and resolves relative imports and ``from package import module``.
 Imports inside functions are not read: they are how litellm and the batch machinery stay lazy.
+And ``import cascade`` must not load the test doubles of :mod:`cascade.testing`.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -112,3 +115,12 @@ def test_a_loop_through_type_checking_is_seen(tmp_path: Path) -> None:
     (package / "engine" / "lazy.py").write_text("def f():\n    from pkg.engine import loop\n")
     loops = import_loops(import_graph(package))
     assert loops == {frozenset({"pkg.engine.loop", "pkg.engine.hedge"})}
+
+
+def test_importing_cascade_leaves_the_test_doubles_out() -> None:
+    """``import cascade`` loads neither :mod:`cascade.testing` nor its fake providers."""
+    probe = "import sys, cascade\nassert not [m for m in sys.modules if 'cascade.testing' in m]"
+    result = subprocess.run(  # noqa: S603  # our own interpreter on our own code
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr

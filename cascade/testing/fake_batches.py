@@ -7,6 +7,14 @@ goes to the batch's error file, the others to its output file. A batch may be ma
 (the items not done go to the error file as ``batch_expired``) or be cancelled by the client.
 Every request line the fake answered is kept in ``answered``, so tests can count how often the
 provider received each ``custom_id``.
+
+It is served by a :class:`~cascade.testing.FakeOpenAI`, which has one by default; pass your own
+to set how the batches behave, then point a batch tier at the fake as at any provider::
+
+    batches = FakeBatches(complete_after_s=0.2, expire=False)
+    with FakeOpenAI(lambda body: FakeReply(content="ok"), batches=batches) as fake:
+        ...  # run a batch tier with params {"api_base": fake.base_url, "api_key": "sk-fake"}
+    assert sorted(batches.answered) == [...]  # each item's custom_id, once per time it ran
 """
 
 from __future__ import annotations

@@ -2,13 +2,28 @@
 
 It serves ``POST /v1/chat/completions`` and can be made slow, rate-limited (429 with
 ``Retry-After``), broken (5xx, malformed JSON, a truncated body, a dropped connection) or down.
+The handler gets each decoded request body and returns the :class:`FakeReply` to send:
 
 >>> with FakeOpenAI(lambda body: FakeReply(content="hi")) as server:
 ...     server.base_url.startswith("http://127.0.0.1:")
 True
 
-Run it as a separate process (for benchmarks) with
-``python -m cascade._fake_openai --latency 0.05``; it prints its base URL and serves until killed.
+In your own tests, start one per test (or per module) as a fixture, and point the tier at it
+with an ``openai/`` model, ``api_base`` and any key::
+
+    @pytest.fixture
+    def provider() -> Iterator[FakeOpenAI]:
+        with FakeOpenAI(lambda body: FakeReply(status=429, headers={"Retry-After": "1"})) as fake:
+            yield fake
+
+    def test_a_rate_limit_is_waited_out(provider: FakeOpenAI) -> None:
+        params = {"api_base": provider.base_url, "api_key": "sk-fake"}
+        tier = Tier("openai/gpt-4o-mini", params=params, price=Price(0.15, 0.6))
+        ...  # run your cascade; provider.requests holds every body it received
+
+``stop()`` (or leaving the ``with``) shuts it down; ``start()`` returns the base URL when
+used without ``with``. To serve from another process (for benchmarks), run
+``python -m cascade.testing --latency 0.05``: it prints its base URL and serves until killed.
 :func:`serve_in_subprocess` does that and hands back the URL.
 """
 
@@ -27,9 +42,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from cascade._fake_batches import FakeBatches
+from cascade.testing.fake_batches import FakeBatches
 
-__all__ = ["FakeBatches", "FakeOpenAI", "FakeReply", "serve_in_subprocess"]
+__all__ = ["FakeOpenAI", "FakeReply", "main", "serve_in_subprocess"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +258,7 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: bytes) -> bo
 def serve_in_subprocess(latency_s: float) -> Iterator[str]:
     """Serve from a process of its own (so it does not share our CPU); yields the base URL."""
     server = subprocess.Popen(  # noqa: S603  # our own module
-        [sys.executable, "-m", "cascade._fake_openai", "--latency", str(latency_s)],
+        [sys.executable, "-m", "cascade.testing", "--latency", str(latency_s)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -257,7 +272,7 @@ def serve_in_subprocess(latency_s: float) -> Iterator[str]:
 
 def main() -> None:
     """Serve until killed, printing the base URL first (for benchmarks in another process)."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cascade.testing", description=__doc__)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds before each answer")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
@@ -265,7 +280,3 @@ def main() -> None:
     server.port = args.port
     print(server.start(), flush=True)  # noqa: T201  # the URL is this program's output
     threading.Event().wait()
-
-
-if __name__ == "__main__":
-    main()
