@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
 from cascade.cli import main
+from cascade.testing import FakeBatches, FakeOpenAI, FakeReply
+from tests.test_batch_resume import BATCH, Killer, assert_once, killed_then_resumed
+from tests.test_batch_tier import Provider
+from tests.test_batch_tier import write_job as write_batch_job
+from tests.test_run_trouble import Script, cascade_run, write_job
 
 _POLICY = """\
 task_type = "echo"
@@ -48,3 +54,32 @@ def test_dry_run_floor_is_never_above_its_worst_case(
     assert found is not None, out
     floor, worst = float(found[1]), float(found[2])
     assert 0 < floor <= worst
+
+
+def test_retry_failed_repeats_nothing_after_a_lost_lease(tmp_path: Path) -> None:
+    """Failed tasks run again by --retry-failed are retried, not repeated after a lost lease."""
+    down = threading.Event()
+    down.set()
+    script = Script(lambda _m, _n: FakeReply(status=503) if down.is_set() else FakeReply("ok"))
+    server = FakeOpenAI(script)
+    try:
+        job = write_job(tmp_path, server.start(), 6)
+        assert cascade_run(job, "--max-outage-s", "0.3").returncode == 4
+        down.clear()
+        again = cascade_run(job, "--retry-failed")
+    finally:
+        server.stop()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "6 tasks that had failed were run again" in again.stdout
+    assert "repeated" not in again.stdout
+
+
+def test_a_batch_taken_up_after_a_kill_is_not_a_repeat(tmp_path: Path) -> None:
+    """Killed while its batch runs: the resumed run submits nothing and says nothing repeated."""
+    killer = Killer("retrieve")
+    provider = Provider(FakeBatches(complete_after_s=0.5, on=killer))
+    with provider.server:
+        job = write_batch_job(tmp_path, provider.server.base_url, 10, BATCH)
+        out = killed_then_resumed(job, killer)
+        assert_once(provider, job, 10)
+    assert "repeated" not in out, out

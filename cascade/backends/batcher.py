@@ -93,6 +93,8 @@ class Batcher:
         self._waiting: dict[str, asyncio.Future[Line]] = {}
         """Every call waiting for a batch, by custom_id."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._taken_up: set[str] = set()
+        """Tasks whose call waits for a batch an earlier run submitted and had not seen end."""
 
     @classmethod
     def for_backend(
@@ -112,6 +114,16 @@ class Batcher:
         """Calls waiting for a batch now: their tasks are parked, not working."""
         return len(self._waiting)
 
+    def took_up(self, task_id: str) -> bool:
+        """Whether a call of ``task_id`` waited for a batch an earlier run submitted (once).
+
+        Such a call is not made again: its task, leased again after that run died, repeats no
+        call it made (it was waiting for that batch).
+        """
+        found = task_id in self._taken_up
+        self._taken_up.discard(task_id)
+        return found
+
     async def complete(self, tier: Tier, request: Request) -> Response:
         """``request``'s answer from a batch; raise the :class:`ProviderError` it ended in."""
         api = self._apis(tier.model)
@@ -124,6 +136,8 @@ class Batcher:
             if known is None:
                 future = self._gather(tier, request, key)
             else:
+                if known.state in ("uploaded", "submitted"):
+                    self._taken_up.add(request.task_id)
                 future = self._resume(tier, known, key)
         try:
             line = await asyncio.shield(future)

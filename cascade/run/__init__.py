@@ -2,7 +2,8 @@
 
 - :mod:`cascade.run.job`: the options of a run, one value for every process;
 - :mod:`cascade.run.runner`: the coordinator (input into the ledger, results out of it);
-- :mod:`cascade.run.worker`: a worker, in this process or another, leasing and running tasks;
+- :mod:`cascade.run.worker`: a worker, in this process or another, leasing and running tasks,
+  with a worker process's body in :mod:`cascade.run.worker_process`;
 - :mod:`cascade.run.guard`: rate limits and circuit breakers shared by the workers, with their
   settings in :mod:`cascade.run.limits`;
 - :mod:`cascade.run.ray_pool`, :mod:`cascade.run.ray_hand`, :mod:`cascade.run.ray_guard`: the

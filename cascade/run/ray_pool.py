@@ -84,6 +84,10 @@ class _RemoteCascades(TaskCascades):
         """None: a run with batch tiers is refused on Ray."""
         return 0
 
+    def took_up(self, _task_id: str) -> bool:
+        """Never: a run with batch tiers is refused on Ray."""
+        return False
+
 
 @dataclass
 class _Slot:

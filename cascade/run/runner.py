@@ -40,7 +40,8 @@ from cascade.run.job import Job
 from cascade.run.progress import Progress, Tally
 from cascade.run.services import audit_budgets, auditor_for, batcher_for, refuse_on_ray
 from cascade.run.tasks_file import Line, read_lines
-from cascade.run.worker import Cascades, Shared, Worker, new_owner, work
+from cascade.run.worker import Cascades, Worker, new_owner
+from cascade.run.worker_process import Shared, work
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import Escalated
@@ -65,7 +66,7 @@ class Counts:
     done_before: int = 0
     """Results that earlier runs of the same job had already stored."""
     repeated: int = 0
-    """Tasks whose calls were made more than once, because a lease was lost in a crash."""
+    """Tasks of this run whose calls were made again, because a lease was lost in a crash."""
     retried: int = 0
     """Failed tasks of earlier runs sent back to run again (``--retry-failed``)."""
     failed: int = 0
@@ -125,6 +126,7 @@ class Runner:
         self._reclaimed_at = time.monotonic()
         self._ray_trips = 0
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
+        self._earlier_rows = True  # the first tail reads the results of earlier runs
         self.counts = Counts()
 
     def interrupt(self, signum: int) -> None:
@@ -150,6 +152,7 @@ class Runner:
         self.counts.done_before = self._ledger.count_results()
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
+        self._earlier_rows = False
         self._budget.add(self.counts.spent_usd)
         feeder = asyncio.ensure_future(self._feed(lines))
         try:
@@ -355,7 +358,7 @@ class Runner:
                 tally.accepted += row.status == "accepted"
                 self.counts.failed += row.status == "failed"
                 tally.escalated += row.escalated
-                self.counts.repeated += row.executions > 1
+                self.counts.repeated += row.executions > 1 and not self._earlier_rows
             self.counts.results += len(rows)
             self._drift.results(rows)
         out.flush()

@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cascade.backends.batcher import Batcher
-from cascade.backends.routed import closing_backend
 from cascade.engine import Cascade, Settings
 from cascade.outcome import Outcome, Step
-from cascade.policy import PolicySet, load_policies
+from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
-from cascade.run.guard import Guard
 from cascade.run.job import Job
-from cascade.run.services import auditor_for, batcher_for
 from cascade.steplog import StepLog
-from cascade.store import Store
-from cascade.store.alarms import Escalated
 from cascade.store.ledger import Leased, Ledger
 from cascade.types import Task, Tier
 
@@ -39,15 +32,7 @@ if TYPE_CHECKING:
     from cascade.audit.auditor import Auditor
     from cascade.telemetry import Telemetry
 
-__all__ = [
-    "Cascades",
-    "Shared",
-    "StopFlag",
-    "TaskCascades",
-    "Worker",
-    "new_owner",
-    "work",
-]
+__all__ = ["Cascades", "StopFlag", "TaskCascades", "Worker", "new_owner"]
 
 
 class StopFlag(Protocol):
@@ -82,6 +67,10 @@ class TaskCascades(Protocol):
 
     def parked(self) -> int:
         """Tasks waiting for a provider batch: they do not count against the concurrency."""
+        ...
+
+    def took_up(self, task_id: str) -> bool:
+        """Whether the task took up a provider batch an earlier run submitted and waited for."""
         ...
 
 
@@ -203,7 +192,8 @@ class Worker:
 
     def _finish(self, leased: Leased, outcome: Outcome) -> None:
         self.budget.add(outcome.cost_usd)
-        self._done.append((outcome, leased.task, leased.execution))
+        times = leased.execution if self._repeated(leased, outcome) else 1
+        self._done.append((outcome, leased.task, times))
         if self.telemetry is not None:
             self.telemetry.record(outcome, self.cascades.tiers_for(leased.task), leased.task)
 
@@ -226,14 +216,26 @@ class Worker:
         self.ledger.abandon(self.owner, partial)
         self.cut_off += len(partial)
 
+    def _repeated(self, leased: Leased, outcome: Outcome) -> bool:
+        """Whether a task leased again made again calls its lost execution had made.
+
+        Not when its first call took up the provider batch that execution had submitted and was
+        waiting for: that call is answered once, and the calls after it were never made.
+        """
+        if leased.execution <= 1:
+            return False
+        took_up = self.cascades.took_up(leased.task.id)
+        if took_up and outcome.steps and outcome.steps[0].batch:
+            return False
+        self.repeated += 1
+        if self.cascades.log is not None:
+            # The earlier execution's calls were made and paid for; they are in the step log.
+            event = self.cascades.log.event
+            event("cascade.repeat", task_id=leased.task.id, execution=leased.execution)
+        return True
+
     async def _run(self, leased: Leased, steps: list[Step]) -> Outcome:
         task = leased.task
-        if leased.execution > 1:
-            self.repeated += 1
-            if self.cascades.log is not None:
-                # The earlier execution's calls were made and paid for; they are in the step log.
-                event = self.cascades.log.event
-                event("cascade.repeat", task_id=task.id, execution=leased.execution)
         cascade = self.cascades.for_task(task)
         if cascade is None:
             reason = f"no policy serves task type {task.type!r} any more"
@@ -308,82 +310,7 @@ class Cascades:
         batcher = self.settings.batcher
         return 0 if batcher is None else batcher.waiting
 
-
-class _InterruptedOrOrphaned:
-    """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
-
-    def __init__(self, interrupted: StopFlag) -> None:
-        self._interrupted = interrupted
-        self._parent = os.getppid()
-        self.terminated = False
-
-    def is_set(self) -> bool:
-        return self.terminated or self._interrupted.is_set() or os.getppid() != self._parent
-
-
-@dataclass(frozen=True, slots=True)
-class Shared:
-    """What the coordinator shares with its worker processes, beside the job: all pickle."""
-
-    run_id: str
-    guard: Guard
-    stop: StopFlag
-    budget: JobBudget
-    interrupted: StopFlag
-    audit_spent: dict[str, JobBudget]
-
-
-def work(job: Job, shared: Shared, owner: str) -> None:
-    """A worker process's body: open the store and the log, then work until done.
-
-    If the run is interrupted, this process is sent SIGTERM, or the coordinator dies, the
-    worker stops as :meth:`Worker.run` says and exits; the next run of the job leases the rest.
-    Ctrl-C is the coordinator's to handle: this process ignores SIGINT.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    interrupted = _InterruptedOrOrphaned(shared.interrupted)
-
-    def terminated(_signum: int, _frame: object) -> None:
-        interrupted.terminated = True
-
-    signal.signal(signal.SIGTERM, terminated)
-    policies = load_policies(job.policy)
-    backend = job.backend_factory()()
-    with (
-        closing_backend(backend),
-        Store(job.store) as store,
-        _log_file(str(job.log_path)) as file,
-    ):
-        log = StepLog(file)
-        batcher = batcher_for(policies, backend, store, shared.run_id, log)
-        settings = Settings(
-            backend=backend,
-            log=log,
-            guard=shared.guard,
-            run_id=shared.run_id,
-            record_all_tiers=job.record_all_tiers,
-            max_outage_s=job.max_outage_s,
-            batcher=batcher,
-        )
-        telemetry = job.telemetry()
-        worker = Worker(
-            job,
-            Cascades(policies, settings, Escalated(store)),
-            Ledger(store, shared.run_id),
-            stop=shared.stop,
-            budget=shared.budget,
-            owner=owner,
-            interrupted=interrupted,
-            telemetry=telemetry,
-            auditor=auditor_for(policies, settings, store, shared.budget, shared.audit_spent),
-        )
-        try:
-            asyncio.run(worker.run_then_close(batcher))
-        finally:
-            if telemetry is not None:
-                telemetry.shutdown()
-
-
-def _log_file(path: str) -> IO[str]:
-    """The step log opened for appending, with a buffer big enough that a line is one write."""
-    return open(path, "a", encoding="utf-8", buffering=1 << 20)
+    def took_up(self, task_id: str) -> bool:
+        """Whether the task took up a provider batch an earlier run submitted and waited for."""
+        batcher = self.settings.batcher
+        return isinstance(batcher, Batcher) and batcher.took_up(task_id)

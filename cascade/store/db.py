@@ -192,8 +192,9 @@ class Store:
         """:meth:`record` for several outcomes in one transaction; whether each was the first.
 
         Each outcome's steps, result and done mark land together or not at all.
-        ``executions`` says how many times each task was leased (1 when not given); ``also``
-        runs inside the same transaction (the ledger moves its read position there).
+        ``executions`` says how many times each task's calls were made (1 when not given: more
+        only when a lost lease made them again); ``also`` runs inside the same transaction (the
+        ledger moves its read position there).
         """
         now = time.time()
         written: list[bool] = []

@@ -203,7 +203,8 @@ class Ledger:
         """Send the run's ``failed`` tasks back to ``pending``; returns how many.
 
         Their results go, so that each task keeps one result, but their steps stay: those calls
-        were made and paid for, and the run's spend counts them.
+        were made and paid for, and the run's spend counts them. Their count of executions starts
+        over: running them again is asked for, not a repeat after a lost lease.
         """
         with self.store.writing() as db:
             ids = db.execute(
@@ -211,8 +212,8 @@ class Ledger:
                 (self.run_id,),
             ).fetchall()
             db.executemany(
-                "UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
-                " WHERE run_id = ? AND task_id = ? AND payload IS NOT NULL",
+                "UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL,"
+                " executions = 0 WHERE run_id = ? AND task_id = ? AND payload IS NOT NULL",
                 [(self.run_id, task_id) for (task_id,) in ids],
             )
         return len(ids)

@@ -1,0 +1,108 @@
+"""A worker process's body: open the store and the step log, then work until done.
+
+The coordinator (:class:`cascade.run.runner.Runner`) starts one process per worker with
+:func:`work`, sharing with each what :class:`Shared` holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from typing import IO
+
+from cascade.backends.routed import closing_backend
+from cascade.engine import Settings
+from cascade.policy import load_policies
+from cascade.run.budget import JobBudget
+from cascade.run.guard import Guard
+from cascade.run.job import Job
+from cascade.run.services import auditor_for, batcher_for
+from cascade.run.worker import Cascades, StopFlag, Worker
+from cascade.steplog import StepLog
+from cascade.store import Store
+from cascade.store.alarms import Escalated
+from cascade.store.ledger import Ledger
+
+__all__ = ["Shared", "work"]
+
+
+class _InterruptedOrOrphaned:
+    """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
+
+    def __init__(self, interrupted: StopFlag) -> None:
+        self._interrupted = interrupted
+        self._parent = os.getppid()
+        self.terminated = False
+
+    def is_set(self) -> bool:
+        return self.terminated or self._interrupted.is_set() or os.getppid() != self._parent
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the coordinator shares with its worker processes, beside the job: all pickle."""
+
+    run_id: str
+    guard: Guard
+    stop: StopFlag
+    budget: JobBudget
+    interrupted: StopFlag
+    audit_spent: dict[str, JobBudget]
+
+
+def work(job: Job, shared: Shared, owner: str) -> None:
+    """A worker process's body: open the store and the log, then work until done.
+
+    If the run is interrupted, this process is sent SIGTERM, or the coordinator dies, the
+    worker stops as :meth:`Worker.run` says and exits; the next run of the job leases the rest.
+    Ctrl-C is the coordinator's to handle: this process ignores SIGINT.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupted = _InterruptedOrOrphaned(shared.interrupted)
+
+    def terminated(_signum: int, _frame: object) -> None:
+        interrupted.terminated = True
+
+    signal.signal(signal.SIGTERM, terminated)
+    policies = load_policies(job.policy)
+    backend = job.backend_factory()()
+    with (
+        closing_backend(backend),
+        Store(job.store) as store,
+        _log_file(str(job.log_path)) as file,
+    ):
+        log = StepLog(file)
+        batcher = batcher_for(policies, backend, store, shared.run_id, log)
+        settings = Settings(
+            backend=backend,
+            log=log,
+            guard=shared.guard,
+            run_id=shared.run_id,
+            record_all_tiers=job.record_all_tiers,
+            max_outage_s=job.max_outage_s,
+            batcher=batcher,
+        )
+        telemetry = job.telemetry()
+        worker = Worker(
+            job,
+            Cascades(policies, settings, Escalated(store)),
+            Ledger(store, shared.run_id),
+            stop=shared.stop,
+            budget=shared.budget,
+            owner=owner,
+            interrupted=interrupted,
+            telemetry=telemetry,
+            auditor=auditor_for(policies, settings, store, shared.budget, shared.audit_spent),
+        )
+        try:
+            asyncio.run(worker.run_then_close(batcher))
+        finally:
+            if telemetry is not None:
+                telemetry.shutdown()
+
+
+def _log_file(path: str) -> IO[str]:
+    """The step log opened for appending, with a buffer big enough that a line is one write."""
+    return open(path, "a", encoding="utf-8", buffering=1 << 20)
