@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from cascade.testing import FakeBatches, FakeOpenAI, FakeReply
 from tests.test_batch_resume import BATCH, Killer, assert_once, killed_then_resumed
 from tests.test_batch_tier import Provider
 from tests.test_batch_tier import write_job as write_batch_job
-from tests.test_run_trouble import Script, cascade_run, write_job
+from tests.test_run_trouble import ROOT, Script, cascade_run, write_job
 
 _POLICY = """\
 task_type = "echo"
@@ -83,3 +87,31 @@ def test_a_batch_taken_up_after_a_kill_is_not_a_repeat(tmp_path: Path) -> None:
         out = killed_then_resumed(job, killer)
         assert_once(provider, job, 10)
     assert "repeated" not in out, out
+
+
+def test_a_resume_after_a_kill_does_not_say_the_file_holds_no_tasks(tmp_path: Path) -> None:
+    """Killed with every line read and no task done: the resume names the lines read before."""
+    held = threading.Event()
+    script = Script(lambda _m, _n: FakeReply("ok", delay_s=0 if held.is_set() else 30))
+    server = FakeOpenAI(script)
+    try:
+        job = write_job(tmp_path, server.start(), 4)
+        process = subprocess.Popen(  # noqa: S603  # our own command line
+            [sys.executable, "-m", "cascade.cli", "run", str(job / "tasks.jsonl"),
+             "--policy", str(job / "policy.toml"), "--store", str(job / "run.db"),
+             "--out", str(job / "results.jsonl"), "--no-progress"],
+            cwd=job, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while sum(script.counts.values()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.kill()
+        process.wait()
+        held.set()
+        again = cascade_run(job)
+    finally:
+        server.stop()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "holds no tasks" not in again.stdout
+    assert "read        0 lines after the 4 read before (0 tasks were done before)" in again.stdout

@@ -226,8 +226,9 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
     kind = "Ray actor" if job.executor == "ray" else "worker"
     say(f"run {runner.run_id} ({'resumed' if resumed else 'started'}, {workers} {kind}"
         f"{'s' * (workers > 1)}):")  # fmt: skip
-    say(f"  read        {counts.lines} lines ({counts.done_before} tasks were done before)")
-    if not counts.lines and not counts.done_before and not counts.retried:
+    before = f" after the {counts.read_before} read before" if counts.read_before else ""
+    say(f"  read        {counts.lines} lines{before} ({counts.done_before} tasks were done before)")
+    if not counts.lines and not counts.read_before:
         say(f"  warning     {job.tasks} holds no tasks")
     say(f"  results     {job.out} ({counts.results} lines)")
     say(f"  quarantine  {job.quarantine_path} ({counts.quarantined} lines)")

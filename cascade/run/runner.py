@@ -60,6 +60,8 @@ class Counts:
 
     lines: int = 0
     """Input lines read by this run (a resumed run skips the lines read before)."""
+    read_before: int = 0
+    """Input lines earlier runs of the same job had read."""
     results: int = 0
     quarantined: int = 0
     duplicates: int = 0
@@ -301,7 +303,7 @@ class Runner:
 
     async def _feed(self, lines: Iterator[Line]) -> None:
         """Read the input into the ledger, a window ahead of the workers, from where it stopped."""
-        skip = self._ledger.position().lines_read
+        skip = self.counts.read_before = self._ledger.position().lines_read
         batch: list[Entry] = []
         if self._stop.is_set():
             return
