@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,15 @@ def assert_policy_refused(folder: Path, body: str, line: int, field: str) -> Non
         load_policy(path)
     assert f"bad.toml:{line}" in str(raised.value)
     assert field in str(raised.value)
+
+
+def processes_of(uids: set[int]) -> int:
+    """How many processes run as one of ``uids`` on this host right now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid in uids
+            except OSError:
+                continue
+    return count

@@ -21,7 +21,7 @@ from cascade.validators import passes_tests
 from cascade.validators.confine import NOBODY
 from cascade.validators.sandbox import Limits, Sandbox, SandboxWarning
 from cascade.validators.uid_pool import UidPool
-from tests.helpers import verdict_of
+from tests.helpers import processes_of, verdict_of
 
 IS_ROOT = os.geteuid() == 0
 MODES = [
@@ -37,22 +37,16 @@ ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 
 def nobody_processes() -> int:
     """How many processes run as these tests' sandboxes' uids (nobody, or OWN_UIDS) right now."""
-    uids = {NOBODY, *OWN_UIDS}
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                count += entry.stat().st_uid in uids
-            except OSError:
-                continue
-    return count
+    return processes_of({NOBODY, *OWN_UIDS})
 
 
 @pytest.fixture(params=MODES)
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox in each mode, checked to leave no process of its uid behind."""
     before = nobody_processes() if IS_ROOT else 0
-    yield Sandbox(TIGHT, mode=request.param, uids=UidPool(OWN_UIDS))
+    sandbox = Sandbox(TIGHT, mode=request.param, uids=UidPool(OWN_UIDS))
+    yield sandbox
+    sandbox.close()  # the sandboxes started ahead of use, and never used
     if IS_ROOT:
         assert nobody_processes() <= before, "sandboxed processes outlived the run"
 

@@ -2,6 +2,8 @@
 
 A sandbox waits for a uid and never faults for want of one; a take of several gets all or none;
 and a run stopped while it waits, or while it runs, leaves no scratch folder and no uid held.
+The tests of pairing and of cancelled runs start their sandboxes on demand (``warm=0``);
+``test_sandbox_warm.py`` covers sandboxes started ahead of use.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def test_pairs_joined_by_a_socket_pair_are_paired_without_a_reservation(
     mode: str, locks: Path
 ) -> None:
     """Three pairs in a pool of three, none reserving: the socket pair makes them partners."""
-    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small(locks))
+    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=small(locks), warm=0)
     assert _three_pairs(sandbox, reserve=False) == [("pong", "sent")] * 3
 
 
@@ -144,7 +146,7 @@ def test_partners_are_the_two_ends_of_one_socket_pair() -> None:
 def test_a_run_whose_partner_never_comes_gives_back_both_uids(mode: str, locks: Path) -> None:
     """The uid kept for a partner that is not a sandbox goes back when the run ends."""
     pool = small(locks)
-    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=pool)
+    sandbox = Sandbox(Limits(wall_s=8), mode=mode, uids=pool, warm=0)
 
     async def go() -> tuple[str, bool]:
         left, right = socket.socketpair()
@@ -172,7 +174,7 @@ def test_a_run_cancelled_while_waiting_for_a_uid_leaves_nothing(
 ) -> None:
     """A run stopped before it has a uid leaves no scratch folder, and takes no uid."""
     pool = small(locks)
-    sandbox = Sandbox(Limits(wall_s=5), mode=mode, uids=pool)
+    sandbox = Sandbox(Limits(wall_s=5), mode=mode, uids=pool, warm=0)
 
     async def go() -> bool:
         await sandbox.run({}, ["-c", "pass"])  # the first run's check, out of the way
@@ -192,7 +194,7 @@ def test_a_run_cancelled_while_running_leaves_nothing(
 ) -> None:
     """A run stopped while its code runs leaves no scratch folder, and gives its uid back."""
     pool = small(locks)
-    sandbox = Sandbox(Limits(wall_s=30), mode=mode, uids=pool)
+    sandbox = Sandbox(Limits(wall_s=30), mode=mode, uids=pool, warm=0)
 
     async def go() -> bool:
         with pytest.raises(TimeoutError):

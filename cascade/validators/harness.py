@@ -17,10 +17,18 @@ Both are text, run by the sandbox's Python, never here.
 
 from __future__ import annotations
 
-__all__ = ["NAMES_FILE", "PROXY", "SERVER"]
+import inspect
+
+import cascade.validators.wire as wire_module
+
+__all__ = ["NAMES_FILE", "PROXY", "SERVER", "WIRE", "WIRE_FILE"]
 
 NAMES_FILE = "_cascade_names.json"
 """The names the tests reference that may be the answer's functions, in both sandboxes."""
+
+WIRE_FILE = "_cascade_wire.py"
+WIRE = inspect.getsource(wire_module)
+""":mod:`cascade.validators.wire`, as both sandboxes import it (``_cascade_wire``)."""
 
 SERVER = r"""
 import builtins, json, os, sys

@@ -14,13 +14,26 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["kill_tree"]
+__all__ = ["Launched", "kill_tree"]
 
 _REAP_S = 5.0
 
 
-async def kill_tree(process: asyncio.subprocess.Process) -> None:
+class Launched(Protocol):
+    """The launcher process, as :func:`kill_tree` needs it: an asyncio one, or another."""
+
+    pid: int
+
+    def kill(self) -> None:
+        """Send it SIGKILL."""
+
+    async def wait(self) -> int:
+        """Wait for it to end, and reap it."""
+
+
+async def kill_tree(process: Launched) -> None:
     """Kill the sandbox's PID-namespace init, and wait until the whole namespace is gone.
 
     The init's parent (bwrap or unshare, still alive) can only reap it once every process of

@@ -16,19 +16,15 @@ here; ``isolation = "in-process"`` runs them in one process, marked ``self_repor
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cascade.validators import wire
-from cascade.validators.harness import NAMES_FILE, PROXY, SERVER
+from cascade.validators.harness import NAMES_FILE, PROXY, SERVER, WIRE, WIRE_FILE
 from cascade.validators.sandbox import Sandbox, SandboxResult
 
 __all__ = ["Apart", "run_apart"]
-
-_WIRE = inspect.getsource(wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +49,7 @@ async def run_apart(
     the socket; ``names`` are the names the tests may call; ``data`` files go to both. The
     code's sandbox ends when the tests' does.
     """
-    shared = {**(data or {}), "_cascade_wire.py": _WIRE, NAMES_FILE: json.dumps(list(names))}
+    shared = {**(data or {}), WIRE_FILE: WIRE, NAMES_FILE: json.dumps(list(names))}
     # The two runs live at the same time, so they take their uids from the pool together (each
     # taking its own could leave the pool held by halves of pairs, each waiting for the other).
     async with sandbox.reserve(2):

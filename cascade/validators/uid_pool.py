@@ -139,6 +139,11 @@ class UidPool:
             wait = min(wait * 1.5, _LONGEST_WAIT_S)
         return Lease(self, uids)
 
+    def try_take(self, count: int = 1) -> Lease | None:
+        """``count`` uids if they are free now, else ``None``: for work that must never wait."""
+        uids = self._try_take(count)
+        return None if uids is None else Lease(self, uids)
+
     @contextlib.asynccontextmanager
     async def reserve(self, count: int) -> AsyncIterator[None]:
         """Take ``count`` uids at once, for :meth:`take_one` inside (and in tasks started there)."""
