@@ -85,13 +85,8 @@ def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: 
         "Written by cascade optimize:",
         f"  {facts['command']}",
         f"Chosen on {facts['train_tasks']} training tasks: the cheapest ladders whose pass rate "
-        f"is certified to reach {facts['target_pass_rate']:.1%}"
-        + (
-            " (the highest the selection part expected to certify)"
-            if options.target is None
-            else ""
-        )
-        + f". {statement[0].upper()}{statement[1:]}.",
+        f"is certified to reach {facts['target_pass_rate']:.1%}{_auto_note(found, options)}. "
+        f"{statement[0].upper()}{statement[1:]}.",
         f"The certified figure is the target, {facts['target_pass_rate']:.1%}, for these files "
         "as written (replayed through the engine on the certification tasks).",
         *figures,
@@ -114,6 +109,20 @@ def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: 
         + "".join(f" --kind {k}" for k in options.kinds)
         + f" --holdout {options.holdout:g} --seed {options.seed}",
     ]
+
+
+def _auto_note(found: Optimized, options: Options) -> str:
+    """How ``auto`` came to its target: the top of its sequence, or the walk stopped below it."""
+    if options.target is not None:
+        return ""
+    result = found.result
+    top = max((t for t, _ in result.planned), default=result.target)
+    if result.target >= top - 1e-12:
+        return " (the highest the selection part expected to certify)"
+    return (
+        " (the highest target of its sequence that certified: the walk stopped below "
+        f"{top:.1%}, the highest the selection part expected to certify)"
+    )
 
 
 def write_policies(
