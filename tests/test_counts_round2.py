@@ -15,6 +15,8 @@ import pytest
 
 from cascade.cli import main
 from cascade.testing import FakeBatches, FakeOpenAI, FakeReply
+from tests.test_audit import audit_says_fine_to_every_third, audit_steps
+from tests.test_audit import write_job as write_audit_job
 from tests.test_batch_resume import BATCH, Killer, assert_once, killed_then_resumed
 from tests.test_batch_tier import Provider
 from tests.test_batch_tier import write_job as write_batch_job
@@ -115,3 +117,24 @@ def test_a_resume_after_a_kill_does_not_say_the_file_holds_no_tasks(tmp_path: Pa
     assert again.returncode == 0, again.stdout + again.stderr
     assert "holds no tasks" not in again.stdout
     assert "read        0 lines after the 4 read before (0 tasks were done before)" in again.stdout
+
+
+def test_the_report_totals_every_call_audits_included_as_the_run_spent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cascade report`` gives the run's own ``spent``, audits included, and what it went to."""
+    server = FakeOpenAI(Script(audit_says_fine_to_every_third))
+    try:
+        job = write_audit_job(tmp_path, server.start())
+        run = cascade_run(job)
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    spent = re.search(r"spent +\$([0-9.]+)\n", run.stdout)
+    assert spent is not None, run.stdout
+    audits = sum(s["cost_usd"] for s in audit_steps(job))
+    assert audits > 0
+    assert main(["report", str(job / "run.db")]) == 0
+    out = capsys.readouterr().out
+    assert f"spent ${spent[1]} in all:" in out
+    assert f"${audits:.6f} on audits" in out

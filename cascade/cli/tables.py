@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cascade.run.summary import Summary, alarm_lines, audit_line, render
+from cascade.run.summary import Summary, alarm_lines, audit_line, render, spent_line
 
 __all__ = ["show_summary"]
 
@@ -26,6 +26,7 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
         f"tasks {data['tasks']}: {statuses}; pass rate (accepted) {data['pass_rate']:.1%}, "
         f"escalation {data['escalation_rate']:.1%}, cost ${data['cost_usd']:.6f}"
     )
+    console.print(spent_line(data), highlight=False)
     for task_type, tiers in data["by_type"].items():
         table = Table(title=task_type, title_justify="left")
         for name in ("tier", "models", "reached", "accepted", "escalated", "attempts", "$",

@@ -19,9 +19,22 @@ from cascade.gold import decoded, same_answer
 from cascade.run.health import Health, health_of
 from cascade.store import Store
 from cascade.store.alarms import DriftAlarms
-from cascade.store.queries import attempts_for_summary, audited_answers, results_for_summary
+from cascade.store.queries import (
+    attempts_for_summary,
+    audited_answers,
+    results_for_summary,
+    spending,
+)
 
-__all__ = ["Summary", "TierSummary", "alarm_lines", "audit_line", "render", "summarize"]
+__all__ = [
+    "Summary",
+    "TierSummary",
+    "alarm_lines",
+    "audit_line",
+    "render",
+    "spent_line",
+    "summarize",
+]
 
 _TOP_REASONS = 3
 
@@ -95,6 +108,11 @@ class Summary:
     accepted_by_tier: Counter[int] = field(default_factory=Counter)
     escalated: int = 0
     cost_usd: float = 0.0
+    """What the results' calls cost (audits not included)."""
+    spent_usd: float = 0.0
+    """What every stored call cost: the results', audits, repeated and cut-off calls."""
+    audit_usd: float = 0.0
+    """What the audits cost, of ``spent_usd``."""
     compute_s: float = 0.0
     by_type: dict[str, dict[int, TierSummary]] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
@@ -112,6 +130,8 @@ class Summary:
             "pass_rate": _rate(self.statuses["accepted"], self.tasks),
             "escalation_rate": _rate(self.escalated, self.tasks),
             "cost_usd": round(self.cost_usd, 8),
+            "spent_usd": round(self.spent_usd, 8),
+            "audit_usd": round(self.audit_usd, 8),
             "compute_s": round(self.compute_s, 3),
             "by_type": {
                 kind: [tiers[t].to_json() for t in sorted(tiers)]
@@ -156,6 +176,7 @@ def summarize(
             summary.accepted_by_tier[tier] += 1
         summary.by_type.setdefault(task_type, {})
     _add_attempts(store, summary, run_id)
+    summary.spent_usd, summary.audit_usd = spending(store, run_id)
     if gold is not None:
         _grade_audited(store, summary, run_id, gold)
     summary.health = health_of(store, run_id)
@@ -254,6 +275,7 @@ def render(summary: Summary) -> str:
         f"pass rate (accepted) {data['pass_rate']:.1%}, "
         f"escalation rate {data['escalation_rate']:.1%}, "
         f"cost ${data['cost_usd']:.6f}" + _compute(data["compute_s"]),
+        spent_line(data),
     ]
     for task_type, tiers in data["by_type"].items():
         lines.append(f"{task_type}:")
@@ -280,6 +302,16 @@ def render(summary: Summary) -> str:
         lines.append(_self_reported(summary.self_reported))
     lines += alarm_lines(summary)
     return "\n".join(lines)
+
+
+def spent_line(data: dict[str, Any]) -> str:
+    """Every call's cost, audits included (the run's ``spent``), and what it went to."""
+    results, audits, spent = data["cost_usd"], data["audit_usd"], data["spent_usd"]
+    other = spent - results - audits
+    line = f"spent ${spent:.6f} in all: ${results:.6f} in the results, ${audits:.6f} on audits"
+    if other > 5e-9:
+        line += f", ${other:.6f} on calls no result counts (repeated, cut off, retried, unfinished)"
+    return line
 
 
 def alarm_lines(summary: Summary) -> list[str]:

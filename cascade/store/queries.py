@@ -30,6 +30,7 @@ __all__ = [
     "run_config",
     "run_ids",
     "runs_with_task",
+    "spending",
     "task_payload",
     "tasks_of",
     "waiting_for_review",
@@ -89,6 +90,22 @@ def results_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any,
         " WHERE ? IS NULL OR run_id = ?",
         (run_id, run_id),
     )
+
+
+def spending(store: Store, run_id: str | None) -> tuple[float, float]:
+    """What every stored call of one run (or all) cost, and what its audits cost of that.
+
+    Every call: those of tasks with a result, of repeated, cut-off and retried executions, and
+    audits; the same sum as the run's ``spent``.
+    """
+    row = next(
+        store.select(
+            "SELECT total(cost_usd), total(CASE WHEN kind = ? THEN cost_usd ELSE 0 END)"
+            " FROM attempts WHERE ? IS NULL OR run_id = ?",
+            (CallKind.AUDIT.value, run_id, run_id),
+        )
+    )
+    return float(row[0]), float(row[1])
 
 
 def attempts_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:
