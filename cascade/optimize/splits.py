@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
+from cascade.bench.evaluate import ReplayScore
+from cascade.optimize.baselines import best_and_cheapest_equal
 from cascade.optimize.certify import CERTIFY, SELECT, certify
 from cascade.optimize.pipeline import selection_parts
 from cascade.optimize.routing import THRESHOLDS, Rows, kind_router
@@ -60,6 +62,12 @@ class SplitResult:
     true_rate: float = 0.0
     """The chosen mix's pass rate on every task of the suite: the population's, as near as the
     suite can tell."""
+    equal_model: str = ""
+    """The cheapest model whose held-out pass rate is within the held-out best model's 95 %
+    interval, as ``cascade optimize`` reports it (see :mod:`cascade.optimize.baselines`)."""
+    equal_rate: float = 0.0
+    equal_cost: float = 0.0
+    """That model's held-out pass rate and cost per task, alone."""
 
     @property
     def failed(self) -> bool:
@@ -121,6 +129,7 @@ def run_split(
         everywhere = sum(float(found[k].rights[i].sum()) for k, i in chosen.picks.items())
     total = sum(int(f.sizes.sum()) for f in found.values())
     best_right, best_cost, oracle = _models_held(tables, parts)
+    equal = _cheapest_equal_held(tables, parts)
     return SplitResult(
         certified=result.chosen is not None,
         target=result.target,
@@ -131,6 +140,9 @@ def run_split(
         best_cost=best_cost / max(1, held),
         oracle_cost=oracle / max(1, held),
         true_rate=everywhere / max(1, total),
+        equal_model=equal[0],
+        equal_rate=equal[1].pass_rate,
+        equal_cost=equal[1].cost_per_task,
     )
 
 
@@ -159,3 +171,25 @@ def _models_held(
         oracle += float(np.where(np.isfinite(cheapest), cheapest, fallback).sum())
     best = int(np.argmax(train))
     return float(held_right[best]), float(held_cost[best]), oracle
+
+
+def _cheapest_equal_held(
+    tables: Mapping[str, KindTable], parts: Mapping[str, Ints]
+) -> tuple[str, ReplayScore]:
+    """Held out: the cheapest model as good as the best (in its interval), and its score.
+
+    Only the models of every kind's table are scored, as ``cascade bench`` scores only the
+    models that answered every task.
+    """
+    shared = set.intersection(*(set(t.models) for t in tables.values()))
+    scores = {}
+    for model in sorted(shared):
+        rights: list[bool] = []
+        costs: list[float] = []
+        for kind, table in tables.items():
+            row, held = table.models.index(model), parts[kind] == HELD
+            rights += table.correct[row, held].tolist()
+            costs += table.cost[row, held].tolist()
+        scores[model] = ReplayScore.of(rights, costs, [0.0] * len(rights))
+    cheapest = best_and_cheapest_equal(scores)[1]
+    return cheapest, scores[cheapest]

@@ -17,6 +17,7 @@ from cascade.bench.evaluate import LadderScore, score_models, score_oracle, scor
 from cascade.bench.suite import ByKind, default_validators, policy_cascades
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
+from cascade.optimize.baselines import best_and_cheapest_equal
 from cascade.optimize.checks import relocated
 from cascade.optimize.pipeline import Optimized, Options
 from cascade.optimize.routing import ladder_router, rescored
@@ -256,25 +257,12 @@ def check_written(found: Optimized, policy: str, options: Options) -> dict[str, 
     if found.held:
         held_data = data.subset(found.held)
         facts["held_out"] = _figures(asyncio.run(score_policy(held_data, cascades)))
-        facts["held_out_models"] = {
-            m: s.to_json() for m, s in sorted(score_models(held_data).items())
-        }
+        models = score_models(held_data)
+        facts["held_out_models"] = {m: s.to_json() for m, s in sorted(models.items())}
         facts["held_out_oracle"] = score_oracle(held_data).to_json()
-        facts |= _best_and_cheapest_equal(facts["held_out_models"])
+        best, cheapest = best_and_cheapest_equal(models)
+        facts |= {"held_out_best_model": best, "held_out_cheapest_equal_model": cheapest}
     return facts
-
-
-def _best_and_cheapest_equal(models: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Held out: the best single model, and the cheapest whose pass rate is within its interval.
-
-    A ladder is set beside both, so that a single cheap model as good as the best is never
-    hidden behind the best's price.
-    """
-    best = max(models, key=lambda m: (models[m]["pass_rate"], -models[m]["cost_usd"]))
-    low = models[best]["pass_rate_ci95"][0]
-    equal = [m for m in models if models[m]["pass_rate"] >= low - 1e-6]  # both rounded to 1e-6
-    cheapest = min(equal, key=lambda m: (models[m]["cost_per_task_usd"], m))
-    return {"held_out_best_model": best, "held_out_cheapest_equal_model": cheapest}
 
 
 def _figures(score: LadderScore) -> dict[str, Any]:
