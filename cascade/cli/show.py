@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cascade.cli.say import say, say_json
 from cascade.errors import ConfigError
+from cascade.outcome import Outcome
 from cascade.store import Store
 from cascade.store.queries import runs_with_task
 
@@ -39,9 +40,7 @@ def command(args: argparse.Namespace) -> int:
     if outcome is None:
         say("  no result yet (pending, interrupted, or cut off)")
     else:
-        model = outcome.model or ""
-        say(f"  {outcome.status}: tier {outcome.tier} {model}, ${outcome.cost_usd:.6f},"
-            f" {len(steps)} steps stored")  # fmt: skip
+        say(_result_line(outcome, len(steps)))
         for reason in outcome.reasons:
             say(f"    reason: {reason}")
         if outcome.output is not None:
@@ -59,6 +58,15 @@ def command(args: argparse.Namespace) -> int:
             mark = "pass" if verdict.passed else "fail"
             say(f"    {mark} {verdict.validator}: {_short(verdict.reason or '')}")
     return 0
+
+
+def _result_line(outcome: Outcome, steps: int) -> str:
+    """The result's status, the tier that answered (if one did), its cost and steps."""
+    if outcome.tier is None:  # quarantined, or ended before any tier answered
+        where = "no tier answered" if steps else "no model was called"
+    else:
+        where = f"tier {outcome.tier} {outcome.model or ''}".rstrip()
+    return f"  {outcome.status}: {where}, ${outcome.cost_usd:.6f}, {steps} steps stored"
 
 
 def _short(text: str, limit: int = 300) -> str:
