@@ -9,6 +9,7 @@
   pytest for a file). Targets: <= 1.5x bare for asserts, <= 2x bare for a pytest file.
 
     .venv/bin/python benchmarks/validators.py [--objects 100000] [--checks 20] [--runs 20]
+        [--pause-ms 200] [--only-sandbox]
 """
 
 from __future__ import annotations
@@ -178,48 +179,65 @@ class _Bare:
         return time.perf_counter() - start
 
 
-def _judged(validator: Validator) -> float:
+async def _judged(validator: Validator) -> float:
     start = time.perf_counter()
-    verdict = asyncio.run(run_validator(validator, attempt(GOOD)))
+    verdict = await run_validator(validator, attempt(GOOD))
     assert verdict.passed, verdict.reason
     return time.perf_counter() - start
 
 
-def _sandboxed(sandbox: Sandbox, argv: list[str]) -> float:
+async def _sandboxed(sandbox: Sandbox, argv: list[str]) -> float:
     start = time.perf_counter()
-    asyncio.run(sandbox.run({}, argv))
+    await sandbox.run({}, argv)
     return time.perf_counter() - start
 
 
-def bench_sandbox(runs: int) -> None:
+async def _rounds(runs: int, bare: _Bare, pause_s: float) -> dict[str, list[float]]:
+    """Every line once per round, in one event loop, as a run judges candidates."""
+    times: dict[str, list[float]] = {}
+    sandboxes = {
+        "bwrap": Sandbox(Limits(), mode="bwrap"),
+        "bwrap, none started ahead,": Sandbox(Limits(), mode="bwrap", warm=0),
+        "unshare": Sandbox(Limits(), mode="unshare"),
+    }
+    for sandbox in sandboxes.values():
+        await sandbox.run({}, ["-c", "pass"])  # the first run checks Python starts
+    for _ in range(runs):
+        times.setdefault("bare asserts", []).append(bare.run(["run.py", "M:"]))
+        times.setdefault("bare pytest", []).append(bare.run(["-m", "pytest", *PYTEST_ARGS]))
+        for mode, sandbox in sandboxes.items():
+            await asyncio.sleep(pause_s)
+            floor = await _sandboxed(sandbox, ["-c", "pass"])
+            times.setdefault(f"{mode} one sandbox, python -c pass", []).append(floor)
+            for form, tests in (("asserts", SNIPPETS), ("pytest", PYTEST_FILE)):
+                await asyncio.sleep(pause_s)
+                took = await _judged(passes_tests(tests, sandbox=sandbox))
+                times.setdefault(f"{mode} passes_tests, {form}", []).append(took)
+    for sandbox in sandboxes.values():
+        sandbox.close()
+    return times
+
+
+def bench_sandbox(runs: int, pause_s: float) -> None:
     """passes_tests (tests and code in two sandboxes) beside one bare subprocess, interleaved.
 
     The bare subprocess runs the tests and the code together: the in-process harness for
     asserts, pytest with the code imported for a file. Each round runs every line once, so a
     machine loaded by others weighs on all of them alike. ``one sandbox, python -c pass`` is
-    the floor under anything sandboxed.
+    the floor under anything sandboxed. bubblewrap keeps sandboxes started ahead of use
+    (``Sandbox(warm=2)``, the default), started once a run has ended: ``pause_s`` before each
+    sandboxed line stands for the time a run spends elsewhere between candidates (the model's
+    answer). The line with none started ahead, and ``unshare``, start each sandbox on demand.
     """
-    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as directory:
-        bare = _Bare(directory)
-        sandboxes = {mode: Sandbox(Limits(), mode=mode) for mode in ("bwrap", "unshare")}
-        for sandbox in sandboxes.values():
-            asyncio.run(sandbox.run({}, ["-c", "pass"]))  # the first run checks Python starts
-        for _ in range(runs):
-            times.setdefault("bare asserts", []).append(bare.run(["run.py", "M:"]))
-            times.setdefault("bare pytest", []).append(bare.run(["-m", "pytest", *PYTEST_ARGS]))
-            for mode, sandbox in sandboxes.items():
-                floor = _sandboxed(sandbox, ["-c", "pass"])
-                times.setdefault(f"{mode} one sandbox, python -c pass", []).append(floor)
-                for form, tests in (("asserts", SNIPPETS), ("pytest", PYTEST_FILE)):
-                    took = _judged(passes_tests(tests, sandbox=sandbox))
-                    times.setdefault(f"{mode} passes_tests, {form}", []).append(took)
+        times = asyncio.run(_rounds(runs, _Bare(directory), pause_s))
     mid = {name: statistics.median(values) for name, values in times.items()}
-    print(f"passes_tests: {runs} interleaved rounds with a right candidate, medians")
+    print(f"passes_tests: {runs} interleaved rounds with a right candidate, {pause_s * 1000:g} ms")
+    print("  between sandboxed lines, medians")
     for name, seconds in mid.items():
         base = mid["bare pytest" if name.endswith("pytest") else "bare asserts"]
         ratio = "" if name.startswith("bare") else f"  ({seconds / base:.2f}x bare)"
-        print(f"  {name:40} {seconds * 1000:7.1f} ms{ratio}")
+        print(f"  {name:50} {seconds * 1000:7.1f} ms{ratio}")
 
 
 def main() -> None:
@@ -228,10 +246,13 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=100_000)
     parser.add_argument("--checks", type=int, default=20)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--pause-ms", type=float, default=200.0)
+    parser.add_argument("--only-sandbox", action="store_true")
     options = parser.parse_args()
-    bench_schema(options.objects)
-    bench_mypy(options.checks)
-    bench_sandbox(options.runs)
+    if not options.only_sandbox:
+        bench_schema(options.objects)
+        bench_mypy(options.checks)
+    bench_sandbox(options.runs, options.pause_ms / 1000)
 
 
 if __name__ == "__main__":
