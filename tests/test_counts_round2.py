@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from cascade.cli import main
+from cascade.policy import load_policies
+from cascade.run.guard import guard_for
 from cascade.testing import FakeBatches, FakeOpenAI, FakeReply
 from tests.test_audit import audit_says_fine_to_every_third, audit_steps
 from tests.test_audit import write_job as write_audit_job
@@ -138,3 +140,30 @@ def test_the_report_totals_every_call_audits_included_as_the_run_spent(
     out = capsys.readouterr().out
     assert f"spent ${spent[1]} in all:" in out
     assert f"${audits:.6f} on audits" in out
+
+
+def test_an_audit_models_breaker_trips_are_counted(tmp_path: Path) -> None:
+    """An audit model that is down opens its breaker: the summary counts the trip."""
+
+    def reply(model: str, _n: int) -> FakeReply:
+        return FakeReply(status=503) if model == "audit-model" else FakeReply("ok")
+
+    server = FakeOpenAI(Script(reply))
+    try:
+        job = write_audit_job(tmp_path, server.start(), share=1.0)
+        run = cascade_run(job)
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "refused by an open breaker" in run.stdout
+    trips = re.search(r"(\d+) breaker trips", run.stdout)
+    assert trips is not None, run.stdout
+    assert int(trips[1]) >= 1, run.stdout
+
+
+def test_the_audit_models_breaker_is_shared_by_every_worker(tmp_path: Path) -> None:
+    """The run's guard, handed to every worker process, holds the audit model's breaker."""
+    policy = tmp_path / "p.toml"
+    write_audit_job(tmp_path, "http://127.0.0.1:9")
+    (tmp_path / "policy.toml").rename(policy)
+    assert "openai/audit-model" in guard_for(load_policies(str(policy))).keys

@@ -316,7 +316,7 @@ class Guard:
 
 
 def guard_for(policies: PolicySet, limits: Mapping[str, Limit] | None = None) -> Guard:
-    """One :class:`Guard` for every model of every policy, to share across a whole run.
+    """One :class:`Guard` for every model of every policy (audits' too), to share across a run.
 
     ``limits`` (from the command line, say) join the policies' own; for a key named twice
     the stricter limit holds. The breaker settings are the strictest any policy asks for.
@@ -326,6 +326,8 @@ def guard_for(policies: PolicySet, limits: Mapping[str, Limit] | None = None) ->
     breakers: list[BreakerSettings] = []
     for policy in policies:
         models.update(model for tier in policy.ladder for model in tier.models)
+        if policy.audit is not None:  # shared too: one breaker, and its trips counted
+            models.add(policy.audit.model)
         for key, spec in policy.spec.limits.items():
             merged[key] = merged.get(key, Limit()).tighter(Limit(spec.rpm, spec.tpm))
         if (breaker := policy.spec.breaker) is not None:
