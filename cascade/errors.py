@@ -13,6 +13,7 @@ The tree::
         │   ├── ProviderTimeout      our own deadline, or the provider's, expired
         │   ├── RateLimited          429; carries ``retry_after_s`` when the provider said
         │   ├── ServerError          5xx, connection refused or reset
+        │   │   └── ConnectionFailed the provider could not be reached: refused, reset, cut
         │   └── MalformedResponse    the provider answered, but not with a usable completion
         └── PermanentProviderError   retrying the same model will not help; go to a fallback
             ├── CircuitOpen          the model's breaker is open: it failed N times in a row
@@ -45,6 +46,7 @@ __all__ = [
     "CascadeError",
     "CircuitOpen",
     "ConfigError",
+    "ConnectionFailed",
     "MalformedResponse",
     "PermanentProviderError",
     "ProviderError",
@@ -102,6 +104,10 @@ class RateLimited(TransientProviderError):
 
 class ServerError(TransientProviderError):
     """A 5xx answer, or the connection was refused or cut."""
+
+
+class ConnectionFailed(ServerError):
+    """No answer came: the connection was refused, reset or cut before a reply (not a 5xx)."""
 
 
 class MalformedResponse(TransientProviderError):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from cascade.cli import main
+from tests.test_run_trouble import cascade_run, write_job
 
 _POLICY = """\
 task_type = "echo"
@@ -36,3 +38,15 @@ def test_show_of_a_task_no_tier_answered_names_no_tier_none(
     out = capsys.readouterr().out
     assert "None" not in out
     assert "  quarantined: no model was called, $0.000000, 0 steps stored" in out
+
+
+def test_a_refused_connection_is_counted_as_a_connection_error(tmp_path: Path) -> None:
+    """A provider port nobody listens on: the summary says connection errors, not 5xx."""
+    with socket.socket() as probe:  # a loopback port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    job = write_job(tmp_path, url, 2)
+    run = cascade_run(job, "--max-outage-s", "0.3")
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert "connection errors (refused, reset or cut)" in run.stdout
+    assert "5xx" not in run.stdout

@@ -22,17 +22,11 @@ from typing import Any
 
 from cascade.backends.base import Request, Response
 from cascade.backends.batch_api import BatchView
+from cascade.backends.provider_errors import map_exception
 from cascade.errors import (
-    AuthenticationFailed,
     BadRequest,
     MalformedResponse,
-    ProviderError,
-    ProviderTimeout,
-    RateLimited,
-    ServerError,
-    UnknownModel,
     UnpricedModel,
-    parse_retry_after,
 )
 from cascade.types import Price, Quote, Tier, Usage
 
@@ -347,53 +341,3 @@ def batch_prices(model: str) -> tuple[Price, Price] | None:
         return None
     values = [float(v) * 1e6 for v in rates]
     return Price(values[0], values[1]), Price(values[2], values[3])
-
-
-def map_exception(exc: BaseException) -> ProviderError:
-    """Map a litellm (or openai, or httpx) exception onto cascade's error tree."""
-    name = type(exc).__name__
-    message = f"{name}: {exc}"[:500]
-    status = getattr(exc, "status_code", None)
-    if name in {"Timeout", "APITimeoutError", "TimeoutError", "ReadTimeout"}:
-        return ProviderTimeout(message)
-    if name == "RateLimitError" or status == 429:
-        return RateLimited(message, _retry_after(exc))
-    if name == "APIResponseValidationError" or _caused_by_bad_json(exc):
-        return MalformedResponse(message)
-    if name == "APIConnectionError" or (isinstance(status, int) and status >= 500):
-        return ServerError(message)
-    if name == "NotFoundError" or "LLM Provider NOT provided" in str(exc):
-        return UnknownModel(message)
-    if name in {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
-        return AuthenticationFailed(f"the provider refused the credentials ({status}): {message}")
-    if isinstance(status, int) and 400 <= status < 500:
-        return BadRequest(f"the provider refused the request ({status}): {message}")
-    return MalformedResponse(message)
-
-
-def _caused_by_bad_json(exc: BaseException) -> bool:
-    """Whether an unparseable body caused ``exc``: litellm reports one as a 500."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, ValueError) and type(seen).__name__ == "JSONDecodeError":
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """The ``Retry-After`` of a 429, wherever this litellm version keeps the headers."""
-    candidates = (
-        getattr(exc, "litellm_response_headers", None),
-        getattr(getattr(exc, "response", None), "headers", None),
-        getattr(exc, "headers", None),
-    )
-    for headers in candidates:
-        if isinstance(headers, Mapping):
-            # httpx.Headers is case-insensitive; a plain dict may use either spelling.
-            value = headers.get("retry-after") or headers.get("Retry-After")
-            if value is not None:
-                return parse_retry_after(str(value))
-    return None

@@ -23,6 +23,7 @@ __all__ = ["ERROR_LABELS", "Health", "health_of"]
 ERROR_LABELS = {
     "RateLimited": "429 rate limited",
     "ServerError": "5xx server errors",
+    "ConnectionFailed": "connection errors (refused, reset or cut)",
     "ProviderTimeout": "timeouts",
     "MalformedResponse": "malformed replies",
     "CircuitOpen": "refused by an open breaker",
