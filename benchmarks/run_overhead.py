@@ -1,0 +1,140 @@
+"""CPU per attempt of a whole ``cascade run`` against a plain loop of ``litellm.acompletion``.
+
+A fake OpenAI-compatible provider answering in 50 ms runs in its own process on 127.0.0.1. Each
+side runs in a fresh process, at the same concurrency, twice: with ``--small`` and with
+``--large`` calls. The CPU the process (and its children) used is read from the kernel
+(``RUSAGE_CHILDREN``), and the CPU per attempt is the slope between the two sizes, so start-up
+(Python, litellm's import, reading the policy) is left out. ``ours`` is what ``cascade run
+--workers 1`` (ledger, store, step log, guard, engine, validation) spends per attempt beyond the
+plain loop; its target is at most 0.3 ms. The rate ratio compares the steady attempts/s (from
+the store's timestamps) with the plain loop's calls/s; its target is at least 0.9.
+
+    .venv/bin/python benchmarks/run_overhead.py [--small 1000] [--large 4000] [--concurrency 50]
+        [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from cascade import Store  # after the offline switch above
+from cascade.testing import serve_in_subprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "openai/gpt-4o-mini"
+PROMPT = "Extract the contact from: Ada Lovelace, ada@example.org, {input}"
+POLICY = """\
+task_type = "contact"
+prompt = "{prompt}"
+[[tiers]]
+model = "{model}"
+retries = 0
+timeout_s = 30
+params = {{ api_base = "{base_url}", api_key = "sk-fake" }}
+"""
+RAW = """
+import asyncio, os, sys, time
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+import litellm
+calls, concurrency, base_url, prompt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+async def main():
+    gate = asyncio.Semaphore(concurrency)
+    async def one(n):
+        async with gate:
+            await litellm.acompletion(
+                model="openai/gpt-4o-mini", api_base=base_url, api_key="sk-fake", timeout=30,
+                messages=[{"role": "user", "content": prompt.format(input=f"item {n}")}],
+                num_retries=0, max_retries=0)
+    start = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(calls)))
+    print(calls / (time.perf_counter() - start))
+asyncio.run(main())
+"""
+
+
+def _cpu_of(argv: list[str]) -> tuple[float, str]:
+    """Seconds of CPU ``argv`` used (its children included), and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return used, done.stdout
+
+
+def raw(base_url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """CPU seconds and calls/s of the plain loop making ``calls`` calls."""
+    argv = [sys.executable, "-c", RAW, str(calls), str(concurrency), base_url, PROMPT]
+    cpu, printed = _cpu_of(argv)
+    return cpu, float(printed.strip().splitlines()[-1])
+
+
+def cascade_run(work: Path, base_url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """CPU seconds and steady attempts/s of ``cascade run --workers 1`` over ``calls`` tasks."""
+    (work / "contact.toml").write_text(POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url))
+    lines = (json.dumps({"id": f"t{n}", "input": f"item {n}"}) for n in range(calls))
+    (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    store = work / f"run-{calls}-{time.monotonic_ns()}.db"
+    argv = [
+        sys.executable, "-m", "cascade.cli", "run", str(work / "tasks.jsonl"),
+        "--policy", str(work / "contact.toml"), "--store", str(store),
+        "--out", str(work / f"results-{calls}.jsonl"), "--workers", "1",
+        "--concurrency", str(concurrency), "--no-progress",
+    ]  # fmt: skip
+    cpu, _ = _cpu_of(argv)
+    with Store(store) as db:
+        count, first, last = next(db.select("SELECT count(*), min(ts), max(ts) FROM attempts"))
+    if count != calls:
+        raise SystemExit(f"{count} attempts for {calls} tasks: see {store}")
+    return cpu, count / (last - first)
+
+
+def main() -> None:
+    """Run both sides at both sizes, alternating over rounds, and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    slopes: dict[str, list[float]] = {"plain litellm loop": [], "cascade run --workers 1": []}
+    rates: dict[str, list[float]] = {name: [] for name in slopes}
+    with serve_in_subprocess(0.05) as base_url, tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        for _ in range(args.rounds):
+            for name, found in slopes.items():
+                sizes = []
+                for calls in (args.small, args.large):
+                    if name.startswith("plain"):
+                        sizes.append(raw(base_url, calls, args.concurrency))
+                    else:
+                        sizes.append(cascade_run(work, base_url, calls, args.concurrency))
+                (cpu_small, _), (cpu_large, rate) = sizes
+                found.append((cpu_large - cpu_small) / (args.large - args.small))
+                rates[name].append(rate)
+    print(f"fake provider 50 ms per answer; {args.small} and {args.large} calls; concurrency "
+          f"{args.concurrency}; {args.rounds} rounds; {os.cpu_count()} cores; medians")  # fmt: skip
+    plain = statistics.median(slopes["plain litellm loop"])
+    plain_rate = statistics.median(rates["plain litellm loop"])
+    for name, found in slopes.items():
+        cpu, rate = statistics.median(found), statistics.median(rates[name])
+        print(
+            f"  {name:26} {cpu * 1000:6.2f} ms CPU per attempt   {rate:7.1f}/s "
+            f"({rate / plain_rate:.2f}x the plain loop)"
+        )
+    ours = statistics.median(slopes["cascade run --workers 1"]) - plain
+    print(f"  ours: {ours * 1000:.2f} ms CPU per attempt beyond the plain loop (target <= 0.3)")
+
+
+if __name__ == "__main__":
+    main()
