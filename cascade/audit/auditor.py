@@ -9,12 +9,19 @@ or a judge model grades the accepted answer. The audit's calls are steps of kind
 failed), appended to the task's steps in the store under an execution of their own. They
 change no result; their cost counts in the job's budget and in the audit's own cap.
 
+The cap (``max_cost_usd``) holds with audits in flight, in every worker: each audit reserves its
+worst cost (its prompt and its longest answer, as :func:`cascade.engine.costcap.fit` prices a
+task's call) before it calls, and settles it with the real cost after. An audit that could never
+fit beside what was spent is skipped and counted; one that fits once the audits in flight
+settle waits for them.
+
 An audit model that cannot answer is logged (a ``cascade.audit`` event) and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -25,6 +32,7 @@ from cascade.engine import first_messages
 from cascade.engine.answers import Answers
 from cascade.engine.call import Call
 from cascade.engine.calls import Caller
+from cascade.engine.costcap import fit
 from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status
@@ -38,6 +46,9 @@ from cascade.validators.agreement import Compare, compare_mode, same_answers
 from cascade.validators.judge import judge
 
 __all__ = ["AuditTarget", "Auditor"]
+
+_RESERVE_POLL_S = 0.02
+"""How often an audit that would fit once the audits in flight settle looks again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +132,11 @@ class Auditor:
     async def _audit(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int) -> None:
         plan = target.plan
         async with self._room:
-            cap = plan.max_cost_usd
-            why = None
-            if cap is not None and target.spent.spent_usd >= cap:
-                why = f"the audit's max_cost_usd = {cap:g} is spent"
-            elif self._budget is not None and self._budget.exhausted():
-                why = "the job's budget is spent"
-            if why is not None:
-                self._event("skipped", task, tier, plan.model, why=why)
-                return
             messages = (*target.examples, *first_messages(task, target.prompt))
+            reserved = await self._reserve(target, messages, outcome)
+            if isinstance(reserved, str):
+                self._event("skipped", task, tier, plan.model, why=reserved)
+                return
             answers = Answers(self._caller, task.id)  # its calls are kept as the audit's steps
             ask = answers.asker(Tier(plan.model), CallKind.AUDIT)
             held = Unrecorded(tier)
@@ -138,9 +144,38 @@ class Auditor:
                 with tracking(held):
                     verdict = await self._verdict(plan, task, outcome, messages, ask)
             except asyncio.CancelledError:  # cut off: what it paid for is kept all the same
-                self._record(target, task, outcome, tier, [c for _, c in held.left()], None)
+                calls = [c for _, c in held.left()]
+                self._record(target, task, outcome, tier, calls, None, reserved)
                 raise
-        self._record(target, task, outcome, tier, answers.take_calls(), verdict)
+        self._record(target, task, outcome, tier, answers.take_calls(), verdict, reserved)
+
+    async def _reserve(self, target: AuditTarget, messages: tuple[Message, ...],
+                       outcome: Outcome) -> float | str:  # fmt: skip
+        """The audit's worst cost, reserved against its cap; or why it is skipped.
+
+        An audit the backend cannot price reserves nothing, and is skipped once the cap is spent.
+        """
+        plan, cap = target.plan, target.plan.max_cost_usd
+        if self._budget is not None and self._budget.exhausted():
+            return "the job's budget is spent"
+        if cap is None:
+            return 0.0
+        asked = messages
+        if plan.judge:  # the judge is shown the rubric and the answer beside the task
+            grading = f"{plan.rubric}\n{outcome.output or ''}"
+            asked = (*messages, {"role": "user", "content": grading})
+        tier = Tier(plan.model, params=plan.params, price=plan.price)
+        _, estimate = fit(tier, asked, math.inf, self._caller.quote)
+        worst = 0.0 if estimate is None else estimate.cost_usd
+        while not target.spent.reserve(worst):
+            if not target.spent.could_fit(worst):
+                target.spent.refuse()
+                longest = "" if estimate is None else f" ({estimate.answer_tokens} answer tokens)"
+                return (f"the audit cap of ${cap:g} was reached: this audit could cost up to "
+                        f"${worst:.6f}{longest}, and ${target.spent.spent_usd:.6f} is spent; "
+                        "max_tokens in the audit's params bounds its worst cost")  # fmt: skip
+            await asyncio.sleep(_RESERVE_POLL_S)  # the audits in flight will settle
+        return worst
 
     async def _verdict(self, plan: AuditPlan, task: Task, outcome: Outcome,
                        question: tuple[Message, ...], ask: Ask) -> Verdict:  # fmt: skip
@@ -163,8 +198,8 @@ class Auditor:
                        score=0.0)  # fmt: skip
 
     def _record(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int,
-                calls: list[Call], verdict: Verdict | None) -> None:  # fmt: skip
-        """The audit's calls as steps of the task; its cost counted; an event.
+                calls: list[Call], verdict: Verdict | None, reserved: float) -> None:  # fmt: skip
+        """The audit's calls as steps of the task; its cost counted, its reservation settled.
 
         With no ``verdict``, the audit was cut off: its calls so far are steps of decision
         ``cancel`` (a call cut off in flight at its prompt's price).
@@ -180,9 +215,9 @@ class Auditor:
             record.step(tier, call, verdicts, decision, cost_usd=call.cut_usd)
         steps = record.steps[len(outcome.steps) :]
         cost = sum(step.cost_usd for step in steps)
+        target.spent.settle(reserved, cost)
         if steps:
             self._store.append_steps(steps, f"audit-{uuid.uuid4().hex}")
-        target.spent.add(cost)
         if self._budget is not None:
             self._budget.add(cost)
         if verdict is None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from cascade.run.summary import Summary, alarm_lines, audit_line, render, spent_line
+from cascade.run.summary import (
+    Summary,
+    alarm_lines,
+    audit_line,
+    render,
+    skipped_audit_lines,
+    spent_line,
+)
 
 __all__ = ["show_summary"]
 
@@ -41,7 +48,7 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
             if "audit" in tier:
                 audit = audit_line(tier["audit"]).strip()
                 console.print(f"  tier {tier['tier']}: {audit}", highlight=False)
-    for line in summary.health.lines():
+    for line in [*skipped_audit_lines(data), *summary.health.lines()]:
         console.print(line, highlight=False)
     if summary.self_reported:
         console.print(_self_reported_line(summary), highlight=False)

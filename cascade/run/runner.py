@@ -38,15 +38,20 @@ from cascade.run.drifting import DriftDesk
 from cascade.run.guard import guard_for
 from cascade.run.job import Job
 from cascade.run.progress import Progress, Tally
-from cascade.run.services import audit_budgets, auditor_for, batcher_for, refuse_on_ray
-from cascade.run.tasks_file import Line, read_lines
+from cascade.run.services import (
+    audit_budgets,
+    auditor_for,
+    audits_skipped,
+    batcher_for,
+    refuse_on_ray,
+)
+from cascade.run.tasks_file import Line, input_bytes, read_lines
 from cascade.run.worker import Cascades, Worker, new_owner
 from cascade.run.worker_process import Shared, work
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import Escalated
 from cascade.store.ledger import Entry, Ledger
-from cascade.types import Task
 
 __all__ = ["Counts", "Line", "Runner", "read_lines"]
 
@@ -170,6 +175,7 @@ class Runner:
                 feeder.cancel()
             self._tail()
             self._ledger.add_breaker_trips(self._trips)
+            self._ledger.add_audits_skipped(audits_skipped(self._audit_spent))
         await asyncio.gather(feeder, return_exceptions=True)
         if not feeder.cancelled():
             feeder.result()  # a failure to read the input is the run's failure
@@ -335,7 +341,7 @@ class Runner:
             )
         policy, task = serving
         limit = policy.spec.max_input_bytes
-        if limit is not None and (size := _input_bytes(line.task)) > limit:
+        if limit is not None and (size := input_bytes(line.task)) > limit:
             return self._quarantined(
                 line, f"input is {size} bytes, over max_input_bytes = {limit} in {policy.path}"
             )
@@ -384,13 +390,6 @@ class Runner:
         if budget is not None and spent >= budget and not self._stop.is_set():
             self.counts.budget_reached = True
             self._stop.set()
-
-
-def _input_bytes(task: Task) -> int:
-    """The size of what a task would send, in UTF-8 bytes."""
-    if task.input is not None:
-        return len(task.input.encode("utf-8", "replace"))
-    return sum(len(m.get("content", "").encode("utf-8", "replace")) for m in task.messages or ())
 
 
 def _json_line(line: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from cascade.store import Store
 from cascade.store.batches import BatchBook
 from cascade.store.queries import audit_spent
 
-__all__ = ["audit_budgets", "auditor_for", "batcher_for", "refuse_on_ray"]
+__all__ = ["audit_budgets", "auditor_for", "audits_skipped", "batcher_for", "refuse_on_ray"]
 
 
 def batcher_for(
@@ -44,6 +44,11 @@ def audit_budgets(policies: PolicySet, store: Store, run_id: str) -> dict[str, J
         for policy in policies
         if (audit := policy.audit) is not None
     }
+
+
+def audits_skipped(spent: Mapping[str, JobBudget]) -> dict[str, tuple[int, float]]:
+    """The audits each task type skipped for its cap in this run, with the cap."""
+    return {kind: (budget.refused, budget.limit_usd or 0.0) for kind, budget in spent.items()}
 
 
 def auditor_for(

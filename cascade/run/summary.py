@@ -22,6 +22,7 @@ from cascade.store.alarms import DriftAlarms
 from cascade.store.queries import (
     attempts_for_summary,
     audited_answers,
+    audits_skipped,
     results_for_summary,
     spending,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "alarm_lines",
     "audit_line",
     "render",
+    "skipped_audit_lines",
     "spent_line",
     "summarize",
 ]
@@ -120,6 +122,8 @@ class Summary:
     """Test passes that the code under test could have forged (see ``passes_tests``)."""
     alarms: list[dict[str, Any]] = field(default_factory=list)
     """Drift alarms the run raised (see :mod:`cascade.audit.drift`)."""
+    audits_skipped: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Audits skipped because their worst cost would pass the cap, per task type, and the cap."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -139,6 +143,10 @@ class Summary:
             },
             "provider_health": self.health.to_json(),
             "self_reported_passes": self.self_reported,
+            "audits_skipped": {
+                kind: {"skipped": count, "cap_usd": cap}
+                for kind, (count, cap) in sorted(self.audits_skipped.items())
+            },
             "drift_alarms": [
                 {k: a[k] for k in ("task_type", "tier", "signal", "text", "escalate")}
                 | {"cleared": a["cleared_at"] is not None}
@@ -177,6 +185,7 @@ def summarize(
         summary.by_type.setdefault(task_type, {})
     _add_attempts(store, summary, run_id)
     summary.spent_usd, summary.audit_usd = spending(store, run_id)
+    summary.audits_skipped = audits_skipped(store, run_id)
     if gold is not None:
         _grade_audited(store, summary, run_id, gold)
     summary.health = health_of(store, run_id)
@@ -297,6 +306,7 @@ def render(summary: Summary) -> str:
                 lines.append(f"      {count} x {reason}")
             if "audit" in tier:
                 lines.append(audit_line(tier["audit"]))
+    lines += skipped_audit_lines(data)
     lines += summary.health.lines()
     if summary.self_reported:
         lines.append(_self_reported(summary.self_reported))
@@ -312,6 +322,16 @@ def spent_line(data: dict[str, Any]) -> str:
     if other > 5e-9:
         line += f", ${other:.6f} on calls no result counts (repeated, cut off, retried, unfinished)"
     return line
+
+
+def skipped_audit_lines(data: dict[str, Any]) -> list[str]:
+    """The audits each task type skipped for its cap, one line each."""
+    return [
+        f"{kind}: {skip['skipped']} audits skipped: the audit cap of ${skip['cap_usd']:g}"
+        " was reached"
+        for kind, skip in data["audits_skipped"].items()
+        if skip["skipped"]
+    ]
 
 
 def alarm_lines(summary: Summary) -> list[str]:

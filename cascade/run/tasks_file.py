@@ -22,7 +22,7 @@ from typing import IO, Any
 from cascade.errors import TaskError
 from cascade.types import Task
 
-__all__ = ["Line", "count_tasks", "read_lines"]
+__all__ = ["Line", "count_tasks", "input_bytes", "read_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +187,10 @@ def count_tasks(path: Path) -> int | None:
         for raw in handle:
             count += bool(raw.strip())
     return count
+
+
+def input_bytes(task: Task) -> int:
+    """The size of what a task would send, in UTF-8 bytes (against ``max_input_bytes``)."""
+    if task.input is not None:
+        return len(task.input.encode("utf-8", "replace"))
+    return sum(len(m.get("content", "").encode("utf-8", "replace")) for m in task.messages or ())

@@ -199,6 +199,22 @@ class Ledger:
                 (trips, self.run_id),
             )
 
+    def add_audits_skipped(self, skipped: dict[str, tuple[int, float]]) -> None:
+        """Count the audits skipped for their cap, per task type, with the cap (resumes add)."""
+        if not any(count for count, _ in skipped.values()):
+            return
+        with self.store.writing() as db:
+            row = db.execute(
+                "SELECT audits_skipped FROM runs WHERE run_id = ?", (self.run_id,)
+            ).fetchone()
+            merged: dict[str, list[float]] = json.loads(row[0]) if row is not None else {}
+            for task_type, (count, cap) in skipped.items():
+                merged[task_type] = [merged.get(task_type, [0, cap])[0] + count, cap]
+            db.execute(
+                "UPDATE runs SET audits_skipped = ? WHERE run_id = ?",
+                (json.dumps(merged), self.run_id),
+            )
+
     def retry_failed(self) -> int:
         """Send the run's ``failed`` tasks back to ``pending``; returns how many.
 

@@ -21,6 +21,7 @@ __all__ = [
     "audit_spent",
     "audit_verdicts_after",
     "audited_answers",
+    "audits_skipped",
     "escalations_after",
     "first_answers",
     "provider_health",
@@ -106,6 +107,17 @@ def spending(store: Store, run_id: str | None) -> tuple[float, float]:
         )
     )
     return float(row[0]), float(row[1])
+
+
+def audits_skipped(store: Store, run_id: str | None) -> dict[str, tuple[int, float]]:
+    """The audits skipped for their cap in one run (or all), per task type, with the cap."""
+    found: dict[str, tuple[int, float]] = {}
+    for (text,) in store.select(
+        "SELECT audits_skipped FROM runs WHERE ? IS NULL OR run_id = ?", (run_id, run_id)
+    ):
+        for kind, (count, cap) in json.loads(text).items():
+            found[kind] = (found.get(kind, (0, cap))[0] + int(count), float(cap))
+    return found
 
 
 def attempts_for_summary(store: Store, run_id: str | None) -> Iterator[tuple[Any, ...]]:

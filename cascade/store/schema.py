@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lines_read   INTEGER NOT NULL DEFAULT 0,
     duplicates   INTEGER NOT NULL DEFAULT 0,
     input_done   INTEGER NOT NULL DEFAULT 0,
-    breaker_trips INTEGER NOT NULL DEFAULT 0
+    breaker_trips INTEGER NOT NULL DEFAULT 0,
+    audits_skipped TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run_id         TEXT NOT NULL REFERENCES runs(run_id),
@@ -127,6 +128,7 @@ _ADDED = {
         "duplicates INTEGER NOT NULL DEFAULT 0",
         "input_done INTEGER NOT NULL DEFAULT 0",
         "breaker_trips INTEGER NOT NULL DEFAULT 0",
+        "audits_skipped TEXT NOT NULL DEFAULT '{}'",
     ),
     "tasks": ("executions INTEGER NOT NULL DEFAULT 0", "line INTEGER"),
     "attempts": (
@@ -144,7 +146,8 @@ _ADDED = {
 """Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
 confidence of an answer, 5 the time a task waited for providers, the input line of each
 task and the breaker trips of a run, 6 whether a call was a batch call, with the batches
-tables and the drift alarms); they are added when such a store is opened."""
+tables and the drift alarms, 7 the audits a run skipped for their cap); they are added when
+such a store is opened."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:
