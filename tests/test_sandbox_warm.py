@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +253,23 @@ def test_a_cancelled_started_run_leaves_no_process(sandbox: Sandbox) -> None:
     sandbox.close()
     if IS_ROOT:
         assert processes_of(set(UIDS)) == 0
+
+
+def test_a_sandbox_started_by_another_thread_is_not_used_here(sandbox: Sandbox) -> None:
+    """It dies with the thread that started it, so a run on another thread starts its own."""
+    started, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        asyncio.run(warmed(sandbox))  # this thread's check, and its started sandboxes
+        started.set()
+        release.wait(30)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert started.wait(30)
+        result = asyncio.run(sandbox.run({}, ["-c", "print(6 * 7)"]))
+    finally:
+        release.set()
+        thread.join()
+    assert (result.stdout.strip(), result.prestarted) == ("42", False)

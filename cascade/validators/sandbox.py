@@ -149,18 +149,18 @@ class Sandbox:
                 raise ConfigError(f"the {self.mode} sandbox cannot start Python: {detail}")
             self._checked = True
             self._fill()
-        if (warm := self._claim()) is not None:
-            try:
-                return await warm.run(
-                    files, args, self.limits.wall_s, channel=channel, peer=peer, spawned=spawned
-                )
-            except Lost:
-                pass  # nothing of the job ran: run it the usual way
-            finally:
-                # Once this one has ended (starting others meanwhile slows it), and after the
-                # caller has its result.
-                asyncio.get_running_loop().call_soon(self._fill)
-        return await self._run(files, args, channel=channel, peer=peer, spawned=spawned)
+        try:
+            if (warm := self._claim()) is not None:
+                with contextlib.suppress(Lost):  # nothing of the job ran: run it the usual way
+                    return await warm.run(
+                        files, args, self.limits.wall_s, channel=channel, peer=peer,
+                        spawned=spawned,
+                    )  # fmt: skip
+            return await self._run(files, args, channel=channel, peer=peer, spawned=spawned)
+        finally:
+            # Once this run has ended (starting others meanwhile slows it), and after the
+            # caller has its result.
+            asyncio.get_running_loop().call_soon(self._fill)
 
     def _claim(self) -> Warm | None:
         held = _CLAIMED.get()

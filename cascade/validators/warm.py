@@ -110,6 +110,8 @@ class Warm:
         self.cgroup = cgroup
         self.lease = lease
         self.born = time.monotonic()
+        self.thread = threading.current_thread()
+        """The thread that started it: bubblewrap dies with that thread (--die-with-parent)."""
 
     def __repr__(self) -> str:
         return f"Warm(pid={self.process.pid})"
@@ -237,15 +239,22 @@ class WarmPool:
         return f"WarmPool(size={self.size})"
 
     def claim(self) -> Warm | None:
-        """The oldest started sandbox still alive, now the caller's alone; ``None`` if none."""
+        """The oldest sandbox this thread started, still alive, now the caller's alone.
+
+        Only this thread's: a sandbox dies with the thread that started it, so one of another
+        thread's could be killed mid-job when that thread ends. ``None`` if there is none.
+        """
         dead = []
+        here = threading.current_thread()
         try:
             with self._lock:
-                while self._ready:
-                    warm = self._ready.pop(0)
-                    if warm.process.poll() is None:
+                for warm in list(self._ready):
+                    if warm.process.poll() is not None or not warm.thread.is_alive():
+                        self._ready.remove(warm)
+                        dead.append(warm)
+                    elif warm.thread is here:
+                        self._ready.remove(warm)
                         return warm
-                    dead.append(warm)
             return None
         finally:
             for warm in dead:
