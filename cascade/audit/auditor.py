@@ -37,10 +37,11 @@ from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ProviderError
-from cascade.outcome import Outcome
+from cascade.outcome import Outcome, Step
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog
 from cascade.store import Store
+from cascade.store.unsaved import SideFile, write_failure
 from cascade.types import HUMAN, Ask, Attempt, Message, Task, Tier, Usage, Verdict
 from cascade.validators.agreement import Compare, compare_mode, same_answers
 from cascade.validators.judge import judge
@@ -217,7 +218,7 @@ class Auditor:
         cost = sum(step.cost_usd for step in steps)
         target.spent.settle(reserved, cost)
         if steps:
-            self._store.append_steps(steps, f"audit-{uuid.uuid4().hex}")
+            self._store_steps(steps)
         if self._budget is not None:
             self._budget.add(cost)
         if verdict is None:
@@ -225,6 +226,16 @@ class Auditor:
         what = "failed" if verdict.fault else "agreed" if verdict.passed else "disagreed"
         self._event(what, task, tier, target.plan.model, cost_usd=cost,
                     why=None if verdict.passed else verdict.reason)  # fmt: skip
+
+    def _store_steps(self, steps: list[Step]) -> None:
+        """Append an audit's steps; when the store cannot take them, keep them in its side file."""
+        execution = f"audit-{uuid.uuid4().hex}"
+        try:
+            self._store.append_steps(steps, execution)
+        except Exception as exc:
+            if (failure := write_failure(exc, self._store.path)) is None:
+                raise
+            SideFile(self._store.path).keep_steps(steps, execution, failure)
 
     def _event(self, what: str, task: Task, tier: int, model: str, **fields: Any) -> None:
         if self._log is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import os
 import signal
+import sqlite3
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from cascade.backends.base import Backend
 from cascade.backends.routed import close_backend, closing_backend
 from cascade.cli.say import say
 from cascade.cli.tables import show_summary
-from cascade.errors import ConfigError
+from cascade.errors import CascadeError, ConfigError
 from cascade.policy import PolicyError, PolicySet, load_policies
 from cascade.policy.digest import policy_digest
 from cascade.policy.pricing import unpriced_tiers, unrecorded_tiers
@@ -30,8 +32,12 @@ from cascade.run.tasks_file import count_tasks, read_lines
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.holder import holding
+from cascade.store.unsaved import side_paths, write_failure
 
 __all__ = ["command", "job_of"]
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
+_FREE_SPACE = "Free some space, then run the same command to resume"
 
 
 def job_of(args: argparse.Namespace) -> Job:
@@ -72,10 +78,22 @@ def _otel_from_environment() -> str | None:
 def command(args: argparse.Namespace) -> int:
     """Run the job; print the summary.
 
-    Exits 0 when every task ran, 3 when the budget stopped the run, 4 when tasks ended
+    Exits 0 when every task ran, 2 when a write failed mid-run (a full disk: see
+    :mod:`cascade.run.writes`), 3 when the budget stopped the run, 4 when tasks ended
     ``failed`` (a provider unavailable past ``--max-outage-s``, a key refused, a bad backend),
     130 or 143 when SIGINT or SIGTERM interrupted it (rerun to resume).
     """
+    try:
+        return _command(args)
+    except (OSError, sqlite3.OperationalError) as exc:  # a full disk before or after the run
+        failure = write_failure(exc, args.store)
+        if failure is None or (isinstance(exc, OSError) and exc.errno not in _WRITE_ERRNOS):
+            raise
+        raise CascadeError(f"{failure}. {_FREE_SPACE}") from exc
+
+
+def _command(args: argparse.Namespace) -> int:
+    """:func:`command`, whose failed writes are told in one line."""
     job = job_of(args)
     policies = load_policies(job.policy)
     source = Path(job.tasks)
@@ -110,10 +128,9 @@ def command(args: argparse.Namespace) -> int:
             }
             store.start_run(runner.run_id, config)
             counts = asyncio.run(_interruptible(runner, runner.run(read_lines(source), out, bad)))
-        if counts.input_done and not counts.remaining:
+        if counts.input_done and not counts.remaining and counts.write_failed is None:
             store.finish_run(runner.run_id)
-        with job.review_path.open("w", encoding="utf-8") as queue:
-            waiting = write_review_queue(store, runner.run_id, queue)
+        waiting = _review_queue(job, store, runner.run_id, counts)
         summary = summarize(store, runner.run_id)
     _report(job, runner, counts, waiting, resumed=run_id is not None)
     show_summary(summary)
@@ -165,8 +182,35 @@ def _same_policy(store: Store, run_id: str, digest: str, policy: str, *, changed
     say(f"note: {policy} changed since run {run_id} started; the rest runs under the new one")
 
 
+def _review_queue(job: Job, store: Store, run_id: str, counts: Counts) -> int:
+    """Write the review queue; how many tasks wait in it (a failed write is told, after)."""
+    try:
+        with job.review_path.open("w", encoding="utf-8") as queue:
+            return write_review_queue(store, run_id, queue)
+    except OSError as exc:
+        if counts.write_failed is None:
+            counts.write_failed = str(write_failure(exc, str(job.review_path)))
+        return 0
+
+
+def _write_failed(job: Job, counts: Counts) -> str:
+    """The one error of a run a failed write stopped: the path, the side file, what to do."""
+    kept, failed = counts.kept, str(counts.write_failed)
+    if kept is not None:
+        where = (f"the {kept.calls} paid calls the store could not take are kept in {kept.path},"
+                 " and the next run reads them back into the store")  # fmt: skip
+    elif failed.startswith(f"could not write {job.store} "):
+        sides = " or ".join(str(path) for path in side_paths(job.store))
+        where = f"{sides} could not be written either: the calls since are in {job.log_path}"
+    else:
+        where = "the store holds every result, and the next run writes the results files again"
+    return f"{failed}: the run stopped leasing tasks; {where}. {_FREE_SPACE}"
+
+
 def _how_it_ended(job: Job, counts: Counts) -> int:
     """Say what is left to do, if anything; the exit status (see :func:`command`)."""
+    if counts.write_failed is not None:
+        raise CascadeError(_write_failed(job, counts))  # one line, and exit status 2
     if counts.interrupted:
         say(f"interrupted ({signal.Signals(counts.interrupted).name}): {counts.remaining} tasks not"
             " done. Rerun the same command to resume.")  # fmt: skip
@@ -235,6 +279,9 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
     if counts.duplicates:
         say(f"  duplicates  {counts.duplicates} repeated task ids kept their first result"
             " (each named with its lines in the quarantine file)")  # fmt: skip
+    if counts.restored:
+        say(f"  restored    {counts.restored} tasks' and audits' calls an earlier run kept aside"
+            " (the store could not take them) are in the store now")  # fmt: skip
     if counts.retried:
         say(f"  retried     {counts.retried} tasks that had failed were run again")
     if counts.actors_lost:
@@ -247,7 +294,9 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
     )
     say(f"  step log    {job.log_path}")
     say(f"  store       {job.store}  (cascade report {job.store})")
-    say(f"  spent       ${counts.spent_usd:.6f}")
+    kept = counts.kept
+    aside = "" if kept is None else f" (${kept.cost_usd:.6f} of it in {kept.path})"
+    say(f"  spent       ${counts.spent_usd:.6f}{aside}")
 
 
 def _limits(rpm: list[str], tpm: list[str]) -> dict[str, Any]:

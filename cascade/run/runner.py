@@ -23,7 +23,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from cascade.backends.base import Backend
@@ -34,10 +33,11 @@ from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome
 from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
+from cascade.run.counts import Counts
 from cascade.run.drifting import DriftDesk
 from cascade.run.guard import guard_for
 from cascade.run.job import Job
-from cascade.run.progress import Progress, Tally
+from cascade.run.progress import Progress
 from cascade.run.services import (
     audit_budgets,
     auditor_for,
@@ -48,46 +48,17 @@ from cascade.run.services import (
 from cascade.run.tasks_file import Line, input_bytes, read_lines
 from cascade.run.worker import Cascades, Worker, new_owner
 from cascade.run.worker_process import Shared, work
+from cascade.run.writes import Writes
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import Escalated
 from cascade.store.ledger import Entry, Ledger
+from cascade.store.unsaved import read_kept, restore_unsaved
 
 __all__ = ["Counts", "Line", "Runner", "read_lines"]
 
 _INGEST_BATCH = 500
 _RECLAIM_EVERY_S = 10.0
-
-
-@dataclass
-class Counts:
-    """What a run did, and what is left of its job."""
-
-    lines: int = 0
-    """Input lines read by this run (a resumed run skips the lines read before)."""
-    read_before: int = 0
-    """Input lines earlier runs of the same job had read."""
-    results: int = 0
-    quarantined: int = 0
-    duplicates: int = 0
-    done_before: int = 0
-    """Results that earlier runs of the same job had already stored."""
-    repeated: int = 0
-    """Tasks of this run whose calls were made again, because a lease was lost in a crash."""
-    retried: int = 0
-    """Failed tasks of earlier runs sent back to run again (``--retry-failed``)."""
-    failed: int = 0
-    """Results of this job that ended ``failed`` (provider trouble, a bad backend)."""
-    spent_usd: float = 0.0
-    remaining: int = 0
-    """Tasks read but not done: non-zero only when the budget stopped the run."""
-    input_done: bool = False
-    budget_reached: bool = False
-    actors_lost: int = 0
-    """Ray actors that died during the run; each was replaced and its tasks run again."""
-    interrupted: int = 0
-    """The signal that interrupted the run (SIGINT, SIGTERM), or 0."""
-    tally: Tally = field(default_factory=Tally)
 
 
 class Runner:
@@ -126,6 +97,7 @@ class Runner:
         self._progress = progress
         self._stop: Any = multiprocessing.get_context("spawn").Event()
         self._interrupted: Any = multiprocessing.get_context("spawn").Event()
+        self._writes = Writes(store.path, self._stop)
         self._budget = JobBudget(job.budget_usd)
         self._audit_spent = audit_budgets(policies, store, self.run_id)
         note = progress.note if progress is not None else None
@@ -152,10 +124,12 @@ class Runner:
         Results and quarantined lines are written to ``out`` and ``quarantine`` from the store.
         """
         self._files = (out, quarantine)
-        self._store.start_run(self.run_id)
-        self._ledger.reclaim()  # no worker is alive yet: every lease left is a crash's
-        if self.job.retry_failed:
-            self.counts.retried = self._ledger.retry_failed()
+        with self._writes.guard(self._store.path):  # a failure here stops the run before a lease
+            self._store.start_run(self.run_id)
+            self.counts.restored = restore_unsaved(self._store)  # before a lease, or run twice
+            self._ledger.reclaim()  # no worker is alive yet: every lease left is a crash's
+            if self.job.retry_failed:
+                self.counts.retried = self._ledger.retry_failed()
         self.counts.done_before = self._ledger.count_results()
         self.counts.tally.done_before = self.counts.done_before
         self._tail()  # the files start over from the store; the budget counts what was spent
@@ -174,9 +148,13 @@ class Runner:
             if not feeder.done():
                 feeder.cancel()
             self._tail()
-            self._ledger.add_breaker_trips(self._trips)
-            self._ledger.add_audits_skipped(audits_skipped(self._audit_spent))
+            with self._writes.guard(self._store.path):
+                self._ledger.add_breaker_trips(self._trips)
+                self._ledger.add_audits_skipped(audits_skipped(self._audit_spent))
         await asyncio.gather(feeder, return_exceptions=True)
+        self.counts.write_failed = self._writes.failure
+        if (kept := read_kept(self._store.path)) is not None:  # paid for, counted in "spent"
+            self.counts.kept, self.counts.spent_usd = kept, self.counts.spent_usd + kept.cost_usd
         if not feeder.cancelled():
             feeder.result()  # a failure to read the input is the run's failure
         position = self._ledger.position()
@@ -223,6 +201,8 @@ class Runner:
         try:
             while not task.done():
                 await asyncio.wait([task], timeout=self.job.tail_s)
+                if worker.write_failed is not None:
+                    self._writes.failed(worker.write_failed)
                 self._tail()
                 self._watch(feeder, [worker.owner])
             task.result()
@@ -305,7 +285,8 @@ class Runner:
         now = time.monotonic()
         if now - self._reclaimed_at > _RECLAIM_EVERY_S:
             self._reclaimed_at = now
-            self._ledger.reclaim(alive=alive)
+            with self._writes.guard(self._store.path):
+                self._ledger.reclaim(alive=alive)
 
     async def _feed(self, lines: Iterator[Line]) -> None:
         """Read the input into the ledger, a window ahead of the workers, from where it stopped."""
@@ -325,10 +306,12 @@ class Runner:
                 await asyncio.sleep(0.05)
             if self._stop.is_set():
                 return  # the budget is spent: read no further, so a resume reads on from here
-            self._ledger.ingest(batch)
+            with self._writes.guard(self._store.path):
+                self._ledger.ingest(batch)
             batch = []
             await asyncio.sleep(0)
-        self._ledger.ingest(batch, finished=True)
+        with self._writes.guard(self._store.path):
+            self._ledger.ingest(batch, finished=True)
 
     def _entry(self, line: Line) -> Entry:
         if line.task is None:
@@ -359,7 +342,7 @@ class Runner:
         tally = self.counts.tally
         out, quarantine = self._files
         while rows := self._ledger.results_after(self._cursors[0]):
-            out.write("".join(_json_line(row.line) for row in rows))
+            self._write(out, "".join(_json_line(row.line) for row in rows))
             self._cursors[0] = rows[-1].rowid
             for row in rows:
                 tally.done += 1
@@ -368,20 +351,28 @@ class Runner:
                 tally.escalated += row.escalated
                 self.counts.repeated += row.executions > 1 and not self._earlier_rows
             self.counts.results += len(rows)
-            self._drift.results(rows)
-        out.flush()
+            with self._writes.guard(self._store.path):
+                self._drift.results(rows)
         while entries := list(self._ledger.quarantine_after(self._cursors[1])):
-            quarantine.write("".join(text + "\n" for _, text in entries))
+            self._write(quarantine, "".join(text + "\n" for _, text in entries))
             self._cursors[1] = entries[-1][0]
             self.counts.quarantined += len(entries)
-        quarantine.flush()
-        self._drift.steps()
+        with self._writes.guard(self._store.path):
+            self._drift.steps()
+        self._writes.watch()
         spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
         self.counts.spent_usd += spent
         tally.cost_usd = self.counts.spent_usd
         self._check_budget()
         if self._progress is not None:
             self._progress.update(tally)
+
+    def _write(self, file: IO[str], text: str) -> None:
+        """Write to the results or quarantine file, unless a write to it failed (see writes.py)."""
+        if file.name not in self._writes.broken:
+            with self._writes.guard(file.name):
+                file.write(text)
+                file.flush()
 
     def _check_budget(self) -> None:
         """Stop reading input once the budget is spent (the workers stop leasing on their own)."""

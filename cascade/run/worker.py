@@ -6,6 +6,8 @@ the second execution is logged as a ``cascade.repeat`` event and counted in the 
 
 Outcomes are recorded in small batches (one transaction per batch, each outcome whole), so a
 crash loses at most the last few tens of milliseconds of outcomes, whose tasks are leased again.
+When the store cannot take a batch (a full disk), its outcomes go to the store's side file
+(:mod:`cascade.store.unsaved`), and the worker leases no more: the tasks in flight finish.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cascade.run.budget import JobBudget
 from cascade.run.job import Job
 from cascade.steplog import StepLog
 from cascade.store.ledger import Leased, Ledger
+from cascade.store.unsaved import Failure, SideFile, write_failure
 from cascade.types import Task, Tier
 
 if TYPE_CHECKING:
@@ -126,6 +129,9 @@ class Worker:
         """Tasks cut off by an interrupt, given back to the ledger with their calls so far."""
         self._done: list[tuple[Outcome, Task, int]] = []
         self._flushed_at = time.monotonic()
+        self.write_failed: Failure | None = None
+        """The first write to the store that failed: no task is leased after it."""
+        self._side = SideFile(ledger.store.path)
 
     async def run(self) -> None:
         """Work until there is nothing left to do (or the stop flag is set).
@@ -141,12 +147,13 @@ class Worker:
             while True:
                 interrupted = self.interrupted.is_set()
                 stopping = interrupted or self.stop.is_set() or self.budget.exhausted()
+                stopping = stopping or self.write_failed is not None
                 # A task waiting for a provider batch is parked: it leaves its place to another
                 # (up to _MAX_PARKED of them, which bounds the memory they hold).
                 parked = self.cascades.parked()
                 room = self.job.concurrency + min(parked, _MAX_PARKED) - len(running)
                 if room > 0 and not stopping:
-                    for leased in self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s):
+                    for leased in self._lease(room):
                         steps: list[Step] = []
                         running[asyncio.ensure_future(self._run(leased, steps))] = leased, steps
                 if not running:
@@ -250,12 +257,41 @@ class Worker:
         if not self._done:
             return
         done, self._done = self._done, []
-        # The ledger holds each task already: its payload need not be written again.
-        self.ledger.record([(outcome, times) for outcome, _, times in done])
         self.tasks_run += len(done)
+        if not self._record([(outcome, times) for outcome, _, times in done]):
+            return  # kept aside: audits start once their results are in the store
         if self.auditor is not None and not self.interrupted.is_set():
             for outcome, task, _ in done:  # audits start once their results are written
                 self.auditor.consider(task, outcome)
+
+    def _record(self, done: list[tuple[Outcome, int]]) -> bool:
+        """Record outcomes in the store, or keep them in its side file when it cannot take them.
+
+        The ledger holds each task already: its payload need not be written again.
+        """
+        try:
+            self.ledger.record(done)
+        except Exception as exc:
+            if (failure := self._failed(exc)) is None:
+                raise
+            self._side.keep_outcomes(done, failure)
+            return False
+        return True
+
+    def _lease(self, room: int) -> list[Leased]:
+        """Up to ``room`` tasks; none once a write to the store has failed."""
+        try:
+            return self.ledger.lease(self.owner, room, ttl_s=self.job.lease_s)
+        except Exception as exc:
+            if self._failed(exc) is None:
+                raise
+            return []
+
+    def _failed(self, exc: Exception) -> Failure | None:
+        """The failed write ``exc`` is (the first one is kept), or ``None`` for another fault."""
+        failure = write_failure(exc, self.ledger.store.path)
+        self.write_failed = self.write_failed or failure
+        return failure
 
     def _finished(self) -> bool:
         return self.ledger.position().input_done and self.ledger.unfinished() == 0
@@ -263,7 +299,11 @@ class Worker:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.job.lease_s / 3)
-            self.ledger.renew(self.owner, ttl_s=self.job.lease_s)
+            try:
+                self.ledger.renew(self.owner, ttl_s=self.job.lease_s)
+            except Exception as exc:
+                if self._failed(exc) is None:
+                    raise
 
 
 class Cascades:
