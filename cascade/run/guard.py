@@ -48,8 +48,8 @@ __all__ = [
 
 # The slots of one key, in the shared array.
 _RPM_LEVEL, _RPM_AT, _TPM_LEVEL, _TPM_AT, _PAUSED_UNTIL, _FACTOR, _STREAK_429 = range(7)
-_STATE, _FAILURES, _OPENED_AT, _PROBE_AT, _TRIPS, _COOLDOWN = range(7, 13)
-_SLOTS = 13
+_STATE, _FAILURES, _OPENED_AT, _PROBE_AT, _TRIPS, _COOLDOWN, _FAILING_SINCE = range(7, 14)
+_SLOTS = 14
 
 _CLOSED, _OPEN, _HALF_OPEN = 0.0, 1.0, 2.0
 _STATE_NAMES = {_CLOSED: "closed", _OPEN: "open", _HALF_OPEN: "half_open"}
@@ -126,6 +126,24 @@ class Guard:
                 if (left := slots[base + _PAUSED_UNTIL] - now) > 0:
                     paused[key] = left
         return not_closed, paused
+
+    def failing(self, longer_than_s: float = 0.0) -> dict[str, float]:
+        """The keys whose calls have failed, with no answer since, for over ``longer_than_s``.
+
+        Each with how long it has been failing, in seconds: a provider outage in progress, for
+        the coordinator's progress line while tasks wait it out.
+        """
+        now = self._clock()
+        found: dict[str, float] = {}
+        with self._local_lock:
+            local = list(self._local)
+        for key in [*self._index, *local]:
+            slots, base, lock = self._slots(key)
+            with lock:
+                since = slots[base + _FAILING_SINCE]
+            if since and now - since > longer_than_s:
+                found[key] = now - since
+        return found
 
     @staticmethod
     def _reset(slots: MutableSequence[float], base: int) -> None:
@@ -271,7 +289,7 @@ class Guard:
         """
         slots, base, lock = self._slots(model)
         with lock:
-            slots[base + _STREAK_429] = 0.0
+            slots[base + _STREAK_429] = slots[base + _FAILING_SINCE] = 0.0
             slots[base + _FACTOR] = min(1.0, slots[base + _FACTOR] + _RECOVERY)
             before = slots[base + _STATE]
             if before == _OPEN:
@@ -290,6 +308,7 @@ class Guard:
         with lock:
             failures = slots[base + _FAILURES] + 1
             slots[base + _FAILURES] = failures
+            slots[base + _FAILING_SINCE] = slots[base + _FAILING_SINCE] or now
             before = slots[base + _STATE]
             if before == _OPEN:
                 return None

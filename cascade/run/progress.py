@@ -28,6 +28,8 @@ class Tally:
     cost_usd: float = 0.0
     done_before: int = 0
     """Tasks done by earlier runs of the same job, not counted in this run's rate."""
+    trouble: str = ""
+    """A provider outage tasks are waiting out (see :mod:`cascade.run.outages`), if any."""
 
     def rates(self) -> tuple[float, float]:
         """The pass and escalation rates so far."""
@@ -108,6 +110,7 @@ class Progress:
         rate = (tally.done - tally.done_before) / max(time.monotonic() - self._started, 1e-9)
         passed, escalated = tally.rates()
         status = f"{rate:.1f}/s pass {passed:.1%} esc {escalated:.1%} ${tally.cost_usd:.4f}"
+        status += f" {tally.trouble}" if tally.trouble else ""
         self._bar.update(self._task, completed=tally.done, status=status)
         self._bar.refresh()
         if final:
@@ -120,7 +123,8 @@ class Progress:
         if self.total:
             done = f"{tally.done}/{self.total} tasks ({min(1.0, tally.done / self.total):.0%})"
         passed, escalated = tally.rates()
+        trouble = f"; {tally.trouble}" if tally.trouble else ""
         return (
             f"progress: {done}, {rate:.1f} tasks/s, pass {passed:.1%},"
-            f" escalated {escalated:.1%}, ${tally.cost_usd:.4f}"
+            f" escalated {escalated:.1%}, ${tally.cost_usd:.4f}{trouble}"
         )

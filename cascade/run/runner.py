@@ -37,6 +37,7 @@ from cascade.run.counts import Counts
 from cascade.run.drifting import DriftDesk
 from cascade.run.guard import guard_for
 from cascade.run.job import Job
+from cascade.run.outages import OutageWatch
 from cascade.run.progress import Progress
 from cascade.run.services import (
     audit_budgets,
@@ -102,6 +103,7 @@ class Runner:
         self._audit_spent = audit_budgets(policies, store, self.run_id)
         note = progress.note if progress is not None else None
         self._drift = DriftDesk(policies, store, self.run_id, log=log, say=note)
+        self._outages = OutageWatch(self._guard, job.max_outage_s, log=log, say=note)
         self._reclaimed_at = time.monotonic()
         self._ray_trips = 0
         self._cursors = [0, 0, 0]  # results rowid, quarantine rowid, attempts seq
@@ -362,7 +364,7 @@ class Runner:
         self._writes.watch()
         spent, self._cursors[2] = self._ledger.spent(self._cursors[2])
         self.counts.spent_usd += spent
-        tally.cost_usd = self.counts.spent_usd
+        tally.cost_usd, tally.trouble = self.counts.spent_usd, self._outages.check()
         self._check_budget()
         if self._progress is not None:
             self._progress.update(tally)
