@@ -273,3 +273,50 @@ def test_a_sandbox_started_by_another_thread_is_not_used_here(sandbox: Sandbox) 
         release.set()
         thread.join()
     assert (result.stdout.strip(), result.prestarted) == ("42", False)
+
+
+@pytest.mark.timeout(60)
+def test_a_started_sandbox_that_never_takes_its_job_is_given_up_at_the_wall_clock() -> None:
+    """Alive but deaf: the job waits no longer than its wall-clock limit, then runs on demand."""
+    sandbox = Sandbox(Limits(wall_s=1), mode="bwrap", uids=UidPool(UIDS))
+    kept = []
+
+    async def go() -> SandboxResult:
+        await warmed(sandbox)
+        for warm in list(sandbox._warm._ready):  # alive, and its socket leads to no reader
+            warm.control.close()
+            warm.control, deaf = socket.socketpair()
+            kept.append(deaf)
+        return await sandbox.run({}, ["-c", "print(6 * 7)"])
+
+    start = time.monotonic()
+    try:
+        result = asyncio.run(go())
+    finally:
+        sandbox.close()
+        for end in kept:
+            end.close()
+    assert (result.stdout.strip(), result.prestarted) == ("42", False)
+    assert time.monotonic() - start < 20
+
+
+def test_a_sandbox_that_cannot_be_started_ahead_leaves_the_run_alone(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When starting ahead fails (a full disk, say), runs start on demand, and nothing is raised."""
+
+    def cannot(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cascade.validators.warm.start", cannot)
+    faults: list[object] = []
+
+    async def go() -> list[SandboxResult]:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: faults.append(context))
+        found = [await sandbox.run({}, ["-c", "print(6 * 7)"]) for _ in range(2)]
+        await asyncio.sleep(0.1)  # the refills after the runs
+        return found
+
+    found = asyncio.run(go())
+    assert [(r.stdout.strip(), r.prestarted) for r in found] == [("42", False)] * 2
+    assert faults == []

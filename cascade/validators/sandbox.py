@@ -171,7 +171,10 @@ class Sandbox:
     def _fill(self) -> None:
         if self.mode == "bwrap" and self._warm.size:
             launcher = Launcher(self._python, self.limits)
-            self._warm.fill(launcher, self.uids if os.geteuid() == 0 else None)
+            # What stops a start here (a full disk, the uid pool's folder) stops a run started
+            # on demand too, which reports it: here it only means none is started ahead.
+            with contextlib.suppress(OSError, ConfigError):
+                self._warm.fill(launcher, self.uids if os.geteuid() == 0 else None)
 
     async def _run(
         self,

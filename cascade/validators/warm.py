@@ -132,7 +132,11 @@ class Warm:
             with (self.scratch / "channel").open("wb") as results:
                 fds = ([results.fileno()] if channel else []) + ([] if peer is None else [peer])
                 marks = (["{channel}"] if channel else []) + ([] if peer is None else ["{peer}"])
-                await self._hand_over(files, args, fds, marks)
+                try:
+                    async with asyncio.timeout(wall_s):
+                        await self._hand_over(files, args, fds, marks)
+                except TimeoutError:
+                    raise Lost("the started sandbox did not take its job in time") from None
             if spawned is not None:
                 spawned()
             timed_out = not await _exited(self.process, wall_s - (time.perf_counter() - start))
