@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cascade.policy import load_policies
-from cascade.run.guard import BreakerSettings, Guard, Limit, guard_for
+from cascade.run.guard import BreakerSettings, Guard, Limit, Transition, guard_for
 
 _POLICY = """
 task_type = "{name}"
@@ -25,6 +25,11 @@ model = "openai/big"
 failures = {failures}
 cooldown_s = {cooldown}
 first_probe_s = {first}
+[limits.openai]
+rpm = {rpm}
+[audit]
+share = 0.1
+model = "openai/audit-{name}"
 """
 
 
@@ -192,11 +197,13 @@ def test_the_probe_turn_ends_exactly_at_its_wait() -> None:
     )
     guard.failed("m")
     clock.now += 4.0
-    assert guard.admit_transition("m")[1] is not None  # the probe: open to half-open
+    probe = guard.admit_transition("m")[1]
+    assert probe == Transition("m", "open", "half_open", 1)
     clock.now += 3.999
     assert guard.admit_transition("m") == (False, None)
     clock.now += 0.001
     assert guard.admit_transition("m") == (True, None)  # the lost probe's place, no transition
+    assert guard.admit_transition("m") == (False, None)  # and the new probe holds it
 
 
 def test_a_success_resets_the_count_of_failures() -> None:
@@ -315,10 +322,125 @@ def test_a_guard_sent_to_a_worker_shares_its_keys_but_not_its_local_state() -> N
 
 
 def test_the_strictest_breaker_of_the_policies_holds(tmp_path: Path) -> None:
-    """The guard of a run takes the fewest failures, the shortest cooldown, the soonest probe."""
-    for name, failures, cooldown, first in [("a", 7, 20, 3), ("b", 3, 60, 5)]:
-        text = _POLICY.format(name=name, failures=failures, cooldown=cooldown, first=first)
+    """A run's guard takes the fewest failures, shortest cooldown, soonest probe, lowest rate.
+
+    Every tier's model and every audit model is a shared key.
+    """
+    for name, failures, cooldown, first, rpm in [("a", 7, 20, 3, 300), ("b", 3, 60, 5, 500)]:
+        text = _POLICY.format(name=name, failures=failures, cooldown=cooldown, first=first, rpm=rpm)
         (tmp_path / f"{name}.toml").write_text(text)
     guard = guard_for(load_policies(tmp_path))
     assert guard.breaker == BreakerSettings(3, 20.0, 3.0)
-    assert guard.keys == ["openai", "openai/big", "openai/small"]
+    assert guard.limits == {"openai": Limit(rpm=300)}
+    assert guard.keys == [
+        "openai",
+        "openai/audit-a",
+        "openai/audit-b",
+        "openai/big",
+        "openai/small",
+    ]
+
+
+def test_a_model_is_failing_from_its_first_failure_until_an_answer() -> None:
+    """failing() counts from the first failure with no answer since, past the threshold only."""
+    clock = Clock()
+    guard = Guard(breaker=BreakerSettings(failures=9), keys=["a", "b"], clock=clock)
+    assert guard.failing() == {}
+    guard.failed("b")
+    guard.failed("local/model")
+    clock.now += 4.0
+    guard.failed("b")  # a later failure does not restart the count
+    assert guard.failing() == {"b": 4.0, "local/model": 4.0}
+    assert guard.failing(longer_than_s=3.5) == {"b": 4.0, "local/model": 4.0}
+    assert guard.failing(longer_than_s=4.0) == {}  # over the threshold, not at it
+    guard.succeeded("b")
+    assert guard.failing() == {"local/model": 4.0}
+
+
+def test_each_shared_key_keeps_its_own_breaker() -> None:
+    """Opening the breaker of one shared key leaves its neighbours' closed."""
+    guard = Guard(breaker=BreakerSettings(failures=1), keys=["a", "b", "c"], clock=Clock())
+    guard.failed("b")
+    assert [guard.state(k) for k in ("a", "b", "c")] == ["closed", "open", "closed"]
+    assert guard.troubled() == (["b"], {})
+    assert guard.failing() == {}  # failing since now: not over 0 s yet
+
+
+def test_a_pause_with_under_a_second_left_is_still_reported() -> None:
+    """troubled() lists a 429 pause however little of it is left."""
+    clock = Clock()
+    guard = Guard(keys=["m"], clock=clock)
+    guard.rate_limited("m", 1.0)
+    clock.now += 0.75
+    assert guard.troubled() == ([], {"m": 0.25})
+
+
+def test_a_breaker_closed_by_its_probe_lets_the_next_call_go_at_once() -> None:
+    """Once the probe answered, retry_in_s is 0: no cooldown is left over."""
+    clock = Clock()
+    guard = Guard(
+        breaker=BreakerSettings(failures=1, cooldown_s=10, first_probe_s=None),
+        keys=["m"],
+        clock=clock,
+    )
+    guard.failed("m")
+    clock.now += 10.0
+    assert guard.admit("m")
+    assert guard.succeeded("m") is not None
+    assert guard.retry_in_s("m") == 0.0
+
+
+def test_a_wait_long_over_is_zero_not_negative() -> None:
+    """Long after a pause and a cooldown ended, retry_in_s is 0."""
+    clock = Clock()
+    guard = Guard(
+        breaker=BreakerSettings(failures=1, cooldown_s=2, first_probe_s=None),
+        keys=["m"],
+        clock=clock,
+    )
+    guard.rate_limited("m", 1.0)
+    guard.failed("m")
+    clock.now += 100.0
+    assert guard.retry_in_s("m") == 0.0
+
+
+def test_a_guard_on_a_clock_of_its_own_can_still_be_sent_to_a_worker() -> None:
+    """A worker runs on the real clock: a guard built with any clock pickles and starts one."""
+    guard = Guard(breaker=BreakerSettings(failures=1), keys=["m"], clock=lambda: 1000.0)
+    guard.failed("m")
+    guard.failed("local/model")
+    process = multiprocessing.get_context("spawn").Process(target=_in_worker, args=(guard,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+
+
+def test_a_429_on_a_model_the_guard_was_not_told_about_starts_at_half_a_second() -> None:
+    """A local key backs off from 0.5 s like a shared one."""
+    guard = Guard(keys=["m"], clock=Clock())
+    assert [guard.rate_limited("local/model", None) for _ in range(2)] == [0.5, 1.0]
+
+
+def test_a_pause_of_under_a_second_is_waited() -> None:
+    """A call to a model paused for half a second waits that half second."""
+    clock = Clock()
+    guard = Guard(keys=["m"], clock=clock)
+    guard.rate_limited("m", 0.5)
+    assert guard.wait_s("m", 0) == 0.5
+    clock.now += 0.5
+    assert guard.wait_s("m", 0) == 0.0
+
+
+def test_a_bucket_starts_full_even_at_time_zero() -> None:
+    """On a clock that starts at 0, the first call still goes at once."""
+    guard = Guard({"m": Limit(rpm=60)}, keys=["m"], clock=lambda: 0.0)
+    assert guard.wait_s("m", 0) == 0.0
+
+
+def test_settling_adds_the_unused_tokens_to_what_is_left() -> None:
+    """A 30-token reservation that used 10 gives 20 back: the bucket is then at 0, not refilled."""
+    clock = Clock()
+    guard = Guard({"m": Limit(tpm=600)}, keys=["m"], clock=clock)  # 10 tokens a second
+    assert guard.wait_s("m", 30) == 0.0  # 10 in the bucket: 20 in debt
+    guard.settle("m", reserved=30, used=10)
+    assert guard.wait_s("m", 1) == pytest.approx(0.1)
