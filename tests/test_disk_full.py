@@ -30,7 +30,9 @@ from tests.test_run_trouble import ROOT, Script, serve, write_job
 
 __all__ = ["serve"]  # the fake provider's fixture, used by name
 
-TASKS = 80
+TASKS = 400
+"""Enough that no worker calls them all in the few flushes (50 ms apart) before its store fills
+(with 80, one fast worker sometimes did, and the check that the run stopped leasing failed)."""
 WRITES_BEFORE_FULL = 3
 
 
@@ -143,8 +145,9 @@ def test_two_workers_on_a_full_disk_keep_every_paid_call_and_resume_cleanly(
     tmp_path: Path, serve: Any
 ) -> None:
     """Every worker process fails to write: one error, exit 2, nothing lost, a clean resume."""
+    tasks = TASKS
     script = Script(slow_ok)
-    job = write_job(tmp_path, serve(script), TASKS)
+    job = write_job(tmp_path, serve(script), tasks)
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(FULL_DISK_SITE)
@@ -157,10 +160,10 @@ def test_two_workers_on_a_full_disk_keep_every_paid_call_and_resume_cleanly(
     assert str(side) in line
     in_store, kept = stored_calls(job), side_calls(side)
     assert kept
-    assert len(in_store) + len(kept) == sum(script.counts.values()) < TASKS
+    assert len(in_store) + len(kept) == sum(script.counts.values()) < tasks
     again = run_process(job, None)
     assert again.returncode == 0, again.stdout + again.stderr
     assert not side.exists()
     ids = [json.loads(x)["id"] for x in (job / "results.jsonl").read_text().splitlines()]
-    assert sorted(ids) == sorted(f"t{n}" for n in range(TASKS))
-    assert len(stored_calls(job)) == sum(script.counts.values()) == TASKS
+    assert sorted(ids) == sorted(f"t{n}" for n in range(tasks))
+    assert len(stored_calls(job)) == sum(script.counts.values()) == tasks
