@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bench.dataset import Dataset, load_dataset
+from cascade.dataset_files import write_dataset
 from cascade.enums import CallKind
 from cascade.errors import ConfigError
-from cascade.files import write_atomic
 from cascade.gold import load_gold, same_answer
 from cascade.store import Store
 from cascade.store.queries import first_answers, tasks_of
@@ -74,28 +74,23 @@ def export_store(
         if every_task or all((t, m) in responses for m in by_kind.get(task["kind"], ()))
     }
     folder = Path(out)
-    task_lines, response_lines = [], []
+    task_rows, response_rows = [], []
     for task_id, task in tasks.items():
         if task_id not in complete:
             continue
-        labelled = task if answers is None else {**task, "gold": answers.get(task_id)}
-        task_lines.append(json.dumps(labelled))
+        task_rows.append(task if answers is None else {**task, "gold": answers.get(task_id)})
         for model in models:
             row = responses.get((task_id, model))
             if row is None:
                 continue
             truth = None if answers is None or task_id not in answers else answers[task_id]
             row["correct"] = None if answers is None else _right(row["output"], truth)
-            response_lines.append(json.dumps(row))
-    write_atomic(folder / "tasks.jsonl", "".join(line + "\n" for line in task_lines))
-    write_atomic(folder / "responses.jsonl", "".join(line + "\n" for line in response_lines))
+            response_rows.append(row)
     source = f"the cost recorded per call in {path.name}"
     prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None,
                "price_source": source} for m in models]  # fmt: skip
-    write_atomic(folder / "models.json", json.dumps(prices, indent=2) + "\n")
-    return Exported(
-        folder, len(task_lines), len(response_lines), tuple(models), len(tasks) - len(complete)
-    )
+    written, answered = write_dataset(folder, task_rows, response_rows, prices)
+    return Exported(folder, written, answered, tuple(models), len(tasks) - len(complete))
 
 
 def dataset_from_store(

@@ -18,6 +18,7 @@ _MODULES = {
     "drift": "drift",
     "eval": "evaluate",
     "export": "export",
+    "import": "importing",
     "optimize": "optimize",
     "policy": "policy",
     "report": "report",

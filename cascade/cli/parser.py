@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_optimize(commands)
     _add_export(commands)
+    _add_import(commands)
     _add_policy(commands)
     add_run(commands)
     _add_report(commands)
@@ -203,6 +204,24 @@ def _add_export(commands: Any) -> None:
     export.add_argument(
         "--all-tasks", action="store_true", help="also tasks some tier did not answer"
     )
+
+
+def _add_import(commands: Any) -> None:
+    load = commands.add_parser(
+        "import",
+        help="turn logs of real traffic into a dataset",
+        description="Read logged model calls (OpenAI chat request/response pairs, Batch API "
+        "files, OTLP JSON GenAI spans, or any JSONL through a map of JSON pointers) and write "
+        "a dataset: identical requests merged into one task with a weight, each serving "
+        "model's first answer, tokens, cost and latency; secrets left out; bad lines "
+        "quarantined.",
+    )
+    load.add_argument(
+        "format", choices=("openai-chat", "openai-batch", "otlp", "mapped"), help="the log format"
+    )
+    load.add_argument("files", nargs="+", metavar="FILE", help="the log files")
+    load.add_argument("--out", required=True, help="the dataset folder to write")
+    load.add_argument("--map", metavar="MAP.json", help="mapped: the JSON pointers to read")
 
 
 def _add_optimize(commands: Any) -> None:
