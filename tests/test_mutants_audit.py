@@ -6,10 +6,23 @@ with no hits or all hits, and the rates a report rounds.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cascade.audit import AuditPlan, sampled, wilson
+from cascade.audit.auditor import Auditor, AuditTarget
+from cascade.audit.drift import DriftPlan, DriftWatch
 from cascade.audit.plan import proportion
+from cascade.backends import ScriptedBackend
+from cascade.engine.calls import Caller
+from cascade.enums import CallKind, Decision, Status
+from cascade.outcome import Outcome
+from cascade.retry import RetryPolicy
+from cascade.run.budget import JobBudget
+from cascade.steplog import StepLog, capture_steps
+from cascade.store import Store
+from cascade.types import Price, Task, Tier
 
 _IDS = [f"t{n}" for n in range(2000)]
 
@@ -66,3 +79,113 @@ def test_a_report_with_nothing_audited_says_zero_of_nothing() -> None:
         "false_accept_rate": 0.0,
         "false_accept_ci95": [0.0, 1.0],
     }
+
+
+def test_audits_that_start_disagreeing_raise_a_disagreement_alarm_for_their_tier() -> None:
+    """Ten agreeing audits, then ten disagreeing: the tier's disagreement rose, and says so."""
+    watch = DriftWatch(
+        {"echo": DriftPlan(window=10, baseline=10, check_every=10, false_alarm=0.01)}
+    )
+    alarms = [watch.audit("echo", 2, disagreed=n >= 10) for n in range(20)]
+    raised = [alarm for alarm in alarms if alarm is not None]
+    assert len(raised) == 1
+    alarm = raised[0]
+    assert (alarm.task_type, alarm.tier, alarm.signal) == ("echo", 2, "disagreement")
+    assert (alarm.baseline_rate, alarm.window_rate, alarm.observed) == (0.0, 1.0, 20)
+    assert alarm.text().startswith("drift: echo tier 2 disagreement rose from 0.0% to 100.0%")
+    assert watch.audit("other", 2, disagreed=True) is None  # a type with no drift alarms
+
+
+def _auditor(
+    answers: list[str], store: Store, cap: float | None = None
+) -> tuple[Auditor, AuditTarget]:
+    plan = AuditPlan(share=1.0, model="auditor", max_cost_usd=cap, price=Price(1.0, 1.0))
+    target = AuditTarget.of(
+        plan, (Tier("cheap"), Tier("mid"), Tier("dear")), "{input}", (), JobBudget(cap)
+    )
+    backend = ScriptedBackend({"auditor": list(answers)})
+    caller = Caller(backend, RetryPolicy())
+    return Auditor({"echo": target}, caller, store, "r1", log=StepLog()), target
+
+
+def _accepted(tier: int | None, status: Status = Status.ACCEPTED, kind: str = "echo") -> Outcome:
+    return Outcome("r1", "t1", kind, status, "yes", None, tier, "cheap", (), 0.0, 0.0)
+
+
+_TASK = Task("t1", input="q", type="echo")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "task", "audited"),
+    [
+        (_accepted(0), _TASK, True),
+        (_accepted(1), _TASK, True),  # the tier just below the top
+        (_accepted(2), _TASK, False),  # the top tier has no one above it to ask
+        (_accepted(None), _TASK, False),
+        (_accepted(0, Status.FAILED), _TASK, False),
+        (_accepted(0, kind="other"), Task("t1", input="q", type="other"), False),
+    ],
+)
+def test_only_accepted_answers_below_the_top_tier_are_audited(
+    outcome: Outcome, task: Task, audited: bool
+) -> None:
+    """An accepted answer of a tier below the top, of a task type with an audit, is audited."""
+    with Store(":memory:") as store:
+        auditor, _target = _auditor(["yes"], store)
+
+        async def go() -> bool:
+            started = auditor.consider(task, outcome)
+            await auditor.drain()
+            return started
+
+        assert asyncio.run(go()) is audited
+
+
+@pytest.mark.parametrize(
+    ("answer", "what", "decision"),
+    [("yes", "agreed", Decision.AGREE), ("no", "disagreed", Decision.DISAGREE)],
+)
+def test_an_audit_is_stored_priced_and_told(answer: str, what: str, decision: Decision) -> None:
+    """The audit's call is a step of the task; its cost counts; an event says how it went."""
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor, target = _auditor([answer], store)
+
+        async def go() -> None:
+            assert auditor.consider(_TASK, _accepted(0))
+            await auditor.drain()
+
+        asyncio.run(go())
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert (step.model_requested, step.decision, step.tier) == ("auditor", decision, 0)
+    assert step.cost_usd > 0
+    assert target.spent.spent_usd == pytest.approx(step.cost_usd)
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert {k: event[k] for k in ("what", "task_id", "task_type", "tier", "model", "run_id")} == {
+        "what": what,
+        "task_id": "t1",
+        "task_type": "echo",
+        "tier": 0,
+        "model": "auditor",
+        "run_id": "r1",
+    }
+    assert event["cost_usd"] == pytest.approx(step.cost_usd)
+    assert (event.get("why") is None) is (what == "agreed")
+
+
+def test_an_audit_past_its_cap_is_skipped_and_says_why() -> None:
+    """Once the audit's max_cost_usd is spent, the next audit asks nothing and says so."""
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor, target = _auditor(["yes"], store, cap=0.5)
+        target.spent.add(0.5)
+
+        async def go() -> None:
+            assert auditor.consider(_TASK, _accepted(0))
+            await auditor.drain()
+
+        asyncio.run(go())
+        assert store.steps("r1", "t1") == []
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert event["what"] == "skipped"
+    assert event["why"].startswith(
+        "the audit cap of $0.5 was reached: this audit could cost up to $"
+    )

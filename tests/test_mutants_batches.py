@@ -6,15 +6,22 @@ the words it carries, and which parts of a request make its ``custom_id``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from cascade.backends import ScriptedBackend
 from cascade.backends.batch_api import answer_of, custom_id
+from cascade.backends.batcher import Batcher
 from cascade.errors import BadRequest, BatchUnanswered, ProviderError, RateLimited
-from cascade.types import Request, Response, Tier, Usage
+from cascade.steplog import StepLog, capture_steps
+from cascade.store import Store
+from cascade.store.batches import BatchBook
+from cascade.types import Batching, Request, Response, Tier, Usage
+from tests.test_batcher import TIER, MemoryBatches, ask_all, batcher, request
 
 _TIER = Tier("openai/m")
 _REQUEST = Request("openai/m", ({"role": "user", "content": "q"},), "t1", {}, 60.0)
@@ -117,3 +124,72 @@ def test_a_timeout_does_not_change_a_custom_id() -> None:
     """The same question with another time limit is the same item of a batch."""
     longer = Request("openai/m", _REQUEST.messages, "t1", {}, 120.0)
     assert custom_id("r1", longer) == custom_id("r1", _REQUEST)
+
+
+class _WithBatches:
+    """A backend with a batch API (the in-memory one of test_batcher)."""
+
+    def __init__(self, api: MemoryBatches) -> None:
+        self.api = api
+
+    def batch_api(self, model: str) -> MemoryBatches:
+        """The one API, for every model."""
+        return self.api
+
+
+def test_a_backend_without_a_batch_api_gets_no_batcher() -> None:
+    """A replay or a scripted backend has no batch API: no batcher is made for it."""
+    with Store(":memory:") as store:
+        assert Batcher.for_backend(ScriptedBackend({}), BatchBook(store, "r1")) is None
+
+
+def test_a_backends_batcher_sends_through_its_api_and_logs_to_its_log() -> None:
+    """for_backend's batcher uses the backend's batch API and writes its events to the log."""
+    api = MemoryBatches()
+    with Store(":memory:") as store, capture_steps() as events:
+        made = Batcher.for_backend(_WithBatches(api), BatchBook(store, "r1"), StepLog())
+        assert made is not None
+        answers = asyncio.run(ask_all(made, 3))
+    assert [a.text for a in answers if isinstance(a, Response)] == ["ok"] * 3
+    assert [e["what"] for e in events if e["event"] == "cascade.batch"] == ["submitted", "ended"]
+
+
+def test_a_call_waiting_for_an_earlier_runs_batch_is_taken_up_once() -> None:
+    """A request an earlier run submitted is waited for, and its task is told so once."""
+    api = MemoryBatches()
+    with Store(":memory:") as store:
+
+        async def resumed() -> tuple[str, list[bool]]:
+            await batcher(api, store).complete(TIER, request(0))
+            first = BatchBook(store, "r1").all()[0]
+            BatchBook(store, "r1").ended(first.file_id, "submitted")  # not seen to end
+            again = batcher(api, store)
+            answer = await again.complete(TIER, request(0))
+            return answer.text, [again.took_up("t0"), again.took_up("t0"), again.took_up("t1")]
+
+        text, taken = asyncio.run(resumed())
+    assert text == "ok"
+    assert taken == [True, False, False]
+
+
+def test_closing_a_batcher_stops_the_calls_that_wait() -> None:
+    """aclose() cancels every call still waiting for a batch; nothing is left running."""
+    api = MemoryBatches()
+    slow = Tier("openai/cheap", batch=Batching(size=10, wait_s=60.0), retries=0)
+    with Store(":memory:") as store:
+
+        async def closed() -> tuple[bool, int]:
+            sender = batcher(api, store)
+            waiting = asyncio.ensure_future(sender.complete(slow, request(0)))
+            await asyncio.sleep(0.01)
+            assert sender.waiting == 1
+            await sender.aclose()
+            try:
+                await waiting
+            except asyncio.CancelledError:
+                return True, len(api.calls)
+            return False, len(api.calls)
+
+        cancelled, calls = asyncio.run(closed())
+    assert cancelled
+    assert calls == 0  # the batch was never uploaded

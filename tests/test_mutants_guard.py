@@ -348,7 +348,10 @@ def test_a_model_is_failing_from_its_first_failure_until_an_answer() -> None:
     assert guard.failing() == {}
     guard.failed("b")
     guard.failed("local/model")
-    clock.now += 4.0
+    assert guard.failing() == {}
+    clock.now += 0.5
+    assert guard.failing() == {"b": 0.5, "local/model": 0.5}  # by default, any time at all
+    clock.now += 3.5
     guard.failed("b")  # a later failure does not restart the count
     assert guard.failing() == {"b": 4.0, "local/model": 4.0}
     assert guard.failing(longer_than_s=3.5) == {"b": 4.0, "local/model": 4.0}
@@ -363,6 +366,7 @@ def test_each_shared_key_keeps_its_own_breaker() -> None:
     guard.failed("b")
     assert [guard.state(k) for k in ("a", "b", "c")] == ["closed", "open", "closed"]
     assert guard.troubled() == (["b"], {})
+    assert (guard.retry_in_s("a"), guard.retry_in_s("b")) == (0.0, 1.0)
     assert guard.failing() == {}  # failing since now: not over 0 s yet
 
 
