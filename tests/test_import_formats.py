@@ -20,6 +20,7 @@ SAMPLES = {
     "openai-chat": (["openai_chat.jsonl"], None),
     "openai-batch": (["batch_input.jsonl", "batch_output.jsonl", "batch_errors.jsonl"], None),
     "mapped": (["mapped.jsonl"], "mapped_map.json"),
+    "otlp": (["otlp.jsonl"], None),
 }
 
 
