@@ -73,8 +73,12 @@ class Collector:
         folder = Path(out)
         redactor = SecretRedactor(extra={s for c in self._calls for s in c.secrets})
         tasks: dict[str, _Task] = {}
+        rows: dict[str, dict[str, Any]] = {}  # by the request as logged: redacted once each
         for call in self._calls:
-            row = _task_row(call, redactor)
+            raw = json.dumps([call.messages, call.tools, call.response_format], sort_keys=True)
+            row = rows.get(raw)
+            if row is None:
+                row = rows[raw] = _task_row(call, redactor)
             known = tasks.get(row["id"])
             if known is None:
                 known = tasks[row["id"]] = _Task(row)
