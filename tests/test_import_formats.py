@@ -158,3 +158,34 @@ def test_an_unknown_format_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["import", "csv", "x.csv", "--out", "ds"])
     assert stopped.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_credential_echoed_in_the_prompt_or_answer_is_redacted(tmp_path: Path) -> None:
+    """A request's own credentials are removed from its messages and answer too."""
+    token, password = "gw-plain-token-4242", "hunter2-plain-pw"
+    ask = {
+        "model": "m",
+        "extra_headers": {"X-Gateway-Token": token},
+        "api_base": f"https://bob:{password}@proxy.example/v1",
+        "messages": [{"role": "user", "content": f"why is {token} refused? pw {password}"}],
+    }
+    reply = {"model": "m", "choices": [{"message": {"role": "assistant", "content": token}}]}
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"request": ask, "response": reply}) + "\n")
+    folder = tmp_path / "ds"
+    import_logs("openai-chat", [log], folder)
+    for path in folder.iterdir():
+        assert token not in path.read_text()
+        assert password not in path.read_text()
+    assert "[REDACTED]" in (folder / "tasks.jsonl").read_text()
+
+
+def test_the_command_says_how_many_lines_it_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The import's summary names the calls, the tasks and the quarantined lines."""
+    out = tmp_path / "ds"
+    assert main(["import", "openai-chat", str(DATA / "openai_chat.jsonl"), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "36 calls as 12 tasks" in said
+    assert "2 lines quarantined" in said
