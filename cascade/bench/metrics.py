@@ -117,7 +117,11 @@ def oracle_share(ladder: Point, models: Sequence[Point], oracle: Point) -> float
     >>> best = Point("best", 10.0, 0.9)
     >>> oracle_share(Point("l", 4.0, 0.9), [best], Point("oracle", 2.0, 0.95))
     0.75
+
+    ``None`` when there is no model row (no model answered every task, as in imported traffic).
     """
+    if not models:
+        return None
     best = max(models, key=lambda m: (m.pass_rate, -m.cost))
     if ladder.pass_rate < best.pass_rate or best.cost <= oracle.cost:
         return None
