@@ -12,9 +12,10 @@ import pytest
 
 from cascade.audit import AuditPlan, sampled, wilson
 from cascade.audit.auditor import Auditor, AuditTarget
-from cascade.audit.drift import DriftPlan, DriftWatch
+from cascade.audit.drift import Alarm, DriftPlan, DriftWatch
 from cascade.audit.plan import proportion
 from cascade.backends import ScriptedBackend
+from cascade.backends.scripted import Hang, Script
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.outcome import Outcome
@@ -97,15 +98,30 @@ def test_audits_that_start_disagreeing_raise_a_disagreement_alarm_for_their_tier
 
 
 def _auditor(
-    answers: list[str], store: Store, cap: float | None = None
+    answers: list[Script],
+    store: Store,
+    cap: float | None = None,
+    share: float = 1.0,
+    budget: JobBudget | None = None,
 ) -> tuple[Auditor, AuditTarget]:
-    plan = AuditPlan(share=1.0, model="auditor", max_cost_usd=cap, price=Price(1.0, 1.0))
+    plan = AuditPlan(share=share, model="auditor", max_cost_usd=cap, price=Price(1.0, 1.0))
+    backend = ScriptedBackend({"auditor": list(answers)})
+    return _auditor_on(backend, store, plan, cap, budget)
+
+
+def _auditor_on(
+    backend: ScriptedBackend,
+    store: Store,
+    plan: AuditPlan,
+    cap: float | None = None,
+    budget: JobBudget | None = None,
+) -> tuple[Auditor, AuditTarget]:
     target = AuditTarget.of(
         plan, (Tier("cheap"), Tier("mid"), Tier("dear")), "{input}", (), JobBudget(cap)
     )
-    backend = ScriptedBackend({"auditor": list(answers)})
     caller = Caller(backend, RetryPolicy())
-    return Auditor({"echo": target}, caller, store, "r1", log=StepLog()), target
+    auditor = Auditor({"echo": target}, caller, store, "r1", budget=budget, log=StepLog())
+    return auditor, target
 
 
 def _accepted(tier: int | None, status: Status = Status.ACCEPTED, kind: str = "echo") -> Outcome:
@@ -189,3 +205,100 @@ def test_an_audit_past_its_cap_is_skipped_and_says_why() -> None:
     assert event["why"].startswith(
         "the audit cap of $0.5 was reached: this audit could cost up to $"
     )
+
+
+def test_the_auditor_audits_exactly_the_seeded_sample() -> None:
+    """At a share of one half, the answers audited are those sampled() draws for them."""
+    tasks = [Task(f"t{n}", input="q", type="echo") for n in range(40)]
+    with Store(":memory:") as store:
+        auditor, target = _auditor(["yes"] * 40, store, share=0.5)
+
+        async def go() -> list[bool]:
+            started = [auditor.consider(task, _accepted(0)) for task in tasks]
+            await auditor.drain()
+            return started
+
+        started = asyncio.run(go())
+    assert started == [sampled(target.plan, "echo", 0, task.id) for task in tasks]
+    assert 0 < sum(started) < len(tasks)
+
+
+def test_at_most_four_audits_of_a_worker_run_at_once() -> None:
+    """Audits beyond the fourth wait for a place: four calls are in flight, not more."""
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"auditor": [Hang()] * 6})
+        auditor, _target = _auditor_on(backend, store, AuditPlan(share=1.0, model="auditor"))
+
+        async def go() -> int:
+            for n in range(6):
+                auditor.consider(Task(f"t{n}", input="q", type="echo"), _accepted(0))
+            await asyncio.sleep(0.05)
+            in_flight = len(backend.calls)
+            await auditor.drain(0.0)
+            return in_flight
+
+        assert asyncio.run(go()) == 4
+
+
+def test_an_audit_after_the_jobs_budget_is_spent_is_skipped() -> None:
+    """With the job's budget spent, an audit asks nothing and says why."""
+    with Store(":memory:") as store, capture_steps() as events:
+        spent = JobBudget(0.01, spent_usd=0.01)
+        auditor, _target = _auditor(["yes"], store, budget=spent)
+
+        async def go() -> None:
+            assert auditor.consider(_TASK, _accepted(0))
+            await auditor.drain()
+
+        asyncio.run(go())
+        assert store.steps("r1", "t1") == []
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert (event["what"], event["why"]) == ("skipped", "the job's budget is spent")
+
+
+@pytest.mark.parametrize(
+    ("signal", "words"),
+    [
+        (
+            "escalation:json_schema",
+            "drift: echo tier 1 escalations for json_schema rose from 10.0% to 50.0% of them"
+            " (p 1e-05, after 30 escalations)",
+        ),
+        (
+            "escalation:judge:strict",
+            "drift: echo tier 1 escalations for judge:strict rose from 10.0% to 50.0% of them"
+            " (p 1e-05, after 30 escalations)",
+        ),
+        (
+            "acceptance",
+            "drift: echo tier 1 acceptance fell from 10.0% to 50.0%"
+            " (p 1e-05, after 30 observations)",
+        ),
+    ],
+)
+def test_an_alarm_says_which_validator_and_how_far_in_one_line(signal: str, words: str) -> None:
+    """An escalation alarm names the validator whole, colons and all; others name the signal."""
+    assert Alarm("echo", 1, signal, 0.1, 0.5, 1e-5, 30).text() == words
+
+
+def _escalations(watch: DriftWatch, task_type: str, failed: str, count: int) -> list[Alarm]:
+    return [a for _ in range(count) for a in watch.escalation(task_type, 0, {failed})]
+
+
+@pytest.mark.parametrize("other_type_first", [False, True])
+def test_a_validator_first_seen_late_counts_the_escalations_before_it(
+    other_type_first: bool,
+) -> None:
+    """Ten escalations for one validator, then ten for another: the second's share rose.
+
+    Its baseline is the ten escalations of its own task type before it, whatever another
+    task type saw meanwhile.
+    """
+    plan = DriftPlan(window=10, baseline=10, check_every=10, false_alarm=0.01)
+    watch = DriftWatch({"echo": plan, "other": plan})
+    assert _escalations(watch, "echo", "schema", 10) == []
+    if other_type_first:
+        assert _escalations(watch, "other", "judge", 1) == []
+    (alarm,) = _escalations(watch, "echo", "judge", 10)
+    assert (alarm.task_type, alarm.tier, alarm.signal) == ("echo", 0, "escalation:judge")
+    assert (alarm.baseline_rate, alarm.window_rate, alarm.observed) == (0.0, 1.0, 20)

@@ -7,6 +7,7 @@ the words it carries, and which parts of a request make its ``custom_id``.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +33,7 @@ class _Api:
 
     def response(self, tier: Tier, request: Request, body: Mapping[str, Any]) -> Response:
         """The body's text."""
-        return Response(str(body["text"]), tier.model, Usage(1, 1), 0.0)
+        return Response(str(body["text"]), request.model, Usage(1, 1), 0.0)
 
 
 def _error(line: dict[str, Any]) -> ProviderError:
@@ -45,6 +46,28 @@ def test_a_200_line_answers_with_its_body() -> None:
     """An item the provider answered gives the body's response."""
     line = {"custom_id": "c-1", "response": {"status_code": 200, "body": {"text": "ok"}}}
     assert answer_of(_Api(), _TIER, _REQUEST, line).text == "ok"  # type: ignore[arg-type]
+
+
+def test_a_200_line_answers_the_request_it_was_made_for() -> None:
+    """The answer is built for its own request: a fallback model's, say, not the tier's."""
+    fallback = Request("openai/fallback", _REQUEST.messages, "t1", {}, 60.0)
+    line = {"custom_id": "c-1", "response": {"status_code": 200, "body": {"text": "ok"}}}
+    assert answer_of(_Api(), _TIER, fallback, line).model == "openai/fallback"  # type: ignore[arg-type]
+
+
+def test_the_order_of_a_requests_params_does_not_change_its_custom_id() -> None:
+    """The same params written in another order (a policy read again) give the same id."""
+    one = Request("openai/m", _REQUEST.messages, "t1", {"temperature": 0, "top_p": 1}, 60.0)
+    other = Request("openai/m", _REQUEST.messages, "t1", {"top_p": 1, "temperature": 0}, 60.0)
+    assert custom_id("r1", one) == custom_id("r1", other)
+
+
+def test_a_param_that_is_not_json_still_gives_a_stable_custom_id() -> None:
+    """A parameter value JSON cannot hold is written as its text, the same every time."""
+    when = datetime.date(2026, 1, 2)
+    one = Request("openai/m", _REQUEST.messages, "t1", {"since": when}, 60.0)
+    other = Request("openai/m", _REQUEST.messages, "t1", {"since": "2026-01-02"}, 60.0)
+    assert custom_id("r1", one) == custom_id("r1", other)
 
 
 def test_a_line_the_batcher_marked_unanswered_says_why() -> None:
@@ -184,6 +207,8 @@ def test_closing_a_batcher_stops_the_calls_that_wait() -> None:
             await asyncio.sleep(0.01)
             assert sender.waiting == 1
             await sender.aclose()
+            running = asyncio.all_tasks() - {asyncio.current_task(), waiting}
+            assert running == set()  # the gathering's timer is over, not only told to stop
             try:
                 await waiting
             except asyncio.CancelledError:

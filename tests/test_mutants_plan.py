@@ -114,3 +114,12 @@ def test_one_tier_higher_of_a_one_tier_ladder_keeps_that_tier() -> None:
     route = Plan(["only"]).one_tier_higher().route
     assert route is not None
     assert list(route(Task("t", input="x"), ())) == [0]
+
+
+def test_one_tier_higher_routes_on_the_tasks_messages() -> None:
+    """A route that reads the messages (a context window, say) still sees them one tier higher."""
+    plan = Plan(["a", "b", "c"], route=lambda _task, messages: [0, 1, 2][: len(messages) + 1])
+    route = plan.one_tier_higher().route
+    assert route is not None
+    said = ({"role": "user", "content": "x"},)
+    assert list(route(Task("t", input="x"), said + said)) == [1, 2]
