@@ -12,7 +12,7 @@ import pytest
 
 from cascade.audit import AuditPlan, sampled, wilson
 from cascade.audit.auditor import Auditor, AuditTarget
-from cascade.audit.drift import Alarm, DriftPlan, DriftWatch
+from cascade.audit.drift import Alarm, DriftPlan, DriftWatch, InArrivalOrder
 from cascade.audit.plan import proportion
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang, Script
@@ -50,6 +50,7 @@ def test_the_sample_differs_between_strata() -> None:
         (10, 10, 0.722467, 1.0),
         (5, 10, 0.236593, 0.763407),
         (1, 1, 0.206549, 1.0),
+        (100, 100, 0.963007, 1.0),
     ],
 )
 def test_the_wilson_interval_at_its_edges(hits: int, trials: int, low: float, high: float) -> None:
@@ -302,3 +303,23 @@ def test_a_validator_first_seen_late_counts_the_escalations_before_it(
     (alarm,) = _escalations(watch, "echo", "judge", 10)
     assert (alarm.task_type, alarm.tier, alarm.signal) == ("echo", 0, "escalation:judge")
     assert (alarm.baseline_rate, alarm.window_rate, alarm.observed) == (0.0, 1.0, 20)
+
+
+def test_results_of_one_arrival_come_back_in_the_order_they_were_held() -> None:
+    """Ties in arrival keep the order of holding, whatever the items are."""
+    order: InArrivalOrder[str] = InArrivalOrder()
+    for item in ("b", "c", "a"):
+        order.hold(1, item)
+    assert order.settled(None) == ["b", "c", "a"]
+
+
+def test_a_result_is_held_until_the_arrivals_before_it_are_settled() -> None:
+    """settled(below) gives back what arrived before ``below``, not at it nor after."""
+    order: InArrivalOrder[str] = InArrivalOrder()
+    order.hold(5, "e")
+    order.hold(3, "c")
+    assert order.settled(3) == []
+    assert order.settled(4) == ["c"]
+    assert len(order) == 1
+    assert order.settled(5) == []
+    assert order.settled(6) == ["e"]
