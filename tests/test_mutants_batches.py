@@ -218,3 +218,14 @@ def test_closing_a_batcher_stops_the_calls_that_wait() -> None:
         cancelled, calls = asyncio.run(closed())
     assert cancelled
     assert calls == 0  # the batch was never uploaded
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(502, "ServerError"), (400, "BadRequest"), (200, "BadRequest")]
+)
+def test_a_line_whose_body_is_text_is_the_error_its_status_says(status: int, kind: str) -> None:
+    """A gateway's plain-text body ("Bad gateway") is the error its status says, its text said."""
+    line = {"custom_id": "c-1", "response": {"status_code": status, "body": "Bad gateway"}}
+    error = _error(line)
+    assert type(error).__name__ == kind
+    assert "Bad gateway" in str(error)

@@ -102,7 +102,9 @@ def answer_of(api: BatchApi, tier: Tier, request: Request, line: Line) -> Respon
     status = response.get("status_code")
     if status == 200 and isinstance(response.get("body"), Mapping):
         return api.response(tier, request, response["body"])
-    error = line.get("error") or (response.get("body") or {}).get("error") or {}
+    body = response.get("body")
+    # A body that is not an object (a gateway's "Bad gateway" text, say) is the error said.
+    error = line.get("error") or (body.get("error") if isinstance(body, Mapping) else body) or {}
     if not isinstance(error, Mapping):
         error = {"message": str(error)}
     said = ": ".join(str(error[key]) for key in ("code", "message") if error.get(key))
