@@ -16,7 +16,6 @@ the store's timestamps) with the plain loop's calls/s; its target is at least 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -28,21 +27,11 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from cascade import Store  # after the offline switch above
-from cascade.testing import serve_in_subprocess
+from throughput import PROMPT, run_workers, write_job  # the same job, run the same way
+
+from cascade.testing import serve_in_subprocess  # after the offline switch above
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = "openai/gpt-4o-mini"
-PROMPT = "Extract the contact from: Ada Lovelace, ada@example.org, {input}"
-POLICY = """\
-task_type = "contact"
-prompt = "{prompt}"
-[[tiers]]
-model = "{model}"
-retries = 0
-timeout_s = 30
-params = {{ api_base = "{base_url}", api_key = "sk-fake" }}
-"""
 RAW = """
 import asyncio, os, sys, time
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -81,22 +70,14 @@ def raw(base_url: str, calls: int, concurrency: int) -> tuple[float, float]:
 
 def cascade_run(work: Path, base_url: str, calls: int, concurrency: int) -> tuple[float, float]:
     """CPU seconds and steady attempts/s of ``cascade run --workers 1`` over ``calls`` tasks."""
-    (work / "contact.toml").write_text(POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url))
-    lines = (json.dumps({"id": f"t{n}", "input": f"item {n}"}) for n in range(calls))
-    (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    write_job(work, base_url, calls)
     store = work / f"run-{calls}-{time.monotonic_ns()}.db"
-    argv = [
-        sys.executable, "-m", "cascade.cli", "run", str(work / "tasks.jsonl"),
-        "--policy", str(work / "contact.toml"), "--store", str(store),
-        "--out", str(work / f"results-{calls}.jsonl"), "--workers", "1",
-        "--concurrency", str(concurrency), "--no-progress",
-    ]  # fmt: skip
-    cpu, _ = _cpu_of(argv)
-    with Store(store) as db:
-        count, first, last = next(db.select("SELECT count(*), min(ts), max(ts) FROM attempts"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    count, rate, _ = run_workers(work, 1, concurrency, store)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if count != calls:
         raise SystemExit(f"{count} attempts for {calls} tasks: see {store}")
-    return cpu, count / (last - first)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), rate
 
 
 def main() -> None:

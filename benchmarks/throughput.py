@@ -48,15 +48,27 @@ params = {{ api_base = "{base_url}", api_key = "sk-fake" }}
 """
 
 
-def run_workers(work: Path, workers: int, concurrency: int) -> tuple[int, float, float]:
-    """``cascade run`` with ``workers`` processes: attempts, steady attempts/s, wall seconds."""
-    store = work / f"run-{workers}.db"
+def write_job(work: Path, base_url: str, tasks: int) -> None:
+    """The policy (one tier, every answer accepted) and ``tasks`` tasks, in ``work``."""
+    (work / "contact.toml").write_text(POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url))
+    lines = (json.dumps({"id": f"t{n}", "input": f"item {n}"}) for n in range(tasks))
+    (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def run_workers(
+    work: Path, workers: int, concurrency: int, store: Path | None = None
+) -> tuple[int, float, float]:
+    """``cascade run`` with ``workers`` processes: attempts, steady attempts/s, wall seconds.
+
+    ``store`` is a fresh store to run in (by default one named for the worker count).
+    """
+    store = store or work / f"run-{workers}.db"
     start = time.perf_counter()
     subprocess.run(
         [
             sys.executable, "-m", "cascade.cli", "run", str(work / "tasks.jsonl"),
             "--policy", str(work / "contact.toml"), "--store", str(store),
-            "--out", str(work / f"results-{workers}.jsonl"), "--workers", str(workers),
+            "--out", str(work / f"results-{store.stem}.jsonl"), "--workers", str(workers),
             "--concurrency", str(concurrency), "--no-progress",
         ],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
@@ -99,11 +111,7 @@ def main() -> None:
     with serve_in_subprocess(LATENCY_S) as base_url:
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
-            (work / "contact.toml").write_text(
-                POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url)
-            )
-            lines = (json.dumps({"id": f"t{n}", "input": f"item {n}"}) for n in range(args.tasks))
-            (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+            write_job(work, base_url, args.tasks)
             rows = [(w, *run_workers(work, w, args.concurrency)) for w in (1, 2)]
         raw_rate = asyncio.run(raw(base_url, args.tasks, args.concurrency))
     print(f"fake provider {LATENCY_S * 1000:.0f} ms per answer; {args.tasks} tasks;"
