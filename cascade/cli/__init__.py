@@ -21,6 +21,7 @@ _MODULES = {
     "import": "importing",
     "optimize": "optimize",
     "policy": "policy",
+    "record": "record",
     "report": "report",
     "review": "review",
     "route": "route",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cascade.cli.record_options import add_record
 from cascade.cli.run_options import add_run
 
 __all__ = ["build_parser"]
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize(commands)
     _add_export(commands)
     _add_import(commands)
+    add_record(commands)
     _add_policy(commands)
     add_run(commands)
     _add_report(commands)

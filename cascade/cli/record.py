@@ -1,0 +1,121 @@
+"""``cascade record``: other models' answers to a seeded sample of a dataset's tasks.
+
+The job (see :mod:`cascade.traffic.record_job`) is run by ``cascade run`` itself, with its
+guard, rate limits, retries, ledger, budget, signals and summary, and its answers are then
+added to the dataset (:mod:`cascade.traffic.record_merge`). Answers an earlier record kept in
+the store but had not added yet (it was killed) are added first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from cascade.cli.say import say
+from cascade.traffic.record_job import RecordJob, check_dataset, plan_record
+from cascade.traffic.record_merge import Merged, merge_answers, stored_answers
+from cascade.traffic.record_tiers import RecordTiers, record_tiers
+from cascade.types import Price
+
+__all__ = ["command"]
+
+
+def command(args: argparse.Namespace) -> int:
+    """Plan the job, run it, add its answers; the exit status is ``cascade run``'s."""
+    folder = Path(args.dataset)
+    models = tuple(dict.fromkeys(args.model))
+    data = check_dataset(folder)  # a bad line fails here, named, before anything is written
+    tiers = record_tiers(models, args.policy)
+    if args.dry_run:
+        with tempfile.TemporaryDirectory(prefix="cascade-record-") as scratch:
+            stored = stored_answers(folder)
+            job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
+                              answered=stored, into=Path(scratch))  # fmt: skip
+            return _dry_run(job)
+    tasks = {task.id for task in data.tasks}
+    _merged(folder, merge_answers(folder, tasks, tiers.model_row), "kept by an earlier record")
+    job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
+                      answered=stored_answers(folder))  # fmt: skip
+    _describe(job, tiers)
+    if not job.pairs:
+        say("nothing to ask: the dataset has every model's answer to every sampled task")
+        return 0
+    status = _run(job, args)
+    _merged(folder, merge_answers(folder, tasks, tiers.model_row), "recorded")
+    return status
+
+
+def _describe(job: RecordJob, tiers: RecordTiers) -> None:
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(job.kinds.items()))
+    state = "resumed" if job.resumed else "planned"
+    say(f"record job {job.folder.name} ({state}): {sum(job.kinds.values())} sampled tasks "
+        f"({kinds}) x {len(job.models)} models = {job.pairs} pairs to ask; {job.present} "
+        "already in the dataset are not asked")  # fmt: skip
+    if job.batch:
+        say(f"  batch API   {', '.join(job.batch)} (priced as batch calls)")
+    if job.tools:
+        say(f"  note        {job.tools} sampled tasks offered tools, which record does not send: "
+            "those answers are text")  # fmt: skip
+    if tiers.has_secrets():
+        say(
+            f"  note        {job.policies} holds credentials from {tiers.source} (files "
+            "readable by you alone): leave the record/ folder out when you share the dataset"
+        )
+
+
+def _dry_run(job: RecordJob) -> int:
+    """Print the floor and worst case of asking every pair; call no model."""
+    from cascade.backends.default import default_backend  # noqa: PLC0415  # imports litellm
+    from cascade.backends.litellm import batch_prices  # noqa: PLC0415
+    from cascade.backends.routed import closing_backend  # noqa: PLC0415
+    from cascade.traffic.record_estimate import estimate_record  # noqa: PLC0415
+
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(job.kinds.items()))
+    say(f"dry run: {sum(job.kinds.values())} sampled tasks ({kinds}) x {len(job.models)} models"
+        f" = {job.pairs} pairs to ask ({job.present} already answered are not asked)")  # fmt: skip
+    if not job.pairs:
+        say("no model was called")
+        return 0
+
+    def batch_price(model: str) -> Price | None:
+        both = batch_prices(model)
+        return None if both is None else both[1]
+
+    with closing_backend(default_backend()) as backend:
+        quote = getattr(backend, "quote", None)
+        estimate = estimate_record(job, quote if callable(quote) else None, batch_price)
+    for line in estimate.lines():
+        say(line)
+    return 0
+
+
+def _run(job: RecordJob, args: argparse.Namespace) -> int:
+    """``cascade run`` on the job's tasks and policies, into the dataset's record store."""
+    from cascade.cli import run  # noqa: PLC0415  # the run's own command: one home for it
+    from cascade.cli.parser import build_parser  # noqa: PLC0415
+
+    argv = [
+        *("run", str(job.tasks), "--policy", str(job.policies), "--out", str(job.results)),
+        *("--store", str(job.store), "--concurrency", str(args.concurrency)),
+        *("--max-outage-s", str(args.max_outage_s)),
+    ]
+    if args.budget is not None:
+        argv += ["--budget", str(args.budget)]
+    if args.workers is not None:
+        argv += ["--workers", str(args.workers)]
+    for flag in ("rpm", "tpm"):
+        for value in getattr(args, flag):
+            argv += [f"--{flag}", value]
+    argv += ["--retry-failed"] * args.retry_failed + ["--no-progress"] * args.no_progress
+    return int(run.command(build_parser().parse_args(argv)))
+
+
+def _merged(folder: Path, merged: Merged, what: str) -> None:
+    if merged.added:
+        say(f"added {merged.added} answers {what} to {folder / 'responses.jsonl'}")
+    if merged.models:
+        say(f"added {', '.join(merged.models)} to {folder / 'models.json'}")
+    if merged.orphans:
+        say(f"note: {merged.orphans} answers in {folder / 'record.db'} are for tasks the dataset "
+            "no longer has; they stay in the store")  # fmt: skip
