@@ -333,3 +333,57 @@ def test_a_batch_tier_is_asked_through_the_batch_api_at_the_batch_price(tmp_path
     assert "batch API   openai/cheap-model" in done.stdout
     models = {m["name"]: m for m in json.loads((data / "models.json").read_text())}
     assert "batch-API price" in models[CHEAP]["price_source"]
+
+
+def test_a_dry_run_prices_a_batch_tier_at_its_batch_price(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """The same pairs cost half as much in a dry run once the cheap tier says mode = "batch"."""
+    data = write_dataset(tmp_path / "data", {"qa": 4})
+    totals = []
+    for extra in ("", 'mode = "batch"'):
+        policy = write_policy(tmp_path, provider.server.base_url, cheap_extra=extra)
+        done = record(data, policy, "--sample", "4", "--dry-run")
+        assert done.returncode == 0, done.stdout + done.stderr
+        cheap = next(line for line in done.stdout.splitlines() if line.startswith(f"{CHEAP}:"))
+        totals.append(float(cheap.split("worst case $")[1].split()[0]))
+    assert totals[1] == pytest.approx(totals[0] / 2)
+    assert not provider.asked
+
+
+def test_pairs_no_answer_came_for_are_asked_again_with_retry_failed(tmp_path: Path) -> None:
+    """The dear model refuses the key: its pairs fail (exit 4); --retry-failed asks only them."""
+    refused = threading.Event()
+    refused.set()
+    provider = Provider()
+    answer = provider._reply
+
+    def reply(body: dict[str, Any]) -> FakeReply:
+        if refused.is_set() and body["model"] == "dear-model":
+            return FakeReply(status=401)
+        return answer(body)
+
+    with FakeOpenAI(reply) as server:
+        data = write_dataset(tmp_path / "data", {"qa": 5})
+        policy = write_policy(tmp_path, server.base_url)
+        failed = record(data, policy, "--sample", "5")
+        assert failed.returncode == 4, failed.stdout + failed.stderr
+        assert {m for _, m in recorded(data)} == {CHEAP}
+        refused.clear()
+        again = record(data, policy, "--sample", "5", "--retry-failed")
+        assert again.returncode == 0, again.stdout + again.stderr
+    asked = provider.pairs()
+    assert set(asked.values()) == {1}, "a pair with an answer was asked again"
+    assert len(asked) == len(recorded(data)) == 10
+
+
+def test_worker_processes_ask_each_pair_once(tmp_path: Path, provider: Provider) -> None:
+    """Two worker processes share the job's store and its policies: each pair once."""
+    data = write_dataset(tmp_path / "data", {"qa": 10})
+    policy = write_policy(tmp_path, provider.server.base_url)
+    done = record(data, policy, "--sample", "10", "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 workers" in done.stdout
+    asked = provider.pairs()
+    assert set(asked.values()) == {1}
+    assert len(asked) == len(recorded(data)) == 20

@@ -48,10 +48,14 @@ def command(args: argparse.Namespace) -> int:
 
 def _describe(job: RecordJob, tiers: RecordTiers) -> None:
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(job.kinds.items()))
-    state = "resumed" if job.resumed else "planned"
-    say(f"record job {job.folder.name} ({state}): {sum(job.kinds.values())} sampled tasks "
-        f"({kinds}) x {len(job.models)} models = {job.pairs} pairs to ask; {job.present} "
-        "already in the dataset are not asked")  # fmt: skip
+    head = f"record job {job.folder.name}"
+    sampled = f"{sum(job.kinds.values())} sampled tasks ({kinds}) x {len(job.models)} models"
+    if job.resumed:
+        say(f"{head} (resumed): {sampled}; {job.pairs} pairs in the job, of which the run below"
+            " asks only those not answered yet")  # fmt: skip
+    else:
+        say(f"{head} (planned): {sampled} = {job.pairs} pairs to ask; {job.present} already in"
+            " the dataset are not asked")  # fmt: skip
     if job.batch:
         say(f"  batch API   {', '.join(job.batch)} (priced as batch calls)")
     if job.tools:
@@ -85,6 +89,7 @@ def _dry_run(job: RecordJob) -> int:
     with closing_backend(default_backend()) as backend:
         quote = getattr(backend, "quote", None)
         estimate = estimate_record(job, quote if callable(quote) else None, batch_price)
+    say("each line counts the pairs a model is asked as its tasks:")
     for line in estimate.lines():
         say(line)
     return 0
