@@ -387,3 +387,20 @@ def test_worker_processes_ask_each_pair_once(tmp_path: Path, provider: Provider)
     asked = provider.pairs()
     assert set(asked.values()) == {1}
     assert len(asked) == len(recorded(data)) == 20
+
+
+def test_a_dataset_moved_between_runs_is_not_asked_again(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """Stopped by the budget, moved, recorded again: the new place asks only what is left."""
+    data = write_dataset(tmp_path / "data", {"qa": 10})
+    policy = write_policy(tmp_path, provider.server.base_url, cheap_in=0.0, cheap_out=200.0)
+    stopped = record(data, policy, "--sample", "10", "--budget", "0.003", "--concurrency", "1")
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    moved = data.rename(tmp_path / "moved")
+    done = record(moved, policy, "--sample", "10", "--concurrency", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(planned)" in done.stdout
+    asked = provider.pairs()
+    assert set(asked.values()) == {1}, "a pair was asked twice"
+    assert len(asked) == len(recorded(moved)) == 20

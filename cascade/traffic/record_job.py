@@ -10,7 +10,9 @@ quarantine and step log), where ``KEY`` is a hash of the models, the sample and 
 settings; its answers go to the store ``DATASET/record.db``. The files are written once, with
 ``job.json`` last: a rerun of the same command finds them and resumes the same run, and a
 command that differs (another model, size, seed or policy) plans a job of its own from the
-dataset as it is then.
+dataset as it is then. A run is known by its files' absolute paths, so a job whose dataset
+folder was moved is planned again (its answers are in the dataset by then: none is asked
+twice).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def plan_record(
         kinds[task.type] = kinds.get(task.type, 0) + 1
     batch = tuple(m for m in models if tiers.batch(m))
     known = None if into is not None else _read_job(job_folder)
-    if known is not None:
+    if known is not None and known.get("folder") == str(job_folder.resolve()):
         return RecordJob(job_folder, folder / STORE, models, kinds, known["pairs"],
                          known["present"], known["tools"], True, batch)  # fmt: skip
     pairs = [(t, m) for t in chosen for m in models if (t.id, m) not in have]
@@ -134,7 +136,8 @@ def plan_record(
     _write_job(job_folder, pairs, tiers)
     present = len(chosen) * len(models) - len(pairs)
     facts = {"models": models, "sample": sample, "seed": seed, "pairs": len(pairs),
-             "present": present, "tools": tools}  # fmt: skip
+             "present": present, "tools": tools,
+             "folder": str(job_folder.resolve())}  # fmt: skip
     write_atomic(job_folder / _JOB, json.dumps(facts, indent=2) + "\n")  # last: the job is whole
     return RecordJob(job_folder, folder / STORE, models, kinds, len(pairs), present, tools,
                      False, batch)  # fmt: skip
