@@ -404,3 +404,13 @@ def test_a_dataset_moved_between_runs_is_not_asked_again(
     asked = provider.pairs()
     assert set(asked.values()) == {1}, "a pair was asked twice"
     assert len(asked) == len(recorded(moved)) == 20
+
+
+def test_a_model_the_policy_has_no_tier_of_is_named_as_called_by_its_plain_name(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """--model openai/other with a policy that lacks it: said so before anything is asked."""
+    data = write_dataset(tmp_path / "data", {"qa": 2})
+    policy = write_policy(tmp_path, provider.server.base_url)
+    done = record(data, policy, "--sample", "2", "--model", "openai/other", "--dry-run")
+    assert f"{policy} has no tier of openai/other: asked by its plain name" in done.stdout

@@ -32,7 +32,7 @@ def command(args: argparse.Namespace) -> int:
             stored = stored_answers(folder)
             job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
                               answered=stored, into=Path(scratch))  # fmt: skip
-            return _dry_run(job)
+            return _dry_run(job, tiers)
     tasks = {task.id for task in data.tasks}
     _merged(folder, merge_answers(folder, tasks, tiers.model_row), "kept by an earlier record")
     job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
@@ -47,6 +47,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _describe(job: RecordJob, tiers: RecordTiers) -> None:
+    """Say what the job asks, before the run starts."""
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(job.kinds.items()))
     head = f"record job {job.folder.name}"
     sampled = f"{sum(job.kinds.values())} sampled tasks ({kinds}) x {len(job.models)} models"
@@ -56,11 +57,7 @@ def _describe(job: RecordJob, tiers: RecordTiers) -> None:
     else:
         say(f"{head} (planned): {sampled} = {job.pairs} pairs to ask; {job.present} already in"
             " the dataset are not asked")  # fmt: skip
-    if job.batch:
-        say(f"  batch API   {', '.join(job.batch)} (priced as batch calls)")
-    if job.tools:
-        say(f"  note        {job.tools} sampled tasks offered tools, which record does not send: "
-            "those answers are text")  # fmt: skip
+    _notes(job, tiers)
     if tiers.has_secrets():
         say(
             f"  note        {job.policies} holds credentials from {tiers.source} (files "
@@ -68,7 +65,18 @@ def _describe(job: RecordJob, tiers: RecordTiers) -> None:
         )
 
 
-def _dry_run(job: RecordJob) -> int:
+def _notes(job: RecordJob, tiers: RecordTiers) -> None:
+    """What the job asks differently from what the user may expect."""
+    for model in tiers.unmatched:
+        say(f"  note        {tiers.source} has no tier of {model}: asked by its plain name")
+    if job.batch:
+        say(f"  batch API   {', '.join(job.batch)} (priced as batch calls)")
+    if job.tools:
+        say(f"  note        {job.tools} sampled tasks offered tools, which record does not send: "
+            "those answers are text")  # fmt: skip
+
+
+def _dry_run(job: RecordJob, tiers: RecordTiers) -> int:
     """Print the floor and worst case of asking every pair; call no model."""
     from cascade.backends.default import default_backend  # noqa: PLC0415  # imports litellm
     from cascade.backends.litellm import batch_prices  # noqa: PLC0415
@@ -78,6 +86,7 @@ def _dry_run(job: RecordJob) -> int:
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(job.kinds.items()))
     say(f"dry run: {sum(job.kinds.values())} sampled tasks ({kinds}) x {len(job.models)} models"
         f" = {job.pairs} pairs to ask ({job.present} already answered are not asked)")  # fmt: skip
+    _notes(job, tiers)
     if not job.pairs:
         say("no model was called")
         return 0

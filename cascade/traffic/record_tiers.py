@@ -43,6 +43,8 @@ class RecordTiers:
     tables: Mapping[str, Mapping[str, Any]]
     shared: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    unmatched: tuple[str, ...] = ()
+    """Models the source policy has no tier of: called by their plain litellm name."""
 
     def digest(self) -> str:
         """A hash of every setting, so another ``--policy`` makes another record job."""
@@ -101,10 +103,12 @@ def record_tiers(models: tuple[str, ...], policy: str | Path | None) -> RecordTi
     path = Path(policy)
     spec = load_policy(path).spec  # a bad policy fails here, with its file and line
     tables: dict[str, Mapping[str, Any]] = {}
+    unmatched = []
     for model in models:
         found = next((t for t in spec.tiers if t.model == model), None)
         if found is None:
             tables[model] = _plain(model)
+            unmatched.append(model)
             continue
         table = found.model_dump(include=set(_KEPT), exclude_unset=True, mode="json")
         schema = table.get("response_schema")
@@ -116,7 +120,7 @@ def record_tiers(models: tuple[str, ...], policy: str | Path | None) -> RecordTi
         shared["limits"] = {k: v.model_dump(exclude_none=True) for k, v in spec.limits.items()}
     if spec.breaker is not None:
         shared["breaker"] = spec.breaker.model_dump(exclude_unset=True)
-    return RecordTiers(tables, shared, path)
+    return RecordTiers(tables, shared, path, tuple(unmatched))
 
 
 def _plain(model: str) -> dict[str, Any]:
