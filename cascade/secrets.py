@@ -47,6 +47,11 @@ _SECRET_PATTERNS = (
 _MIN_SECRET = 8
 """Shorter strings cannot hold any secret we redact, so they are not scanned."""
 
+_MARKS = ("sk-", "rk-", "pk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "://")
+"""Text that each shape above must contain, as written: a string with none is not scanned."""
+_MARKS_ANY_CASE = ("authorization", "api-key", "bearer")
+"""The same for the shapes matched in any case, looked for in the lower-cased string."""
+
 _OWN_FIELDS = frozenset(
     {"event", "level", "ts", "step", "tier", "kind", "decision", "prompt_tokens",
      "completion_tokens", "cost_usd", "latency_s", "passed"}
@@ -73,6 +78,9 @@ class SecretRedactor:
         literals = [re.escape(v) for v in sorted(values, key=len, reverse=True)]
         self._pattern = re.compile("|".join([*literals, *_SECRET_PATTERNS]))
         self._env_secrets = len(literals)
+        # Scanning with that pattern tries every alternative at every position; a string that
+        # holds none of the literal texts some alternative needs cannot match, and is not scanned.
+        self._marks = (*sorted(values, key=len, reverse=True), *_MARKS)
         self._secret_keys: dict[str, bool] = {}
 
     def __repr__(self) -> str:
@@ -80,7 +88,23 @@ class SecretRedactor:
 
     def text(self, value: str) -> str:
         """``value`` with every secret in it replaced."""
-        return self._pattern.sub(_redact_match, value) if len(value) >= _MIN_SECRET else value
+        return self._pattern.sub(_redact_match, value) if self._may_hold(value) else value
+
+    def _may_hold(self, value: str) -> bool:
+        """Whether ``value`` is long enough and holds a text some secret's shape needs.
+
+        Text that is not all ASCII is always scanned: the pattern's case-insensitive parts also
+        match a few other letters (U+0131, a dotless i, for ``i``), which lower-casing would miss.
+        """
+        if len(value) < _MIN_SECRET:
+            return False
+        if not value.isascii():
+            return True
+        for mark in self._marks:
+            if mark in value:
+                return True
+        lower = value.lower()
+        return any(mark in lower for mark in _MARKS_ANY_CASE)
 
     def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
         """Return the event with every secret in it replaced."""
@@ -101,7 +125,7 @@ class SecretRedactor:
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._pattern.sub(_redact_match, value) if len(value) >= _MIN_SECRET else value
+            return self.text(value)
         if isinstance(value, Mapping):
             return {str(k): self._value(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):
