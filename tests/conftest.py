@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 # Kept sandbox verdicts go to a folder of this session's, never the user's cache.
@@ -52,3 +55,14 @@ def _guard_getaddrinfo(real: Callable[..., Any]) -> Callable[..., Any]:
 socket.socket.connect = _guard(socket.socket.connect)  # type: ignore[method-assign]
 socket.socket.connect_ex = _guard(socket.socket.connect_ex)  # type: ignore[method-assign]
 socket.getaddrinfo = _guard_getaddrinfo(socket.getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_found() -> Iterator[None]:
+    """Each test leaves the garbage collector as it found it.
+
+    ``cascade run`` freezes its process's heap (cascade/run/heap.py); the CLI tests run it in
+    this process, and without this the suite's own heap would stay frozen after them.
+    """
+    yield
+    gc.unfreeze()

@@ -27,6 +27,7 @@ from cascade.run.job import Job
 from cascade.run.progress import Progress
 from cascade.run.review import write_review_queue
 from cascade.run.runner import Counts, Runner
+from cascade.run.spawning import start_early
 from cascade.run.summary import summarize
 from cascade.run.tasks_file import count_tasks, read_lines
 from cascade.steplog import StepLog
@@ -67,6 +68,7 @@ def job_of(args: argparse.Namespace) -> Job:
         grace_s=args.grace,
         otel=args.otel if args.otel is not None else _otel_from_environment(),
         otel_content=args.otel_content,
+        settle_heap=True,  # this process and its workers are the run's own
     )
 
 
@@ -101,9 +103,11 @@ def _command(args: argparse.Namespace) -> int:
         raise ConfigError(f"tasks file {job.tasks} not found")
     if job.dry_run:
         return _dry_run(job, policies, source)
-    backend = _checked_backend(job, policies)
     total = count_tasks(source)
     job = dataclasses.replace(job, workers=job.worker_count(total))
+    if job.workers and job.workers > 1 and job.executor == "processes":
+        start_early(litellm=job.replay is None and job.backend is None)  # while we check prices
+    backend = _checked_backend(job, policies)
     key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
     # One run per store: a second would reclaim this one's leases, and its results file.
     with closing_backend(backend), holding(job.store), Store(job.store) as store:

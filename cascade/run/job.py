@@ -67,6 +67,10 @@ class Job:
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` names; ``None`` exports nothing."""
     otel_content: bool = False
     """Also export each call's answer and each task's input (redacted) with the traces."""
+    settle_heap: bool = False
+    """Freeze the start-up heap of the processes that run the job, once the first answers are
+    in (:mod:`cascade.run.heap`). ``cascade run`` owns its processes and does; a program that
+    runs a job in its own process decides for itself."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:

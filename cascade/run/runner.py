@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from cascade.errors import CascadeError, ConfigError
 from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome
 from cascade.policy import PolicySet
+from cascade.run import heap
 from cascade.run.budget import JobBudget
 from cascade.run.counts import Counts
 from cascade.run.drifting import DriftDesk
@@ -46,6 +48,7 @@ from cascade.run.services import (
     batcher_for,
     refuse_on_ray,
 )
+from cascade.run.spawning import worker_context
 from cascade.run.tasks_file import Line, input_bytes, read_lines
 from cascade.run.worker import Cascades, Worker, new_owner
 from cascade.run.worker_process import Shared, work
@@ -246,10 +249,10 @@ class Runner:
                 await asyncio.to_thread(telemetry.shutdown)
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = worker_context(litellm=self.job.replay is None and self.job.backend is None)
         owners = [new_owner() for _ in range(self.workers)]
         shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted,
-                        self._audit_spent)  # fmt: skip
+                        self._audit_spent, dict(os.environ))  # fmt: skip
         processes = []
         # Started with SIGINT ignored (kept across exec), so that a Ctrl-C on the terminal, sent
         # to every process of the group, reaches only this one, even while a worker starts up.
@@ -263,6 +266,8 @@ class Runner:
         finally:
             if main:
                 signal.signal(signal.SIGINT, handler)
+        if self.job.settle_heap:  # while the workers start: this process only tails and feeds
+            heap.settle()
         failed: list[str] = []
         released: set[str] = set()
         while any(p.exitcode is None for p in processes):

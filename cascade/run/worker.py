@@ -24,6 +24,7 @@ from cascade.backends.batcher import Batcher
 from cascade.engine import Cascade, Settings
 from cascade.outcome import Outcome, Step
 from cascade.policy import PolicySet
+from cascade.run import heap
 from cascade.run.budget import JobBudget
 from cascade.run.job import Job
 from cascade.steplog import StepLog
@@ -132,6 +133,7 @@ class Worker:
         self.write_failed: Failure | None = None
         """The first write to the store that failed: no task is leased after it."""
         self._side = SideFile(ledger.store.path)
+        self._settled = False
 
     async def run(self) -> None:
         """Work until there is nothing left to do (or the stop flag is set).
@@ -198,6 +200,9 @@ class Worker:
                 await batcher.aclose()
 
     def _finish(self, leased: Leased, outcome: Outcome) -> None:
+        if self.job.settle_heap and not self._settled:
+            self._settled = True
+            heap.settle()  # a first task is done: start-up (litellm's import) is over
         self.budget.add(outcome.cost_usd)
         times = leased.execution if self._repeated(leased, outcome) else 1
         self._done.append((outcome, leased.task, times))

@@ -19,6 +19,7 @@ from cascade.run.budget import JobBudget
 from cascade.run.guard import Guard
 from cascade.run.job import Job
 from cascade.run.services import auditor_for, batcher_for
+from cascade.run.spawning import adopt_environment
 from cascade.run.worker import Cascades, StopFlag, Worker
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -50,6 +51,8 @@ class Shared:
     budget: JobBudget
     interrupted: StopFlag
     audit_spent: dict[str, JobBudget]
+    environ: dict[str, str]
+    """The coordinator's environment when it started the workers (API keys among it)."""
 
 
 def work(job: Job, shared: Shared, owner: str) -> None:
@@ -60,6 +63,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
     Ctrl-C is the coordinator's to handle: this process ignores SIGINT.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    adopt_environment(shared.environ)  # a fork server's own may be older
     interrupted = _InterruptedOrOrphaned(shared.interrupted)
 
     def terminated(_signum: int, _frame: object) -> None:
