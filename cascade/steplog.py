@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from cascade.outcome import Step
 from cascade.secrets import SecretRedactor
 
-__all__ = ["Processor", "SecretRedactor", "StepLog", "TextSink", "capture_steps"]
+__all__ = ["Processor", "SecretRedactor", "StepLog", "TextSink", "appending", "capture_steps"]
 
 Processor = Callable[[Any, str, MutableMapping[str, Any]], Any]
 """A structlog processor: ``(logger, method_name, event_dict) -> event_dict``."""
@@ -55,10 +56,15 @@ class TextSink(Protocol):
 
 
 class _LineWriter:
-    """A structlog logger that writes one line per event to a file, or to the current stderr."""
+    """A structlog logger that writes one line per event to a file, or to the current stderr.
+
+    A write that fails (a full disk) stops the log instead of failing the step that was being
+    logged: ``failure`` keeps the error, and later lines are dropped (the store has them all).
+    """
 
     def __init__(self, file: TextSink | None) -> None:
         self._file = file
+        self.failure: OSError | None = None
 
     def msg(self, message: str) -> None:
         """Write one rendered event as a line."""
@@ -66,9 +72,14 @@ class _LineWriter:
 
     def lines(self, text: str) -> None:
         """Write lines rendered elsewhere, as they are."""
+        if self.failure is not None:
+            return
         out = self._file if self._file is not None else sys.stderr
-        out.write(text)
-        out.flush()
+        try:
+            out.write(text)
+            out.flush()
+        except OSError as exc:
+            self.failure = exc
 
     info = msg
 
@@ -110,9 +121,35 @@ class StepLog:
         """Log any other event through the same chain (redacted like steps)."""
         self._logger.info(name, **fields)
 
+    @property
+    def failure(self) -> OSError | None:
+        """The write that stopped this log (a full disk), if one did."""
+        return self._writer.failure
+
+    @property
+    def path(self) -> str:
+        """Where the lines go: the file's name, or ``<stderr>``."""
+        return str(getattr(self._writer._file, "name", "<stderr>"))
+
     def write_rendered(self, text: str) -> None:
         """Append JSON lines that another step log rendered (and redacted): a Ray actor's."""
         self._writer.lines(text)
+
+
+@contextmanager
+def appending(path: str | Path) -> Iterator[IO[str]]:
+    """The step log file at ``path``, opened for appending; a line is one write.
+
+    The buffer is big enough for any line, and each line is flushed as it is logged. Closing
+    the file flushes what is left: after a write that failed (a full disk), the failed line.
+    That error is already the log's (:attr:`StepLog.failure`), and closing does not raise it.
+    """
+    file = open(path, "a", encoding="utf-8", buffering=1 << 20)  # noqa: SIM115  # closed below
+    try:
+        yield file
+    finally:
+        with suppress(OSError):
+            file.close()
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from cascade.run.runner import Counts, Runner
 from cascade.run.spawning import start_early
 from cascade.run.summary import summarize
 from cascade.run.tasks_file import count_tasks, read_lines
-from cascade.steplog import StepLog
+from cascade.steplog import StepLog, appending
 from cascade.store import Store
 from cascade.store.holder import holding
 from cascade.store.unsaved import side_paths, write_failure
@@ -118,7 +118,7 @@ def _command(args: argparse.Namespace) -> int:
         with (
             Path(job.out).open("w", encoding="utf-8") as out,
             job.quarantine_path.open("w", encoding="utf-8") as bad,
-            job.log_path.open("a", encoding="utf-8", buffering=1 << 20) as steps,
+            appending(job.log_path) as steps,
         ):
             progress = Progress(total) if job.progress else None
             runner = Runner(job, policies, store, backend=backend, log=StepLog(steps),
@@ -203,6 +203,8 @@ def _write_failed(job: Job, counts: Counts) -> str:
     if kept is not None:
         where = (f"the {kept.calls} paid calls the store could not take are kept in {kept.path},"
                  " and the next run reads them back into the store")  # fmt: skip
+    elif failed.startswith(f"could not write {job.log_path} "):
+        where = "the store holds every call and result; the step log lacks the calls since"
     elif failed.startswith(f"could not write {job.store} "):
         sides = " or ".join(str(path) for path in side_paths(job.store))
         where = f"{sides} could not be written either: the calls since are in {job.log_path}"

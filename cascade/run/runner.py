@@ -51,7 +51,7 @@ from cascade.run.services import (
 from cascade.run.spawning import worker_context
 from cascade.run.tasks_file import Line, input_bytes, read_lines
 from cascade.run.worker import Cascades, Worker, new_owner
-from cascade.run.worker_process import Shared, work
+from cascade.run.worker_process import LOG_FAILED, Shared, work
 from cascade.run.writes import Writes
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -278,7 +278,9 @@ class Runner:
                 if process.exitcode is not None and owner not in released:
                     released.add(owner)
                     self._ledger.release(owner)  # a dead worker's tasks go to the others
-                    if process.exitcode != 0:
+                    if process.exitcode == LOG_FAILED:  # it said why on standard error
+                        self._writes.failed(f"could not write {self.job.log_path} (see above)")
+                    elif process.exitcode != 0:
                         failed.append(f"{process.pid} exited with {process.exitcode}")
         if failed and self._ledger.unfinished():
             raise CascadeError(

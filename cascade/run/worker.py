@@ -148,6 +148,7 @@ class Worker:
         try:
             while True:
                 interrupted = self.interrupted.is_set()
+                self._log_failed()
                 stopping = interrupted or self.stop.is_set() or self.budget.exhausted()
                 stopping = stopping or self.write_failed is not None
                 # A task waiting for a provider batch is parked: it leaves its place to another
@@ -291,6 +292,12 @@ class Worker:
             if self._failed(exc) is None:
                 raise
             return []
+
+    def _log_failed(self) -> None:
+        """A step log that could not be written stops the leasing, as a failed store does."""
+        log = self.cascades.log
+        if log is not None and log.failure is not None and self.write_failed is None:
+            self.write_failed = write_failure(log.failure, log.path)
 
     def _failed(self, exc: Exception) -> Failure | None:
         """The failed write ``exc`` is (the first one is kept), or ``None`` for another fault."""

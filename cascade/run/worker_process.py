@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from dataclasses import dataclass
-from typing import IO
 
 from cascade.backends.routed import closing_backend
 from cascade.engine import Settings
@@ -21,12 +21,16 @@ from cascade.run.job import Job
 from cascade.run.services import auditor_for, batcher_for
 from cascade.run.spawning import adopt_environment
 from cascade.run.worker import Cascades, StopFlag, Worker
-from cascade.steplog import StepLog
+from cascade.steplog import StepLog, appending
 from cascade.store import Store
 from cascade.store.alarms import Escalated
 from cascade.store.ledger import Ledger
+from cascade.store.unsaved import write_failure
 
-__all__ = ["Shared", "work"]
+__all__ = ["LOG_FAILED", "Shared", "work"]
+
+LOG_FAILED = 75
+"""A worker's exit status when its step log could not be written (a full disk)."""
 
 
 class _InterruptedOrOrphaned:
@@ -75,7 +79,7 @@ def work(job: Job, shared: Shared, owner: str) -> None:
     with (
         closing_backend(backend),
         Store(job.store) as store,
-        _log_file(str(job.log_path)) as file,
+        appending(job.log_path) as file,
     ):
         log = StepLog(file)
         batcher = batcher_for(policies, backend, store, shared.run_id, log)
@@ -105,8 +109,6 @@ def work(job: Job, shared: Shared, owner: str) -> None:
         finally:
             if telemetry is not None:
                 telemetry.shutdown()
-
-
-def _log_file(path: str) -> IO[str]:
-    """The step log opened for appending, with a buffer big enough that a line is one write."""
-    return open(path, "a", encoding="utf-8", buffering=1 << 20)
+        if log.failure is not None:  # the store has every call; the coordinator stops the run
+            sys.stderr.write(f"cascade: error: {write_failure(log.failure, log.path)}\n")
+            raise SystemExit(LOG_FAILED)
