@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from cascade.errors import ConfigError
+from cascade.validators.agreement import final_number
+from cascade.validators.jsonvalue import extract_json
 
 __all__ = [
     "GoldScore",
     "TierScore",
+    "answer_value",
     "decoded",
     "load_gold",
+    "matches_gold",
     "render_score",
     "same_answer",
     "score_results",
@@ -182,6 +186,50 @@ def decoded(output: Any) -> Any:
         except ValueError:
             return output
     return output
+
+
+def matches_gold(output: str, gold: Any) -> bool:
+    """Whether a model's raw answer matches the gold one.
+
+    As :func:`same_answer` judges the answer's JSON value (its stripped text when it holds
+    none), and a numeric gold answer by value against the answer's final number (``#### 42``,
+    or the last one written).
+
+    >>> matches_gold('Here: {"b": 2, "a": 1}', {"a": 1, "b": 2})
+    True
+    >>> matches_gold("so the total is 1,200.0", "1200")
+    True
+    >>> matches_gold("None", None)
+    False
+    """
+    if gold is None:
+        return False
+    value, problem = extract_json(output)
+    if same_answer(output.strip() if problem is not None else value, gold):
+        return True
+    number = _number(gold)
+    return number is not None and final_number(output) == number
+
+
+def answer_value(output: str) -> Any:
+    """A raw answer as a gold answer: its JSON value, else its stripped text.
+
+    >>> answer_value('Sure: {"a": 1}'), answer_value(" 42 "), answer_value(" Paris ")
+    ({'a': 1}, 42, 'Paris')
+    """
+    value, problem = extract_json(output)
+    return output.strip() if problem is not None else value
+
+
+def _number(gold: Any) -> float | None:
+    if isinstance(gold, bool):
+        return None
+    if isinstance(gold, int | float):
+        return float(gold)
+    try:
+        return float(str(gold).replace(",", ""))
+    except ValueError:
+        return None
 
 
 def _pct(value: float | None) -> str:

@@ -24,11 +24,9 @@ from cascade.bench.dataset import Dataset, load_dataset
 from cascade.dataset_files import write_dataset
 from cascade.enums import CallKind
 from cascade.errors import ConfigError
-from cascade.gold import load_gold, same_answer
+from cascade.gold import load_gold, matches_gold
 from cascade.store import Store
 from cascade.store.queries import first_answers, tasks_of
-from cascade.validators.agreement import final_number
-from cascade.validators.jsonvalue import extract_json
 
 __all__ = ["Exported", "dataset_from_store", "export_store"]
 
@@ -84,7 +82,7 @@ def export_store(
             if row is None:
                 continue
             truth = None if answers is None or task_id not in answers else answers[task_id]
-            row["correct"] = None if answers is None else _right(row["output"], truth)
+            row["correct"] = None if answers is None else matches_gold(row["output"], truth)
             response_rows.append(row)
     source = f"the cost recorded per call in {path.name}"
     prices = [{"name": m, "input_usd_per_mtok": None, "output_usd_per_mtok": None,
@@ -142,29 +140,3 @@ def _responses(
         if confidence is not None:
             found[(task_id, model)]["confidence"] = confidence
     return found, sorted(tiers, key=lambda m: (tiers[m], m))
-
-
-def _right(output: str, gold: Any) -> bool:
-    """Whether an answer matches the gold one.
-
-    As ``cascade eval`` judges, and a numeric gold answer by value against the answer's final
-    number (``#### 42``, or the last one written).
-    """
-    if gold is None:
-        return False
-    value, problem = extract_json(output)
-    if same_answer(output.strip() if problem is not None else value, gold):
-        return True
-    number = _number(gold)
-    return number is not None and final_number(output) == number
-
-
-def _number(gold: Any) -> float | None:
-    if isinstance(gold, bool):
-        return None
-    if isinstance(gold, int | float):
-        return float(gold)
-    try:
-        return float(str(gold).replace(",", ""))
-    except ValueError:
-        return None
