@@ -3,9 +3,10 @@
 Two calls are the same task when their messages, tools and ``response_format`` are identical
 (after secrets are removed); the task's ``weight`` counts them, and its id is a hash of them,
 so importing the same log again gives the same ids. For each task, each model that served it
-keeps its first answer, in the order the files and lines were given. Every string written goes
-through the secret redaction of :mod:`cascade.secrets`, with the credentials the logged
-requests carried added to it; the quarantine file too.
+keeps its first answer, in the order the files and lines were given, marked ``"served": true``
+(``cascade truth --by served`` judges other models' answers against these). Every string
+written goes through the secret redaction of :mod:`cascade.secrets`, with the credentials the
+logged requests carried added to it; the quarantine file too.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class Collector:
         return {
             "task_id": task_id, "model": call.model, "output": redactor.text(call.output),
             "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-            "cost_usd": cost, "latency_s": call.latency_s, "correct": None,
+            "cost_usd": cost, "latency_s": call.latency_s, "correct": None, "served": True,
         }  # fmt: skip
 
     def _model_row(self, model: str) -> dict[str, Any]:
