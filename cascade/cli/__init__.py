@@ -27,6 +27,7 @@ _MODULES = {
     "route": "route",
     "run": "run",
     "show": "show",
+    "truth": "truth",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cascade.audit.plan import AuditPlan
@@ -12,6 +13,7 @@ from cascade.bench.dataset import Dataset
 from cascade.bench.suite import WhatIf, bench, default_validators
 from cascade.cli.say import say, say_json
 from cascade.errors import ConfigError
+from cascade.traffic.truth import read_truth
 
 __all__ = ["command"]
 
@@ -29,6 +31,9 @@ def command(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         whatif=WhatIf(args.deadline, tuple(args.batch_tier), args.batch_discount, _audit(args)),
     )
+    truth = read_truth(Path(args.dataset)) if Path(args.dataset).is_dir() else None
+    if truth is not None:  # the dataset's own traffic: say what its 'correct' means
+        found.results["truth"] = truth.to_json()
     if found.exported is not None and not args.json:
         say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"
             f" ({found.exported.skipped} others left out)")  # fmt: skip
@@ -55,6 +60,8 @@ def _table(results: dict[str, Any], data: Dataset) -> str:
     for model, source in results.get("batch_pricing", {}).items():
         lines.append(f"batch rows price {model} at {source}; their latencies are the "
                      "synchronous calls' (a provider runs a batch within 24 h)")  # fmt: skip
+    if "truth" in results:
+        lines.append(f"correct means: {results['truth']['means']}")
     unchecked = [k for k in kinds if k not in validators]
     if unchecked:
         lines.append(f"  and accept unchecked: {', '.join(unchecked)}")

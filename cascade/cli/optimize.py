@@ -21,6 +21,7 @@ from cascade.optimize.written import (
     policy_header,
     write_policies,
 )
+from cascade.traffic.truth import read_truth
 
 __all__ = ["command", "options_of"]
 
@@ -58,6 +59,9 @@ def command(args: argparse.Namespace) -> int:
     paths = out_paths(Path(options.out), kinds, Path(args.dataset).name)
     found = certify_written(search(args.dataset, options), options)
     facts = found.facts | {"guarantee": guarantee_facts(found, options)}
+    truth = read_truth(Path(args.dataset))
+    if truth is not None:  # the dataset's own traffic: say what its 'correct' means
+        facts["truth"] = truth.to_json()
     chosen = found.result.chosen
     if chosen is None:
         _unreachable(facts, options)
@@ -86,6 +90,7 @@ def _unreachable(facts: Mapping[str, Any], options: Options) -> None:
         f"{facts['target_pass_rate']:.1%} with probability {options.confidence:.0%}: on "
         f"{facts['certification_tasks']} certification tasks, the bound of the first candidate "
         "fell short; nothing was written",
+        *_means(facts),
     ]
     best = facts["guarantee"]["best"]
     if best is not None:
@@ -114,6 +119,7 @@ def _render(facts: Mapping[str, Any]) -> str:
         f"the chosen ladder's own lower bound, {chosen['chosen_lower_bound']:.1%}, is not "
         "covered: the data chose it; another try on the same data (seed, target, settings) "
         "spends the guarantee again",
+        *_means(facts),
         *_differences(facts),
         "",
     ]
@@ -139,6 +145,11 @@ def _render(facts: Mapping[str, Any]) -> str:
               for model, source in facts["batch_pricing"].items()]  # fmt: skip
     lines += [f"wrote {p}" for p in facts["written"]]
     return "\n".join(lines)
+
+
+def _means(facts: Mapping[str, Any]) -> list[str]:
+    """What 'correct' means on the dataset, when it says (``cascade truth``)."""
+    return [f"correct means: {facts['truth']['means']}"] if "truth" in facts else []
 
 
 def _differences(facts: Mapping[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cascade.cli.record_options import add_record
 from cascade.cli.run_options import add_run
+from cascade.cli.truth_options import add_truth
 
 __all__ = ["build_parser"]
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_import(commands)
     add_record(commands)
+    add_truth(commands)
     _add_policy(commands)
     add_run(commands)
     _add_report(commands)

@@ -1,0 +1,48 @@
+"""The options of ``cascade truth``: which definition of "correct" a dataset's answers follow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["add_truth"]
+
+
+def add_truth(commands: Any) -> None:
+    """Add ``cascade truth`` and its options."""
+    truth = commands.add_parser(
+        "truth",
+        help="state what 'correct' means on a dataset: fill every answer's correct by it",
+        description="Fill 'correct' on every answer of the dataset by one definition, and write "
+        "it in DATASET/truth.json, which cascade bench and cascade optimize name beside their "
+        "figures. --by served: an answer is correct when it reproduces the served model's "
+        "answer to the task (the answers cascade import marked served, or --served MODEL's), "
+        "compared as cascade export --gold compares (JSON and numbers by value, text without "
+        "case or extra space); the served answers are correct by definition. --by policy: an "
+        "answer is correct when it passes the --policy file's [[validators]] (those that call a "
+        "model, and confidence, are not run, and are named). A judge model with a rubric and "
+        "human labels are not built yet. Running it again with another definition replaces "
+        "the earlier one. Every answer is judged before anything is written: a bad line is an "
+        "error naming its file and line, and leaves the dataset as it was.",
+    )
+    truth.add_argument("dataset", help="the dataset folder (cascade import wrote it, say)")
+    truth.add_argument(
+        "--by",
+        required=True,
+        choices=("served", "policy"),
+        help="what 'correct' means: served (reproduces today's answers) or policy (passes your "
+        "validators); judge and human are not built yet",
+    )
+    truth.add_argument(
+        "--policy", metavar="FILE_OR_DIR", help="--by policy: the policy whose validators judge"
+    )
+    truth.add_argument(
+        "--served",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="--by served: the model that served the traffic, for a dataset whose answers are "
+        "not marked served (repeatable; replaces the marks)",
+    )
+    truth.add_argument(
+        "--no-cache", action="store_true", help="--by policy: run sandboxed tests again, uncached"
+    )
