@@ -230,3 +230,15 @@ def test_bench_names_the_definition(dataset: Path, capsys: pytest.CaptureFixture
     assert main(["bench", str(dataset), "--ladder", f"{CHEAP},{SERVED}"]) == 0
     out = capsys.readouterr().out
     assert f"correct means: reproduces the served model's answers ({SERVED})" in out
+
+
+def test_a_grading_truth_did_not_make_is_said_to_be_replaced(
+    dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows already graded (a benchmark's own labels): the command says it replaced them."""
+    graded = [{**r, "correct": False} for r in rows(dataset)]
+    (dataset / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in graded))
+    assert main(["truth", str(dataset), "--by", "served"]) == 0
+    assert f"note: {len(graded)} answers had a correct value" in capsys.readouterr().out
+    assert main(["truth", str(dataset), "--by", "served"]) == 0
+    assert "note:" not in capsys.readouterr().out  # set by truth itself the second time

@@ -50,3 +50,6 @@ def _report(folder: Path, judged: Judged) -> None:
     say(f"wrote {folder / 'responses.jsonl'} and {folder / TRUTH}")
     if judged.replaced is not None:
         say(f"replaced the earlier definition: {judged.replaced.means()}")
+    if judged.regraded:
+        say(f"note: {judged.regraded} answers had a correct value that cascade truth did not set "
+            "(the dataset's own grading, say): it is replaced")  # fmt: skip

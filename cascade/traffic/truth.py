@@ -101,6 +101,8 @@ class Judged:
     """The definition the dataset had before, when it was another."""
     correct: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per model: how many of its answers are correct, of how many."""
+    regraded: int = 0
+    """Answers whose ``correct`` another grading had set (no ``truth.json``), now replaced."""
 
 
 def read_truth(folder: Path) -> Truth | None:
@@ -195,7 +197,8 @@ def write_truth(
     stated = {k: v for k, v in truth.to_json().items() if k not in ("means", "stale")}
     write_atomic(folder / TRUTH, json.dumps(stated, indent=2) + "\n")
     replaced = before if before is not None and _differs(before, truth) else None
-    return Judged(truth, replaced, {m: (c, n) for m, (c, n) in counts.items()})
+    regraded = 0 if before is not None else sum(r.get("correct") is not None for _, r in rows)
+    return Judged(truth, replaced, {m: (c, n) for m, (c, n) in counts.items()}, regraded)
 
 
 def _differs(before: Truth, now: Truth) -> bool:
