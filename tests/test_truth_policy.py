@@ -149,7 +149,10 @@ def test_optimize_certifies_a_ladder_and_names_the_definition(
     means = (f"reproduces the served model's answers ({SERVED})" if by == "served"
              else f"passes the validators of {traffic['policy']}")  # fmt: skip
     assert f"correct means: {means}" in out
-    assert (traffic["root"] / "chosen.toml").is_file()
+    lines = (traffic["root"] / "chosen.toml").read_text().splitlines()
+    header = "".join(line[2:].replace(" ", "") for line in lines if line.startswith("# "))
+    said = f"A pass is a correct answer, and correct means: {means}.".replace(" ", "")
+    assert said in header  # the header is wrapped, at spaces and hyphens
     status, text = optimized(traffic, capsys, "--json")
     found: dict[str, Any] = json.loads(text)
     assert found["truth"]["by"] == by

@@ -91,6 +91,7 @@ def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: 
         f"The certified figure is the target, {facts['target_pass_rate']:.1%}, for these files "
         "as written (replayed through the engine on the certification tasks).",
         *figures,
+        *_means(facts),
         "Trying again with other seeds, targets or settings on the same data spends the "
         "guarantee again: each try is another chance for one to hold by luck.",
         *(
@@ -110,6 +111,13 @@ def _header(found: Optimized, facts: Mapping[str, Any], options: Options, kind: 
         + "".join(f" --kind {k}" for k in options.kinds)
         + f" --holdout {options.holdout:g} --seed {options.seed}",
     ]
+
+
+def _means(facts: Mapping[str, Any]) -> list[str]:
+    """What a pass is, when the dataset says what "correct" means (``cascade truth``)."""
+    if "truth" not in facts:
+        return []
+    return [f"A pass is a correct answer, and correct means: {facts['truth']['means']}."]
 
 
 def _auto_note(found: Optimized, options: Options) -> str:
