@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,9 @@ from cascade.errors import ConfigError
 from cascade.files import write_atomic
 from cascade.gold import answer_value, matches_gold
 
-__all__ = ["BY", "TRUTH", "Judged", "Truth", "read_truth", "served_truth", "write_truth"]
+__all__ = ["TRUTH", "Judged", "Truth", "read_rows", "read_truth", "served_truth", "write_truth"]
 
 TRUTH = "truth.json"
-BY = ("served", "policy")
-"""The definitions built; a judge model with a rubric and human labels are not built yet."""
 
 Row = dict[str, Any]
 Judge = Callable[[str, Row, int], bool]
@@ -124,8 +122,7 @@ def read_truth(folder: Path) -> Truth | None:
         raise ConfigError(f"{path}: not a truth file cascade truth wrote: {exc}") from exc
     plain = folder / "responses.jsonl"
     now = hashlib.sha256(plain.read_bytes()).hexdigest() if plain.is_file() else ""
-    return Truth(truth.by, truth.served, truth.policy, truth.validators, truth.left_out,
-                 truth.sha256, stale=now != truth.sha256)  # fmt: skip
+    return replace(truth, stale=now != truth.sha256)
 
 
 def read_rows(folder: Path) -> list[tuple[str, Row]]:
@@ -145,7 +142,7 @@ def served_truth(
     served: dict[str, list[Any]] = {}
     serving: dict[str, None] = {}
     for _, row in rows:
-        if row["model"] in models if models else row.get("served") is True:
+        if _served(row, models):
             served.setdefault(str(row["task_id"]), []).append(answer_value(row["output"]))
             serving.setdefault(str(row["model"]))
     if not serving:
@@ -163,7 +160,7 @@ def served_truth(
             )
 
     def judge(where: str, row: Row, index: int) -> bool:
-        if index == 0 and (row["model"] in models if models else row.get("served") is True):
+        if index == 0 and _served(row, models):
             return True
         text = row["output"] if index == 0 else alt_rows(row, where)[index - 1]["output"]
         return any(matches_gold(text, gold) for gold in served[str(row["task_id"])])
@@ -171,11 +168,19 @@ def served_truth(
     return judge, tuple(serving)
 
 
+def _served(row: Row, models: Sequence[str]) -> bool:
+    """Whether a row is a served answer: of a model named, else marked by the import."""
+    return row["model"] in models if models else row.get("served") is True
+
+
 def write_truth(
     folder: Path, rows: Sequence[tuple[str, Row]], judge: Judge, truth: Truth
 ) -> Judged:
     """Judge every row, then write ``responses.jsonl`` and ``truth.json``, each whole."""
-    before = read_truth(folder)
+    try:
+        before = read_truth(folder)
+    except ConfigError:
+        before = None  # an unreadable truth file is replaced like any other
     lines: list[str] = []
     counts: dict[str, list[int]] = {}
     for where, row in rows:
@@ -190,8 +195,7 @@ def write_truth(
         tally[1] += 1
         lines.append(json.dumps(judged) + "\n")
     text = "".join(lines)
-    truth = Truth(truth.by, truth.served, truth.policy, truth.validators, truth.left_out,
-                  hashlib.sha256(text.encode("utf-8")).hexdigest())  # fmt: skip
+    truth = replace(truth, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
     write_atomic(folder / "responses.jsonl", text)
     (folder / "responses.jsonl.gz").unlink(missing_ok=True)  # the plain file holds every row
     stated = {k: v for k, v in truth.to_json().items() if k not in ("means", "stale")}
