@@ -32,11 +32,18 @@ _MODULES = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    With no ``argv``, this is the process's own command line (the ``cascade`` command, or
+    ``python -m cascade.cli``), and a run may tune the process as its own: it freezes its
+    start-up heap (:mod:`cascade.run.heap`). A program that calls ``main([...])`` keeps its
+    process as it was.
+    """
     from cascade.cli.parser import build_parser  # noqa: PLC0415  # kept light for --help
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_process = argv is None
     if args.version:
         from cascade import __version__  # noqa: PLC0415  # kept out of --help's import path
 

@@ -68,7 +68,7 @@ def job_of(args: argparse.Namespace) -> Job:
         grace_s=args.grace,
         otel=args.otel if args.otel is not None else _otel_from_environment(),
         otel_content=args.otel_content,
-        settle_heap=True,  # this process and its workers are the run's own
+        settle_heap=bool(getattr(args, "own_process", False)),  # not a caller's of main([...])
     )
 
 

@@ -68,9 +68,9 @@ class Job:
     otel_content: bool = False
     """Also export each call's answer and each task's input (redacted) with the traces."""
     settle_heap: bool = False
-    """Freeze the start-up heap of the processes that run the job, once the first answers are
-    in (:mod:`cascade.run.heap`). ``cascade run`` owns its processes and does; a program that
-    runs a job in its own process decides for itself."""
+    """Freeze the start-up heap of the process that runs the job, once its first answers are in
+    (:mod:`cascade.run.heap`): the ``cascade`` command does, in its own process; a program that
+    runs a job in its process decides for itself. Worker processes, the run's own, always do."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.record_all_tiers <= 1.0:

@@ -251,8 +251,9 @@ class Runner:
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
         context = worker_context(litellm=self.job.replay is None and self.job.backend is None)
         owners = [new_owner() for _ in range(self.workers)]
+        alive, held = context.Pipe(duplex=False)  # held unwritten: ends with us, however we end
         shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted,
-                        self._audit_spent, dict(os.environ))  # fmt: skip
+                        self._audit_spent, dict(os.environ), alive)  # fmt: skip
         processes = []
         # Started with SIGINT ignored (kept across exec), so that a Ctrl-C on the terminal, sent
         # to every process of the group, reaches only this one, even while a worker starts up.
@@ -282,6 +283,8 @@ class Runner:
                         self._writes.failed(f"could not write {self.job.log_path} (see above)")
                     elif process.exitcode != 0:
                         failed.append(f"{process.pid} exited with {process.exitcode}")
+        held.close()  # the workers are done: nobody reads `alive` any more
+        alive.close()
         if failed and self._ledger.unfinished():
             raise CascadeError(
                 f"worker processes failed ({'; '.join(failed)}); run the same command to resume"

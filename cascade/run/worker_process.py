@@ -7,10 +7,12 @@ The coordinator (:class:`cascade.run.runner.Runner`) starts one process per work
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from cascade.backends.routed import closing_backend
 from cascade.engine import Settings
@@ -34,15 +36,24 @@ LOG_FAILED = 75
 
 
 class _InterruptedOrOrphaned:
-    """Set when the run is interrupted, this process got SIGTERM, or the coordinator died."""
+    """Set when the run is interrupted, this process got SIGTERM, or the coordinator died.
 
-    def __init__(self, interrupted: StopFlag) -> None:
+    The coordinator is not this process's parent (the fork server is), so its death is read
+    from ``alive``: the reading end of a pipe whose writing end only the coordinator holds,
+    which reads as ended once it is gone, however it died. A parent that dies (the fork server,
+    or the coordinator of a spawned worker) counts too.
+    """
+
+    def __init__(self, interrupted: StopFlag, alive: Connection) -> None:
         self._interrupted = interrupted
+        self._alive = alive
         self._parent = os.getppid()
         self.terminated = False
 
     def is_set(self) -> bool:
-        return self.terminated or self._interrupted.is_set() or os.getppid() != self._parent
+        if self.terminated or self._interrupted.is_set() or os.getppid() != self._parent:
+            return True
+        return self._alive.poll()  # the coordinator writes nothing: readable means it is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,8 @@ class Shared:
     audit_spent: dict[str, JobBudget]
     environ: dict[str, str]
     """The coordinator's environment when it started the workers (API keys among it)."""
+    alive: Connection
+    """Reads as ended once the coordinator is gone (see ``_InterruptedOrOrphaned``)."""
 
 
 def work(job: Job, shared: Shared, owner: str) -> None:
@@ -68,7 +81,8 @@ def work(job: Job, shared: Shared, owner: str) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     adopt_environment(shared.environ)  # a fork server's own may be older
-    interrupted = _InterruptedOrOrphaned(shared.interrupted)
+    interrupted = _InterruptedOrOrphaned(shared.interrupted, shared.alive)
+    job = dataclasses.replace(job, settle_heap=True)  # this process is the run's own
 
     def terminated(_signum: int, _frame: object) -> None:
         interrupted.terminated = True
