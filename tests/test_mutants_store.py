@@ -13,19 +13,23 @@ import pytest
 
 from cascade import Status, Store, Task
 from cascade.enums import CallKind, Decision
-from cascade.errors import ConfigError
+from cascade.errors import ConfigError, TaskError
 from cascade.outcome import Outcome, Step
 from cascade.store.alarms import Arrivals, DriftAlarms, Escalated
 from cascade.store.batches import BatchBook
 from cascade.store.ledger import Entry, Ledger, Position
 from cascade.store.queries import (
+    audit_spent,
+    audit_verdicts_after,
     audits_skipped,
+    escalations_after,
     provider_health,
     record_reviews,
     run_config,
     spending,
     task_payload,
 )
+from cascade.store.schema import enable_wal
 from cascade.store.unsaved import (
     Failure,
     SideFile,
@@ -36,6 +40,13 @@ from cascade.store.unsaved import (
 )
 from cascade.store.verdicts import VerdictCache, default_cache_path, verdict_key
 from cascade.types import Verdict
+
+
+@pytest.fixture
+def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store waits 0.1 s, not 30 s, for another connection's lock."""
+    monkeypatch.setattr("cascade.store.db.BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr("cascade.store.schema.BUSY_TIMEOUT_S", 0.1)
 
 
 def _step(task_id: str, cost: float = 0.25, number: int = 0) -> Step:
@@ -259,6 +270,7 @@ def test_kept_steps_are_restored_once_under_their_execution(tmp_path: Path) -> N
     kept = read_kept(path)
     assert kept is not None
     assert (kept.entries, kept.calls, kept.cost_usd, kept.failure) == (1, 1, 0.5, str(failure))
+    assert kept.path == side_paths(path)[0]
     with Store(path) as store:
         assert restore_unsaved(store) == 1
         rows = list(store.select("SELECT execution_id, cost_usd FROM attempts"))
@@ -301,6 +313,23 @@ def test_an_unwritable_side_file_falls_back_to_the_temporary_directory(
     (line,) = where.read_text().splitlines()
     assert json.loads(line)["result"][1] == "t1"
     assert where.stat().st_mode & 0o777 == 0o600
+
+
+def test_calls_kept_only_under_the_temporary_directory_are_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no side file beside the store, the one under ``$TMPDIR`` is read back, then removed."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "spare"))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    (tmp_path / "spare").mkdir()
+    path = str(tmp_path / "run.db")
+    beside, spare = side_paths(path)
+    SideFile(path).keep_outcomes([(_outcome("t1"), 1)], Failure(path, "full"))
+    beside.rename(spare)
+    with Store(path) as store:
+        assert restore_unsaved(store) == 1
+        assert store.outcome("r1", "t1") == _outcome("t1")
+    assert not spare.exists()
 
 
 def test_a_side_file_nowhere_writable_says_so() -> None:
@@ -469,12 +498,13 @@ def test_quarantined_lines_after_a_repeated_id_are_still_recorded(tmp_path: Path
     with Store(tmp_path / "run.db") as store:
         ledger = _ledger(store, "t1")
         repeat = Entry(2, reason="bad", raw={}, outcome=_outcome("t1", Status.FAILED))
-        fresh = Entry(3, raw={}, outcome=_outcome("t2", Status.FAILED))
-        assert ledger.ingest([repeat, fresh]) == 1
+        again = dataclasses.replace(repeat, line=3)
+        fresh = Entry(4, raw={}, outcome=_outcome("t2", Status.FAILED))
+        assert ledger.ingest([repeat, again, fresh]) == 2
         failed = store.outcome("r1", "t2")
         assert failed is not None
         assert failed.status is Status.FAILED
-        assert [line["reason"] for line in _quarantined(ledger)] == ["bad", ""]
+        assert [line["reason"] for line in _quarantined(ledger)] == ["bad", "bad", ""]
 
 
 def test_a_recorded_task_keeps_its_payload_and_its_count_of_executions(tmp_path: Path) -> None:
@@ -516,6 +546,179 @@ def test_select_refuses_a_statement_that_is_not_a_query(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"^select\(\) runs queries only$"):
             list(store.select("DELETE FROM runs"))
         assert store.count("runs") == 1
+
+
+# Rows read back: results, tasks, steps and verdicts.
+
+
+def test_results_after_a_row_carry_status_tier_and_whether_the_task_escalated(
+    tmp_path: Path,
+) -> None:
+    """A result read for the results file and the progress bar says what the outcome said."""
+    low = _step("t1")
+    high = dataclasses.replace(_step("t1", number=1), tier=1, decision=Decision.ACCEPT)
+    climbed = dataclasses.replace(_outcome("t1"), tier=1, steps=(low, high), task_type="maths")
+    with Store(tmp_path / "run.db") as store:
+        ledger = _ledger(store, "t1")
+        ledger.lease("w1", 1, ttl_s=60)
+        ledger.record([(climbed, 3)])
+        store.record(_outcome("t2", Status.FAILED))
+        first, second = ledger.results_after(0)
+    assert (first.status, first.escalated, first.executions) == ("accepted", True, 3)
+    assert (first.task_type, first.tier, first.tiers_tried) == ("maths", 1, 2)
+    assert (second.status, second.escalated, second.tiers_tried) == ("failed", False, 1)
+    assert first.line["attempts"] == 2
+    assert second.line["attempts"] == 1
+
+
+def test_a_leased_task_is_the_task_that_was_ingested(tmp_path: Path) -> None:
+    """Messages, meta (with a value JSON does not know), extras and deadline come back."""
+    task = Task(
+        "t1",
+        messages=({"role": "user", "content": "hi"},),
+        meta={"when": datetime.date(2024, 5, 1)},
+        extra={"tests": "assert True"},
+        deadline_s=2.5,
+    )
+    with Store(tmp_path / "run.db") as store:
+        store.start_run("r1")
+        ledger = Ledger(store, "r1")
+        ledger.ingest([Entry(1, task=task)])
+        (leased,) = ledger.lease("w1", 1, ttl_s=60)
+    assert leased.task == dataclasses.replace(task, meta={"when": "2024-05-01"})
+
+
+def test_a_task_the_store_cannot_read_back_is_named_as_corrupt(tmp_path: Path) -> None:
+    """A payload that is no longer a valid task is a corrupt store, said in words."""
+    path = tmp_path / "run.db"
+    with Store(path) as store:
+        _ledger(store, "t1")
+    with sqlite3.connect(path) as db:
+        db.execute("""UPDATE tasks SET payload = '{"id": "t1"}'""")
+    with (
+        Store(path) as store,
+        pytest.raises(TaskError, match="the store holds a task it cannot read back: "),
+    ):
+        Ledger(store, "r1").lease("w1", 1, ttl_s=60)
+
+
+def test_an_outcome_round_trips_whatever_its_parts(tmp_path: Path) -> None:
+    """Parsed values (one JSON does not know), times, a self-reported verdict, no verdicts."""
+    reported = dataclasses.replace(
+        _step("t1"), verdicts=(Verdict(True, reason="ran", self_reported=True),)
+    )
+    bare = dataclasses.replace(_step("t1", number=1), verdicts=())
+    outcome = dataclasses.replace(
+        _outcome("t1"),
+        parsed={"when": datetime.date(2024, 5, 1)},
+        steps=(reported, bare),
+        compute_s=1.5,
+        waited_s=2.5,
+    )
+    empty = dataclasses.replace(_outcome("t2", Status.FAILED), output=None, tier=None)
+    with Store(tmp_path / "run.db") as store:
+        store.record(outcome)
+        store.record(empty)
+        assert store.outcome("r1", "t1") == dataclasses.replace(
+            outcome, parsed={"when": "2024-05-01"}
+        )
+        assert store.outcome("r1", "t2") == empty
+
+
+def test_audit_queries_read_only_audit_steps_and_escalations(tmp_path: Path) -> None:
+    """Audit spend and verdicts come from audit steps; escalations from escalating steps."""
+    audit = dataclasses.replace(_step("t1", 0.125, 1), kind=CallKind.AUDIT, decision=Decision.AGREE)
+    with Store(tmp_path / "run.db") as store:
+        store.record(_outcome("t1", cost=0.5))
+        store.append_steps([audit], "audit-1")
+        assert audit_spent(store, "r1") == {"demo": 0.125}
+        assert audit_verdicts_after(store, "r1", 0) == [(2, "demo", 0, "agree")]
+        assert [row[:3] for row in escalations_after(store, "r1", 0)] == [(1, "demo", 0)]
+        assert audit_verdicts_after(store, "r1", 2) == []
+
+
+# Transactions and switching a store to WAL mode.
+
+
+def test_a_failed_transaction_writes_nothing_and_raises_its_own_error(tmp_path: Path) -> None:
+    """An error inside a write rolls back all of it, and is the error the caller sees."""
+
+    def fail(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE runs SET duplicates = 9")
+        raise LookupError("mid-write")
+
+    with Store(tmp_path / "run.db") as store:
+        store.start_run("r1")
+        with pytest.raises(LookupError, match="mid-write"):
+            store.record_many([(_outcome("t1"), None)], also=fail)
+        assert (store.count("results"), store.count("attempts")) == (0, 0)
+        assert Ledger(store, "r1").position() == Position(0, 0, False)
+
+
+@pytest.mark.parametrize(
+    "holding",
+    [
+        pytest.param(["BEGIN", "SELECT * FROM other"], id="a reader: the switch waits"),
+        pytest.param(
+            ["BEGIN IMMEDIATE", "INSERT INTO other VALUES (1)"],
+            id="a writer: the switch fails at once and is retried",
+        ),
+    ],
+)
+def test_opening_a_store_another_connection_holds_switches_to_wal_once_it_lets_go(
+    tmp_path: Path, holding: list[str]
+) -> None:
+    """A store first opened while another connection reads or writes it still ends in WAL mode."""
+    path = tmp_path / "run.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE other (x)")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for statement in holding:
+        other.execute(statement).fetchall()
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with Store(path) as store, store.reading() as db:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        release.join()
+        other.close()
+    assert mode == "wal"
+
+
+class _BrokenDisk:
+    """A connection whose every statement fails as a broken disk does."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def execute(self, sql: str) -> None:
+        self.tries += 1
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_an_error_that_is_not_a_lock_is_not_retried_while_switching_to_wal() -> None:
+    """Only a lock is waited out: a disk error is raised at the first try, as it is."""
+    broken = _BrokenDisk()
+    with pytest.raises(sqlite3.OperationalError, match=r"^disk I/O error$"):
+        enable_wal(broken)  # type: ignore[arg-type]  # a stand-in for a connection
+    assert broken.tries == 1
+
+
+@pytest.mark.usefixtures("short_lock_wait")
+def test_a_file_locked_past_the_wait_is_not_switched_to_wal(tmp_path: Path) -> None:
+    """Held for longer than the wait, the switch gives up, saying the database is locked."""
+    path = tmp_path / "run.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE other (x)")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM other").fetchall()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="to WAL mode: database is locked"):
+            Store(path)
+    finally:
+        reader.close()
 
 
 # Runs, counts, spending and steps read back.
@@ -673,12 +876,9 @@ def test_a_file_with_a_foreign_tasks_table_is_refused_as_a_store(tmp_path: Path)
     assert tables == ["tasks"]
 
 
-def test_a_store_locked_past_the_wait_says_locked_not_unusable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("short_lock_wait")
+def test_a_store_locked_past_the_wait_says_locked_not_unusable(tmp_path: Path) -> None:
     """A store another connection keeps locked is a lock (retry later), not a foreign file."""
-    monkeypatch.setattr("cascade.store.db.BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr("cascade.store.schema.BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "run.db"
     Store(path).close()
     other = sqlite3.connect(path, isolation_level=None)
