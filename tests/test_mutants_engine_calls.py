@@ -13,10 +13,12 @@ from cascade.engine.calls import Caller
 from cascade.engine.clock import Clock
 from cascade.engine.decide import Choice
 from cascade.engine.outage import outage_wait, unavailable
+from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, branch_task, made, tracking
-from cascade.enums import CallKind, Decision
+from cascade.enums import CallKind, Decision, Status
+from cascade.errors import ServerError
 from cascade.retry import RetryPolicy
-from cascade.types import Message, Request, Response, Tier, Usage, Verdict
+from cascade.types import Message, Request, Response, Task, Tier, Usage, Verdict
 
 
 def test_an_outage_bound_spent_to_the_second_waits_no_more() -> None:
@@ -254,3 +256,62 @@ def test_the_same_words_in_another_role_are_another_question() -> None:
 
     asyncio.run(run())
     assert [r.messages[0]["role"] for r in backend.requests] == ["user", "system"]
+
+
+def _answered(cost: float, latency_s: float = 0.1) -> Call:
+    response = Response("ok", "m", Usage(3, 2), cost, latency_s, 0.8, 1.5)
+    return Call("m", CallKind.CALL, latency_s, response=response)
+
+
+def test_a_step_keeps_its_answers_usage_confidence_and_compute_and_adds_its_cost() -> None:
+    """Each answered call's cost adds to what the task spent; its step keeps what it reported."""
+    record = Record(Task("t1", input="x"), "r1", None)
+    record.step(0, _answered(0.25), (), Decision.ESCALATE)
+    record.step(1, _answered(0.5), (), Decision.ACCEPT)
+    failed = Call("m", CallKind.CALL, 0.3, error=ServerError("503"))
+    record.step(1, failed, (), Decision.ERROR, cost_usd=0.125)
+    first, _, error = record.steps
+    assert record.spent == 0.875
+    assert (first.prompt_tokens, first.completion_tokens, first.confidence, first.compute_s) == (
+        3,
+        2,
+        0.8,
+        1.5,
+    )
+    assert (error.cost_usd, error.confidence, error.compute_s, error.prompt_tokens) == (
+        0.125,
+        None,
+        0.0,
+        0,
+    )
+    outcome = record.refresh(record.finish(Status.ACCEPTED, (), accepted=1))
+    assert (outcome.cost_usd, outcome.compute_s) == (0.875, 3.0)
+
+
+def test_a_cut_off_task_records_an_answered_call_at_its_own_cost() -> None:
+    """An answer left unrecorded when the task is cut off keeps its cost, not its prompt's."""
+    record = Record(Task("t1", input="x"), "r1", None)
+    answered = dataclasses.replace(_answered(0.25), cut_usd=0.01)
+    in_flight = Call("m", CallKind.CALL, 0.2, cut_usd=0.01)
+    record.unrecorded.calls.extend([answered, in_flight])
+    record.cut_off()
+    assert [(s.cost_usd, s.decision) for s in record.steps] == [
+        (0.25, Decision.CANCEL),
+        (0.01, Decision.CANCEL),
+    ]
+
+
+def test_a_judges_failed_call_is_an_error_step_and_its_answer_takes_the_decision() -> None:
+    """Validator calls are recorded after the answer: a failed one as an error, else as decided."""
+    record = Record(Task("t1", input="x"), "r1", None)
+    judged = [_answered(0.01), Call("judge", CallKind.VALIDATOR, 0.1, error=ServerError("503"))]
+    record.answer(0, _answered(0.25), Verdict(True), Decision.ACCEPT, judged)
+    assert [s.decision for s in record.steps] == [Decision.ACCEPT, Decision.ACCEPT, Decision.ERROR]
+
+
+def test_only_failed_checks_reasons_are_a_tasks_reasons() -> None:
+    """A passing verdict's reason ("looks fine") is not a reason the task was rejected."""
+    record = Record(Task("t1", input="x"), "r1", None)
+    verdicts = (Verdict(True, reason="looks fine"), Verdict(False, reason="too long"))
+    record.step(0, _answered(0.0), verdicts, Decision.ESCALATE)
+    assert record.reasons() == ["too long"]
