@@ -442,7 +442,9 @@ def test_the_verdict_cache_lives_under_cascade_cache(
     """``$CASCADE_CACHE`` places the cache; without it, it is under ``~/.cache/cascade``."""
     monkeypatch.setenv("CASCADE_CACHE", str(tmp_path / "c"))
     assert default_cache_path() == tmp_path / "c" / "verdicts.db"
-    assert VerdictCache().path == tmp_path / "c" / "verdicts.db"
+    cache = VerdictCache()
+    cache.close()
+    assert cache.path == tmp_path / "c" / "verdicts.db"
     monkeypatch.delenv("CASCADE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_path() == tmp_path / "home" / ".cache" / "cascade" / "verdicts.db"
