@@ -64,21 +64,6 @@ def run(job: Path) -> int:
     ])  # fmt: skip
 
 
-def full_disk_job(tmp_path: Path, url: str, tasks: int) -> Path:
-    """The trouble tests' job, with calls that never time out.
-
-    These tests match the calls the store and its side file keep against the calls the provider
-    served. On a loaded machine a 2 s timeout can cut off a call before the provider sees it; it
-    is kept (as a failed call) and retried, and the counts then differ for a reason that has
-    nothing to do with the disk.
-    """
-    job = write_job(tmp_path, url, tasks)
-    policy = job / "policy.toml"
-    policy.write_text(policy.read_text().replace("timeout_s = 2\n", "timeout_s = 60\n"))
-    assert "timeout_s = 2\n" not in policy.read_text()
-    return job
-
-
 def stored_calls(job: Path) -> list[tuple[str, int]]:
     """Every call the store holds, as (task id, step)."""
     with sqlite3.connect(job / "run.db") as db:
@@ -97,7 +82,7 @@ def test_a_full_disk_keeps_every_paid_call_and_a_resume_loses_and_repeats_none(
     """ENOSPC mid-run: exit 2, one line naming the paths, every paid call kept, a clean resume."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     script = Script(slow_ok)
-    job = full_disk_job(tmp_path, serve(script), TASKS)
+    job = write_job(tmp_path, serve(script), TASKS, timeout_s=60)  # see write_job
     fill_the_disk_after(monkeypatch, WRITES_BEFORE_FULL)
     assert run(job) == 2
     err = capsys.readouterr().err
@@ -162,7 +147,7 @@ def test_two_workers_on_a_full_disk_keep_every_paid_call_and_resume_cleanly(
     """Every worker process fails to write: one error, exit 2, nothing lost, a clean resume."""
     tasks = TASKS
     script = Script(slow_ok)
-    job = full_disk_job(tmp_path, serve(script), tasks)
+    job = write_job(tmp_path, serve(script), tasks, timeout_s=60)  # see write_job
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(FULL_DISK_SITE)

@@ -50,7 +50,7 @@ def test_workers_stop_when_their_coordinator_is_killed(
     tmp_path: Path, serve: Callable[[Script], str]
 ) -> None:
     script = Script(lambda _m, _n: FakeReply("ok", delay_s=0.2))
-    job = write_job(tmp_path, serve(script), TASKS)
+    job = write_job(tmp_path, serve(script), TASKS, timeout_s=60)  # see write_job
     coordinator = _start(job, "--workers", "2", "--grace", "1")
     _wait_for(script, 40)
     os.kill(coordinator.pid, signal.SIGKILL)

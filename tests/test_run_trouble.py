@@ -34,13 +34,13 @@ task_type = "echo"
 [[tiers]]
 model = "{cheap}"
 retries = 1
-timeout_s = 2
+timeout_s = {timeout_s:g}
 params = {{ api_base = "{url}", api_key = "{key}" }}
 price = {{ input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.0 }}
 [[tiers]]
 model = "{dear}"
 retries = 1
-timeout_s = 2
+timeout_s = {timeout_s:g}
 params = {{ api_base = "{url}", api_key = "{key}" }}
 price = {{ input_usd_per_mtok = 10.0, output_usd_per_mtok = 20.0 }}
 [[validators]]
@@ -91,9 +91,17 @@ def serve() -> Iterator[Callable[[Script], str]]:
         server.stop()
 
 
-def write_job(tmp_path: Path, url: str, tasks: int, *, extra: str = "") -> Path:
-    """A policy and a tasks file in ``tmp_path``."""
-    policy = POLICY.format(extra=extra, cheap=CHEAP, dear=DEAR, url=url, key=KEY)
+def write_job(
+    tmp_path: Path, url: str, tasks: int, *, extra: str = "", timeout_s: float = 2
+) -> Path:
+    """A policy and a tasks file in ``tmp_path``.
+
+    A test that matches the calls the provider served against the calls stored needs calls
+    that never time out (``timeout_s=60``): on a loaded machine a 2 s timeout cuts off calls the
+    provider may or may not have seen, and they are retried.
+    """
+    policy = POLICY.format(extra=extra, cheap=CHEAP, dear=DEAR, url=url, key=KEY,
+                           timeout_s=timeout_s)  # fmt: skip
     (tmp_path / "policy.toml").write_text(policy)
     lines = [
         json.dumps({"id": f"t{n}", "type": "echo", "input": f"say ok {n}"}) for n in range(tasks)
@@ -355,7 +363,7 @@ def test_sigterm_stops_every_worker_and_a_rerun_resumes_exactly_once(
 ) -> None:
     """SIGTERM to the main process: workers stop calling, exit 143, no traceback; rerun ends it."""
     script = Script(lambda _m, _n: FakeReply("ok", delay_s=0.2))
-    job = write_job(tmp_path, serve(script), 400)
+    job = write_job(tmp_path, serve(script), 400, timeout_s=60)
     process = _start(job, "--workers", "2")
     _wait_for(script, 40)
     process.send_signal(signal.SIGTERM)

@@ -33,7 +33,7 @@ def test_a_step_log_on_a_full_disk_stops_the_run_and_loses_nothing(
     tmp_path: Path, serve: Callable[[Script], str], workers: str
 ) -> None:
     script = Script(all_ok)
-    job = write_job(tmp_path, serve(script), 300)
+    job = write_job(tmp_path, serve(script), 300, timeout_s=60)  # see write_job
     first = cascade_run(job, "--log", str(FULL), "--workers", workers)
     assert first.returncode == 2, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
