@@ -255,6 +255,26 @@ def test_the_budget_stops_the_record_and_a_higher_budget_finishes_it(
     assert len(asked) == len(recorded(data)) == 20
 
 
+def test_an_older_job_resumed_does_not_ask_pairs_a_later_job_answered(
+    tmp_path: Path, provider: Provider
+) -> None:
+    """Stopped by the budget, then a larger sample finishes it all: the first job asks nothing."""
+    data = write_dataset(tmp_path / "data", {"qa": 20})
+    policy = write_policy(tmp_path, provider.server.base_url, cheap_in=0.0, cheap_out=200.0)
+    first = ("--sample", "10", "--concurrency", "1")
+    stopped = record(data, policy, *first, "--budget", "0.004")
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    larger = record(data, policy, "--sample", "20", "--concurrency", "1")
+    assert larger.returncode == 0, larger.stdout + larger.stderr
+    assert len(recorded(data)) == 40
+    again = record(data, policy, *first, "--budget", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "(resumed)" in again.stdout
+    asked = provider.pairs()
+    assert set(asked.values()) == {1}, "a pair was asked twice"
+    assert len(asked) == len(recorded(data)) == 40
+
+
 def test_a_dry_run_prints_the_floor_and_worst_case_and_calls_nothing(
     tmp_path: Path, provider: Provider
 ) -> None:

@@ -52,8 +52,9 @@ def _describe(job: RecordJob, tiers: RecordTiers) -> None:
     head = f"record job {job.folder.name}"
     sampled = f"{sum(job.kinds.values())} sampled tasks ({kinds}) x {len(job.models)} models"
     if job.resumed:
-        say(f"{head} (resumed): {sampled}; {job.pairs} pairs in the job, of which the run below"
-            " asks only those not answered yet")  # fmt: skip
+        say(f"{head} (resumed): {sampled}; {job.pairs} pairs of the job have no answer yet;"
+            " the run below asks those not asked before"
+            " (and failed ones with --retry-failed)")  # fmt: skip
     else:
         say(f"{head} (planned): {sampled} = {job.pairs} pairs to ask; {job.present} already in"
             " the dataset are not asked")  # fmt: skip

@@ -8,7 +8,8 @@ pair is the unit a budget stops at and a ``kill -9`` loses at most.
 The job lives in ``DATASET/record/KEY/`` (``tasks.jsonl``, ``policies/``, the run's results,
 quarantine and step log), where ``KEY`` is a hash of the models, the sample and the tier
 settings; its answers go to the store ``DATASET/record.db``. The files are written once, with
-``job.json`` last: a rerun of the same command finds them and resumes the same run, and a
+``job.json`` last: a rerun of the same command finds them and resumes the same run, less the
+pairs that have an answer by then (another job's, a larger sample's, included), and a
 command that differs (another model, size, seed or policy) plans a job of its own from the
 dataset as it is then. A run is known by its files' absolute paths, so a job whose dataset
 folder was moved is planned again (its answers are in the dataset by then: none is asked
@@ -126,7 +127,8 @@ def plan_record(
     batch = tuple(m for m in models if tiers.batch(m))
     known = None if into is not None else _read_job(job_folder)
     if known is not None and known.get("folder") == str(job_folder.resolve()):
-        return RecordJob(job_folder, folder / STORE, models, kinds, known["pairs"],
+        left = _drop_answered(job_folder / "tasks.jsonl", have)
+        return RecordJob(job_folder, folder / STORE, models, kinds, left,
                          known["present"], known["tools"], True, batch)  # fmt: skip
     pairs = [(t, m) for t in chosen for m in models if (t.id, m) not in have]
     tools = sum(1 for t in chosen if t.extra.get("tools"))
@@ -155,6 +157,26 @@ def _read_job(folder: Path) -> dict[str, Any] | None:
     except ValueError:
         return None
     return facts if isinstance(facts, dict) else None
+
+
+def _drop_answered(tasks: Path, have: Collection[Pair]) -> int:
+    """Take the pairs with an answer off a found job's tasks file; how many are left.
+
+    Another job may have answered some of this one's pairs since (a larger sample), and this
+    job's run cannot know: it would ask them again. The run is known by the file's path, so it
+    resumes with its own results (failed pairs stay failed unless ``--retry-failed``).
+    """
+    lines = tasks.read_text(encoding="utf-8").splitlines(keepends=True)
+    left = [line for line in lines if _pair_of(line) not in have]
+    if len(left) < len(lines):
+        write_atomic(tasks, "".join(left))
+    return len(left)
+
+
+def _pair_of(line: str) -> Pair:
+    """The (task, model) pair a line of a job's tasks file asks."""
+    record = json.loads(line)["meta"]["record"]
+    return str(record["task_id"]), str(record["model"])
 
 
 def _write_job(folder: Path, pairs: list[tuple[Task, str]], tiers: RecordTiers) -> None:
