@@ -296,6 +296,20 @@ def test_a_dry_run_prints_the_floor_and_worst_case_and_calls_nothing(
     assert "no model was called" in done.stdout
 
 
+def _row(**field: Any) -> str:
+    """A response line for qa-00 with one field of the wrong kind."""
+    row = {"task_id": "qa-00", "model": SERVED, "output": "served answer", "prompt_tokens": 3,
+           "completion_tokens": 2, "cost_usd": 1e-06, "latency_s": 0.4,
+           "correct": None}  # fmt: skip
+    return json.dumps(row | field) + "\n"
+
+
+def _task(**field: Any) -> str:
+    """A task line with the id of the dataset's first task (qa-00)."""
+    task = {"id": "qa-00", "kind": "qa", "weight": 1, "input": "question qa-00"}
+    return json.dumps(task | field) + "\n"
+
+
 @pytest.mark.parametrize(
     ("name", "line", "text", "where"),
     [
@@ -304,8 +318,19 @@ def test_a_dry_run_prints_the_floor_and_worst_case_and_calls_nothing(
         ("responses.jsonl", 4, '{"task_id": "qa-00"}\n', "responses.jsonl:4"),
         ("responses.jsonl", 1, "[1, 2\n", "responses.jsonl:1"),
         ("models.json", 1, "[{", "models.json:1"),
+        ("responses.jsonl", 2, _row(prompt_tokens="14 tokens"), "responses.jsonl:2"),
+        ("responses.jsonl", 3, _row(cost_usd="cheap"), "responses.jsonl:3"),
+        ("responses.jsonl", 3, _row(cost_usd=[1]), "responses.jsonl:3"),
+        ("responses.jsonl", 5, _row(latency_s="fast"), "responses.jsonl:5"),
+        ("responses.jsonl", 1, _row(correct="yes"), "responses.jsonl:1"),
+        ("tasks.jsonl", 4, _task(id="qa-03", weight="x"), "tasks.jsonl:4"),
+        ("tasks.jsonl", 5, _task(), "tasks.jsonl:5"),
     ],
-    ids=["task-not-json", "task-no-prompt", "response-no-model", "response-not-json", "models"],
+    ids=[
+        *("task-not-json", "task-no-prompt", "response-no-model", "response-not-json", "models"),
+        *("tokens-text", "cost-text", "cost-list", "latency-text", "correct-text"),
+        *("weight-text", "task-id-twice"),
+    ],
 )
 def test_a_malformed_dataset_line_is_named_by_file_and_line_and_nothing_is_written(
     tmp_path: Path, provider: Provider, name: str, line: int, text: str, where: str

@@ -7,10 +7,12 @@ is taken off the tasks here and kept only in :attr:`Dataset.correct`.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,6 +133,7 @@ def load_dataset(path: str | Path) -> Dataset:
     alt_correct: dict[tuple[str, str], tuple[bool, ...]] = {}
     models: dict[str, None] = {}
     for where, row in read_responses(folder):
+        _check_response(row, where)
         key = (str(row["task_id"]), str(row["model"]))
         records[key] = recorded(row, where)
         models.setdefault(key[1])
@@ -161,6 +164,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def _read_tasks(path: Path) -> list[Task]:
     tasks = []
+    first: dict[str, int] = {}
     with path.open(encoding="utf-8") as lines:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
@@ -169,7 +173,43 @@ def _read_tasks(path: Path) -> list[Task]:
                 row = json.loads(line)
                 unlabelled = {k: v for k, v in row.items() if not is_label(k)}
                 unlabelled["type"] = row.get("kind", "default")
-                tasks.append(Task.from_dict(unlabelled))
+                task = Task.from_dict(unlabelled)
             except (ValueError, TaskError, AttributeError) as exc:
                 raise ConfigError(f"{path}:{line_no}: {exc}") from exc
+            _check_number(row, "weight", f"{path}:{line_no}")
+            if task.id in first:
+                raise ConfigError(
+                    f"{path}:{line_no}: task id {task.id!r} is already the id of line "
+                    f"{first[task.id]}"
+                )
+            first[task.id] = line_no
+            tasks.append(task)
     return tasks
+
+
+def _check_response(row: dict[str, Any], where: str) -> None:
+    """Refuse a response row whose figures or grade are of the wrong kind, naming the field.
+
+    Read as they were, a token count of ``"14 tokens"`` would end in a traceback, and a
+    ``correct`` of ``"yes"`` would count as right without a word.
+    """
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = row.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ConfigError(f"{where}: field {name!r} must be a whole number, not {value!r}")
+    for part, at in [(row, where)] + [(a, f"{where}: alt_outputs") for a in alt_rows(row, where)]:
+        for name in ("cost_usd", "answer_only_cost_usd", "latency_s"):
+            _check_number(part, name, at)
+        if part.get("correct") not in (None, True, False):
+            raise ConfigError(
+                f"{at}: field 'correct' must be true, false or null, not {part['correct']!r}"
+            )
+
+
+def _check_number(row: Mapping[str, Any], name: str, where: str) -> None:
+    """Refuse a field that is there and not null, unless it is a finite number of at least 0."""
+    value = row.get(name)
+    if value is None:
+        return
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: field {name!r} must be a number of at least 0, not {value!r}")
