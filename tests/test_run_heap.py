@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from cascade.backends import ScriptedBackend
-from cascade.backends.scripted import Reply
 from cascade.backends.base import Request
+from cascade.backends.scripted import Reply
 from cascade.policy import load_policies
 from cascade.run.job import Job
 from cascade.run.runner import Runner
@@ -53,7 +53,7 @@ def _job(tmp_path: Path, tasks: int) -> Path:
 
 def _run(job: Path, workers: int) -> list[int]:
     """The frozen counts the calls saw, in the order the results were written."""
-    subprocess.run(
+    subprocess.run(  # noqa: S603  # our own command line
         [
             sys.executable, "-m", "cascade.cli", "run", str(job / "tasks.jsonl"),
             "--policy", str(job / "policy.toml"), "--store", str(job / "run.db"),
@@ -68,18 +68,21 @@ def _run(job: Path, workers: int) -> list[int]:
 
 
 def test_a_run_freezes_its_heap_after_the_first_answers_not_before(tmp_path: Path) -> None:
+    """The first call sees nothing frozen; the calls after the first answer see the heap frozen."""
     seen = _run(_job(tmp_path, 40), workers=1)
     assert seen[0] == 0  # the first answer came before start-up was over
     assert min(seen[-20:]) > 10_000  # litellm-free as it is, the start-up heap is large
 
 
 def test_every_worker_process_freezes_its_own_heap(tmp_path: Path) -> None:
+    """With two workers, only each worker's first call can come before its heap is frozen."""
     seen = _run(_job(tmp_path, 200), workers=2)
     assert seen.count(0) <= 2  # each worker's first answer, at most
     assert min(seen[-20:]) > 10_000
 
 
 def test_a_job_run_from_a_program_leaves_its_collector_alone(tmp_path: Path) -> None:
+    """A Runner in a program's own process (Job.settle_heap is off by default) freezes nothing."""
     job_dir = _job(tmp_path, 30)
     job = Job(str(job_dir / "tasks.jsonl"), str(job_dir / "policy.toml"), concurrency=1,
               workers=1, store=str(job_dir / "run.db"))  # fmt: skip
