@@ -66,3 +66,18 @@ def _collector_as_found() -> Iterator[None]:
     """
     yield
     gc.unfreeze()
+
+
+@pytest.fixture(autouse=True)
+def _no_fork_server_left() -> Iterator[None]:
+    """A fork server a test started (its worker processes') is stopped and reaped after it.
+
+    Left running, it would be a child of this process until the session ends, and a tool that
+    waits for any child (mutmut, which runs the tests in its own process first) would reap it.
+    """
+    yield
+    from multiprocessing import forkserver  # noqa: PLC0415  # only where there is one
+
+    server: Any = forkserver._forkserver  # no public way to stop it (typeshed lists none)
+    if server._forkserver_pid is not None:
+        server._stop()  # closes its pipe, then waits for it to exit
