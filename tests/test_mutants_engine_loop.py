@@ -5,8 +5,25 @@ Each test states what a user sees of a task: its outcome, its steps, the calls a
 
 from __future__ import annotations
 
-from cascade import Price, Status, Tier
-from tests.helpers import make
+from collections.abc import Mapping, Sequence
+
+from cascade import CallKind, Cascade, Plan, Price, Settings, Status, Tier, Usage
+from cascade.backends import Reply, ScriptedBackend
+from cascade.backends.scripted import Script
+from tests.helpers import NO_WAIT, make, models_called, says_ok
+
+
+def _timed(
+    script: Mapping[str, Script],
+    ladder: Sequence[Tier],
+    deadline_s: float,
+    budget_usd: float | None = None,
+) -> tuple[Cascade, ScriptedBackend]:
+    """A quiet cascade with a deadline whose scripted latencies are reported, not slept."""
+    backend = ScriptedBackend(dict(script), virtual_time=True)
+    settings = Settings(backend=backend, log=False, retry=NO_WAIT)
+    plan = Plan(ladder, says_ok, deadline_s=deadline_s, budget_usd=budget_usd)
+    return Cascade(plan, settings=settings), backend
 
 
 def test_a_call_that_could_pass_the_tasks_budget_is_not_made() -> None:
@@ -28,3 +45,56 @@ def test_a_call_the_budget_cannot_pay_in_full_is_asked_for_a_shorter_answer() ->
     outcome = cascade.run({"id": "t", "input": "x"})
     assert outcome.status is Status.ACCEPTED
     assert 900 < backend.calls[0].params["max_tokens"] < 1000
+
+
+def test_a_rejected_hedge_escalates_only_if_the_tier_above_fits_in_time() -> None:
+    """Both legs of a race rejected, the deadline spent: the escalation past them is not made.
+
+    The task stops saying so (not that the top tier's first ask would not fit); top is not asked.
+    """
+    cascade, backend = _timed(
+        {"small": [Reply("no", latency_s=1.5)], "big": [Reply("nope", latency_s=0.5)],
+         "top": ["ok"]},
+        [Tier("small", hedge=True), Tier("big", expected_latency_s=0.5),
+         Tier("top", expected_latency_s=5.0)],
+        deadline_s=1.0,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.DEADLINE
+    assert models_called(backend) == ["small", "big"]
+    assert outcome.reasons[0].startswith("deadline 1 s: escalating to top not started")
+
+
+def test_a_hedging_tiers_re_ask_is_not_hedged() -> None:
+    """Only a tier's first ask races the tier above: a slow re-ask is waited for."""
+    cascade, backend = _timed(
+        {"small": [Reply("no", latency_s=0.1), Reply("ok", latency_s=1.2)],
+         "big": [Reply("ok", latency_s=0.1)]},
+        [Tier("small", hedge=True, reasks=1), Tier("big", expected_latency_s=0.5)],
+        deadline_s=1.5,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
+    assert models_called(backend) == ["small", "small"]
+
+
+def test_a_hedge_that_spends_the_budget_ends_the_task_there() -> None:
+    """The race's second answer spends the budget: the task stops, the top tier is not tried."""
+    usage, price = Usage(1000, 1000), Price(5.0, 5.0)
+    cascade, backend = _timed(
+        {"small": [Reply("no", usage=usage, latency_s=0.7)],
+         "big": [Reply("nope", usage=usage, latency_s=0.5)], "top": ["ok"]},
+        [Tier("small", hedge=True, price=price), Tier("big", expected_latency_s=0.5, price=price),
+         Tier("top", expected_latency_s=0.1, price=price)],
+        deadline_s=1.0,
+        budget_usd=0.015,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.BUDGET_EXHAUSTED
+    assert models_called(backend) == ["small", "big"]
+    assert [s.kind for s in outcome.steps] == [CallKind.CALL, CallKind.HEDGE]
+    assert outcome.reasons == (
+        "wanted 'ok', got 'no'",
+        "wanted 'ok', got 'nope'",
+        "task budget reached after spending $0.020000",
+    )
