@@ -104,9 +104,10 @@ def _auditor(
     cap: float | None = None,
     share: float = 1.0,
     budget: JobBudget | None = None,
+    model: str = "auditor",
 ) -> tuple[Auditor, AuditTarget]:
-    plan = AuditPlan(share=share, model="auditor", max_cost_usd=cap, price=Price(1.0, 1.0))
-    backend = ScriptedBackend({"auditor": list(answers)})
+    plan = AuditPlan(share=share, model=model, max_cost_usd=cap, price=Price(1.0, 1.0))
+    backend = ScriptedBackend({model: list(answers)})
     return _auditor_on(backend, store, plan, cap, budget)
 
 
@@ -133,22 +134,24 @@ _TASK = Task("t1", input="q", type="echo")
 
 
 @pytest.mark.parametrize(
-    ("outcome", "task", "audited"),
+    ("outcome", "task", "model", "audited"),
     [
-        (_accepted(0), _TASK, True),
-        (_accepted(1), _TASK, True),  # the tier just below the top
-        (_accepted(2), _TASK, False),  # the top tier has no one above it to ask
-        (_accepted(None), _TASK, False),
-        (_accepted(0, Status.FAILED), _TASK, False),
-        (_accepted(0, kind="other"), Task("t1", input="q", type="other"), False),
+        (_accepted(0), _TASK, "dear", True),
+        (_accepted(1), _TASK, "dear", True),  # the tier just below the top
+        (_accepted(2), _TASK, "dear", False),  # the top tier's own model would be asked again
+        (_accepted(2), _TASK, "auditor", True),  # another model can check the top tier too
+        (_accepted(3), _TASK, "auditor", False),  # no such tier
+        (_accepted(None), _TASK, "dear", False),
+        (_accepted(0, Status.FAILED), _TASK, "dear", False),
+        (_accepted(0, kind="other"), Task("t1", input="q", type="other"), "dear", False),
     ],
 )
-def test_only_accepted_answers_below_the_top_tier_are_audited(
-    outcome: Outcome, task: Task, audited: bool
+def test_accepted_answers_of_the_tiers_the_audit_model_can_check_are_audited(
+    outcome: Outcome, task: Task, model: str, audited: bool
 ) -> None:
-    """An accepted answer of a tier below the top, of a task type with an audit, is audited."""
+    """Tiers below the top are audited; the top too, when the audit model is another model."""
     with Store(":memory:") as store:
-        auditor, _target = _auditor(["yes"], store)
+        auditor, _target = _auditor(["yes"], store, model=model)
 
         async def go() -> bool:
             started = auditor.consider(task, outcome)

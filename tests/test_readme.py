@@ -31,7 +31,9 @@ def test_readme_example_runs(number: int, tmp_path: Path, monkeypatch: pytest.Mo
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     os.symlink(SHARED, tmp_path / "shared")
+    os.symlink(ROOT / "examples", checkout / "examples")  # the shipped samples, read only
     monkeypatch.chdir(checkout)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # an example may add its own folder
     exec(compile(BLOCKS[number], f"README.md example {number + 1}", "exec"), {})  # noqa: S102
 
 

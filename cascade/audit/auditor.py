@@ -1,7 +1,8 @@
 """Shadow audits of accepted answers, run after the result is written.
 
 A worker hands each outcome it has recorded to :meth:`Auditor.consider`. An accepted answer of
-a tier below the top of its ladder, in the policy's ``[audit]`` sample (see
+a tier below the top of its ladder (or of the top, when the audit model is another model: see
+:func:`cascade.audit.plan.audited_tiers`), in the policy's ``[audit]`` sample (see
 :mod:`cascade.audit.plan`), is audited in the background: the audit model is asked the same
 task and its answer compared with the accepted one by the agreement validator's comparison,
 or a judge model grades the accepted answer. The audit's calls are steps of kind ``audit``
@@ -27,7 +28,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cascade.audit.plan import AuditPlan, sampled
+from cascade.audit.plan import AuditPlan, audited_tiers, sampled
 from cascade.engine import first_messages
 from cascade.engine.answers import Answers
 from cascade.engine.call import Call
@@ -42,7 +43,7 @@ from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.unsaved import SideFile, write_failure
-from cascade.types import HUMAN, Ask, Attempt, Message, Task, Tier, Usage, Verdict
+from cascade.types import Ask, Attempt, Message, Task, Tier, Usage, Verdict
 from cascade.validators.agreement import Compare, compare_mode, same_answers
 from cascade.validators.judge import judge
 
@@ -54,10 +55,11 @@ _RESERVE_POLL_S = 0.02
 
 @dataclass(frozen=True, slots=True)
 class AuditTarget:
-    """One task type's audit: its plan, the ladder's top model tier, what the tiers are sent."""
+    """One task type's audit: its plan, the tiers it audits, what the tiers are sent."""
 
     plan: AuditPlan
-    top: int
+    end: int
+    """The tiers below this one are audited (:func:`cascade.audit.plan.audited_tiers`)."""
     prompt: str
     examples: tuple[Message, ...]
     spent: JobBudget
@@ -67,8 +69,8 @@ class AuditTarget:
     def of(cls, plan: AuditPlan, ladder: tuple[Tier, ...], prompt: str,
            examples: tuple[Message, ...], spent: JobBudget) -> AuditTarget:  # fmt: skip
         """The target of a policy's audit."""
-        top = max(i for i, tier in enumerate(ladder) if tier.model != HUMAN)
-        return cls(plan, top, prompt, examples, spent)
+        end = audited_tiers(plan, [tier.model for tier in ladder])
+        return cls(plan, end, prompt, examples, spent)
 
 
 class Auditor:
@@ -100,7 +102,7 @@ class Auditor:
         tier = outcome.tier
         if target is None or outcome.status is not Status.ACCEPTED or tier is None:
             return False
-        if tier >= target.top or not sampled(target.plan, task.type, tier, task.id):
+        if tier >= target.end or not sampled(target.plan, task.type, tier, task.id):
             return False
         self._spawn(self._audit(target, task, outcome, tier))
         return True

@@ -9,8 +9,9 @@ order they finished: :class:`InArrivalOrder` holds a result back until every tas
 before it has finished, since a task that escalates finishes later than one accepted at once,
 and a baseline of the first results to finish would read high.
 
-The baseline is the policy's calibrated rate (``[drift] acceptance``, one rate per tier, as
-``cascade optimize`` measured it), or else the first ``baseline`` observations of the run.
+The baseline is the policy's calibrated rate (``[drift] acceptance`` and ``disagreement``, one
+rate per tier, as ``cascade optimize`` measured them), or else the first ``baseline``
+observations of the run.
 Every ``check_every`` observations, the last ``window`` are compared with the baseline by an
 exact one-sided test: binomial against a calibrated rate, Fisher's exact test against a
 measured one (exact whatever the rate, given the hits of both). The run's ``false_alarm`` rate
@@ -61,6 +62,8 @@ class DriftPlan:
     """``warn`` reports; ``escalate`` also starts the task type one tier higher until cleared."""
     acceptance: tuple[float, ...] = ()
     """Calibrated acceptance rates by tier; a tier without one is measured on the run."""
+    disagreement: tuple[float, ...] = ()
+    """Calibrated audit disagreement rates by tier; a tier without one is measured on the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +297,9 @@ class DriftWatch:
         if stream is None:
             plan = self._plans[task_type]
             rising = signal != "acceptance"
-            given = plan.acceptance[tier] if not rising and tier < len(plan.acceptance) else None
+            rates = {"acceptance": plan.acceptance, "disagreement": plan.disagreement}
+            calibrated = rates.get(signal, ())
+            given = calibrated[tier] if tier < len(calibrated) else None
             stream = self._streams[key] = _Stream(plan, rising, given)
         return stream
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascade.types import Price
+from cascade.types import HUMAN, Price
 
-__all__ = ["AuditPlan", "proportion", "sampled", "wilson"]
+__all__ = ["AuditPlan", "audited_tiers", "proportion", "sampled", "wilson"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,19 @@ class AuditPlan:
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     price: Price | None = None
+
+
+def audited_tiers(plan: AuditPlan, models: Sequence[str]) -> int:
+    """How many of a ladder's tiers, from the first, are audited; ``models``: the tiers' models.
+
+    Every tier below the top model tier is. The top tier is too when the audit model is another
+    model (a judge, or the model that served the traffic a cheaper ladder now serves): asking
+    the top tier's own model again would only ask it twice. A person's tier is never audited.
+    """
+    top = max((i for i, model in enumerate(models) if model != HUMAN), default=-1)
+    if top < 0:
+        return 0
+    return top if models[top] == plan.model else top + 1
 
 
 def sampled(plan: AuditPlan, task_type: str, tier: int, task_id: str) -> bool:

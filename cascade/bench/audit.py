@@ -1,10 +1,11 @@
 """What a shadow audit would have measured on a replay, and what it would have cost.
 
 ``cascade bench --audit-share S --audit-model M`` samples each ladder's accepted answers of the
-tiers below its top as a run's ``[audit]`` would (the same seeded, stratified draw), serves M's
-recorded answer to each, and compares the two as the agreement validator does. Beside the
-disagreement rate, a replay knows the truth: how many of the audited answers were wrongly
-accepted, and how many of those the audit disagreed with (caught).
+tiers below its top (and of the top, when M is another model) as a run's ``[audit]`` would
+(the same seeded, stratified draw), serves M's recorded answer to each, and compares the two as
+the agreement validator does. Beside the disagreement rate, a replay knows the truth: how many
+of the audited answers were wrongly accepted, and how many of those the audit disagreed with
+(caught).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cascade.audit.plan import AuditPlan, proportion, sampled
+from cascade.audit.plan import AuditPlan, audited_tiers, proportion, sampled
 from cascade.bench.dataset import Dataset
 from cascade.enums import Status
 from cascade.errors import ConfigError
 from cascade.outcome import Outcome
-from cascade.types import HUMAN, Task, Tier
+from cascade.types import Task, Tier
 from cascade.validators.agreement import Compare, compare_mode, same_answers
 
 __all__ = ["AuditFigures", "replay_audit"]
@@ -68,8 +69,8 @@ def replay_audit(
         if outcome.status is not Status.ACCEPTED or tier is None or task is None:
             continue
         ladder = ladders.get(task.type) or ladders.get("*") or ()
-        top = max((i for i, t in enumerate(ladder) if t.model != HUMAN), default=0)
-        if tier >= top or not sampled(plan, task.type, tier, task.id):
+        end = audited_tiers(plan, [t.model for t in ladder])
+        if tier >= end or not sampled(plan, task.type, tier, task.id):
             continue
         if (task.id, model) not in data.cost:
             continue  # the audit model was not recorded on this task

@@ -12,6 +12,7 @@ from cascade.bench.suite import select_kinds
 from cascade.cli.say import say, say_json
 from cascade.optimize.certify_written import certify_written
 from cascade.optimize.pipeline import Options, guarantee_facts, search
+from cascade.optimize.watch import served_model, watch_served
 from cascade.optimize.write import describe
 from cascade.optimize.written import (
     calibrate,
@@ -48,6 +49,7 @@ def options_of(args: argparse.Namespace) -> Options:
         batch_discount=args.batch_discount,
         router=args.router,
         per_kind=args.per_kind,
+        audit_share=args.audit_share,
     )
 
 
@@ -69,8 +71,13 @@ def command(args: argparse.Namespace) -> int:
     header = policy_header(found, facts, options)
     write_policies(found, chosen.picks, paths, header, options)
     calibration = calibrate(found, paths, options)  # replayed: the baseline of drift alarms
-    written = write_policies(found, chosen.picks, paths, header, options, calibration)
+    served = served_model(Path(args.dataset)) if options.audit_share > 0 else None
+    watches = {} if served is None else watch_served(found, paths, options, served)
+    written = write_policies(found, chosen.picks, paths, header, options, calibration, watches)
     facts["drift_acceptance"] = calibration
+    if watches:  # the dataset's own traffic: the served model stays the reference
+        facts["watch"] = {k: {"audit": w.audit, "drift_disagreement": w.disagreement}
+                          for k, w in watches.items()}  # fmt: skip
     facts |= check_written(found, str(policy_arg(paths)), options)
     facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
     facts["written"] = [str(p) for p in written]
@@ -143,6 +150,16 @@ def _render(facts: Mapping[str, Any]) -> str:
     lines += ["", *(f"note: {n}" for n in facts["notes"])]
     lines += [f"batch: {model} priced at {source}; its tiers are written with mode = \"batch\""
               for model, source in facts["batch_pricing"].items()]  # fmt: skip
+    for kind, watch in facts.get("watch", {}).items():
+        audit, rates = watch["audit"], watch["drift_disagreement"]
+        lines.append(
+            f"after the switch: {kind} audits {audit['share']:.0%} of each tier's accepted "
+            f"answers against {audit['model']}, which served this traffic; drift alarms watch "
+            f"the disagreement, calibrated by tier at {', '.join(f'{r:.1%}' for r in rates)}"
+            if rates
+            else f"after the switch: {kind} audits {audit['share']:.0%} of each tier's accepted "
+            f"answers against {audit['model']}, which served this traffic"
+        )
     lines += [f"wrote {p}" for p in facts["written"]]
     return "\n".join(lines)
 

@@ -270,6 +270,15 @@ def _add_optimize(commands: Any) -> None:
         help="your policy: its validators become the checks tiers may run, and the written "
         "policy keeps the rest of it",
     )
+    optimize.add_argument(
+        "--audit-share",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="on your own traffic (cascade import): the written policy audits this share of "
+        "each tier's accepted answers against the model that served it, with drift alarms "
+        "calibrated on the same comparison (0.05; 0 writes no audit)",
+    )
     _add_search(optimize)
     optimize.add_argument("--json", action="store_true", help="print one JSON object")
     _add_split(optimize)

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 from cascade.cli.say import say
+from cascade.errors import ConfigError
+from cascade.optimize.sample_size import CERTIFYING, rate_needed, sample_for
 from cascade.traffic.record_job import RecordJob, check_dataset, plan_record
 from cascade.traffic.record_merge import Merged, merge_answers, stored_answers
 from cascade.traffic.record_tiers import RecordTiers, record_tiers
@@ -27,12 +29,19 @@ def command(args: argparse.Namespace) -> int:
     models = tuple(dict.fromkeys(args.model))
     data = check_dataset(folder)  # a bad line fails here, named, before anything is written
     tiers = record_tiers(models, args.policy)
+    if args.target is not None:
+        if not args.dry_run:
+            raise ConfigError("--target says how large a sample to record: give it with --dry-run")
+        sizes = sample_sizes(args.target, args.confidence, args.sample)  # checks both numbers
     if args.dry_run:
         with tempfile.TemporaryDirectory(prefix="cascade-record-") as scratch:
             stored = stored_answers(folder)
             job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
                               answered=stored, into=Path(scratch))  # fmt: skip
-            return _dry_run(job, tiers)
+            status = _dry_run(job, tiers)
+            if args.target is not None:
+                say("\n".join(sizes))
+            return status
     tasks = {task.id for task in data.tasks}
     _merged(folder, merge_answers(folder, tasks, tiers.model_row), "kept by an earlier record")
     job = plan_record(data, folder, tiers, sample=args.sample, seed=args.seed,
@@ -134,3 +143,31 @@ def _merged(folder: Path, merged: Merged, what: str) -> None:
     if merged.orphans:
         say(f"note: {merged.orphans} answers in {folder / 'record.db'} are for tasks the dataset "
             "no longer has; they stay in the store")  # fmt: skip
+
+
+def sample_sizes(target: float, confidence: float, sample: int) -> list[str]:
+    """How large a sample certifies ``target``, by the ladder's pass rate; and this one."""
+    if not 0 < target < 1:
+        raise ConfigError(f"--target must be above 0 and below 1, not {target:g}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"--confidence must be above 0 and below 1, not {confidence:g}")
+    lines = [
+        f"to certify {target:.1%} with confidence {confidence:.0%} (cascade optimize's defaults"
+        f" certify on {CERTIFYING:.0%} of the sample: 30% held out, half the rest to select),"
+        " a ladder that passes"
+    ]
+    for gap in (0.01, 0.02, 0.05):
+        rate = round(target + gap, 4)
+        if rate < 1:
+            lines.append(f"  {rate:.1%} of the tasks needs a sample of about "
+                         f"{sample_for(target, confidence, rate):,}")  # fmt: skip
+    lines.append(f"  every task needs {sample_for(target, confidence, 1.0):,}")
+    needed = rate_needed(target, confidence, sample)
+    lines.append(
+        f"a sample of {sample:,} certifies {target:.1%} only for a ladder that passes at least "
+        f"{needed:.1%} of the tasks"
+        if needed is not None
+        else f"a sample of {sample:,} is too small to certify {target:.1%}, even for a ladder "
+        "that passes every task"
+    )
+    return lines

@@ -48,6 +48,19 @@ def add_record(commands: Any) -> None:
         help="print what the job would ask, and its floor and worst-case cost; call no model",
     )
     record.add_argument(
+        "--target",
+        type=float,
+        metavar="X",
+        help="with --dry-run: how large a sample cascade optimize needs to certify the pass rate "
+        "X (0.9 for 90 %%), by how well the ladder does",
+    )
+    record.add_argument(
+        "--confidence",
+        type=float,
+        default=0.9,
+        help="the confidence --target is certified with, as cascade optimize's (0.9)",
+    )
+    record.add_argument(
         "--concurrency", type=int, default=16, help="calls in flight at once, per worker (16)"
     )
     record.add_argument("--workers", type=int, help="worker processes (as cascade run)")

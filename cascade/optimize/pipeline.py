@@ -79,6 +79,9 @@ class Options:
     """Whether ladders may also have a start-tier router (fit on the selection part)."""
     per_kind: bool = False
     """Whether each kind's own pass rate must be certified, not only the pooled mix's."""
+    audit_share: float = 0.05
+    """On a dataset of served traffic: the share of accepted answers the written ``[audit]``
+    asks the served model again (0: write no audit; see :mod:`cascade.optimize.watch`)."""
 
     def check(self) -> None:
         """Raise a :class:`ConfigError` naming the first option out of range."""
@@ -96,6 +99,8 @@ class Options:
             raise ConfigError(f"--max-reasks must be from 0 to {MAX_REASKS}, not {self.max_reasks}")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"--holdout must be at least 0 and below 1, not {self.holdout}")
+        if not 0.0 <= self.audit_share <= 1.0:
+            raise ConfigError(f"--audit-share must be from 0 to 1, not {self.audit_share:g}")
         if self.max_p95_s is not None and not self.max_p95_s > 0:
             raise ConfigError(f"--max-p95-latency must be above 0 seconds, not {self.max_p95_s:g}")
 
@@ -118,6 +123,7 @@ class Options:
         words += [f"--batch-discount {self.batch_discount:g}"] if self.batch_discount != 0.5 else []
         words += ["--router"] if self.router else []
         words += ["--per-kind"] if self.per_kind else []
+        words += [f"--audit-share {self.audit_share:g}"] if self.audit_share != 0.05 else []
         return " ".join(words)
 
 

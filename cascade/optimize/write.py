@@ -18,16 +18,25 @@ def _gates_of(found: Ladders, index: int) -> list[Gate]:
     return [found.gates[g] for g in found.tiers[index, :2] if g >= 0]
 
 
-def _checks(found: Ladders, gate: Gate) -> list[dict[str, Any]]:
+def _checks(
+    found: Ladders, gate: Gate, base: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A gate's checks; a voter is called as the user's tier of its model calls it."""
     table = found.table
     checks = [dict(c.spec) for i, c in enumerate(table.checks) if gate.checks >> i & 1]
     if gate.threshold is not None:
         checks.append({"kind": "confidence", "threshold": gate.threshold})
     names = [table.models[v] for v in gate.voters]
     if len(names) == 1:
-        checks.append({"kind": "agreement", "model": names[0], "compare": table.compare})
+        own = base.get(names[0], {})
+        called = {key: own[key] for key in ("price", "params") if key in own}
+        checks.append({"kind": "agreement", "model": names[0], "compare": table.compare} | called)
     elif names:
-        checks.append({"kind": "vote", "models": names, "k": 2, "compare": table.compare})
+        vote = {"kind": "vote", "models": names, "k": 2, "compare": table.compare}
+        params = [base.get(name, {}).get("params") for name in names]
+        if params[0] and all(p == params[0] for p in params):  # one setting serves them all
+            vote["params"] = params[0]
+        checks.append(vote)
     if gate.samples:
         checks.append(
             {"kind": "self_consistency", "samples": gate.samples, "k": 2, "compare": table.compare}
@@ -49,7 +58,7 @@ def tier_tables(
         tier: dict[str, Any] = _kept(base.get(model), model)
         if gate.reasks:
             tier["reasks"] = gate.reasks
-        tiers.append(tier | {"validators": _checks(found, gate)})
+        tiers.append(tier | {"validators": _checks(found, gate, base)})
     top = found.table.models[int(found.tiers[index, 2])]
     tiers.append(_kept(base.get(top), top) | {"trusted": True})
     return tiers

@@ -21,6 +21,7 @@ from cascade.optimize.baselines import best_and_cheapest_equal
 from cascade.optimize.checks import relocated
 from cascade.optimize.pipeline import Optimized, Options
 from cascade.optimize.routing import ladder_router, rescored
+from cascade.optimize.watch import Watch
 from cascade.optimize.write import policy_text, tier_tables
 from cascade.store.verdicts import VerdictCache
 
@@ -141,32 +142,43 @@ def write_policies(
     headers: Mapping[str, Sequence[str]],
     options: Options,
     calibration: Mapping[str, list[float]] | None = None,
+    watches: Mapping[str, Watch] | None = None,
 ) -> list[Path]:
     """Write one policy file per kind, under its header in ``headers``; return the paths.
 
     ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
     its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
+    ``watches`` gives a kind's audit of its served model and its calibrated disagreement
+    (see :mod:`cascade.optimize.watch`).
     """
     routed = any(found.found[k].threshold(i) for k, i in picks.items())
-    notes = [*([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else []), ""]
+    notes = [*([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else [])]
     user = found.user
+    watches = watches or {}
     for kind, path in paths.items():
-        header = [*headers[kind], *notes]
-        drift = {}
+        watch = watches.get(kind)
+        header = [*headers[kind], *notes, *([watch.note()] if watch else []), ""]
+        tables: dict[str, Any] = {}  # [drift] and [audit], over the user's own
+        rates: dict[str, list[float]] = {}
         if calibration is not None and calibration.get(kind):
+            rates["acceptance"] = calibration[kind]
+        if watch is not None:
+            tables["audit"] = watch.audit
+            rates |= {"disagreement": watch.disagreement} if watch.disagreement else {}
+        if rates:
             base = user.data.get("drift", {}) if user is not None and user.task_type == kind else {}
-            drift = {"drift": {**base, "acceptance": calibration[kind]}}
+            tables["drift"] = {**base, **rates}
         route = _write_router(found, kind, picks[kind], path)
         if user is None or user.task_type != kind:
             tiers = _batched(tier_tables(found.found[kind], picks[kind]), found, options)
-            text = policy_text(kind, tiers, header, drift, route)
+            text = policy_text(kind, tiers, header, tables, route)
         else:
             tiers = tier_tables(found.found[kind], picks[kind], user.tiers)
             tiers = _batched(tiers, found, options)
             for tier in tiers:
                 if "validators" in tier:
                     tier["validators"] = [relocated(v, user.path, path) for v in tier["validators"]]
-            text = policy_text(kind, tiers, header, {**user.data, **drift}, route)
+            text = policy_text(kind, tiers, header, {**user.data, **tables}, route)
         write_atomic(path, text)
     return list(paths.values())
 

@@ -229,8 +229,10 @@ _SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
     ConfidenceSpec: lambda s: confidence(s.threshold),
     NotMissingSpec: lambda s: not_missing(s.fields),
     MatchesSpec: lambda s: matches(s.pattern, hint=s.hint, ignore_case=s.ignore_case),
-    AgreementSpec: lambda s: agreement(s.model, compare=s.compare, price=_price(s.price)),
-    VoteSpec: lambda s: vote(s.models, k=s.k, compare=s.compare),
+    AgreementSpec: lambda s: agreement(
+        s.model, compare=s.compare, params=s.params, price=_price(s.price)
+    ),
+    VoteSpec: lambda s: vote(s.models, k=s.k, compare=s.compare, params=s.params),
     SelfConsistencySpec: lambda s: self_consistency(s.samples, k=s.k, compare=s.compare),
     PydanticSpec: _pydantic,
     PythonSpec: _python,

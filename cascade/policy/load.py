@@ -91,7 +91,8 @@ class Policy:
         if spec is None:
             return None
         return DriftPlan(spec.window, spec.baseline, spec.check_every, spec.false_alarm,
-                         spec.on_drift, tuple(spec.acceptance))  # fmt: skip
+                         spec.on_drift, tuple(spec.acceptance),
+                         tuple(spec.disagreement))  # fmt: skip
 
     @property
     def audit(self) -> AuditPlan | None:

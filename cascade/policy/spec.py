@@ -261,6 +261,8 @@ class AgreementSpec(_Kind):
     model: Annotated[str, Field(min_length=1)]
     compare: Literal["auto", "call", "json", "text", "number"] = "auto"
     price: PriceSpec | None = None
+    params: dict[str, Any] = {}
+    """Sent with the second model's call (its ``api_base`` and key, say), as a tier's are."""
 
 
 class VoteSpec(_Kind):
@@ -270,6 +272,8 @@ class VoteSpec(_Kind):
     models: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     k: Annotated[int, Field(ge=2)] | None = None
     compare: Literal["auto", "call", "json", "text", "number"] = "auto"
+    params: dict[str, Any] = {}
+    """Sent with every other model's call (``self`` is asked as its tier asks it)."""
 
 
 class SelfConsistencySpec(_Kind):
@@ -361,6 +365,8 @@ class DriftSpec(_Strict):
     on_drift: Literal["warn", "escalate"] = "warn"
     acceptance: list[Annotated[float, Field(gt=0, lt=1)]] = []
     """The calibrated acceptance rate of each tier, from the first; else measured on the run."""
+    disagreement: list[Annotated[float, Field(gt=0, lt=1)]] = []
+    """The calibrated rate at which each tier's audits disagree, from the first; else measured."""
 
 
 class RouteSpec(_Strict):

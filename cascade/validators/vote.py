@@ -21,7 +21,7 @@ self_consistency(2, k=2)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascade.errors import ConfigError, ProviderError
@@ -38,11 +38,19 @@ SELF = "self"
 class _Vote:
     cost_class = CostClass.MODEL
 
-    def __init__(self, voters: tuple[str, ...], k: int, compare: Compare, label: str) -> None:
+    def __init__(
+        self,
+        voters: tuple[str, ...],
+        k: int,
+        compare: Compare,
+        label: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.voters = voters
         self.k = k
         self._compare = compare
         self._label = label
+        self._params = dict(params or {})
 
     def __repr__(self) -> str:
         return self._label
@@ -60,12 +68,16 @@ class _Vote:
         for number, voter in enumerate(self.voters):
             if (settled := self._settled(ballots, len(self.voters) - number)) is not None:
                 return settled
-            model, sample = voter, 0
-            if voter == SELF:
+            model, sample, price = voter, 0, None
+            params: Mapping[str, Any] = self._params
+            if voter == SELF:  # asked as its tier asks it: the same endpoint, key and price
                 samples += 1
                 model, sample = attempt.model, samples
+                params, price = attempt.tier.params, attempt.tier.price
             try:
-                response = await attempt.ask(model, attempt.messages, sample=sample)
+                response = await attempt.ask(
+                    model, attempt.messages, params=params, price=price, sample=sample
+                )
             except ProviderError as exc:
                 problems.append(f"no answer from {model}: {exc}")
                 ballots.append((model, "", None))
@@ -119,18 +131,26 @@ def _check(k: int | None, count: int, compare: str) -> int:
     return chosen
 
 
-def vote(models: Sequence[str], *, k: int | None = None, compare: Compare = "auto") -> _Vote:
+def vote(
+    models: Sequence[str],
+    *,
+    k: int | None = None,
+    compare: Compare = "auto",
+    params: Mapping[str, Any] | None = None,
+) -> _Vote:
     """Pass when ``k`` of the answers (this one and ``models``') agree; ``k`` defaults to most.
 
-    ``models`` are asked in the order given, so list the cheapest first; ``"self"`` is another
-    sample of the attempt's own model.
+    ``models`` are asked in the order given, so list the cheapest first, each with ``params``
+    (its endpoint and key, say); ``"self"`` is another sample of the attempt's own model, asked
+    as its tier asks it.
     """
     voters = tuple(models)
     if not voters or not all(isinstance(m, str) and m.strip() for m in voters):
         raise ConfigError("a vote needs the names of one or more other models")
     chosen = _check(k, len(voters), compare)
     extra = "" if compare == "auto" else f", compare={compare!r}"
-    return _Vote(voters, chosen, compare, f"vote({list(voters)!r}, k={chosen}{extra})")
+    label = f"vote({list(voters)!r}, k={chosen}{extra})"
+    return _Vote(voters, chosen, compare, label, params)
 
 
 def self_consistency(samples: int = 2, *, k: int | None = None, compare: Compare = "auto") -> _Vote:

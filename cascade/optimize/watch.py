@@ -1,0 +1,114 @@
+"""After the switch: what a policy certified on a dataset's own traffic keeps watching.
+
+A dataset ``cascade import`` made knows which model served each logged request (its answers
+are marked ``"served": true``; ``cascade truth --by served --served MODEL`` names it where they
+are not). A policy ``cascade optimize`` writes from such a dataset then:
+
+- audits a share of each tier's accepted answers against that model (``[audit]``, with the
+  settings the user's policy gives its tier of that model): the cheaper ladder's answers keep
+  being compared with the answers the traffic used to get, the top tier's too when it is
+  another model (see :func:`cascade.audit.plan.audited_tiers`);
+- calibrates its drift alarms on the same comparison: ``[drift] disagreement`` is each tier's
+  rate of disagreement with the served model on the training tasks, replayed, as the audit
+  compares answers. Beside ``[drift] acceptance``, it is the baseline against which the run
+  tells when the ladder stops reproducing the served answers as often as it did when certified.
+
+A user's policy that has an ``[audit]`` of its own keeps it, and nothing is calibrated for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascade.audit.plan import AuditPlan
+from cascade.backends.replay import read_responses
+from cascade.bench.evaluate import score_policy
+from cascade.bench.suite import ByKind, default_validators, policy_cascades
+from cascade.optimize.pipeline import Optimized, Options
+from cascade.store.verdicts import VerdictCache
+from cascade.traffic.truth import read_truth
+
+__all__ = ["Watch", "served_model", "watch_served"]
+
+_FLOOR, _CEILING = 0.001, 0.999
+"""A calibrated rate is kept inside (0, 1): a drift test against 0 or 1 alarms on one answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a written policy of one kind adds to watch its served model after the switch."""
+
+    audit: dict[str, Any]
+    """Its ``[audit]`` table."""
+    disagreement: list[float]
+    """Its ``[drift] disagreement``: each tier's rate on the training tasks, replayed."""
+
+    def note(self) -> str:
+        """The line the written policy's header says it in."""
+        return (
+            f"[audit] asks {self.audit['model']}, the model that served this traffic, again on "
+            f"{self.audit['share']:.0%} of each tier's accepted answers, and [drift] "
+            "disagreement is each tier's rate of disagreement with it on the training tasks, "
+            "replayed: after the switch, an alarm says when the ladder stops reproducing the "
+            "served answers as often as it did here."
+        )
+
+
+def served_model(folder: Path) -> str | None:
+    """The model that served most of a dataset's tasks, or ``None`` when it does not say.
+
+    The served models are those ``truth.json`` names (``cascade truth --by served``), else
+    the models of the answers ``cascade import`` marked served.
+    """
+    truth = read_truth(folder)
+    named = set(truth.served) if truth is not None and truth.by == "served" else set()
+    tasks: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    for _, row in read_responses(folder):
+        model, task = str(row["model"]), str(row["task_id"])
+        if (model in named or row.get("served") is True) and (task, model) not in seen:
+            seen.add((task, model))
+            tasks[model] += 1
+    if not tasks:
+        return None
+    return min(tasks, key=lambda model: (-tasks[model], model))
+
+
+def watch_served(
+    found: Optimized, paths: Mapping[str, Path], options: Options, served: str
+) -> dict[str, Watch]:
+    """Per kind of the policies written at ``paths``: the audit and calibration to add.
+
+    Each written policy is replayed on its kind's training tasks with every accepted answer
+    audited against ``served``'s recorded answer, as a run's audit would compare them.
+    """
+    user = found.user
+    cache = VerdictCache() if options.cache else None
+    plan = AuditPlan(share=1.0, model=served)
+    watches: dict[str, Watch] = {}
+    for kind, path in paths.items():
+        mine = user is not None and user.task_type == kind
+        if mine and user is not None and "audit" in user.data:
+            continue  # the user's own audit stands
+        ids = {t.id for t in found.data.tasks if t.type == kind and t.id in found.train}
+        train = found.data.subset(ids)
+        cascades = policy_cascades(str(path), train, ByKind(default_validators(cache)), cache)
+        score = asyncio.run(score_policy(train, cascades, audit=plan))
+        by_tier = (score.audit or {}).get("by_tier", {})
+        rates: list[float] = []
+        for tier in range(len(score.reached_by_tier)):
+            figures = by_tier.get(f"{kind} tier {tier}")
+            if not figures or not figures["audited"]:
+                break
+            rate = figures["disagreed"] / figures["audited"]
+            rates.append(round(min(_CEILING, max(_FLOOR, rate)), 4))
+        table: dict[str, Any] = {"share": options.audit_share, "model": served, "compare": "auto"}
+        own = user.tiers.get(served, {}) if mine and user is not None else {}
+        table |= {key: own[key] for key in ("params", "price") if key in own}
+        watches[kind] = Watch(table, rates)
+    return watches

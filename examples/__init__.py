@@ -1,0 +1,1 @@
+"""Examples that run against this checkout: sample data and the scripts that make it."""

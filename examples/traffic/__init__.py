@@ -1,0 +1,1 @@
+"""The walkthrough's logged traffic and the fake models that answer it."""
