@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from cascade import CallKind, Cascade, Plan, Price, Settings, Status, Tier, Usage
+from cascade import Attempt, CallKind, Cascade, Plan, Price, Settings, Status, Tier, Usage, Verdict
 from cascade.backends import Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from tests.helpers import NO_WAIT, make, models_called, says_ok
@@ -98,3 +98,16 @@ def test_a_hedge_that_spends_the_budget_ends_the_task_there() -> None:
         "wanted 'ok', got 'nope'",
         "task budget reached after spending $0.020000",
     )
+
+
+def test_a_validator_is_told_which_tier_answered() -> None:
+    """Each attempt a validator judges names its tier's place in the ladder."""
+    seen: list[tuple[int, str]] = []
+
+    def judge(attempt: Attempt) -> Verdict:
+        seen.append((attempt.tier_index, attempt.model))
+        return says_ok(attempt)
+
+    cascade, _backend = make({"small": ["no"], "big": ["ok"]}, ["small", "big"], judge)
+    assert cascade.run({"id": "t", "input": "x"}).accepted
+    assert seen == [(0, "small"), (1, "big")]
