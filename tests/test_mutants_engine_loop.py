@@ -111,3 +111,27 @@ def test_a_validator_is_told_which_tier_answered() -> None:
     cascade, _backend = make({"small": ["no"], "big": ["ok"]}, ["small", "big"], judge)
     assert cascade.run({"id": "t", "input": "x"}).accepted
     assert seen == [(0, "small"), (1, "big")]
+
+
+class _Confident:
+    """A check that reads the model's confidence: passes when it is at least 0.5."""
+
+    reads_confidence = True
+
+    def __call__(self, attempt: Attempt) -> Verdict:
+        return Verdict((attempt.confidence or 0.0) >= 0.5, reason="unsure")
+
+
+def test_only_an_untrusted_tier_whose_check_reads_confidence_asks_for_it() -> None:
+    """The backend is asked for the model's confidence (which may cost) only when it is read."""
+    reading, asked = make(
+        {"small": [Reply("a", confidence=0.2)], "big": ["b"]},
+        ["small", Tier("big", trusted=True)],
+        _Confident(),
+    )
+    outcome = reading.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
+    assert [r.confidence for r in asked.calls] == [True, False]
+    plain, backend = make({"small": ["ok"]}, ["small"])
+    assert plain.run({"id": "t", "input": "x"}).accepted
+    assert [r.confidence for r in backend.calls] == [False]
