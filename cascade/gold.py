@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.errors import ConfigError
-from cascade.validators.agreement import final_number
+from cascade.validators.agreement import final_number, same_answers
 from cascade.validators.jsonvalue import extract_json
 
 __all__ = [
@@ -209,6 +209,23 @@ def matches_gold(output: str, gold: Any) -> bool:
         return True
     number = _number(gold)
     return number is not None and final_number(output) == number
+
+
+def matches_answer(output: str, reference: str, *, calls: bool = False) -> bool:
+    """Whether ``output`` gives the answer another model's raw ``reference`` gives.
+
+    With ``calls`` (a task that offers functions), the same function calls with the same
+    arguments, in any order and however quoted, are the same answer; otherwise, and for answers
+    that hold no calls, as :func:`matches_gold` judges an answer against a gold one.
+
+    >>> matches_answer('[f(a="x")]', "[f(a='x')]", calls=True)
+    True
+    >>> matches_answer('[f(a="x")]', "[f(a='x')]")
+    False
+    """
+    if calls and same_answers(output, reference, "call"):
+        return True
+    return matches_gold(output, answer_value(reference))
 
 
 def answer_value(output: str) -> Any:

@@ -242,3 +242,37 @@ def test_a_grading_truth_did_not_make_is_said_to_be_replaced(
     assert f"note: {len(graded)} answers had a correct value" in capsys.readouterr().out
     assert main(["truth", str(dataset), "--by", "served"]) == 0
     assert "note:" not in capsys.readouterr().out  # set by truth itself the second time
+
+
+def test_function_calls_reproduce_the_served_calls_however_quoted_or_ordered(
+    tmp_path: Path,
+) -> None:
+    """A task that offered tools compares calls: quoting and the calls' order do not matter."""
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+             for name in ("weather", "time")]  # fmt: skip
+    asked = {
+        "Weather in Paris?": ('[weather(city="Paris")]', "[weather(city='Paris')]", True),
+        "Weather and time in Rome?": (
+            '[{"name": "weather", "arguments": {"city": "Rome"}}, '
+            '{"name": "time", "arguments": {"city": "Rome"}}]',
+            "[time(city='Rome'), weather(city='Rome')]",
+            True,
+        ),
+        "Weather in Oslo?": ('[weather(city="Oslo")]', "[weather(city='Bergen')]", False),
+    }
+    lines = []
+    for prompt, (served, _, _) in asked.items():
+        request = {"model": SERVED, "messages": [{"role": "user", "content": prompt}],
+                   "tools": tools}  # fmt: skip
+        response = {"model": SERVED, "usage": {"prompt_tokens": 20, "completion_tokens": 10},
+                    "choices": [{"message": {"role": "assistant", "content": served}}]}  # fmt: skip
+        lines.append(json.dumps({"request": request, "response": response}) + "\n")
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(lines))
+    folder = tmp_path / "calls"
+    assert main(["import", "openai-chat", str(log), "--out", str(folder)]) == 0
+    add_cheap(folder, {prompt: cheap for prompt, (_, cheap, _) in asked.items()})
+    assert main(["truth", str(folder), "--by", "served"]) == 0
+    prompt_of = prompts(folder)
+    judged = {prompt_of[r["task_id"]]: r["correct"] for r in rows(folder) if r["model"] == CHEAP}
+    assert judged == {prompt: same for prompt, (_, _, same) in asked.items()}

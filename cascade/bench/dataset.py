@@ -26,7 +26,7 @@ from cascade.backends.replay import (
 from cascade.errors import ConfigError, TaskError
 from cascade.types import Task
 
-__all__ = ["Dataset", "is_label", "kind_stream", "load_dataset", "split_ids"]
+__all__ = ["Dataset", "is_label", "kind_stream", "load_dataset", "read_tasks", "split_ids"]
 
 
 def is_label(field: str) -> bool:
@@ -125,7 +125,10 @@ def load_dataset(path: str | Path) -> Dataset:
     folder = Path(path)
     if not (folder / "tasks.jsonl").is_file():
         raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
-    tasks = tuple(_read_tasks(folder / "tasks.jsonl"))
+    tasks = tuple(read_tasks(folder / "tasks.jsonl"))
+    labeled = _labeled(folder)
+    if labeled is not None:  # people judged these tasks alone: the others are left out
+        tasks = tuple(task for task in tasks if task.id in labeled)
     records = {}
     correct: dict[tuple[str, str], bool] = {}
     cost: dict[tuple[str, str], float] = {}
@@ -135,6 +138,8 @@ def load_dataset(path: str | Path) -> Dataset:
     for where, row in read_responses(folder):
         _check_response(row, where)
         key = (str(row["task_id"]), str(row["model"]))
+        if labeled is not None and key[0] not in labeled:
+            continue
         records[key] = recorded(row, where)
         models.setdefault(key[1])
         correct[key] = bool(row.get("correct"))
@@ -162,7 +167,8 @@ def load_dataset(path: str | Path) -> Dataset:
     )
 
 
-def _read_tasks(path: Path) -> list[Task]:
+def read_tasks(path: Path) -> list[Task]:
+    """Every task of a ``tasks.jsonl``, gold labels off; errors name the file and line."""
     tasks = []
     first: dict[str, int] = {}
     with path.open(encoding="utf-8") as lines:
@@ -213,3 +219,18 @@ def _check_number(row: Mapping[str, Any], name: str, where: str) -> None:
         return
     if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: field {name!r} must be a number of at least 0, not {value!r}")
+
+
+def _labeled(folder: Path) -> frozenset[str] | None:
+    """The tasks people labeled, when ``truth.json`` says "correct" is their labels.
+
+    ``cascade truth --by human`` writes it (see :mod:`cascade.traffic.truth_human`); any other
+    dataset, or one whose truth file is unreadable, reads every task.
+    """
+    try:
+        truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(truth, dict) or truth.get("by") != "human":
+        return None
+    return frozenset(map(str, truth.get("tasks") or ()))

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from cascade.cli.say import say
 from cascade.errors import ConfigError
-from cascade.traffic.truth import TRUTH, Judged, Truth, read_rows, served_truth, write_truth
+from cascade.traffic.truth import (
+    TRUTH,
+    Judged,
+    Row,
+    Truth,
+    read_rows,
+    served_truth,
+    write_truth,
+)
+from cascade.traffic.truth_human import LABELS, Labels, human_truth, write_labels
+from cascade.types import Task
 
 __all__ = ["command"]
 
@@ -21,20 +31,57 @@ def command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--policy is for --by policy, not --by {args.by}")
     if args.by != "served" and args.served:
         raise ConfigError(f"--served is for --by served, not --by {args.by}")
+    if args.by != "human" and (args.sample is not None or args.labels is not None):
+        raise ConfigError(f"--sample and --labels are for --by human, not --by {args.by}")
     if not (folder / "tasks.jsonl").is_file():
         raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
     rows = read_rows(folder)
+    from cascade.bench.dataset import read_tasks  # noqa: PLC0415  # imports the engine
+
+    tasks = read_tasks(folder / "tasks.jsonl")  # every task, whatever an earlier truth kept
     if args.by == "served":
-        judge, served = served_truth(folder, rows, tuple(args.served))
+        calls = {task.id for task in tasks if task.extra.get("functions")}
+        judge, served = served_truth(folder, rows, tuple(args.served), calls)
         truth = Truth("served", served=served)
+    elif args.by == "human":
+        labels = Path(args.labels) if args.labels else folder / LABELS
+        if args.sample is not None:
+            return _write_labels(folder, labels, tasks, rows, args)
+        found = human_truth(labels, tasks, rows)
+        judge, truth = found.judge, found.truth
     else:
-        from cascade.bench.dataset import load_dataset  # noqa: PLC0415  # imports the engine
         from cascade.traffic.truth_policy import policy_truth  # noqa: PLC0415
 
-        found = policy_truth(args.policy, load_dataset(folder).tasks, rows, cache=not args.no_cache)
-        judge, truth = found.judge, found.truth
+        found_policy = policy_truth(args.policy, tasks, rows, cache=not args.no_cache)
+        judge, truth = found_policy.judge, found_policy.truth
     _report(folder, write_truth(folder, rows, judge, truth))
+    if args.by == "human":
+        _left(found)
     return 0
+
+
+def _write_labels(
+    folder: Path, labels: Path, tasks: list[Task], rows: list[tuple[str, Row]],
+    args: argparse.Namespace,
+) -> int:  # fmt: skip
+    """Write the labels file for people to fill; the dataset is not changed."""
+    sampled, lines, kept = write_labels(labels, tasks, rows, args.sample, args.seed)
+    say(f"wrote {labels}: {lines} distinct answers of {sampled} sampled tasks to label"
+        + (f" ({kept} keep the label they had)" if kept else ""))  # fmt: skip
+    say(f"set correct to true or false on each line, then: cascade truth {folder} --by human"
+        + (f" --labels {labels}" if labels != folder / LABELS else ""))  # fmt: skip
+    return 0
+
+
+def _left(found: Labels) -> None:
+    """What the labels leave out, said."""
+    if found.unlabeled:
+        say(f"  left out    {found.unlabeled} tasks of the labels file with a line not labeled "
+            "yet")  # fmt: skip
+    if found.unmatched:
+        say(f"  note        {found.unmatched} answers of labeled tasks match no labeled answer "
+            "(recorded since?): they count as wrong; write the file again with --sample to "
+            "label them (labels already given are kept)")  # fmt: skip
 
 
 def _report(folder: Path, judged: Judged) -> None:

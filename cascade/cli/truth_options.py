@@ -19,8 +19,11 @@ def add_truth(commands: Any) -> None:
         "compared as cascade export --gold compares (JSON and numbers by value, text without "
         "case or extra space); the served answers are correct by definition. --by policy: an "
         "answer is correct when it passes the --policy file's [[validators]] (those that call a "
-        "model, and confidence, are not run, and are named). A judge model with a rubric and "
-        "human labels are not built yet. Running it again with another definition replaces "
+        "model, and confidence, are not run, and are named). --by human: with --sample N, write a "
+        "labels file of a seeded sample's distinct answers for people to mark correct; without, "
+        "read it back: an answer of a labeled task is correct when it matches one labeled "
+        "correct, and only the labeled tasks count. A judge model with a rubric is not built "
+        "yet. Running it again with another definition replaces "
         "the earlier one. Every answer is judged before anything is written: a bad line is an "
         "error naming its file and line, and leaves the dataset as it was.",
     )
@@ -28,9 +31,9 @@ def add_truth(commands: Any) -> None:
     truth.add_argument(
         "--by",
         required=True,
-        choices=("served", "policy"),
-        help="what 'correct' means: served (reproduces today's answers) or policy (passes your "
-        "validators); judge and human are not built yet",
+        choices=("served", "policy", "human"),
+        help="what 'correct' means: served (reproduces today's answers), policy (passes your "
+        "validators) or human (people's labels); a judge model is not built yet",
     )
     truth.add_argument(
         "--policy", metavar="FILE_OR_DIR", help="--by policy: the policy whose validators judge"
@@ -45,4 +48,17 @@ def add_truth(commands: Any) -> None:
     )
     truth.add_argument(
         "--no-cache", action="store_true", help="--by policy: run sandboxed tests again, uncached"
+    )
+    truth.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="--by human: write the labels file for a seeded sample of N tasks (stratified by "
+        "kind), instead of reading it",
+    )
+    truth.add_argument("--seed", type=int, default=0, help="--by human: the sample's seed (0)")
+    truth.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="--by human: the labels file (DATASET/labels.jsonl)",
     )

@@ -10,12 +10,14 @@ name the definition beside their figures.
   marked ``"served": true`` (the model that served each logged request), or the rows of the
   models ``served`` names. A served answer is correct by definition; any other answer is correct
   when it matches a served answer of its task as ``cascade export --gold`` judges an answer
-  against the gold (:func:`cascade.gold.matches_gold`: JSON by value, numbers by value, text
-  without case or extra space), the served answer playing the gold. A task that several models
+  against the gold (:func:`cascade.gold.matches_answer`: JSON by value, numbers by value, text
+  without case or extra space, and function calls as calls for a task that offers functions),
+  the served answer playing the gold. A task that several models
   served (a log that mixed them) has several served answers: each is correct, and another
   answer is correct when it matches any of them.
 - ``policy``: the answer passes the validators of the user's policy (see
   :mod:`cascade.traffic.truth_policy`).
+- ``human``: people labeled a seeded sample's answers (see :mod:`cascade.traffic.truth_human`).
 
 Every row is judged before anything is written; ``responses.jsonl`` is then written whole
 (a temporary file, then a rename), so a bad line is an error naming its file and line, and
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,19 @@ from typing import Any
 from cascade.backends.replay import alt_rows, read_responses, recorded
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
-from cascade.gold import answer_value, matches_gold
+from cascade.gold import matches_answer
 
-__all__ = ["TRUTH", "Judged", "Truth", "read_rows", "read_truth", "served_truth", "write_truth"]
+__all__ = [
+    "TRUTH",
+    "Judge",
+    "Judged",
+    "Row",
+    "Truth",
+    "read_rows",
+    "read_truth",
+    "served_truth",
+    "write_truth",
+]
 
 TRUTH = "truth.json"
 
@@ -60,6 +72,10 @@ class Truth:
     """``policy``: the validators run, as their reprs."""
     left_out: tuple[str, ...] = ()
     """``policy``: the policy's validators not run, each with why."""
+    labels: str | None = None
+    """``human``: the labels file, as given."""
+    tasks: tuple[str, ...] = ()
+    """``human``: the tasks labeled, the only ones the dataset's loader reads."""
     sha256: str = ""
     """Of the ``responses.jsonl`` the definition was written into."""
     stale: bool = False
@@ -70,6 +86,9 @@ class Truth:
         if self.by == "served":
             whose = "model's" if len(self.served) == 1 else "models'"
             text = f"reproduces the served {whose} answers ({', '.join(self.served)})"
+        elif self.by == "human":
+            text = (f"labeled right by people in {self.labels} (the {len(self.tasks)} tasks "
+                    "labeled; the others are left out)")  # fmt: skip
         else:
             text = f"passes the validators of {self.policy}"
         if self.stale:
@@ -84,6 +103,8 @@ class Truth:
         found: dict[str, Any] = {"by": self.by, "means": self.means()}
         if self.by == "served":
             found["served"] = list(self.served)
+        elif self.by == "human":
+            found |= {"labels": self.labels, "tasks": list(self.tasks)}
         else:
             found |= {"policy": self.policy, "validators": list(self.validators),
                       "left_out": list(self.left_out)}  # fmt: skip
@@ -116,6 +137,8 @@ def read_truth(folder: Path) -> Truth | None:
             policy=data.get("policy"),
             validators=tuple(data.get("validators") or ()),
             left_out=tuple(data.get("left_out") or ()),
+            labels=data.get("labels"),
+            tasks=tuple(map(str, data.get("tasks") or ())),
             sha256=str(data.get("sha256", "")),
         )
     except (ValueError, KeyError, TypeError) as exc:
@@ -136,14 +159,20 @@ def read_rows(folder: Path) -> list[tuple[str, Row]]:
 
 
 def served_truth(
-    folder: Path, rows: Sequence[tuple[str, Row]], models: Sequence[str] = ()
+    folder: Path,
+    rows: Sequence[tuple[str, Row]],
+    models: Sequence[str] = (),
+    calls: Collection[str] = (),
 ) -> tuple[Judge, tuple[str, ...]]:
-    """The ``served`` judge of ``rows``, and the served models (``models``, else the marked)."""
-    served: dict[str, list[Any]] = {}
+    """The ``served`` judge of ``rows``, and the served models (``models``, else the marked).
+
+    ``calls``: the tasks that offer functions, whose answers compare as function calls.
+    """
+    served: dict[str, list[str]] = {}
     serving: dict[str, None] = {}
     for _, row in rows:
         if _served(row, models):
-            served.setdefault(str(row["task_id"]), []).append(answer_value(row["output"]))
+            served.setdefault(str(row["task_id"]), []).append(str(row["output"]))
             serving.setdefault(str(row["model"]))
     if not serving:
         raise ConfigError(
@@ -163,7 +192,8 @@ def served_truth(
         if index == 0 and _served(row, models):
             return True
         text = row["output"] if index == 0 else alt_rows(row, where)[index - 1]["output"]
-        return any(matches_gold(text, gold) for gold in served[str(row["task_id"])])
+        task = str(row["task_id"])
+        return any(matches_answer(str(text), gold, calls=task in calls) for gold in served[task])
 
     return judge, tuple(serving)
 
@@ -206,4 +236,9 @@ def write_truth(
 
 
 def _differs(before: Truth, now: Truth) -> bool:
-    return (before.by, before.served, before.policy) != (now.by, now.served, now.policy)
+    return (before.by, before.served, before.policy, before.labels) != (
+        now.by,
+        now.served,
+        now.policy,
+        now.labels,
+    )
