@@ -1,0 +1,334 @@
+"""Behaviour tests that kill the sandbox validators' surviving mutants (issue 34).
+
+Each test checks what a user of ``passes_tests`` (or of the sandbox's pieces) sees: which of the
+answer's names the tests may reach, what a failed comparison says, that a chained comparison is
+judged whole, and so on. ``tests/mutation_survivors.md`` lists the mutants that no test can tell
+apart from the original, with the reason.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cascade.store.verdicts import VerdictCache
+from cascade.types import Verdict
+from cascade.validators import passes_tests
+from cascade.validators.isolated import crossing_names
+from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
+from tests.helpers import verdict_of
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    """One sandbox with room for a loaded machine."""
+    return Sandbox(Limits(wall_s=20))
+
+
+def judge(sandbox: Sandbox, code: str, tests: list[str] | str, setup: str = "") -> Verdict:
+    """The verdict of ``passes_tests`` (with its defaults) on ``code``."""
+    validator = passes_tests(tests, setup=setup, sandbox=sandbox)
+    return verdict_of(validator, textwrap.dedent(code))
+
+
+# --- isolated.py: the names that cross, and asserts that explain themselves ---------------------
+
+
+@pytest.mark.parametrize(
+    ("sources", "names"),
+    [
+        # ``from solution import *`` names no function called "*".
+        (["from solution import *\nassert f(1) == 2"], ("f",)),
+        # ``import os.path`` binds ``os``: the answer's ``os`` never replaces it.
+        (["import os.path\nassert os.path.join(f(), 'a')"], ("f",)),
+        # The name an ``except`` binds is the tests' own.
+        (["try:\n    f()\nexcept ValueError as err:\n    assert 'x' in str(err)"], ("f",)),
+        # A name declared global is the tests' own, even if only read.
+        (["def t():\n    global seen\n    return seen + f()"], ("f",)),
+        # What the setup binds stays the tests' own in every later snippet.
+        (["from math import isclose", "assert isclose(f(1), 2)"], ("f",)),
+        # Names read in every source cross, not only in the last.
+        (["assert f(1) == 1", "assert g(2) == 2"], ("f", "g")),
+        # A snippet that does not parse does not hide the names of those after it.
+        (["assert (", "assert f(1) == 1"], ("f",)),
+    ],
+)
+def test_the_names_that_cross_after_each_kind_of_binding(
+    sources: list[str], names: tuple[str, ...]
+) -> None:
+    """Only names the tests read and never bind themselves may be the answer's functions."""
+    assert crossing_names(sources, None) == names
+
+
+@pytest.mark.parametrize(
+    ("snippet", "said"),
+    [
+        ("assert f(1) == 4", "got 5, expected 4"),
+        ("assert f(1) < 3", "got 5, expected < 3"),
+        ("assert f(1) in (1, 2)", "got 5, expected in (1, 2)"),
+        ("assert f(1) not in (5, 6)", "got 5, expected not in (5, 6)"),
+        ("assert f(1) is None", "got 5, expected None"),
+    ],
+)
+def test_a_failed_comparison_says_what_it_got_and_what_was_expected(
+    sandbox: Sandbox, snippet: str, said: str
+) -> None:
+    """Each comparison operator's failure names the value got and the expectation, with its op."""
+    verdict = judge(sandbox, "def f(x):\n    return 5\n", [snippet])
+    assert not verdict.passed
+    assert said in verdict.reason, verdict.reason
+
+
+def test_a_chained_comparison_is_judged_whole(sandbox: Sandbox) -> None:
+    """``1 < f() < 3`` fails when only its first half holds, and passes when both do."""
+    chained = ["assert 1 < f(0) < 3", "assert f(0) != 0"]
+    assert not judge(sandbox, "def f(x):\n    return 5\n", chained).passed
+    assert judge(sandbox, "def f(x):\n    return 2\n", chained).passed
+
+
+def test_a_bare_assert_and_a_membership_test_pass_when_right(sandbox: Sandbox) -> None:
+    """Asserts that are not one comparison, and ``not in``, run as written."""
+    snippets = ["assert f(0)", "assert not f(1) == 0", "assert f(2) not in (0, 1)", "x = f(3)"]
+    verdict = judge(sandbox, "def f(x):\n    return 7\n", snippets)
+    assert verdict.passed, verdict.reason
+
+
+# --- code_tests.py: where the tests come from, files beside them, the cache ---------------------
+
+
+def test_a_tasks_own_visible_tests_run_with_its_setup(sandbox: Sandbox) -> None:
+    """With no tests given, the task's ``visible_tests`` run after its ``test_setup``."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {
+        "visible_tests": ["assert add(2, 2) == four"],
+        "test_setup": "four = 4",
+    }
+    right = verdict_of(validator, "def add(a, b):\n    return a + b\n", **fields)
+    assert right.passed, right.reason
+    wrong = verdict_of(validator, "def add(a, b):\n    return a * b + 1\n", **fields)
+    assert not wrong.passed
+    assert "got 5, expected 4" in wrong.reason
+
+
+def test_a_tasks_setup_is_run_before_its_pytest_file_too(sandbox: Sandbox) -> None:
+    """``test_setup`` comes first on the code's side with a pytest file as with snippets."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {
+        "tests": "def test_floor():\n    assert down(2.5) == 2\n",
+        "test_setup": "import math",
+    }
+    verdict = verdict_of(validator, "def down(x):\n    return math.floor(x)\n", **fields)
+    assert verdict.passed, verdict.reason
+
+
+def test_a_tasks_tests_field_wins_over_its_visible_tests(sandbox: Sandbox) -> None:
+    """A task's ``tests`` (here a pytest file) are run, not its ``visible_tests``."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {
+        "tests": "def test_add():\n    assert add(1, 1) == 2\n",
+        "visible_tests": ["assert add(1, 1) == 3"],
+    }
+    verdict = verdict_of(validator, "def add(a, b):\n    return a + b\n", **fields)
+    assert verdict.passed, verdict.reason
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"visible_tests": []}, {"visible_tests": ["assert 1", 2]}, {"tests": "   "}],
+    ids=["none", "empty list", "not all text", "blank file"],
+)
+def test_a_task_without_usable_tests_is_a_fault_or_with_missing_fail_a_failure(
+    sandbox: Sandbox, fields: dict[str, Any]
+) -> None:
+    """No tests to run: a fault by default, an ordinary failure with ``missing="fail"``."""
+    code = "def add(a, b):\n    return a + b\n"
+    fault = verdict_of(passes_tests(sandbox=sandbox), code, **fields)
+    assert fault.passed is False
+    assert fault.fault
+    assert fault.reason == "the task carries no tests to run"
+    failure = verdict_of(passes_tests(sandbox=sandbox, missing="fail"), code, **fields)
+    assert failure.passed is False
+    assert not failure.fault
+
+
+def test_data_files_are_written_beside_the_tests(sandbox: Sandbox) -> None:
+    """``files`` are there for the tests to read, apart and in-process alike."""
+    files = {"expected.txt": "4"}
+    snippets = ["assert add(2, 2) == int(open('expected.txt').read())"]
+    code = "def add(a, b):\n    return a + b\n"
+    assert verdict_of(passes_tests(snippets, files=files, sandbox=sandbox), code).passed
+    in_process = passes_tests(
+        snippets, files=files, sandbox=sandbox, isolation="in-process", isolated_only=False
+    )
+    verdict = verdict_of(in_process, code)
+    assert verdict.passed, verdict.reason
+    assert verdict.self_reported
+
+
+def test_the_validator_names_its_tests() -> None:
+    """Its repr says which tests it runs: the task's, a pytest file, or snippets."""
+    assert repr(passes_tests()) == "passes_tests()"
+    assert repr(passes_tests("def test_x():\n    pass\n")) == "passes_tests(pytest file)"
+    assert repr(passes_tests(["assert 1", "assert 2"])) == "passes_tests(2 snippets)"
+
+
+class CountingSandbox(Sandbox):
+    """A sandbox that counts its runs."""
+
+    runs = 0
+
+    async def run(self, *args: Any, **kwargs: Any) -> SandboxResult:
+        """Count, then run."""
+        self.runs += 1
+        return await super().run(*args, **kwargs)
+
+
+def test_a_verdict_kept_in_the_cache_is_read_back_without_a_run(tmp_path: Path) -> None:
+    """The same code and tests again: the kept verdict, and no sandbox started."""
+    sandbox = CountingSandbox(Limits(wall_s=20))
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    validator = passes_tests(["assert add(2, 2) == 4"], sandbox=sandbox, cache=cache)
+    code = "def add(a, b):\n    return a + b\n"
+    first = verdict_of(validator, code)
+    assert first.passed
+    ran = sandbox.runs
+    assert ran > 0
+    again = verdict_of(validator, code)
+    assert again.passed
+    assert again.value == code
+    assert sandbox.runs == ran
+    other = verdict_of(validator, "def add(a, b):\n    return 4\n")
+    assert other.passed
+    assert sandbox.runs > ran
+
+
+@pytest.mark.parametrize(
+    "tests", [["assert add(2, 2) == 4"], "def test_add():\n    assert add(2, 2) == 4\n"]
+)
+def test_an_in_process_pass_is_refused_by_default_and_marked_self_reported(
+    sandbox: Sandbox, tests: list[str] | str
+) -> None:
+    """In the code's own process a pass could be forged: refused unless isolated_only=False."""
+    code = "def add(a, b):\n    return a + b\n"
+    refused = verdict_of(passes_tests(tests, sandbox=sandbox, isolation="in-process"), code)
+    assert not refused.passed
+    assert refused.self_reported
+    assert "isolated_tests_only" in refused.reason
+    allowed = passes_tests(tests, sandbox=sandbox, isolation="in-process", isolated_only=False)
+    accepted = verdict_of(allowed, code)
+    assert accepted.passed, accepted.reason
+    assert accepted.self_reported
+    apart = verdict_of(passes_tests(tests, sandbox=sandbox), code)
+    assert apart.passed
+    assert not apart.self_reported
+
+
+_ADD = "def add(a, b):\n    return a + b\n"
+_CACHED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "tests": ({"tests": ["assert add(2, 2) == 4"]}, {"tests": ["assert add(2, 2) == 5"]}),
+    "setup": (
+        {"tests": ["assert add(2, 2) == n"], "setup": "n = 4"},
+        {"tests": ["assert add(2, 2) == n"], "setup": "n = 5"},
+    ),
+    "files": (
+        {"tests": ["assert add(2, 2) == int(open('n.txt').read())"], "files": {"n.txt": "4"}},
+        {"tests": ["assert add(2, 2) == int(open('n.txt').read())"], "files": {"n.txt": "5"}},
+    ),
+    "isolated_only": (
+        {"tests": ["assert add(2, 2) == 4"], "isolation": "in-process", "isolated_only": False},
+        {"tests": ["assert add(2, 2) == 4"], "isolation": "in-process"},
+    ),
+}
+
+
+@pytest.mark.parametrize("differs", sorted(_CACHED))
+def test_a_cached_verdict_is_never_read_back_for_other_tests(
+    sandbox: Sandbox, tmp_path: Path, differs: str
+) -> None:
+    """Tests, setup, data files or the in-process opt-in that differ are a run of their own."""
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    first, second = (passes_tests(sandbox=sandbox, cache=cache, **kw) for kw in _CACHED[differs])
+    assert verdict_of(first, _ADD).passed
+    assert not verdict_of(second, _ADD).passed
+
+
+def test_a_cached_in_process_verdict_is_not_read_back_for_tests_run_apart(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The same tests run apart after in-process: a verdict of their own, not self-reported."""
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    tests = ["assert add(2, 2) == 4"]
+    kept = passes_tests(
+        tests, sandbox=sandbox, cache=cache, isolation="in-process", isolated_only=False
+    )
+    assert verdict_of(kept, _ADD).self_reported
+    apart = verdict_of(passes_tests(tests, sandbox=sandbox, cache=cache), _ADD)
+    assert apart.passed
+    assert not apart.self_reported
+
+
+def test_an_answer_under_another_name_is_bound_to_the_entry_point(sandbox: Sandbox) -> None:
+    """The task's entry point, missing from the answer, is bound to its one function."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {"visible_tests": ["assert add(2, 2) == 4"], "entry_point": "add"}
+    verdict = verdict_of(validator, "def plus(a, b):\n    return a + b\n", **fields)
+    assert verdict.passed, verdict.reason
+    assert verdict.reason == "bound plus to add"
+
+
+def test_an_entry_point_that_cannot_be_bound_is_a_failure_that_says_what_to_define(
+    sandbox: Sandbox,
+) -> None:
+    """Two functions that both fit: no guess, and the model is told which function to define."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {"visible_tests": ["assert add(2, 2) == 4"], "entry_point": "add"}
+    code = "def plus(a, b):\n    return a + b\ndef sum2(a, b):\n    return a + b\n"
+    verdict = verdict_of(validator, code, **fields)
+    assert verdict.passed is False
+    assert verdict.reason.startswith("the answer defines no function named add")
+    assert verdict.feedback == "Define the function add that the task asks for."
+    assert not verdict.fault
+
+
+def test_an_entry_point_that_is_not_a_name_is_ignored(sandbox: Sandbox) -> None:
+    """An ``entry_point`` that is no identifier binds nothing; the tests run as they are."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {
+        "visible_tests": ["assert add(2, 2) == 4"],
+        "entry_point": "not a name",
+    }
+    verdict = verdict_of(validator, "def add(a, b):\n    return a + b\n", **fields)
+    assert verdict.passed, verdict.reason
+    assert verdict.reason == ""
+
+
+def test_a_bound_answer_that_fails_says_why_it_failed(sandbox: Sandbox) -> None:
+    """The binding note replaces the reason of a pass only: a failure keeps what the tests saw."""
+    validator = passes_tests(sandbox=sandbox)
+    fields: dict[str, Any] = {"visible_tests": ["assert add(2, 2) == 4"], "entry_point": "add"}
+    verdict = verdict_of(validator, "def plus(a, b):\n    return a - b\n", **fields)
+    assert not verdict.passed
+    assert "got 0, expected 4" in verdict.reason
+
+
+def test_the_entry_point_crosses_even_when_the_tests_never_name_it(sandbox: Sandbox) -> None:
+    """Tests that reach the entry point only through the module still find it."""
+    validator = passes_tests(sandbox=sandbox)
+    snippet = "import solution\nassert getattr(solution, 'add')(2, 2) == 4"
+    fields: dict[str, Any] = {"visible_tests": [snippet], "entry_point": "add"}
+    verdict = verdict_of(validator, "def add(a, b):\n    return a + b\n", **fields)
+    assert verdict.passed, verdict.reason
+
+
+def test_a_cached_verdict_is_never_read_back_under_other_limits(tmp_path: Path) -> None:
+    """A pass under a roomy memory cap says nothing of the same code under a tight one."""
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    code = "BLOCK = bytearray(700 << 20)\ndef add(a, b):\n    return a + b\n"
+    tests = ["assert add(2, 2) == 4"]
+    roomy = Sandbox(Limits(wall_s=20, memory_mb=1024))
+    tight = Sandbox(Limits(wall_s=20, memory_mb=512))
+    assert verdict_of(passes_tests(tests, sandbox=roomy, cache=cache), code).passed
+    assert not verdict_of(passes_tests(tests, sandbox=tight, cache=cache), code).passed
