@@ -8,15 +8,19 @@ apart from the original, with the reason.
 
 from __future__ import annotations
 
+import collections
+import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cascade.errors import ConfigError
 from cascade.store.verdicts import VerdictCache
 from cascade.types import Verdict
-from cascade.validators import passes_tests
+from cascade.validators import passes_tests, wire
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 from tests.helpers import verdict_of
@@ -332,3 +336,200 @@ def test_a_cached_verdict_is_never_read_back_under_other_limits(tmp_path: Path) 
     tight = Sandbox(Limits(wall_s=20, memory_mb=512))
     assert verdict_of(passes_tests(tests, sandbox=roomy, cache=cache), code).passed
     assert not verdict_of(passes_tests(tests, sandbox=tight, cache=cache), code).passed
+
+
+# --- wire.py: plain data across the edge -------------------------------------------------------
+
+
+def test_a_match_crosses_with_its_groups_spans_and_defaults() -> None:
+    """A ``re.Match`` answers ``group``, ``groups``, ``groupdict``, ``span``, ``start``, ``end``."""
+    found = re.search(r"(?P<word>[a-z]+)(?P<num>\d+)?(-)?", "..ab12")
+    assert found is not None
+    match = wire.decode(wire.loads(json.dumps(wire.encode(found))))
+    assert match
+    assert match.group() == "ab12"
+    assert match.group(1, 2) == ("ab", "12")
+    assert match.group("word") == "ab"
+    assert match[2] == "12"
+    assert match.groups() == ("ab", "12", None)
+    assert match.groups("-") == ("ab", "12", "-")
+    assert match.groupdict() == {"word": "ab", "num": "12"}
+    assert match.span() == (2, 6)
+    assert match.span(2) == (4, 6)
+    assert (match.start(), match.end(), match.start(1), match.end(1)) == (2, 6, 2, 4)
+    assert repr(match) == "<Match span=(2, 6), match='ab12'>"
+    unmatched = wire.decode(wire.encode(re.search(r"(?P<a>x)?y", "y")))
+    assert unmatched.groupdict("none") == {"a": "none"}
+    assert unmatched.groups() == (None,)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (2**53 - 1, 2**53 - 1),
+        (-(2**53) + 1, -(2**53) + 1),
+        (2**53, ["i", hex(2**53)]),
+        (-(2**53), ["i", hex(-(2**53))]),
+        (True, True),
+        (1.5, 1.5),
+        (1 + 2j, ["c", 1.0, 2.0]),
+        (b"\x01", ["y", "01"]),
+        ((1,), ["t", 1]),
+        (collections.Counter("a"), ["ctr", "a", 1]),
+        (collections.OrderedDict(a=1), ["od", "a", 1]),
+        (iter([1]), ["it", 1]),
+    ],
+)
+def test_the_wire_format_of_each_kind(value: object, sent: object) -> None:
+    """Ints past 2**53 travel in hex (a JSON reader keeps smaller ones exact); each kind its tag."""
+    assert wire.encode(value) == sent
+
+
+def test_an_iterator_crosses_as_an_iterator_over_what_it_yielded() -> None:
+    """Decoded, a generator's items come back as an iterator, not a list."""
+    back = wire.decode(wire.encode(x for x in (1, 2)))
+    assert not isinstance(back, list)
+    assert next(back) == 1
+    assert list(back) == [2]
+
+
+def test_a_value_nested_past_the_depth_bound_is_refused_on_the_answers_side() -> None:
+    """Encoding stops at MAX_DEPTH, naming it; just under it is fine."""
+    deep: list[object] = []
+    for _ in range(wire.MAX_DEPTH - 1):
+        deep = [deep]
+    assert wire.decode(wire.encode(deep)) == deep
+    with pytest.raises(wire.Unplain, match=f"nested more than {wire.MAX_DEPTH} deep"):
+        wire.encode([deep])
+    with pytest.raises(wire.Unplain, match="nested more than"):
+        wire.encode({"k": [[deep]]})
+
+
+def test_the_item_bound_counts_mapping_entries_and_items_on_both_sides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past MAX_ITEMS, in a dict or a list, encoding and decoding refuse, naming the bound."""
+    monkeypatch.setattr(wire, "MAX_ITEMS", 10)
+    assert wire.decode(wire.encode(list(range(10)))) == list(range(10))
+    assert wire.decode(wire.encode({i: i for i in range(5)})) == {i: i for i in range(5)}
+    assert len(wire.encode({i: i for i in range(10)})) == 21
+    with pytest.raises(wire.Unplain, match="more than 10 items"):
+        wire.encode({i: i for i in range(11)})
+    with pytest.raises(wire.Unplain, match="more than 10 items"):
+        wire.encode([*range(11)])
+    with pytest.raises(wire.Unplain, match="more than 10 items"):
+        wire.decode(["l", *range(11)])
+    with pytest.raises(wire.Unplain, match="more than 10 items"):
+        wire.decode(["d", *range(12)])
+    with pytest.raises(wire.Unplain, match="more than 10 items"):
+        wire.decode(["l", ["l", *range(6)], ["l", *range(6)]])
+
+
+# --- code_tests.py: in-process runs, limits, configuration --------------------------------------
+
+
+def in_process(sandbox: Sandbox, tests: list[str] | str, setup: str = "") -> Any:
+    """``passes_tests`` run in the code's own process, its passes accepted."""
+    return passes_tests(
+        tests, setup=setup, sandbox=sandbox, isolation="in-process", isolated_only=False
+    )
+
+
+def test_in_process_failures_are_counted_and_named(sandbox: Sandbox) -> None:
+    """In the code's process too, a failure names the test, its line and what went wrong."""
+    tests = ["assert add(1, 1) == 2", "assert add(2, 2) == 5"]
+    verdict = verdict_of(in_process(sandbox, tests), "def add(a, b):\n    return a + b\n")
+    assert not verdict.passed
+    assert verdict.self_reported
+    assert verdict.reason == (
+        "1 of 2 test(s) failed; first: test 2: assert add(2, 2) == 5 (AssertionError)"
+    )
+
+
+def test_in_process_a_setup_that_fails_stops_the_run(sandbox: Sandbox) -> None:
+    """A setup that raises is the one failure reported: no test runs after it."""
+    validator = in_process(sandbox, ["assert add(1, 1) == 2"], setup="import nosuchmodule")
+    verdict = verdict_of(validator, "def add(a, b):\n    return a + b\n")
+    assert not verdict.passed
+    assert verdict.reason.startswith("1 of 1 test(s) failed; first: setup: import nosuchmodule")
+    assert "ModuleNotFoundError" in verdict.reason
+
+
+def test_in_process_code_that_ends_the_process_has_not_passed(sandbox: Sandbox) -> None:
+    """Code that exits before the tests report is a failure saying so, whatever it printed."""
+    code = (
+        "import json, os\n"
+        "print('CASCADE-RESULT-0000000000000000:' + json.dumps({'cases': 1, 'failures': []}))\n"
+        "os._exit(0)\n"
+    )
+    verdict = verdict_of(in_process(sandbox, ["assert add(1, 1) == 2"]), code)
+    assert verdict.passed is False
+    assert verdict.reason.startswith("the tests ended without reporting (exit code 0)")
+    assert verdict.feedback == "The code must not exit or end the process while it is tested."
+    assert verdict.self_reported
+
+
+def test_code_killed_at_its_limit_is_blamed_for_it(sandbox: Sandbox) -> None:
+    """An answer that runs out of time fails saying the code was killed, not a test."""
+    tight = Sandbox(Limits(wall_s=20, cpu_s=1))
+    code = "def add(a, b):\n    while True:\n        pass\n"
+    verdict = verdict_of(passes_tests(["assert add(1, 1) == 2"], sandbox=tight), code)
+    assert not verdict.passed
+    assert not verdict.fault
+    assert verdict.reason.startswith("the code was killed"), verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ({"isolation": "elsewhere"}, "isolation must be 'apart' or 'in-process'"),
+        ({"missing": "skip"}, "missing must be 'fault' or 'fail'"),
+        ({"tests": ["assert 1", 2]}, "tests must be pytest code, a path, or a list of snippets"),
+        ({"files": {"run.py": ""}}, "plain, unreserved names, got 'run.py'"),
+        ({"files": {"_cascade_x": ""}}, "plain, unreserved names"),
+        ({"files": {"a/b": ""}}, "plain, unreserved names"),
+        ({"files": {".hidden": ""}}, "plain, unreserved names"),
+        ({"files": {"": ""}}, "plain, unreserved names"),
+    ],
+)
+def test_a_misconfigured_validator_is_refused_at_once(
+    arguments: dict[str, Any], words: str
+) -> None:
+    """Bad options are a ConfigError when the validator is made, naming what is wrong."""
+    arguments = {"tests": ["assert 1"], **arguments}
+    with pytest.raises(ConfigError) as raised:
+        passes_tests(**arguments)
+    assert words in str(raised.value)
+
+
+def test_tests_read_from_a_path(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A ``Path`` is read as a pytest file; one that cannot be read is a ConfigError naming it."""
+    path = tmp_path / "test_add.py"
+    path.write_text("def test_add():\n    assert add(2, 2) == 4\n", encoding="utf-8")
+    validator = passes_tests(path, sandbox=sandbox)
+    assert repr(validator) == "passes_tests(pytest file)"
+    assert verdict_of(validator, "def add(a, b):\n    return a + b\n").passed
+    with pytest.raises(ConfigError, match=r"cannot read tests .*missing\.py"):
+        passes_tests(tmp_path / "missing.py")
+
+
+def test_a_tuple_of_snippets_and_plain_file_names_are_accepted(sandbox: Sandbox) -> None:
+    """Snippets may come as any sequence of text; dotted and dashed data file names are plain."""
+    validator = passes_tests(
+        ("assert add(1, 1) == 2",), files={"in-put.v2.txt": "x"}, sandbox=sandbox
+    )
+    assert repr(validator) == "passes_tests(1 snippets)"
+    assert verdict_of(validator, "def add(a, b):\n    return a + b\n").passed
+
+
+def test_a_cached_verdict_is_never_read_back_for_another_entry_point(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The names that cross (here set by the task's entry point) are part of what was judged."""
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    validator = passes_tests(sandbox=sandbox, cache=cache)
+    snippet = "import solution\nassert getattr(solution, 'add')(2, 2) == 4"
+    named: dict[str, Any] = {"visible_tests": [snippet], "entry_point": "add"}
+    assert verdict_of(validator, _ADD, **named).passed
+    unnamed: dict[str, Any] = {"visible_tests": [snippet]}
+    assert not verdict_of(validator, _ADD, **unnamed).passed
