@@ -7,9 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from cascade import Attempt, CallKind, Cascade, Plan, Price, Settings, Status, Tier, Usage, Verdict
+from cascade import (
+    Attempt,
+    CallKind,
+    Cascade,
+    Decision,
+    Plan,
+    Price,
+    Settings,
+    Status,
+    Tier,
+    Usage,
+    Verdict,
+)
 from cascade.backends import Reply, ScriptedBackend
 from cascade.backends.scripted import Script
+from cascade.errors import ServerError
+from cascade.validators import all_of, any_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
 
 
@@ -135,3 +149,44 @@ def test_only_an_untrusted_tier_whose_check_reads_confidence_asks_for_it() -> No
     plain, backend = make({"small": ["ok"]}, ["small"])
     assert plain.run({"id": "t", "input": "x"}).accepted
     assert [r.confidence for r in backend.calls] == [False]
+
+
+def test_a_tier_whose_models_all_fail_is_a_step_of_that_tier() -> None:
+    """With escalate_on_provider_error, the failed call is tier 0's step, then tier 1 answers."""
+    cascade, _backend = make(
+        {"small": [ServerError("503 down")], "big": ["ok"]},
+        [Tier("small", retries=0), "big"],
+        escalate_on_provider_error=True,
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert [(s.tier, s.model_requested, s.decision) for s in outcome.steps] == [
+        (0, "small", Decision.ESCALATE),
+        (1, "big", Decision.ACCEPT),
+    ]
+
+
+def _passes(attempt: Attempt) -> Verdict:
+    return Verdict(True)
+
+
+def _fails(attempt: Attempt) -> Verdict:
+    return Verdict(False, reason="never")
+
+
+def test_the_accepted_answer_is_delivered_though_a_rejected_one_passed_more_of_its_checks() -> None:
+    """The accepted answer is delivered, not a rejected one that passed a larger share.
+
+    Tier 1 accepts passing one of its two checks; tier 0's answer passed two of three.
+    """
+    cascade, _backend = make(
+        {"small": ["no"], "big": ["ok"]},
+        ["small", Tier("big", validate=any_of(_fails, says_ok))],
+        all_of(_passes, _passes, says_ok),
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.output, outcome.tier, outcome.best_step) == (
+        Status.ACCEPTED,
+        "ok",
+        1,
+        1,
+    )
