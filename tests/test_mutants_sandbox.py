@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
+import struct
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from cascade.errors import ConfigError
 from cascade.store.verdicts import VerdictCache
 from cascade.types import Verdict
 from cascade.validators import passes_tests, wire
+from cascade.validators.confine import Cgroup, describe, processes_of, seccomp_filter, write_etc
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 from tests.helpers import verdict_of
@@ -533,3 +536,131 @@ def test_a_cached_verdict_is_never_read_back_for_another_entry_point(
     assert verdict_of(validator, _ADD, **named).passed
     unnamed: dict[str, Any] = {"visible_tests": [snippet]}
     assert not verdict_of(validator, _ADD, **unnamed).passed
+
+
+# --- confine.py: the seccomp filter's decision for each syscall, on both machines ----------------
+
+_ALLOW, _EPERM, _ENOSYS, _EAFNOSUPPORT = 0x7FFF0000, 0x00050001, 0x00050026, 0x00050061
+_NEWUSER, _NEWNS = 0x10000000, 0x00020000
+_MACHINES = {
+    # machine: (AUDIT_ARCH_*, syscall numbers from the kernel's tables)
+    "x86_64": (0xC000003E, {
+        "read": 0, "unshare": 272, "clone": 56, "clone3": 435, "socket": 41, "socketpair": 53,
+        "add_key": 248, "request_key": 249, "keyctl": 250,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    }),
+    "aarch64": (0xC00000B7, {
+        "read": 63, "unshare": 97, "clone": 220, "clone3": 435, "socket": 198, "socketpair": 199,
+        "add_key": 217, "request_key": 218, "keyctl": 219,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    }),
+}  # fmt: skip
+
+
+def run_filter(program: bytes, arch: int, number: int, arg0: int = 0) -> int:
+    """What the kernel would do with a classic-BPF seccomp ``program`` for this syscall."""
+    data = struct.pack("<iIQ6Q", number, arch, 0, arg0, 0, 0, 0, 0, 0)
+    ops = [struct.unpack_from("<HBBI", program, at) for at in range(0, len(program), 8)]
+    pc, a = 0, 0
+    while True:
+        code, true, false, k = ops[pc]
+        if code == 0x20:  # BPF_LD | BPF_W | BPF_ABS
+            a = struct.unpack_from("<I", data, k)[0]
+        elif code == 0x06:  # BPF_RET | BPF_K
+            return int(k)
+        else:
+            taken = {0x15: a == k, 0x35: a >= k, 0x45: bool(a & k)}[code]
+            pc += true if taken else false
+        pc += 1
+
+
+@pytest.mark.parametrize("machine", sorted(_MACHINES))
+def test_the_seccomp_filter_decides_each_syscall_as_documented(machine: str) -> None:
+    """New user namespaces, the keyring and odd socket families refused; io_uring is ENOSYS."""
+    arch, number = _MACHINES[machine]
+    program = seccomp_filter(machine)
+
+    def decide(name: str, arg0: int = 0) -> int:
+        return run_filter(program, arch, number[name], arg0)
+
+    assert decide("read") == _ALLOW
+    for name in ("unshare", "clone"):
+        assert decide(name, _NEWUSER) == _EPERM
+        assert decide(name, _NEWUSER | _NEWNS) == _EPERM
+        assert decide(name, _NEWNS) == _ALLOW
+        assert decide(name, 0) == _ALLOW
+    for name in ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register"):
+        assert decide(name) == _ENOSYS
+    for name in ("add_key", "request_key", "keyctl"):
+        assert decide(name) == _EPERM
+    for name in ("socket", "socketpair"):
+        for family in (1, 2, 10):  # AF_UNIX, AF_INET, AF_INET6
+            assert decide(name, family) == _ALLOW
+        for family in (0, 3, 16, 17, 40, 44):  # netlink, packet, vsock, xdp ...
+            assert decide(name, family) == _EAFNOSUPPORT
+    assert run_filter(program, 0x40000003, number["read"]) == _EPERM  # i386 on this kernel
+    assert run_filter(program, arch, 0x40000000 | number["read"]) == _EPERM  # x32
+    assert run_filter(program, arch, 0x3FFFFFFF) == _ALLOW
+
+
+def test_a_sandboxs_etc_names_nobody_and_its_own_uid_and_nothing_else(tmp_path: Path) -> None:
+    """The sandbox's /etc: root, nobody and (for a uid of the pool) the sandbox user, read-only."""
+    (tmp_path / "pool").mkdir()
+    etc = write_etc(tmp_path / "pool")
+    assert etc == tmp_path / "pool" / "etc"
+    assert sorted(p.name for p in etc.iterdir()) == ["group", "passwd"]
+    assert (etc / "passwd").read_text() == (
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/sandbox:/bin/sh\n"
+    )
+    assert (etc / "group").read_text() == "root:x:0:\nnogroup:x:65534:\n"
+    assert (etc / "passwd").stat().st_mode & 0o777 == 0o644
+    assert etc.stat().st_mode & 0o777 == 0o755
+    own = write_etc(tmp_path, 64101)
+    assert (
+        (own / "passwd")
+        .read_text()
+        .endswith(
+            "nobody:x:65534:65534:nobody:/sandbox:/bin/sh\n"
+            "sandbox:x:64101:64101:sandbox:/sandbox:/bin/sh\n"
+        )
+    )
+
+
+def test_processes_of_counts_a_uids_processes() -> None:
+    """Our uid runs at least this process; a uid that no one uses runs none."""
+    assert processes_of(os.getuid()) >= 1
+    assert processes_of(64099) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a cgroup is made as root only")
+def test_a_cgroup_caps_pids_and_memory_and_is_removed(tmp_path: Path) -> None:
+    """A run's cgroup holds its limits, and is gone once removed."""
+    try:
+        cgroup = Cgroup(f"cascade-test-{tmp_path.name}", 7, 100)
+    except OSError:
+        pytest.skip("no writable cgroup with pids and memory here")
+    folders = [Path(p).parent for p in cgroup.procs]
+    assert all(folder.is_dir() for folder in folders)
+    pids = next(f for f in folders if (f / "pids.max").exists())
+    assert (pids / "pids.max").read_text().strip() == "7"
+    memory = next(
+        f for f in folders if (f / "memory.max").exists() or (f / "memory.limit_in_bytes").exists()
+    )
+    limit = memory / ("memory.max" if cgroup.version == 2 else "memory.limit_in_bytes")
+    assert int(limit.read_text()) == 100 << 20
+    if cgroup.version == 2:
+        assert (memory / "memory.swap.max").read_text().strip() == "0"
+    cgroup.remove()
+    assert not any(folder.exists() for folder in folders)
+    cgroup.remove()  # a second time finds nothing to remove
+
+
+def test_describe_says_which_mechanisms_keep_sandboxes_apart() -> None:
+    """For people: seccomp always; as root the pool's size and the cgroup, if there is one."""
+    said = describe()
+    assert said.startswith("user namespaces refused (seccomp); ")
+    if os.geteuid() == 0:
+        assert "a uid of its own per sandbox (64 in the pool)" in said
+        assert ("a cgroup v" in said) != ("no writable cgroup" in said)
+    else:
+        assert said.endswith("unprivileged: one uid shared with the caller's processes")
