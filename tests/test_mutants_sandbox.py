@@ -210,6 +210,14 @@ def test_a_verdict_kept_in_the_cache_is_read_back_without_a_run(tmp_path: Path) 
     other = verdict_of(validator, "def add(a, b):\n    return 4\n")
     assert other.passed
     assert sandbox.runs > ran
+    wrong = "def add(a, b):\n    return 5\n"
+    assert verdict_of(validator, wrong).value is None
+    ran = sandbox.runs
+    kept = verdict_of(validator, wrong)
+    assert sandbox.runs == ran
+    assert not kept.passed
+    assert kept.value is None
+    assert "got 5, expected 4" in kept.reason
 
 
 @pytest.mark.parametrize(
@@ -664,3 +672,12 @@ def test_describe_says_which_mechanisms_keep_sandboxes_apart() -> None:
         assert ("a cgroup v" in said) != ("no writable cgroup" in said)
     else:
         assert said.endswith("unprivileged: one uid shared with the caller's processes")
+
+
+def test_a_failure_names_the_snippet_and_its_failing_line(sandbox: Sandbox) -> None:
+    """The reason names which test failed, the line that failed in it, and why."""
+    snippets = ["assert f(0) == 5", "x = f(1)\nassert x == 4\nassert x == 5"]
+    verdict = judge(sandbox, "def f(x):\n    return 5\n", snippets)
+    assert verdict.reason == (
+        "1 of 2 test(s) failed; first: test 2: assert x == 4 (AssertionError: got 5, expected 4)"
+    )
