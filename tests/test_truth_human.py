@@ -114,7 +114,7 @@ def test_nothing_labeled_yet_is_an_error(dataset: Path, capsys: pytest.CaptureFi
     assert main(["truth", str(dataset), "--by", "human"]) == 2
     assert "no task is labeled yet" in capsys.readouterr().err
     assert main(["truth", str(dataset), "--by", "served", "--sample", "3"]) == 2
-    assert "--sample and --labels are for --by human" in capsys.readouterr().err
+    assert "--sample is for --by human or judge, not --by served" in capsys.readouterr().err
 
 
 def test_a_larger_sample_keeps_the_labels_given_and_new_answers_are_named(

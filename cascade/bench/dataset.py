@@ -127,7 +127,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
     tasks = tuple(read_tasks(folder / "tasks.jsonl"))
     labeled = _labeled(folder)
-    if labeled is not None:  # people judged these tasks alone: the others are left out
+    if labeled is not None:  # these tasks alone were labeled: the others are left out
         tasks = tuple(task for task in tasks if task.id in labeled)
     records = {}
     correct: dict[tuple[str, str], bool] = {}
@@ -222,15 +222,16 @@ def _check_number(row: Mapping[str, Any], name: str, where: str) -> None:
 
 
 def _labeled(folder: Path) -> frozenset[str] | None:
-    """The tasks people labeled, when ``truth.json`` says "correct" is their labels.
+    """The tasks labeled, when ``truth.json`` says "correct" is people's or a judge's labels.
 
-    ``cascade truth --by human`` writes it (see :mod:`cascade.traffic.truth_human`); any other
-    dataset, or one whose truth file is unreadable, reads every task.
+    ``cascade truth --by human`` and ``--by judge`` write it (see
+    :mod:`cascade.traffic.truth_human`); any other dataset, or one whose truth file is
+    unreadable, reads every task.
     """
     try:
         truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(truth, dict) or truth.get("by") != "human":
+    if not isinstance(truth, dict) or truth.get("by") not in ("human", "judge"):
         return None
     return frozenset(map(str, truth.get("tasks") or ()))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from cascade.cli.say import say
+from cascade.cli.truth_judge import judge_answers
 from cascade.errors import ConfigError
 from cascade.traffic.truth import (
     TRUTH,
@@ -25,14 +27,7 @@ __all__ = ["command"]
 def command(args: argparse.Namespace) -> int:
     """Judge every answer, write ``responses.jsonl`` and ``truth.json``; say what changed."""
     folder = Path(args.dataset)
-    if args.by == "policy" and args.policy is None:
-        raise ConfigError("--by policy needs --policy FILE: the policy whose validators judge")
-    if args.by != "policy" and args.policy is not None:
-        raise ConfigError(f"--policy is for --by policy, not --by {args.by}")
-    if args.by != "served" and args.served:
-        raise ConfigError(f"--served is for --by served, not --by {args.by}")
-    if args.by != "human" and (args.sample is not None or args.labels is not None):
-        raise ConfigError(f"--sample and --labels are for --by human, not --by {args.by}")
+    _check(args)
     if not (folder / "tasks.jsonl").is_file():
         raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
     rows = read_rows(folder)
@@ -49,15 +44,45 @@ def command(args: argparse.Namespace) -> int:
             return _write_labels(folder, labels, tasks, rows, args)
         found = human_truth(labels, tasks, rows)
         judge, truth = found.judge, found.truth
+    elif args.by == "judge":
+        status, path = judge_answers(folder, tasks, rows, args)
+        if status not in (0, 4):  # 4: some calls failed; what was graded is kept all the same
+            say(f"the judge's run ended with exit status {status}: nothing else was written")
+            return status
+        found = human_truth(path, tasks, rows)
+        judge = found.judge
+        truth = replace(found.truth, by="judge", judge=args.judge, rubric=args.rubric)
     else:
         from cascade.traffic.truth_policy import policy_truth  # noqa: PLC0415
 
         found_policy = policy_truth(args.policy, tasks, rows, cache=not args.no_cache)
         judge, truth = found_policy.judge, found_policy.truth
     _report(folder, write_truth(folder, rows, judge, truth))
-    if args.by == "human":
+    if args.by in ("human", "judge"):
         _left(found)
     return 0
+
+
+_FOR = {
+    "policy": ("policy", "judge"),
+    "judge": ("judge",),
+    "served": ("served",),
+    "sample": ("human", "judge"),
+    "labels": ("human",),
+}
+"""Each option, and the definitions it is for."""
+
+
+def _check(args: argparse.Namespace) -> None:
+    """An option given with a definition it is not for is an error naming both."""
+    if args.by == "policy" and args.policy is None:
+        raise ConfigError("--by policy needs --policy FILE: the policy whose validators judge")
+    for option, definitions in _FOR.items():
+        given = getattr(args, option)
+        if given not in (None, []) and args.by not in definitions:
+            raise ConfigError(
+                f"--{option} is for --by {' or '.join(definitions)}, not --by {args.by}"
+            )
 
 
 def _write_labels(

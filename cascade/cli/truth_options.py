@@ -22,8 +22,9 @@ def add_truth(commands: Any) -> None:
         "model, and confidence, are not run, and are named). --by human: with --sample N, write a "
         "labels file of a seeded sample's distinct answers for people to mark correct; without, "
         "read it back: an answer of a labeled task is correct when it matches one labeled "
-        "correct, and only the labeled tasks count. A judge model with a rubric is not built "
-        "yet. Running it again with another definition replaces "
+        "correct, and only the labeled tasks count. --by judge --judge MODEL: the judge grades "
+        "each distinct answer of a seeded sample against --rubric, through cascade run, and its "
+        "grades are read as labels. Running it again with another definition replaces "
         "the earlier one. Every answer is judged before anything is written: a bad line is an "
         "error naming its file and line, and leaves the dataset as it was.",
     )
@@ -31,12 +32,15 @@ def add_truth(commands: Any) -> None:
     truth.add_argument(
         "--by",
         required=True,
-        choices=("served", "policy", "human"),
+        choices=("served", "policy", "human", "judge"),
         help="what 'correct' means: served (reproduces today's answers), policy (passes your "
-        "validators) or human (people's labels); a judge model is not built yet",
+        "validators), human (people's labels) or judge (a judge model's grades)",
     )
     truth.add_argument(
-        "--policy", metavar="FILE_OR_DIR", help="--by policy: the policy whose validators judge"
+        "--policy",
+        metavar="FILE_OR_DIR",
+        help="--by policy: the policy whose validators judge; --by judge: call the judge as "
+        "this policy's tier of the same model calls it",
     )
     truth.add_argument(
         "--served",
@@ -54,11 +58,27 @@ def add_truth(commands: Any) -> None:
         type=int,
         metavar="N",
         help="--by human: write the labels file for a seeded sample of N tasks (stratified by "
-        "kind), instead of reading it",
+        "kind), instead of reading it; --by judge: grade a sample of N tasks (all by default)",
     )
-    truth.add_argument("--seed", type=int, default=0, help="--by human: the sample's seed (0)")
+    truth.add_argument("--seed", type=int, default=0, help="the sample's seed (0)")
     truth.add_argument(
         "--labels",
         metavar="FILE",
         help="--by human: the labels file (DATASET/labels.jsonl)",
     )
+    truth.add_argument("--judge", metavar="MODEL", help="--by judge: the model that grades")
+    truth.add_argument(
+        "--rubric",
+        default="The answer is a correct and complete answer to the task.",
+        help="--by judge: what a right answer is, for the judge",
+    )
+    truth.add_argument(
+        "--threshold", type=float, default=0.5, help="--by judge: the lowest passing score (0.5)"
+    )
+    truth.add_argument(
+        "--budget", type=float, metavar="USD", help="--by judge: stop grading once this is spent"
+    )
+    truth.add_argument(
+        "--concurrency", type=int, default=16, help="--by judge: calls in flight at once (16)"
+    )
+    truth.add_argument("--no-progress", action="store_true", help="--by judge: no progress bar")

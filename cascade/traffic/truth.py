@@ -73,9 +73,13 @@ class Truth:
     left_out: tuple[str, ...] = ()
     """``policy``: the policy's validators not run, each with why."""
     labels: str | None = None
-    """``human``: the labels file, as given."""
+    """``human`` and ``judge``: the labels file, as given."""
+    judge: str | None = None
+    """``judge``: the judge model."""
+    rubric: str | None = None
+    """``judge``: what it graded against."""
     tasks: tuple[str, ...] = ()
-    """``human``: the tasks labeled, the only ones the dataset's loader reads."""
+    """``human`` and ``judge``: the tasks labeled, the only ones the dataset's loader reads."""
     sha256: str = ""
     """Of the ``responses.jsonl`` the definition was written into."""
     stale: bool = False
@@ -89,6 +93,9 @@ class Truth:
         elif self.by == "human":
             text = (f"labeled right by people in {self.labels} (the {len(self.tasks)} tasks "
                     "labeled; the others are left out)")  # fmt: skip
+        elif self.by == "judge":
+            text = (f"judged right by {self.judge} against the rubric {self.rubric!r} (the "
+                    f"{len(self.tasks)} tasks judged; the others are left out)")  # fmt: skip
         else:
             text = f"passes the validators of {self.policy}"
         if self.stale:
@@ -103,8 +110,10 @@ class Truth:
         found: dict[str, Any] = {"by": self.by, "means": self.means()}
         if self.by == "served":
             found["served"] = list(self.served)
-        elif self.by == "human":
+        elif self.by in ("human", "judge"):
             found |= {"labels": self.labels, "tasks": list(self.tasks)}
+            if self.by == "judge":
+                found |= {"judge": self.judge, "rubric": self.rubric}
         else:
             found |= {"policy": self.policy, "validators": list(self.validators),
                       "left_out": list(self.left_out)}  # fmt: skip
@@ -138,6 +147,8 @@ def read_truth(folder: Path) -> Truth | None:
             validators=tuple(data.get("validators") or ()),
             left_out=tuple(data.get("left_out") or ()),
             labels=data.get("labels"),
+            judge=data.get("judge"),
+            rubric=data.get("rubric"),
             tasks=tuple(map(str, data.get("tasks") or ())),
             sha256=str(data.get("sha256", "")),
         )
@@ -236,9 +247,5 @@ def write_truth(
 
 
 def _differs(before: Truth, now: Truth) -> bool:
-    return (before.by, before.served, before.policy, before.labels) != (
-        now.by,
-        now.served,
-        now.policy,
-        now.labels,
-    )
+    then = (before.by, before.served, before.policy, before.labels, before.judge, before.rubric)
+    return then != (now.by, now.served, now.policy, now.labels, now.judge, now.rubric)

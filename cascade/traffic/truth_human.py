@@ -37,7 +37,15 @@ from cascade.traffic.record_sample import stratified_sample
 from cascade.traffic.truth import Judge, Row, Truth
 from cascade.types import Task
 
-__all__ = ["Labels", "human_truth", "write_labels"]
+__all__ = [
+    "Answer",
+    "Labels",
+    "distinct_answers",
+    "human_truth",
+    "label_line",
+    "question_of",
+    "write_labels",
+]
 
 LABELS = "labels.jsonl"
 
@@ -60,7 +68,7 @@ def _answers(rows: Sequence[tuple[str, Row]]) -> dict[str, list[tuple[str, str]]
     return found
 
 
-def _question(task: Task) -> str:
+def question_of(task: Task) -> str:
     """What a person reads: the task's last user message (its input, for a task with none)."""
     asked = [m.get("content") for m in task.messages or () if m.get("role") == "user"]
     if asked and isinstance(asked[-1], str):
@@ -68,17 +76,24 @@ def _question(task: Task) -> str:
     return str(task.input) if task.input is not None else json.dumps(task.messages)
 
 
-def write_labels(
-    path: Path, tasks: Sequence[Task], rows: Sequence[tuple[str, Row]], sample: int, seed: int
-) -> tuple[int, int, int]:
-    """Write the labels file for a seeded sample; (tasks, lines, lines kept labeled).
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One distinct answer of a sampled task, with the models that gave it."""
 
-    Lines of an earlier file that are labeled keep their label when their answer is still one.
+    task: Task
+    text: str
+    models: tuple[str, ...]
+
+
+def distinct_answers(
+    tasks: Sequence[Task], rows: Sequence[tuple[str, Row]], sample: int, seed: int
+) -> tuple[int, list[Answer]]:
+    """The distinct answers of a seeded sample of ``sample`` tasks; (tasks sampled, answers).
+
+    Answers equal as :func:`cascade.gold.matches_answer` compares them are one.
     """
-    earlier = _read(path, {t.id for t in tasks}) if path.is_file() else []
     answers = _answers(rows)
-    lines: list[dict[str, Any]] = []
-    kept = 0
+    found: list[Answer] = []
     chosen = stratified_sample(tasks, sample, seed=seed)
     for task in chosen:
         groups: list[tuple[str, list[str]]] = []
@@ -89,15 +104,37 @@ def write_labels(
                 groups.append((text, [model]))
             elif model not in group[1]:
                 group[1].append(model)
-        for text, models in groups:
-            label = next((e.correct for e in earlier if e.task_id == task.id
-                          and e.correct is not None
-                          and matches_answer(text, e.answer, calls=calls)), None)  # fmt: skip
-            kept += label is not None
-            lines.append({"task_id": task.id, "kind": task.type, "question": _question(task),
-                          "answer": text, "models": models, "correct": label})  # fmt: skip
+        found += [Answer(task, text, tuple(models)) for text, models in groups]
+    return len(chosen), found
+
+
+def label_line(answer: Answer, correct: bool | None) -> dict[str, Any]:
+    """A line of a labels file."""
+    return {"task_id": answer.task.id, "kind": answer.task.type,
+            "question": question_of(answer.task), "answer": answer.text,
+            "models": list(answer.models), "correct": correct}  # fmt: skip
+
+
+def write_labels(
+    path: Path, tasks: Sequence[Task], rows: Sequence[tuple[str, Row]], sample: int, seed: int
+) -> tuple[int, int, int]:
+    """Write the labels file for a seeded sample; (tasks, lines, lines kept labeled).
+
+    Lines of an earlier file that are labeled keep their label when their answer is still one.
+    """
+    earlier = _read(path, {t.id for t in tasks}) if path.is_file() else []
+    sampled, answers = distinct_answers(tasks, rows, sample, seed)
+    lines: list[dict[str, Any]] = []
+    kept = 0
+    for answer in answers:
+        calls = bool(answer.task.extra.get("functions"))
+        label = next((e.correct for e in earlier if e.task_id == answer.task.id
+                      and e.correct is not None
+                      and matches_answer(answer.text, e.answer, calls=calls)), None)  # fmt: skip
+        kept += label is not None
+        lines.append(label_line(answer, label))
     write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
-    return len(chosen), len(lines), kept
+    return sampled, len(lines), kept
 
 
 def _read(path: Path, known: set[str]) -> list[_Line]:
