@@ -140,6 +140,7 @@ def test_a_tasks_tests_field_wins_over_its_visible_tests(sandbox: Sandbox) -> No
     }
     verdict = verdict_of(validator, "def add(a, b):\n    return a + b\n", **fields)
     assert verdict.passed, verdict.reason
+    assert verdict.value == "def add(a, b):\n    return a + b\n"
 
 
 @pytest.mark.parametrize(
@@ -201,6 +202,7 @@ def test_a_verdict_kept_in_the_cache_is_read_back_without_a_run(tmp_path: Path) 
     code = "def add(a, b):\n    return a + b\n"
     first = verdict_of(validator, code)
     assert first.passed
+    assert first.value == code
     ran = sandbox.runs
     assert ran > 0
     again = verdict_of(validator, code)
@@ -681,3 +683,14 @@ def test_a_failure_names_the_snippet_and_its_failing_line(sandbox: Sandbox) -> N
     assert verdict.reason == (
         "1 of 2 test(s) failed; first: test 2: assert x == 4 (AssertionError: got 5, expected 4)"
     )
+
+
+@pytest.mark.parametrize(
+    "tests", [["while True:\n    pass"], "def test_x():\n    while True:\n        pass\n"]
+)
+def test_tests_killed_at_their_cpu_limit_say_so(tests: list[str] | str) -> None:
+    """Tests that spin are killed at the CPU limit, and the reason names it."""
+    tight = Sandbox(Limits(wall_s=20, cpu_s=1))
+    verdict = verdict_of(passes_tests(tests, sandbox=tight), _ADD)
+    assert not verdict.passed
+    assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
