@@ -5,6 +5,7 @@ Each test states what a user sees of a task: its outcome, its steps, the calls a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 from cascade import (
@@ -12,6 +13,7 @@ from cascade import (
     CallKind,
     Cascade,
     Decision,
+    Outcome,
     Plan,
     Price,
     Settings,
@@ -23,6 +25,9 @@ from cascade import (
 from cascade.backends import Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.errors import ServerError
+from cascade.retry import RetryPolicy
+from cascade.steplog import capture_steps
+from cascade.types import Request, Response
 from cascade.validators import all_of, any_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
 
@@ -190,3 +195,108 @@ def test_the_accepted_answer_is_delivered_though_a_rejected_one_passed_more_of_i
         1,
         1,
     )
+
+
+async def _no_wait(seconds: float) -> None:
+    """A retry's sleep that only yields, so an outage's waits take no time."""
+    await asyncio.sleep(0)
+
+
+def test_a_wait_for_a_provider_is_logged_and_the_failed_call_is_the_tiers_step() -> None:
+    """Each wait names the task, tier, model, seconds (to the millisecond) and the error."""
+    with capture_steps() as events:
+        cascade, _backend = make(
+            {"small": [ServerError("503 down"), "ok"]},
+            [Tier("small", retries=0)],
+            retry=RetryPolicy(base_s=0.1234, jitter=0.0, sleep=_no_wait),
+            log=None,
+        )
+        outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.accepted
+    assert [(s.tier, s.decision) for s in outcome.steps] == [
+        (0, Decision.ERROR),
+        (0, Decision.ACCEPT),
+    ]
+    waits = [e for e in events if e["event"] == "cascade.wait"]
+    assert len(waits) == 1
+    assert {k: waits[0].get(k) for k in ("task_id", "tier", "model", "seconds", "error")} == {
+        "task_id": "t",
+        "tier": 0,
+        "model": "small",
+        "seconds": 0.123,
+        "error": "503 down",
+    }
+
+
+def test_a_provider_still_down_at_the_deadline_is_named_with_its_error() -> None:
+    """The task ends ``deadline`` saying which model could not answer in time, and why."""
+    cascade, _backend = _timed(
+        {"small": [ServerError("503 down")]}, [Tier("small", retries=0)], deadline_s=0.3
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.DEADLINE
+    assert outcome.reasons[0] == "deadline 0.3 s: small could not answer in time: 503 down"
+
+
+class _FailsOneTask:
+    """A backend whose model answers every task but ``bad``, which it fails with a 503."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def complete(self, request: Request) -> Response:
+        self.asked.append(request.task_id)
+        if request.task_id == "bad":
+            raise ServerError("503 not you")
+        await asyncio.sleep(0.01)
+        return Response("ok", request.model, Usage(1, 1), 0.0, 0.01, None, 0.0)
+
+
+def test_a_provider_that_answers_other_tasks_fails_this_one_after_three_waits() -> None:
+    """Not an outage: after its third wait, while others are answered, the task fails."""
+    backend = _FailsOneTask()
+
+    async def pause(seconds: float) -> None:
+        await asyncio.sleep(0.02)
+
+    retry = RetryPolicy(base_s=0.1, jitter=0.0, sleep=pause)
+    settings = Settings(backend=backend, log=False, retry=retry, max_outage_s=5.0)
+    cascade = Cascade(Plan([Tier("m", retries=0)], says_ok), settings=settings)
+
+    async def both() -> tuple[Outcome, Outcome]:
+        bad = cascade.arun({"id": "bad", "input": "x"})
+        good = cascade.arun({"id": "good", "input": "y"})
+        return await asyncio.gather(bad, good)
+
+    bad, good = asyncio.run(both())
+    assert good.accepted
+    assert bad.status is Status.FAILED
+    assert bad.reasons[0] == "tier 0 (m) answers other tasks but not this one: 503 not you"
+    assert backend.asked.count("bad") == 4
+
+
+def test_a_call_is_refused_by_what_is_left_of_the_budget_not_the_whole_budget() -> None:
+    """After tier 0 spent $0.01 of $0.015, tier 1's call that could cost $0.01 is not made."""
+    price = Price(5.0, 5.0)
+    cascade, backend = make(
+        {"small": [Reply("no", usage=Usage(1000, 1000))], "big": ["ok"]},
+        [Tier("small", price=price), Tier("big", price=price, params={"max_tokens": 2000})],
+        budget_usd=0.015,
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.BUDGET_EXHAUSTED
+    assert models_called(backend) == ["small"]
+
+
+def test_every_tier_asked_for_the_record_gets_the_task_and_its_own_examples() -> None:
+    """Calibration calls carry the task's id; a tier without few_shot gets no examples."""
+    examples = ({"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"})
+    cascade, backend = make(
+        {"a": ["ok"], "b": ["x"], "c": ["y"]},
+        ["a", "b", Tier("c", few_shot=False)],
+        examples=examples,
+        record_all_tiers=1.0,
+    )
+    assert cascade.run({"id": "t", "input": "x"}).accepted
+    asked = [(r.model, r.task_id, len(r.messages)) for r in backend.calls]
+    assert asked == [("a", "t", 3), ("b", "t", 3), ("c", "t", 1)]
