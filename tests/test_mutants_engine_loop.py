@@ -6,6 +6,7 @@ Each test states what a user sees of a task: its outcome, its steps, the calls a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from cascade import (
@@ -22,7 +23,7 @@ from cascade import (
     Usage,
     Verdict,
 )
-from cascade.backends import Reply, ScriptedBackend
+from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.errors import ServerError
 from cascade.retry import RetryPolicy
@@ -30,6 +31,7 @@ from cascade.steplog import capture_steps
 from cascade.types import Request, Response
 from cascade.validators import all_of, any_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
+from tests.test_cut_off import cascade_of, cut_off, run
 
 
 def _timed(
@@ -289,14 +291,36 @@ def test_a_call_is_refused_by_what_is_left_of_the_budget_not_the_whole_budget() 
 
 
 def test_every_tier_asked_for_the_record_gets_the_task_and_its_own_examples() -> None:
-    """Calibration calls carry the task's id; a tier without few_shot gets no examples."""
+    """Calibration calls carry the task's id and read confidence; a failed one is an error step.
+
+    A tier without few_shot is sent no examples.
+    """
     examples = ({"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"})
     cascade, backend = make(
-        {"a": ["ok"], "b": ["x"], "c": ["y"]},
-        ["a", "b", Tier("c", few_shot=False)],
+        {"a": ["ok"], "b": ["x"], "c": [ServerError("503 down")]},
+        ["a", "b", Tier("c", few_shot=False, retries=0)],
         examples=examples,
         record_all_tiers=1.0,
     )
-    assert cascade.run({"id": "t", "input": "x"}).accepted
-    asked = [(r.model, r.task_id, len(r.messages)) for r in backend.calls]
-    assert asked == [("a", "t", 3), ("b", "t", 3), ("c", "t", 1)]
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.output, outcome.compute_s) == (Status.ACCEPTED, "ok", 0.0)
+    asked = [(r.model, r.task_id, len(r.messages), r.confidence) for r in backend.calls]
+    assert asked == [("a", "t", 3, False), ("b", "t", 3, True), ("c", "t", 1, True)]
+    assert [(s.tier, s.kind, s.decision) for s in outcome.steps] == [
+        (0, CallKind.CALL, Decision.ACCEPT),
+        (1, CallKind.CALIBRATION, Decision.RECORD),
+        (2, CallKind.CALIBRATION, Decision.ERROR),
+    ]
+
+
+def test_a_calibration_call_cut_off_in_flight_is_a_step_of_its_tier() -> None:
+    """Cut off while a tier above is asked for the record: the cancelled call is that tier's."""
+    script: dict[str, Script] = {"a": ["ok"], "b": [Hang()]}
+    cascade, backend = cascade_of(script, [Tier("a"), Tier("b")])
+    settings = dataclasses.replace(cascade.settings, record_all_tiers=1.0)
+    calibrating = Cascade(cascade.plan, settings=settings)
+    steps = run(cut_off(calibrating, lambda: len(backend.calls) >= 2))
+    assert [(s.tier, s.model_requested, s.kind, s.decision) for s in steps] == [
+        (0, "a", CallKind.CALL, Decision.ACCEPT),
+        (1, "b", CallKind.CALIBRATION, Decision.CANCEL),
+    ]
