@@ -324,3 +324,19 @@ def test_a_calibration_call_cut_off_in_flight_is_a_step_of_its_tier() -> None:
         (0, "a", CallKind.CALL, Decision.ACCEPT),
         (1, "b", CallKind.CALIBRATION, Decision.CANCEL),
     ]
+
+
+class _Local:
+    """A backend that answers "ok" at $0.01 and half a second of local compute per call."""
+
+    async def complete(self, request: Request) -> Response:
+        return Response("ok", request.model, Usage(3, 2), 0.01, 0.1, None, 0.5)
+
+
+def test_a_tasks_cost_and_compute_count_its_calibration_calls() -> None:
+    """The tiers asked for the record add their cost and compute to the task's."""
+    settings = Settings(backend=_Local(), log=False, retry=NO_WAIT, record_all_tiers=1.0)
+    cascade = Cascade(Plan(["a", "b", "c"], says_ok), settings=settings)
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.tier, len(outcome.steps)) == (Status.ACCEPTED, 0, 3)
+    assert (round(outcome.cost_usd, 9), outcome.compute_s) == (0.03, 1.5)
