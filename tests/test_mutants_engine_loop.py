@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
+
+import pytest
 
 from cascade import (
     Attempt,
@@ -28,6 +31,7 @@ from cascade.backends.scripted import Script
 from cascade.errors import ServerError
 from cascade.retry import RetryPolicy
 from cascade.steplog import capture_steps
+from cascade.tokens import count_tokens
 from cascade.types import Request, Response
 from cascade.validators import all_of, any_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
@@ -39,9 +43,11 @@ def _timed(
     ladder: Sequence[Tier],
     deadline_s: float,
     budget_usd: float | None = None,
+    *,
+    virtual: bool = True,
 ) -> tuple[Cascade, ScriptedBackend]:
-    """A quiet cascade with a deadline whose scripted latencies are reported, not slept."""
-    backend = ScriptedBackend(dict(script), virtual_time=True)
+    """A quiet cascade with a deadline; scripted latencies reported, not slept, if ``virtual``."""
+    backend = ScriptedBackend(dict(script), virtual_time=virtual)
     settings = Settings(backend=backend, log=False, retry=NO_WAIT)
     plan = Plan(ladder, says_ok, deadline_s=deadline_s, budget_usd=budget_usd)
     return Cascade(plan, settings=settings), backend
@@ -340,3 +346,56 @@ def test_a_tasks_cost_and_compute_count_its_calibration_calls() -> None:
     outcome = cascade.run({"id": "t", "input": "x"})
     assert (outcome.status, outcome.tier, len(outcome.steps)) == (Status.ACCEPTED, 0, 3)
     assert (round(outcome.cost_usd, 9), outcome.compute_s) == (0.03, 1.5)
+
+
+_PRICE = Price(1000.0, 2000.0)
+
+
+def _live_race(script: Mapping[str, Script]) -> tuple[Outcome, float]:
+    """Small (hedged) and big (expected in 0.2 s) raced in real time with 0.4 s to answer."""
+    cascade, _backend = _timed(
+        script,
+        [
+            Tier("small", hedge=True, price=_PRICE),
+            Tier("big", expected_latency_s=0.2, price=_PRICE),
+        ],
+        deadline_s=0.4,
+        virtual=False,
+    )
+    began = time.monotonic()
+    outcome = cascade.run({"id": "t", "input": "hello there"})
+    return outcome, time.monotonic() - began
+
+
+def _prompt_price() -> float:
+    return count_tokens([{"role": "user", "content": "hello there"}]) * 1000.0 / 1e6
+
+
+def test_a_live_race_won_by_the_hedge_cuts_the_first_call_as_its_tiers_call() -> None:
+    """Big, asked 0.2 s in, wins: small's call, cut in flight, is tier 0's cancelled call.
+
+    It is billed its prompt, and ran from the start of the race to the cut.
+    """
+    outcome, wall_s = _live_race({"small": [Hang()], "big": [Reply("ok", latency_s=0.02)]})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
+    lost = next(s for s in outcome.steps if s.decision is Decision.CANCEL)
+    assert (lost.tier, lost.model_requested, lost.kind, lost.output) == (
+        0, "small", CallKind.CALL, None,
+    )  # fmt: skip
+    assert lost.cost_usd == pytest.approx(_prompt_price())
+    assert 0.15 < lost.latency_s <= wall_s
+
+
+def test_a_live_race_won_by_the_first_call_cuts_the_hedge_as_the_hedge() -> None:
+    """Small answers at 0.3 s while big (asked at 0.2 s) runs: big's is tier 1's cut hedge.
+
+    It is billed its prompt, and ran only from its own start to the cut.
+    """
+    outcome, wall_s = _live_race({"small": [Reply("ok", latency_s=0.3)], "big": [Hang()]})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
+    lost = next(s for s in outcome.steps if s.decision is Decision.CANCEL)
+    assert (lost.tier, lost.model_requested, lost.kind, lost.output) == (
+        1, "big", CallKind.HEDGE, None,
+    )  # fmt: skip
+    assert lost.cost_usd == pytest.approx(_prompt_price())
+    assert 0.0 <= lost.latency_s <= wall_s - 0.15
