@@ -29,6 +29,7 @@ from typing import Any
 from cascade.bench.dataset import Dataset, load_dataset
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
+from cascade.traffic.job_files import JobFolder
 from cascade.traffic.record_sample import stratified_sample
 from cascade.traffic.record_tiers import RecordTiers
 from cascade.types import Task
@@ -42,17 +43,15 @@ Pair = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class RecordJob:
-    """A planned record job: where its files are, and what it asks."""
+class RecordJob(JobFolder):
+    """A planned record job: where its files are (one task per pair), and what it asks."""
 
-    folder: Path
-    store: Path
-    models: tuple[str, ...]
-    kinds: Mapping[str, int]
+    models: tuple[str, ...] = ()
+    kinds: Mapping[str, int] = field(default_factory=dict)
     """Sampled tasks per kind."""
-    pairs: int
+    pairs: int = 0
     """(task, model) pairs the job asks."""
-    present: int
+    present: int = 0
     """Pairs of the sample the dataset (or the store) already had: not asked."""
     tools: int = 0
     """Sampled tasks that offered tools, which record's calls do not send."""
@@ -60,21 +59,6 @@ class RecordJob:
     """Whether the job's files were there already (a rerun of the same command)."""
     batch: tuple[str, ...] = field(default=())
     """The models asked through the batch API."""
-
-    @property
-    def tasks(self) -> Path:
-        """The job's tasks file: one line per pair."""
-        return self.folder / "tasks.jsonl"
-
-    @property
-    def policies(self) -> Path:
-        """The job's policies: one per model (and ``response_format``)."""
-        return self.folder / "policies"
-
-    @property
-    def results(self) -> Path:
-        """The job's results file (``cascade run --out``)."""
-        return self.folder / "results.jsonl"
 
 
 def pair_id(task_id: str, model: str) -> str:

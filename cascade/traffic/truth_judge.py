@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.files import write_atomic
+from cascade.traffic.job_files import JobFolder
 from cascade.traffic.record_tiers import RecordTiers
 from cascade.traffic.truth import Row
 from cascade.traffic.truth_human import Answer, distinct_answers, label_line
@@ -52,30 +53,13 @@ _TYPE = "judge"
 
 
 @dataclass(frozen=True, slots=True)
-class JudgeJob:
-    """A planned judging job: where its files are, and the answers it grades."""
+class JudgeJob(JobFolder):
+    """A planned judging job: where its files are (one grading per answer shown), what it grades."""
 
-    folder: Path
-    store: Path
-    model: str
-    answers: tuple[Answer, ...]
-    sampled: int
-    resumed: bool
-
-    @property
-    def tasks(self) -> Path:
-        """The job's tasks file: one grading per answer short enough to show the judge."""
-        return self.folder / "tasks.jsonl"
-
-    @property
-    def policies(self) -> Path:
-        """The job's one-tier policy, asking the judge model."""
-        return self.folder / "policies"
-
-    @property
-    def results(self) -> Path:
-        """The run's results file."""
-        return self.folder / "results.jsonl"
+    model: str = ""
+    answers: tuple[Answer, ...] = ()
+    sampled: int = 0
+    resumed: bool = False
 
 
 def plan_judging(
@@ -96,8 +80,8 @@ def plan_judging(
     shown = [[a.task.id, a.text] for _, a in graded]
     key_text = json.dumps([model, rubric, threshold, tiers.digest(), shown], sort_keys=True)
     key = hashlib.sha256(key_text.encode("utf-8")).hexdigest()[:12]
-    job = JudgeJob(folder / "judge" / key, folder / STORE, model, tuple(answers), sampled,
-                   resumed=(folder / "judge" / key / _JOB).is_file())  # fmt: skip
+    job = JudgeJob(folder / "judge" / key, folder / STORE, model=model, answers=tuple(answers),
+                   sampled=sampled, resumed=(folder / "judge" / key / _JOB).is_file())  # fmt: skip
     if job.resumed:
         return job
     secret = secrets.token_hex(16)  # made now: no answer written before can hold a nonce
