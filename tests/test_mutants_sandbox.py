@@ -168,6 +168,8 @@ def test_data_files_are_written_beside_the_tests(sandbox: Sandbox) -> None:
     snippets = ["assert add(2, 2) == int(open('expected.txt').read())"]
     code = "def add(a, b):\n    return a + b\n"
     assert verdict_of(passes_tests(snippets, files=files, sandbox=sandbox), code).passed
+    pytest_file = "def test_add():\n    assert add(2, 2) == int(open('expected.txt').read())\n"
+    assert verdict_of(passes_tests(pytest_file, files=files, sandbox=sandbox), code).passed
     in_process = passes_tests(
         snippets, files=files, sandbox=sandbox, isolation="in-process", isolated_only=False
     )
