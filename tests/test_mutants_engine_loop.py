@@ -399,3 +399,40 @@ def test_a_live_race_won_by_the_first_call_cuts_the_hedge_as_the_hedge() -> None
     )  # fmt: skip
     assert lost.cost_usd == pytest.approx(_prompt_price())
     assert 0.0 <= lost.latency_s <= wall_s - 0.15
+
+
+def test_a_tier_without_few_shot_is_sent_no_examples_in_the_climb() -> None:
+    """The plan's worked examples go only to the tiers that take them."""
+    examples = ({"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"})
+    cascade, backend = make(
+        {"a": ["no"], "b": ["ok"]}, [Tier("a", few_shot=False), "b"], examples=examples
+    )
+    assert cascade.run({"id": "t", "input": "x"}).accepted
+    assert [(r.model, len(r.messages)) for r in backend.calls] == [("a", 1), ("b", 3)]
+
+
+def test_a_task_cut_off_mid_race_records_each_legs_call_at_its_own_tier() -> None:
+    """Both legs in flight when the task is cut off: each cancelled call is its tier's."""
+    script: dict[str, Script] = {"small": [Hang()], "big": [Hang()]}
+    cascade, backend = cascade_of(
+        script, [Tier("small", hedge=True), Tier("big", expected_latency_s=0.1)]
+    )
+    hedged = Cascade(Plan(cascade.plan.tiers, says_ok, deadline_s=0.3), settings=cascade.settings)
+    steps = run(cut_off(hedged, lambda: len(backend.calls) >= 2))
+    assert sorted((s.tier, s.model_requested, s.kind, s.decision) for s in steps) == [
+        (0, "small", CallKind.CALL, Decision.CANCEL),
+        (1, "big", CallKind.HEDGE, Decision.CANCEL),
+    ]
+
+
+def test_an_answer_due_exactly_when_the_hedge_would_start_starts_no_hedge() -> None:
+    """The hedged tier answers just as the hedge is due (on the task's clock): no hedge."""
+    cascade, backend = _timed(
+        {"a": [Reply("no", latency_s=1.0)], "small": [Reply("ok", latency_s=2.0)],
+         "big": [Reply("ok", latency_s=0.5)]},
+        [Tier("a"), Tier("small", hedge=True), Tier("big", expected_latency_s=1.0)],
+        deadline_s=4.0,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
+    assert models_called(backend) == ["a", "small"]
