@@ -436,3 +436,21 @@ def test_an_answer_due_exactly_when_the_hedge_would_start_starts_no_hedge() -> N
     outcome = cascade.run({"id": "t", "input": "x"})
     assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
     assert models_called(backend) == ["a", "small"]
+
+
+def test_a_hedge_is_logged_with_its_task_tier_model_and_start() -> None:
+    """The hedge event names the task, the tier and model asked early, and when (to the ms)."""
+    backend = ScriptedBackend(
+        {"a": [Reply("no", latency_s=1.0)], "small": [Reply("ok", latency_s=2.0)],
+         "big": [Reply("ok", latency_s=0.5)]},
+        virtual_time=True,
+    )  # fmt: skip
+    ladder = [Tier("a"), Tier("small", hedge=True), Tier("big", expected_latency_s=1.23456)]
+    with capture_steps() as events:
+        settings = Settings(backend=backend, log=None, retry=NO_WAIT)
+        cascade = Cascade(Plan(ladder, says_ok, deadline_s=4.0), settings=settings)
+        assert cascade.run({"id": "t", "input": "x"}).accepted
+    hedges = [e for e in events if e["event"] == "cascade.hedge"]
+    assert [{k: e.get(k) for k in ("task_id", "tier", "model", "after_s")} for e in hedges] == [
+        {"task_id": "t", "tier": 2, "model": "big", "after_s": 1.765}
+    ]
