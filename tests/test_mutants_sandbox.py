@@ -240,6 +240,7 @@ def test_an_in_process_pass_is_refused_by_default_and_marked_self_reported(
     accepted = verdict_of(allowed, code)
     assert accepted.passed, accepted.reason
     assert accepted.self_reported
+    assert accepted.value == code
     apart = verdict_of(passes_tests(tests, sandbox=sandbox), code)
     assert apart.passed
     assert not apart.self_reported
@@ -484,11 +485,14 @@ def test_in_process_code_that_ends_the_process_has_not_passed(sandbox: Sandbox) 
     assert verdict.self_reported
 
 
-def test_code_killed_at_its_limit_is_blamed_for_it(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(
+    "tests", [["assert add(1, 1) == 2"], "def test_add():\n    assert add(1, 1) == 2\n"]
+)
+def test_code_killed_at_its_limit_is_blamed_for_it(tests: list[str] | str) -> None:
     """An answer that runs out of time fails saying the code was killed, not a test."""
     tight = Sandbox(Limits(wall_s=20, cpu_s=1))
     code = "def add(a, b):\n    while True:\n        pass\n"
-    verdict = verdict_of(passes_tests(["assert add(1, 1) == 2"], sandbox=tight), code)
+    verdict = verdict_of(passes_tests(tests, sandbox=tight), code)
     assert not verdict.passed
     assert not verdict.fault
     assert verdict.reason.startswith("the code was killed"), verdict.reason
@@ -696,3 +700,22 @@ def test_tests_killed_at_their_cpu_limit_say_so(tests: list[str] | str) -> None:
     verdict = verdict_of(passes_tests(tests, sandbox=tight), _ADD)
     assert not verdict.passed
     assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
+
+
+def test_in_process_a_fault_is_the_codes_failure_and_says_where_it_ran(sandbox: Sandbox) -> None:
+    """What would be a fault apart is, in the code's own process, a failure saying so."""
+    tests = "def test_add():\n    assert add(2, 2) == 4\n"
+    verdict = verdict_of(in_process(sandbox, tests), "import os\nos._exit(5)\n")
+    assert not verdict.passed
+    assert not verdict.fault
+    assert verdict.reason.endswith(" (in the code's own process)"), verdict.reason
+
+
+def test_in_process_tests_killed_at_their_cpu_limit_say_so() -> None:
+    """In the code's process too, a run killed at the CPU limit names the limit."""
+    tight = Sandbox(Limits(wall_s=20, cpu_s=1))
+    code = "def add(a, b):\n    while True:\n        pass\n"
+    for tests in (["assert add(1, 1) == 2"], "def test_add():\n    assert add(1, 1) == 2\n"):
+        verdict = verdict_of(in_process(tight, tests), code)
+        assert not verdict.passed
+        assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
