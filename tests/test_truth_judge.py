@@ -149,3 +149,13 @@ def test_the_rows_judged_keep_the_cheap_models_answers(dataset: Path) -> None:
         assert judge(dataset, policy(dataset, fake.base_url)) == 0
     assert {r["model"] for r in rows(dataset)} == {SERVED, CHEAP}
     assert len(rows(dataset)) == 2 * len(ASKED)
+
+
+def test_a_run_option_without_a_judge_is_named(
+    dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--budget and --rpm are the judge's run's: with --by served they are an error."""
+    assert main(["truth", str(dataset), "--by", "served", "--budget", "1"]) == 2
+    assert "--budget is for --by judge, not --by served" in capsys.readouterr().err
+    assert main(["truth", str(dataset), "--by", "human", "--rpm", "openai=5"]) == 2
+    assert "--rpm is for --by judge, not --by human" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from cascade.cli.job_options import run_job
 from cascade.cli.say import say
 from cascade.errors import ConfigError
 from cascade.optimize.sample_size import CERTIFYING, rate_needed, sample_for
@@ -50,7 +51,7 @@ def command(args: argparse.Namespace) -> int:
     if not job.pairs:
         say("nothing to ask: the dataset has every model's answer to every sampled task")
         return 0
-    status = _run(job, args)
+    status = run_job(job, args)
     _merged(folder, merge_answers(folder, tasks, tiers.model_row), "recorded")
     return status
 
@@ -112,27 +113,6 @@ def _dry_run(job: RecordJob, tiers: RecordTiers) -> int:
     for line in estimate.lines():
         say(line)
     return 0
-
-
-def _run(job: RecordJob, args: argparse.Namespace) -> int:
-    """``cascade run`` on the job's tasks and policies, into the dataset's record store."""
-    from cascade.cli import run  # noqa: PLC0415  # the run's own command: one home for it
-    from cascade.cli.parser import build_parser  # noqa: PLC0415
-
-    argv = [
-        *("run", str(job.tasks), "--policy", str(job.policies), "--out", str(job.results)),
-        *("--store", str(job.store), "--concurrency", str(args.concurrency)),
-        *("--max-outage-s", str(args.max_outage_s)),
-    ]
-    if args.budget is not None:
-        argv += ["--budget", str(args.budget)]
-    if args.workers is not None:
-        argv += ["--workers", str(args.workers)]
-    for flag in ("rpm", "tpm"):
-        for value in getattr(args, flag):
-            argv += [f"--{flag}", value]
-    argv += ["--retry-failed"] * args.retry_failed + ["--no-progress"] * args.no_progress
-    return int(run.command(build_parser().parse_args(argv)))
 
 
 def _merged(folder: Path, merged: Merged, what: str) -> None:

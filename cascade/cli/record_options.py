@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascade.cli.job_options import add_job_options
+
 __all__ = ["add_record"]
 
 
@@ -37,12 +39,6 @@ def add_record(commands: Any) -> None:
         'price, mode = "batch", rate limits); other models by their plain name',
     )
     record.add_argument(
-        "--budget",
-        type=float,
-        metavar="USD",
-        help="stop asking once the job has spent this much; rerun with more to continue",
-    )
-    record.add_argument(
         "--dry-run",
         action="store_true",
         help="print what the job would ask, and its floor and worst-case cost; call no model",
@@ -60,28 +56,4 @@ def add_record(commands: Any) -> None:
         default=0.9,
         help="the confidence --target is certified with, as cascade optimize's (0.9)",
     )
-    record.add_argument(
-        "--concurrency", type=int, default=16, help="calls in flight at once, per worker (16)"
-    )
-    record.add_argument("--workers", type=int, help="worker processes (as cascade run)")
-    for name, what in (("rpm", "requests"), ("tpm", "tokens")):
-        record.add_argument(
-            f"--{name}",
-            action="append",
-            default=[],
-            metavar="KEY=N",
-            help=f"{what} per minute for a model or provider, e.g. openai=500 (repeatable)",
-        )
-    record.add_argument(
-        "--max-outage-s",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="how long a call waits out a provider that keeps failing before the pair fails",
-    )
-    record.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="ask again the pairs no answer came for in earlier runs of the job",
-    )
-    record.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    add_job_options(record, calls="calls")

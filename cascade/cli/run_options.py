@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascade.cli.job_options import add_rate_limits
+
 __all__ = ["add_run"]
 
 
@@ -75,14 +77,7 @@ def _add_run_pacing(run: Any) -> None:
         metavar="USD",
         help="stop starting tasks once the job has spent this much; rerun with more to continue",
     )
-    for name, what in (("rpm", "requests"), ("tpm", "tokens")):
-        run.add_argument(
-            f"--{name}",
-            action="append",
-            default=[],
-            metavar="KEY=N",
-            help=f"{what} per minute for a model or provider, e.g. openai=500 (repeatable)",
-        )
+    add_rate_limits(run)
     run.add_argument(
         "--lease", type=float, default=300.0, metavar="SECONDS", help="how long a task is leased"
     )

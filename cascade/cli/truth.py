@@ -69,6 +69,10 @@ _FOR = {
     "served": ("served",),
     "sample": ("human", "judge"),
     "labels": ("human",),
+    "budget": ("judge",),
+    "workers": ("judge",),
+    "rpm": ("judge",),
+    "tpm": ("judge",),
 }
 """Each option, and the definitions it is for."""
 

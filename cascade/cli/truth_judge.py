@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cascade.cli.job_options import run_job
 from cascade.cli.say import say
 from cascade.errors import ConfigError
 from cascade.traffic.record_tiers import record_tiers
 from cascade.traffic.truth import Row
 from cascade.traffic.truth_judge import (
     LABELS,
-    JudgeJob,
     plan_judging,
     read_verdicts,
     write_verdicts,
@@ -43,25 +43,10 @@ def judge_answers(
         f"{job.sampled} sampled tasks, graded by {args.judge}")  # fmt: skip
     for model in tiers.unmatched:
         say(f"  note        {tiers.source} has no tier of {model}: asked by its plain name")
-    status = _run(job, args)
+    status = run_job(job, args, retry_failed=job.resumed)  # what failed is asked again
     lines, ungraded = read_verdicts(job, args.threshold)
     labels = folder / LABELS
     write_verdicts(labels, lines)
     left = f", {ungraded} not (their tasks are left out; run again to retry)" if ungraded else ""
     say(f"wrote {labels}: {len(lines) - ungraded} answers graded{left}")
     return status, labels
-
-
-def _run(job: JudgeJob, args: argparse.Namespace) -> int:
-    """``cascade run`` on the job's tasks and policy, into the dataset's judge store."""
-    from cascade.cli import run  # noqa: PLC0415  # the run's own command: one home for it
-    from cascade.cli.parser import build_parser  # noqa: PLC0415
-
-    argv = [
-        *("run", str(job.tasks), "--policy", str(job.policies), "--out", str(job.results)),
-        *("--store", str(job.store), "--concurrency", str(args.concurrency)),
-    ]
-    argv += ["--budget", str(args.budget)] if args.budget is not None else []
-    argv += ["--retry-failed"] if job.resumed else []
-    argv += ["--no-progress"] if args.no_progress else []
-    return int(run.command(build_parser().parse_args(argv)))

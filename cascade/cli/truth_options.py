@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cascade.cli.job_options import add_job_options
+
 __all__ = ["add_truth"]
 
 
@@ -75,10 +77,4 @@ def add_truth(commands: Any) -> None:
     truth.add_argument(
         "--threshold", type=float, default=0.5, help="--by judge: the lowest passing score (0.5)"
     )
-    truth.add_argument(
-        "--budget", type=float, metavar="USD", help="--by judge: stop grading once this is spent"
-    )
-    truth.add_argument(
-        "--concurrency", type=int, default=16, help="--by judge: calls in flight at once (16)"
-    )
-    truth.add_argument("--no-progress", action="store_true", help="--by judge: no progress bar")
+    add_job_options(truth, calls="gradings", when="--by judge: ")
