@@ -233,9 +233,12 @@ def test_an_in_process_pass_is_refused_by_default_and_marked_self_reported(
     """In the code's own process a pass could be forged: refused unless isolated_only=False."""
     code = "def add(a, b):\n    return a + b\n"
     refused = verdict_of(passes_tests(tests, sandbox=sandbox, isolation="in-process"), code)
-    assert not refused.passed
+    assert refused.passed is False
     assert refused.self_reported
-    assert "isolated_tests_only" in refused.reason
+    assert refused.reason == (
+        "the tests ran in the code's own process, which could have forged this pass"
+        " (isolated_tests_only)"
+    )
     allowed = passes_tests(tests, sandbox=sandbox, isolation="in-process", isolated_only=False)
     accepted = verdict_of(allowed, code)
     assert accepted.passed, accepted.reason
@@ -702,13 +705,21 @@ def test_tests_killed_at_their_cpu_limit_say_so(tests: list[str] | str) -> None:
     assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
 
 
-def test_in_process_a_fault_is_the_codes_failure_and_says_where_it_ran(sandbox: Sandbox) -> None:
-    """What would be a fault apart is, in the code's own process, a failure saying so."""
+def test_in_process_a_fault_is_the_codes_failure_and_says_where_it_ran(tmp_path: Path) -> None:
+    """What would be a fault apart is, in the code's own process, a failure saying so, not kept."""
+    sandbox = CountingSandbox(Limits(wall_s=20))
+    cache = VerdictCache(tmp_path / "verdicts.db")
     tests = "def test_add():\n    assert add(2, 2) == 4\n"
-    verdict = verdict_of(in_process(sandbox, tests), "import os\nos._exit(5)\n")
-    assert not verdict.passed
-    assert not verdict.fault
-    assert verdict.reason.endswith(" (in the code's own process)"), verdict.reason
+    validator = passes_tests(
+        tests, sandbox=sandbox, cache=cache, isolation="in-process", isolated_only=False
+    )
+    for _ in range(2):
+        verdict = verdict_of(validator, "import os\nos._exit(5)\n")
+        assert verdict.passed is False
+        assert not verdict.fault
+        assert verdict.self_reported
+        assert verdict.reason == "the tests hold no test functions (in the code's own process)"
+    assert sandbox.runs == 2
 
 
 def test_in_process_tests_killed_at_their_cpu_limit_say_so() -> None:
