@@ -28,7 +28,7 @@ from cascade import (
 )
 from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
-from cascade.errors import ServerError
+from cascade.errors import AuthenticationFailed, ServerError
 from cascade.retry import RetryPolicy
 from cascade.steplog import capture_steps
 from cascade.tokens import count_tokens
@@ -439,7 +439,10 @@ def test_an_answer_due_exactly_when_the_hedge_would_start_starts_no_hedge() -> N
 
 
 def test_a_hedge_is_logged_with_its_task_tier_model_and_start() -> None:
-    """The hedge event names the task, the tier and model asked early, and when (to the ms)."""
+    """The hedge event names the task, the tier and model asked early, and when (to the ms).
+
+    The race's overlap is counted once in the task's time; both legs are first asks.
+    """
     backend = ScriptedBackend(
         {"a": [Reply("no", latency_s=1.0)], "small": [Reply("ok", latency_s=2.0)],
          "big": [Reply("ok", latency_s=0.5)]},
@@ -449,8 +452,55 @@ def test_a_hedge_is_logged_with_its_task_tier_model_and_start() -> None:
     with capture_steps() as events:
         settings = Settings(backend=backend, log=None, retry=NO_WAIT)
         cascade = Cascade(Plan(ladder, says_ok, deadline_s=4.0), settings=settings)
-        assert cascade.run({"id": "t", "input": "x"}).accepted
+        outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
+    # a 1.0, then small's 2.0 s raced by big from 1.765 s: big's 0.235 s overlap counts once
+    assert outcome.latency_s == pytest.approx(3.0)
+    assert [(r.model, r.reask, r.confidence) for r in backend.calls] == [
+        ("a", 0, False),
+        ("small", 0, False),
+        ("big", 0, False),
+    ]
     hedges = [e for e in events if e["event"] == "cascade.hedge"]
     assert [{k: e.get(k) for k in ("task_id", "tier", "model", "after_s")} for e in hedges] == [
         {"task_id": "t", "tier": 2, "model": "big", "after_s": 1.765}
+    ]
+
+
+class _FailsLate:
+    """Small fails for good after 0.3 s; big answers "ok" 0.2 s after it is asked."""
+
+    async def complete(self, request: Request) -> Response:
+        if request.model == "small":
+            await asyncio.sleep(0.3)
+            raise AuthenticationFailed("401 bad key")
+        await asyncio.sleep(0.2)
+        return Response("ok", request.model, Usage(1, 1), 0.0, 0.2, None, 0.0)
+
+
+def test_a_hedge_still_runs_when_the_tier_below_fails_for_good_mid_race() -> None:
+    """Small's call fails after the hedge started: big's answer, judged next, is accepted."""
+    settings = Settings(backend=_FailsLate(), log=False, retry=NO_WAIT)
+    ladder = [Tier("small", hedge=True, retries=0), Tier("big", expected_latency_s=0.4)]
+    cascade = Cascade(Plan(ladder, says_ok, deadline_s=0.6), settings=settings)
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model, outcome.output) == (Status.ACCEPTED, "big", "ok")
+
+
+def test_the_first_answer_of_a_race_that_spends_the_budget_is_a_stop() -> None:
+    """Judged first, the tier below's answer already spends the budget: its step says stop."""
+    usage, price = Usage(1000, 1000), Price(5.0, 5.0)
+    cascade, _backend = _timed(
+        {"small": [Reply("no", usage=usage, latency_s=0.7)],
+         "big": [Reply("nope", usage=usage, latency_s=0.5)], "top": ["ok"]},
+        [Tier("small", hedge=True, price=price), Tier("big", expected_latency_s=0.5, price=price),
+         Tier("top", expected_latency_s=0.1, price=price)],
+        deadline_s=1.0,
+        budget_usd=0.005,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.BUDGET_EXHAUSTED
+    assert [(s.model_requested, s.decision) for s in outcome.steps] == [
+        ("small", Decision.STOP),
+        ("big", Decision.STOP),
     ]
