@@ -33,7 +33,7 @@ from cascade.retry import RetryPolicy
 from cascade.steplog import capture_steps
 from cascade.tokens import count_tokens
 from cascade.types import Request, Response
-from cascade.validators import all_of, any_of
+from cascade.validators import agreement, all_of, any_of, one_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
 from tests.test_cut_off import cascade_of, cut_off, run
 
@@ -504,3 +504,16 @@ def test_the_first_answer_of_a_race_that_spends_the_budget_is_a_stop() -> None:
         ("small", Decision.STOP),
         ("big", Decision.STOP),
     ]
+
+
+def test_a_race_keeps_the_first_answer_for_the_checks_of_the_other_leg() -> None:
+    """Big's agreement check asks small's model the same question: the raced answer is reused."""
+    cascade, backend = _timed(
+        {"small": [Reply("x", latency_s=0.7), "x"], "big": [Reply("X", latency_s=0.5)]},
+        [Tier("small", hedge=True, validate=one_of(["nope"])),
+         Tier("big", expected_latency_s=0.5, validate=agreement("small", compare="text"))],
+        deadline_s=1.0,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
+    assert models_called(backend) == ["small", "big"]
