@@ -730,3 +730,33 @@ def test_in_process_tests_killed_at_their_cpu_limit_say_so() -> None:
         verdict = verdict_of(in_process(tight, tests), code)
         assert not verdict.passed
         assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
+
+
+def test_in_process_code_that_fails_to_load_is_the_one_failure(sandbox: Sandbox) -> None:
+    """An answer that raises on import fails once, as ``solution``: no test runs after it."""
+    code = "raise ValueError('no')\n"
+    verdict = verdict_of(in_process(sandbox, ["assert add(1, 1) == 2", "assert 1"]), code)
+    assert verdict.reason == (
+        "1 of 2 test(s) failed; first: solution: raise ValueError('no') (ValueError: no)"
+    )
+
+
+def test_an_in_process_verdict_read_back_from_the_cache_is_still_self_reported(
+    tmp_path: Path,
+) -> None:
+    """Kept and read back, an in-process pass is still marked as one the code could forge."""
+    sandbox = CountingSandbox(Limits(wall_s=20))
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    validator = passes_tests(
+        ["assert add(1, 1) == 2"],
+        sandbox=sandbox,
+        cache=cache,
+        isolation="in-process",
+        isolated_only=False,
+    )
+    assert verdict_of(validator, _ADD).passed
+    assert sandbox.runs == 1
+    again = verdict_of(validator, _ADD)
+    assert again.passed
+    assert again.self_reported
+    assert sandbox.runs == 1

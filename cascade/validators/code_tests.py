@@ -192,7 +192,10 @@ class _PassesTests:
                 names,
             )
             if (kept := self.cache.get(key)) is not None:
-                return dataclasses.replace(kept, value=code if kept.passed else None)
+                # The cache keeps no mark: every verdict of an in-process run is self-reported.
+                in_process = self._isolation == "in-process"
+                value = code if kept.passed else None
+                return dataclasses.replace(kept, value=value, self_reported=in_process)
         if self._isolation == "in-process":
             verdict, keep = await self._run_in_process(code, setup, tests)
         elif isinstance(tests, tuple):
