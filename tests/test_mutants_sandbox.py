@@ -478,12 +478,16 @@ def test_in_process_code_that_ends_the_process_has_not_passed(sandbox: Sandbox) 
     """Code that exits before the tests report is a failure saying so, whatever it printed."""
     code = (
         "import json, os\n"
-        "print('CASCADE-RESULT-0000000000000000:' + json.dumps({'cases': 1, 'failures': []}))\n"
+        "forged = json.dumps({'cases': 1, 'failures': []})\n"
+        "print('CASCADE-RESULT-0000000000000000:' + forged, flush=True)\n"
         "os._exit(0)\n"
     )
     verdict = verdict_of(in_process(sandbox, ["assert add(1, 1) == 2"]), code)
     assert verdict.passed is False
-    assert verdict.reason.startswith("the tests ended without reporting (exit code 0)")
+    assert verdict.reason == (
+        "the tests ended without reporting (exit code 0): "
+        'CASCADE-RESULT-0000000000000000:{"cases": 1, "failures": []}'
+    )
     assert verdict.feedback == "The code must not exit or end the process while it is tested."
     assert verdict.self_reported
 
@@ -760,3 +764,13 @@ def test_an_in_process_verdict_read_back_from_the_cache_is_still_self_reported(
     assert again.passed
     assert again.self_reported
     assert sandbox.runs == 1
+
+
+def test_code_that_is_not_valid_utf8_is_a_failure_naming_where(sandbox: Sandbox) -> None:
+    """A lone surrogate cannot be written for the sandbox: a failure naming its position."""
+    verdict = verdict_of(passes_tests(["assert 1"], sandbox=sandbox), "x = 1  # \ud800\n")
+    reason = "the code holds a character that is not valid UTF-8 at position 9"
+    assert verdict.passed is False
+    assert not verdict.fault
+    assert verdict.reason == reason
+    assert verdict.feedback == f"Fix this: {reason}."
