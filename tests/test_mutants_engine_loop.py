@@ -517,3 +517,37 @@ def test_a_race_keeps_the_first_answer_for_the_checks_of_the_other_leg() -> None
     outcome = cascade.run({"id": "t", "input": "x"})
     assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
     assert models_called(backend) == ["small", "big"]
+
+
+def test_a_rejected_hedge_goes_on_with_its_second_ask_and_no_more() -> None:
+    """A hedge is its tier's first ask: with one re-ask left, a rejected re-ask ends the climb."""
+    cascade, backend = _timed(
+        {"small": [Reply("no", latency_s=0.1)] * 19 + [Reply("no", latency_s=1.9)],
+         "big": [Reply("ok", latency_s=0.05)] * 19
+         + [Reply("nope", latency_s=0.05), Reply("still no", latency_s=0.05),
+            Reply("ok", latency_s=0.05)]},
+        [Tier("small", hedge=True, reasks=1), Tier("big", expected_latency_s=0.5, reasks=1)],
+        deadline_s=60.0,
+    )  # fmt: skip
+    for number in range(19):  # big's measured p90 (0.05 s) will leave time for a re-ask
+        assert cascade.run({"id": f"w{number}", "input": "x"}).model == "big"
+    outcome = cascade.run({"id": "t", "input": "x", "deadline_s": 2.0})
+    assert outcome.status is Status.EXHAUSTED
+    assert [(r.model, r.reask) for r in backend.calls[-3:]] == [
+        ("small", 0),
+        ("big", 0),
+        ("big", 1),
+    ]
+
+
+def test_a_tier_that_failed_to_answer_costs_nothing_against_the_budget() -> None:
+    """With escalate_on_provider_error and a budget, a failed tier escalates: nothing was spent."""
+    cascade, backend = make(
+        {"small": [ServerError("503 down")], "big": ["ok"]},
+        [Tier("small", retries=0), "big"],
+        escalate_on_provider_error=True,
+        budget_usd=0.5,
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
+    assert models_called(backend) == ["small", "big"]
