@@ -511,11 +511,11 @@ def test_code_killed_at_its_limit_is_blamed_for_it(tests: list[str] | str) -> No
         ({"isolation": "elsewhere"}, "isolation must be 'apart' or 'in-process'"),
         ({"missing": "skip"}, "missing must be 'fault' or 'fail'"),
         ({"tests": ["assert 1", 2]}, "tests must be pytest code, a path, or a list of snippets"),
-        ({"files": {"run.py": ""}}, "plain, unreserved names, got 'run.py'"),
-        ({"files": {"_cascade_x": ""}}, "plain, unreserved names"),
-        ({"files": {"a/b": ""}}, "plain, unreserved names"),
-        ({"files": {".hidden": ""}}, "plain, unreserved names"),
-        ({"files": {"": ""}}, "plain, unreserved names"),
+        ({"files": {"run.py": ""}}, "test files must have plain, unreserved names, got 'run.py'"),
+        ({"files": {"_cascade_x": ""}}, "test files must have plain, unreserved names"),
+        ({"files": {"a/b": ""}}, "test files must have plain, unreserved names"),
+        ({"files": {".hidden": ""}}, "test files must have plain, unreserved names"),
+        ({"files": {"": ""}}, "test files must have plain, unreserved names"),
     ],
 )
 def test_a_misconfigured_validator_is_refused_at_once(
@@ -525,7 +525,7 @@ def test_a_misconfigured_validator_is_refused_at_once(
     arguments = {"tests": ["assert 1"], **arguments}
     with pytest.raises(ConfigError) as raised:
         passes_tests(**arguments)
-    assert words in str(raised.value)
+    assert str(raised.value).startswith(words), str(raised.value)
 
 
 def test_tests_read_from_a_path(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -774,3 +774,11 @@ def test_code_that_is_not_valid_utf8_is_a_failure_naming_where(sandbox: Sandbox)
     assert not verdict.fault
     assert verdict.reason == reason
     assert verdict.feedback == f"Fix this: {reason}."
+
+
+def test_limits_given_without_a_sandbox_bound_the_run() -> None:
+    """``passes_tests(limits=...)`` makes its sandbox under those limits."""
+    validator = passes_tests(["assert add(1, 1) == 2"], limits=Limits(wall_s=20, cpu_s=1))
+    verdict = verdict_of(validator, "def add(a, b):\n    while True:\n        pass\n")
+    assert not verdict.passed
+    assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
