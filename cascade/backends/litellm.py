@@ -13,7 +13,9 @@ set before the import, so the map is never fetched over the network).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +68,11 @@ class LiteLLMBackend:
                 f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
         kwargs = {**self._defaults, **request.params}
+        if _function_tools(kwargs.get("tools")):
+            # With any tools, litellm's acompletion first checks for MCP gateway tools, and
+            # that check imports the optional mcp package: without it, every call with tools
+            # failed as a connection error. Function tools never need the gateway.
+            kwargs["_skip_mcp_handler"] = True
         call = asyncio.ensure_future(
             litellm.acompletion(
                 model=request.model,
@@ -282,16 +289,45 @@ def _view(raw: Any) -> BatchView:
                      raw.output_file_id, raw.error_file_id)  # fmt: skip
 
 
+def _function_tools(tools: Any) -> bool:
+    """Whether ``tools`` is a list of tools none of which is an MCP server's."""
+    if not isinstance(tools, list | tuple) or not tools:
+        return False
+    return not any(isinstance(t, Mapping) and t.get("type") == "mcp" for t in tools)
+
+
 def _read(raw: Any) -> tuple[str, Usage]:
-    """A completion's text and usage."""
+    """A completion's text and usage; its tool calls, as JSON calls, when it made some."""
     try:
-        text = raw.choices[0].message.content
+        message = raw.choices[0].message
+        text = message.content
+        calls = getattr(message, "tool_calls", None)
         usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
     except (AttributeError, IndexError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"completion has no usable choice or usage: {exc}") from exc
+    if calls:
+        return _calls_text(calls), usage
     if not isinstance(text, str):
         raise MalformedResponse(f"completion content is {type(text).__name__}, not text")
     return text, usage
+
+
+def _calls_text(calls: Any) -> str:
+    """Tool calls as the function-call validator reads them: ``[{"name", "arguments"}]``.
+
+    Arguments that are not JSON are kept as the model wrote them, for the validator to refuse.
+    """
+    found = []
+    try:
+        for call in calls:
+            name, arguments = call.function.name, call.function.arguments
+            if isinstance(arguments, str):
+                with contextlib.suppress(ValueError):
+                    arguments = json.loads(arguments) if arguments.strip() else {}
+            found.append({"name": str(name), "arguments": arguments})
+    except (AttributeError, TypeError) as exc:
+        raise MalformedResponse(f"a tool call has no function name or arguments: {exc}") from exc
+    return json.dumps(found)
 
 
 _TIERED = Price(0.0, 0.0)

@@ -83,8 +83,7 @@ def _notes(job: RecordJob, tiers: RecordTiers) -> None:
     if job.batch:
         say(f"  batch API   {', '.join(job.batch)} (priced as batch calls)")
     if job.tools:
-        say(f"  note        {job.tools} sampled tasks offered tools, which record does not send: "
-            "those answers are text")  # fmt: skip
+        say(f"  tools       {job.tools} sampled tasks offered tools: sent with their requests")
 
 
 def _dry_run(job: RecordJob, tiers: RecordTiers) -> int:

@@ -54,7 +54,7 @@ class RecordJob(JobFolder):
     present: int = 0
     """Pairs of the sample the dataset (or the store) already had: not asked."""
     tools: int = 0
-    """Sampled tasks that offered tools, which record's calls do not send."""
+    """Sampled tasks that offered tools (sent with their requests, as they were logged)."""
     resumed: bool = False
     """Whether the job's files were there already (a rerun of the same command)."""
     batch: tuple[str, ...] = field(default=())
@@ -164,20 +164,22 @@ def _pair_of(line: str) -> Pair:
 
 
 def _write_job(folder: Path, pairs: list[tuple[Task, str]], tiers: RecordTiers) -> None:
-    """The job's tasks file and its policies, one per model and ``response_format``."""
+    """The job's tasks file and its policies, one per model, ``response_format`` and tools."""
     policies = folder / "policies"
     if policies.exists():  # from a job cut off before its job.json: written again whole
         shutil.rmtree(policies)
     types: dict[tuple[str, str], str] = {}
     lines = []
     for task, model in pairs:
-        response_format = task.extra.get("response_format")
-        shape = json.dumps(response_format, sort_keys=True)
+        response_format, tools = task.extra.get("response_format"), task.extra.get("tools")
+        shape = json.dumps(response_format if tools is None else [response_format, tools],
+                           sort_keys=True)  # fmt: skip
         group = (model, shape)
         if group not in types:
             digest = hashlib.sha256(shape.encode()).hexdigest()[:8]
-            types[group] = model if response_format is None else f"{model} format-{digest}"
-            text = tiers.policy_text(types[group], model, response_format)
+            plain = response_format is None and tools is None
+            types[group] = model if plain else f"{model} format-{digest}"
+            text = tiers.policy_text(types[group], model, response_format, tools)
             write_atomic(policies / f"{len(types):03d}.toml", text)
         lines.append(json.dumps(_job_task(task, model, types[group])) + "\n")
     write_atomic(folder / "tasks.jsonl", "".join(lines))

@@ -8,8 +8,10 @@ fallbacks, hedges, worked examples, validators. A model no tier names is called 
 litellm name. Every record tier is ``trusted``: its one answer is the record, judged later
 (``cascade bench``, ``cascade optimize``), never here.
 
-A task that came with a ``response_format`` is asked with it, as the served model was (unless
-the tier sets its own): its tasks get a policy of their own per model.
+A task that came with a ``response_format`` or ``tools`` is asked with them, as the served model
+was (unless the tier sets its own): its tasks get a policy of their own per model. A model's
+tool calls are recorded as the function-call validator reads them (``[{"name", "arguments"}]``),
+as ``cascade import`` records the served model's.
 """
 
 from __future__ import annotations
@@ -79,12 +81,20 @@ class RecordTiers:
             f"{charged}",
         }  # fmt: skip
 
-    def policy_text(self, task_type: str, model: str, response_format: Any) -> str:
-        """The TOML of the one-tier policy that asks ``model`` tasks of ``task_type``."""
+    def policy_text(
+        self, task_type: str, model: str, response_format: Any, tools: Any = None
+    ) -> str:
+        """The TOML of the one-tier policy that asks ``model`` tasks of ``task_type``.
+
+        The tasks' ``response_format`` and ``tools`` are sent as the served model was sent
+        them (a tier's own ``response_schema`` or ``tools`` win).
+        """
         tier = dict(self.tables[model])
         params = dict(tier.get("params", {}))
         if response_format is not None and "response_schema" not in tier:
             params.setdefault("response_format", response_format)
+        if tools is not None:
+            params.setdefault("tools", tools)
         if params:
             tier["params"] = params
         where = f" (its tier settings from {self.source})" if self.source else ""
