@@ -551,3 +551,16 @@ def test_a_tier_that_failed_to_answer_costs_nothing_against_the_budget() -> None
     outcome = cascade.run({"id": "t", "input": "x"})
     assert (outcome.status, outcome.model) == (Status.ACCEPTED, "big")
     assert models_called(backend) == ["small", "big"]
+
+
+def test_a_tiers_own_secret_echoed_in_an_error_is_redacted_though_it_looks_like_no_key() -> None:
+    """The value of a tier's secret parameter is redacted from errors by its value alone."""
+    secret = "correct-horse-battery-staple"
+    cascade, _backend = make(
+        {"cheap": [AuthenticationFailed(f"bad password {secret} for this account")]},
+        [Tier("cheap", params={"api_key": secret})],
+    )
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.status is Status.FAILED
+    assert secret not in repr(outcome)
+    assert "[REDACTED]" in outcome.reasons[0]
