@@ -50,6 +50,26 @@ def test_invented_values_fail_and_are_named(output: str, named: str) -> None:
     assert named in verdict.feedback
 
 
+@pytest.mark.parametrize(
+    ("text", "total", "grounded_"),
+    [
+        ("Amount due: 1.249,00 EUR", 1249.0, True),  # a decimal comma, a thousands point
+        ("Amount due: 249,50 EUR", 249.5, True),
+        ("Amount due: 1.249,00 EUR", 124900, False),
+        ("Total: 1,234 USD", 1.234, False),  # three digits after a comma: thousands, not cents
+        ("Total: 1,234 USD", 1234, True),
+        ("Total: 12,5 USD", 12.5, False),  # one decimal: not the European amount format
+        ("Ref 3,14,15", 14.15, False),
+    ],
+)
+def test_an_amount_written_the_european_way_grounds_its_value(
+    text: str, total: float, grounded_: bool
+) -> None:
+    """1.249,00 is 1249.00; a comma is a decimal comma only before exactly two digits."""
+    verdict = verdict_of(grounded(), f'{{"total": {total}}}', task_input=text)
+    assert verdict.passed is grounded_, verdict.reason
+
+
 def test_only_named_fields_are_checked() -> None:
     """With fields, values outside them may be derived rather than copied."""
     output = '{"name": "Ada Lovelace", "summary": "an invoice from Ada", "n": 3}'

@@ -30,6 +30,8 @@ __all__ = ["grounded"]
 
 _WHITESPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
+_EUROPEAN = re.compile(r"(?<![\w.,])[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{2}(?![\d,.])")
+"""An amount written the European way, with a decimal comma and two decimals: ``1.249,00``."""
 _MAX_LISTED = 3
 
 Leaf = tuple[tuple[str | int, ...], Any]
@@ -122,7 +124,9 @@ class _Haystack:
 
     @functools.cached_property
     def _numbers(self) -> set[Decimal]:
-        found = (_decimal(m) for m in _NUMBER.findall(self._source))
+        found = [_decimal(m) for m in _NUMBER.findall(self._source)]
+        found += [_decimal(m.replace(".", "").replace(",", "."))
+                  for m in _EUROPEAN.findall(self._source)]  # fmt: skip
         return {d for d in found if d is not None}
 
     @functools.cached_property
