@@ -32,7 +32,7 @@ from cascade.errors import AuthenticationFailed, ServerError
 from cascade.retry import RetryPolicy
 from cascade.steplog import capture_steps
 from cascade.tokens import count_tokens
-from cascade.types import Request, Response
+from cascade.types import Quote, Request, Response
 from cascade.validators import agreement, all_of, any_of, one_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
 from tests.test_cut_off import cascade_of, cut_off, run
@@ -564,3 +564,66 @@ def test_a_tiers_own_secret_echoed_in_an_error_is_redacted_though_it_looks_like_
     assert outcome.status is Status.FAILED
     assert secret not in repr(outcome)
     assert "[REDACTED]" in outcome.reasons[0]
+
+
+class _Knowing:
+    """A backend that gets ready per model, quotes big's price, and knows big's latency."""
+
+    def __init__(self, ready_fails: bool = False) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.ready_fails = ready_fails
+
+    async def ready(self, model: str) -> None:
+        self.events.append(("ready", model))
+        if self.ready_fails:
+            raise RuntimeError("cannot get ready")
+
+    def quote(self, model: str) -> Quote | None:
+        return Quote(Price(5.0, 5.0), max_output_tokens=2000) if model == "big" else None
+
+    def expected_latency_s(self, model: str) -> float | None:
+        return 5.0 if model == "big" else None
+
+    async def complete(self, request: Request) -> Response:
+        self.events.append(("call", request.model))
+        return Response("ok", request.model, Usage(1, 1), 0.0, 0.01, None, 0.0)
+
+
+def _knowing(
+    backend: _Knowing,
+    tier: Tier | str = "big",
+    budget_usd: float | None = None,
+    deadline_s: float | None = None,
+) -> Cascade:
+    settings = Settings(backend=backend, log=False, retry=NO_WAIT)
+    plan = Plan([tier], says_ok, budget_usd=budget_usd, deadline_s=deadline_s)
+    return Cascade(plan, settings=settings)
+
+
+def test_a_backend_is_readied_for_a_model_before_its_call_and_a_failed_ready_is_no_failure() -> (
+    None
+):
+    """The backend's setup for a model runs first; if it fails, the call is still made."""
+    for fails in (False, True):
+        backend = _Knowing(ready_fails=fails)
+        assert _knowing(backend).run({"id": "t", "input": "x"}).accepted
+        assert backend.events == [("ready", "big"), ("call", "big")]
+
+
+def test_the_backends_quote_prices_a_call_before_it_is_made() -> None:
+    """A tier with no price of its own is priced by the backend's quote: too dear, not asked."""
+    backend = _Knowing()
+    capped = Tier("big", params={"max_tokens": 2000})
+    outcome = _knowing(backend, capped, budget_usd=0.005).run({"id": "t", "input": "x"})
+    assert outcome.status is Status.BUDGET_EXHAUSTED
+    assert ("call", "big") not in backend.events
+    assert "big not asked: the call could cost up to $0.0100" in outcome.reasons[0]
+
+
+def test_the_backends_known_latency_is_what_a_deadline_plans_by() -> None:
+    """The backend says big takes 5 s: with 1 s to answer, it is not asked."""
+    backend = _Knowing()
+    outcome = _knowing(backend, deadline_s=1.0).run({"id": "t", "input": "x"})
+    assert outcome.status is Status.DEADLINE
+    assert ("call", "big") not in backend.events
+    assert "takes 5 s (p90)" in outcome.reasons[0]
