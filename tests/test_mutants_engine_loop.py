@@ -627,3 +627,27 @@ def test_the_backends_known_latency_is_what_a_deadline_plans_by() -> None:
     assert outcome.status is Status.DEADLINE
     assert ("call", "big") not in backend.events
     assert "takes 5 s (p90)" in outcome.reasons[0]
+
+
+def test_a_losing_hedge_that_retried_keeps_its_error_and_its_answer_cut_where_the_race_ended() -> (
+    None
+):
+    """A losing hedge keeps its failed call as an error, its answer cut where the race ended.
+
+    Big, asked at 0.5 s, fails once then would answer at 1.0 s; small wins at 0.8 s: big's
+    answer is dropped, cut to the 0.3 s it ran before small won.
+    """
+    cascade, _backend = _timed(
+        {"small": [Reply("ok", latency_s=0.8)],
+         "big": [ServerError("503 busy"), Reply("ok", latency_s=0.5)]},
+        [Tier("small", hedge=True), Tier("big", expected_latency_s=0.5, retries=1)],
+        deadline_s=1.0,
+    )  # fmt: skip
+    outcome = cascade.run({"id": "t", "input": "x"})
+    assert (outcome.status, outcome.model) == (Status.ACCEPTED, "small")
+    lost = [s for s in outcome.steps if s.model_requested == "big"]
+    assert [(s.decision, s.error, s.output) for s in lost] == [
+        (Decision.ERROR, "ServerError: 503 busy", None),
+        (Decision.CANCEL, None, "ok"),
+    ]
+    assert lost[1].latency_s == pytest.approx(0.3, abs=0.01)
