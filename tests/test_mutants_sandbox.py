@@ -281,16 +281,19 @@ def test_a_cached_verdict_is_never_read_back_for_other_tests(
 def test_a_cached_in_process_verdict_is_not_read_back_for_tests_run_apart(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """The same tests run apart after in-process: a verdict of their own, not self-reported."""
+    """Tests that pass only in the code's process, run apart after: a verdict of their own."""
     cache = VerdictCache(tmp_path / "verdicts.db")
-    tests = ["assert add(2, 2) == 4"]
+    tests = ["assert type(make()).__name__ == 'Point'"]
+    code = "class Point:\n    pass\ndef make():\n    return Point()\n"
     kept = passes_tests(
         tests, sandbox=sandbox, cache=cache, isolation="in-process", isolated_only=False
     )
-    assert verdict_of(kept, _ADD).self_reported
-    apart = verdict_of(passes_tests(tests, sandbox=sandbox, cache=cache), _ADD)
-    assert apart.passed
-    assert not apart.self_reported
+    assert verdict_of(kept, code).passed
+    apart = passes_tests(tests, sandbox=sandbox, cache=cache, isolated_only=False)
+    verdict = verdict_of(apart, code)
+    assert not verdict.passed
+    assert not verdict.self_reported
+    assert "not plain data" in verdict.reason, verdict.reason
 
 
 def test_an_answer_under_another_name_is_bound_to_the_entry_point(sandbox: Sandbox) -> None:
