@@ -30,11 +30,14 @@ from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.errors import AuthenticationFailed, ServerError
 from cascade.retry import RetryPolicy
+from cascade.run.guard import BreakerSettings, Guard
 from cascade.steplog import capture_steps
+from cascade.store import Store
 from cascade.tokens import count_tokens
 from cascade.types import Quote, Request, Response
 from cascade.validators import agreement, all_of, any_of, one_of
 from tests.helpers import NO_WAIT, make, models_called, says_ok
+from tests.test_batcher import TIER, MemoryBatches, batcher
 from tests.test_cut_off import cascade_of, cut_off, run
 
 
@@ -651,3 +654,64 @@ def test_a_losing_hedge_that_retried_keeps_its_error_and_its_answer_cut_where_th
         (Decision.CANCEL, None, "ok"),
     ]
     assert lost[1].latency_s == pytest.approx(0.3, abs=0.01)
+
+
+def test_an_open_breaker_is_a_failed_call_of_its_model_and_its_opening_is_logged() -> None:
+    """An open breaker refuses the next task's call as cheap's own; its opening is logged.
+
+    Three 503s open cheap's breaker (logged for the task that opened it); the fallback answers.
+    After the cooldown, the probe's admission is logged for the task that made it.
+    """
+    clock = _Clock()
+    guard = Guard(keys=["cheap", "spare"], breaker=BreakerSettings(3, 30.0), clock=clock.now)
+    with capture_steps() as events:
+        cascade, _backend = make(
+            {"cheap": [ServerError("503")] * 3 + ["ok"], "spare": ["ok", "ok"]},
+            [Tier("cheap", retries=2, fallbacks=("spare",))],
+            retry=RetryPolicy(base_s=0.5, jitter=0.0, sleep=clock.sleep),
+            guard=guard,
+            log=None,
+        )
+        assert cascade.run({"id": "t1", "input": "x"}).accepted
+        second = cascade.run({"id": "t2", "input": "x"})
+        clock.time += 31.0  # the cooldown is over: the next call is the breaker's probe
+        third = cascade.run({"id": "t3", "input": "x"})
+    assert [(s.model_requested, s.kind, s.decision) for s in second.steps] == [
+        ("cheap", CallKind.CALL, Decision.ERROR),
+        ("spare", CallKind.FALLBACK, Decision.ACCEPT),
+    ]
+    assert (second.steps[0].error or "").startswith("CircuitOpen: cheap: circuit breaker is open")
+    opened = [e for e in events if e["event"] == "cascade.breaker" and e.get("after") == "open"]
+    assert [(e.get("model"), e.get("task_id")) for e in opened] == [("cheap", "t1")]
+    assert (third.model, third.steps[0].kind) == ("cheap", CallKind.CALL)
+    probed = [e for e in events if e["event"] == "cascade.breaker" and e.get("before") == "open"]
+    assert [(e.get("model"), e.get("task_id")) for e in probed] == [("cheap", "t3")]
+
+
+class _Clock:
+    """A clock that moves only when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.time += seconds
+
+
+def test_a_call_a_batch_did_not_answer_is_asked_at_once_as_a_retry() -> None:
+    """A batch that cannot be submitted: the tier's call is made directly, as a retry."""
+    api = MemoryBatches()
+    api.faults = {"upload": [AuthenticationFailed("401: bad key")]}
+    with Store(":memory:") as store:
+        settings = Settings(batcher=batcher(api, store), log=False)
+        backend = ScriptedBackend({"openai/cheap": ["ok"]})
+        cascade = Cascade([TIER], backend=backend, settings=settings)
+        outcome = cascade.run({"id": "t", "input": "x"})
+    assert outcome.accepted
+    assert [(s.kind, s.decision, s.batch) for s in outcome.steps] == [
+        (CallKind.CALL, Decision.ERROR, True),
+        (CallKind.RETRY, Decision.ACCEPT, False),
+    ]
