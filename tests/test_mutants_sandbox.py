@@ -785,3 +785,21 @@ def test_limits_given_without_a_sandbox_bound_the_run() -> None:
     verdict = verdict_of(validator, "def add(a, b):\n    while True:\n        pass\n")
     assert not verdict.passed
     assert "(CPU limit 1 s)" in verdict.reason, verdict.reason
+
+
+def test_an_in_process_verdict_the_tests_reported_is_kept_and_read_back(tmp_path: Path) -> None:
+    """Pass or fail, a verdict the in-process tests reported is kept: the second run reads it."""
+    sandbox = CountingSandbox(Limits(wall_s=20))
+    cache = VerdictCache(tmp_path / "verdicts.db")
+    validator = passes_tests(
+        ["assert add(1, 1) == 2"],
+        sandbox=sandbox,
+        cache=cache,
+        isolation="in-process",
+        isolated_only=False,
+    )
+    for code, passes in ((_ADD, True), ("def add(a, b):\n    return 3\n", False)):
+        ran = sandbox.runs
+        assert verdict_of(validator, code).passed is passes
+        assert verdict_of(validator, code).passed is passes
+        assert sandbox.runs == ran + 1
