@@ -28,7 +28,7 @@ from cascade import (
 )
 from cascade.backends import Hang, Reply, ScriptedBackend
 from cascade.backends.scripted import Script
-from cascade.errors import AuthenticationFailed, ServerError
+from cascade.errors import AuthenticationFailed, RateLimited, ServerError
 from cascade.retry import RetryPolicy
 from cascade.run.guard import BreakerSettings, Guard
 from cascade.steplog import capture_steps
@@ -715,3 +715,27 @@ def test_a_call_a_batch_did_not_answer_is_asked_at_once_as_a_retry() -> None:
         (CallKind.CALL, Decision.ERROR, True),
         (CallKind.RETRY, Decision.ACCEPT, False),
     ]
+
+
+def test_a_model_paused_by_a_429_longer_than_a_task_waits_is_a_failed_call_of_its_own() -> None:
+    """A model paused by a 429 for longer than a task waits is refused at once, as its own call.
+
+    After a 429 asking for 60 s, the next task's call to cheap names the pause; the fallback
+    answers.
+    """
+    clock = _Clock()
+    guard = Guard(keys=["cheap", "spare"], clock=clock.now)
+    cascade, _backend = make(
+        {"cheap": [RateLimited("429 slow down", retry_after_s=60.0)], "spare": ["ok", "ok"]},
+        [Tier("cheap", retries=1, fallbacks=("spare",))],
+        retry=RetryPolicy(base_s=0.5, jitter=0.0, max_wait_s=5.0, sleep=clock.sleep),
+        guard=guard,
+    )
+    assert cascade.run({"id": "t1", "input": "x"}).accepted
+    second = cascade.run({"id": "t2", "input": "x"})
+    assert [(s.model_requested, s.kind, s.decision) for s in second.steps] == [
+        ("cheap", CallKind.CALL, Decision.ERROR),
+        ("spare", CallKind.FALLBACK, Decision.ACCEPT),
+    ]
+    assert second.steps[0].latency_s == 0.0  # refused without a call
+    assert second.steps[0].error == "RateLimited: cheap: paused for 60s after a 429"
