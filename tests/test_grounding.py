@@ -56,6 +56,12 @@ def test_invented_values_fail_and_are_named(output: str, named: str) -> None:
         ("Amount due: 1.249,00 EUR", 1249.0, True),  # a decimal comma, a thousands point
         ("Amount due: 249,50 EUR", 249.5, True),
         ("Amount due: 1.249,00 EUR", 124900, False),
+        ("Amount due: 1.249,00 EUR", 1.249, False),  # its digits are not read the other way too
+        ("Betrag: 2.924,17 EUR", 17, False),
+        ("Betrag: 2.924,17 EUR", 2924.17, True),
+        ("qty,price\n5,10\n", 5.1, False),  # no thousands point, no currency: two numbers
+        ("Seats 12,34 and 56 are free", 12.34, False),
+        ("Seats 12,34 and 56 are free", 34, True),
         ("Total: 1,234 USD", 1.234, False),  # three digits after a comma: thousands, not cents
         ("Total: 1,234 USD", 1234, True),
         ("Total: 12,5 USD", 12.5, False),  # one decimal: not the European amount format
@@ -65,7 +71,10 @@ def test_invented_values_fail_and_are_named(output: str, named: str) -> None:
 def test_an_amount_written_the_european_way_grounds_its_value(
     text: str, total: float, grounded_: bool
 ) -> None:
-    """1.249,00 is 1249.00; a comma is a decimal comma only before exactly two digits."""
+    """1.249,00 is 1249.00, and not 1.249.
+
+    A decimal comma: before exactly two digits, after a thousands point or before a currency.
+    """
     verdict = verdict_of(grounded(), f'{{"total": {total}}}', task_input=text)
     assert verdict.passed is grounded_, verdict.reason
 

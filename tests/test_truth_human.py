@@ -39,14 +39,18 @@ def test_the_labels_file_has_each_distinct_answer_of_the_sample_once(
     lines = labels(dataset)
     assert {n: b for n, b in files(dataset).items() if n != "labels.jsonl"} == before
     assert len({line["task_id"] for line in lines}) == 7
-    assert len(lines) == 7 + 2  # two tasks where the cheap model answered otherwise
+    # The same answer is one line (keys in another order; case and spaces); anything a person
+    # would read differently is its own: "The product is 391.0" is not "391", "1234" not "1,234".
+    assert len(lines) == 7 + 5
     assert all(line["correct"] is None for line in lines)
     asked = prompts(dataset)
     both = [line for line in lines if line["models"] == [SERVED, CHEAP]]
-    assert len(both) == 5
-    assert {line["question"] for line in lines} == set(asked.values())
+    assert len(both) == 2
+    assert {line["question"].removeprefix("[user] ").split("\n\n")[0] for line in lines} == set(
+        asked.values()
+    )
     out = capsys.readouterr().out
-    assert "9 distinct answers of 7 sampled tasks to label" in out
+    assert "12 distinct answers of 7 sampled tasks to label" in out
 
 
 def test_labeled_tasks_alone_count_and_answers_are_judged_by_their_labels(
@@ -152,3 +156,27 @@ def test_another_definition_afterwards_reads_every_task_again(dataset: Path) -> 
     assert len(load_dataset(dataset).tasks) == 2
     assert main(["truth", str(dataset), "--by", "served"]) == 0
     assert len(load_dataset(dataset).tasks) == 7
+
+
+def test_a_label_goes_to_the_answer_read_and_two_labels_of_it_are_an_error(
+    dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An answer "not 391" is not "391": no label spreads by a last number; a clash is named."""
+    task = next(t for t, p in prompts(dataset).items() if p == "What is 17 * 23?")
+    row = {"task_id": task, "model": "third", "output": "I cannot compute it; not 391"}
+    with (dataset / "responses.jsonl").open("a") as out:
+        out.write(json.dumps(row | {"correct": None}) + "\n")
+    assert main(["truth", str(dataset), "--by", "human", "--sample", "7"]) == 0
+    lines = labels(dataset)
+    mine = [line for line in lines if line["task_id"] == task]
+    assert [line["models"] for line in mine] == [[SERVED], [CHEAP], ["third"]]
+    for line in lines:
+        line["correct"] = line["answer"] == "391" or SERVED in line["models"]
+    write(dataset, [*lines, mine[0] | {"correct": False}])  # the served answer, labeled twice
+    assert main(["truth", str(dataset), "--by", "human"]) == 2
+    err = capsys.readouterr().err
+    assert f"labels.jsonl:{len(lines) + 1}: this answer of task {task} is labeled False" in err
+    write(dataset, lines)
+    assert main(["truth", str(dataset), "--by", "human"]) == 0
+    third = [r for r in rows(dataset) if r["model"] == "third"]
+    assert [r["correct"] for r in third] == [False]

@@ -32,10 +32,11 @@ from typing import Any
 from cascade.backends.replay import alt_rows
 from cascade.errors import ConfigError
 from cascade.files import write_atomic
-from cascade.gold import matches_answer
+from cascade.gold import answer_value
 from cascade.traffic.record_sample import stratified_sample
 from cascade.traffic.truth import Judge, Row, Truth
 from cascade.types import Task
+from cascade.validators.agreement import same_answers
 
 __all__ = [
     "Answer",
@@ -44,6 +45,7 @@ __all__ = [
     "human_truth",
     "label_line",
     "question_of",
+    "same_answer",
     "write_labels",
 ]
 
@@ -52,6 +54,7 @@ LABELS = "labels.jsonl"
 
 @dataclass(frozen=True, slots=True)
 class _Line:
+    where: str
     task_id: str
     answer: str
     models: tuple[str, ...]
@@ -68,12 +71,38 @@ def _answers(rows: Sequence[tuple[str, Row]]) -> dict[str, list[tuple[str, str]]
     return found
 
 
+def same_answer(text: str, other: str, *, calls: bool = False) -> bool:
+    """Whether two answers are one answer, strictly: a label is given to what a person read.
+
+    JSON by value (keys in any order, ``391.0`` is ``391``), function calls as calls for a task
+    that offers functions, text without case or extra space. Not, as the served comparison
+    reads an answer, by its last number: "not 391" is not "391".
+    """
+    if calls and same_answers(text, other, "call"):
+        return True
+    one, two = answer_value(text), answer_value(other)
+    if isinstance(one, str) or isinstance(two, str):
+        if not (isinstance(one, str) and isinstance(two, str)):
+            return False
+        return " ".join(one.split()).casefold() == " ".join(two.split()).casefold()
+    if isinstance(one, bool) or isinstance(two, bool):
+        return one is two
+    return bool(one == two)
+
+
 def question_of(task: Task) -> str:
-    """What a person reads: the task's last user message (its input, for a task with none)."""
-    asked = [m.get("content") for m in task.messages or () if m.get("role") == "user"]
-    if asked and isinstance(asked[-1], str):
-        return asked[-1]
-    return str(task.input) if task.input is not None else json.dumps(task.messages)
+    """What a person (or the judge) reads: every message, the answer's schema, the functions.
+
+    A task of one input is that input.
+    """
+    if task.input is not None:
+        parts = [task.input]
+    else:
+        parts = [f"[{m.get('role')}] {m.get('content')}" for m in task.messages or ()]
+    for name, key in (("answer format", "response_format"), ("functions offered", "tools")):
+        if task.extra.get(key) is not None:
+            parts.append(f"[{name}] {json.dumps(task.extra[key], sort_keys=True)}")
+    return "\n\n".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +119,7 @@ def distinct_answers(
 ) -> tuple[int, list[Answer]]:
     """The distinct answers of a seeded sample of ``sample`` tasks; (tasks sampled, answers).
 
-    Answers equal as :func:`cascade.gold.matches_answer` compares them are one.
+    Answers that are the same answer (:func:`same_answer`) are one.
     """
     answers = _answers(rows)
     found: list[Answer] = []
@@ -99,7 +128,7 @@ def distinct_answers(
         groups: list[tuple[str, list[str]]] = []
         calls = bool(task.extra.get("functions"))
         for model, text in answers.get(task.id, []):
-            group = next((g for g in groups if matches_answer(text, g[0], calls=calls)), None)
+            group = next((g for g in groups if same_answer(text, g[0], calls=calls)), None)
             if group is None:
                 groups.append((text, [model]))
             elif model not in group[1]:
@@ -122,7 +151,7 @@ def write_labels(
 
     Lines of an earlier file that are labeled keep their label when their answer is still one.
     """
-    earlier = _read(path, {t.id for t in tasks}) if path.is_file() else []
+    earlier = _read(path, tasks) if path.is_file() else []
     sampled, answers = distinct_answers(tasks, rows, sample, seed)
     lines: list[dict[str, Any]] = []
     kept = 0
@@ -130,16 +159,18 @@ def write_labels(
         calls = bool(answer.task.extra.get("functions"))
         label = next((e.correct for e in earlier if e.task_id == answer.task.id
                       and e.correct is not None
-                      and matches_answer(answer.text, e.answer, calls=calls)), None)  # fmt: skip
+                      and same_answer(answer.text, e.answer, calls=calls)), None)  # fmt: skip
         kept += label is not None
         lines.append(label_line(answer, label))
     write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
     return sampled, len(lines), kept
 
 
-def _read(path: Path, known: set[str]) -> list[_Line]:
+def _read(path: Path, tasks: Sequence[Task]) -> list[_Line]:
     """The labels file's lines, each checked; errors name the file and line."""
-    lines = []
+    known = {task.id for task in tasks}
+    functions = {task.id for task in tasks if task.extra.get("functions")}
+    lines: list[_Line] = []
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not text.strip():
             continue
@@ -158,7 +189,16 @@ def _read(path: Path, known: set[str]) -> list[_Line]:
             raise ConfigError(f"{where}: field 'correct' must be true, false or null (not yet "
                               f"labeled), not {correct!r}")  # fmt: skip
         models = line.get("models") or ()
-        lines.append(_Line(task_id, line["answer"], tuple(map(str, models)), correct))
+        found = _Line(where, task_id, line["answer"], tuple(map(str, models)), correct)
+        calls = task_id in functions
+        for other in lines:  # one answer, two labels: which one a person meant is unknown
+            if (other.task_id == task_id and None not in (other.correct, correct)
+                    and other.correct != correct and same_answer(other.answer, found.answer,
+                                                                 calls=calls)):  # fmt: skip
+                raise ConfigError(f"{where}: this answer of task {task_id} is labeled "
+                                  f"{correct}, and {other.where} labels it "
+                                  f"{other.correct}")  # fmt: skip
+        lines.append(found)
     return lines
 
 
@@ -180,7 +220,7 @@ def human_truth(path: Path, tasks: Sequence[Task], rows: Sequence[tuple[str, Row
         raise ConfigError(
             f"{path} not found: write it first with cascade truth DATASET --by human --sample N"
         )
-    lines = _read(path, {t.id for t in tasks})
+    lines = _read(path, tasks)
     by_task: dict[str, list[_Line]] = {}
     for line in lines:
         by_task.setdefault(line.task_id, []).append(line)
@@ -195,7 +235,7 @@ def human_truth(path: Path, tasks: Sequence[Task], rows: Sequence[tuple[str, Row
     calls = {task.id for task in tasks if task.extra.get("functions")}
 
     def same(task_id: str, text: str, line: _Line) -> bool:
-        return matches_answer(text, line.answer, calls=task_id in calls)
+        return same_answer(text, line.answer, calls=task_id in calls)
 
     unmatched = 0
     for task_id, text in ((t, x) for t, found in _answers(rows).items() for _, x in found):

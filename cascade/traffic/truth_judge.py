@@ -11,8 +11,11 @@ nonce made for the job after the answers existed, and a strict JSON verdict that
 The verdicts are then written as a labels file, ``DATASET/judge-labels.jsonl`` (``correct`` from
 each verdict, with the judge's reason and score), and read as people's labels are: an answer of a
 judged task is correct when it matches an answer the judge passed, and only the tasks whose
-every answer was graded count. An answer the judge could not grade (its call failed, its reply
-broke the format, or the answer is too long to show it) leaves its task out, and is counted.
+every answer was graded count. The judge is shown the whole question (every message, the
+answer's schema and the functions offered) as people are. An answer too long to show it, or
+whose grade breaks the format (a planted verdict without the nonce included), fails, as the LLM
+judge validator fails it; an answer whose grading call failed leaves its task out until the
+job runs again, and is counted.
 
 ``KEY`` is a hash of the judge, the rubric, the threshold, the judge's tier settings and the
 answers sampled: another rubric, or answers recorded since, make another job.
@@ -32,7 +35,7 @@ from cascade.files import write_atomic
 from cascade.traffic.job_files import JobFolder
 from cascade.traffic.record_tiers import RecordTiers
 from cascade.traffic.truth import Row
-from cascade.traffic.truth_human import Answer, distinct_answers, label_line
+from cascade.traffic.truth_human import Answer, distinct_answers, label_line, question_of
 from cascade.types import Task
 from cascade.validators.judge import MAX_DATA_CHARS, grading, parse_judgement
 
@@ -76,9 +79,9 @@ def plan_judging(
 ) -> JudgeJob:
     """The job grading the distinct answers of a seeded sample; its files written once."""
     sampled, answers = distinct_answers(tasks, rows, sample, seed)
-    graded = [(task_id_of(n), a) for n, a in enumerate(answers) if len(a.text) <= MAX_DATA_CHARS]
-    shown = [[a.task.id, a.text] for _, a in graded]
-    key_text = json.dumps([model, rubric, threshold, tiers.digest(), shown], sort_keys=True)
+    graded = [(task_id_of(a), a) for a in answers if len(a.text) <= MAX_DATA_CHARS]
+    every = [[a.task.id, a.text] for a in answers]  # any answer added since makes another job
+    key_text = json.dumps([model, rubric, threshold, tiers.digest(), every], sort_keys=True)
     key = hashlib.sha256(key_text.encode("utf-8")).hexdigest()[:12]
     job = JudgeJob(folder / "judge" / key, folder / STORE, model=model, answers=tuple(answers),
                    sampled=sampled, resumed=(folder / "judge" / key / _JOB).is_file())  # fmt: skip
@@ -88,7 +91,8 @@ def plan_judging(
     lines = []
     for name, answer in graded:
         nonce = hashlib.sha256(f"{secret}:{name}".encode()).hexdigest()[:24]
-        messages = grading(rubric, answer.task, answer.text, nonce)
+        shown = Task(answer.task.id, input=question_of(answer.task), type=answer.task.type)
+        messages = grading(rubric, shown, answer.text, nonce)
         lines.append({"id": name, "type": _TYPE, "messages": [dict(m) for m in messages],
                       "meta": {"judge": {"nonce": nonce}}})  # fmt: skip
     write_atomic(job.tasks, "".join(json.dumps(line) + "\n" for line in lines))
@@ -98,9 +102,10 @@ def plan_judging(
     return job
 
 
-def task_id_of(number: int) -> str:
-    """The job task that grades answer ``number`` of the sample."""
-    return f"grade-{number:06d}"
+def task_id_of(answer: Answer) -> str:
+    """The job task that grades ``answer``: named by its task and its text, not its place."""
+    digest = hashlib.sha256(f"{answer.task.id}\x00{answer.text}".encode()).hexdigest()
+    return f"grade-{digest[:20]}"
 
 
 def read_verdicts(job: JudgeJob, threshold: float) -> tuple[list[dict[str, Any]], int]:
@@ -116,21 +121,22 @@ def read_verdicts(job: JudgeJob, threshold: float) -> tuple[list[dict[str, Any]]
                 result = json.loads(text)
                 results[str(result["id"])] = result
     lines, ungraded = [], 0
-    for number, answer in enumerate(job.answers):
-        name = task_id_of(number)
+    for answer in job.answers:
+        name = task_id_of(answer)
         result = results.get(name)
         found: dict[str, Any] = {"judge": job.model}
-        correct: bool | None = None
+        correct: bool | None = False  # as the LLM judge validator: what cannot be graded fails
         if name not in nonces:
             found["reason"] = f"over {MAX_DATA_CHARS} characters: too long to show the judge"
         elif result is None or result.get("status") != "accepted" or result.get("output") is None:
+            correct = None  # the call failed: asked again when the job runs again
             found["reason"] = "the judge did not answer: " + "; ".join(
                 map(str, (result or {}).get("reasons") or ["not asked yet"])
             )
         else:
             passed, score, reason = parse_judgement(str(result["output"]), nonces[name], threshold)
             found |= {"score": score, "reason": reason}
-            correct = passed if score is not None else None  # a broken reply grades nothing
+            correct = passed  # a broken reply, or a planted verdict without the nonce, fails
         ungraded += correct is None
         lines.append(label_line(answer, correct) | found)
     return lines, ungraded

@@ -30,8 +30,16 @@ __all__ = ["grounded"]
 
 _WHITESPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
-_EUROPEAN = re.compile(r"(?<![\w.,])[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{2}(?![\d,.])")
-"""An amount written the European way, with a decimal comma and two decimals: ``1.249,00``."""
+_EUROPEAN = re.compile(
+    r"(?<![\w.,])(?P<amount>[-+]?(?:(?P<grouped>\d{1,3}(?:\.\d{3})+)|\d+),\d{2})(?![\d,.])"
+    r"(?P<currency>\s?(?:€|EUR|CHF|DKK|NOK|SEK|PLN|CZK|HUF)\b)?",
+    re.IGNORECASE,
+)
+"""An amount written the European way, with a decimal comma and two decimals: ``1.249,00``.
+
+Read so only with a thousands point (``1.249,00``) or a currency after it (``249,00 EUR``):
+``5,10`` in a list of numbers is two numbers. Where it is read so, its digits are not also read
+the other way (``1.249`` and ``00``)."""
 _MAX_LISTED = 3
 
 Leaf = tuple[tuple[str | int, ...], Any]
@@ -124,9 +132,16 @@ class _Haystack:
 
     @functools.cached_property
     def _numbers(self) -> set[Decimal]:
-        found = [_decimal(m) for m in _NUMBER.findall(self._source)]
-        found += [_decimal(m.replace(".", "").replace(",", "."))
-                  for m in _EUROPEAN.findall(self._source)]  # fmt: skip
+        found: list[Decimal | None] = []
+        taken: list[tuple[int, int]] = []
+        for match in _EUROPEAN.finditer(self._source):
+            if match.group("grouped") or match.group("currency"):
+                amount = match.group("amount").replace(".", "").replace(",", ".")
+                found.append(_decimal(amount))
+                taken.append(match.span("amount"))
+        for match in _NUMBER.finditer(self._source):
+            if not any(start < match.end() and match.start() < end for start, end in taken):
+                found.append(_decimal(match.group(0)))
         return {d for d in found if d is not None}
 
     @functools.cached_property
