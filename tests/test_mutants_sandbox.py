@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import re
+import secrets
 import struct
 import textwrap
 from pathlib import Path
@@ -659,10 +660,10 @@ def test_processes_of_counts_a_uids_processes() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a cgroup is made as root only")
-def test_a_cgroup_caps_pids_and_memory_and_is_removed(tmp_path: Path) -> None:
+def test_a_cgroup_caps_pids_and_memory_and_is_removed() -> None:
     """A run's cgroup holds its limits, and is gone once removed."""
     try:
-        cgroup = Cgroup(f"cascade-test-{tmp_path.name}", 7, 100)
+        cgroup = Cgroup(f"cascade-test-{secrets.token_hex(6)}", 7, 100)
     except OSError:
         pytest.skip("no writable cgroup with pids and memory here")
     folders = [Path(p).parent for p in cgroup.procs]
