@@ -131,16 +131,33 @@ def test_a_hedge_that_spends_the_budget_ends_the_task_there() -> None:
 
 
 def test_a_validator_is_told_which_tier_answered() -> None:
-    """Each attempt a validator judges names its tier's place in the ladder."""
-    seen: list[tuple[int, str]] = []
+    """Each attempt a validator judges names its tier, the model served, its time and history."""
+    seen: list[tuple[int, str, str | None, float, int, tuple[str, ...]]] = []
 
     def judge(attempt: Attempt) -> Verdict:
-        seen.append((attempt.tier_index, attempt.model))
+        seen.append(
+            (
+                attempt.tier_index,
+                attempt.tier.model,
+                attempt.model_served,
+                attempt.latency_s,
+                attempt.number,
+                tuple(a.output for a in attempt.history),
+            )
+        )
         return says_ok(attempt)
 
-    cascade, _backend = make({"small": ["no"], "big": ["ok"]}, ["small", "big"], judge)
+    cascade, _backend = make(
+        {"small": [Reply("no", model_served="small-v2", latency_s=0.05)], "big": ["ok"]},
+        ["small", "big"],
+        judge,
+    )
     assert cascade.run({"id": "t", "input": "x"}).accepted
-    assert seen == [(0, "small"), (1, "big")]
+    assert [(i, m, served, n, h) for i, m, served, _, n, h in seen] == [
+        (0, "small", "small-v2", 0, ()),
+        (1, "big", "big", 1, ("no",)),
+    ]
+    assert seen[0][3] >= 0.05
 
 
 class _Confident:
