@@ -25,6 +25,7 @@ from cascade.audit.drift import DriftPlan, DriftWatch
 from cascade.audit.plan import AuditPlan, audited_tiers
 from cascade.bench import load_dataset
 from cascade.cli import main
+from cascade.cli.record import sample_sizes
 from cascade.errors import ConfigError
 from cascade.optimize.certify import lower_bound
 from cascade.optimize.gates import Gate
@@ -46,6 +47,7 @@ Handler = Callable[[dict[str, Any]], FakeReply]
     ("models", "audit_model", "end"),
     [
         (["cheap", "dear"], "dear", 1),  # the top tier's own model: it would be asked twice
+        (["cheap", "openai/dear"], "dear", 1),  # the same model, with its provider named
         (["cheap", "dear"], "served", 2),  # another model checks the top tier too
         (["cheap"], "served", 1),  # a ladder of one tier, checked against the served model
         (["cheap"], "cheap", 0),
@@ -72,6 +74,23 @@ def test_a_calibrated_disagreement_rate_is_the_baseline_of_the_disagreement_alar
     assert all(measured.audit("json", 0, disagreed=True) is None for _ in range(150))
     # Calibrated for tier 0 only: tier 1 measures its own, and says nothing in 20.
     assert all(watch.audit("json", 1, disagreed=True) is None for _ in range(20))
+
+
+def test_a_calibrated_rate_with_its_sample_is_tested_as_a_sample() -> None:
+    """Measured on 100 audits, 5 % is a sample: Fisher's exact test, exact, and still alarms.
+
+    Taken as a known rate, a 3 % measured on 60 audits alarmed falsely in 27 of 200 stable
+    simulated runs of 2,000 audits (false_alarm 0.001); as a sample, in none.
+    """
+    plan = DriftPlan(window=20, baseline=200, check_every=10, false_alarm=0.01,
+                     disagreement=(0.05,), disagreement_n=(100,))  # fmt: skip
+    watch = DriftWatch({"json": plan})
+    raised = [a for n in range(20) if (a := watch.audit("json", 0, disagreed=n % 2 == 0))]
+    assert len(raised) == 1
+    assert (raised[0].baseline_rate, raised[0].window_rate) == (0.05, 0.5)
+    assert raised[0].p_value > 1e-6  # Fisher's, against 5 of 100: not the binomial's 4e-8
+    steady = DriftWatch({"json": plan})  # the calibration's own rate: no alarm
+    assert not any(steady.audit("json", 0, disagreed=n % 20 == 0) for n in range(400))
 
 
 def test_a_disagreement_rate_that_is_not_a_rate_is_named(tmp_path: Path) -> None:
@@ -201,6 +220,7 @@ def test_the_written_policy_audits_its_ladder_against_the_served_model(
     rates = written["drift"]["disagreement"]
     assert rates
     assert all(0 < rate < 0.2 for rate in rates)
+    assert len(written["drift"]["disagreement_audits"]) == len(rates)
     for tier in written["tiers"]:  # a voter is called where the user's tier calls it
         for check in tier.get("validators", []):
             if check["kind"] == "agreement":
@@ -281,3 +301,27 @@ def test_a_written_voter_is_called_as_the_users_tier_of_its_model_calls_it(
              for c in t["validators"] if c["kind"] == "vote"]  # fmt: skip
     assert votes
     assert all("params" not in vote for vote in votes)
+
+
+def test_record_says_how_large_a_sample_a_target_needs_before_anything_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run --target: the sample by the ladder's pass rate, and what this one certifies."""
+    lines = sample_sizes(0.9, 0.9, 277)
+    assert "  95.0% of the tasks needs a sample of about 223" in lines
+    assert "  every task needs 63" in lines
+    assert lines[-1] == (
+        "a sample of 277 certifies 90.00% only for a ladder that passes about 94.6% of the "
+        "tasks or more"
+    )
+    assert "too small" in sample_sizes(0.9, 0.9, 50)[-1]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(line) + "\n" for line in make_log(20, seed=1)))
+    assert main(["import", "openai-chat", str(log), "--out", str(tmp_path / "d")]) == 0
+    ask = ["record", str(tmp_path / "d"), "--model", "openai/gpt-4.1-nano", "--sample", "20"]
+    capsys.readouterr()
+    assert main([*ask, "--target", "0.9"]) == 2  # not with a run: it asks nothing
+    assert "--target says how large a sample to record" in capsys.readouterr().err
+    assert main([*ask, "--target", "1.5", "--dry-run"]) == 2
+    assert "--target must be above 0 and below 1, not 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "record").exists()

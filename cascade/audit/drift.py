@@ -11,7 +11,9 @@ and a baseline of the first results to finish would read high.
 
 The baseline is the policy's calibrated rate (``[drift] acceptance`` and ``disagreement``, one
 rate per tier, as ``cascade optimize`` measured them), or else the first ``baseline``
-observations of the run.
+observations of the run. A disagreement rate given with the number of audits it was measured on
+(``disagreement_audits``) is a sample, not a known rate: the run is tested against it as
+against a baseline it measured itself.
 Every ``check_every`` observations, the last ``window`` are compared with the baseline by an
 exact one-sided test: binomial against a calibrated rate, Fisher's exact test against a
 measured one (exact whatever the rate, given the hits of both). The run's ``false_alarm`` rate
@@ -64,6 +66,9 @@ class DriftPlan:
     """Calibrated acceptance rates by tier; a tier without one is measured on the run."""
     disagreement: tuple[float, ...] = ()
     """Calibrated audit disagreement rates by tier; a tier without one is measured on the run."""
+    disagreement_n: tuple[int, ...] = ()
+    """The audits each calibrated disagreement rate was measured on: a tier with both is tested
+    against that sample (Fisher's exact test), as against a baseline measured on the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,8 @@ class _Stream:
     base_hits: int = 0
     base_n: int = 0
     window: deque[bool] = field(default_factory=deque)
+    seeded: bool = False
+    """The baseline is a calibration sample (``base_hits`` of ``base_n``), not measured here."""
     seen: int = 0
     checks: int = 0
     alarmed: bool = False
@@ -179,7 +186,7 @@ class _Stream:
     def add(self, hit: bool) -> tuple[float, float, float] | None:
         """Take one observation; (baseline rate, window rate, p-value) when it alarms."""
         self.seen += 1
-        if self.fixed is None and self.base_n < self.plan.baseline:
+        if self.fixed is None and not self.seeded and self.base_n < self.plan.baseline:
             self.base_n += 1
             self.base_hits += hit
             return None
@@ -300,7 +307,13 @@ class DriftWatch:
             rates = {"acceptance": plan.acceptance, "disagreement": plan.disagreement}
             calibrated = rates.get(signal, ())
             given = calibrated[tier] if tier < len(calibrated) else None
-            stream = self._streams[key] = _Stream(plan, rising, given)
+            sample = plan.disagreement_n if signal == "disagreement" else ()
+            if given is not None and tier < len(sample):  # an estimate, with its sample size
+                n = sample[tier]
+                stream = _Stream(plan, rising, None, round(given * n), n, seeded=True)
+            else:
+                stream = _Stream(plan, rising, given)
+            self._streams[key] = stream
         return stream
 
     def _add(self, task_type: str, tier: int, signal: str, hit: bool) -> Alarm | None:

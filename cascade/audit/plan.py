@@ -40,12 +40,14 @@ def audited_tiers(plan: AuditPlan, models: Sequence[str]) -> int:
 
     Every tier below the top model tier is. The top tier is too when the audit model is another
     model (a judge, or the model that served the traffic a cheaper ladder now serves): asking
-    the top tier's own model again would only ask it twice. A person's tier is never audited.
+    the top tier's own model again would only ask it twice. Names compare without their
+    provider prefix (``openai/gpt-4o`` is ``gpt-4o``). A person's tier is never audited.
     """
     top = max((i for i, model in enumerate(models) if model != HUMAN), default=-1)
     if top < 0:
         return 0
-    return top if models[top] == plan.model else top + 1
+    same = models[top].rsplit("/", 1)[-1] == plan.model.rsplit("/", 1)[-1]  # openai/x is x
+    return top if same else top + 1
 
 
 def sampled(plan: AuditPlan, task_type: str, tier: int, task_id: str) -> bool:

@@ -56,8 +56,8 @@ def replay_audit(
 ) -> dict[str, Any]:
     """The audit ``plan`` of the replayed ``outcomes``, per task type and tier.
 
-    ``ladders`` gives each task type's ladder (``"*"``: any type), whose top model tier is
-    never audited.
+    ``ladders`` gives each task type's ladder (``"*"``: any type); its top model tier is audited
+    only when the audit model is another model (:func:`cascade.audit.plan.audited_tiers`).
     """
     model = data.backend.resolve(plan.model)
     if model is None:

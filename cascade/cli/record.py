@@ -131,7 +131,7 @@ def sample_sizes(target: float, confidence: float, sample: int) -> list[str]:
     if not 0 < confidence < 1:
         raise ConfigError(f"--confidence must be above 0 and below 1, not {confidence:g}")
     lines = [
-        f"to certify {target:.1%} with confidence {confidence:.0%} (cascade optimize's defaults"
+        f"to certify {target:.2%} with confidence {confidence:.1%} (cascade optimize's defaults"
         f" certify on {CERTIFYING:.0%} of the sample: 30% held out, half the rest to select),"
         " a ladder that passes"
     ]
@@ -143,10 +143,10 @@ def sample_sizes(target: float, confidence: float, sample: int) -> list[str]:
     lines.append(f"  every task needs {sample_for(target, confidence, 1.0):,}")
     needed = rate_needed(target, confidence, sample)
     lines.append(
-        f"a sample of {sample:,} certifies {target:.1%} only for a ladder that passes at least "
-        f"{needed:.1%} of the tasks"
+        f"a sample of {sample:,} certifies {target:.2%} only for a ladder that passes about "
+        f"{needed:.1%} of the tasks or more"
         if needed is not None
-        else f"a sample of {sample:,} is too small to certify {target:.1%}, even for a ladder "
+        else f"a sample of {sample:,} is too small to certify {target:.2%}, even for a ladder "
         "that passes every task"
     )
     return lines

@@ -10,8 +10,11 @@ are not). A policy ``cascade optimize`` writes from such a dataset then:
   another model (see :func:`cascade.audit.plan.audited_tiers`);
 - calibrates its drift alarms on the same comparison: ``[drift] disagreement`` is each tier's
   rate of disagreement with the served model on the training tasks, replayed, as the audit
-  compares answers. Beside ``[drift] acceptance``, it is the baseline against which the run
-  tells when the ladder stops reproducing the served answers as often as it did when certified.
+  compares answers, and ``disagreement_audits`` the audits it was measured on. The run tests
+  its audits against that sample with Fisher's exact test (a rate measured on a few hundred
+  tasks is an estimate: taken as exact, it would make false alarms far likelier than the
+  stated ``false_alarm``). It tells when the ladder stops reproducing the served answers as
+  often as it did when certified.
 
 A user's policy that has an ``[audit]`` of its own keeps it, and nothing is calibrated for it.
 """
@@ -47,12 +50,15 @@ class Watch:
     """Its ``[audit]`` table."""
     disagreement: list[float]
     """Its ``[drift] disagreement``: each tier's rate on the training tasks, replayed."""
+    audits: list[int]
+    """Its ``[drift] disagreement_audits``: the audits each rate was measured on."""
 
     def note(self) -> str:
         """The line the written policy's header says it in."""
         return (
             f"[audit] asks {self.audit['model']}, the model that served this traffic, again on "
-            f"{self.audit['share']:.0%} of each tier's accepted answers, and [drift] "
+            f"{self.audit['share']:.0%} of the accepted answers of each tier of another model, "
+            "and [drift] "
             "disagreement is each tier's rate of disagreement with it on the training tasks, "
             "replayed: after the switch, an alarm says when the ladder stops reproducing the "
             "served answers as often as it did here."
@@ -101,14 +107,16 @@ def watch_served(
         score = asyncio.run(score_policy(train, cascades, audit=plan))
         by_tier = (score.audit or {}).get("by_tier", {})
         rates: list[float] = []
+        audits: list[int] = []
         for tier in range(len(score.reached_by_tier)):
             figures = by_tier.get(f"{kind} tier {tier}")
             if not figures or not figures["audited"]:
                 break
             rate = figures["disagreed"] / figures["audited"]
             rates.append(round(min(_CEILING, max(_FLOOR, rate)), 4))
+            audits.append(int(figures["audited"]))
         table: dict[str, Any] = {"share": options.audit_share, "model": served, "compare": "auto"}
         own = user.tiers.get(served, {}) if mine and user is not None else {}
         table |= {key: own[key] for key in ("params", "price") if key in own}
-        watches[kind] = Watch(table, rates)
+        watches[kind] = Watch(table, rates, audits)
     return watches

@@ -159,12 +159,14 @@ def write_policies(
         watch = watches.get(kind)
         header = [*headers[kind], *notes, *([watch.note()] if watch else []), ""]
         tables: dict[str, Any] = {}  # [drift] and [audit], over the user's own
-        rates: dict[str, list[float]] = {}
+        rates: dict[str, list[float] | list[int]] = {}
         if calibration is not None and calibration.get(kind):
             rates["acceptance"] = calibration[kind]
         if watch is not None:
             tables["audit"] = watch.audit
-            rates |= {"disagreement": watch.disagreement} if watch.disagreement else {}
+            if watch.disagreement:
+                rates |= {"disagreement": watch.disagreement,
+                          "disagreement_audits": watch.audits}  # fmt: skip
         if rates:
             base = user.data.get("drift", {}) if user is not None and user.task_type == kind else {}
             tables["drift"] = {**base, **rates}

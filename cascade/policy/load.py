@@ -92,7 +92,7 @@ class Policy:
             return None
         return DriftPlan(spec.window, spec.baseline, spec.check_every, spec.false_alarm,
                          spec.on_drift, tuple(spec.acceptance),
-                         tuple(spec.disagreement))  # fmt: skip
+                         tuple(spec.disagreement), tuple(spec.disagreement_audits))  # fmt: skip
 
     @property
     def audit(self) -> AuditPlan | None:

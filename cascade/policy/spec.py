@@ -320,8 +320,9 @@ TierSpec.model_rebuild()  # its validators are declared after it
 class AuditSpec(_Strict):
     """Shadow audits: a share of the accepted answers of the tiers below the top, asked again.
 
-    The audit model answers the same task and its answer is compared with the accepted one
-    (as the agreement validator compares), or a ``judge`` model grades the accepted answer
+    The top tier's too, when the audit asks another model. The audit model answers the same
+    task and its answer is compared with the accepted one (as the agreement validator
+    compares), or a ``judge`` model grades the accepted answer
     against ``rubric``. Audits change no result; they are priced, stored and counted in the
     job's budget, and stop at ``max_cost_usd`` per run.
     """
@@ -367,6 +368,9 @@ class DriftSpec(_Strict):
     """The calibrated acceptance rate of each tier, from the first; else measured on the run."""
     disagreement: list[Annotated[float, Field(gt=0, lt=1)]] = []
     """The calibrated rate at which each tier's audits disagree, from the first; else measured."""
+    disagreement_audits: list[PositiveInt] = []
+    """How many audits each ``disagreement`` rate was measured on: the run then tests against
+    that sample (Fisher's exact test), not against the rate as if it were known."""
 
 
 class RouteSpec(_Strict):
