@@ -296,11 +296,14 @@ def test_a_written_voter_is_called_as_the_users_tier_of_its_model_calls_it(
     assert checks["agreement"]["params"] == here
     assert checks["agreement"]["price"] == price
     assert checks["vote"]["params"] == here
-    base[big] = {"params": {"api_base": "http://127.0.0.1:10/v1"}}  # voters called apart
+    apart = {"api_base": "http://127.0.0.1:10/v1"}
+    base[big] = {"params": apart}  # voters on two endpoints: each its own
     votes = [c for i in range(len(found.tiers)) for t in tier_tables(found, i, base)[:-1]
              for c in t["validators"] if c["kind"] == "vote"]  # fmt: skip
     assert votes
+    assert all(vote["voter_params"] == {mid: here, big: apart} for vote in votes)
     assert all("params" not in vote for vote in votes)
+    assert all(vote["voter_prices"] == {mid: price} for vote in votes)
 
 
 def test_record_says_how_large_a_sample_a_target_needs_before_anything_is_asked(
@@ -325,3 +328,27 @@ def test_record_says_how_large_a_sample_a_target_needs_before_anything_is_asked(
     assert main([*ask, "--target", "1.5", "--dry-run"]) == 2
     assert "--target must be above 0 and below 1, not 1.5" in capsys.readouterr().err
     assert not (tmp_path / "d" / "record").exists()
+
+
+def test_each_voter_is_called_with_its_own_params(tmp_path: Path) -> None:
+    """A vote whose voters live on two endpoints: each call goes where its voter_params say."""
+    with FakeOpenAI(_fake({})) as first, FakeOpenAI(_fake({})) as second:
+        path = tmp_path / "p.toml"
+        voters = {
+            "openai/gpt-4.1-nano": {"api_base": first.base_url, "api_key": "sk-a"},
+            "openai/llama-3.1-8b-instant": {"api_base": second.base_url, "api_key": "sk-b"},
+        }
+        path.write_text(
+            'task_type = "json"\n' + _tier("gpt-4o-mini-2024-07-18", first.base_url, (1, 1))
+            + tomli_w.dumps({"validators": [{"kind": "vote", "models": list(voters), "k": 3,
+                                             "voter_params": voters, "voter_prices": {
+                                                 model: {"input_usd_per_mtok": 1.0,
+                                                         "output_usd_per_mtok": 1.0}
+                                                 for model in voters}}]})
+        )  # fmt: skip
+        task = Task("t1", input="Reminder from Acme GmbH: invoice INV-1 (10.00 USD) falls due "
+                    "on 2027-01-02.", type="json")  # fmt: skip
+        outcome = Cascade(load_policy(path).plan).run(task)
+    assert [r["model"] for r in first.requests] == ["gpt-4o-mini-2024-07-18", "gpt-4.1-nano"]
+    assert [r["model"] for r in second.requests] == ["llama-3.1-8b-instant"]
+    assert outcome.status.value == "accepted", outcome

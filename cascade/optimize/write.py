@@ -36,6 +36,11 @@ def _checks(
         params = [base.get(name, {}).get("params") for name in names]
         if params[0] and all(p == params[0] for p in params):  # one setting serves them all
             vote["params"] = params[0]
+        elif any(params):  # each voter where the user's tier of its model calls it
+            vote["voter_params"] = {n: p for n, p in zip(names, params, strict=True) if p}
+        prices = {n: base[n]["price"] for n in names if "price" in base.get(n, {})}
+        if prices:
+            vote["voter_prices"] = prices
         checks.append(vote)
     if gate.samples:
         checks.append(

@@ -232,7 +232,14 @@ _SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
     AgreementSpec: lambda s: agreement(
         s.model, compare=s.compare, params=s.params, price=_price(s.price)
     ),
-    VoteSpec: lambda s: vote(s.models, k=s.k, compare=s.compare, params=s.params),
+    VoteSpec: lambda s: vote(
+        s.models,
+        k=s.k,
+        compare=s.compare,
+        params=s.params,
+        voter_params=s.voter_params,
+        voter_prices={m: p for m, v in s.voter_prices.items() if (p := _price(v)) is not None},
+    ),
     SelfConsistencySpec: lambda s: self_consistency(s.samples, k=s.k, compare=s.compare),
     PydanticSpec: _pydantic,
     PythonSpec: _python,

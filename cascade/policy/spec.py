@@ -274,6 +274,10 @@ class VoteSpec(_Kind):
     compare: Literal["auto", "call", "json", "text", "number"] = "auto"
     params: dict[str, Any] = {}
     """Sent with every other model's call (``self`` is asked as its tier asks it)."""
+    voter_params: dict[str, dict[str, Any]] = {}
+    """A voter's own ``params``, by its model, in place of ``params`` (voters on two endpoints)."""
+    voter_prices: dict[str, PriceSpec] = {}
+    """A voter's price, by its model, for a model litellm's price map does not list."""
 
 
 class SelfConsistencySpec(_Kind):

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cascade.errors import ConfigError, ProviderError
-from cascade.types import Attempt, Verdict
+from cascade.types import Attempt, Price, Verdict
 from cascade.validators.agreement import MODES, Compare, normal_answer, resolve_mode
 from cascade.validators.base import CostClass
 
@@ -45,12 +45,16 @@ class _Vote:
         compare: Compare,
         label: str,
         params: Mapping[str, Any] | None = None,
+        voter_params: Mapping[str, Mapping[str, Any]] | None = None,
+        voter_prices: Mapping[str, Price] | None = None,
     ) -> None:
         self.voters = voters
         self.k = k
         self._compare = compare
         self._label = label
         self._params = dict(params or {})
+        self._voter_params = {model: dict(p) for model, p in (voter_params or {}).items()}
+        self._voter_prices = dict(voter_prices or {})
 
     def __repr__(self) -> str:
         return self._label
@@ -68,8 +72,8 @@ class _Vote:
         for number, voter in enumerate(self.voters):
             if (settled := self._settled(ballots, len(self.voters) - number)) is not None:
                 return settled
-            model, sample, price = voter, 0, None
-            params: Mapping[str, Any] = self._params
+            model, sample, price = voter, 0, self._voter_prices.get(voter)
+            params: Mapping[str, Any] = self._voter_params.get(voter, self._params)
             if voter == SELF:  # asked as its tier asks it: the same endpoint, key and price
                 samples += 1
                 model, sample = attempt.model, samples
@@ -137,12 +141,15 @@ def vote(
     k: int | None = None,
     compare: Compare = "auto",
     params: Mapping[str, Any] | None = None,
+    voter_params: Mapping[str, Mapping[str, Any]] | None = None,
+    voter_prices: Mapping[str, Price] | None = None,
 ) -> _Vote:
     """Pass when ``k`` of the answers (this one and ``models``') agree; ``k`` defaults to most.
 
     ``models`` are asked in the order given, so list the cheapest first, each with ``params``
-    (its endpoint and key, say); ``"self"`` is another sample of the attempt's own model, asked
-    as its tier asks it.
+    (its endpoint and key, say), or its own in ``voter_params``, priced by ``voter_prices``
+    where litellm's map has no price; ``"self"`` is another sample of the attempt's own model,
+    asked as its tier asks it.
     """
     voters = tuple(models)
     if not voters or not all(isinstance(m, str) and m.strip() for m in voters):
@@ -150,7 +157,7 @@ def vote(
     chosen = _check(k, len(voters), compare)
     extra = "" if compare == "auto" else f", compare={compare!r}"
     label = f"vote({list(voters)!r}, k={chosen}{extra})"
-    return _Vote(voters, chosen, compare, label, params)
+    return _Vote(voters, chosen, compare, label, params, voter_params, voter_prices)
 
 
 def self_consistency(samples: int = 2, *, k: int | None = None, compare: Compare = "auto") -> _Vote:
