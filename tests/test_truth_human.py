@@ -14,6 +14,7 @@ import pytest
 
 from cascade.bench.dataset import load_dataset
 from cascade.cli import main
+from cascade.traffic.record_job import check_dataset
 from tests.test_truth import CHEAP, SERVED, dataset, files, prompts, rows
 
 __all__ = ["dataset"]  # the fixture: the imported log with the cheap model's answers
@@ -180,3 +181,12 @@ def test_a_label_goes_to_the_answer_read_and_two_labels_of_it_are_an_error(
     assert main(["truth", str(dataset), "--by", "human"]) == 0
     third = [r for r in rows(dataset) if r["model"] == "third"]
     assert [r["correct"] for r in third] == [False]
+
+
+def test_record_still_asks_about_every_task_of_a_labeled_dataset(dataset: Path) -> None:
+    """Labels limit what certifies; cascade record may ask about the tasks not labeled yet."""
+    assert main(["truth", str(dataset), "--by", "human", "--sample", "2"]) == 0
+    write(dataset, [x | {"correct": True} for x in labels(dataset)])
+    assert main(["truth", str(dataset), "--by", "human"]) == 0
+    assert len(load_dataset(dataset).tasks) == 2
+    assert len(check_dataset(dataset).tasks) == 7

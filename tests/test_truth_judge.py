@@ -185,3 +185,15 @@ def test_a_run_option_without_a_judge_is_named(
     assert "--budget is for --by judge, not --by served" in capsys.readouterr().err
     assert main(["truth", str(dataset), "--by", "human", "--rpm", "openai=5"]) == 2
     assert "--rpm is for --by judge, not --by human" in capsys.readouterr().err
+
+
+def test_a_judge_that_never_answers_is_said_so(
+    dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every grading call refused: an error about the judge, not advice to label by hand."""
+    with FakeOpenAI(lambda body: FakeReply("no", status=400)) as fake:
+        assert judge(dataset, policy(dataset, fake.base_url)) == 2
+    assert "the judge graded none of the 12 answers: every grading call failed" in (
+        capsys.readouterr().err
+    )
+    assert not (dataset / "truth.json").exists()

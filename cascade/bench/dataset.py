@@ -120,13 +120,18 @@ def split_ids(data: Dataset, holdout: float, seed: int) -> tuple[set[str], set[s
     return {t.id for t in data.tasks} - held, held
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a dataset folder in the shared format; errors name the file and line."""
+def load_dataset(path: str | Path, *, every_task: bool = False) -> Dataset:
+    """Read a dataset folder in the shared format; errors name the file and line.
+
+    When people or a judge labeled some tasks (``cascade truth --by human|judge``), those are
+    the dataset, as bench and optimize read it; ``every_task`` reads the others too (``cascade
+    record`` asks about any task).
+    """
     folder = Path(path)
     if not (folder / "tasks.jsonl").is_file():
         raise ConfigError(f"{folder} is not a dataset: it has no tasks.jsonl")
     tasks = tuple(read_tasks(folder / "tasks.jsonl"))
-    labeled = _labeled(folder)
+    labeled = None if every_task else _labeled(folder)
     if labeled is not None:  # these tasks alone were labeled: the others are left out
         tasks = tuple(task for task in tasks if task.id in labeled)
     records = {}

@@ -45,6 +45,12 @@ def judge_answers(
         say(f"  note        {tiers.source} has no tier of {model}: asked by its plain name")
     status = run_job(job, args, retry_failed=job.resumed)  # what failed is asked again
     lines, ungraded = read_verdicts(job, args.threshold)
+    if lines and ungraded == len(lines):
+        raise ConfigError(
+            f"the judge graded none of the {len(lines)} answers: every grading call failed "
+            f"(the run above says why; its store is {job.store}); run the same command again "
+            "to ask again"
+        )
     labels = folder / LABELS
     write_verdicts(labels, lines)
     left = f", {ungraded} not (their tasks are left out; run again to retry)" if ungraded else ""

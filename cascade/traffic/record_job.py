@@ -80,7 +80,7 @@ def check_dataset(folder: Path) -> Dataset:
             isinstance(r, dict) and isinstance(r.get("name"), str) for r in rows
         ):
             raise ConfigError(f"{models}: must be a list of objects with a name")
-    return load_dataset(folder)
+    return load_dataset(folder, every_task=True)  # labels limit what certifies, not what is asked
 
 
 def plan_record(
