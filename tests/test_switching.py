@@ -21,7 +21,7 @@ import pytest
 import tomli_w
 
 from cascade import Cascade
-from cascade.audit.drift import DriftPlan, DriftWatch
+from cascade.audit.drift import DriftPlan, DriftWatch, binomial_tail
 from cascade.audit.plan import AuditPlan, audited_tiers
 from cascade.bench import load_dataset
 from cascade.cli import main
@@ -48,6 +48,8 @@ Handler = Callable[[dict[str, Any]], FakeReply]
     [
         (["cheap", "dear"], "dear", 1),  # the top tier's own model: it would be asked twice
         (["cheap", "openai/dear"], "dear", 1),  # the same model, with its provider named
+        (["cheap", "dear"], "openai/dear", 1),  # named so by the audit
+        (["cheap", "openrouter/openai/dear"], "dear", 1),  # a provider through another
         (["cheap", "dear"], "served", 2),  # another model checks the top tier too
         (["cheap"], "served", 1),  # a ladder of one tier, checked against the served model
         (["cheap"], "cheap", 0),
@@ -74,6 +76,17 @@ def test_a_calibrated_disagreement_rate_is_the_baseline_of_the_disagreement_alar
     assert all(measured.audit("json", 0, disagreed=True) is None for _ in range(150))
     # Calibrated for tier 0 only: tier 1 measures its own, and says nothing in 20.
     assert all(watch.audit("json", 1, disagreed=True) is None for _ in range(20))
+
+
+def test_a_disagreement_sample_leaves_the_acceptance_rate_tested_as_given() -> None:
+    """disagreement_audits is the disagreement's sample only: acceptance stays binomial."""
+    plan = DriftPlan(window=20, baseline=200, check_every=10, false_alarm=0.01,
+                     acceptance=(0.9,), disagreement=(0.05,), disagreement_n=(100,))  # fmt: skip
+    watch = DriftWatch({"json": plan})
+    raised = [a for _ in range(20) for a in watch.result("json", "failed", None, 1)]
+    assert len(raised) == 1
+    assert raised[0].signal == "acceptance"
+    assert raised[0].p_value == pytest.approx(binomial_tail(0, 20, 0.9, upper=False), abs=0)
 
 
 def test_a_calibrated_rate_with_its_sample_is_tested_as_a_sample() -> None:
