@@ -12,7 +12,7 @@ from cascade.bench.suite import select_kinds
 from cascade.cli.say import say, say_json
 from cascade.optimize.certify_written import certify_written
 from cascade.optimize.pipeline import Options, guarantee_facts, search
-from cascade.optimize.watch import served_model, watch_served
+from cascade.optimize.watch import served_model
 from cascade.optimize.write import describe
 from cascade.optimize.written import (
     calibrate,
@@ -70,14 +70,13 @@ def command(args: argparse.Namespace) -> int:
         return 2
     header = policy_header(found, facts, options)
     write_policies(found, chosen.picks, paths, header, options)
-    calibration = calibrate(found, paths, options)  # replayed: the baseline of drift alarms
     served = served_model(Path(args.dataset)) if options.audit_share > 0 else None
-    watches = {} if served is None else watch_served(found, paths, options, served)
-    written = write_policies(found, chosen.picks, paths, header, options, calibration, watches)
-    facts["drift_acceptance"] = calibration
-    if watches:  # the dataset's own traffic: the served model stays the reference
+    calibration = calibrate(found, paths, options, served)  # replayed: the drift baselines
+    written = write_policies(found, chosen.picks, paths, header, options, calibration)
+    facts["drift_acceptance"] = calibration.acceptance
+    if calibration.watches:  # the dataset's own traffic: the served model stays the reference
         facts["watch"] = {k: {"audit": w.audit, "drift_disagreement": w.disagreement}
-                          for k, w in watches.items()}  # fmt: skip
+                          for k, w in calibration.watches.items()}  # fmt: skip
     facts |= check_written(found, str(policy_arg(paths)), options)
     facts["ladders"] = {k: describe(found.found[k], i) for k, i in chosen.picks.items()}
     facts["written"] = [str(p) for p in written]

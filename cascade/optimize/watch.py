@@ -21,22 +21,18 @@ A user's policy that has an ``[audit]`` of its own keeps it, and nothing is cali
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cascade.audit.plan import AuditPlan
 from cascade.backends.replay import read_responses
-from cascade.bench.evaluate import score_policy
-from cascade.bench.suite import ByKind, default_validators, policy_cascades
+from cascade.bench.evaluate import LadderScore
 from cascade.optimize.pipeline import Optimized, Options
-from cascade.store.verdicts import VerdictCache
 from cascade.traffic.truth import read_truth
 
-__all__ = ["Watch", "served_model", "watch_served"]
+__all__ = ["Watch", "audits_served", "served_model", "watch_served"]
 
 _FLOOR, _CEILING = 0.001, 0.999
 """A calibrated rate is kept inside (0, 1): a drift test against 0 or 1 alarms on one answer."""
@@ -85,38 +81,48 @@ def served_model(folder: Path) -> str | None:
     return min(tasks, key=lambda model: (-tasks[model], model))
 
 
-def watch_served(
-    found: Optimized, paths: Mapping[str, Path], options: Options, served: str
-) -> dict[str, Watch]:
-    """Per kind of the policies written at ``paths``: the audit and calibration to add.
+def audits_served(found: Optimized, kind: str) -> bool:
+    """Whether the written policy of ``kind`` gets a watch: not when the user's has an ``[audit]``.
 
-    Each written policy is replayed on its kind's training tasks with every accepted answer
-    audited against ``served``'s recorded answer, as a run's audit would compare them.
+    A user's policy of that kind with an ``[audit]`` of its own keeps it (nothing is calibrated
+    for it), so its replay needs no audit.
     """
     user = found.user
-    cache = VerdictCache() if options.cache else None
-    plan = AuditPlan(share=1.0, model=served)
+    return user is None or user.task_type != kind or "audit" not in user.data
+
+
+def watch_served(
+    found: Optimized, scores: Mapping[str, LadderScore], options: Options, served: str
+) -> dict[str, Watch]:
+    """Per kind of ``scores``: the audit and calibration its written policy adds.
+
+    ``scores`` holds, per kind :func:`audits_served` accepts, the written policy's replay on
+    its training tasks with every accepted answer audited against ``served``'s recorded answer
+    (``AuditPlan(share=1.0, model=served)``), as a run's audit would compare them; the replay
+    itself is :func:`cascade.optimize.written.calibrate`'s.
+    """
+    user = found.user
     watches: dict[str, Watch] = {}
-    for kind, path in paths.items():
-        mine = user is not None and user.task_type == kind
-        if mine and user is not None and "audit" in user.data:
-            continue  # the user's own audit stands
-        ids = {t.id for t in found.data.tasks if t.type == kind and t.id in found.train}
-        train = found.data.subset(ids)
-        cascades = policy_cascades(str(path), train, ByKind(default_validators(cache)), cache)
-        score = asyncio.run(score_policy(train, cascades, audit=plan))
-        by_tier = (score.audit or {}).get("by_tier", {})
-        rates: list[float] = []
-        audits: list[int] = []
-        for tier in range(len(score.reached_by_tier)):
-            figures = by_tier.get(f"{kind} tier {tier}")
-            if not figures or not figures["audited"]:
-                break
-            rate = figures["disagreed"] / figures["audited"]
-            rates.append(round(min(_CEILING, max(_FLOOR, rate)), 4))
-            audits.append(int(figures["audited"]))
+    for kind, score in scores.items():
+        rates, audits = _disagreement(kind, score)
         table: dict[str, Any] = {"share": options.audit_share, "model": served, "compare": "auto"}
+        mine = user is not None and user.task_type == kind
         own = user.tiers.get(served, {}) if mine and user is not None else {}
         table |= {key: own[key] for key in ("params", "price") if key in own}
         watches[kind] = Watch(table, rates, audits)
     return watches
+
+
+def _disagreement(kind: str, score: LadderScore) -> tuple[list[float], list[int]]:
+    """Each tier's disagreement rate with the served model, and its audits, until one has none."""
+    by_tier = (score.audit or {}).get("by_tier", {})
+    rates: list[float] = []
+    audits: list[int] = []
+    for tier in range(len(score.reached_by_tier)):
+        figures = by_tier.get(f"{kind} tier {tier}")
+        if not figures or not figures["audited"]:
+            break
+        rate = figures["disagreed"] / figures["audited"]
+        rates.append(round(min(_CEILING, max(_FLOOR, rate)), 4))
+        audits.append(int(figures["audited"]))
+    return rates, audits

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cascade.audit.plan import AuditPlan
 from cascade.bench.evaluate import LadderScore, score_models, score_oracle, score_policy
 from cascade.bench.suite import ByKind, default_validators, policy_cascades
 from cascade.errors import ConfigError
@@ -21,11 +23,12 @@ from cascade.optimize.baselines import best_and_cheapest_equal
 from cascade.optimize.checks import relocated
 from cascade.optimize.pipeline import Optimized, Options
 from cascade.optimize.routing import ladder_router, rescored
-from cascade.optimize.watch import Watch
+from cascade.optimize.watch import Watch, audits_served, watch_served
 from cascade.optimize.write import policy_text, tier_tables
 from cascade.store.verdicts import VerdictCache
 
 __all__ = [
+    "Calibration",
     "calibrate",
     "check_written",
     "out_paths",
@@ -141,27 +144,26 @@ def write_policies(
     paths: Mapping[str, Path],
     headers: Mapping[str, Sequence[str]],
     options: Options,
-    calibration: Mapping[str, list[float]] | None = None,
-    watches: Mapping[str, Watch] | None = None,
+    calibration: Calibration | None = None,
 ) -> list[Path]:
     """Write one policy file per kind, under its header in ``headers``; return the paths.
 
     ``calibration`` gives each kind's acceptance rates by tier on the training tasks, written as
-    its ``[drift] acceptance`` (the baseline of its drift alarms; see :func:`calibrate`).
-    ``watches`` gives a kind's audit of its served model and its calibrated disagreement
-    (see :mod:`cascade.optimize.watch`).
+    its ``[drift] acceptance`` (the baseline of its drift alarms), and a kind's audit of its
+    served model with its calibrated disagreement (see :func:`calibrate`).
     """
+    acceptance = calibration.acceptance if calibration is not None else {}
+    watches = calibration.watches if calibration is not None else {}
     routed = any(found.found[k].threshold(i) for k, i in picks.items())
-    notes = [*([_CALIBRATED] if calibration else []), *([_ROUTED] if routed else [])]
+    notes = [*([_CALIBRATED] if acceptance else []), *([_ROUTED] if routed else [])]
     user = found.user
-    watches = watches or {}
     for kind, path in paths.items():
         watch = watches.get(kind)
         header = [*headers[kind], *notes, *([watch.note()] if watch else []), ""]
         tables: dict[str, Any] = {}  # [drift] and [audit], over the user's own
         rates: dict[str, list[float] | list[int]] = {}
-        if calibration is not None and calibration.get(kind):
-            rates["acceptance"] = calibration[kind]
+        if acceptance.get(kind):
+            rates["acceptance"] = acceptance[kind]
         if watch is not None:
             tables["audit"] = watch.audit
             if watch.disagreement:
@@ -223,22 +225,40 @@ def _batched(
             for tier in tiers]  # fmt: skip
 
 
-def calibrate(
-    found: Optimized, paths: Mapping[str, Path], options: Options
-) -> dict[str, list[float]]:
-    """Each written policy's acceptance rate by tier on its training tasks, replayed.
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What one replay of the written policies on their training tasks measured, per kind."""
 
-    The rate of tier k is the share of the tasks asked there that it accepted (a router may
-    start a task past it), as a run's drift alarms count it; the last, trusted tier is left out
-    (it accepts all), as is a tier no training task reached, and every one after it.
+    acceptance: dict[str, list[float]]
+    """Each kind's ``[drift] acceptance``: its acceptance rate by tier (see :func:`calibrate`)."""
+    watches: dict[str, Watch]
+    """Each kind's audit of its served model and calibrated disagreement (see
+    :mod:`cascade.optimize.watch`); none when the dataset names no served model."""
+
+
+def calibrate(
+    found: Optimized, paths: Mapping[str, Path], options: Options, served: str | None = None
+) -> Calibration:
+    """Each written policy replayed once on its training tasks: its drift baselines.
+
+    The acceptance rate of tier k is the share of the tasks asked there that it accepted (a
+    router may start a task past it), as a run's drift alarms count it; the last, trusted tier
+    is left out (it accepts all), as is a tier no training task reached, and every one after it.
+    With ``served``, the same replay audits every accepted answer against that model's recorded
+    answer: the policy's calibrated disagreement (:func:`cascade.optimize.watch.watch_served`).
     """
     cache = VerdictCache() if options.cache else None
+    plan = None if served is None else AuditPlan(share=1.0, model=served)
     rates: dict[str, list[float]] = {}
+    audited: dict[str, LadderScore] = {}
     for kind, path in paths.items():
         ids = {t.id for t in found.data.tasks if t.type == kind and t.id in found.train}
         train = found.data.subset(ids)
         cascades = policy_cascades(str(path), train, ByKind(default_validators(cache)), cache)
-        score = asyncio.run(score_policy(train, cascades))
+        audit = plan if audits_served(found, kind) else None
+        score = asyncio.run(score_policy(train, cascades, audit=audit))
+        if audit is not None:
+            audited[kind] = score
         found_rates = []
         for accepted, reached in zip(
             score.accepted_by_tier[:-1], score.reached_by_tier, strict=False
@@ -247,7 +267,8 @@ def calibrate(
                 break
             found_rates.append(round(min(0.999, max(0.001, accepted / reached)), 4))
         rates[kind] = found_rates
-    return rates
+    watches = {} if served is None else watch_served(found, audited, options, served)
+    return Calibration(rates, watches)
 
 
 def check_written(found: Optimized, policy: str, options: Options) -> dict[str, Any]:
