@@ -148,7 +148,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert old is not None
         assert (old.status, old.cost_usd) == (Status.ACCEPTED, 0.5)
         assert next(store.select("SELECT executions, tiers_tried FROM results")) == (1, 1)
-        assert next(store.select("SELECT user_version FROM pragma_user_version")) == (7,)
+        assert next(store.select("SELECT user_version FROM pragma_user_version")) == (8,)
         cascade, _ = make({"m": ["ok"]}, ["m"], store=store, run_id="new")
         assert cascade.run({"id": "t2", "input": "x"}).accepted
         assert store.count("results") == 2

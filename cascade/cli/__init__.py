@@ -26,6 +26,7 @@ _MODULES = {
     "review": "review",
     "route": "route",
     "run": "run",
+    "serve": "serve",
     "show": "show",
     "truth": "truth",
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 from cascade.cli.record_options import add_record
 from cascade.cli.run_options import add_run
+from cascade.cli.serve_options import add_serve
 from cascade.cli.truth_options import add_truth
 
 __all__ = ["build_parser"]
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_truth(commands)
     _add_policy(commands)
     add_run(commands)
+    add_serve(commands)
     _add_report(commands)
     _add_review(commands)
     _add_eval(commands)

@@ -22,8 +22,8 @@ from cascade.policy import PolicyError, PolicySet, load_policies
 from cascade.policy.digest import policy_digest
 from cascade.policy.pricing import unpriced_tiers, unrecorded_tiers
 from cascade.run.estimate import estimate_cost
-from cascade.run.guard import Limit
 from cascade.run.job import Job
+from cascade.run.limits import limits_from_flags
 from cascade.run.progress import Progress
 from cascade.run.review import write_review_queue
 from cascade.run.runner import Counts, Runner
@@ -60,7 +60,7 @@ def job_of(args: argparse.Namespace) -> Job:
         record_all_tiers=args.record_all_tiers,
         replay=args.replay,
         backend=args.backend,
-        limits=_limits(args.rpm, args.tpm),
+        limits=limits_from_flags(args.rpm, args.tpm),
         progress=not args.no_progress,
         max_outage_s=args.max_outage_s,
         retry_failed=args.retry_failed,
@@ -303,20 +303,3 @@ def _report(job: Job, runner: Runner, counts: Counts, waiting: int, *, resumed: 
     kept = counts.kept
     aside = "" if kept is None else f" (${kept.cost_usd:.6f} of it in {kept.path})"
     say(f"  spent       ${counts.spent_usd:.6f}{aside}")
-
-
-def _limits(rpm: list[str], tpm: list[str]) -> dict[str, Any]:
-    """Rate limits from ``--rpm KEY=N`` and ``--tpm KEY=N``; the stricter wins per key."""
-    limits: dict[str, Limit] = {}
-    for flag, values in (("rpm", rpm), ("tpm", tpm)):
-        for value in values:
-            key, _, number = value.rpartition("=")
-            try:
-                rate = float(number)
-            except ValueError:
-                rate = -1.0
-            if not key or not rate > 0:
-                raise ConfigError(f"--{flag} {value!r}: expected KEY=N with N > 0")
-            limit = Limit(rate, None) if flag == "rpm" else Limit(None, rate)
-            limits[key] = limits.get(key, Limit()).tighter(limit)
-    return limits

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cascade.backends.base import Backend
     from cascade.telemetry import Telemetry
 
-__all__ = ["Job", "backend_from"]
+__all__ = ["Job", "backend_from", "telemetry_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +115,7 @@ class Job:
 
     def telemetry(self) -> Telemetry | None:
         """An exporter of traces and metrics for this process, when the job asks for one."""
-        if self.otel is None:
-            return None
-        from cascade.otlp import otlp_telemetry  # noqa: PLC0415  # the otel extra
-
-        try:
-            say = logging.getLogger("cascade").warning
-            return otlp_telemetry(self.otel or None, say, content=self.otel_content)
-        except ImportError as exc:
-            raise ConfigError(
-                f"--otel needs the otel extra: pip install 'cascade-llm[otel]' ({exc})"
-            ) from exc
+        return telemetry_for(self.otel, content=self.otel_content)
 
     def worker_count(self, tasks: int | None) -> int:
         """The workers asked for, or by default one per core and one per thousand tasks at most.
@@ -151,6 +141,21 @@ class Job:
         from cascade.backends.default import default_backend  # noqa: PLC0415
 
         return default_backend
+
+
+def telemetry_for(otel: str | None, *, content: bool = False) -> Telemetry | None:
+    """An OTLP/HTTP exporter to ``otel`` (``""``: the environment's endpoint), or ``None``."""
+    if otel is None:
+        return None
+    from cascade.otlp import otlp_telemetry  # noqa: PLC0415  # the otel extra
+
+    try:
+        say = logging.getLogger("cascade").warning
+        return otlp_telemetry(otel or None, say, content=content)
+    except ImportError as exc:
+        raise ConfigError(
+            f"--otel needs the otel extra: pip install 'cascade-llm[otel]' ({exc})"
+        ) from exc
 
 
 def backend_from(spec: str) -> Backend:

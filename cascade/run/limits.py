@@ -10,12 +10,19 @@ Limit(rpm=300, tpm=10000)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cascade.errors import ConfigError
 
-__all__ = ["BreakerSettings", "Limit", "counts_tokens", "keys_of", "provider_of"]
+__all__ = [
+    "BreakerSettings",
+    "Limit",
+    "counts_tokens",
+    "keys_of",
+    "limits_from_flags",
+    "provider_of",
+]
 
 
 def provider_of(model: str) -> str:
@@ -84,3 +91,24 @@ class BreakerSettings:
         """How long a breaker that just opened waits before its first probe."""
         first = self.cooldown_s if self.first_probe_s is None else self.first_probe_s
         return min(first, self.cooldown_s)
+
+
+def limits_from_flags(rpm: Sequence[str], tpm: Sequence[str]) -> dict[str, Limit]:
+    """Rate limits from ``--rpm KEY=N`` and ``--tpm KEY=N``; the stricter wins per key.
+
+    >>> limits_from_flags(["openai=500"], ["openai=90000", "openai=60000"])
+    {'openai': Limit(rpm=500.0, tpm=60000.0)}
+    """
+    limits: dict[str, Limit] = {}
+    for flag, values in (("rpm", rpm), ("tpm", tpm)):
+        for value in values:
+            key, _, number = value.rpartition("=")
+            try:
+                rate = float(number)
+            except ValueError:
+                rate = -1.0
+            if not key or not rate > 0:
+                raise ConfigError(f"--{flag} {value!r}: expected KEY=N with N > 0")
+            limit = Limit(rate, None) if flag == "rpm" else Limit(None, rate)
+            limits[key] = limits.get(key, Limit()).tighter(limit)
+    return limits

@@ -49,7 +49,7 @@ from cascade.types import Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _ATTEMPT_WIDTH = ATTEMPT_COLUMNS.count(",") + 1
 _INSERT_ATTEMPT = (

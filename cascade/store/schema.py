@@ -113,6 +113,23 @@ CREATE TABLE IF NOT EXISTS drift_alarms (
     raised_at   REAL NOT NULL,
     cleared_at  REAL
 );
+CREATE TABLE IF NOT EXISTS served (
+    client      TEXT NOT NULL,
+    idem_key    TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('running', 'done')),
+    status      INTEGER,
+    reply       TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (client, idem_key)
+);
+CREATE TABLE IF NOT EXISTS client_spend (
+    client     TEXT PRIMARY KEY,
+    spent_usd  REAL NOT NULL DEFAULT 0,
+    requests   INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     run_id  TEXT NOT NULL,
     line    INTEGER NOT NULL,
@@ -146,8 +163,9 @@ _ADDED = {
 """Columns older stores lack (version 2 added the run ledger, 3 local compute seconds, 4 the
 confidence of an answer, 5 the time a task waited for providers, the input line of each
 task and the breaker trips of a run, 6 whether a call was a batch call, with the batches
-tables and the drift alarms, 7 the audits a run skipped for their cap); they are added when
-such a store is opened."""
+tables and the drift alarms, 7 the audits a run skipped for their cap, 8 the tables of
+``cascade serve``: replies by idempotency key and each client key's spend); they are added when
+such a store is opened (new tables are created whole)."""
 
 
 def enable_wal(db: sqlite3.Connection) -> None:

@@ -54,7 +54,8 @@ class FakeReply:
     ``body`` replaces the JSON completion with raw bytes (malformed JSON, say);
     ``truncate`` announces the full length but sends only half of the body;
     ``drop`` closes the connection without answering; ``echo_key`` puts the request's key in
-    the error message, as some providers do on a 401.
+    the error message, as some providers do on a 401. ``tool_calls`` (``{"name": ...,
+    "arguments": {...}}`` each) answers with function calls instead of ``content``.
     """
 
     content: str = "ok"
@@ -68,6 +69,7 @@ class FakeReply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     echo_key: bool = False
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
 
 
 Handler = Callable[[dict[str, Any]], FakeReply]
@@ -81,19 +83,14 @@ def _completion(request: dict[str, Any], reply: FakeReply) -> bytes:
         if reply.completion_tokens is not None
         else len(reply.content.split())
     )
+    finish = "tool_calls" if reply.tool_calls else "stop"
     return json.dumps(
         {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": reply.model or request.get("model", "fake"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.content},
-                    "finish_reason": "stop",
-                }
-            ],
+            "choices": [{"index": 0, "message": _message(reply), "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -101,6 +98,17 @@ def _completion(request: dict[str, Any], reply: FakeReply) -> bytes:
             },
         }
     ).encode()
+
+
+def _message(reply: FakeReply) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.content}
+    calls = [
+        {"id": f"call_{i}", "type": "function",
+         "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+        for i, c in enumerate(reply.tool_calls)
+    ]  # fmt: skip
+    return {"role": "assistant", "content": None, "tool_calls": calls}
 
 
 class FakeOpenAI:
