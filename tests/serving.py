@@ -148,6 +148,8 @@ def serve_process(args: Sequence[str], cwd: Path) -> Iterator[Process]:
         if process.poll() is None:
             process.kill()
         process.wait(30)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:

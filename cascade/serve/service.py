@@ -31,6 +31,7 @@ from cascade.serve.keys import ANONYMOUS, ClientKey
 from cascade.serve.ladders import Ladders
 from cascade.serve.prepared import Prepared, limit_key
 from cascade.serve.replies import completion_of, error_body, headers_of, status_of
+from cascade.serve.writer import GroupWriter
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.alarms import Escalated
@@ -92,6 +93,7 @@ class Service:
         )
         self._drift = DriftDesk(policies, store, run_id, log=log) if watch_drift else None
         self._ledger = Ledger(store, run_id)
+        self._writer = GroupWriter(store)
         self._seen = 0
         self.in_flight = 0
 
@@ -151,9 +153,9 @@ class Service:
             raise
         finally:
             self.in_flight -= 1
-        return self._finish(task, request, outcome, name, idem_key)
+        return await self._finish(task, request, outcome, name, idem_key)
 
-    def _finish(
+    async def _finish(
         self,
         task: Task,
         request: ChatRequest,
@@ -166,7 +168,7 @@ class Service:
         headers = headers_of(outcome)
         stored = {"body": body, "headers": headers}
         write = self.book.finish(client, idem_key, outcome.cost_usd, status, stored)
-        self.store.record_many([(outcome, task)], also=write)
+        await self._writer.write(outcome, task, write)
         if self.telemetry is not None:
             self.telemetry.record(outcome, self.ladders.policies[task.type].ladder, task)
         if self.auditor is not None:

@@ -1,0 +1,237 @@
+"""``cascade serve`` lets nobody in where they don't belong, and refuses bad requests clearly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cascade.cli import main
+from cascade.errors import ConfigError
+from cascade.serve.config import ServeConfig
+from cascade.serve.keys import load_keys
+from cascade.testing import FakeReply
+from tests.serving import SECRET, Served, Upstream, policy_file, served
+
+ASK = [{"role": "user", "content": "Ada Lovelace wrote the first program."}]
+GOOD = {"model": "cascade/contacts", "messages": ASK}
+BAD_SCHEMA = {"name": "x", "schema": {"type": 12}}
+KEY = 'key = "ck-0123456789abcdef"\n'
+ALICE = "ck-alice-0123456789abcdef"
+BOB = "ck-bob-0123456789abcdef01"
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """The small model answers what the policy accepts at once."""
+    with Upstream({"small": ['{"name": "Ada"}']}) as up:
+        yield up
+
+
+def keys_file(folder: Path, body: str) -> Path:
+    """A client keys file holding ``body``."""
+    path = folder / "keys.toml"
+    path.write_text(body)
+    return path
+
+
+def post(server: Served, body: Any, key: str | None = None, **headers: str) -> httpx.Response:
+    """POST a chat completion as raw JSON (or raw bytes) with ``key`` as the bearer."""
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{server.url}/chat/completions", content=content, headers=headers,
+                      timeout=60)  # fmt: skip
+
+
+@pytest.fixture
+def keyed(upstream: Upstream, tmp_path: Path) -> Iterator[Served]:
+    """A server with two client keys: alice (tiny budget) and bob (one request a minute)."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    bob = hashlib.sha256(BOB.encode()).hexdigest()
+    keys = keys_file(tmp_path, f'[[keys]]\nname = "alice"\nkey = "{ALICE}"\n'
+                     "budget_usd = 0.000001\n\n"
+                     f'[[keys]]\nname = "bob"\nkey_sha256 = "{bob}"\nrpm = 1\n')  # fmt: skip
+    with served(policy, tmp_path / "served.db", keys_file=str(keys)) as server:
+        yield server
+
+
+def test_a_missing_or_wrong_key_gets_401_and_never_reaches_a_provider(
+    keyed: Served, upstream: Upstream
+) -> None:
+    """No key, a wrong key, a wrong scheme: 401 each, in OpenAI's shape; /health is open."""
+    for headers in ({}, {"Authorization": "Bearer ck-wrong-0123456789abcdef"},
+                    {"Authorization": f"Basic {ALICE}"}, {"Authorization": "Bearer"}):  # fmt: skip
+        response = httpx.post(f"{keyed.url}/chat/completions", json=GOOD, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(f"{keyed.url}/models", headers=headers).status_code == 401
+    assert upstream.requests == []
+    assert httpx.get(keyed.url.removesuffix("/v1") + "/health").json()["status"] == "ok"
+    assert post(keyed, GOOD, ALICE).status_code == 200
+    assert len(upstream.requests) == 1
+
+
+def test_a_key_over_its_budget_gets_429_and_spends_no_more(
+    keyed: Served, upstream: Upstream
+) -> None:
+    """Alice's first request spends more than her budget; the next is refused before a call."""
+    assert post(keyed, GOOD, ALICE).status_code == 200
+    refused = post(keyed, GOOD, ALICE)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert "alice" in refused.json()["error"]["message"]
+    assert len(upstream.requests) == 1
+    assert post(keyed, GOOD, BOB).status_code == 200  # bob's budget is his own
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(keyed: Served, upstream: Upstream) -> None:
+    """Bob may send one request a minute: the second at once is refused, saying when to retry."""
+    assert post(keyed, GOOD, BOB).status_code == 200
+    refused = post(keyed, GOOD, BOB)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert len(upstream.requests) == 1
+
+
+def test_the_server_budget_holds_for_every_client_together(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """--budget: once the store's spend reaches it, every request is refused."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    with served(policy, tmp_path / "served.db", budget_usd=0.000001) as server:
+        assert post(server, GOOD).status_code == 200
+        assert post(server, GOOD).status_code == 429
+    with served(policy, tmp_path / "served.db", budget_usd=0.000001) as server:
+        assert post(server, GOOD).status_code == 429  # the spend is kept in the store
+    assert len(upstream.requests) == 1
+
+
+def test_provider_keys_never_reach_a_response_a_header_or_a_log(tmp_path: Path) -> None:
+    """A provider that echoes the key in its 401: the 502, its headers and the logs hold none."""
+    with Upstream({"small": [FakeReply(status=401, echo_key=True)]}) as upstream:
+        policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+        with served(policy, tmp_path / "served.db") as server:
+            response = post(server, GOOD)
+            assert len(upstream.requests) == 1  # the call was made, with the key
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "failed"
+    assert SECRET not in response.text
+    assert SECRET not in json.dumps(dict(response.headers))
+    assert SECRET not in server.log.read_text()
+    assert SECRET.encode() not in (tmp_path / "served.db").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        ({"model": "cascade/nope", "messages": ASK}, 400, "model"),
+        ({"messages": ASK}, 400, "model"),
+        ({"model": "cascade/contacts", "messages": []}, 400, "messages"),
+        ({"model": "cascade/contacts", "messages": [{"role": "user"}]}, 400, "messages[0].content"),
+        ({**GOOD, "messages": ASK * 9}, 400, "messages"),
+        ({**GOOD, "max_tokens": 65}, 400, "max_tokens"),
+        ({**GOOD, "max_tokens": "many"}, 400, "max_tokens"),
+        ({**GOOD, "response_format": {"type": "xml"}}, 400, "response_format.type"),
+        ({**GOOD, "response_format": {"type": "json_schema", "json_schema": BAD_SCHEMA}},
+         400, "response_format.json_schema.schema"),
+        ({**GOOD, "tools": [{"type": "function"}]}, 400, "tools[0]"),
+        ({**GOOD, "n": 2}, 400, "n"),
+        ({**GOOD, "padding": "x" * 5000}, 413, None),
+    ],
+)  # fmt: skip
+def test_a_bad_request_is_refused_in_openais_shape_before_any_call(
+    body: Any, status: int, param: str | None, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Malformed JSON, an unknown model, bad parameters, over a limit: each named, none called."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    with served(policy, tmp_path / "served.db", request_limits=_limits()) as server:
+        response = post(server, body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+    assert error["param"] == param
+    assert upstream.requests == []
+
+
+def _limits() -> Any:
+    from cascade.serve.chat import RequestLimits  # noqa: PLC0415
+
+    return RequestLimits(max_body_bytes=4096, max_messages=8, max_tokens=64)
+
+
+def test_a_public_address_without_client_keys_is_refused_unless_asked_for(tmp_path: Path) -> None:
+    """0.0.0.0 with no keys: a clear error; with keys, or --allow-unauthenticated, it starts."""
+    with pytest.raises(ConfigError, match="--allow-unauthenticated"):
+        ServeConfig(policy="p", host="0.0.0.0")  # noqa: S104  # what is refused
+    ServeConfig(policy="p", host="0.0.0.0", allow_unauthenticated=True)  # noqa: S104
+    ServeConfig(policy="p", host="0.0.0.0", keys_file="keys.toml")  # noqa: S104
+    for loopback in ("127.0.0.1", "localhost", "::1", "127.8.0.1"):
+        ServeConfig(policy="p", host=loopback)
+    with pytest.raises(ConfigError):
+        ServeConfig(policy="p", host="my-host.example")  # a name may resolve to anything
+
+
+def test_the_command_refuses_a_public_bind_and_a_bad_policy_before_listening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with the reason; nothing is bound."""
+    policy = policy_file(tmp_path / "p", "http://127.0.0.1:9", models=("small",))
+    assert main(["serve", "--policy", str(policy), "--host", "0.0.0.0"]) == 2  # noqa: S104
+    assert "--allow-unauthenticated" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text('task_type = "x"\n[[tiers]]\nmodel = "m"\nreasks = "two"\n')
+    assert main(["serve", "--policy", str(broken), "--store", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.toml:4" in err
+    assert "reasks" in err
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('[[keys]]\nname = "a"\n', "keys.toml:1: keys[0]: give exactly one of key and"),
+        ('[[keys]]\nname = "a"\nkey = "short"\n', "keys.toml:1: keys[0].key: a string of"),
+        (f'[[keys]]\nname = "a"\n{KEY}rpm = 0\n', "keys[0].rpm: must be > 0"),
+        (f'[[keys]]\nname = "a"\n{KEY}budget = 1\n', "keys[0].budget: unknown"),
+        (f'\n\n[[keys]]\nname = "a"\n{KEY}[[keys]]\nname = "a"\n'
+         'key = "ck-0123456789abcdeg"\n', "name 'a' is given twice"),
+        (f'[[keys]]\nname = "a"\n{KEY}\n[[keys]]\nname = "b"\nkey = 7\n',
+         "keys.toml:5: keys[1].key"),
+        ('[[keys]]\nname = "a"\nkey_sha256 = "zz"\n', "keys[0].key_sha256: 64 hex digits"),
+        ("keys = 3\n", "keys.toml:1: no [[keys]] tables"),
+        ("[[keys]\n", "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_a_bad_keys_file_is_named_with_its_line_and_field(
+    body: str, says: str, tmp_path: Path
+) -> None:
+    """Each mistake in a keys file: an error naming the file, the line and the field."""
+    with pytest.raises(ConfigError) as caught:
+        load_keys(keys_file(tmp_path, body))
+    assert says in str(caught.value)
+
+
+def test_keys_from_the_environment_and_a_variable_not_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--keys-env VAR reads a JSON list; a variable named but not set stops the server."""
+    monkeypatch.setenv("CASCADE_KEYS", json.dumps([{"name": "etl", "key": ALICE, "rpm": 5}]))
+    ring = load_keys(env="CASCADE_KEYS")
+    found = ring.find(f"Bearer {ALICE}")
+    assert found is not None
+    assert (found.name, found.rpm) == ("etl", 5.0)
+    with pytest.raises(ConfigError, match="CASCADE_NOPE"):
+        load_keys(env="CASCADE_NOPE")
+    monkeypatch.setenv("CASCADE_KEYS", "[{]")
+    with pytest.raises(ConfigError, match=r"\$CASCADE_KEYS: not a JSON list"):
+        load_keys(env="CASCADE_KEYS")
