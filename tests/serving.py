@@ -70,13 +70,14 @@ def policy_file(
     validators: str = f'[[validators]]\nkind = "json_schema"\nschema = {CONTACT_SCHEMA}\n',
     head: str = "",
     tier: str = "",
+    params: str = "",
 ) -> Path:
     """Write a policy whose tiers ask ``models`` of the fake provider at ``base_url``."""
     folder.mkdir(parents=True, exist_ok=True)
     tiers = "".join(
         f'[[tiers]]\nmodel = "openai/{model}"\n'
         f"price = {{ input_usd_per_mtok = {1 + 9 * i}, output_usd_per_mtok = {2 + 18 * i} }}\n"
-        f'params = {{ api_base = "{base_url}", api_key = "{SECRET}" }}\n'
+        f'params = {{ api_base = "{base_url}", api_key = "{SECRET}"{params} }}\n'
         f"retries = 0\n{tier}\n"
         for i, model in enumerate(models)
     )

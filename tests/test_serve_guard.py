@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,15 @@ import httpx
 import pytest
 
 from cascade.cli import main
+from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ConfigError
+from cascade.outcome import Outcome, Step
+from cascade.secrets import register_secrets
 from cascade.serve.config import ServeConfig
 from cascade.serve.keys import load_keys
+from cascade.serve.replies import completion_of, error_body, headers_of
 from cascade.testing import FakeReply
+from cascade.types import Verdict
 from tests.serving import SECRET, Served, Upstream, policy_file, served
 
 ASK = [{"role": "user", "content": "Ada Lovelace wrote the first program."}]
@@ -201,6 +207,7 @@ def test_the_command_refuses_a_public_bind_and_a_bad_policy_before_listening(
     [
         ('[[keys]]\nname = "a"\n', "keys.toml:1: keys[0]: give exactly one of key and"),
         ('[[keys]]\nname = "a"\nkey = "short"\n', "keys.toml:1: keys[0].key: a string of"),
+        (f'[[keys]]\nname = "a"\n{KEY}key_sha256 = "{"0" * 64}"\n', "give exactly one of key and"),
         (f'[[keys]]\nname = "a"\n{KEY}rpm = 0\n', "keys[0].rpm: must be > 0"),
         (f'[[keys]]\nname = "a"\n{KEY}budget = 1\n', "keys[0].budget: unknown"),
         (f'\n\n[[keys]]\nname = "a"\n{KEY}[[keys]]\nname = "a"\n'
@@ -235,3 +242,91 @@ def test_keys_from_the_environment_and_a_variable_not_set(
     monkeypatch.setenv("CASCADE_KEYS", "[{]")
     with pytest.raises(ConfigError, match=r"\$CASCADE_KEYS: not a JSON list"):
         load_keys(env="CASCADE_KEYS")
+
+
+def test_a_request_exactly_at_each_limit_is_served(upstream: Upstream, tmp_path: Path) -> None:
+    """The limits are the largest allowed: 8 messages, max_tokens 64, a 4096-byte body."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    body: dict[str, Any] = {**GOOD, "messages": ASK * 8, "max_completion_tokens": 64}
+    body["messages"] = [*ASK * 7, {"role": "user", "content": ""}]
+    size = len(json.dumps(body).encode())
+    body["messages"][-1]["content"] = "x" * (4096 - size)
+    assert len(json.dumps(body).encode()) == 4096
+    with served(policy, tmp_path / "served.db", request_limits=_limits()) as server:
+        assert post(server, body).status_code == 200
+        body["max_completion_tokens"] = 65
+        assert post(server, body).json()["error"]["param"] == "max_tokens"
+    assert upstream.requests[0]["max_tokens"] == 64  # what the client asked, to every tier
+
+
+def test_a_body_over_the_limit_is_refused_unread_or_as_it_streams_in(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A declared length over the limit: 413 at once, body unread; a chunked body: 413 too."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    with served(policy, tmp_path / "served.db", request_limits=_limits()) as server:
+        host, port = server.url.removeprefix("http://").removesuffix("/v1").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            raw.sendall(head + b"Content-Length: 1000000000\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 413 ")  # not a byte of the body was sent
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"model": "cascade/contacts", "messages": '
+            for _ in range(100):
+                yield b" " * 100
+            yield json.dumps(ASK).encode() + b"}"
+
+        refused = httpx.post(f"{server.url}/chat/completions", content=chunks(), timeout=30)
+    assert refused.status_code == 413
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("who", ["key", "server"])
+def test_a_budget_is_spent_to_the_cent_then_refused(
+    who: str, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Each request costs exactly $0.0002; a $0.0004 budget serves two and refuses the third."""
+    upstream.script["small"] = [
+        FakeReply('{"name": "Ada"}', prompt_tokens=100, completion_tokens=50)
+    ]
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    options: dict[str, Any] = {"budget_usd": 0.0004}
+    key = None
+    if who == "key":
+        keys = keys_file(tmp_path, f'[[keys]]\nname = "a"\nkey = "{ALICE}"\nbudget_usd = 0.0004\n')
+        options, key = {"keys_file": str(keys)}, ALICE
+    with served(policy, tmp_path / "served.db", **options) as server:
+        costs = [post(server, GOOD, key) for _ in range(3)]
+    assert [r.status_code for r in costs] == [200, 200, 429]
+    assert float(costs[0].headers["x-cascade-cost-usd"]) == pytest.approx(0.0002)
+    assert len(upstream.requests) == 2
+
+
+def test_a_tiers_own_parameters_win_over_the_requests(upstream: Upstream, tmp_path: Path) -> None:
+    """The policy fixes max_tokens at 32: a request asking 64 still sends 32."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",),
+                         params=", max_tokens = 32")  # fmt: skip
+    with served(policy, tmp_path / "served.db") as server:
+        assert post(server, {**GOOD, "max_tokens": 64}).status_code == 200
+    assert upstream.requests[0]["max_tokens"] == 32
+
+
+def test_a_reason_holding_a_secret_is_redacted_in_the_body_and_the_headers() -> None:
+    """However a key got into a reason, the reply and its headers carry it redacted."""
+    secret = "sk-leaked-0123456789abcdefghij"
+    register_secrets([secret])
+    step = Step(run_id="r", task_id="t", task_type="x", step=0, tier=0, model_requested="m",
+                model_served="m", kind=CallKind.CALL, prompt_tokens=1, completion_tokens=1,
+                cost_usd=0.0, latency_s=0.0, ts=0.0, error=None, decision=Decision.ESCALATE,
+                verdicts=(Verdict(False, reason=f"said {secret}"),))  # fmt: skip
+    outcome = Outcome(run_id="r", task_id="t", task_type="x", status=Status.EXHAUSTED,
+                      output=None, parsed=None, tier=None, model=None, steps=(step,),
+                      cost_usd=0.0, latency_s=0.0, reasons=(f"tier 0: said {secret}",))  # fmt: skip
+    body = json.dumps(completion_of(outcome, 0, tools=False))
+    headers = json.dumps(headers_of(outcome))
+    assert secret not in body
+    assert secret not in headers
+    assert "said [REDACTED]" in body
+    assert "said [REDACTED]" in headers
+    assert secret not in json.dumps(error_body(f"upstream said {secret}", "x"))

@@ -216,3 +216,44 @@ def _healthy(url: str) -> bool:
         return httpx.get(url.removesuffix("/v1") + "/health", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_claim_left_running_by_a_killed_server_is_taken_over_by_the_retry(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A SIGKILL mid-request: nothing was stored; the next server runs the retried key afresh."""
+    upstream.script["big"] = [FakeReply(content='{"name": "Ada"}', delay_s=30, model="big")]
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url)
+    store = tmp_path / "s.db"
+    with serve_process(["--policy", str(policy), "--store", str(store)], tmp_path) as running:
+        replies: list[Any] = []
+        thread = _request_in_thread(running.url, replies, **{"Idempotency-Key": "crash"})
+        wait_for(lambda: upstream.asked.get("big", 0) == 1)
+        running.process.kill()
+        running.process.wait(30)
+        thread.join(60)
+    assert isinstance(replies[0], httpx.HTTPError)
+    upstream.script["big"] = ['{"name": "Ada"}']
+    with served(policy, store) as server:
+        retried = post(server.url, **{"Idempotency-Key": "crash"})
+        again = post(server.url, **{"Idempotency-Key": "crash"})
+    assert retried.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert upstream.asked == {"small": 2, "big": 2}
+
+
+def test_an_answer_the_store_cannot_take_is_a_500_not_a_200(
+    server: Served, upstream: Upstream
+) -> None:
+    """A result that is not stored is not answered as if it were: a retry would not find it."""
+    with Store(server.store) as store, store.writing() as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON results BEGIN "
+                   "SELECT RAISE(ABORT, 'disk full, say'); END")  # fmt: skip
+    failed = post(server.url, **{"Idempotency-Key": "lost"})
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "store_failed"
+    assert "disk full, say" in failed.json()["error"]["message"]
+    assert upstream.asked == {"small": 1, "big": 1}  # the calls were made: the log has them
+    events = [json.loads(line) for line in server.log.read_text().splitlines()]
+    assert any(e.get("event") == "cascade.serve.unstored" for e in events)
+    assert sum(e.get("event") == "cascade.step" for e in events) == 2

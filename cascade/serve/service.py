@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -168,7 +169,16 @@ class Service:
         headers = headers_of(outcome)
         stored = {"body": body, "headers": headers}
         write = self.book.finish(client, idem_key, outcome.cost_usd, status, stored)
-        await self._writer.write(outcome, task, write)
+        try:
+            await self._writer.write(outcome, task, write)
+        except (sqlite3.Error, OSError) as exc:
+            # Not an answer the server can stand by: a retry would not find it, and its cost
+            # would not count against the key. The calls it made are in the step log.
+            if self.log is not None:
+                self.log.event("cascade.serve.unstored", task_id=task.id, error=str(exc))
+            message = f"the result could not be stored ({exc}); the step log has its calls"
+            return Reply(500, error_body(message, "server_error", code="store_failed",
+                                         task_id=task.id), headers)  # fmt: skip
         if self.telemetry is not None:
             self.telemetry.record(outcome, self.ladders.policies[task.type].ladder, task)
         if self.auditor is not None:
@@ -176,7 +186,10 @@ class Service:
         return Reply(status, body, headers, request.stream, request.include_usage)
 
     def _cut_off(self, task: Task, steps: list[Step], client: str, idem_key: str | None) -> None:
-        """Record what a request cut off by shutdown paid for, and free its idempotency key."""
+        """Record what a request cut off by shutdown paid for.
+
+        Its idempotency key stays claimed by this run: a retry to the next run takes it over.
+        """
         paid = tuple(steps)
         outcome = dataclasses.replace(Outcome.failed(self.run_id, task, _CUT_OFF), steps=paid,
                                       cost_usd=sum(step.cost_usd for step in paid))  # fmt: skip

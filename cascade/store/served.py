@@ -81,8 +81,8 @@ class ServedBook:
         """What to write, inside the result's transaction, when a request ends.
 
         The client's spend grows by ``cost_usd``. With a ``reply``, the claim on ``key`` is
-        done and keeps it; without one (a request cut off), the claim is released, so a retry
-        runs the request again.
+        done and keeps it; without one (a request cut off by shutdown), the claim stays
+        ``running`` under this run's id, so a retry to the next run of the server runs it again.
         """
 
         def write(db: sqlite3.Connection) -> None:
@@ -92,14 +92,8 @@ class ServedBook:
                 " requests = requests + 1",
                 (client, cost_usd),
             )
-            if key is None:
-                return
-            if reply is None:
-                db.execute(
-                    "DELETE FROM served WHERE client = ? AND idem_key = ? AND state = 'running'",
-                    (client, key),
-                )
-                return
+            if key is None or reply is None:
+                return  # a request cut off keeps its claim "running": the next run takes it over
             db.execute(
                 "UPDATE served SET state = 'done', status = ?, reply = ?, updated_at = ?"
                 " WHERE client = ? AND idem_key = ?",
