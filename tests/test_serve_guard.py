@@ -255,7 +255,7 @@ def test_a_request_exactly_at_each_limit_is_served(upstream: Upstream, tmp_path:
     with served(policy, tmp_path / "served.db", request_limits=_limits()) as server:
         assert post(server, body).status_code == 200
         body["max_completion_tokens"] = 65
-        assert post(server, body).json()["error"]["param"] == "max_tokens"
+        assert post(server, body).json()["error"]["param"] == "max_completion_tokens"
     assert upstream.requests[0]["max_tokens"] == 64  # what the client asked, to every tier
 
 
@@ -323,7 +323,7 @@ def test_a_reason_holding_a_secret_is_redacted_in_the_body_and_the_headers() -> 
     outcome = Outcome(run_id="r", task_id="t", task_type="x", status=Status.EXHAUSTED,
                       output=None, parsed=None, tier=None, model=None, steps=(step,),
                       cost_usd=0.0, latency_s=0.0, reasons=(f"tier 0: said {secret}",))  # fmt: skip
-    body = json.dumps(completion_of(outcome, 0, tools=False))
+    body = json.dumps(completion_of(outcome, 0))
     headers = json.dumps(headers_of(outcome))
     assert secret not in body
     assert secret not in headers

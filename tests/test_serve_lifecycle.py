@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from cascade.store import Store
+from cascade.store.served import STALE_S
 from cascade.testing import FakeReply
 from tests.serving import Served, Upstream, policy_file, serve_process, served, wait_for
 
@@ -221,7 +222,7 @@ def _healthy(url: str) -> bool:
 def test_a_claim_left_running_by_a_killed_server_is_taken_over_by_the_retry(
     upstream: Upstream, tmp_path: Path
 ) -> None:
-    """A SIGKILL mid-request: nothing was stored; the next server runs the retried key afresh."""
+    """A SIGKILL mid-request: its claim is taken over once stale, and the retry runs afresh."""
     upstream.script["big"] = [FakeReply(content='{"name": "Ada"}', delay_s=30, model="big")]
     policy = policy_file(tmp_path / "p", upstream.fake.base_url)
     store = tmp_path / "s.db"
@@ -235,6 +236,10 @@ def test_a_claim_left_running_by_a_killed_server_is_taken_over_by_the_retry(
     assert isinstance(replies[0], httpx.HTTPError)
     upstream.script["big"] = ['{"name": "Ada"}']
     with served(policy, store) as server:
+        # The killed run never said it ended: for all the next run knows, it still runs.
+        assert post(server.url, **{"Idempotency-Key": "crash"}).status_code == 409
+        with Store(store) as opened, opened.writing() as db:
+            db.execute("UPDATE served SET updated_at = updated_at - ?", (STALE_S,))
         retried = post(server.url, **{"Idempotency-Key": "crash"})
         again = post(server.url, **{"Idempotency-Key": "crash"})
     assert retried.status_code == 200

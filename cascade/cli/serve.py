@@ -38,6 +38,7 @@ def command(args: argparse.Namespace) -> int:
         backend=args.backend,
         otel=args.otel,
         otel_content=args.otel_content,
+        max_concurrency=args.max_concurrency,
     )
 
     def said(text: str) -> None:

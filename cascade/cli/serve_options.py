@@ -46,6 +46,12 @@ def add_serve(commands: Any) -> None:
     serve.add_argument(
         "--max-tokens", type=int, default=16_384, help="largest max_tokens a request may ask"
     )
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1000,
+        help="requests and connections a worker holds at once; past it, a 503 (1000)",
+    )
     serve.add_argument("--log", help="the step log (default: beside the store)")
     serve.add_argument(
         "--grace",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,8 +27,8 @@ from starlette.routing import Route
 
 from cascade.serve.chat import MODEL_PREFIX, BadRequest, RequestLimits, read_request
 from cascade.serve.keys import ClientKey, KeyRing
-from cascade.serve.replies import error_body, sse_chunks
-from cascade.serve.service import Reply, Service
+from cascade.serve.replies import Reply, error_body, sse_chunks
+from cascade.serve.service import Service
 
 __all__ = ["build_app"]
 
@@ -117,9 +118,6 @@ def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette
         except BadRequest as exc:
             return _error(400, exc.message, "invalid_request_error", param=exc.param,
                           code=exc.code)  # fmt: skip
-        refused = service.refuse(client)
-        if refused is not None:
-            return _reply(refused)
         idem_key = request.headers.get("idempotency-key")
         digest = hashlib.sha256(raw).hexdigest()
         return _reply(await service.serve(chat_request, client, idem_key, digest))
@@ -140,9 +138,14 @@ def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette
         models = sorted(MODEL_PREFIX + kind for kind in service.task_types)
         return _json(200, {"status": "ok", "in_flight": service.in_flight, "models": models})
 
+    async def failed(_: Request, exc: Exception) -> Response:
+        """Anything unforeseen: a 500 in OpenAI's shape (redacted), never a traceback."""
+        logging.getLogger("cascade").error("cascade serve: a request failed", exc_info=exc)
+        return _error(500, f"the server failed: {type(exc).__name__}: {exc}", "server_error")
+
     routes = [
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: failed})

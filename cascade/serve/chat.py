@@ -14,13 +14,14 @@ bare task type); its messages are the task; a ``response_format`` with a JSON Sc
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cascade.errors import ConfigError
+from cascade.serve.tools import choice_of, tool_problem
 from cascade.validators.schema import json_schema
 
 __all__ = ["MODEL_PREFIX", "BadRequest", "ChatRequest", "RequestLimits", "read_request"]
@@ -76,8 +77,10 @@ class ChatRequest:
         )
 
     def functions(self) -> list[dict[str, Any]]:
-        """The functions the tools offer (what the function-call validator checks calls by)."""
-        return [dict(tool["function"]) for tool in self.tools or ()]
+        """The functions a call may name: those the tools offer, or the one tool_choice names."""
+        _, named = choice_of(self.tool_choice)
+        offered = [dict(tool["function"]) for tool in self.tools or ()]
+        return [f for f in offered if f["name"] == named] if named is not None else offered
 
 
 def read_request(body: Any, task_types: Collection[str], limits: RequestLimits) -> ChatRequest:
@@ -88,13 +91,14 @@ def read_request(body: Any, task_types: Collection[str], limits: RequestLimits) 
     messages = _messages(body.get("messages"), limits)
     response_format, schema = _response_format(body.get("response_format"))
     tools = _tools(body.get("tools"))
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise BadRequest("max_tokens must be a positive integer", "max_tokens")
-        if max_tokens > limits.max_tokens:
-            raise BadRequest(f"max_tokens is {max_tokens}, over this server's limit of "
-                             f"{limits.max_tokens}", "max_tokens")  # fmt: skip
+    tool_choice = body.get("tool_choice")
+    if tools is None and tool_choice is not None:
+        raise BadRequest("tool_choice needs tools", "tool_choice")
+    if tools is not None and (problem := tool_problem(tools, tool_choice)) is not None:
+        raise BadRequest(*problem)
+    asked = [_max_tokens(body.get(name), name, limits)
+             for name in ("max_completion_tokens", "max_tokens")]  # fmt: skip
+    max_tokens = min((n for n in asked if n is not None), default=None)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", "stream")
@@ -104,8 +108,19 @@ def read_request(body: Any, task_types: Collection[str], limits: RequestLimits) 
     if body.get("n", 1) != 1:
         raise BadRequest("only n = 1 is served: one task, one answer", "n")
     return ChatRequest(task_type, messages, response_format, schema, tools,
-                       body.get("tool_choice"), max_tokens, stream,
+                       tool_choice, max_tokens, stream,
                        bool(options.get("include_usage", False)))  # fmt: skip
+
+
+def _max_tokens(value: Any, name: str, limits: RequestLimits) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(f"{name} must be a positive integer", name)
+    if value > limits.max_tokens:
+        raise BadRequest(f"{name} is {value}, over this server's limit of {limits.max_tokens}",
+                         name)  # fmt: skip
+    return value
 
 
 def _task_type(model: Any, task_types: Collection[str]) -> str:
@@ -177,18 +192,27 @@ def _response_format(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] 
     if not isinstance(schema, Mapping):
         raise BadRequest("response_format.json_schema.schema must be a JSON Schema object",
                          "response_format.json_schema.schema")  # fmt: skip
-    _check_schema(json.dumps(schema, sort_keys=True))
+    _check_schema(schema, "response_format.json_schema.schema")
     return dict(value), dict(schema)
 
 
-@functools.lru_cache(maxsize=256)
-def _check_schema(text: str) -> None:
-    """Compile a schema once (a client sends the same one with every request)."""
+_CHECKED: dict[str, None] = {}
+"""The digests of schemas found valid (a client sends the same few with every request)."""
+_CHECKED_MAX = 1024
+
+
+def _check_schema(schema: Mapping[str, Any], param: str) -> None:
+    """Refuse ``schema`` unless it compiles; each distinct one is compiled once."""
+    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+    if digest in _CHECKED:
+        return
     try:
-        json_schema(json.loads(text))
-    except ConfigError as exc:
-        raise BadRequest(f"response_format.json_schema.schema is not a valid JSON Schema: {exc}",
-                         "response_format.json_schema.schema") from exc  # fmt: skip
+        json_schema(schema)
+    except (ConfigError, RecursionError) as exc:
+        raise BadRequest(f"{param} is not a valid JSON Schema: {exc}", param) from exc
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[digest] = None
 
 
 def _tools(value: Any) -> tuple[dict[str, Any], ...] | None:
@@ -207,7 +231,9 @@ def _tools(value: Any) -> tuple[dict[str, Any], ...] | None:
             raise BadRequest(f"tools[{index}] must be a function tool with a name",
                              f"tools[{index}]")  # fmt: skip
         parameters = function.get("parameters")
+        where = f"tools[{index}].function.parameters"
         if parameters is not None and not isinstance(parameters, Mapping):
-            raise BadRequest(f"tools[{index}].function.parameters must be a JSON Schema object",
-                             f"tools[{index}].function.parameters")  # fmt: skip
+            raise BadRequest(f"{where} must be a JSON Schema object", where)
+        if parameters is not None:
+            _check_schema(parameters, where)
     return tuple(dict(tool) for tool in value)

@@ -54,10 +54,14 @@ class ServeConfig:
     """``module:factory`` building every worker's backend, instead of litellm."""
     otel: str | None = None
     otel_content: bool = False
+    max_concurrency: int | None = 1000
+    """Requests (and connections) a worker holds at once; past it, a 503 (``None``: no cap)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         if self.budget_usd is not None and not self.budget_usd > 0:

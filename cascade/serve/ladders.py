@@ -2,8 +2,9 @@
 
 A request's ``response_format`` and ``tools`` go to every tier as the client sent them (a
 tier's own ``response_format`` or ``tools`` win), and add the validators that check them: the
-JSON Schema (:func:`~cascade.validators.json_schema` of the task's ``schema``) and the function
-call (:func:`~cascade.validators.function_call` of its ``functions``), beside the policy's own.
+JSON Schema (:func:`~cascade.validators.json_schema` of the task's ``schema``) and, as
+``tool_choice`` says (see :mod:`cascade.serve.tools`), the function call
+(:func:`~cascade.validators.function_call` of its ``functions``), beside the policy's own.
 ``max_tokens`` goes to tiers that set none. One cascade is built per distinct shape and kept
 (the most recent few hundred), so a client that sends the same parameters every time builds
 one. A drift alarm with ``on_drift = "escalate"`` starts its task type one tier higher, as in
@@ -13,6 +14,7 @@ one. A drift alarm with ``on_drift = "escalate"`` starts its task type one tier 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from cascade.engine import Cascade, Plan, Settings
 from cascade.policy import Policy, PolicySet
 from cascade.serve.chat import ChatRequest
+from cascade.serve.tools import CallIfAny, choice_of
 from cascade.types import Tier
 from cascade.validators.base import Validator
 from cascade.validators.calls import function_call
@@ -27,8 +30,8 @@ from cascade.validators.schema import json_schema
 
 __all__ = ["Ladders"]
 
-_KEPT = 256
-"""Cascades kept built, one per distinct request shape."""
+_KEPT = 32
+"""Cascades kept built, one per distinct request shape (each holds its schema and tools)."""
 
 
 class Ladders:
@@ -46,6 +49,7 @@ class Ladders:
         self._built: OrderedDict[tuple[str, bool], Cascade] = OrderedDict()
         self._schema = json_schema(None)
         self._calls = function_call()
+        self._call_if_any = CallIfAny()
 
     def escalates(self, task_type: str) -> bool:
         """Whether a drift alarm now starts ``task_type`` one tier higher."""
@@ -57,7 +61,7 @@ class Ladders:
     def for_request(self, request: ChatRequest) -> Cascade:
         """The cascade that serves ``request``."""
         higher = self.escalates(request.task_type)
-        key = (request.shape(), higher)
+        key = (hashlib.sha256(request.shape().encode()).hexdigest(), higher)
         built = self._built.get(key)
         if built is not None:
             self._built.move_to_end(key)
@@ -84,7 +88,11 @@ class Ladders:
         if request.schema is not None:
             validators.append(self._schema)
         if request.tools is not None:
-            validators.append(self._calls)
+            mode, _ = choice_of(request.tool_choice)
+            if mode == "required":
+                validators.append(self._calls)
+            elif mode == "auto":
+                validators.append(self._call_if_any)
         if not sent:
             return plan if len(validators) == 1 else dataclasses.replace(plan, validate=validators)
         ladder = [_with(tier, sent) for tier in plan.tiers]

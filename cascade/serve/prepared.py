@@ -17,6 +17,8 @@ from cascade.run.limits import Limit
 from cascade.serve.config import ServeConfig
 from cascade.serve.keys import KeyRing, load_keys
 from cascade.store import Store
+from cascade.store.served import ServedBook
+from cascade.types import HUMAN
 
 __all__ = ["Prepared", "client_guard", "limit_key", "prepare"]
 
@@ -38,7 +40,7 @@ class Prepared:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         policies = load_policies(config.policy)  # a bad policy fails here, naming file and line
-        _refuse_batch(policies)
+        _refuse_unservable(policies)
         self.keys: KeyRing = load_keys(config.keys_file, config.keys_env)
         self.guard: Guard = guard_for(policies, config.limits)
         self.clients: Guard = client_guard(self.keys)
@@ -46,6 +48,7 @@ class Prepared:
         self.environ = dict(os.environ)
         self.task_types = sorted(policy.task_type for policy in policies)
         with Store(config.store) as store:
+            ServedBook(store, self.run_id).forget_old()
             store.start_run(self.run_id, {"command": "serve", "policy": config.policy,
                                           "workers": config.workers})  # fmt: skip
 
@@ -55,8 +58,13 @@ def prepare(config: ServeConfig) -> Prepared:
     return Prepared(config)
 
 
-def _refuse_batch(policies: PolicySet) -> None:
+def _refuse_unservable(policies: PolicySet) -> None:
+    """Batch tiers and review tiers make a request wait for hours: a server cannot hold it."""
     for policy in policies:
-        if any(tier.batch is not None for tier in policy.ladder):
-            raise ConfigError(f"{policy.path}: batch tiers are not served: a request would "
-                              "wait for its provider batch (cascade run runs them)")  # fmt: skip
+        for tier in policy.ladder:
+            if tier.batch is not None:
+                raise ConfigError(f"{policy.path}: batch tiers are not served: a request "
+                                  "would wait for its batch (cascade run runs them)")  # fmt: skip
+            if tier.model == HUMAN:
+                raise ConfigError(f"{policy.path}: a human review tier is not served: a request "
+                                  "would wait for a person (cascade run queues them)")  # fmt: skip

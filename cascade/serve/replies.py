@@ -16,15 +16,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from cascade.enums import Status
 from cascade.outcome import Outcome
 from cascade.secrets import redact
-from cascade.validators.calls import parse_calls
+from cascade.serve.tools import tool_calls_of
 
-__all__ = ["completion_of", "error_body", "headers_of", "sse_chunks", "status_of"]
+__all__ = ["Reply", "completion_of", "error_body", "headers_of", "sse_chunks", "status_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer: the status, the JSON body, the headers, and whether to stream it."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    stream: bool = False
+    include_usage: bool = False
+
 
 _STATUS = {
     Status.EXHAUSTED: (422, "cascade_rejected", "exhausted"),
@@ -55,8 +68,14 @@ def status_of(outcome: Outcome) -> int:
     return 200 if outcome.accepted else _STATUS.get(outcome.status, (500, "", ""))[0]
 
 
-def completion_of(outcome: Outcome, created: int, *, tools: bool) -> dict[str, Any]:
-    """The body of the answer to a request whose ladder ended with ``outcome``."""
+def completion_of(
+    outcome: Outcome, created: int, *, offered: Collection[str] = ()
+) -> dict[str, Any]:
+    """The body of the answer to a request whose ladder ended with ``outcome``.
+
+    An answer in the backends' form of tool calls, naming functions in ``offered``, becomes
+    ``tool_calls``; any other is the message's content.
+    """
     if not outcome.accepted:
         _, kind, code = _STATUS.get(outcome.status, (500, "server_error", str(outcome.status)))
         reasons = [redact(reason) for reason in outcome.reasons]
@@ -65,7 +84,7 @@ def completion_of(outcome: Outcome, created: int, *, tools: bool) -> dict[str, A
     text = outcome.output or ""
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish = "stop"
-    calls = parse_calls(text)[0] if tools else None
+    calls = tool_calls_of(text, offered) if offered else None
     if calls:
         message["content"] = None
         message["tool_calls"] = [

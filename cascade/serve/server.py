@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 
 import uvicorn
@@ -36,6 +38,8 @@ from cascade.steplog import StepLog, appending
 from cascade.store import Store
 
 __all__ = ["bind", "serve", "uvicorn_server"]
+
+_ORPHAN_CHECK_S = 0.5
 
 
 def _backend(config: ServeConfig) -> Backend:
@@ -109,6 +113,7 @@ def uvicorn_server(prepared: Prepared, index: int = 0) -> uvicorn.Server:
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
                             # asyncio.timeout takes seconds as a float; the hint says int
                             timeout_graceful_shutdown=prepared.config.grace_s,  # type: ignore[arg-type]
+                            limit_concurrency=prepared.config.max_concurrency,
                             loop="asyncio")  # fmt: skip
     return uvicorn.Server(config)
 
@@ -117,6 +122,23 @@ def _work(prepared: Prepared, index: int, sock: socket.socket) -> None:
     """One worker: serve from ``sock`` until SIGTERM or SIGINT, then shut down gracefully."""
     adopt_environment(prepared.environ)
     uvicorn_server(prepared, index).run(sockets=[sock])
+
+
+def _spawned(prepared: Prepared, index: int, sock: socket.socket, parent: int) -> None:
+    """A worker process: :func:`_work`, shutting down too if ``parent`` (the command) dies.
+
+    The parent's pid comes from the parent: read here, it may already be init's.
+    """
+    server = uvicorn_server(prepared, index)
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK_S)
+        server.should_exit = True  # a graceful shutdown, as on SIGTERM
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    adopt_environment(prepared.environ)
+    server.run(sockets=[sock])
 
 
 def _handled(signum: int, _frame: object) -> None:
@@ -145,7 +167,8 @@ def serve(prepared: Prepared, say: Callable[[str], None]) -> int:
                 signal.signal(sig, handler)
         return 0
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_work, args=(prepared, i, sock), daemon=False)
+    workers = [context.Process(target=_spawned, args=(prepared, i, sock, os.getpid()),
+                               daemon=False)
                for i in range(config.workers)]  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:

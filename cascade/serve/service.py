@@ -11,13 +11,12 @@ completion's id), so ``cascade report STORE`` reports on what was served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import math
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cascade.audit.auditor import Auditor
@@ -27,11 +26,12 @@ from cascade.policy import PolicySet
 from cascade.run.budget import JobBudget
 from cascade.run.drifting import DriftDesk
 from cascade.run.services import audit_budgets, auditor_for, audits_skipped
+from cascade.serve.admit import Admitted, Gate
 from cascade.serve.chat import ChatRequest
-from cascade.serve.keys import ANONYMOUS, ClientKey
+from cascade.serve.keys import ClientKey
 from cascade.serve.ladders import Ladders
-from cascade.serve.prepared import Prepared, limit_key
-from cascade.serve.replies import completion_of, error_body, headers_of, status_of
+from cascade.serve.prepared import Prepared
+from cascade.serve.replies import Reply, completion_of, error_body, headers_of, status_of
 from cascade.serve.writer import GroupWriter
 from cascade.steplog import StepLog
 from cascade.store import Store
@@ -48,17 +48,6 @@ __all__ = ["Reply", "Service"]
 
 _CUT_OFF = "cut off: the server shut down before the ladder finished"
 _DRIFT_EVERY_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What to answer: the status, the JSON body, the headers, and whether to stream it."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str]
-    stream: bool = False
-    include_usage: bool = False
 
 
 class Service:
@@ -82,8 +71,6 @@ class Service:
         self.run_id = run_id
         self.book = ServedBook(store, run_id)
         self.log = log
-        self.budget_usd = budget_usd
-        self.clients = prepared.clients
         self.telemetry = telemetry
         settings = Settings(backend=backend, log=log or False, guard=prepared.guard,
                             run_id=run_id, max_outage_s=prepared.config.max_outage_s)  # fmt: skip
@@ -95,53 +82,21 @@ class Service:
         self._drift = DriftDesk(policies, store, run_id, log=log) if watch_drift else None
         self._ledger = Ledger(store, run_id)
         self._writer = GroupWriter(store)
+        self.gate = Gate(self.book, prepared.clients, budget_usd)
         self._seen = 0
         self.in_flight = 0
-
-    def refuse(self, client: ClientKey | None) -> Reply | None:
-        """A 429 when the client (or the server) is over its budget or its rate; else ``None``."""
-        name = ANONYMOUS if client is None else client.name
-        if client is not None and client.budget_usd is not None:
-            spent = self.book.spent(name)
-            if spent >= client.budget_usd:
-                message = (f"the key {name!r} has spent ${spent:.4f} of its "
-                           f"${client.budget_usd:.4f} budget")  # fmt: skip
-                return Reply(429, error_body(message, "insufficient_quota",
-                                             code="insufficient_quota"), {})  # fmt: skip
-        if self.budget_usd is not None and (spent := self.book.spent()) >= self.budget_usd:
-            message = f"the server has spent ${spent:.4f} of its ${self.budget_usd:.4f} budget"
-            return Reply(429, error_body(message, "insufficient_quota",
-                                         code="insufficient_quota"), {})  # fmt: skip
-        if client is not None and client.rpm is not None:
-            wait = self.clients.wait_s(limit_key(name), 0)
-            if wait > 0:
-                message = f"the key {name!r} is over its {client.rpm:g} requests per minute"
-                return Reply(429, error_body(message, "requests", code="rate_limit_exceeded"),
-                             {"retry-after": str(max(1, math.ceil(wait)))})  # fmt: skip
-        return None
 
     async def serve(
         self, request: ChatRequest, client: ClientKey | None, idem_key: str | None, digest: str
     ) -> Reply:
         """Run ``request`` to its reply; a retried ``idem_key`` gets the stored reply."""
-        name = ANONYMOUS if client is None else client.name
         task_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if idem_key is not None:
-            claim = self.book.claim(name, idem_key, digest, task_id)
-            if claim.state == "done":
-                assert claim.reply is not None  # a done claim has its reply
-                body, headers = claim.reply["body"], claim.reply["headers"]
-                headers = {**headers, "idempotent-replayed": "true"}
-                return Reply(
-                    claim.status or 200, body, headers, request.stream, request.include_usage
-                )
-            if claim.state != "new":
-                why = ("a request with this Idempotency-Key is still running"
-                       if claim.state == "running"
-                       else "this Idempotency-Key was used for a different request")  # fmt: skip
-                return Reply(409, error_body(why, "invalid_request_error",
-                                             param="Idempotency-Key", code="idempotency_conflict"),
-                             {})  # fmt: skip
+        cap = self.ladders.policies[request.task_type].plan.budget_usd
+        admitted = await self.gate.admit(client, idem_key, digest, task_id, cap)
+        if isinstance(admitted, Reply):  # a stored reply is streamed as it was asked for
+            replayed = "idempotent-replayed" in admitted.headers and admitted.status == 200
+            return dataclasses.replace(admitted, stream=request.stream and replayed,
+                                       include_usage=request.include_usage)  # fmt: skip
         task = Task(task_id, messages=request.messages, type=request.task_type,
                     extra=_extra(request))  # fmt: skip
         cascade = self.ladders.for_request(request)
@@ -150,42 +105,62 @@ class Service:
         try:
             outcome = await cascade.arun(task, steps=steps)
         except asyncio.CancelledError:
-            self._cut_off(task, steps, name, idem_key)
+            self._cut_off(task, steps, admitted)
             raise
         finally:
             self.in_flight -= 1
-        return await self._finish(task, request, outcome, name, idem_key)
+        return await self._finish(task, request, outcome, admitted)
 
     async def _finish(
-        self,
-        task: Task,
-        request: ChatRequest,
-        outcome: Outcome,
-        client: str,
-        idem_key: str | None,
+        self, task: Task, request: ChatRequest, outcome: Outcome, admitted: Admitted
     ) -> Reply:
-        status = status_of(outcome)
-        body = completion_of(outcome, int(time.time()), tools=request.tools is not None)
-        headers = headers_of(outcome)
-        stored = {"body": body, "headers": headers}
-        write = self.book.finish(client, idem_key, outcome.cost_usd, status, stored)
+        status, headers = status_of(outcome), headers_of(outcome)
+        try:
+            offered = [tool["function"]["name"] for tool in request.tools or ()]
+            body = completion_of(outcome, int(time.time()), offered=offered)
+        except Exception as exc:  # noqa: BLE001  # an answer that makes no reply is still paid for
+            status = 500
+            body = error_body(f"the answer could not be made a reply: {exc}", "server_error",
+                              code="reply_failed", task_id=task.id)  # fmt: skip
+        stored = (status, {"body": body, "headers": headers})
+        write = self.book.finish(admitted.client, admitted.idem_key, outcome.cost_usd,
+                                 admitted.reserved_usd, stored)  # fmt: skip
         try:
             await self._writer.write(outcome, task, write)
         except (sqlite3.Error, OSError) as exc:
-            # Not an answer the server can stand by: a retry would not find it, and its cost
-            # would not count against the key. The calls it made are in the step log.
-            if self.log is not None:
-                self.log.event("cascade.serve.unstored", task_id=task.id, error=str(exc))
-            message = f"the result could not be stored ({exc}); the step log has its calls"
-            return Reply(500, error_body(message, "server_error", code="store_failed",
-                                         task_id=task.id), headers)  # fmt: skip
+            return await self._unstored(task, outcome, admitted, headers, exc)
         if self.telemetry is not None:
             self.telemetry.record(outcome, self.ladders.policies[task.type].ladder, task)
         if self.auditor is not None:
             self.auditor.consider(task, outcome)
-        return Reply(status, body, headers, request.stream, request.include_usage)
+        return Reply(status, body, headers, request.stream and status == 200,
+                     request.include_usage)  # fmt: skip
 
-    def _cut_off(self, task: Task, steps: list[Step], client: str, idem_key: str | None) -> None:
+    async def _unstored(
+        self,
+        task: Task,
+        outcome: Outcome,
+        admitted: Admitted,
+        headers: dict[str, str],
+        exc: Exception,
+    ) -> Reply:
+        """A result the store would not take: not an answer the server can stand by.
+
+        A retry would not find it, and its cost is not in the client's spend: the step log has
+        its calls, and the event says what it cost. The key's claim is given back (if the store
+        takes that), so a retry can run.
+        """
+        if self.log is not None:
+            self.log.event("cascade.serve.unstored", task_id=task.id, client=admitted.client,
+                           cost_usd=outcome.cost_usd, error=str(exc))  # fmt: skip
+        if admitted.idem_key is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await asyncio.to_thread(self.book.release, admitted.client, admitted.idem_key)
+        message = f"the result could not be stored ({exc}); the step log has its calls"
+        return Reply(500, error_body(message, "server_error", code="store_failed",
+                                     task_id=task.id), headers)  # fmt: skip
+
+    def _cut_off(self, task: Task, steps: list[Step], admitted: Admitted) -> None:
         """Record what a request cut off by shutdown paid for.
 
         Its idempotency key stays claimed by this run: a retry to the next run takes it over.
@@ -193,7 +168,8 @@ class Service:
         paid = tuple(steps)
         outcome = dataclasses.replace(Outcome.failed(self.run_id, task, _CUT_OFF), steps=paid,
                                       cost_usd=sum(step.cost_usd for step in paid))  # fmt: skip
-        write = self.book.finish(client, idem_key, outcome.cost_usd, 503, None)
+        write = self.book.finish(admitted.client, admitted.idem_key, outcome.cost_usd,
+                                 admitted.reserved_usd, None)  # fmt: skip
         try:
             self.store.record_many([(outcome, task)], also=write)
         except Exception:  # the store is gone: the step log still has every call

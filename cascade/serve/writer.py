@@ -1,8 +1,10 @@
 """Group commit: the outcomes of requests that finish together go to the store in one transaction.
 
 A request's reply waits until its outcome is stored (its idempotency key's reply with it), so
-a retry after the reply always finds it. Requests that finish in the same turn of the event
-loop share one transaction: under load that is one commit for many, and alone it costs no wait.
+a retry after the reply always finds it. The requests that finish while a group is being
+written form the next group, one transaction each: under load that is one commit for many, and
+alone it costs no wait. The writing happens in a thread, so a store that is slow to take it
+(another process holding the file) holds up these replies, never the server.
 """
 
 from __future__ import annotations
@@ -27,33 +29,41 @@ class GroupWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: list[tuple[Outcome, Task, Also, asyncio.Future[None]]] = []
+        self._writing: asyncio.Future[None] | None = None
         self.groups = 0
         """Transactions written, for tests and benchmarks."""
 
     async def write(self, outcome: Outcome, task: Task, also: Also) -> None:
         """Store ``outcome`` with ``also``; return once it is committed (raise if it failed)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)  # after the callbacks ready now: they may finish too
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, task, also, done))
+        if self._writing is None:
+            # Started on the loop's next turn: the requests that finish on this one join it.
+            self._writing = asyncio.ensure_future(self._drain())
         await asyncio.shield(done)  # a request cancelled now is still written, then cut off
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+    async def _drain(self) -> None:
+        """Write groups, one transaction each, in a thread, until none is waiting."""
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._commit, group)
+                except Exception as exc:  # noqa: BLE001  # handed to every request of the group
+                    for *_, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                self.groups += 1
+                for *_, done in group:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._writing = None
 
+    def _commit(self, group: list[tuple[Outcome, Task, Also, asyncio.Future[None]]]) -> None:
         def also(db: sqlite3.Connection) -> None:
-            for _, _, write, _ in pending:
+            for _, _, write, _ in group:
                 write(db)
 
-        try:
-            self.store.record_many([(outcome, task) for outcome, task, _, _ in pending], also=also)
-        except Exception as exc:  # noqa: BLE001  # handed to every request of the group
-            for *_, done in pending:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        self.groups += 1
-        for *_, done in pending:
-            if not done.done():
-                done.set_result(None)
+        self.store.record_many([(outcome, task) for outcome, task, _, _ in group], also=also)

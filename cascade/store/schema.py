@@ -130,6 +130,12 @@ CREATE TABLE IF NOT EXISTS client_spend (
     spent_usd  REAL NOT NULL DEFAULT 0,
     requests   INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS client_reserved (
+    run_id        TEXT NOT NULL,
+    client        TEXT NOT NULL,
+    reserved_usd  REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, client)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     run_id  TEXT NOT NULL,
     line    INTEGER NOT NULL,
@@ -164,7 +170,8 @@ _ADDED = {
 confidence of an answer, 5 the time a task waited for providers, the input line of each
 task and the breaker trips of a run, 6 whether a call was a batch call, with the batches
 tables and the drift alarms, 7 the audits a run skipped for their cap, 8 the tables of
-``cascade serve``: replies by idempotency key and each client key's spend); they are added when
+``cascade serve``: replies by idempotency key, each client key's spend and what its
+requests in flight hold back); they are added when
 such a store is opened (new tables are created whole)."""
 
 

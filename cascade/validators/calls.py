@@ -96,11 +96,32 @@ def _python_calls(body: str) -> tuple[list[Call] | None, str | None]:
             if keyword.arg is None:
                 return None, f"call of {name} uses **kwargs; name every argument"
             try:
-                arguments[keyword.arg] = ast.literal_eval(keyword.value)
+                value = ast.literal_eval(keyword.value)
             except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
                 return None, f"argument {keyword.arg} of {name} is not a literal value"
+            if not _json_like(value):
+                return None, (f"argument {keyword.arg} of {name} is not JSON "
+                              "(a set, bytes or a complex number, say)")  # fmt: skip
+            arguments[keyword.arg] = value
         calls.append({"name": name, "arguments": arguments})
     return calls, None
+
+
+def _json_like(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is what JSON can hold (tuples as arrays): what a call can be sent as.
+
+    >>> _json_like({"a": [1, 2.5, (None, True)]}), _json_like({1, 2}), _json_like(b"x")
+    (True, False, False)
+    """
+    if depth > 100:
+        return False
+    if value is None or isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_json_like(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_like(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _dotted(node: ast.expr) -> str | None:
