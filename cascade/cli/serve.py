@@ -39,6 +39,7 @@ def command(args: argparse.Namespace) -> int:
         otel=args.otel,
         otel_content=args.otel_content,
         max_concurrency=args.max_concurrency,
+        settle_heap=bool(getattr(args, "own_process", False)),  # not a caller's of main([...])
     )
 
     def said(text: str) -> None:

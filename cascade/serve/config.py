@@ -54,6 +54,9 @@ class ServeConfig:
     """``module:factory`` building every worker's backend, instead of litellm."""
     otel: str | None = None
     otel_content: bool = False
+    settle_heap: bool = False
+    """Freeze the start-up heap once the first request is answered (:mod:`cascade.run.heap`):
+    the ``cascade serve`` command does, in the processes it owns."""
     max_concurrency: int | None = 1000
     """Requests (and connections) a worker holds at once; past it, a 503 (``None``: no cap)."""
 

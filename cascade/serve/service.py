@@ -23,6 +23,7 @@ from cascade.audit.auditor import Auditor
 from cascade.engine import Settings
 from cascade.outcome import Outcome, Step
 from cascade.policy import PolicySet
+from cascade.run import heap
 from cascade.run.budget import JobBudget
 from cascade.run.drifting import DriftDesk
 from cascade.run.services import audit_budgets, auditor_for, audits_skipped
@@ -82,6 +83,8 @@ class Service:
         self._drift = DriftDesk(policies, store, run_id, log=log) if watch_drift else None
         self._ledger = Ledger(store, run_id)
         self._writer = GroupWriter(store)
+        self._settle_heap = prepared.config.settle_heap
+        self._settled = False
         self.gate = Gate(self.book, prepared.clients, budget_usd)
         self._seen = 0
         self.in_flight = 0
@@ -129,6 +132,10 @@ class Service:
             await self._writer.write(outcome, task, write)
         except (sqlite3.Error, OSError) as exc:
             return await self._unstored(task, outcome, admitted, headers, exc)
+        if not self._settled:
+            self._settled = True
+            if self._settle_heap:
+                heap.settle()  # start-up (litellm's import, the first HTTP clients) is over
         if self.telemetry is not None:
             self.telemetry.record(outcome, self.ladders.policies[task.type].ladder, task)
         if self.auditor is not None:
