@@ -164,3 +164,24 @@ def test_a_store_that_fails_is_a_json_500_not_a_traceback(
     assert reply.json()["error"]["type"] == "server_error"
     assert "served" in reply.json()["error"]["message"]
     assert upstream.requests == []
+
+
+def test_a_result_the_store_refused_gives_back_its_hold_and_its_key(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Not stored: what it held back of the budget is free again, and the retry runs."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",),
+                         head="[budget]\nmax_cost_per_task_usd = 0.0002\n")  # fmt: skip
+    store = tmp_path / "s.db"
+    with served(policy, store, budget_usd=0.0002) as server:
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON results BEGIN "
+                       "SELECT RAISE(ABORT, 'disk full, say'); END")  # fmt: skip
+        assert post(server.url, **{"Idempotency-Key": "k"}).status_code == 500
+        with sqlite3.connect(store) as db:
+            [(held,)] = db.execute("SELECT total(reserved_usd) FROM client_reserved")
+            db.execute("DROP TRIGGER refuse")
+        assert held == 0
+        retried = post(server.url, **{"Idempotency-Key": "k"})  # the budget has room: none spent
+    assert retried.status_code == 200
+    assert len(upstream.requests) == 2

@@ -154,14 +154,15 @@ class Service:
         """A result the store would not take: not an answer the server can stand by.
 
         A retry would not find it, and its cost is not in the client's spend: the step log has
-        its calls, and the event says what it cost. The key's claim is given back (if the store
-        takes that), so a retry can run.
+        its calls, and the event says what it cost. What it held back of the budgets and the
+        key's claim are given back (if the store takes that), so a retry can run.
         """
         if self.log is not None:
             self.log.event("cascade.serve.unstored", task_id=task.id, client=admitted.client,
                            cost_usd=outcome.cost_usd, error=str(exc))  # fmt: skip
-        if admitted.idem_key is not None:
-            with contextlib.suppress(sqlite3.Error, OSError):
+        with contextlib.suppress(sqlite3.Error, OSError):  # if the store takes that much
+            await asyncio.to_thread(self.book.unreserve, admitted.client, admitted.reserved_usd)
+            if admitted.idem_key is not None:
                 await asyncio.to_thread(self.book.release, admitted.client, admitted.idem_key)
         message = f"the result could not be stored ({exc}); the step log has its calls"
         return Reply(500, error_body(message, "server_error", code="store_failed",

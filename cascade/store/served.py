@@ -164,6 +164,17 @@ class ServedBook:
 
         return write
 
+    def unreserve(self, client: str, amount: float) -> None:
+        """Give back what a request held back, when its result could not be stored."""
+        if amount <= 0:
+            return
+        with self.store.writing() as db:
+            db.execute(
+                "UPDATE client_reserved SET reserved_usd = max(0, reserved_usd - ?)"
+                " WHERE run_id = ? AND client = ?",
+                (amount, self.run_id, client),
+            )
+
     def average_cost(self, client: str) -> float:
         """What a request of ``client`` has cost on average (every client's, before its first)."""
         with self.store.reading() as db:
