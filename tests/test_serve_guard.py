@@ -330,3 +330,16 @@ def test_a_reason_holding_a_secret_is_redacted_in_the_body_and_the_headers() -> 
     assert "said [REDACTED]" in body
     assert "said [REDACTED]" in headers
     assert secret not in json.dumps(error_body(f"upstream said {secret}", "x"))
+
+
+def test_optional_parameters_sent_as_null_are_their_defaults(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Clients that send every field send nulls: stream, n, stream_options, max_tokens."""
+    policy = policy_file(tmp_path / "p", upstream.fake.base_url, models=("small",))
+    nulls = {"stream": None, "n": None, "stream_options": None, "max_tokens": None,
+             "response_format": None, "tools": None, "tool_choice": None}  # fmt: skip
+    with served(policy, tmp_path / "served.db") as server:
+        reply = post(server, {**GOOD, **nulls})
+    assert reply.status_code == 200
+    assert reply.json()["choices"][0]["message"]["content"] == '{"name": "Ada"}'

@@ -99,13 +99,13 @@ def read_request(body: Any, task_types: Collection[str], limits: RequestLimits) 
     asked = [_max_tokens(body.get(name), name, limits)
              for name in ("max_completion_tokens", "max_tokens")]  # fmt: skip
     max_tokens = min((n for n in asked if n is not None), default=None)
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False  # null is the default, as OpenAI's API has it
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", "stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, Mapping):
         raise BadRequest("stream_options must be an object", "stream_options")
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise BadRequest("only n = 1 is served: one task, one answer", "n")
     return ChatRequest(task_type, messages, response_format, schema, tools,
                        tool_choice, max_tokens, stream,
