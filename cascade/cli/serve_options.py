@@ -19,11 +19,23 @@ def add_serve(commands: Any) -> None:
         "ladder accepts. Point an existing OpenAI client's base_url at it. A streamed answer "
         "is streamed after it was accepted: validators judge whole answers.",
     )
+    _add_where(serve)
+    _add_who(serve)
+    _add_limits(serve)
+    _add_running(serve)
+
+
+def _add_where(serve: Any) -> None:
+    """What it serves, where it listens, where it keeps its records."""
     serve.add_argument("--policy", required=True, help="a policy file or a folder of them")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="the port (8000; 0 picks one)")
     serve.add_argument("--store", default="served.db", help="the SQLite store (served.db)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+
+
+def _add_who(serve: Any) -> None:
+    """Who gets in, and what they may spend."""
     serve.add_argument("--keys", metavar="FILE", help="client keys, a TOML file of [[keys]]")
     serve.add_argument(
         "--keys-env", metavar="VAR", help="client keys, a JSON list in this environment variable"
@@ -37,6 +49,10 @@ def add_serve(commands: Any) -> None:
         "--budget", type=float, metavar="USD", help="what all clients together may spend, ever"
     )
     add_rate_limits(serve)
+
+
+def _add_limits(serve: Any) -> None:
+    """What one request may carry, and how many a worker holds."""
     serve.add_argument(
         "--max-body-bytes", type=int, default=1_000_000, help="largest request body (1000000)"
     )
@@ -52,6 +68,10 @@ def add_serve(commands: Any) -> None:
         default=1000,
         help="requests and connections a worker holds at once; past it, a 503 (1000)",
     )
+
+
+def _add_running(serve: Any) -> None:
+    """The step log, shutdown, provider trouble, the backend and telemetry."""
     serve.add_argument("--log", help="the step log (default: beside the store)")
     serve.add_argument(
         "--grace",

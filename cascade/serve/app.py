@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from cascade.serve.chat import MODEL_PREFIX, BadRequest, RequestLimits, read_request
+from cascade.serve.chat import MODEL_PREFIX, BadRequest, ChatRequest, RequestLimits, read_request
 from cascade.serve.keys import ClientKey, KeyRing
 from cascade.serve.replies import Reply, error_body, sse_chunks
 from cascade.serve.service import Service
@@ -75,6 +75,48 @@ def _reply(reply: Reply) -> Response:
     return _json(reply.status, reply.body, reply.headers)
 
 
+def _authorized(keys: KeyRing, request: Request) -> tuple[bool, ClientKey | None]:
+    """Whether the request may go on, and whose key it carries (none asked: no keys)."""
+    if not keys:
+        return True, None
+    found = keys.find(request.headers.get("authorization"))
+    return found is not None, found
+
+
+def _unauthorized() -> Response:
+    return _json(401, error_body("a valid client key is required: Authorization: Bearer KEY",
+                                 "invalid_request_error", code="invalid_api_key"),
+                 {"www-authenticate": "Bearer"})  # fmt: skip
+
+
+async def _failed(_: Request, exc: Exception) -> Response:
+    """Anything unforeseen: a 500 in OpenAI's shape (redacted), never a traceback."""
+    logging.getLogger("cascade").error("cascade serve: a request failed", exc_info=exc)
+    return _error(500, f"the server failed: {type(exc).__name__}: {exc}", "server_error")
+
+
+async def _chat_request(
+    request: Request, limits: RequestLimits, task_types: Collection[str]
+) -> tuple[ChatRequest, bytes] | Response:
+    """The request read and checked, with its raw body; or the error to answer it with."""
+    try:
+        raw = await _body(request, limits.max_body_bytes)
+    except _TooLarge:
+        return _error(413, f"the request body is over this server's limit of "
+                      f"{limits.max_body_bytes} bytes", "invalid_request_error")  # fmt: skip
+    except ClientDisconnect:
+        return Response(status_code=499)
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return _error(400, f"the request body is not valid JSON: {exc}", "invalid_request_error")
+    try:
+        return read_request(decoded, task_types, limits), raw
+    except BadRequest as exc:
+        return _error(400, exc.message, "invalid_request_error", param=exc.param,
+                      code=exc.code)  # fmt: skip
+
+
 def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette:
     """The app: ``opener`` opens the service when the server starts, and closes it at the end."""
     state: dict[str, Service] = {}
@@ -86,38 +128,17 @@ def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette
             yield
 
     def authorized(request: Request) -> tuple[bool, ClientKey | None]:
-        if not keys:
-            return True, None
-        found = keys.find(request.headers.get("authorization"))
-        return found is not None, found
-
-    def unauthorized() -> Response:
-        return _json(401, error_body("a valid client key is required: Authorization: Bearer KEY",
-                                     "invalid_request_error", code="invalid_api_key"),
-                     {"www-authenticate": "Bearer"})  # fmt: skip
+        return _authorized(keys, request)
 
     async def chat(request: Request) -> Response:
         allowed, client = authorized(request)
         if not allowed:
-            return unauthorized()
+            return _unauthorized()
         service = state["service"]
-        try:
-            raw = await _body(request, limits.max_body_bytes)
-        except _TooLarge:
-            return _error(413, f"the request body is over this server's limit of "
-                          f"{limits.max_body_bytes} bytes", "invalid_request_error")  # fmt: skip
-        except ClientDisconnect:
-            return Response(status_code=499)
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            return _error(400, f"the request body is not valid JSON: {exc}",
-                          "invalid_request_error")  # fmt: skip
-        try:
-            chat_request = read_request(decoded, service.task_types, limits)
-        except BadRequest as exc:
-            return _error(400, exc.message, "invalid_request_error", param=exc.param,
-                          code=exc.code)  # fmt: skip
+        read = await _chat_request(request, limits, service.task_types)
+        if isinstance(read, Response):
+            return read
+        chat_request, raw = read
         idem_key = request.headers.get("idempotency-key")
         digest = hashlib.sha256(raw).hexdigest()
         return _reply(await service.serve(chat_request, client, idem_key, digest))
@@ -125,7 +146,7 @@ def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette
     async def models(request: Request) -> Response:
         allowed, _ = authorized(request)
         if not allowed:
-            return unauthorized()
+            return _unauthorized()
         kinds = sorted(state["service"].task_types)
         data = [{"id": MODEL_PREFIX + kind, "object": "model", "created": 0,
                  "owned_by": "cascade"} for kind in kinds]  # fmt: skip
@@ -138,14 +159,9 @@ def build_app(keys: KeyRing, limits: RequestLimits, opener: Opener) -> Starlette
         models = sorted(MODEL_PREFIX + kind for kind in service.task_types)
         return _json(200, {"status": "ok", "in_flight": service.in_flight, "models": models})
 
-    async def failed(_: Request, exc: Exception) -> Response:
-        """Anything unforeseen: a 500 in OpenAI's shape (redacted), never a traceback."""
-        logging.getLogger("cascade").error("cascade serve: a request failed", exc_info=exc)
-        return _error(500, f"the server failed: {type(exc).__name__}: {exc}", "server_error")
-
     routes = [
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: failed})
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _failed})
