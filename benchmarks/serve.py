@@ -1,18 +1,22 @@
 """``cascade serve`` side by side: the latency it adds, and its throughput against ``cascade run``.
 
 A fake OpenAI-compatible provider answering in 50 ms runs in its own process on 127.0.0.1, and
-the policy has one tier (litellm backend, every answer accepted), as in ``throughput.py``.
+the policy has one tier (every answer accepted), as in ``throughput.py``; the tier runs on
+litellm, and again with ``backend = "http"`` (the lean path, ``cascade/backends/http.py``).
 
 - **Latency added.** One client (httpx, keep-alive) asks ``--latency-requests`` times,
-  alternating between the provider directly and ``cascade serve --workers 1`` in front of it,
-  one request at a time; the p50 and p95 of each and their difference are printed.
+  going round the provider directly, a bare pass-through proxy on the same stack
+  (``serve_floor.py``: Starlette, uvicorn, aiohttp, nothing else: the floor of any proxy
+  here), and ``cascade serve --workers 1`` with each backend, one request at a time; the p50
+  and p95 of each and their difference from the direct call are printed.
 - **Throughput.** 64 clients at once (a lean keep-alive load generator on asyncio streams, so
   the client's own CPU is small next to the server's) send ``--requests`` requests to
   ``cascade serve`` with 1 and then 2 workers; the steady rate is counted over the middle 80 %
   of the answers. Beside them, ``cascade run --concurrency 64`` runs the same number of tasks
-  with 1 and 2 workers (its steady rate from the store's timestamps, as ``throughput.py``).
+  with 1 and 2 workers on the same backend (its steady rate from the store's timestamps, as
+  ``throughput.py``).
 
-    .venv/bin/python benchmarks/serve.py [--requests 3000] [--latency-requests 300]
+    .venv/bin/python benchmarks/serve.py [--requests 3000] [--latency-requests 300] [--rounds 3]
 
 Targets: at most 2 ms added at p50; serve's requests/s at least 0.8 times run's tasks/s.
 """
@@ -23,12 +27,13 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,13 +50,14 @@ from cascade.testing import serve_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 64
+BACKENDS = ("litellm", "http")
 BODY = {"model": "cascade/contact", "messages": [{"role": "user", "content": "Ada, ada@x.org"}]}
 DIRECT = {**BODY, "model": "gpt-4o-mini"}
 
 
 @contextmanager
 def serving(work: Path, workers: int) -> Iterator[str]:
-    """``cascade serve`` on the job's policy with ``workers`` processes; yields its base URL."""
+    """``cascade serve`` on ``work``'s policy with ``workers`` processes; yields its base URL."""
     store = work / f"served-{workers}-{time.monotonic_ns()}.db"
     process = subprocess.Popen(  # our own command
         [sys.executable, "-m", "cascade.cli", "serve", "--policy", str(work / "contact.toml"),
@@ -61,15 +67,7 @@ def serving(work: Path, workers: int) -> Iterator[str]:
     try:
         assert process.stdout is not None  # asked for
         url = process.stdout.readline().split()[2]
-        deadline = time.monotonic() + 120
-        while True:  # every worker imports litellm before it answers
-            try:
-                if httpx.get(url.removesuffix("/v1") + "/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        _wait_up(url.removesuffix("/v1") + "/health", "get")
         yield url
     finally:
         process.terminate()
@@ -78,20 +76,51 @@ def serving(work: Path, workers: int) -> Iterator[str]:
             process.stdout.close()
 
 
-def latency(upstream: str, served: str, count: int) -> tuple[list[float], list[float]]:
-    """Seconds per request, direct and served, alternating one at a time."""
-    direct: list[float] = []
-    through: list[float] = []
+@contextmanager
+def floor(upstream: str) -> Iterator[str]:
+    """The bare pass-through proxy (``serve_floor.py``) in front of ``upstream``; its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).resolve().parent / "serve_floor.py"
+    process = subprocess.Popen([sys.executable, str(script), upstream, str(port)])  # our own
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        _wait_up(f"{url}/chat/completions", "post")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def _wait_up(url: str, method: str) -> None:
+    """Wait for a server to answer 200 (every serve worker imports what it needs first)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.request(method, url, json=DIRECT).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not start"
+        time.sleep(0.2)
+
+
+def latency(
+    targets: dict[str, tuple[str, Mapping[str, object]]], count: int
+) -> dict[str, list[float]]:
+    """Seconds per request of each target (base URL, body), going round them one at a time."""
+    took: dict[str, list[float]] = {name: [] for name in targets}
     with httpx.Client(timeout=30) as client:
         for n in range(count + 20):
-            for url, body, into in ((upstream, DIRECT, direct), (served, BODY, through)):
+            for name, (url, body) in targets.items():
                 start = time.perf_counter()
                 response = client.post(f"{url}/chat/completions", json=body)
-                took = time.perf_counter() - start
+                spent = time.perf_counter() - start
                 assert response.status_code == 200, response.text
-                if n >= 20:  # the first few warm up the connections and litellm's paths
-                    into.append(took)
-    return direct, through
+                if n >= 20:  # the first few warm up the connections and each backend's paths
+                    took[name].append(spent)
+    return took
 
 
 async def _client(
@@ -172,36 +201,51 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median shown)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, serve_in_subprocess(0.05) as upstream:
-        work = Path(folder)
-        write_job(work, upstream, args.requests)
-        with serving(work, 1) as url:
-            direct, through = latency(upstream, url, args.latency_requests)
+        works = {backend: Path(folder) / backend for backend in BACKENDS}
+        for backend, work in works.items():
+            work.mkdir()
+            write_job(work, upstream, args.requests, None if backend == "litellm" else backend)
+        with (floor(upstream) as bare, serving(works["litellm"], 1) as on_litellm,
+              serving(works["http"], 1) as on_http):  # fmt: skip
+            targets: dict[str, tuple[str, Mapping[str, object]]] = {
+                "direct to the provider": (upstream, DIRECT),
+                "bare proxy (the floor)": (bare, DIRECT),
+                "cascade serve, litellm": (on_litellm, BODY),
+                "cascade serve, http": (on_http, BODY),
+            }
+            took = latency(targets, args.latency_requests)
         alone = asyncio.run(_through_litellm(upstream, args.latency_requests))
+        direct = took["direct to the provider"]
         print(f"latency, one request at a time ({args.latency_requests} each, 50 ms provider)")
-        print(_row("direct to the provider", direct))
-        print(_row("through cascade serve", through))
-        print(_row("litellm.acompletion alone", alone))
-        added = _p(through, 0.5) - _p(direct, 0.5)
-        print(f"  added by cascade serve     p50 {added:7.2f} ms   p95 "
-              f"{_p(through, 0.95) - _p(direct, 0.95):7.2f} ms   (target p50 <= 2 ms)")  # fmt: skip
-        print(f"  of which litellm's call    p50 {_p(alone, 0.5) - _p(direct, 0.5):7.2f} ms")
-        rates: dict[tuple[str, int], list[float]] = {}
+        for name, values in took.items():
+            added = "" if values is direct else (
+                f"   added p50 {_p(values, 0.5) - _p(direct, 0.5):6.2f} ms"
+                f"  p95 {_p(values, 0.95) - _p(direct, 0.95):6.2f} ms")  # fmt: skip
+            print(_row(name, values) + added)
+        print(_row("litellm.acompletion alone", alone)
+              + f"   added p50 {_p(alone, 0.5) - _p(direct, 0.5):6.2f} ms")  # fmt: skip
+        print("  target: cascade serve adds at most 2 ms at p50")
+        rates: dict[tuple[str, str, int], list[float]] = {}
         for _ in range(args.rounds):
-            for workers in (1, 2):
-                with serving(work, workers) as url:
-                    throughput(url, CONCURRENCY * 4)  # warm every worker's connections
-                    rates.setdefault(("serve", workers), []).append(throughput(url, args.requests))
-                # the same 64 in flight in all: 64 per worker with one, 32 each with two
-                store = work / f"run-{workers}-{time.monotonic_ns()}.db"
-                _, rate, _ = run_workers(work, workers, CONCURRENCY // workers, store)
-                rates.setdefault(("run", workers), []).append(rate)
+            for backend, work in works.items():
+                for workers in (1, 2):
+                    with serving(work, workers) as url:
+                        throughput(url, CONCURRENCY * 4)  # warm every worker's connections
+                        rate = throughput(url, args.requests)
+                        rates.setdefault(("serve", backend, workers), []).append(rate)
+                    # the same 64 in flight in all: 64 per worker with one, 32 each with two
+                    store = work / f"run-{workers}-{time.monotonic_ns()}.db"
+                    _, rate, _ = run_workers(work, workers, CONCURRENCY // workers, store)
+                    rates.setdefault(("run", backend, workers), []).append(rate)
         print(f"\nthroughput, {CONCURRENCY} at once, {args.requests} requests or tasks, "
               f"median of {args.rounds} rounds")  # fmt: skip
-        for workers in (1, 2):
-            serve = statistics.median(rates[("serve", workers)])
-            run = statistics.median(rates[("run", workers)])
-            print(f"  {workers} worker(s): cascade serve {serve:6.1f}/s   cascade run {run:6.1f}/s"
-                  f"   serve/run {serve / run:4.2f}   (target >= 0.8)")  # fmt: skip
+        for backend in works:
+            for workers in (1, 2):
+                serve = statistics.median(rates[("serve", backend, workers)])
+                run = statistics.median(rates[("run", backend, workers)])
+                print(f"  {backend:>7}, {workers} worker(s): cascade serve {serve:7.1f}/s   "
+                      f"cascade run {run:7.1f}/s   serve/run {serve / run:4.2f}"
+                      "  (target >= 0.8)")  # fmt: skip
         print(f"  ideal {CONCURRENCY / 0.05:.0f}/s ({CONCURRENCY} at once / 50 ms); "
               f"{os.cpu_count()} cores shared with the provider and the load")  # fmt: skip
 

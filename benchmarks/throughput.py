@@ -45,12 +45,18 @@ model = "{model}"
 retries = 0
 timeout_s = 30
 params = {{ api_base = "{base_url}", api_key = "sk-fake" }}
-"""
+{backend}"""
 
 
-def write_job(work: Path, base_url: str, tasks: int) -> None:
-    """The policy (one tier, every answer accepted) and ``tasks`` tasks, in ``work``."""
-    (work / "contact.toml").write_text(POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url))
+def write_job(work: Path, base_url: str, tasks: int, backend: str | None = None) -> None:
+    """The policy (one tier, every answer accepted) and ``tasks`` tasks, in ``work``.
+
+    ``backend`` is the tier's ``backend`` (``"http"``: the lean path); by default, litellm.
+    """
+    chosen = f'backend = "{backend}"\n' if backend else ""
+    (work / "contact.toml").write_text(
+        POLICY.format(prompt=PROMPT, model=MODEL, base_url=base_url, backend=chosen)
+    )
     lines = (json.dumps({"id": f"t{n}", "input": f"item {n}"}) for n in range(tasks))
     (work / "tasks.jsonl").write_text("\n".join(lines) + "\n")
 

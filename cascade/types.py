@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from cascade.errors import ConfigError, TaskError
+from cascade.money import Price, Quote, Usage
 
 __all__ = [
     "HUMAN",
@@ -72,43 +73,6 @@ class Batching:
 
 
 @dataclass(frozen=True, slots=True)
-class Quote:
-    """What a backend knows of a model before calling it: its price, and its longest answer."""
-
-    price: Price
-    max_output_tokens: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one call."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """A model's price in US dollars per million input and output tokens."""
-
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
-
-    def __post_init__(self) -> None:
-        for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"price {name} must be a finite number >= 0, got {value!r}")
-
-    def cost(self, usage: Usage) -> float:
-        """The cost of ``usage`` at this price."""
-        return (
-            usage.prompt_tokens * self.input_usd_per_mtok
-            + usage.completion_tokens * self.output_usd_per_mtok
-        ) / 1e6
-
-
-@dataclass(frozen=True, slots=True)
 class Tier:
     """One rung of the ladder.
 
@@ -142,6 +106,10 @@ class Tier:
     batch: Batching | None = None
     """Send this tier's calls through the provider's batch API (see :class:`Batching`), re-asks
     in a later batch; a call the batch could not answer is made as an ordinary one."""
+    backend: str | None = None
+    """Which of cascade's own backends calls this tier's models: ``"http"``, the lean path to a
+    Chat Completions API (:mod:`cascade.backends.http`); ``"litellm"`` or ``None``, litellm (a
+    ``local/`` model: llama.cpp). A backend given to the cascade itself serves every tier."""
     validate: Callable[[Attempt], Verdict | Awaitable[Verdict]] | None = field(
         default=None, compare=False
     )
@@ -158,8 +126,15 @@ class Tier:
             raise ConfigError(f"tier {self.model}: timeout_s must be > 0, got {self.timeout_s!r}")
         if self.trusted and self.validate is not None:
             raise ConfigError(f"tier {self.model}: a trusted tier runs no validators")
-        if self.model == HUMAN and (self.fallbacks or self.reasks or self.hedge or self.batch):
-            raise ConfigError("the human tier takes no fallbacks, re-asks, hedge or batch")
+        if self.model == HUMAN and (self.fallbacks or self.reasks or self.hedge or self.batch
+                                    or self.backend):  # fmt: skip
+            raise ConfigError("the human tier takes no fallbacks, re-asks, hedge, batch or backend")
+        if self.backend not in (None, "litellm", "http"):
+            raise ConfigError(f"tier {self.model}: backend is 'litellm' or 'http', "
+                              f"not {self.backend!r}")  # fmt: skip
+        if self.backend == "http" and self.batch is not None:
+            raise ConfigError(f"tier {self.model}: a batch tier uses litellm's batch API, "
+                              "not backend = 'http'")  # fmt: skip
         if self.hedge and self.batch is not None:
             raise ConfigError(f"tier {self.model}: a batch tier cannot hedge (a batch is slow)")
         if self.expected_latency_s is not None and not self.expected_latency_s > 0:

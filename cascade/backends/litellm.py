@@ -13,17 +13,17 @@ set before the import, so the map is never fetched over the network).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cascade.backends.answer import calls_text
 from cascade.backends.base import Request, Response
 from cascade.backends.batch_api import BatchView
+from cascade.backends.cost_map import TIERED, quote_of, rate_of
 from cascade.backends.provider_errors import map_exception
 from cascade.errors import (
     BadRequest,
@@ -139,7 +139,7 @@ class LiteLLMBackend:
             raise UnpricedModel(
                 f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
-        if rate is not _TIERED:
+        if rate is not TIERED:
             return rate.cost(usage)
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=request.model,
@@ -313,25 +313,11 @@ def _read(raw: Any) -> tuple[str, Usage]:
 
 
 def _calls_text(calls: Any) -> str:
-    """Tool calls as the function-call validator reads them: ``[{"name", "arguments"}]``.
-
-    Arguments that are not JSON are kept as the model wrote them, for the validator to refuse.
-    """
-    found = []
+    """Tool calls as the function-call validator reads them (see :func:`calls_text`)."""
     try:
-        for call in calls:
-            name, arguments = call.function.name, call.function.arguments
-            if isinstance(arguments, str):
-                with contextlib.suppress(ValueError):
-                    arguments = json.loads(arguments) if arguments.strip() else {}
-            found.append({"name": str(name), "arguments": arguments})
+        return calls_text([(call.function.name, call.function.arguments) for call in calls])
     except (AttributeError, TypeError) as exc:
         raise MalformedResponse(f"a tool call has no function name or arguments: {exc}") from exc
-    return json.dumps(found)
-
-
-_TIERED = Price(0.0, 0.0)
-"""Marks a model whose price depends on more than its token counts."""
 
 
 def _lookup_rate(litellm: ModuleType, model: str) -> Price | None:
@@ -339,12 +325,7 @@ def _lookup_rate(litellm: ModuleType, model: str) -> Price | None:
         info = litellm.get_model_info(model)
     except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
         return None
-    inp, out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
-    if not isinstance(inp, int | float) or not isinstance(out, int | float):
-        return None
-    if any("above" in key and value for key, value in info.items() if "cost" in key):
-        return _TIERED
-    return Price(float(inp) * 1e6, float(out) * 1e6)
+    return rate_of(info)
 
 
 def _lookup_quote(litellm: ModuleType, model: str) -> Quote | None:
@@ -352,16 +333,7 @@ def _lookup_quote(litellm: ModuleType, model: str) -> Quote | None:
         info = litellm.get_model_info(model)
     except Exception:  # noqa: BLE001  # litellm raises several types for "not mapped"
         return None
-
-    def top(prefix: str) -> float | None:
-        rates = [v for k, v in info.items() if k.startswith(prefix) and isinstance(v, int | float)]
-        return max(rates) if rates else None
-
-    inp, out = top("input_cost_per_token"), top("output_cost_per_token")
-    if inp is None or out is None:
-        return None
-    longest = info.get("max_output_tokens") or info.get("max_tokens")
-    return Quote(Price(inp * 1e6, out * 1e6), longest if isinstance(longest, int) else None)
+    return quote_of(info)
 
 
 def batch_prices(model: str) -> tuple[Price, Price] | None:

@@ -31,23 +31,29 @@ class PrefixBackend:
     """
 
     def __init__(
-        self, routes: Mapping[str, Callable[[], Backend]], *, default: Callable[[], Backend]
+        self,
+        routes: Mapping[str, Callable[[], Backend]],
+        *,
+        default: Callable[[], Backend],
+        models: Mapping[str, Callable[[], Backend]] | None = None,
     ) -> None:
         self._routes = sorted(routes.items(), key=lambda item: -len(item[0]))
         self._default = default
-        self._built: dict[str, Backend] = {}
+        self._models = dict(models or {})
+        """Whole model names routed before any prefix (the models of ``backend = "http"``)."""
+        self._built: dict[Callable[[], Backend], Backend] = {}
 
     def __repr__(self) -> str:
         return f"PrefixBackend({[prefix for prefix, _ in self._routes]})"
 
     def backend_for(self, model: str) -> Backend:
-        """The backend serving ``model``, built on first use."""
-        prefix, make = next(
-            ((p, make) for p, make in self._routes if model.startswith(p)), ("", self._default)
+        """The backend serving ``model``, built on first use (one per factory)."""
+        make = self._models.get(model) or next(
+            (make for p, make in self._routes if model.startswith(p)), self._default
         )
-        if prefix not in self._built:
-            self._built[prefix] = make()
-        return self._built[prefix]
+        if make not in self._built:
+            self._built[make] = make()
+        return self._built[make]
 
     async def complete(self, request: Request) -> Response:
         """Complete ``request`` with the backend its model routes to."""

@@ -6,9 +6,10 @@ import argparse
 import itertools
 from collections.abc import Sequence
 
-from cascade.backends.default import default_backend
+from cascade.backends.default import default_backend, http_models
 from cascade.backends.routed import PrefixBackend, closing_backend
 from cascade.cli.say import say
+from cascade.errors import ConfigError
 from cascade.latency import ENOUGH
 from cascade.policy import PolicyError, load_policies
 from cascade.policy.pricing import unpriced_tiers
@@ -30,7 +31,13 @@ def command(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 say(str(problem))
             continue
-        with closing_backend(default_backend()) as backend:
+        try:
+            http = http_models(tier for policy in policies for tier in policy.ladder)
+        except ConfigError as exc:
+            failed = True
+            say(f"{path}: {exc}")
+            continue
+        with closing_backend(default_backend(http)) as backend:
             assert isinstance(backend, PrefixBackend)  # the default backend routes by prefix
             unpriced = unpriced_tiers(policies, backend.quote)
         for problem in unpriced:

@@ -83,7 +83,9 @@ class Cascade:
         self._tiers = plan.tiers  # read once: the plan is frozen
         self._validator = plan.validator
         self.run_id = settings.run_id or uuid.uuid4().hex[:12]
-        self.backend = settings.backend if settings.backend is not None else _default_backend()
+        self.backend = (
+            settings.backend if settings.backend is not None else _default_backend(self._tiers)
+        )
         self._log = (
             StepLog() if settings.log is None or settings.log is True else (settings.log or None)
         )
@@ -191,10 +193,10 @@ class Cascade:
                 yield finished.result()
 
 
-def _default_backend() -> Backend:
-    from cascade.backends.default import default_backend  # noqa: PLC0415  # litellm stays lazy
+def _default_backend(tiers: tuple[Tier, ...]) -> Backend:
+    from cascade.backends.default import default_backend, http_models  # noqa: PLC0415
 
-    return default_backend()
+    return default_backend(http_models(tiers))
 
 
 def _default_batcher(

@@ -104,6 +104,12 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         params["max_tokens"] = spec.max_tokens
     if spec.response_schema is not None:
         params["response_format"] = _response_format(spec.response_schema, base)
+    if spec.backend == "http":
+        from cascade.backends.http import http_model_problem  # noqa: PLC0415
+
+        for model in (spec.model, *spec.fallbacks):
+            if (problem := http_model_problem(model)) is not None:
+                raise FieldError("backend", problem)
     return Tier(
         spec.model,
         reasks=spec.reasks,
@@ -117,6 +123,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         expected_latency_s=spec.expected_latency_s,
         hedge=spec.hedge,
         batch=spec.batching(),
+        backend=spec.backend,
     )
 
 

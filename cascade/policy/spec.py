@@ -62,6 +62,9 @@ class TierSpec(_Strict):
     """The p90 seconds of an answer, for deadlines, until the run has measured it."""
     hedge: bool = False
     """Start the next tier early when a task's deadline draws near."""
+    backend: Literal["litellm", "http"] | None = None
+    """``http``: call this tier's models (``openai/...``, ``azure/...``) over the lean HTTP path,
+    not litellm; for any server of the Chat Completions API. Not for a batch tier."""
     mode: Literal["sync", "batch"] = "sync"
     """``batch``: send this tier's calls through the provider's batch API, at its batch price."""
     batch_size: PositiveInt | None = None

@@ -128,7 +128,7 @@ class Job:
         return max(1, min(os.cpu_count() or 1, (tasks or 0) // 1000))
 
     def backend_factory(self) -> Callable[[], Backend]:
-        """What every process builds its backend with: replay, a named factory, or litellm.
+        """What every process builds its backend with: replay, a named factory, or the default.
 
         It pickles (a module-level function or a ``functools.partial`` of one).
         """
@@ -138,9 +138,11 @@ class Job:
             return functools.partial(ReplayBackend.from_dataset, self.replay)
         if self.backend is not None:
             return functools.partial(backend_from, self.backend)
-        from cascade.backends.default import default_backend  # noqa: PLC0415
+        from cascade.backends.default import default_backend, http_models  # noqa: PLC0415
+        from cascade.policy import load_policies  # noqa: PLC0415
 
-        return default_backend
+        tiers = (tier for policy in load_policies(self.policy) for tier in policy.ladder)
+        return functools.partial(default_backend, http_models(tiers))
 
 
 def telemetry_for(otel: str | None, *, content: bool = False) -> Telemetry | None:

@@ -42,12 +42,12 @@ __all__ = ["bind", "serve", "uvicorn_server"]
 _ORPHAN_CHECK_S = 0.5
 
 
-def _backend(config: ServeConfig) -> Backend:
+def _backend(config: ServeConfig, policies: PolicySet) -> Backend:
     if config.backend is not None:
         return backend_from(config.backend)
-    from cascade.backends.default import default_backend  # noqa: PLC0415  # litellm stays lazy
+    from cascade.backends.default import default_backend, http_models  # noqa: PLC0415
 
-    return default_backend()
+    return default_backend(http_models(tier for policy in policies for tier in policy.ladder))
 
 
 def _opener(
@@ -60,7 +60,7 @@ def _opener(
         policies = load_policies(config.policy)
         with (
             Store(config.store) as store,
-            closing_backend(_backend(config)) as backend,
+            closing_backend(_backend(config, policies)) as backend,
             appending(config.log_path) as file,
         ):
             await _ready(backend, policies)

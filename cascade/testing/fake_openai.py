@@ -127,6 +127,8 @@ class FakeOpenAI:
     ) -> None:
         self._handler = handler or (lambda _body: FakeReply(delay_s=latency_s))
         self.requests: list[dict[str, Any]] = []
+        self.heads: list[tuple[str, str, dict[str, str]]] = []
+        """Each chat request's method, path and headers (names in lower case)."""
         self.batches = batches or FakeBatches()
         """The files and batches endpoints (``/v1/files``, ``/v1/batches``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,6 +236,7 @@ class FakeOpenAI:
             return await _send(writer, *routed)
         body = json.loads(raw or b"{}")
         self.requests.append(body)
+        self.heads.append((method, path.split(" ")[0], headers))
         reply = self._handler(body)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)

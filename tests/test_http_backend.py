@@ -1,0 +1,251 @@
+"""The lean HTTP backend against a loopback provider, case by case beside litellm's."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cascade import Cascade, Price, Status, Tier
+from cascade.backends import LiteLLMBackend, Request
+from cascade.backends.default import default_backend, http_models
+from cascade.backends.http import HttpBackend
+from cascade.backends.routed import PrefixBackend
+from cascade.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConfigError,
+    ConnectionFailed,
+    MalformedResponse,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    UnknownModel,
+    UnpricedModel,
+)
+from cascade.policy import PolicyError, load_policies
+from cascade.testing import FakeOpenAI, FakeReply
+from cascade.types import Response
+
+USER = ({"role": "user", "content": "Say ok please"},)
+KEY = "sk-fake-key-for-the-http-tests"
+BACKENDS: dict[str, Callable[..., object]] = {"http": HttpBackend, "litellm": LiteLLMBackend}
+
+
+def complete(backend: object, request: Request) -> Response:
+    """Run one ``complete`` call to its end."""
+    return asyncio.run(backend.complete(request))  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_an_answer_is_read_and_priced_alike_by_both_backends(kind: str) -> None:
+    """Text, the model that served, usage and cost from litellm's price map: the same on both."""
+    reply = FakeReply("ok", model="gpt-4o-mini-2024-07-18", prompt_tokens=1000,
+                      completion_tokens=500)  # fmt: skip
+    with FakeOpenAI(lambda body: reply) as server:
+        backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
+        params = {"temperature": 0, "response_format": {"type": "json_object"}}
+        response = complete(backend, Request("openai/gpt-4o-mini", USER, params=params))
+    sent = server.requests[0]
+    assert sent["model"] == "gpt-4o-mini"
+    assert sent["messages"] == [dict(m) for m in USER]
+    assert sent["temperature"] == 0
+    assert sent["response_format"] == {"type": "json_object"}
+    assert "api_key" not in sent
+    assert "api_base" not in sent
+    assert server.heads[0][1] == "/v1/chat/completions"
+    assert server.heads[0][2]["authorization"] == f"Bearer {KEY}"
+    assert (response.text, response.model) == ("ok", "gpt-4o-mini-2024-07-18")
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (1000, 500)
+    assert response.cost_usd == pytest.approx(1000 * 0.15e-6 + 500 * 0.6e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_tool_calls_come_back_as_the_same_json_calls(kind: str) -> None:
+    """A completion with function calls reads as ``[{"name", "arguments"}]`` on both."""
+    calls = ({"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "noop", "arguments": {}})
+    with FakeOpenAI(lambda body: FakeReply(tool_calls=calls)) as server:
+        backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
+        response = complete(backend, Request("openai/gpt-4o-mini", USER))
+    assert json.loads(response.text) == [dict(call) for call in calls]
+
+
+FAULTS = [
+    (FakeReply(status=400), BadRequest, False),
+    (FakeReply(status=401), AuthenticationFailed, False),
+    (FakeReply(status=403), AuthenticationFailed, False),
+    (FakeReply(status=404), UnknownModel, False),
+    (FakeReply(status=429, headers={"Retry-After": "3"}), RateLimited, True),
+    (FakeReply(status=500), ServerError, True),
+    (FakeReply(status=503), ServerError, True),
+    (FakeReply(body=b"{not json"), MalformedResponse, True),
+    (FakeReply(body=b'{"choices": []}'), MalformedResponse, True),
+    (FakeReply(drop=True), ConnectionFailed, True),
+    (FakeReply(delay_s=2.0), ProviderTimeout, True),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+@pytest.mark.parametrize(("reply", "error", "transient"), FAULTS, ids=lambda v: repr(v)[:40])
+def test_each_fault_maps_onto_the_same_error_on_both_backends(
+    kind: str, reply: FakeReply, error: type[ProviderError], transient: bool
+) -> None:
+    """A refusal, a 429 with Retry-After, a 5xx, bad JSON, a cut connection or a timeout."""
+    with FakeOpenAI(lambda body: reply) as server:
+        backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
+        with pytest.raises(error) as caught:
+            complete(backend, Request("openai/gpt-4o-mini", USER, timeout_s=0.5))
+    assert type(caught.value) is error
+    assert caught.value.transient is transient
+    if isinstance(caught.value, RateLimited):
+        assert caught.value.retry_after_s == 3.0
+
+
+def test_a_refused_connection_is_a_connection_failure() -> None:
+    """Nothing listening: no reply at all, which the summary counts apart from a 5xx."""
+    with FakeOpenAI() as server:
+        url = server.base_url
+    with pytest.raises(ConnectionFailed):
+        complete(HttpBackend(api_base=url), Request("openai/gpt-4o-mini", USER))
+
+
+def test_an_unpriced_model_is_refused_before_any_request_unless_the_tier_prices_it() -> None:
+    """No price in litellm's map and none on the tier: no call; a tier price is used instead."""
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url)
+        with pytest.raises(UnpricedModel, match="set a price on the tier"):
+            complete(backend, Request("openai/our-own-model", USER))
+        assert server.requests == []
+        priced = Request("openai/our-own-model", USER, price=Price(2.0, 4.0))
+        response = complete(backend, priced)
+    assert response.cost_usd == pytest.approx((3 * 2.0 + 1 * 4.0) / 1e6)
+    assert "authorization" not in server.heads[0][2]  # no key given: none sent
+
+
+def test_a_model_priced_by_context_length_is_refused_not_billed_at_a_guess() -> None:
+    """Tiered prices need litellm's calculator: the lean path asks for a tier price instead."""
+    backend = HttpBackend(api_base="http://127.0.0.1:9/v1")
+    with pytest.raises(UnpricedModel, match="priced by context length"):
+        complete(backend, Request("openai/gemini-2.5-pro", USER))
+    assert backend.quote("openai/gemini-2.5-pro") is None  # so a policy check says unpriced
+    assert backend.quote("openai/gpt-4o-mini") == LiteLLMBackend().quote("openai/gpt-4o-mini")
+    assert backend.quote("openai/our-own-model") is None
+
+
+def test_an_azure_deployment_is_called_at_its_own_url_with_its_key_header() -> None:
+    """``azure/NAME``: the deployment's path, the API version, and the key in ``api-key``."""
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url, api_version="2024-06-01", api_key=KEY)
+        complete(backend, Request("azure/gpt-4o-mini", USER))
+        with pytest.raises(BadRequest, match="api_version"):
+            complete(HttpBackend(api_base=server.base_url), Request("azure/gpt-4o-mini", USER))
+    _, path, headers = server.heads[0]
+    assert path == "/v1/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-06-01"
+    assert headers["api-key"] == KEY
+    assert "authorization" not in headers
+
+
+def test_openai_itself_without_a_key_is_refused_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No ``api_base`` and no key: a clear permanent error, not a call to the internet."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AuthenticationFailed, match="OPENAI_API_KEY"):
+        complete(HttpBackend(), Request("openai/gpt-4o-mini", USER))
+
+
+def test_a_provider_the_lean_path_cannot_speak_is_refused() -> None:
+    """An ``anthropic/`` model has its own protocol: a permanent error naming the model."""
+    with pytest.raises(UnknownModel, match="anthropic/claude"):
+        complete(HttpBackend(), Request("anthropic/claude-3-5-haiku", USER))
+
+
+def test_a_key_the_provider_echoes_never_reaches_the_outcome() -> None:
+    """A 401 that quotes the key: the step's reason has it redacted, as on litellm."""
+    with FakeOpenAI(lambda body: FakeReply(status=401, echo_key=True)) as server:
+        tier = Tier("openai/gpt-4o-mini", backend="http",
+                    params={"api_base": server.base_url, "api_key": KEY})  # fmt: skip
+        outcome = Cascade([tier], log=False).run({"id": "t", "input": "hi"})
+    assert outcome.status is Status.FAILED
+    text = repr(outcome)
+    assert "Incorrect API key" in text
+    assert KEY not in text
+
+
+def test_a_cascade_with_an_http_tier_runs_it_on_the_lean_path_and_closes_its_session() -> None:
+    """The default backend routes the tier's models to HTTP; each loop's session is closed."""
+    with FakeOpenAI() as server:
+        tier = Tier("openai/gpt-4o-mini", backend="http", params={"api_base": server.base_url})
+        cascade = Cascade([tier], log=False)
+        assert isinstance(cascade.backend, PrefixBackend)
+        assert isinstance(cascade.backend.backend_for("openai/gpt-4o-mini"), HttpBackend)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = cascade.run({"id": "a", "input": "hi"})
+            second = cascade.run({"id": "b", "input": "hi"})  # a second event loop
+            gc.collect()
+    assert (first.status, second.status) == (Status.ACCEPTED, Status.ACCEPTED)
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert len(server.requests) == 2
+
+
+def test_a_run_over_the_lean_path_never_imports_litellm(tmp_path: Path) -> None:
+    """The claim that matters for speed: litellm's import stays off an HTTP tier's path."""
+    script = tmp_path / "lean.py"
+    script.write_text(
+        "import sys\n"
+        "from cascade import Cascade, Tier\n"
+        "from cascade.testing import FakeOpenAI\n"
+        "with FakeOpenAI() as server:\n"
+        "    tier = Tier('openai/gpt-4o-mini', backend='http',\n"
+        "                params={'api_base': server.base_url})\n"
+        "    outcome = Cascade([tier], log=False).run({'id': 't', 'input': 'hi'})\n"
+        "print(outcome.status.value, 'litellm' in sys.modules)\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,  # noqa: S603
+                          env=env, timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split() == ["accepted", "False"]
+
+
+def test_one_model_cannot_be_on_both_backends() -> None:
+    """Its route, price, limits and breaker are one model's: a conflict is refused up front."""
+    with pytest.raises(ConfigError, match="one backend per model"):
+        Cascade([Tier("openai/a", backend="http"), Tier("openai/b", fallbacks=("openai/a",))])
+    assert http_models([Tier("openai/a", backend="litellm"), Tier("openai/a")]) == frozenset()
+    backend = default_backend({"openai/a"})
+    assert isinstance(backend, PrefixBackend)
+    assert isinstance(backend.backend_for("openai/a"), HttpBackend)
+    assert isinstance(backend.backend_for("openai/ab"), LiteLLMBackend)
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"),
+    [
+        ("backend = 'http'\nmodel = 'anthropic/claude-3-5-haiku'", "anthropic/claude-3-5-haiku"),
+        ("backend = 'http'\nmodel = 'openai/a'\nfallbacks = ['groq/b']", "groq/b"),
+        ("backend = 'http'\nmodel = 'openai/a'\nmode = 'batch'", "batch"),
+        ("backend = 'rest'\nmodel = 'openai/a'", "backend"),
+    ],
+)
+def test_a_policy_tier_the_lean_path_cannot_take_is_refused_at_its_line(
+    tmp_path: Path, tier: str, expected: str
+) -> None:
+    """The error names the file, the tier's line and what is wrong."""
+    policy = tmp_path / "contact.toml"
+    policy.write_text(f'task_type = "contact"\n\n[[tiers]]\n{tier}\n')
+    with pytest.raises(PolicyError) as caught:
+        load_policies(policy)
+    said = str(caught.value)
+    assert "contact.toml:" in said
+    assert expected in said
