@@ -249,3 +249,17 @@ def test_a_policy_tier_the_lean_path_cannot_take_is_refused_at_its_line(
     said = str(caught.value)
     assert "contact.toml:" in said
     assert expected in said
+
+
+def test_getting_ready_loads_once_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aiohttp import and the price map are read once, not on every call's way in."""
+    loads: list[str] = []
+    monkeypatch.setattr("cascade.backends.http._load", lambda: loads.append("loaded"))
+    backend = HttpBackend()
+
+    async def twice() -> None:
+        await backend.ready("openai/gpt-4o-mini")
+        await backend.ready("openai/gpt-4o")
+
+    asyncio.run(twice())
+    assert loads == ["loaded"]

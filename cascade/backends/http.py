@@ -87,6 +87,7 @@ class HttpBackend:
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncIterator[None]]
         ] = weakref.WeakKeyDictionary()
+        self._loaded = False
 
     def __repr__(self) -> str:
         return "HttpBackend()"
@@ -146,9 +147,11 @@ class HttpBackend:
         return held[0]
 
     async def ready(self, model: str) -> None:
-        """Read the price map off the event loop (about 50 ms, once per process)."""
+        """Import aiohttp and read the price map off the event loop, once (about 0.1 s)."""
         del model
-        await asyncio.to_thread(entry, "")
+        if not self._loaded:
+            await asyncio.to_thread(_load)
+            self._loaded = True
 
     def quote(self, model: str) -> Quote | None:
         """The model's price per token and its longest answer; None when this path cannot bill it.
@@ -181,6 +184,13 @@ class HttpBackend:
             if not loop.is_closed() and not loop.is_running() and not session.closed:
                 loop.run_until_complete(keeper.aclose())  # type: ignore[attr-defined]
         self._sessions.clear()
+
+
+def _load() -> None:
+    """What the first call would otherwise pay on the event loop: aiohttp, and the price map."""
+    import aiohttp  # noqa: F401, PLC0415
+
+    entry("")
 
 
 async def _holding(session: aiohttp.ClientSession) -> AsyncIterator[None]:
