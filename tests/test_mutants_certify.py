@@ -6,16 +6,26 @@ on a suite where nothing is reachable, and the reachable target's optimism regio
 
 from __future__ import annotations
 
+import dataclasses
+from typing import cast
+
 import numpy as np
 import pytest
 
 from cascade.optimize.certify import (
+    CERTIFY,
     _selection,
     auto_sequence,
+    certify,
     describe_guarantee,
+    levels,
+    lower_bound,
     reachable_target,
     sequence,
+    walk,
 )
+from cascade.optimize.search import Ladders, Mix
+from cascade.optimize.table import KindTable
 from tests.test_certify_walk import _ladders
 
 CONFIDENCE = 0.9
@@ -106,3 +116,122 @@ HEAD = "with probability at least 90% over the draw of the training tasks, the p
 def test_the_guarantee_says_what_it_covers(kinds: list[str], per_kind: bool, said: str) -> None:
     """One kind: plain; several: their mix, or each kind on its own when per_kind."""
     assert describe_guarantee(0.85, 0.9, kinds, per_kind=per_kind) == said
+
+
+@pytest.mark.parametrize(
+    ("right", "total", "bound"),
+    [
+        (1, 1, 0.1),  # P(1 of 1 | p) = p: the bound is where p = 0.1
+        (1, 10, 1 - 0.9 ** (1 / 10)),  # P(at least 1 of 10 | p) = 1 - (1 - p) ** 10 = 0.1
+        (0, 10, 0.0),
+    ],
+)
+def test_one_right_answer_has_a_bound_of_its_own(right: int, total: int, bound: float) -> None:
+    """A single right answer, of one task or of ten, still bounds the pass rate above zero."""
+    assert lower_bound(right, total, CONFIDENCE) == pytest.approx(bound, rel=1e-9, abs=0.0)
+
+
+def _kind(rights: list[list[int]], size: int = 20) -> Ladders:
+    """Ladders of one kind, dearest first: right answers per selection fold, then certifying."""
+    count = len(rights)
+    return Ladders(
+        table=cast("KindTable", None),  # the walk reads scores, never the table
+        gates=(),
+        tiers=np.array([[-1, -1, i] for i in range(count)], dtype=np.intp),
+        rights=np.array(rights, dtype=np.float32),
+        costs=np.array([[float(count - i)] * (CERTIFY + 1) for i in range(count)], np.float32),
+        sizes=np.full(CERTIFY + 1, size, dtype=np.intp),
+        searched=0,
+    )
+
+
+def test_levels_on_one_certifying_task_stop_at_a_pass_rate_of_one() -> None:
+    """One certifying task: the error is sqrt(0.5 * 0.5) = 0.5, and no level is above 1."""
+    assert levels(0.5, 1) == [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5]
+
+
+def _two_kinds() -> dict[str, Ladders]:
+    """Kind a is right on all 20 certifying tasks, kind b on 15: pooled, 35 of 40."""
+    return {"a": _kind([[19] * CERTIFY + [20]]), "b": _kind([[19] * CERTIFY + [15]])}
+
+
+def test_the_pooled_bound_decides_unless_per_kind_is_asked() -> None:
+    """35 of 40 bounds the mix at 0.78 >= 0.7; kind b's 15 of 20 alone only at 0.585."""
+    pooled = certify(_two_kinds(), 0.7, CONFIDENCE)
+    assert pooled.sequence[0].bound == pytest.approx(lower_bound(35, 40, CONFIDENCE))
+    assert pooled.certified == pooled.sequence
+    each = certify(_two_kinds(), 0.7, CONFIDENCE, per_kind=True)
+    assert each.sequence[0].kinds["b"][1] == pytest.approx(0.585110, abs=1e-6)
+    assert each.certified == ()
+
+
+def test_what_is_certified_is_what_the_count_says_not_the_simulation() -> None:
+    """A count that finds every certifying answer wrong certifies nothing the simulation would."""
+    found = _two_kinds()
+
+    def nothing_right(mix: Mix) -> dict[str, tuple[float, int]]:
+        return {kind: (0.0, 20) for kind in mix.picks}
+
+    assert certify(found, 0.7, CONFIDENCE).certified
+    counted = certify(found, 0.7, CONFIDENCE, nothing_right)
+    assert counted.certified == ()
+    assert counted.sequence[0].certified_rate == 0.0
+    assert counted.sequence[0].simulated_rate == 35 / 40
+
+
+def test_a_mix_reaches_a_level_only_with_its_optimism_taken_off() -> None:
+    """A mix reaching a level only by its optimism is no candidate.
+
+    In sample 0.81 and 0.77, cross-validated 0.69 and 0.71: the optimism, 0.09, leaves both
+    under 0.75, so the sequence is the best in sample alone.
+    """
+    found = {"k": _kind([[19, 14, 16, 19, 13, 14], [13, 16, 20, 13, 15, 15]])}
+    _, rates, estimated, _ = _selection(found)
+    assert rates.tolist() == pytest.approx([0.81, 0.77])
+    assert estimated.tolist() == pytest.approx([0.69, 0.71])
+    assert [dict(mix.picks) for _, mix in sequence(found, 0.75, CONFIDENCE)] == [{"k": 0}]
+
+
+def test_when_only_the_targets_level_is_reached_the_best_in_sample_goes_first() -> None:
+    """The best in sample is tested first even when only the target's own level is reached.
+
+    Rates 0.825 and 0.8 (no optimism) reach only the lowest level, 0.8 itself: its pick is the
+    cheaper mix, at the target exactly.
+    """
+    found = {"k": _kind([[33] * (CERTIFY + 1), [32] * (CERTIFY + 1)], size=40)}
+    assert levels(0.8, 40)[-2:] == pytest.approx([0.831623, 0.8])
+    planned = sequence(found, 0.8, CONFIDENCE)
+    assert [(target, dict(mix.picks)) for target, mix in planned] == [
+        (0.8, {"k": 0}),
+        (0.8, {"k": 1}),
+    ]
+
+
+def test_a_kind_with_no_ladder_has_nothing_to_test_or_certify() -> None:
+    """No mix can be made: the sequence is empty, and the outcome certifies nothing at 1.0."""
+    empty = dataclasses.replace(
+        _kind([[1] * (CERTIFY + 1)]),
+        tiers=np.zeros((0, 3), dtype=np.intp),
+        rights=np.zeros((0, CERTIFY + 1), dtype=np.float32),
+        costs=np.zeros((0, CERTIFY + 1), dtype=np.float32),
+    )
+    assert sequence({"k": empty}, 0.8, CONFIDENCE) == []
+    outcome = certify({"k": empty}, 0.8, CONFIDENCE)
+    assert (outcome.target, outcome.sequence, outcome.certified) == (1.0, (), ())
+
+
+def test_a_walk_pools_the_kinds_unless_told_otherwise() -> None:
+    """Walked on its own, the sequence is certified on the pooled bound, as by ``certify``."""
+    found = _two_kinds()
+    planned = sequence(found, 0.7, CONFIDENCE)
+    assert walk(found, planned, CONFIDENCE).certified == certify(found, 0.7, CONFIDENCE).certified
+    assert walk(found, planned, CONFIDENCE).certified != ()
+
+
+def test_one_selection_task_right_is_a_rate_of_one() -> None:
+    """A selection part of a single task, answered right, scores the mix at 1.0, not less."""
+    one = dataclasses.replace(
+        _kind([[1, 0, 0, 0, 0, 3]]), sizes=np.array([1, 0, 0, 0, 0, 4], dtype=np.intp)
+    )
+    certifying, rates, _, _ = _selection({"k": one})
+    assert (certifying, rates.tolist()) == (4, [1.0])
