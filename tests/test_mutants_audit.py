@@ -326,3 +326,33 @@ def test_a_result_is_held_until_the_arrivals_before_it_are_settled() -> None:
     assert len(order) == 1
     assert order.settled(5) == []
     assert order.settled(6) == ["e"]
+
+
+_SPARSE = DriftPlan(window=20, check_every=1000, false_alarm=0.001, acceptance=(0.9,))
+"""One check per 1000 results, so that each check is a horizon of its own: levels 5e-4, 1.7e-4."""
+
+
+def _results(watch: DriftWatch, accepted: list[bool]) -> list[Alarm]:
+    return [
+        alarm
+        for ok in accepted
+        for alarm in watch.result("echo", "accepted" if ok else "rejected", 0, 1)
+    ]
+
+
+_TWELVE_OF_TWENTY = [False] * 8 + [True] * 12
+"""A window whose p-value against 0.9 is 4.2e-4: under the first check's level, not the second's."""
+
+
+def test_the_first_check_spends_its_own_share_of_the_false_alarm_rate() -> None:
+    """12 of the last 20 accepted at the first check: p 4.2e-4 is under its level, 5e-4."""
+    watch = DriftWatch({"echo": _SPARSE})
+    (alarm,) = _results(watch, [True] * 980 + _TWELVE_OF_TWENTY)
+    assert (alarm.window_rate, alarm.observed) == (0.6, 1000)
+    assert alarm.p_value == pytest.approx(4.156e-4, rel=1e-3)
+
+
+def test_a_later_check_is_held_to_a_smaller_share() -> None:
+    """The same window at the second check is not an alarm: its level is 1.7e-4."""
+    watch = DriftWatch({"echo": _SPARSE})
+    assert _results(watch, [True] * 1980 + _TWELVE_OF_TWENTY) == []

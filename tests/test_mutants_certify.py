@@ -162,7 +162,7 @@ def test_the_pooled_bound_decides_unless_per_kind_is_asked() -> None:
     assert pooled.certified == pooled.sequence
     each = certify(_two_kinds(), 0.7, CONFIDENCE, per_kind=True)
     assert each.sequence[0].kinds["b"][1] == pytest.approx(0.585110, abs=1e-6)
-    assert each.certified == ()
+    assert (each.target, each.certified) == (0.7, ())  # the target asked, though none holds it
 
 
 def test_what_is_certified_is_what_the_count_says_not_the_simulation() -> None:
@@ -235,3 +235,14 @@ def test_one_selection_task_right_is_a_rate_of_one() -> None:
     )
     certifying, rates, _, _ = _selection({"k": one})
     assert (certifying, rates.tolist()) == (4, [1.0])
+
+
+def test_a_bound_that_equals_the_target_certifies() -> None:
+    """The target is reached by a bound equal to it, to the last bit: 20 of 20 at 90 %."""
+    found = {"k": _kind([[19] * CERTIFY + [20]])}
+    exact = lower_bound(20, 20, CONFIDENCE)
+    planned = [(exact, mix) for _, mix in sequence(found, 0.8, CONFIDENCE)]
+    outcome = walk(found, planned, CONFIDENCE)
+    assert outcome.sequence[0].bound == exact
+    assert (outcome.target, outcome.certified) == (exact, outcome.sequence)
+    assert outcome.confidence == CONFIDENCE

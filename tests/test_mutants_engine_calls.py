@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from cascade.backends import ScriptedBackend
 from cascade.engine.answers import Answers, reask_turns
 from cascade.engine.call import Call
 from cascade.engine.calls import Caller
@@ -16,9 +17,11 @@ from cascade.engine.outage import outage_wait, unavailable
 from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, branch_task, made, tracking
 from cascade.enums import CallKind, Decision, Status
-from cascade.errors import ServerError
+from cascade.errors import AuthenticationFailed, ServerError
 from cascade.retry import RetryPolicy
+from cascade.store import Store
 from cascade.types import Message, Request, Response, Task, Tier, Usage, Verdict
+from tests.test_batcher import TIER, MemoryBatches, batcher
 
 
 def test_an_outage_bound_spent_to_the_second_waits_no_more() -> None:
@@ -315,3 +318,16 @@ def test_only_failed_checks_reasons_are_a_tasks_reasons() -> None:
     verdicts = (Verdict(True, reason="looks fine"), Verdict(False, reason="too long"))
     record.step(0, _answered(0.0), verdicts, Decision.ESCALATE)
     assert record.reasons() == ["too long"]
+
+
+@pytest.mark.parametrize("kind", [CallKind.VALIDATOR, CallKind.AUDIT])
+def test_a_side_call_a_batch_did_not_answer_keeps_its_kind(kind: CallKind) -> None:
+    """A validator's or audit's call through a batch tier is asked again as itself, not a retry."""
+    api = MemoryBatches()
+    api.faults = {"upload": [AuthenticationFailed("401: bad key")]}
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"openai/cheap": ["ok"]})
+        caller = Caller(backend, RetryPolicy(), batcher=batcher(api, store))
+        question: tuple[Message, ...] = ({"role": "user", "content": "q"},)
+        calls = asyncio.run(caller.call_tier(TIER, question, "t1", kind))
+    assert [(call.kind, call.error is None) for call in calls] == [(kind, False), (kind, True)]
