@@ -263,3 +263,17 @@ def test_getting_ready_loads_once_off_the_event_loop(monkeypatch: pytest.MonkeyP
 
     asyncio.run(twice())
     assert loads == ["loaded"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"model": "openai/a", "backend": "rest"}, "backend is 'litellm' or 'http'"),
+        ({"model": "human", "backend": "http"}, "the human tier takes no"),
+    ],
+)
+def test_a_tier_in_python_names_a_backend_there_is(options: dict[str, str], expected: str) -> None:
+    """A misspelt backend, or one on the review queue, is refused, not silently ignored."""
+    with pytest.raises(ConfigError, match=expected):
+        Tier(**options)
+    assert Tier("openai/a", backend="litellm").backend == "litellm"

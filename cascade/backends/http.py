@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["HttpBackend", "http_model_problem"]
 
 _OPENAI = "https://api.openai.com/v1"
+_AGENT = "cascade-http/1"
+"""The lean path's ``User-Agent``: a provider's logs (and the tests) tell its calls apart."""
 _CONNECTION = frozenset({"api_base", "api_key", "api_version", "organization", "extra_headers"})
 """Tier params that say where and as whom to call: never sent in the body."""
 
@@ -204,7 +206,8 @@ async def _holding(session: aiohttp.ClientSession) -> AsyncIterator[None]:
 
 def _where(model: str, params: dict[str, Any]) -> tuple[str, dict[str, str], str]:
     """The URL, headers and model name of a call to ``model``."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json",
+               "User-Agent": _AGENT}  # fmt: skip
     extra = params.get("extra_headers")
     if isinstance(extra, Mapping):
         headers.update({str(k): str(v) for k, v in extra.items()})
