@@ -266,14 +266,14 @@ def test_getting_ready_loads_once_off_the_event_loop(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize(
-    ("options", "expected"),
+    ("model", "backend", "expected"),
     [
-        ({"model": "openai/a", "backend": "rest"}, "backend is 'litellm' or 'http'"),
-        ({"model": "human", "backend": "http"}, "the human tier takes no"),
+        ("openai/a", "rest", "backend is 'litellm' or 'http'"),
+        ("human", "http", "the human tier takes no"),
     ],
 )
-def test_a_tier_in_python_names_a_backend_there_is(options: dict[str, str], expected: str) -> None:
+def test_a_tier_in_python_names_a_backend_there_is(model: str, backend: str, expected: str) -> None:
     """A misspelt backend, or one on the review queue, is refused, not silently ignored."""
     with pytest.raises(ConfigError, match=expected):
-        Tier(**options)
+        Tier(model, backend=backend)
     assert Tier("openai/a", backend="litellm").backend == "litellm"
