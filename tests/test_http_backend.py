@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from cascade import Cascade, Price, Status, Tier
-from cascade.backends import LiteLLMBackend, Request
+from cascade.backends import HttpBackend, LiteLLMBackend, Request
 from cascade.backends.default import default_backend, http_models
-from cascade.backends.http import HttpBackend
 from cascade.backends.routed import PrefixBackend
 from cascade.errors import (
     AuthenticationFailed,

@@ -1,6 +1,8 @@
 """Backends: one async method, ``complete(request) -> Response``.
 
 :class:`LiteLLMBackend` calls real providers (and imports litellm only when first used),
+:class:`HttpBackend` calls OpenAI-compatible APIs straight over aiohttp (a tier's
+``backend = "http"``),
 :class:`LocalBackend` runs models on this machine with llama.cpp, :class:`ScriptedBackend` is the
 test double, :class:`ReplayBackend` serves recorded outputs, and :class:`PrefixBackend` routes
 each model to one of several backends by its name. Each is imported on first use, so that
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cascade.backends.base import Backend, Request, Response
 
 if TYPE_CHECKING:
+    from cascade.backends.http import HttpBackend
     from cascade.backends.litellm import LiteLLMBackend
     from cascade.backends.local import LocalBackend
     from cascade.backends.replay import Recorded, ReplayBackend
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "Hang",
+    "HttpBackend",
     "LiteLLMBackend",
     "LocalBackend",
     "PrefixBackend",
@@ -36,6 +40,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "HttpBackend": "http",
     "LiteLLMBackend": "litellm",
     "LocalBackend": "local",
     "Recorded": "replay",
