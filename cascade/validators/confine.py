@@ -241,7 +241,10 @@ def _find_hierarchy() -> _Hierarchy | None:
             with contextlib.suppress(OSError):
                 if not {"pids", "memory"} <= set(subtree.read_text().split()):
                     subtree.write_text("+pids +memory")
-                return _Hierarchy(2, base, base)
+                # Handed down already, the controllers need no write: a read-only mount
+                # (a container's, say) would pass unseen, and no cgroup could be made in it.
+                if os.access(base, os.W_OK):
+                    return _Hierarchy(2, base, base)
         return None
     pids, memory = _own_path("pids"), _own_path("memory")
     if pids is None or memory is None:
