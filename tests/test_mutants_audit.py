@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from cascade.audit import AuditPlan, sampled, wilson
+from cascade.audit import AuditPlan, drift, sampled, wilson
 from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.audit.drift import Alarm, DriftPlan, DriftWatch, InArrivalOrder
 from cascade.audit.plan import proportion
@@ -356,3 +356,51 @@ def test_a_later_check_is_held_to_a_smaller_share() -> None:
     """The same window at the second check is not an alarm: its level is 1.7e-4."""
     watch = DriftWatch({"echo": _SPARSE})
     assert _results(watch, [True] * 1980 + _TWELVE_OF_TWENTY) == []
+
+
+@pytest.mark.parametrize(
+    ("check", "level"),
+    [
+        (1, 0.001 / (1 * 2 * 100)),
+        (100, 0.001 / (1 * 2 * 100)),  # horizon 0: the first 100 checks
+        (101, 0.001 / (2 * 3 * 100)),  # horizon 1: the next 100
+        (200, 0.001 / (2 * 3 * 100)),
+        (201, 0.001 / (3 * 4 * 200)),  # horizon 2: the next 200
+        (400, 0.001 / (3 * 4 * 200)),
+        (401, 0.001 / (4 * 5 * 400)),  # horizon 3: the next 400
+    ],
+)
+def test_each_horizon_shares_its_part_of_the_rate_among_its_checks(
+    check: int, level: float
+) -> None:
+    """With a check every 10 observations, horizon 0 holds 100 checks and each later one doubles."""
+    assert drift.check_level(0.001, check, 10) == pytest.approx(level, rel=1e-12)
+
+
+@pytest.mark.parametrize(("hits", "upper"), [(0, True), (3, False)])
+def test_a_tail_over_the_whole_distribution_is_one_not_more(hits: int, upper: bool) -> None:
+    """P(X >= 0) and P(X <= n) are 1 exactly; the terms' rounding never makes a p-value pass 1."""
+    assert drift.binomial_tail(hits, 3, 0.1, upper=upper) == 1.0
+
+
+def test_a_measured_baseline_is_the_share_of_its_hits() -> None:
+    """8 of the first 10 accepted, then none of 10: Fisher's p is C(10,8) / C(20,8), under 5e-4."""
+    plan = DriftPlan(window=10, baseline=10, check_every=10, false_alarm=0.1)
+    watch = DriftWatch({"echo": plan})
+    (alarm,) = _results(watch, [True] * 8 + [False] * 2 + [False] * 10)
+    assert (alarm.baseline_rate, alarm.window_rate, alarm.observed) == (0.8, 0.0, 20)
+    assert alarm.p_value == pytest.approx(45 / 125970)
+
+
+@pytest.mark.parametrize(
+    ("base_hits", "hits", "ways", "of"),
+    [
+        (10, 0, 1, 184756),  # 10 hits in all: C(10, 0) C(10, 10) of C(20, 10)
+        (5, 1, 210 + 2520, 38760),  # 6 in all: C(10, 0) C(10, 6) + C(10, 1) C(10, 5) of C(20, 6)
+    ],
+)
+def test_fishers_lower_tail_runs_down_to_no_hits(
+    base_hits: int, hits: int, ways: int, of: int
+) -> None:
+    """The window's lower tail counts the tables with no hits in it too."""
+    assert drift.fisher_tail(base_hits, 10, hits, 10, upper=False) == pytest.approx(ways / of)

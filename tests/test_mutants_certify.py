@@ -20,6 +20,7 @@ from cascade.optimize.certify import (
     describe_guarantee,
     levels,
     lower_bound,
+    optimism,
     reachable_target,
     sequence,
     walk,
@@ -158,7 +159,14 @@ def _two_kinds() -> dict[str, Ladders]:
 def test_the_pooled_bound_decides_unless_per_kind_is_asked() -> None:
     """35 of 40 bounds the mix at 0.78 >= 0.7; kind b's 15 of 20 alone only at 0.585."""
     pooled = certify(_two_kinds(), 0.7, CONFIDENCE)
-    assert pooled.sequence[0].bound == pytest.approx(lower_bound(35, 40, CONFIDENCE))
+    first = pooled.sequence[0]
+    assert (first.selected_rate, first.certified_rate, first.simulated_rate) == (0.95, 0.875, 0.875)
+    assert first.bound == pytest.approx(lower_bound(35, 40, CONFIDENCE))
+    assert first.cost_per_task == pytest.approx(12 / 240)  # 1 per kind and part, over 240 tasks
+    assert {kind: rate for kind, (rate, _) in first.kinds.items()} == {"a": 1.0, "b": 0.75}
+    assert [bound for _, bound in first.kinds.values()] == pytest.approx(
+        [lower_bound(20, 20, CONFIDENCE), lower_bound(15, 20, CONFIDENCE)]
+    )
     assert pooled.certified == pooled.sequence
     each = certify(_two_kinds(), 0.7, CONFIDENCE, per_kind=True)
     assert each.sequence[0].kinds["b"][1] == pytest.approx(0.585110, abs=1e-6)
@@ -233,8 +241,31 @@ def test_one_selection_task_right_is_a_rate_of_one() -> None:
     one = dataclasses.replace(
         _kind([[1, 0, 0, 0, 0, 3]]), sizes=np.array([1, 0, 0, 0, 0, 4], dtype=np.intp)
     )
-    certifying, rates, _, _ = _selection({"k": one})
-    assert (certifying, rates.tolist()) == (4, [1.0])
+    certifying, rates, estimated, _ = _selection({"k": one})
+    assert (certifying, rates.tolist(), estimated.tolist()) == (4, [1.0], [1.0])
+
+
+def test_one_task_in_each_part_right_is_a_rate_of_one_in_each() -> None:
+    """One selection task and one certifying task, both right: every rate of the mix is 1.0."""
+    one = dataclasses.replace(
+        _kind([[1, 0, 0, 0, 0, 1]]), sizes=np.array([1, 0, 0, 0, 0, 1], dtype=np.intp)
+    )
+    (tested,) = certify({"k": one}, 0.05, CONFIDENCE).sequence
+    assert (tested.selected_rate, tested.certified_rate, tested.simulated_rate) == (1.0, 1.0, 1.0)
+    rate, bound = tested.kinds["k"]
+    assert rate == 1.0
+    assert bound == pytest.approx(0.1)
+
+
+def test_the_cost_of_a_single_task_is_its_cost_per_task() -> None:
+    """One task in all, costing 1: the cost per task is 1, not half of it."""
+    one = dataclasses.replace(
+        _kind([[1, 0, 0, 0, 0, 0]]),
+        costs=np.array([[1.0, 0, 0, 0, 0, 0]], dtype=np.float32),
+        sizes=np.array([1, 0, 0, 0, 0, 0], dtype=np.intp),
+    )
+    (tested,) = certify({"k": one}, 0.05, CONFIDENCE).sequence
+    assert tested.cost_per_task == 1.0
 
 
 def test_a_bound_that_equals_the_target_certifies() -> None:
@@ -246,3 +277,26 @@ def test_a_bound_that_equals_the_target_certifies() -> None:
     assert outcome.sequence[0].bound == exact
     assert (outcome.target, outcome.certified) == (exact, outcome.sequence)
     assert outcome.confidence == CONFIDENCE
+
+
+@pytest.mark.parametrize(
+    ("rates", "estimated", "shift"),
+    [
+        ([0.9, 0.8], [0.8, 0.8], 0.1),  # a rate at the target exactly is in the region
+        ([0.8, 0.7], [0.7, 0.7], 0.05),  # none reaches 0.9: the median over every mix
+        ([], [], 0.0),  # no mix: nothing overstated
+    ],
+)
+def test_the_optimism_at_the_targets_edge(
+    rates: list[float], estimated: list[float], shift: float
+) -> None:
+    """The region is the mixes at or above the target, else every mix, else nothing."""
+    assert optimism(np.array(rates), np.array(estimated), 0.9) == pytest.approx(shift)
+
+
+def test_a_mix_alike_on_every_fold_is_estimated_out_of_fold_at_its_own_rate() -> None:
+    """0.8 of the four other folds' 80 tasks is 64 exactly: the mix with 64 right reaches it."""
+    found = {"k": _kind([[17] * (CERTIFY + 1), [16] * (CERTIFY + 1)])}
+    _, rates, estimated, _ = _selection(found)
+    assert rates.tolist() == pytest.approx([0.85, 0.8])
+    assert estimated.tolist() == pytest.approx([0.85, 0.8])
