@@ -8,6 +8,7 @@ apart from the original, with the reason.
 
 from __future__ import annotations
 
+import array
 import collections
 import json
 import os
@@ -16,7 +17,7 @@ import secrets
 import struct
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -446,6 +447,206 @@ def test_the_item_bound_counts_mapping_entries_and_items_on_both_sides(
         wire.decode(["d", *range(12)])
     with pytest.raises(wire.Unplain, match="more than 10 items"):
         wire.decode(["l", ["l", *range(6)], ["l", *range(6)]])
+
+
+def wrapped(depth: int, inner: object) -> object:
+    """``inner`` inside ``depth`` lists: it sits at that depth of the value."""
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
+class _Pair(NamedTuple):
+    """A namedtuple, which crosses as the tuple it is."""
+
+    x: object
+    y: object
+
+
+class _Fielded:
+    """Not a tuple, though it has ``_fields`` like a namedtuple."""
+
+    _fields = ("x",)
+
+
+_HOLDERS: dict[str, Any] = {
+    "a mapping's key": lambda: {(): 0},
+    "a mapping's value": lambda: {"k": ()},
+    "a re.Match": lambda: re.match("a", "a"),
+    "a namedtuple": lambda: _Pair((), 0),
+    "a numpy array": lambda: pytest.importorskip("numpy").array([[1]]),
+}
+"""Values that hold a container one level below them, each its own way."""
+
+
+@pytest.mark.parametrize("holder", sorted(_HOLDERS))
+def test_the_depth_bound_counts_what_each_kind_of_value_holds(holder: str) -> None:
+    """A value whose contents reach MAX_DEPTH - 1 is sent; one level deeper is refused."""
+    value = _HOLDERS[holder]()
+    sent = wire.encode(wrapped(wire.MAX_DEPTH - 2, value))
+    assert wire.decode(sent) is not None
+    with pytest.raises(wire.Unplain, match=rf"^a value nested more than {wire.MAX_DEPTH} deep$"):
+        wire.encode(wrapped(wire.MAX_DEPTH - 1, value))
+
+
+def chain(tag: str, top: int, deepest: int) -> list[Any]:
+    """Encoded containers of ``tag``, each in the last, from depth ``top`` down to ``deepest``."""
+    data: list[Any] = [tag]
+    for _ in range(deepest - top):
+        data = [tag, data]
+    return data
+
+
+def wrapped_data(depth: int, data: list[Any]) -> list[Any]:
+    """Encoded ``data`` inside ``depth`` encoded lists."""
+    for _ in range(depth):
+        data = ["l", data]
+    return data
+
+
+_PLACES: dict[str, Any] = {
+    "a list's item": lambda deepest: ["l", chain("l", 1, deepest)],
+    "a mapping's key": lambda deepest: ["d", chain("t", 1, deepest), 0],
+    "a mapping's value": lambda deepest: ["d", "k", chain("l", 1, deepest)],
+    "a match's groups": lambda deepest: ["m", ["l", chain("l", 2, deepest)], [[0, 0]], ["d"]],
+    "a match's named groups": lambda deepest: (
+        ["m", ["l", ""], [[0, 0]], ["d", "k", chain("l", 2, deepest)]]
+    ),
+    "a match inside a list": lambda deepest: wrapped_data(
+        deepest - 1, ["m", ["l", ""], [[0, 0]], ["d"]]
+    ),
+}
+"""Where a sent container can sit, as the answer's side could send it (crafted or not)."""
+
+
+@pytest.mark.parametrize("place", sorted(_PLACES))
+def test_the_tests_side_refuses_a_container_sent_past_the_depth_bound(place: str) -> None:
+    """Wherever a container sits, depth MAX_DEPTH - 1 is read back and MAX_DEPTH is refused."""
+    make = _PLACES[place]
+    assert wire.decode(make(wire.MAX_DEPTH - 1)) is not None
+    with pytest.raises(wire.Unplain, match=r"^a malformed value$"):
+        wire.decode(make(wire.MAX_DEPTH))
+
+
+@pytest.mark.parametrize(
+    ("value", "back"),
+    [
+        ({1, 2}, {1, 2}),
+        (frozenset({3}), frozenset({3})),
+        (_Pair(1, 2), (1, 2)),
+        (collections.defaultdict(int, a=1), {"a": 1}),
+        ({(1, 2): [3]}, {(1, 2): [3]}),
+        (re.match("a", "a"), None),
+    ],
+    ids=["set", "frozenset", "namedtuple", "defaultdict", "tuple key", "match"],
+)
+def test_each_kind_reads_back_as_its_plain_builtin(value: object, back: object) -> None:
+    """Sent and read back, a value is the builtin it was, or the plain one it stands for."""
+    read = wire.decode(json.loads(json.dumps(wire.encode(value))))
+    if back is None:
+        assert read
+    else:
+        assert read == back
+        assert type(read) is type(back)
+
+
+def test_numpy_values_cross_as_the_builtins_they_hold() -> None:
+    """A numpy number or array is sent as its ``tolist()``; other objects with one are not."""
+    numpy = pytest.importorskip("numpy")
+    assert wire.encode(numpy.int64(3)) == 3
+    assert wire.encode(numpy.array([[1, 2]])) == ["l", ["l", 1, 2]]
+
+
+def test_a_matchs_start_and_end_default_to_the_whole_match() -> None:
+    """As with ``re.Match``: ``start()`` and ``end()`` are group 0's, not group 1's."""
+    found = re.search(r"a(b)c", "xabcx")
+    assert found is not None
+    match = wire.decode(wire.encode(found))
+    assert (match.start(), match.end()) == (found.start(), found.end()) == (1, 4)
+    assert (match.start(1), match.end(1)) == (2, 3)
+
+
+def test_a_numpy_array_that_holds_itself_is_refused_by_name() -> None:
+    """Its ``tolist()`` gives the array back: refused as not plain data, not encoded forever."""
+    numpy = pytest.importorskip("numpy")
+    itself = numpy.empty((), dtype=object)
+    itself[()] = itself
+    with pytest.raises(wire.Unplain) as refused:
+        wire.encode(itself)
+    assert str(refused.value) == "an instance of numpy.ndarray, not plain data"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (_Fielded(), f"{__name__}._Fielded"),
+        (array.array("i", [1]), "array.array"),
+        (memoryview(b"ab"), "builtins.memoryview"),
+    ],
+)
+def test_objects_that_only_look_like_plain_data_are_refused_by_name(
+    value: object, named: str
+) -> None:
+    """A ``_fields`` attribute or a ``tolist`` method does not make a value plain data."""
+    with pytest.raises(wire.Unplain) as refused:
+        wire.encode(value)
+    assert str(refused.value) == f"an instance of {named}, not plain data"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["q", "00"],
+        ["y", 1],
+        ["q", ["l", "a"], [[0, 1]], ["d"]],
+        ["m", ["l", "a"], "x", ["d"]],
+        ["m", ["l", "a"], [[0, 1], [0, 1]], ["d"]],
+        ["m", ["t", "a"], [[0, 1]], ["d"]],
+        [],
+        ["l", {}],
+    ],
+    ids=["unknown tag", "bytes not hex", "unknown tag of 3", "spans not a list",
+         "spans not one per group", "groups not a list", "empty", "a JSON object"],
+)  # fmt: skip
+def test_a_malformed_value_is_refused_as_such(data: list[Any]) -> None:
+    """An encoding the answer's side never makes is refused, not read as something else."""
+    with pytest.raises(wire.Unplain) as refused:
+        wire.decode(data)
+    assert str(refused.value) == "a malformed value"
+
+
+def test_the_tests_side_says_why_a_value_cannot_be_read() -> None:
+    """An odd mapping, an unhashable key and JSON that does not parse each give their reason."""
+    with pytest.raises(wire.Unplain) as odd:
+        wire.decode(["d", "k"])
+    assert str(odd.value) == "a malformed mapping"
+    with pytest.raises(wire.Unplain) as unhashable:
+        wire.decode(["s", ["l"]])
+    assert (
+        str(unhashable.value)
+        == "a value that cannot be rebuilt (TypeError: unhashable type: 'list')"
+    )
+    with pytest.raises(wire.Unplain) as broken:
+        wire.loads(b"[1,")
+    assert str(broken.value) == "a line that is not JSON (JSONDecodeError)"
+
+
+@pytest.mark.parametrize("data", [["s", 1], ["d", "k", 1], ["ctr", "k", 1]])
+def test_with_no_time_left_even_one_item_is_not_hashed(data: list[Any]) -> None:
+    """The rebuilding time is checked before the first item of a set or mapping, then every 64."""
+    with pytest.raises(wire.Unplain) as late:
+        wire.decode(data, seconds=-1)
+    assert str(late.value) == "a value that takes too long to rebuild (keys that share one hash?)"
+    assert wire.decode(data, seconds=60)
+
+
+def test_a_line_of_exactly_the_line_bound_is_read_and_one_byte_more_is_not() -> None:
+    """``loads`` takes MAX_LINE_BYTES of JSON and refuses a longer line, naming the bound in MiB."""
+    line = b"7" + b" " * (wire.MAX_LINE_BYTES - 1)
+    assert wire.loads(line) == 7
+    with pytest.raises(wire.Unplain) as long:
+        wire.loads(line + b" ")
+    assert str(long.value) == f"a value over {wire.MAX_LINE_BYTES >> 20} MiB"
 
 
 # --- code_tests.py: in-process runs, limits, configuration --------------------------------------
