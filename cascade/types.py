@@ -11,7 +11,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cascade.errors import ConfigError, TaskError
 from cascade.money import Price, Quote, Usage
@@ -106,7 +106,7 @@ class Tier:
     batch: Batching | None = None
     """Send this tier's calls through the provider's batch API (see :class:`Batching`), re-asks
     in a later batch; a call the batch could not answer is made as an ordinary one."""
-    backend: str | None = None
+    backend: Literal["litellm", "http"] | None = None
     """Which of cascade's own backends calls this tier's models: ``"http"``, the lean path to a
     Chat Completions API (:mod:`cascade.backends.http`); ``"litellm"`` or ``None``, litellm (a
     ``local/`` model: llama.cpp). A backend given to the cascade itself serves every tier."""

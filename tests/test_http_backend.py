@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -132,10 +133,10 @@ def test_an_unpriced_model_is_refused_before_any_request_unless_the_tier_prices_
 
 def test_a_model_priced_by_context_length_is_refused_not_billed_at_a_guess() -> None:
     """Tiered prices need litellm's calculator: the lean path asks for a tier price instead."""
-    backend = HttpBackend(api_base="http://127.0.0.1:9/v1")
+    backend = HttpBackend(api_base="http://127.0.0.1:9/v1", api_version="2025-01-01")
     with pytest.raises(UnpricedModel, match="priced by context length"):
-        complete(backend, Request("openai/gemini-2.5-pro", USER))
-    assert backend.quote("openai/gemini-2.5-pro") is None  # so a policy check says unpriced
+        complete(backend, Request("azure/gpt-5.4", USER))
+    assert backend.quote("azure/gpt-5.4") is None  # so a policy check says unpriced
     assert backend.quote("openai/gpt-4o-mini") == LiteLLMBackend().quote("openai/gpt-4o-mini")
     assert backend.quote("openai/our-own-model") is None
 
@@ -235,12 +236,18 @@ def test_one_model_cannot_be_on_both_backends() -> None:
         ("backend = 'http'\nmodel = 'openai/a'\nfallbacks = ['groq/b']", "groq/b"),
         ("backend = 'http'\nmodel = 'openai/a'\nmode = 'batch'", "batch"),
         ("backend = 'rest'\nmodel = 'openai/a'", "backend"),
+        ("backend = 'http'\nmodel = 'openai/a'\nparams = { num_retries = 2 }", "num_retries"),
+        (
+            "backend = 'http'\nmodel = 'azure/dep'\nparams = { api_base = 'http://x' }",
+            "api_version",
+        ),
     ],
 )
 def test_a_policy_tier_the_lean_path_cannot_take_is_refused_at_its_line(
-    tmp_path: Path, tier: str, expected: str
+    tmp_path: Path, tier: str, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error names the file, the tier's line and what is wrong."""
+    monkeypatch.delenv("AZURE_API_VERSION", raising=False)
     policy = tmp_path / "contact.toml"
     policy.write_text(f'task_type = "contact"\n\n[[tiers]]\n{tier}\n')
     with pytest.raises(PolicyError) as caught:
@@ -253,7 +260,7 @@ def test_a_policy_tier_the_lean_path_cannot_take_is_refused_at_its_line(
 def test_getting_ready_loads_once_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The aiohttp import and the price map are read once, not on every call's way in."""
     loads: list[str] = []
-    monkeypatch.setattr("cascade.backends.http._load", lambda: loads.append("loaded"))
+    monkeypatch.setattr(HttpBackend, "_load", lambda self: loads.append("loaded"))
     backend = HttpBackend()
 
     async def twice() -> None:
@@ -274,5 +281,140 @@ def test_getting_ready_loads_once_off_the_event_loop(monkeypatch: pytest.MonkeyP
 def test_a_tier_in_python_names_a_backend_there_is(model: str, backend: str, expected: str) -> None:
     """A misspelt backend, or one on the review queue, is refused, not silently ignored."""
     with pytest.raises(ConfigError, match=expected):
-        Tier(model, backend=backend)
+        Tier(model, backend=cast(Any, backend))
     assert Tier("openai/a", backend="litellm").backend == "litellm"
+
+
+def test_finished_event_loops_are_not_kept_alive_by_their_sessions() -> None:
+    """Each ``asyncio.run`` closes its session and lets the loop go: no growth per run."""
+    import weakref  # noqa: PLC0415
+
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url)
+        loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+        async def once() -> None:
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            await backend.complete(Request("openai/gpt-4o-mini", USER))
+
+        for _ in range(5):
+            asyncio.run(once())
+    gc.collect()
+    assert [ref() for ref in loops] == [None] * 5
+
+
+def test_close_never_raises_even_from_inside_another_running_loop() -> None:
+    """An idle loop's session cannot be closed from a running loop: left alone, no error."""
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url)
+        idle = asyncio.new_event_loop()
+        idle.run_until_complete(backend.complete(Request("openai/gpt-4o-mini", USER)))
+
+        async def closing() -> None:
+            backend.close()
+
+        asyncio.run(closing())  # must not raise
+        backend.close()  # from no loop: the idle loop's session is closed now
+        idle.run_until_complete(idle.shutdown_asyncgens())
+        idle.close()
+
+
+def test_a_proxy_from_the_environment_is_used_as_litellm_uses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``HTTP_PROXY`` routes the call through the proxy (a corporate network needs it)."""
+    with FakeOpenAI() as proxy:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        backend = HttpBackend(api_base="http://127.0.0.2:9/v1", api_key=KEY)
+        response = complete(backend, Request("openai/gpt-4o-mini", USER))
+    assert response.text == "ok"
+    assert proxy.heads[0][1] == "http://127.0.0.2:9/v1/chat/completions"
+
+
+def test_extra_body_is_merged_and_litellm_settings_are_refused() -> None:
+    """The parameters vLLM adds arrive at the top of the body; ``num_retries`` is not sent."""
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url)
+        extra = {"extra_body": {"top_k": 5, "guided_choice": ["a", "b"]}, "seed": 3}
+        complete(backend, Request("openai/gpt-4o-mini", USER, params=extra))
+        with pytest.raises(BadRequest, match="num_retries is litellm's own setting"):
+            complete(backend, Request("openai/gpt-4o-mini", USER, params={"num_retries": 2}))
+    sent = server.requests[0]
+    assert (sent["top_k"], sent["guided_choice"], sent["seed"]) == (5, ["a", "b"], 3)
+    assert "extra_body" not in sent
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"logit_bias": {1, 2}}, "cannot be sent as JSON"),
+        ({"temperature": float("nan")}, "cannot be sent as JSON"),
+        ({"api_key": "sk-line\nbreak"}, "cannot be sent"),
+        ({"api_base": "127.0.0.1:9/v1"}, "not a URL"),
+    ],
+)
+def test_a_request_that_cannot_be_sent_is_a_permanent_bad_request(
+    params: dict[str, object], expected: str
+) -> None:
+    """Not a transient fault to retry: the tier's configuration is wrong, and the error says so."""
+    with FakeOpenAI() as server:
+        backend = HttpBackend(api_base=server.base_url)
+        with pytest.raises(BadRequest, match=expected) as caught:
+            complete(backend, Request("openai/gpt-4o-mini", USER, params=params))
+    assert caught.value.transient is False
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_an_answer_counting_negative_tokens_is_refused_on_both_backends(kind: str) -> None:
+    """Negative usage would be a negative cost: money given back for nothing. It is no answer."""
+    reply = FakeReply(prompt_tokens=-1000, completion_tokens=5)
+    with FakeOpenAI(lambda body: reply) as server:
+        backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
+        with pytest.raises(MalformedResponse, match="negative tokens"):
+            complete(backend, Request("openai/gpt-4o-mini", USER))
+
+
+def test_a_200_that_carries_an_error_is_a_server_error() -> None:
+    """Some gateways answer 200 with an error object: transient, and not read as an answer."""
+    reply = FakeReply(body=b'{"error": {"message": "overloaded"}}')
+    with FakeOpenAI(lambda body: reply) as server:
+        backend = HttpBackend(api_base=server.base_url)
+        with pytest.raises(ServerError, match="overloaded"):
+            complete(backend, Request("openai/gpt-4o-mini", USER))
+
+
+@pytest.mark.parametrize(("kind", "cut"), [("http", 400), ("litellm", 500)])
+def test_no_part_of_a_key_survives_where_an_error_message_is_cut(kind: str, cut: int) -> None:
+    """A provider quoting the key across the cut: it is hidden before the message is shortened."""
+    words = "x" * (cut - 12) + KEY + " is wrong"
+    body = json.dumps({"error": {"message": words}}).encode()
+    with FakeOpenAI(lambda _: FakeReply(status=401, body=body)) as server:
+        backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
+        with pytest.raises(AuthenticationFailed) as caught:
+            complete(backend, Request("openai/gpt-4o-mini", USER))
+    assert KEY[:10] not in str(caught.value)
+
+
+def test_the_lean_path_bills_only_what_litellm_would_bill_at_the_same_price() -> None:
+    """Over the whole price map: a quote on the lean path is litellm's quote, or there is none.
+
+    Another provider's entry under the same name (a self-hosted ``openai/deepseek-chat``) is
+    not billed at that provider's price. One exception: litellm finds no price for
+    ``azure/mistral-large-latest`` (it routes the name to ``openai``), where the map lists
+    Azure's, which the lean path bills.
+    """
+    http, litellm = HttpBackend(), LiteLLMBackend()
+    entries = http._prices.load()
+    names = {f"openai/{name}" for name in entries} | {n for n in entries if n.startswith("azure/")}
+    differ = [
+        name
+        for name in sorted(names)
+        if (quote := http.quote(name)) is not None and quote != litellm.quote(name)
+    ]
+    assert differ == ["azure/mistral-large-latest"]
+    assert http.quote("openai/deepseek-chat") is None
+    assert http.quote("azure/gpt-4o-mini") == litellm.quote("azure/gpt-4o-mini")

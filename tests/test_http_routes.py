@@ -88,3 +88,33 @@ def test_a_run_whose_policy_puts_one_model_on_two_backends_stops_before_any_call
     )
     assert asked == []
     assert not out.exists() or out.read_text() == ""
+
+
+def test_serve_refuses_one_model_on_two_backends_before_it_binds(tmp_path: Path) -> None:
+    """Checked with the policies, not at the first request: the error names the model."""
+    from cascade.errors import ConfigError  # noqa: PLC0415
+    from cascade.serve.config import ServeConfig  # noqa: PLC0415
+    from cascade.serve.prepared import prepare  # noqa: PLC0415
+
+    policy = policy_file(tmp_path / "policies", "http://127.0.0.1:9/v1", models=("small", "big"))
+    text = policy.read_text().replace(
+        'model = "openai/small"', 'model = "openai/small"\nbackend = "http"'
+    )
+    policy.write_text(
+        text.replace('model = "openai/big"', 'model = "openai/big"\nfallbacks = ["openai/small"]')
+    )
+    with pytest.raises(ConfigError, match="openai/small is on backend = 'http'"):
+        prepare(ServeConfig(policy=str(policy), store=str(tmp_path / "s.db"), port=0))
+
+
+def test_workers_import_litellm_up_front_only_when_a_tier_uses_it(tmp_path: Path) -> None:
+    """All tiers on http: the fork server does not pay litellm's seconds and megabytes."""
+    from cascade.run.job import Job  # noqa: PLC0415
+
+    policy = policy_file(tmp_path / "policies", "http://127.0.0.1:9/v1", models=("small", "big"))
+    mixed = Job(tasks="t.jsonl", policy=str(policy))
+    assert mixed.preloads_litellm()
+    policy.write_text(
+        policy.read_text().replace("retries = 0\n", 'retries = 0\nbackend = "http"\n')
+    )
+    assert not Job(tasks="t.jsonl", policy=str(policy)).preloads_litellm()

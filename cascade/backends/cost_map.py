@@ -8,7 +8,6 @@ entry into prices here, so the two backends bill a call alike.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from cascade.types import Price, Quote
 
-__all__ = ["TIERED", "entry", "quote_of", "rate_of"]
+__all__ = ["TIERED", "PriceMap", "quote_of", "rate_of"]
 
 TIERED = Price(0.0, 0.0)
 """Marks a model whose price depends on more than its token counts (its context length, say)."""
@@ -25,9 +24,41 @@ TIERED = Price(0.0, 0.0)
 _FILE = "model_prices_and_context_window_backup.json"
 
 
-@functools.cache
-def _entries() -> Mapping[str, Any]:
-    """Every entry of litellm's bundled map, read once (about 50 ms), without importing litellm."""
+class PriceMap:
+    """litellm's bundled map, read on first use (about 50 ms), without importing litellm.
+
+    A model is looked up as litellm's ``get_model_info`` finds it for the OpenAI-compatible
+    providers: ``azure/NAME`` by its whole name, ``openai/NAME`` (or a bare ``NAME``) under
+    ``NAME`` when that entry is OpenAI's. Another provider's entry of the same name (a
+    self-hosted ``openai/deepseek-chat``, say) is not this model's price.
+
+    >>> prices = PriceMap()
+    >>> prices.entry("openai/gpt-4o-mini")["litellm_provider"]
+    'openai'
+    >>> prices.entry("openai/deepseek-chat") is None  # DeepSeek's own price, not a vLLM's
+    True
+    """
+
+    def __init__(self) -> None:
+        self._entries: Mapping[str, Any] | None = None
+
+    def load(self) -> Mapping[str, Any]:
+        """Every entry of the map (read once)."""
+        if self._entries is None:
+            self._entries = _read_map()
+        return self._entries
+
+    def entry(self, model: str) -> Mapping[str, Any] | None:
+        """``model``'s entry, or None when the map has none for it (see the class docstring)."""
+        entries = self.load()
+        provider = "azure" if model.startswith("azure/") else "openai"
+        found = entries.get(model if provider == "azure" else model.removeprefix("openai/"))
+        if isinstance(found, Mapping) and found.get("litellm_provider") == provider:
+            return found
+        return None
+
+
+def _read_map() -> Mapping[str, Any]:
     spec = importlib.util.find_spec("litellm")  # finds the package; does not run it
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     for folder in folders:
@@ -36,22 +67,6 @@ def _entries() -> Mapping[str, Any]:
             loaded = json.loads(path.read_text(encoding="utf-8"))
             return loaded if isinstance(loaded, dict) else {}
     return {}
-
-
-def entry(model: str) -> Mapping[str, Any] | None:
-    """``model``'s entry in the map: by its whole name, else without an ``openai/`` prefix.
-
-    >>> entry("openai/gpt-4o-mini")["litellm_provider"]
-    'openai'
-    >>> entry("openai/our-own-model") is None
-    True
-    """
-    entries = _entries()
-    for name in (model, model.removeprefix("openai/")):
-        found = entries.get(name)
-        if isinstance(found, Mapping):
-            return found
-    return None
 
 
 def rate_of(info: Mapping[str, Any]) -> Price | None:

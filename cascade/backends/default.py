@@ -39,7 +39,7 @@ def http_models(tiers: Iterable[Tier]) -> frozenset[str]:
     Traceback (most recent call last):
     cascade.errors.ConfigError: openai/a is on backend = 'http' in one tier and on litellm ...
     """
-    from cascade.backends.http import http_model_problem  # noqa: PLC0415
+    from cascade.backends.http_wire import model_problem  # noqa: PLC0415
 
     by_model: dict[str, str] = {}
     for tier in tiers:
@@ -47,7 +47,7 @@ def http_models(tiers: Iterable[Tier]) -> frozenset[str]:
             continue
         backend = tier.backend or "litellm"
         for model in tier.models:
-            if backend == "http" and (problem := http_model_problem(model)) is not None:
+            if backend == "http" and (problem := model_problem(model)) is not None:
                 raise ConfigError(f"tier {tier.model}: {problem}")
             if by_model.setdefault(model, backend) != backend:
                 raise ConfigError(f"{model} is on backend = 'http' in one tier and on litellm "

@@ -30,6 +30,7 @@ from cascade.errors import (
     MalformedResponse,
     UnpricedModel,
 )
+from cascade.secrets import secret_values
 from cascade.types import Price, Quote, Tier, Usage
 
 __all__ = ["LiteLLMBackend", "LiteLLMBatches", "batch_prices", "load_litellm"]
@@ -89,7 +90,7 @@ class LiteLLMBackend:
             await _cancel_sent(call)
             raise
         except Exception as exc:  # every litellm failure is mapped, none leaks
-            raise map_exception(exc) from exc
+            raise map_exception(exc, tuple(secret_values(kwargs))) from exc
         return self._response(litellm, request, raw)
 
     async def ready(self, model: str) -> None:
@@ -305,6 +306,8 @@ def _read(raw: Any) -> tuple[str, Usage]:
         usage = Usage(int(raw.usage.prompt_tokens or 0), int(raw.usage.completion_tokens or 0))
     except (AttributeError, IndexError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"completion has no usable choice or usage: {exc}") from exc
+    if usage.prompt_tokens < 0 or usage.completion_tokens < 0:
+        raise MalformedResponse(f"completion counts negative tokens: {usage}")
     if calls:
         return _calls_text(calls), usage
     if not isinstance(text, str):

@@ -7,7 +7,7 @@ apart from a 5xx, though litellm reports both as a 500.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cascade.errors import (
     AuthenticationFailed,
@@ -21,14 +21,33 @@ from cascade.errors import (
     UnknownModel,
     parse_retry_after,
 )
+from cascade.secrets import REDACTED
 
-__all__ = ["map_exception"]
+__all__ = ["map_exception", "without"]
+
+_SHORTEST_SECRET = 6
 
 
-def map_exception(exc: BaseException) -> ProviderError:
-    """Map a litellm (or openai, or httpx) exception onto cascade's error tree."""
+def without(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` replaced, before anything cuts it short.
+
+    >>> without("bad key sk-abc12345 given", ["sk-abc12345", "k"])
+    'bad key [REDACTED] given'
+    """
+    for secret in secrets:
+        if len(secret) >= _SHORTEST_SECRET:  # not a one-letter stop sequence
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def map_exception(exc: BaseException, hide: Iterable[str] = ()) -> ProviderError:
+    """Map a litellm (or openai, or httpx) exception onto cascade's error tree.
+
+    The ``hide`` values (the call's key) are taken out of the message before it is cut short,
+    so that no part of a key is left where redaction cannot recognise it.
+    """
     name = type(exc).__name__
-    message = f"{name}: {exc}"[:500]
+    message = without(f"{name}: {exc}", hide)[:500]
     status = getattr(exc, "status_code", None)
     if name in {"Timeout", "APITimeoutError", "TimeoutError", "ReadTimeout"}:
         return ProviderTimeout(message)

@@ -106,7 +106,7 @@ def _command(args: argparse.Namespace) -> int:
     total = count_tasks(source)
     job = dataclasses.replace(job, workers=job.worker_count(total))
     if job.workers and job.workers > 1 and job.executor == "processes":
-        start_early(litellm=job.replay is None and job.backend is None)  # while we check prices
+        start_early(litellm=job.preloads_litellm())  # while we check prices
     backend = _checked_backend(job, policies)
     key = {"tasks": str(source.resolve()), "policy": str(Path(job.policy).resolve())}
     # One run per store: a second would reclaim this one's leases, and its results file.

@@ -105,11 +105,13 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
     if spec.response_schema is not None:
         params["response_format"] = _response_format(spec.response_schema, base)
     if spec.backend == "http":
-        from cascade.backends.http import http_model_problem  # noqa: PLC0415
+        from cascade.backends.http_wire import model_problem, params_problem  # noqa: PLC0415
 
         for model in (spec.model, *spec.fallbacks):
-            if (problem := http_model_problem(model)) is not None:
+            if (problem := model_problem(model)) is not None:
                 raise FieldError("backend", problem)
+            if (problem := params_problem(model, params)) is not None:
+                raise FieldError("params", problem)
     return Tier(
         spec.model,
         reasks=spec.reasks,

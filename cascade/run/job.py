@@ -127,6 +127,19 @@ class Job:
             return self.workers
         return max(1, min(os.cpu_count() or 1, (tasks or 0) // 1000))
 
+    def preloads_litellm(self) -> bool:
+        """Whether worker processes import litellm before their first task (it takes seconds).
+
+        Only when some tier's calls go through it: not on a replay, a named backend, or
+        tiers that are all on ``backend = "http"``.
+        """
+        if self.replay is not None or self.backend is not None:
+            return False
+        from cascade.policy import load_policies  # noqa: PLC0415
+
+        tiers = (tier for policy in load_policies(self.policy) for tier in policy.ladder)
+        return any(tier.backend != "http" and not tier.is_human for tier in tiers)
+
     def backend_factory(self) -> Callable[[], Backend]:
         """What every process builds its backend with: replay, a named factory, or the default.
 

@@ -249,7 +249,7 @@ class Runner:
                 await asyncio.to_thread(telemetry.shutdown)
 
     async def _run_processes(self, feeder: asyncio.Future[None]) -> None:
-        context = worker_context(litellm=self.job.replay is None and self.job.backend is None)
+        context = worker_context(litellm=self.job.preloads_litellm())
         owners = [new_owner() for _ in range(self.workers)]
         alive, held = context.Pipe(duplex=False)  # held unwritten: ends with us, however we end
         shared = Shared(self.run_id, self._guard, self._stop, self._budget, self._interrupted,

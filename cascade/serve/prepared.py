@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 
+from cascade.backends.default import http_models
 from cascade.errors import ConfigError
 from cascade.policy import PolicySet, load_policies
 from cascade.run.guard import Guard, guard_for
@@ -41,6 +42,8 @@ class Prepared:
         self.config = config
         policies = load_policies(config.policy)  # a bad policy fails here, naming file and line
         _refuse_unservable(policies)
+        if config.backend is None:  # one backend per model, checked before anything is bound
+            http_models(tier for policy in policies for tier in policy.ladder)
         self.keys: KeyRing = load_keys(config.keys_file, config.keys_env)
         self.guard: Guard = guard_for(policies, config.limits)
         self.clients: Guard = client_guard(self.keys)
