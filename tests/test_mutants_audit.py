@@ -7,6 +7,7 @@ with no hits or all hits, and the rates a report rounds.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -404,3 +405,48 @@ def test_fishers_lower_tail_runs_down_to_no_hits(
 ) -> None:
     """The window's lower tail counts the tables with no hits in it too."""
     assert drift.fisher_tail(base_hits, 10, hits, 10, upper=False) == pytest.approx(ways / of)
+
+
+_TOUCHY = DriftPlan(window=1, check_every=1, false_alarm=0.4, acceptance=(0.9999,) * 4)
+"""Calibrated at 99.99 %: one task not accepted at a tier is an alarm (p 1e-4, level 2e-4)."""
+
+
+@pytest.mark.parametrize(
+    ("status", "tier", "tried", "alarmed"),
+    [
+        ("accepted", 2, 2, [1]),  # started one tier up: tier 1 passed it on, tier 2 accepted
+        ("accepted", 0, 1, []),
+        ("failed", None, 3, [0, 1, 2]),  # every tier it reached passed it on
+        ("failed", None, 0, []),  # it reached no tier
+    ],
+)
+def test_a_result_is_observed_at_each_tier_it_reached_and_no_other(
+    status: str, tier: int | None, tried: int, alarmed: list[int]
+) -> None:
+    """The tiers tried end at the one that accepted (or the last tried); only the last accepts."""
+    watch = DriftWatch({"echo": _TOUCHY})
+    alarms = watch.result("echo", status, tier, tried)
+    assert [(alarm.tier, alarm.signal) for alarm in alarms] == [(t, "acceptance") for t in alarmed]
+
+
+def test_a_task_type_without_drift_alarms_is_not_watched() -> None:
+    """Results, audits and escalations of another task type are ignored, not an error."""
+    watch = DriftWatch({"echo": _TOUCHY})
+    assert not watch.watches("other")
+    assert watch.result("other", "failed", None, 2) == []
+    assert watch.audit("other", 0, disagreed=True) is None
+    assert watch.escalation("other", 0, {"schema"}) == []
+
+
+def test_a_disagreement_rate_given_with_its_audits_is_tested_as_a_sample() -> None:
+    """0.1 of 50 audits is 5 of 50: ten disagreements in ten are Fisher's C(50,5) / C(60,15)."""
+    plan = DriftPlan(
+        window=10, check_every=10, false_alarm=0.1, disagreement=(0.1,), disagreement_n=(50,)
+    )
+    watch = DriftWatch({"echo": plan})
+    alarms = [watch.audit("echo", 0, disagreed=True) for _ in range(10)]
+    assert alarms[:-1] == [None] * 9
+    alarm = alarms[-1]
+    assert alarm is not None
+    assert (alarm.signal, alarm.baseline_rate, alarm.window_rate) == ("disagreement", 0.1, 1.0)
+    assert alarm.p_value == pytest.approx(math.comb(50, 5) / math.comb(60, 15))
