@@ -389,14 +389,23 @@ def test_a_200_that_carries_an_error_is_a_server_error() -> None:
 
 @pytest.mark.parametrize(("kind", "cut"), [("http", 400), ("litellm", 500)])
 def test_no_part_of_a_key_survives_where_an_error_message_is_cut(kind: str, cut: int) -> None:
-    """A provider quoting the key across the cut: it is hidden before the message is shortened."""
-    words = "x" * (cut - 12) + KEY + " is wrong"
-    body = json.dumps({"error": {"message": words}}).encode()
-    with FakeOpenAI(lambda _: FakeReply(status=401, body=body)) as server:
+    """A provider quoting the key across the cut: it is hidden before the message is shortened.
+
+    Each backend puts words of its own before the provider's, so the key is moved along the
+    whole stretch where the cut may fall.
+    """
+    paddings = list(range(cut - 240, cut, 7))
+    bodies = [json.dumps({"error": {"message": "x" * n + KEY + " is wrong"}}).encode()
+              for n in paddings]  # fmt: skip
+    with FakeOpenAI(lambda _: FakeReply(status=401, body=bodies.pop())) as server:
         backend = BACKENDS[kind](api_base=server.base_url, api_key=KEY)
-        with pytest.raises(AuthenticationFailed) as caught:
-            complete(backend, Request("openai/gpt-4o-mini", USER))
-    assert KEY[:10] not in str(caught.value)
+        said = []
+        for _ in paddings:
+            with pytest.raises(AuthenticationFailed) as caught:
+                complete(backend, Request("openai/gpt-4o-mini", USER))
+            said.append(str(caught.value))
+    assert [text for text in said if KEY[:8] in text] == []
+    assert any("[REDACTED]" in text for text in said)
 
 
 def test_the_lean_path_bills_only_what_litellm_would_bill_at_the_same_price() -> None:
