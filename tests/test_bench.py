@@ -83,7 +83,11 @@ def test_a_task_not_accepted_is_never_a_pass(
     assert never["pass_rate"] == 0.0
     assert never["delivered_rate"] == pytest.approx(report["models"][SONNET]["pass_rate"])
     assert main(["bench", str(BFCL), "--policy", str(policy)]) == 0
-    assert "delivered" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "delivered" in out
+    assert "--ladder ladders are checked with" not in out  # no --ladder given: nothing to say
+    assert main(["bench", str(BFCL), "--ladder", f"{MINI},{SONNET}"]) == 0
+    assert "--ladder ladders are checked with: function_call:" in capsys.readouterr().out
 
 
 def test_kind_narrows_the_tasks_and_a_wrong_kind_is_named(

@@ -149,6 +149,16 @@ def test_two_policies_for_one_type_are_an_error(tmp_path: Path) -> None:
         load_policies(tmp_path)
 
 
+def test_a_policy_named_without_its_suffix_is_found_and_a_missing_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """``optimized/bfcl-simple`` finds ``bfcl-simple.toml``; a name with neither is an error."""
+    (tmp_path / "contact.toml").write_text('task_type = "contact"\n[[tiers]]\nmodel = "m"\n')
+    assert [p.task_type for p in load_policies(tmp_path / "contact")] == ["contact"]
+    with pytest.raises(PolicyError, match="no such policy file or directory"):
+        load_policies(tmp_path / "missing")
+
+
 def test_relative_paths_resolve_against_the_policy_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -360,15 +360,18 @@ def test_show_prints_one_tasks_steps_verdicts_and_costs(
 ) -> None:
     """Its result, each step with its model, verdicts and cost, as text or JSON."""
     tasks = job / "tasks.jsonl"
-    tasks.write_text(MIXED[1] + "\n")
+    tasks.write_text(MIXED[0] + "\n" + MIXED[1] + "\n")
     assert run(job, tasks) == 0
     capsys.readouterr()
+    assert main(["show", str(job / "run.db"), "t1"]) == 0
+    assert ", 1 step stored" in capsys.readouterr().out
     assert main(["show", str(job / "run.db"), "t2"]) == 0
     out = capsys.readouterr().out
     assert "accepted: tier 1 big, $0.011000, 2 steps stored" in out
     assert "step 0 tier 0 call openai/small" in out
     assert "fail one_of(['yes', 'no', 'happy']): 'maybe' is not one of" in out
     assert "step 1 tier 1 call big" in out
+    assert "    pass one_of(['yes', 'no', 'happy'])\n" in out  # no reason: no dangling colon
     assert main(["show", str(job / "run.db"), "t2", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [s["cost_usd"] for s in shown["steps"]] == [0.001, 0.01]

@@ -44,26 +44,28 @@ def command(args: argparse.Namespace) -> int:
     if args.json:
         say_json(found.results)
     else:
-        say(_table(found.results, found.data))
+        say(_table(found.results, found.data, checked=bool(args.ladder)))
     return 0
 
 
-def _table(results: dict[str, Any], data: Dataset) -> str:
+def _table(results: dict[str, Any], data: Dataset, *, checked: bool) -> str:
+    """The report; ``checked``: some ladder came from ``--ladder``, so say what checks it."""
     validators = default_validators()
     kinds = sorted({task.type for task in data.tasks})
     lines = [
-        f"{data.name}: {results['tasks']} tasks ({results['split']}), replayed (no model calls)",
-        "--ladder ladders are checked with: "
-        + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
-        + " (policies bring their own validators)",
+        f"{data.name}: {results['tasks']} tasks ({results['split']}), replayed (no model calls)"
     ]
+    if checked:
+        lines.append("--ladder ladders are checked with: "
+                     + ", ".join(f"{k}: {v!r}" for k, v in validators.items())
+                     + " (policies bring their own validators)")  # fmt: skip
     for model, source in results.get("batch_pricing", {}).items():
         lines.append(f"batch rows price {model} at {source}; their latencies are the "
                      "synchronous calls' (a provider runs a batch within 24 h)")  # fmt: skip
     if "truth" in results:
         lines.append(f"correct means: {results['truth']['means']}")
     unchecked = [k for k in kinds if k not in validators]
-    if unchecked:
+    if checked and unchecked:
         lines.append(f"  and accept unchecked: {', '.join(unchecked)}")
     rows = [(f"model  {n}", s) for n, s in sorted(results["models"].items(), key=_by_cost)]
     rows.append(("oracle (cheapest correct model per task)", results["oracle"]))

@@ -56,7 +56,8 @@ def command(args: argparse.Namespace) -> int:
             say(f"    answer: {_short(step.output)}")
         for verdict in step.verdicts:
             mark = "pass" if verdict.passed else "fail"
-            say(f"    {mark} {verdict.validator}: {_short(verdict.reason or '')}")
+            why = f": {_short(verdict.reason)}" if verdict.reason else ""
+            say(f"    {mark} {verdict.validator}{why}")
     return 0
 
 
@@ -66,7 +67,8 @@ def _result_line(outcome: Outcome, steps: int) -> str:
         where = "no tier answered" if steps else "no model was called"
     else:
         where = f"tier {outcome.tier} {outcome.model or ''}".rstrip()
-    return f"  {outcome.status}: {where}, ${outcome.cost_usd:.6f}, {steps} steps stored"
+    stored = "1 step" if steps == 1 else f"{steps} steps"
+    return f"  {outcome.status}: {where}, ${outcome.cost_usd:.6f}, {stored} stored"
 
 
 def _short(text: str, limit: int = 300) -> str:

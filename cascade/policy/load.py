@@ -341,8 +341,14 @@ class PolicySet:
 
 
 def load_policies(path: str | Path, *, cache: VerdictCache | None = None) -> PolicySet:
-    """Load a policy file, or every ``*.toml`` in a directory; report all problems at once."""
+    """Load a policy file, or every ``*.toml`` in a directory; report all problems at once.
+
+    A name without its suffix finds ``NAME.toml`` when there is no ``NAME`` itself (so
+    ``policies/ladders/optimized/NAME`` works for the files there as for the folders).
+    """
     path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".toml").is_file():
+        path = path.with_name(path.name + ".toml")
     if path.is_dir():
         files = sorted(path.glob("*.toml"))
         if not files:
