@@ -7,7 +7,9 @@ with no hits or all hits, and the rates a report rounds.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import re
 
 import pytest
 
@@ -16,7 +18,7 @@ from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.audit.drift import Alarm, DriftPlan, DriftWatch, InArrivalOrder
 from cascade.audit.plan import proportion
 from cascade.backends import ScriptedBackend
-from cascade.backends.scripted import Hang, Script
+from cascade.backends.scripted import Hang, Reply, Script
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.outcome import Outcome
@@ -24,7 +26,8 @@ from cascade.retry import RetryPolicy
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
-from cascade.types import Price, Task, Tier
+from cascade.tokens import count_tokens
+from cascade.types import Price, Request, Task, Tier, Usage
 
 _IDS = [f"t{n}" for n in range(2000)]
 
@@ -206,7 +209,7 @@ def test_an_audit_past_its_cap_is_skipped_and_says_why() -> None:
         asyncio.run(go())
         assert store.steps("r1", "t1") == []
     (event,) = [e for e in events if e["event"] == "cascade.audit"]
-    assert event["what"] == "skipped"
+    assert (event["what"], event["tier"], event["model"]) == ("skipped", 0, "auditor")
     assert event["why"].startswith(
         "the audit cap of $0.5 was reached: this audit could cost up to $"
     )
@@ -450,3 +453,126 @@ def test_a_disagreement_rate_given_with_its_audits_is_tested_as_a_sample() -> No
     assert alarm is not None
     assert (alarm.signal, alarm.baseline_rate, alarm.window_rate) == ("disagreement", 0.1, 1.0)
     assert alarm.p_value == pytest.approx(math.comb(50, 5) / math.comb(60, 15))
+
+
+@pytest.mark.parametrize(
+    ("latency_s", "grace_s", "cut"), [(0.05, 0.5, 0), (0.05, 1.5, 0), (None, 0.05, 1)]
+)
+def test_a_drain_waits_out_its_grace_period_and_cuts_only_what_is_left(
+    latency_s: float | None, grace_s: float, cut: int
+) -> None:
+    """An audit that answers within the grace period is kept; one still hanging is cut, and said."""
+    answer = Hang() if latency_s is None else Reply("yes", latency_s=latency_s)
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor, _target = _auditor_on(
+            ScriptedBackend({"auditor": [answer]}), store, AuditPlan(share=1.0, model="auditor")
+        )
+
+        async def go() -> int:
+            assert auditor.consider(_TASK, _accepted(0))
+            return await auditor.drain(grace_s)
+
+        assert asyncio.run(go()) == cut
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert step.decision is (Decision.CANCEL if cut else Decision.AGREE)
+    told = [(e["event"], e["what"], e.get("audits"), e["run_id"]) for e in events]
+    said = (
+        [("cascade.audit", "cut off", 1, "r1")]
+        if cut
+        else [("cascade.audit", "agreed", None, "r1")]
+    )
+    assert told == said
+
+
+def _audit_once(auditor: Auditor) -> None:
+    """Audit the accepted answer of task t1 at tier 0, to the end."""
+
+    async def go() -> None:
+        assert auditor.consider(_TASK, _accepted(0))
+        await auditor.drain()
+
+    asyncio.run(go())
+
+
+def test_an_audits_call_is_asked_for_its_task() -> None:
+    """The audit model is asked under the task's id, as every call of the task is."""
+    backend = ScriptedBackend({"auditor": ["yes"]})
+    with Store(":memory:") as store:
+        auditor, _target = _auditor_on(backend, store, AuditPlan(share=1.0, model="auditor"))
+
+        _audit_once(auditor)
+    assert [(call.model, call.task_id) for call in backend.calls] == [("auditor", "t1")]
+
+
+_PRICED = Price(1000.0, 2000.0)
+"""A thousandth of a dollar a prompt token, two thousandths an answer token."""
+
+
+@pytest.mark.parametrize("judge", [False, True])
+def test_an_audit_that_could_never_fit_its_cap_says_its_worst_cost(judge: bool) -> None:
+    """The worst cost is the prompt (and for a judge the rubric and answer) and the longest answer.
+
+    At 0.001 and 0.002 a token, with max_tokens 50, it cannot fit a cap of a tenth of a cent.
+    """
+    plan = AuditPlan(share=1.0, model="auditor", judge=judge, rubric="Right?", max_cost_usd=0.001,
+                     params={"max_tokens": 50}, price=_PRICED)  # fmt: skip
+    asked = [{"role": "user", "content": "q"}] + judge * [
+        {"role": "user", "content": "Right?\nyes"}
+    ]
+    worst = count_tokens(asked) * 0.001 + 50 * 0.002
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor, _target = _auditor_on(ScriptedBackend({"auditor": ["yes"]}), store, plan, 0.001)
+
+        _audit_once(auditor)
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert event["why"] == (
+        f"the audit cap of $0.001 was reached: this audit could cost up to ${worst:.6f} (50 answer"
+        " tokens), and $0.000000 is spent; max_tokens in the audit's params bounds its worst cost"
+    )
+
+
+def test_an_audit_that_cannot_be_priced_runs_while_its_cap_is_not_spent() -> None:
+    """With no price, the audit reserves nothing: under its cap it is made, and its cost counted."""
+    plan = AuditPlan(share=1.0, model="auditor", max_cost_usd=0.5)
+    with Store(":memory:") as store:
+        auditor, target = _auditor_on(ScriptedBackend({"auditor": ["yes"]}), store, plan, 0.5)
+
+        _audit_once(auditor)
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert step.decision is Decision.AGREE
+    assert target.spent.spent_usd == step.cost_usd
+
+
+@pytest.mark.parametrize(
+    ("verdict", "decision"), [("pass", Decision.AGREE), ("fail", Decision.DISAGREE)]
+)
+def test_a_judge_audit_grades_the_accepted_answer_by_its_rubric(
+    verdict: str, decision: Decision
+) -> None:
+    """A judge audit shows the rubric and the answer, with the audit's params; a fail disagrees.
+
+    The judge is asked under the task's id, and its call is priced at the audit's price.
+    """
+    asked: list[Request] = []
+
+    def grade(request: Request) -> Reply:
+        asked.append(request)
+        nonce = re.search(r"<<<(\w+):BEGIN CANDIDATE>>>", str(request.messages[-1]["content"]))
+        assert nonce is not None
+        said = {"nonce": nonce.group(1), "verdict": verdict, "score": 1.0, "reason": "graded"}
+        return Reply(json.dumps(said), usage=Usage(prompt_tokens=10, completion_tokens=5))
+
+    plan = AuditPlan(share=1.0, model="judge", judge=True, rubric="Is it polite?",
+                     params={"temperature": 0.0}, price=_PRICED)  # fmt: skip
+    with Store(":memory:") as store:
+        auditor, _target = _auditor_on(ScriptedBackend({"judge": grade}), store, plan)
+
+        _audit_once(auditor)
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert (step.model_requested, step.decision, step.tier) == ("judge", decision, 0)
+    assert step.cost_usd == pytest.approx(10 * 0.001 + 5 * 0.002)
+    (request,) = asked
+    shown = "\n".join(str(message["content"]) for message in request.messages)
+    assert "Is it polite?" in shown
+    assert "yes" in shown
+    assert (request.task_id, request.params) == ("t1", {"temperature": 0.0})
