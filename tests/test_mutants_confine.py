@@ -32,7 +32,9 @@ _FALLBACK = (
     " the full sandbox."
 )
 _PROBE = """
-import json
+import ctypes, json, sys
+if sys.argv[1:]:  # a stand-in for /proc/self/cgroup, bound over it (in a mount namespace)
+    ctypes.CDLL(None).mount(sys.argv[1].encode(), b"/proc/self/cgroup", None, 4096, None)
 from cascade.validators.confine import Cgroup, describe
 said = {"describe": describe()}
 try:
@@ -55,11 +57,11 @@ def own_cgroups() -> dict[str, str]:
     return own
 
 
-def probe(*prefix: str) -> dict[str, object]:
-    """What :data:`_PROBE` says, run in a child after ``prefix`` (a mount namespace, a uid)."""
+def python_child(prefix: list[str], script: str, *args: str) -> str:
+    """What ``script`` prints, run by this Python (and this ``cascade``) after ``prefix``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(  # noqa: S603  # fixed argv
-        [*prefix, sys.executable, "-c", _PROBE],
+        [*prefix, sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -67,7 +69,17 @@ def probe(*prefix: str) -> dict[str, object]:
         cwd="/",
         env=env,
     )
-    said: dict[str, object] = json.loads(done.stdout)
+    return done.stdout
+
+
+def probe(*prefix: str, own: Path | None = None) -> dict[str, object]:
+    """What :data:`_PROBE` says, run in a child after ``prefix`` (a mount namespace, a uid).
+
+    ``own`` stands in for the child's ``/proc/self/cgroup`` (``prefix`` must unshare mounts).
+    """
+    said: dict[str, object] = json.loads(
+        python_child(list(prefix), _PROBE, *([str(own)] if own else []))
+    )
     return said
 
 
@@ -358,3 +370,35 @@ def test_removing_a_cgroup_whose_first_folder_is_gone_still_removes_the_rest() -
     folders[0].rmdir()
     cgroup.remove()
     assert not any(folder.exists() for folder in folders)
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("unshare") is None, reason="needs root, unshare")
+@pytest.mark.parametrize(
+    ("listed", "made"),
+    [
+        ("5:memory,pids:/jobs\n1:cpu,cpuacct:/\n0::/\n", True),
+        ("4:memory:/jobs\n1:cpu,cpuacct:/\n0::/\n", False),
+        ("6:pids:/jobs\n0::/\n", False),
+    ],
+    ids=["pids and memory in one hierarchy", "no pids", "no memory"],
+)
+def test_on_cgroup_v1_the_controllers_are_found_as_the_kernel_lists_them(
+    tmp_path: Path, listed: str, made: bool
+) -> None:
+    """Controllers listed together are each found; with pids or memory missing, no cgroup."""
+    tree = tmp_path / "cgroup"
+    for controller in ("pids", "memory"):
+        (tree / controller / "jobs").mkdir(parents=True)
+    own = tmp_path / "own"
+    own.write_text(listed)
+    mount = 'mount --bind "$0" /sys/fs/cgroup && exec "$@"'
+    said = probe("unshare", "--mount", "--", "sh", "-c", mount, str(tree), own=own)
+    if made:
+        assert said["version"] == 1
+        assert sorted(map(str, said["procs"])) == [  # type: ignore[call-overload]
+            "/sys/fs/cgroup/memory/jobs/run/cgroup.procs",
+            "/sys/fs/cgroup/pids/jobs/run/cgroup.procs",
+        ]
+        assert (tree / "pids" / "jobs" / "run" / "pids.max").read_text() == "7"
+    else:
+        assert said["refused"] == "no writable cgroup hierarchy with pids and memory"
