@@ -35,7 +35,7 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place() -> None:
     last = drawn[-1]
     assert "200/200" in last
     assert "100%" in last
-    assert "pass 95.0%" in last
+    assert "accepted 95.0%" in last
     assert "esc 10.0%" in last
     assert "$1.0000" in last
 
@@ -51,7 +51,7 @@ def test_off_a_terminal_it_writes_a_line_per_interval() -> None:
     assert len(lines) == 2
     assert "\r" not in out.getvalue()
     assert lines[-1].startswith("progress: 3 tasks,")
-    assert "pass 66.7%" in lines[-1]
+    assert "accepted 66.7%" in lines[-1]
 
 
 def test_the_summary_is_a_table_on_a_terminal_and_plain_lines_elsewhere(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_the_summary_is_a_table_on_a_terminal_and_plain_lines_elsewhere(tmp_path
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", table.getvalue())
     assert "┃ tier" in drawn
     assert "│ 1    │ b" in drawn
-    assert "pass rate (accepted) 100.0%" in drawn
+    assert "acceptance rate 100.0%" in drawn
     assert "tier 0: 1 x wanted 'ok', got 'no'" in drawn
 
 

@@ -30,7 +30,7 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
     console = Console(file=out, force_terminal=True)
     statuses = ", ".join(f"{k} {v}" for k, v in data["statuses"].items()) or "none"
     console.print(
-        f"tasks {data['tasks']}: {statuses}; pass rate (accepted) {data['pass_rate']:.1%}, "
+        f"tasks {data['tasks']}: {statuses}; acceptance rate {data['acceptance_rate']:.1%}, "
         f"escalation {data['escalation_rate']:.1%}, cost ${data['cost_usd']:.6f}"
     )
     console.print(spent_line(data), highlight=False)

@@ -32,7 +32,7 @@ class Tally:
     """A provider outage tasks are waiting out (see :mod:`cascade.run.outages`), if any."""
 
     def rates(self) -> tuple[float, float]:
-        """The pass and escalation rates so far."""
+        """The acceptance and escalation rates so far."""
         if not self.done:
             return 0.0, 0.0
         return self.accepted / self.done, self.escalated / self.done
@@ -109,7 +109,7 @@ class Progress:
             self._task = self._bar.add_task("tasks", total=self.total, status="")
         rate = (tally.done - tally.done_before) / max(time.monotonic() - self._started, 1e-9)
         passed, escalated = tally.rates()
-        status = f"{rate:.1f}/s pass {passed:.1%} esc {escalated:.1%} ${tally.cost_usd:.4f}"
+        status = f"{rate:.1f}/s accepted {passed:.1%} esc {escalated:.1%} ${tally.cost_usd:.4f}"
         status += f" {tally.trouble}" if tally.trouble else ""
         self._bar.update(self._task, completed=tally.done, status=status)
         self._bar.refresh()
@@ -125,6 +125,6 @@ class Progress:
         passed, escalated = tally.rates()
         trouble = f"; {tally.trouble}" if tally.trouble else ""
         return (
-            f"progress: {done}, {rate:.1f} tasks/s, pass {passed:.1%},"
+            f"progress: {done}, {rate:.1f} tasks/s, accepted {passed:.1%},"
             f" escalated {escalated:.1%}, ${tally.cost_usd:.4f}{trouble}"
         )

@@ -131,7 +131,7 @@ class Summary:
             "tasks": self.tasks,
             "statuses": dict(sorted(self.statuses.items())),
             "accepted_by_tier": {str(t): n for t, n in sorted(self.accepted_by_tier.items())},
-            "pass_rate": _rate(self.statuses["accepted"], self.tasks),
+            "acceptance_rate": _rate(self.statuses["accepted"], self.tasks),
             "escalation_rate": _rate(self.escalated, self.tasks),
             "cost_usd": round(self.cost_usd, 8),
             "spent_usd": round(self.spent_usd, 8),
@@ -281,7 +281,7 @@ def render(summary: Summary) -> str:
     lines = [
         f"tasks {data['tasks']}: {statuses}",
         f"accepted by tier: {by_tier}",
-        f"pass rate (accepted) {data['pass_rate']:.1%}, "
+        f"acceptance rate {data['acceptance_rate']:.1%}, "
         f"escalation rate {data['escalation_rate']:.1%}, "
         f"cost ${data['cost_usd']:.6f}" + _compute(data["compute_s"]),
         spent_line(data),
