@@ -9,6 +9,7 @@ from cascade.run.summary import (
     Summary,
     alarm_lines,
     audit_line,
+    rejection_lines,
     render,
     skipped_audit_lines,
     spent_line,
@@ -43,8 +44,8 @@ def show_summary(summary: Summary, stream: IO[str] | None = None) -> None:
             table.add_row(*_cells(tier))
         console.print(table)
         for tier in tiers:
-            for reason, count in tier["top_rejections"]:
-                console.print(f"  tier {tier['tier']}: {count} x {reason}", highlight=False)
+            for line in rejection_lines(tier["rejections"]):
+                console.print(f"  tier {tier['tier']}: {line}", highlight=False)
             if "audit" in tier:
                 audit = audit_line(tier["audit"]).strip()
                 console.print(f"  tier {tier['tier']}: {audit}", highlight=False)

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _TOP_REASONS = 3
+"""Reasons shown under each check that rejected answers."""
 
 
 @dataclass
@@ -57,7 +58,8 @@ class TierSummary:
     calibration_usd: float = 0.0
     """Calls made only to record the tier's answer (``--record-all-tiers``), in ``cost_usd``."""
     latencies: list[float] = field(default_factory=list)
-    rejections: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Failed verdicts by (check, reason)."""
     audited: int = 0
     """Accepted answers of the tier a shadow audit judged."""
     disagreed: int = 0
@@ -97,7 +99,7 @@ class TierSummary:
             "calibration_usd": round(self.calibration_usd, 8),
             "latency_p50_s": _percentile(self.latencies, 0.50),
             "latency_p95_s": _percentile(self.latencies, 0.95),
-            "top_rejections": [[r, n] for r, n in self.rejections.most_common(_TOP_REASONS)],
+            "rejections": rejections_by_check(self.rejections),
         }
 
 
@@ -245,8 +247,9 @@ def _add_attempts(store: Store, summary: Summary, run_id: str | None) -> None:
         if decision == "accept":  # once per task: a task run twice (a lost lease) accepts twice
             accepted.add(tier)
         for verdict in json.loads(verdicts):
-            if not verdict.get("passed") and verdict.get("reason"):
-                entry.rejections[verdict["reason"][:160]] += 1
+            if not verdict.get("passed"):
+                check = str(verdict.get("validator") or "check")[:80]
+                entry.rejections[(check, str(verdict.get("reason") or "")[:160])] += 1
             summary.self_reported += bool(verdict.get("passed") and verdict.get("self_reported"))
     _close_task(summary, current, tiers, accepted)
 
@@ -302,8 +305,7 @@ def render(summary: Summary) -> str:
                     f"      of which {tier['calibration_calls']} calls for the record "
                     f"(--record-all-tiers), ${tier['calibration_usd']:.6f}"
                 )
-            for reason, count in tier["top_rejections"]:
-                lines.append(f"      {count} x {reason}")
+            lines += [f"      {line}" for line in rejection_lines(tier["rejections"])]
             if "audit" in tier:
                 lines.append(audit_line(tier["audit"]))
     lines += skipped_audit_lines(data)
@@ -363,3 +365,37 @@ def _self_reported(count: int) -> str:
 def _compute(seconds: float) -> str:
     """Local compute, shown where there was any: it is what a local model costs instead."""
     return f" + {seconds:.1f} s of local compute" if seconds else ""
+
+
+def rejections_by_check(counts: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Rejections counted by check first, most frequent first, each with its top reasons.
+
+    >>> counts = Counter({("not_missing", "'email' is missing"): 20,
+    ...                   ("not_missing", "'phone' is missing"): 11,
+    ...                   ("grounded", "'Bob' not in input"): 24})
+    >>> [(r["check"], r["count"]) for r in rejections_by_check(counts)]
+    [('not_missing', 31), ('grounded', 24)]
+    """
+    checks: Counter[str] = Counter()
+    for (check, _), count in counts.items():
+        checks[check] += count
+    return [
+        {"check": check, "count": total,
+         "examples": [[reason, n] for (c, reason), n in counts.most_common()
+                      if c == check][:_TOP_REASONS]}
+        for check, total in checks.most_common()
+    ]  # fmt: skip
+
+
+def rejection_lines(rejections: list[dict[str, Any]]) -> list[str]:
+    """One line per check: how many answers it rejected, then its most frequent reasons.
+
+    >>> rejection_lines([{"check": "not_missing", "count": 31,
+    ...                   "examples": [["'email' is missing", 20], ["'phone' is missing", 11]]}])
+    ["31 x not_missing: 20 x 'email' is missing; 11 x 'phone' is missing"]
+    """
+    return [
+        f"{r['count']} x {r['check']}: "
+        + "; ".join(f"{n} x {reason or '(no reason given)'}" for reason, n in r["examples"])
+        for r in rejections
+    ]
