@@ -179,6 +179,30 @@ def test_the_report_has_the_tables_and_the_plot(
     assert len(picture) > 20_000
 
 
+def test_the_plot_names_each_ladder_beside_its_point_and_no_label_covers_another(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ladders are labelled by name (not "ladder 1"), and the labels are kept apart."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from cascade.bench.charts import cost_figure  # noqa: PLC0415
+
+    results = run_policies(capsys)
+    figure = cost_figure(results)
+    try:
+        texts = [t for t in figure.axes[0].texts if t.get_text()]
+        names = [t.get_text() for t in texts]
+        assert "function_call_agreement" in names
+        assert not [n for n in names if n.startswith("ladder ")]
+        renderer = figure.canvas.get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        clashes = [(names[i], names[j]) for i in range(len(boxes))
+                   for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]  # fmt: skip
+        assert clashes == []
+    finally:
+        plt.close(figure)
+
+
 def test_a_policy_naming_an_unrecorded_model_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from cascade.bench.metrics import Point, frontier
 
-__all__ = ["write_report"]
+__all__ = ["cost_figure", "write_report"]
 
 
 def _pct(value: float | None) -> str:
@@ -90,6 +90,15 @@ def _points(results: Mapping[str, Any], key: str) -> list[Point]:
 
 
 def _plot(results: Mapping[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt  # noqa: PLC0415  # slow to import; only bench --report
+
+    figure = cost_figure(results)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def cost_figure(results: Mapping[str, Any]) -> Any:
+    """The cost/pass-rate figure of a bench's results: every model, each ladder, the oracle."""
     import matplotlib as mpl  # noqa: PLC0415  # slow to import; only bench --report needs it
 
     mpl.use("Agg")
@@ -116,9 +125,10 @@ def _plot(results: Mapping[str, Any], path: Path) -> None:
     for number, point in enumerate(ladders):
         axes.scatter(point.cost, point.pass_rate, marker="D", s=60, color=colours(number),
                      zorder=3, label=f"ladder: {point.name}")  # fmt: skip
-        axes.annotate(f"ladder {number + 1}", (point.cost, point.pass_rate), fontsize=8,
-                      xytext=(5, 5 + 10 * number), textcoords="offset points",
-                      color=colours(number))  # fmt: skip
+        # Named, not numbered, and placed among the models' labels so that none covers another.
+        labels.insert(0, axes.annotate(_short(point.name), (point.cost, point.pass_rate),
+                                       fontsize=7, xytext=(4, 5), textcoords="offset points",
+                                       color=colours(number)))  # fmt: skip
     if oracle.cost > 0:
         axes.scatter(oracle.cost, oracle.pass_rate, marker="*", s=160, color="#d4a017", zorder=3,
                      label="oracle (cheapest correct model per task)")  # fmt: skip
@@ -130,8 +140,7 @@ def _plot(results: Mapping[str, Any], path: Path) -> None:
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     _unclash(figure, labels)
-    figure.savefig(path)
-    plt.close(figure)
+    return figure
 
 
 def write_report(results: Mapping[str, Any], folder: str | Path) -> tuple[Path, Path]:
@@ -148,8 +157,16 @@ def write_report(results: Mapping[str, Any], folder: str | Path) -> tuple[Path, 
 _SPOTS = ((4, -9, "left"), (4, 5, "left"), (-4, -9, "right"), (-4, 5, "right"), (4, -18, "left"))
 
 
+def _short(name: str, limit: int = 48) -> str:
+    """A ladder's name short enough to sit beside its point."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def _unclash(figure: Any, labels: list[Any]) -> None:
-    """Move each model label to the first spot where it covers no label already placed."""
+    """Move each label to the first spot where it covers no label already placed.
+
+    Ladders' labels come first, so that they keep the spot beside their point.
+    """
     renderer = figure.canvas.get_renderer()
     placed: list[Any] = []
     for label in labels:
