@@ -8,6 +8,7 @@ uids a take holds, what a reservation hands out, what is refused and how it is s
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import os
 import shutil
@@ -128,9 +129,10 @@ def test_every_cascade_process_shares_one_lock_folder() -> None:
     lease = pool.try_take()
     if lease is None:
         pytest.skip("another run holds this pool's uids")
+    lock = Path(tempfile.gettempdir()) / "cascade-sandbox-uids" / f"{lease.uids[0]}.lock"
     try:
-        folder = Path(tempfile.gettempdir()) / "cascade-sandbox-uids"
-        assert (folder / f"{lease.uids[0]}.lock").exists()
+        with lock.open("rb") as other, pytest.raises(BlockingIOError):  # held: by this lease
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         lease.release()
 

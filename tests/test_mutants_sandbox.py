@@ -9,6 +9,7 @@ apart from the original, with the reason.
 from __future__ import annotations
 
 import array
+import asyncio
 import collections
 import json
 import os
@@ -647,6 +648,41 @@ def test_a_line_of_exactly_the_line_bound_is_read_and_one_byte_more_is_not() -> 
     with pytest.raises(wire.Unplain) as long:
         wire.loads(line + b" ")
     assert str(long.value) == f"a value over {wire.MAX_LINE_BYTES >> 20} MiB"
+
+
+# --- sandbox.py: what a Sandbox is made of, and the files it accepts ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"mode": "docker"}, "sandbox mode must be 'bwrap' or 'unshare', got 'docker'"),
+        ({"warm": -1}, "warm must be 0 or more sandboxes, got -1"),
+    ],
+)
+def test_a_sandbox_misconfigured_is_refused_saying_why(settings: Any, reason: str) -> None:
+    """An unknown mode or a negative number of started sandboxes is refused at once."""
+    with pytest.raises(ConfigError) as refused:
+        Sandbox(**settings)
+    assert str(refused.value) == reason
+
+
+def test_a_sandbox_keeps_its_settings_and_has_defaults() -> None:
+    """Default limits, two started ahead with bubblewrap, none when asked; a mode given is kept."""
+    assert repr(Sandbox()) == f"Sandbox({Limits()!r})"
+    assert Sandbox(mode="bwrap").describe().endswith("; 2 started ahead")
+    assert Sandbox(mode="bwrap", warm=0).describe().endswith("; 0 started ahead")
+    assert Sandbox(mode="unshare").mode == "unshare"
+
+
+@pytest.mark.parametrize(
+    "name", ["../x.py", "sub/x.py", ".hidden", "", "_cascade_guard.py", "_cascade_filter.bpf"]
+)
+def test_a_file_name_that_is_not_plain_is_refused_before_anything_runs(name: str) -> None:
+    """A path, a hidden or empty name, or one of the sandbox's own files is a ConfigError."""
+    with pytest.raises(ConfigError) as refused:
+        asyncio.run(Sandbox(mode="bwrap").run({name: ""}, ["-c", "pass"]))
+    assert str(refused.value) == f"sandbox file names must be plain names, got {name!r}"
 
 
 # --- code_tests.py: in-process runs, limits, configuration --------------------------------------
