@@ -87,7 +87,13 @@ def test_a_task_not_accepted_is_never_a_pass(
     assert "delivered" in out
     assert "--ladder ladders are checked with" not in out  # no --ladder given: nothing to say
     assert main(["bench", str(BFCL), "--ladder", f"{MINI},{SONNET}"]) == 0
-    assert "--ladder ladders are checked with: function_call:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--ladder ladders are checked with: function_call:" in out
+    for column in ("false accepts", "false rejects", "delivered", "$/task", "escalated"):
+        assert f"\n  {column}: " in out  # every column the table prints is defined under it
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "savings vs a model as good: the share of cost saved" in capsys.readouterr().out
 
 
 def test_kind_narrows_the_tasks_and_a_wrong_kind_is_named(
@@ -174,6 +180,7 @@ def test_the_report_has_the_tables_and_the_plot(
     markdown = (tmp_path / "report.md").read_text()
     for name in [*load_dataset(BFCL).models, "function_call_agreement", "oracle"]:
         assert name in markdown
+    assert "- **savings vs a model as good**: the share of cost saved" in markdown
     picture = (tmp_path / "pareto.png").read_bytes()
     assert picture.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(picture) > 20_000

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bench.metrics import Point, frontier
+from cascade.bench_columns import legend
 
 __all__ = ["cost_figure", "write_report"]
 
@@ -77,6 +78,10 @@ def _markdown(results: Mapping[str, Any]) -> str:
         f" {_pct(area['models_and_ladders'])}.",
         "",
         "![cost against pass rate](pareto.png)",
+        "",
+        "## What the columns mean",
+        "",
+        *legend(markdown=True),
         "",
     ]
     return "\n".join(lines)

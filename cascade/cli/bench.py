@@ -11,6 +11,7 @@ from cascade.audit.plan import AuditPlan
 from cascade.bench.charts import write_report
 from cascade.bench.dataset import Dataset
 from cascade.bench.suite import WhatIf, bench, default_validators
+from cascade.bench_columns import legend
 from cascade.cli.say import say, say_json
 from cascade.errors import ConfigError
 from cascade.traffic.truth import read_truth
@@ -85,6 +86,7 @@ def _table(results: dict[str, Any], data: Dataset, *, checked: bool) -> str:
     lines += [
         "",
         "pass rate: accepted and right. delivered: right, accepted or not (best rejected kept).",
+        "(every column is defined at the end, and in cascade bench --help)",
         f"{'':{width}} {'pass rate':>9} {'$/task':>10} {'total $':>9} {'p50 s':>6} {'p95 s':>6}"
         f" {'delivered':>9}",
     ]
@@ -98,6 +100,7 @@ def _table(results: dict[str, Any], data: Dataset, *, checked: bool) -> str:
         )
         if "audit" in score:
             lines.append(_audit_line(score["audit"]))
+    lines += ["", "columns:", *legend()]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cascade.bench_columns import legend
 from cascade.cli.record_options import add_record
 from cascade.cli.run_options import add_run
 from cascade.cli.serve_options import add_serve
@@ -114,6 +115,8 @@ def _add_bench(commands: Any) -> None:
         description="Replay a recorded dataset (see shared/datasets/README.md) through each "
         "ladder with the real engine and validators, and report every single model, the oracle "
         "and each ladder. No model is called.",
+        epilog="columns:\n" + "\n".join(legend()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
         "dataset",
