@@ -34,7 +34,7 @@ COLUMNS: dict[str, str] = {
 def legend(*, markdown: bool = False) -> list[str]:
     """One line per column: ``name: meaning`` (a markdown list when ``markdown``).
 
-    >>> legend()[0].startswith("pass rate: the share of tasks whose accepted answer is right")
+    >>> legend()[0].startswith("  pass rate: the share of tasks whose accepted answer is right")
     True
     """
     mark = "- " if markdown else "  "
