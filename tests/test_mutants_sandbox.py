@@ -672,7 +672,7 @@ def test_a_sandbox_keeps_its_settings_and_has_defaults() -> None:
     assert repr(Sandbox()) == f"Sandbox({Limits()!r})"
     assert Sandbox(mode="bwrap").describe().endswith("; 2 started ahead")
     assert Sandbox(mode="bwrap", warm=0).describe().endswith("; 0 started ahead")
-    assert Sandbox(mode="unshare").mode == "unshare"
+    assert Sandbox(mode="unshare").describe() == f"unshare; {describe()}"
 
 
 @pytest.mark.parametrize(
