@@ -21,6 +21,7 @@ from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang, Reply, Script
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
+from cascade.errors import AuthenticationFailed
 from cascade.outcome import Outcome
 from cascade.retry import RetryPolicy
 from cascade.run.budget import JobBudget
@@ -495,13 +496,16 @@ def _audit_once(auditor: Auditor) -> None:
 
 
 def test_an_audits_call_is_asked_for_its_task() -> None:
-    """The audit model is asked under the task's id, as every call of the task is."""
+    """The audit model is asked under the task's id, with the audit's params."""
     backend = ScriptedBackend({"auditor": ["yes"]})
+    plan = AuditPlan(share=1.0, model="auditor", params={"max_tokens": 77})
     with Store(":memory:") as store:
-        auditor, _target = _auditor_on(backend, store, AuditPlan(share=1.0, model="auditor"))
+        auditor, _target = _auditor_on(backend, store, plan)
 
         _audit_once(auditor)
-    assert [(call.model, call.task_id) for call in backend.calls] == [("auditor", "t1")]
+    assert [(call.model, call.task_id, call.params) for call in backend.calls] == [
+        ("auditor", "t1", {"max_tokens": 77})
+    ]
 
 
 _PRICED = Price(1000.0, 2000.0)
@@ -543,6 +547,44 @@ def test_an_audit_that_cannot_be_priced_runs_while_its_cap_is_not_spent() -> Non
     assert target.spent.spent_usd == step.cost_usd
 
 
+def test_an_unpriced_audit_past_its_spent_cap_is_skipped_without_a_worst_cost() -> None:
+    """Nothing can be said of its answer's length: the words stop at what it could cost."""
+    plan = AuditPlan(share=1.0, model="auditor", max_cost_usd=0.5)
+    with Store(":memory:") as store, capture_steps() as events:
+        auditor, target = _auditor_on(ScriptedBackend({"auditor": ["yes"]}), store, plan, 0.5)
+        target.spent.add(0.5)
+        _audit_once(auditor)
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert event["why"] == (
+        "the audit cap of $0.5 was reached: this audit could cost up to $0.000000, and $0.500000"
+        " is spent; max_tokens in the audit's params bounds its worst cost"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed", "reason", "score"),
+    [
+        ("yes", True, "auditor gave the same answer", 1.0),
+        ("no", False, "auditor answered differently: 'no'", 0.0),
+        ("n" * 250, False, f"auditor answered differently: {'n' * 200!r}", 0.0),
+    ],
+)
+def test_an_audits_verdict_is_kept_with_its_step_and_its_cost_in_the_jobs(
+    answer: str, passed: bool, reason: str, score: float
+) -> None:
+    """The step keeps whether the audit agreed, why (its answer, to 200 characters), a score."""
+    budget = JobBudget(None)
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"auditor": [answer]})
+        auditor, _target = _auditor_on(
+            backend, store, AuditPlan(share=1.0, model="auditor"), budget=budget
+        )
+        _audit_once(auditor)
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert [(v.passed, v.reason, v.score) for v in step.verdicts] == [(passed, reason, score)]
+    assert budget.spent_usd == step.cost_usd
+
+
 @pytest.mark.parametrize(
     ("verdict", "decision"), [("pass", Decision.AGREE), ("fail", Decision.DISAGREE)]
 )
@@ -563,7 +605,7 @@ def test_a_judge_audit_grades_the_accepted_answer_by_its_rubric(
         return Reply(json.dumps(said), usage=Usage(prompt_tokens=10, completion_tokens=5))
 
     plan = AuditPlan(share=1.0, model="judge", judge=True, rubric="Is it polite?",
-                     params={"temperature": 0.0}, price=_PRICED)  # fmt: skip
+                     params={"max_tokens": 77}, price=_PRICED)  # fmt: skip
     with Store(":memory:") as store:
         auditor, _target = _auditor_on(ScriptedBackend({"judge": grade}), store, plan)
 
@@ -575,4 +617,34 @@ def test_a_judge_audit_grades_the_accepted_answer_by_its_rubric(
     shown = "\n".join(str(message["content"]) for message in request.messages)
     assert "Is it polite?" in shown
     assert "yes" in shown
-    assert (request.task_id, request.params) == ("t1", {"temperature": 0.0})
+    assert (request.task_id, request.params.get("max_tokens")) == ("t1", 77)
+
+
+def test_answers_that_hold_the_same_json_agree_however_it_is_spaced() -> None:
+    """With compare "auto", two answers that both hold JSON are compared as JSON, not as text."""
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"auditor": ['{"a":1}']})
+        auditor, _target = _auditor_on(backend, store, AuditPlan(share=1.0, model="auditor"))
+
+        async def go() -> None:
+            spaced = Outcome("r1", "t1", "echo", Status.ACCEPTED, '{"a": 1}', None, 0, "cheap", (),
+                             0.0, 0.0)  # fmt: skip
+            assert auditor.consider(_TASK, spaced)
+            await auditor.drain()
+
+        asyncio.run(go())
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert step.decision is Decision.AGREE
+
+
+def test_an_audit_model_that_is_down_is_a_failed_audit_not_a_disagreement() -> None:
+    """A provider error is the audit's fault: the step is an error, the event says why."""
+    with Store(":memory:") as store, capture_steps() as events:
+        backend = ScriptedBackend({"auditor": [AuthenticationFailed("401: bad key")]})
+        auditor, _target = _auditor_on(backend, store, AuditPlan(share=1.0, model="auditor"))
+        _audit_once(auditor)
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert step.decision is Decision.ERROR
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert event["what"] == "failed"
+    assert event["why"].startswith("no audit from auditor: ")
