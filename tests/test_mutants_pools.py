@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,19 @@ def test_a_pools_folder_is_made_private_and_one_others_may_only_enter_is_accepte
     enterable.mkdir(mode=0o711)
     enterable.chmod(0o711)
     assert UidPool(PAIR, folder=enterable).try_take() is not None
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_take_that_waits_polls_without_spinning(pool: UidPool, *, paired: bool) -> None:
+    """Lock files wake nobody, so a waiting take polls: with a growing pause, not in a busy loop."""
+    held = pool.try_take(2)
+    assert held is not None
+
+    async def wait_half_a_second() -> None:
+        asyncio.get_running_loop().call_later(0.5, held.release)
+        take = pool.take_one(frozenset({1, 2})) if paired else pool.take()
+        (await asyncio.wait_for(take, 5)).release()
+
+    before = time.process_time()
+    asyncio.run(wait_half_a_second())
+    assert time.process_time() - before < 0.25
