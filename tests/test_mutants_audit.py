@@ -576,9 +576,8 @@ def test_an_audits_verdict_is_kept_with_its_step_and_its_cost_in_the_jobs(
     budget = JobBudget(None)
     with Store(":memory:") as store:
         backend = ScriptedBackend({"auditor": [answer]})
-        auditor, _target = _auditor_on(
-            backend, store, AuditPlan(share=1.0, model="auditor"), budget=budget
-        )
+        plan = AuditPlan(share=1.0, model="auditor", price=_PRICED)
+        auditor, _target = _auditor_on(backend, store, plan, budget=budget)
         _audit_once(auditor)
         (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
     assert [(v.passed, v.reason, v.score) for v in step.verdicts] == [(passed, reason, score)]
