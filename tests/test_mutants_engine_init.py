@@ -1,0 +1,76 @@
+"""``Cascade``'s own arguments, where mutation testing found them unpinned.
+
+A ladder given as a list takes ``validate`` and ``prompt`` beside it; a whole :class:`Plan`
+refuses them. ``backend``, ``store`` and ``log`` stand in for the same fields of the settings.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade.backends import ScriptedBackend
+from cascade.engine import Cascade, Plan, Settings
+from cascade.errors import ConfigError
+from cascade.steplog import capture_steps
+from cascade.store import Store
+from cascade.types import Attempt, Verdict
+
+_REFUSED = "give validate and prompt in the Plan, not beside it"
+
+
+def _never(attempt: Attempt) -> Verdict:
+    """A validator that rejects every answer."""
+    return Verdict(False, reason=f"never {attempt.output}")
+
+
+@pytest.mark.parametrize(
+    "beside", [{"validate": _never}, {"prompt": "Q: {input}"}, {"validate": _never, "prompt": "x"}]
+)
+def test_a_whole_plan_refuses_validate_or_prompt_beside_it(beside: dict[str, object]) -> None:
+    """Either one given beside a Plan is refused, saying where it belongs."""
+    with pytest.raises(ConfigError) as refused:
+        Cascade(Plan(["a"]), **beside, settings=Settings(log=False))  # type: ignore[arg-type]
+    assert str(refused.value) == _REFUSED
+
+
+def test_a_ladder_given_as_a_list_takes_validate_and_prompt_beside_it() -> None:
+    """The validator judges the answers and the prompt builds the question."""
+    backend = ScriptedBackend({"a": ["fine"]})
+    cascade = Cascade(["a"], _never, prompt="Q: {input}", backend=backend, log=False)
+    outcome = cascade.run({"id": "t1", "input": "hi"})
+    assert not outcome.accepted
+    assert [v.reason for s in outcome.steps for v in s.verdicts] == ["never fine"]
+    assert [call.messages[-1]["content"] for call in backend.calls] == ["Q: hi"]
+
+
+def test_a_ladder_given_as_a_list_sends_the_input_as_it_is_by_default() -> None:
+    """With no prompt, the task's input is the question; with no validator, the answer passes."""
+    backend = ScriptedBackend({"a": ["fine"]})
+    outcome = Cascade(["a"], backend=backend, log=False).run({"id": "t1", "input": "hi"})
+    assert outcome.accepted
+    assert [call.messages[-1]["content"] for call in backend.calls] == ["hi"]
+
+
+def test_a_store_given_beside_the_settings_keeps_the_outcome() -> None:
+    """``store=`` stands in for the settings' store: the task's steps are written to it."""
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"a": ["fine"]})
+        cascade = Cascade(["a"], backend=backend, store=store, log=False)
+        cascade.run({"id": "t1", "input": "hi"})
+        assert [s.output for s in store.steps(cascade.run_id, "t1")] == ["fine"]
+
+
+@pytest.mark.parametrize(("log", "events"), [(False, 0), (None, 1), (True, 1)])
+def test_log_false_beside_the_settings_logs_nothing(log: bool | None, events: int) -> None:
+    """``log=False`` silences the step log; by default, or with ``True``, each step is logged."""
+    with capture_steps() as steps:
+        backend = ScriptedBackend({"a": ["fine"]})
+        Cascade(["a"], backend=backend, log=log).run({"id": "t1", "input": "hi"})
+    assert len([s for s in steps if s.get("event") == "cascade.step"]) == events
+
+
+def test_a_run_without_an_id_gets_twelve_hex_digits() -> None:
+    """The run id made for a cascade is 12 hex digits: short enough to read, unique enough."""
+    run_id = Cascade(["a"], backend=ScriptedBackend({"a": []}), log=False).run_id
+    assert len(run_id) == 12
+    assert int(run_id, 16) >= 0
