@@ -48,6 +48,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "MalformedResponse",
+    "ModelRequestsForbidden",
     "PermanentProviderError",
     "ProviderError",
     "ProviderTimeout",
@@ -147,6 +148,14 @@ class BackendFault(PermanentProviderError):
     """The backend returned something that is not a usable :class:`~cascade.Response`.
 
     A bug in the backend, which neither waiting nor a retry cures.
+    """
+
+
+class ModelRequestsForbidden(PermanentProviderError):
+    """Calls to models off this machine are switched off (``CASCADE_ALLOW_MODEL_REQUESTS=0``).
+
+    A test suite's guard against paying for live calls (see
+    :func:`cascade.testing.no_model_requests`).
     """
 
 

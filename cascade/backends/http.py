@@ -36,6 +36,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from cascade.backends.allowed import check_allowed
 from cascade.backends.base import Request, Response
 from cascade.backends.cost_map import TIERED, PriceMap, quote_of, rate_of
 from cascade.backends.http_wire import body_of, model_problem, read, refused, where
@@ -81,6 +82,7 @@ class HttpBackend:
             raise UnknownModel(problem)
         price = request.price or self._price(request.model)
         params = {**self._defaults, **request.params}
+        check_allowed(request.model, params)
         url, headers, name = where(request.model, params)
         payload = body_of(name, request.messages, params)
         status, raw, said = await self._post(url, headers, payload, request.timeout_s)

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cascade.backends.allowed import check_allowed
 from cascade.backends.answer import calls_text
 from cascade.backends.base import Request, Response
 from cascade.backends.batch_api import BatchView
@@ -69,6 +70,7 @@ class LiteLLMBackend:
                 f"litellm's price map has no price for {request.model!r}; set a price on the tier"
             )
         kwargs = {**self._defaults, **request.params}
+        check_allowed(request.model, kwargs)
         if _function_tools(kwargs.get("tools")):
             # With any tools, litellm's acompletion first checks for MCP gateway tools, and
             # that check imports the optional mcp package: without it, every call with tools

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from cascade.backends.base import Request, Response
-from cascade.errors import UnknownModel
+from cascade.errors import ConfigError, UnknownModel
 from cascade.types import Price, Usage
 
 __all__ = ["Hang", "Reply", "Script", "ScriptedBackend"]
@@ -60,6 +60,12 @@ class ScriptedBackend:
         prices: Mapping[str, Price] | None = None,
         virtual_time: bool = False,
     ) -> None:
+        for model, items in script.items():
+            if isinstance(items, str | bytes):
+                raise ConfigError(
+                    f"the script of {model!r} is a string, which would be served one character "
+                    f"per call: give a list ([{items!r}]) or a function of the request"
+                )
         self._script = dict(script)
         self._virtual = virtual_time
         self._prices = dict(prices or {})

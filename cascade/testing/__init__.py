@@ -10,6 +10,8 @@ As httpx ships ``MockTransport``, cascade ships its fakes as a public module:
   :class:`FakeBatches` (:mod:`cascade.testing.fake_batches`) adds OpenAI's files and batches
   endpoints to it; :func:`serve_in_subprocess` runs one in a process of its own.
 - :func:`capture_steps` collects the step events a run logs.
+- :func:`no_model_requests` switches real model requests off (``CASCADE_ALLOW_MODEL_REQUESTS=0``),
+  so that a test that forgot its ``backend=`` fails instead of paying for a live call.
 
 Importing :mod:`cascade` does not import this module; import it from your tests:
 
@@ -20,6 +22,7 @@ from cascade.backends.scripted import Hang, Reply, ScriptedBackend
 from cascade.steplog import capture_steps
 from cascade.testing.fake_batches import FakeBatches
 from cascade.testing.fake_openai import FakeOpenAI, FakeReply, serve_in_subprocess
+from cascade.testing.switch import no_model_requests
 
 __all__ = [
     "FakeBatches",
@@ -29,5 +32,6 @@ __all__ = [
     "Reply",
     "ScriptedBackend",
     "capture_steps",
+    "no_model_requests",
     "serve_in_subprocess",
 ]
