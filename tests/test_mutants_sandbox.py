@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import struct
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -683,6 +684,41 @@ def test_a_file_name_that_is_not_plain_is_refused_before_anything_runs(name: str
     with pytest.raises(ConfigError) as refused:
         asyncio.run(Sandbox(mode="bwrap").run({name: ""}, ["-c", "pass"]))
     assert str(refused.value) == f"sandbox file names must be plain names, got {name!r}"
+
+
+_WHO = (
+    "import os; print(open('/proc/1/comm').read().strip(), os.getuid())\n"
+    "print(open('/proc/self/cgroup').read())"
+)
+"""Run in a sandbox: what its first process is, whose uid the code has, and its cgroups."""
+
+
+def inside(mode: str) -> list[str]:
+    """What :data:`_WHO` prints in a sandbox of ``mode`` started on demand."""
+    ran = asyncio.run(Sandbox(mode=mode, warm=0).run({}, ["-c", _WHO]))
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.split()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="both modes run as root only")
+@pytest.mark.parametrize("mode", ["bwrap", "unshare"])
+def test_a_sandbox_runs_the_code_in_the_mode_it_names_as_a_uid_of_the_pool(mode: str) -> None:
+    """Bubblewrap is the code's first process in bwrap mode only; the code runs as a pool uid."""
+    first, uid = inside(mode)[:2]
+    assert (first == "bwrap") == (mode == "bwrap")
+    assert int(uid) in range(64100, 64164)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a cgroup is made as root only")
+def test_a_run_has_a_cgroup_of_its_own_and_leaves_it_and_its_folder_behind_it() -> None:
+    """Named as the run's scratch folder; neither is left once the run is over."""
+    if "a cgroup v1 per sandbox" not in describe():
+        pytest.skip("no writable cgroup v1 here")
+    listed = [line for line in inside("unshare")[2:] if ":pids:" in line]
+    name = listed[0].rsplit("/", 1)[-1]
+    assert name.startswith("cascade-sandbox-")
+    assert not (Path("/sys/fs/cgroup/pids") / name).exists()
+    assert not (Path(tempfile.gettempdir()) / name).exists()
 
 
 # --- code_tests.py: in-process runs, limits, configuration --------------------------------------
