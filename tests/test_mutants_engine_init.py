@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cascade.backends import ScriptedBackend
-from cascade.engine import Cascade, Plan, Settings
+from cascade.engine import Cascade, Plan, Settings, _sampled
 from cascade.errors import ConfigError
 from cascade.steplog import capture_steps
 from cascade.store import Store
@@ -74,3 +74,31 @@ def test_a_run_without_an_id_gets_twelve_hex_digits() -> None:
     run_id = Cascade(["a"], backend=ScriptedBackend({"a": []}), log=False).run_id
     assert len(run_id) == 12
     assert int(run_id, 16) >= 0
+
+
+_IDS = [f"t{n}" for n in range(2000)]
+
+
+@pytest.mark.parametrize(
+    ("share", "low", "high"), [(0.0, 0, 0), (0.5, 900, 1100), (1.0, 2000, 2000)]
+)
+def test_the_calibration_sample_is_the_share_asked_of_the_ids(
+    share: float, low: int, high: int
+) -> None:
+    """record_all_tiers at 0, one half and 1 samples none, about half and all of 2000 tasks."""
+    assert low <= sum(_sampled(task_id, share) for task_id in _IDS) <= high
+
+
+def test_the_calibration_sample_is_decided_by_the_id_alone() -> None:
+    """The same id is in or out every time (a resume agrees); a larger share keeps it in."""
+    half = {task_id for task_id in _IDS if _sampled(task_id, 0.5)}
+    assert half == {task_id for task_id in _IDS if _sampled(task_id, 0.5)}
+    assert half <= {task_id for task_id in _IDS if _sampled(task_id, 0.75)}
+
+
+def test_a_prompt_may_name_the_tasks_id() -> None:
+    """``{id}`` in the prompt is the task's id, as ``{input}`` is its input."""
+    backend = ScriptedBackend({"a": ["fine"]})
+    cascade = Cascade(["a"], prompt="{id}: {input}", backend=backend, log=False)
+    cascade.run({"id": "t1", "input": "hi"})
+    assert [call.messages[-1]["content"] for call in backend.calls] == ["t1: hi"]
