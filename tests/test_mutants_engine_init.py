@@ -6,11 +6,13 @@ refuses them. ``backend``, ``store`` and ``log`` stand in for the same fields of
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cascade.backends import ScriptedBackend
 from cascade.engine import Cascade, Plan, Settings, _sampled
-from cascade.errors import ConfigError
+from cascade.errors import CascadeError, ConfigError
 from cascade.steplog import capture_steps
 from cascade.store import Store
 from cascade.types import Attempt, Verdict
@@ -102,3 +104,76 @@ def test_a_prompt_may_name_the_tasks_id() -> None:
     cascade = Cascade(["a"], prompt="{id}: {input}", backend=backend, log=False)
     cascade.run({"id": "t1", "input": "hi"})
     assert [call.messages[-1]["content"] for call in backend.calls] == ["t1: hi"]
+
+
+def test_a_cascade_shows_its_ladder_and_validator() -> None:
+    """The repr names the tiers in order, joined by arrows, and the validator."""
+    cascade = Cascade(["a", "b"], backend=ScriptedBackend({}), log=False)
+    assert repr(cascade) == "Cascade(a → b, validate=all_of())"
+
+
+def test_run_inside_an_event_loop_says_what_to_do_instead() -> None:
+    """Inside a running loop ``run`` cannot block: it says to await ``arun``."""
+    cascade = Cascade(["a"], backend=ScriptedBackend({"a": ["fine"]}), log=False)
+
+    async def inside() -> None:
+        cascade.run({"id": "t1", "input": "hi"})
+
+    with pytest.raises(CascadeError) as refused:
+        asyncio.run(inside())
+    assert str(refused.value) == (
+        "Cascade.run() was called inside a running event loop; await arun()"
+    )
+
+
+def test_a_task_the_prompt_cannot_be_filled_for_fails_and_is_stored() -> None:
+    """A prompt naming a field the task lacks: the task fails, saying which, under this run."""
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"a": ["fine"]})
+        cascade = Cascade(
+            ["a"], prompt="{input} {missing}", backend=backend, store=store, log=False
+        )
+        outcome = cascade.run({"id": "t1", "input": "hi"})
+        stored = store.outcome(cascade.run_id, "t1")
+    expected = ("task 't1': the prompt template needs 'missing' and the task lacks it",)
+    assert (outcome.run_id, outcome.task_id, outcome.reasons) == (cascade.run_id, "t1", expected)
+    assert stored is not None
+    assert (stored.status, stored.reasons) == (outcome.status, expected)
+    assert backend.calls == []
+
+
+def test_a_malformed_task_is_quarantined_under_this_run_and_stored() -> None:
+    """A task with no id is quarantined, not raised: under this run, and kept in the store."""
+    with Store(":memory:") as store:
+        cascade = Cascade(["a"], backend=ScriptedBackend({}), store=store, log=False)
+        outcome = cascade.run({"input": "hi"})
+        stored = store.outcome(cascade.run_id, outcome.task_id)
+    assert outcome.run_id == cascade.run_id
+    assert outcome.task_id.startswith("<malformed:")
+    assert stored is not None
+    assert stored.status == outcome.status
+
+
+@pytest.mark.parametrize(
+    ("route", "asked"), [([5, -1, 1], ["b"]), ([0], ["a"]), ([2, 1, 0], ["b"])]
+)
+def test_a_route_keeps_only_the_tiers_of_the_ladder(route: list[int], asked: list[str]) -> None:
+    """Indices outside the ladder are dropped; the first kept is asked first."""
+    backend = ScriptedBackend({"a": ["fine"], "b": ["fine"]})
+    plan = Plan(["a", "b"], route=lambda _task, _sent: route)
+    Cascade(plan, settings=Settings(backend=backend, log=False)).run({"id": "t1", "input": "q"})
+    assert [call.model for call in backend.calls] == asked
+
+
+def test_a_route_that_keeps_no_tier_fails_the_task_and_says_why() -> None:
+    """No tier of the ladder left: the task fails under this run, naming where to look."""
+    plan = Plan(["a"], route=lambda _task, _sent: [3])
+    cascade = Cascade(plan, settings=Settings(backend=ScriptedBackend({}), log=False))
+    outcome = cascade.run({"id": "t1", "input": "q"})
+    assert (outcome.run_id, outcome.reasons) == (
+        cascade.run_id,
+        (
+            "no tier of the ladder can take this task (see the policy's start rules and"
+            " context windows)",
+        ),
+    )
