@@ -7,9 +7,11 @@ with no hits or all hits, and the rates a report rounds.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,7 @@ from cascade.retry import RetryPolicy
 from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
+from cascade.store.unsaved import read_kept, restore_unsaved
 from cascade.tokens import count_tokens
 from cascade.types import Price, Request, Task, Tier, Usage
 
@@ -647,3 +650,27 @@ def test_an_audit_model_that_is_down_is_a_failed_audit_not_a_disagreement() -> N
     (event,) = [e for e in events if e["event"] == "cascade.audit"]
     assert event["what"] == "failed"
     assert event["why"].startswith("no audit from auditor: ")
+
+
+def test_an_audits_steps_the_store_cannot_take_are_kept_aside_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk when the audit's steps are written: they go to the side file, and back."""
+    with Store(str(tmp_path / "runs.db")) as store:
+        plan = AuditPlan(share=1.0, model="auditor", price=_PRICED)
+        auditor, _target = _auditor_on(ScriptedBackend({"auditor": ["yes"]}), store, plan)
+
+        def full(*_args: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Store, "append_steps", full)
+            _audit_once(auditor)
+        kept = read_kept(store.path)
+        assert kept is not None
+        failure = f"could not write {store.path} (No space left on device)"
+        assert (kept.entries, kept.calls, kept.failure) == (1, 1, failure)
+        assert kept.cost_usd > 0
+        assert restore_unsaved(store) == 1
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert (step.decision, step.cost_usd) == (Decision.AGREE, kept.cost_usd)
