@@ -177,3 +177,23 @@ def test_a_route_that_keeps_no_tier_fails_the_task_and_says_why() -> None:
             " context windows)",
         ),
     )
+
+
+def test_two_malformed_tasks_are_quarantined_apart() -> None:
+    """Each malformed task is named by what it holds: two different ones get two names."""
+    cascade = Cascade(["a"], backend=ScriptedBackend({}), log=False)
+    first, second = cascade.run({"input": "hi"}), cascade.run({"input": "bye"})
+    assert first.task_id != second.task_id
+
+
+def test_amap_refuses_a_concurrency_below_one() -> None:
+    """No task could ever run: it says so at once."""
+    cascade = Cascade(["a"], backend=ScriptedBackend({}), log=False)
+
+    async def first() -> None:
+        async for _ in cascade.amap([], concurrency=0):
+            pass
+
+    with pytest.raises(ConfigError) as refused:
+        asyncio.run(first())
+    assert str(refused.value) == "concurrency must be >= 1, got 0"
