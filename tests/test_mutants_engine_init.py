@@ -197,3 +197,14 @@ def test_amap_refuses_a_concurrency_below_one() -> None:
     with pytest.raises(ConfigError) as refused:
         asyncio.run(first())
     assert str(refused.value) == "concurrency must be >= 1, got 0"
+
+
+def test_amap_with_a_concurrency_of_one_runs_every_task() -> None:
+    """One at a time is a concurrency like any other: every task's outcome is yielded."""
+    cascade = Cascade(["a"], backend=ScriptedBackend({"a": ["fine", "fine"]}), log=False)
+
+    async def run_all() -> list[str]:
+        tasks = [{"id": "t1", "input": "q"}, {"id": "t2", "input": "q"}]
+        return [outcome.task_id async for outcome in cascade.amap(tasks, concurrency=1)]
+
+    assert asyncio.run(run_all()) == ["t1", "t2"]
