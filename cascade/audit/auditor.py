@@ -130,7 +130,16 @@ class Auditor:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         running = asyncio.ensure_future(work)
         self._running.add(running)
-        running.add_done_callback(self._running.discard)
+        running.add_done_callback(self._finished)
+
+    def _finished(self, running: asyncio.Task[None]) -> None:
+        """Forget a finished audit; one that raised is logged, never left unretrieved."""
+        self._running.discard(running)
+        if running.cancelled() or (exc := running.exception()) is None:
+            return
+        if self._log is not None:
+            self._log.event("cascade.audit", what="failed", run_id=self._run_id,
+                            error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
 
     async def _audit(self, target: AuditTarget, task: Task, outcome: Outcome, tier: int) -> None:
         plan = target.plan
@@ -150,6 +159,9 @@ class Auditor:
                 calls = [c for _, c in held.left()]
                 self._record(target, task, outcome, tier, calls, None, reserved)
                 raise
+            except Exception as exc:  # noqa: BLE001  # a check that broke: its calls are still paid
+                why = f"the audit failed: {type(exc).__name__}: {exc}"
+                verdict = Verdict(False, reason=why[:300], fault=True)  # logged as failed
         self._record(target, task, outcome, tier, answers.take_calls(), verdict, reserved)
 
     async def _reserve(self, target: AuditTarget, messages: tuple[Message, ...],
