@@ -19,9 +19,9 @@ The tier's other ``params`` go into the request body (``extra_body`` merged in, 
 SDK does; litellm's own settings refused). Failures map onto :mod:`cascade.errors` as litellm's
 do (a 429's ``Retry-After`` included), each call is priced from litellm's own price map
 (:class:`~cascade.backends.cost_map.PriceMap`, read without importing litellm) unless the tier
-sets a price, proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``) as with
-litellm, and the engine redacts keys from whatever a provider echoes. Batch tiers are
-litellm's: a tier cannot be both (:class:`~cascade.Tier` refuses it).
+sets a price, proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``, read at a
+host's first call) as with litellm, and the engine redacts keys from whatever a provider
+echoes. Batch tiers are litellm's: a tier cannot be both (:class:`~cascade.Tier` refuses it).
 
 A session lives as long as its event loop: ``asyncio.run`` and uvicorn close a loop's async
 generators when they shut it down, and one of them holds the session. A loop run by hand
@@ -70,6 +70,7 @@ class HttpBackend:
         self._defaults = defaults
         self._sessions: dict[asyncio.AbstractEventLoop, _Held] = {}
         self._prices = PriceMap()
+        self._proxies: dict[str, tuple[Any, Any]] = {}
         self._loaded = False
 
     def __repr__(self) -> str:
@@ -98,10 +99,12 @@ class HttpBackend:
         import aiohttp  # noqa: PLC0415  # in the lock through litellm; loaded by ready()
 
         session = await self._session()
+        proxy, proxy_auth = self._proxy_for(url)
         try:
             async with session.post(
-                url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as answer:
+                url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                proxy=proxy, proxy_auth=proxy_auth,
+            ) as answer:  # fmt: skip
                 return answer.status, await answer.read(), answer.headers
         except TimeoutError as exc:
             raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
@@ -116,6 +119,24 @@ class HttpBackend:
         except ValueError as exc:  # a header aiohttp will not send: a key with a newline, say
             raise BadRequest(f"the request cannot be sent: {exc}") from exc
 
+    def _proxy_for(self, url: str) -> tuple[Any, Any]:
+        """The environment's proxy for ``url``'s origin (``HTTPS_PROXY``, ``NO_PROXY``), once.
+
+        aiohttp's own ``trust_env`` looks it up again in a worker thread on every request, which
+        more than doubled the CPU of a call; the environment is read at a host's first call.
+        """
+        import aiohttp.helpers  # noqa: PLC0415
+        from yarl import URL  # noqa: PLC0415  # aiohttp's URL type
+
+        parsed = URL(url)
+        origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+        if origin not in self._proxies:
+            try:
+                self._proxies[origin] = aiohttp.helpers.get_env_proxy_for_url(parsed)
+            except LookupError:  # none set, or NO_PROXY covers the host
+                self._proxies[origin] = (None, None)
+        return self._proxies[origin]
+
     async def _session(self) -> aiohttp.ClientSession:
         """The running loop's session, made on its first call, closed when the loop shuts down."""
         import aiohttp  # noqa: PLC0415
@@ -124,7 +145,7 @@ class HttpBackend:
         held = self._sessions.get(loop)
         if held is None or held[0].closed:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), trust_env=True
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             )
             keeper = self._holding(loop, session)
             await anext(keeper)  # the loop now closes it at shutdown (shutdown_asyncgens)
