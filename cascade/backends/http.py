@@ -1,7 +1,7 @@
 """The lean backend: OpenAI-compatible tiers (``backend = "http"``) called straight over aiohttp.
 
-litellm spends about 5 ms of CPU on every call here (it builds the request in a worker
-thread, then runs its logging and cost hooks); a pooled aiohttp session spends about 0.3 ms.
+litellm spends 3 to 5 ms of CPU on every call here (it builds the request in a worker
+thread, then runs its logging and cost hooks); a pooled aiohttp session spends about 0.25 ms.
 For a tier whose provider speaks the Chat Completions API, that is most of what a run or
 ``cascade serve`` pays per call. litellm stays the default, and the path for every other
 provider.
