@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from cascade import Attempt, Cascade, Plan, RetryPolicy, Settings, Task, Tier, Usage, Verdict
+from cascade import Attempt, Cascade, Plan, RetryPolicy, Settings, Tier, Verdict
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Script
 from cascade.policy import PolicyError, load_policy
-from cascade.validators import Validator, run_validator
+from cascade.validators import Validator
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 
@@ -53,26 +52,6 @@ def make(
 def models_called(backend: ScriptedBackend) -> list[str]:
     """The model of every call the backend received, in order."""
     return [request.model for request in backend.calls]
-
-
-def attempt_with(output: str, task_input: str = "x", **extra: Any) -> Attempt:
-    """An attempt answering ``output`` to a task with ``task_input`` and ``extra`` fields."""
-    return Attempt(
-        task=Task("t", input=task_input, extra=extra),
-        tier_index=0,
-        tier=Tier("m"),
-        model="m",
-        model_served="m",
-        output=output,
-        usage=Usage(),
-        cost_usd=0.0,
-        latency_s=0.0,
-    )
-
-
-def verdict_of(validator: Validator, output: str, task_input: str = "x", **extra: Any) -> Verdict:
-    """Run ``validator`` on an attempt answering ``output`` (see :func:`attempt_with`)."""
-    return asyncio.run(run_validator(validator, attempt_with(output, task_input, **extra)))
 
 
 def assert_policy_refused(folder: Path, body: str, line: int, field: str) -> None:

@@ -10,13 +10,14 @@ import pytest
 
 from cascade import Attempt, Cascade, Settings, Status, Store, Tier, Verdict
 from cascade.backends import Request, ScriptedBackend
+from cascade.backends.scripted import Item, Raw
 from tests.helpers import NO_WAIT
 
 
-def answer(request: Request) -> object:
+def answer(request: Request) -> Item:
     """Answer 'ok', or garbage for the task that asks for it."""
     if request.task_id == "garbage":
-        return {"not": "a response"}
+        return Raw({"not": "a response"})
     return "ok"
 
 

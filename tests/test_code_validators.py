@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cascade.testing import verdict_of
 from cascade.validators import compiles, extract_code, mypy_clean
-from tests.helpers import verdict_of
 
 GOOD = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"
 BAD_TYPES = "```python\ndef add(a: int, b: int) -> str:\n    return a + b\n```"

@@ -9,6 +9,7 @@ import pytest
 
 from cascade import Attempt, CallKind, Decision, Price, RetryPolicy, Status, Tier, Verdict
 from cascade.backends import Hang, Reply
+from cascade.backends.scripted import Item
 from cascade.errors import RateLimited, ServerError, UnknownModel
 from cascade.types import Usage
 from tests.helpers import make, models_called
@@ -197,7 +198,7 @@ def test_every_model_failing_ends_failed_with_the_errors() -> None:
         {"a": ["ok"]},
     ],
 )
-def test_run_and_arun_give_the_same_outcome(script: dict[str, list[object]]) -> None:
+def test_run_and_arun_give_the_same_outcome(script: dict[str, list[Item]]) -> None:
     """The sync and async entry points agree, step for step."""
     sync_cascade, _ = make(script, [Tier("a", retries=0), "b"], run_id="r")
     async_cascade, _ = make(script, [Tier("a", retries=0), "b"], run_id="r")

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from cascade.policy import load_policy
+from cascade.testing import verdict_of
 from cascade.types import Verdict
 from cascade.validators import passes_tests
 from cascade.validators.base import Validator
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox
-from tests.helpers import verdict_of
 
 SNIPPETS = ["assert add(2, 2) == 4", "assert (add(40, 2)) == (42)"]
 

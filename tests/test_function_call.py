@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cascade.testing import verdict_of
 from cascade.validators import function_call
-from tests.helpers import verdict_of
 
 AREA = {
     "name": "area",

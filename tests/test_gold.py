@@ -13,8 +13,8 @@ import pytest
 from cascade.cli import main
 from cascade.errors import ConfigError
 from cascade.gold import load_gold, same_answer, score_results
+from cascade.testing import verdict_of
 from cascade.validators import Validator, grounded, not_missing
-from tests.helpers import verdict_of
 
 ROOT = Path(__file__).resolve().parents[1]
 

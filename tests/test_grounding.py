@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from cascade import ConfigError, Task
+from cascade.testing import attempt_with, verdict_of
 from cascade.validators import confidence, grounded, one_of, run_validator
-from tests.helpers import attempt_with, verdict_of
 
 EMAIL = "From: Ada Lovelace <ada@analytical.org>\nInvoice total: $1,234.50, due 5 March 2024."
 

@@ -19,11 +19,11 @@ from cascade.backends import LiteLLMBackend, Reply, Request
 from cascade.enums import Decision
 from cascade.store import db as store_db
 from cascade.store.ledger import Entry, Ledger
-from cascade.testing import FakeOpenAI, FakeReply
+from cascade.testing import FakeOpenAI, FakeReply, verdict_of
 from cascade.types import Attempt, Price, Usage, Verdict
 from cascade.validators import grounded, passes_tests
 from cascade.validators.sandbox import Limits, Sandbox
-from tests.helpers import make, models_called, verdict_of
+from tests.helpers import make, models_called
 
 
 def test_the_top_tier_rejecting_records_stop_not_escalate() -> None:

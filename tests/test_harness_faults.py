@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
+from cascade.testing import verdict_of
 from cascade.validators import passes_tests
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
-from tests.helpers import verdict_of
 
 TESTS = "def test_add():\n    assert add(2, 2) == 4\n"
 RIGHT = "def add(a, b):\n    return a + b\n"

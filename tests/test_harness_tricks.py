@@ -13,10 +13,10 @@ import time
 
 import pytest
 
+from cascade.testing import attempt_with, verdict_of
 from cascade.types import Verdict
 from cascade.validators import passes_tests
 from cascade.validators.sandbox import Limits, Sandbox
-from tests.helpers import attempt_with, verdict_of
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import pytest
 
 from cascade import Cascade, ConfigError, Settings, Store, Tier, json_schema, pydantic_model
 from cascade.backends import ScriptedBackend
+from cascade.testing import verdict_of
 from cascade.validators import extract_json
-from tests.helpers import NO_WAIT, verdict_of
+from tests.helpers import NO_WAIT
 
 CONTACT = {
     "title": "contact",

@@ -20,7 +20,7 @@ from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.audit.drift import Alarm, DriftPlan, DriftWatch, InArrivalOrder
 from cascade.audit.plan import proportion
 from cascade.backends import ScriptedBackend
-from cascade.backends.scripted import Hang, Reply, Script
+from cascade.backends.scripted import Hang, Item, Reply
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import AuthenticationFailed
@@ -107,7 +107,7 @@ def test_audits_that_start_disagreeing_raise_a_disagreement_alarm_for_their_tier
 
 
 def _auditor(
-    answers: list[Script],
+    answers: list[Item],
     store: Store,
     cap: float | None = None,
     share: float = 1.0,

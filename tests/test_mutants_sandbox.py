@@ -25,12 +25,12 @@ import pytest
 
 from cascade.errors import ConfigError
 from cascade.store.verdicts import VerdictCache
+from cascade.testing import verdict_of
 from cascade.types import Verdict
 from cascade.validators import passes_tests, wire
 from cascade.validators.confine import Cgroup, describe, processes_of, seccomp_filter, write_etc
 from cascade.validators.isolated import crossing_names
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
-from tests.helpers import verdict_of
 
 
 @pytest.fixture(scope="module")

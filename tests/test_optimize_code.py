@@ -13,8 +13,8 @@ from cascade.cli import main
 from cascade.optimize.table import kind_table
 from cascade.policy import load_policy
 from cascade.store.verdicts import VerdictCache
+from cascade.testing import verdict_of
 from cascade.validators import passes_tests
-from tests.helpers import verdict_of
 from tests.synthetic import write_code_dataset
 
 

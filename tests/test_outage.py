@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cascade import CallKind, Decision, RetryPolicy, Status, Tier, capture_steps
+from cascade.backends.scripted import Item
 from cascade.errors import AuthenticationFailed, RateLimited, ServerError
 from cascade.run.guard import BreakerSettings, Guard
 from tests.helpers import make, models_called
@@ -46,7 +47,7 @@ def retry(sleeps: Sleeps) -> RetryPolicy:
 def test_a_provider_that_comes_back_is_waited_for_not_escalated() -> None:
     """Five 5xx in a row on the only model: the task waits, asks again, and tier 0 answers."""
     sleeps = Sleeps()
-    script: dict[str, list[object]] = {"cheap": [ServerError("503")] * 5 + ["ok"], "dear": ["ok"]}
+    script: dict[str, list[Item]] = {"cheap": [*[ServerError("503")] * 5, "ok"], "dear": ["ok"]}
     with capture_steps() as events:
         cascade, backend = make(
             script, [Tier("cheap", retries=1), "dear"], retry=retry(sleeps), log=None

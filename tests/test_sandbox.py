@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from cascade import ConfigError, Verdict
+from cascade.testing import verdict_of
 from cascade.validators import passes_tests
 from cascade.validators.confine import NOBODY
 from cascade.validators.sandbox import Limits, Sandbox, SandboxWarning
 from cascade.validators.uid_pool import UidPool
-from tests.helpers import processes_of, verdict_of
+from tests.helpers import processes_of
 
 IS_ROOT = os.geteuid() == 0
 MODES = [

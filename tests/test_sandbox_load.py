@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
+from cascade.testing import verdict_of
 from cascade.validators import passes_tests
 from cascade.validators.confine import Cgroup
 from cascade.validators.sandbox import Limits, Sandbox
-from tests.helpers import verdict_of
 
 MODES = ["bwrap", "unshare"]
 THREADED_ADD = textwrap.dedent(

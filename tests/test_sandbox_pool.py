@@ -222,7 +222,7 @@ from cascade.validators import passes_tests, run_validator
 from cascade.errors import ConfigError
 from cascade.validators.sandbox import Limits, Sandbox
 from cascade.validators.uid_pool import UidPool, partners
-from tests.helpers import attempt_with
+from cascade.testing import attempt_with
 mode, first, size, locks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 pool = UidPool(range(first, first + size), folder=locks)
 sandbox = Sandbox(Limits(wall_s=20), mode=mode, uids=pool)

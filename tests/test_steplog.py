@@ -9,6 +9,7 @@ import pytest
 
 from cascade import Cascade, Settings, StepLog, Tier
 from cascade.backends import ScriptedBackend
+from cascade.backends.scripted import Item
 from cascade.errors import ServerError
 from cascade.testing import capture_steps
 from tests.helpers import NO_WAIT, says_ok
@@ -22,7 +23,7 @@ FIELDS = {
 FAKE_KEY = "sk-test-0123456789abcdefghijklmnopqrstuv"
 
 
-def run_logged(script: dict[str, list[object]], ladder: list[Tier], log: StepLog) -> object:
+def run_logged(script: dict[str, list[Item]], ladder: list[Tier], log: StepLog) -> object:
     """Run one task with ``log`` and return its outcome."""
     settings = Settings(retry=NO_WAIT)
     cascade = Cascade(ladder, says_ok, backend=ScriptedBackend(script), log=log, settings=settings)
@@ -31,7 +32,7 @@ def run_logged(script: dict[str, list[object]], ladder: list[Tier], log: StepLog
 
 def test_every_step_emits_exactly_one_event_with_all_fields() -> None:
     """Retries, re-asks and escalations each appear once, with every documented field."""
-    script: dict[str, list[object]] = {"a": [ServerError("503"), "no", "no"], "b": ["ok"]}
+    script: dict[str, list[Item]] = {"a": [ServerError("503"), "no", "no"], "b": ["ok"]}
     with capture_steps() as events:
         outcome = run_logged(script, [Tier("a", reasks=1, retries=1), Tier("b")], StepLog())
     assert len(events) == len(outcome.steps) == 4  # type: ignore[attr-defined]

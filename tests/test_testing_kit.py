@@ -42,3 +42,27 @@ def test_with_model_requests_off_a_fake_provider_on_loopback_still_answers(
         outcome = Cascade([tier], log=False).run({"id": "t", "input": "hi"})
     assert outcome.status is Status.ACCEPTED
     assert len(server.requests) == 1
+
+
+def test_script_items_are_typed_and_garbage_is_asked_for_by_name() -> None:
+    """``Raw`` returns anything as it is (for a backend's garbage); an unknown item is refused."""
+    from cascade.testing import Raw, Reply  # noqa: PLC0415
+
+    backend = ScriptedBackend({"m": [Raw({"not": "a response"})], "f": lambda _r: 42})  # type: ignore[dict-item, return-value]
+    outcome = Cascade([Tier("m")], log=False, backend=backend).run({"id": "t", "input": "x"})
+    assert "backend returned dict, not a Response" in repr(outcome)
+    odd = Cascade([Tier("f")], log=False, backend=backend).run({"id": "t", "input": "x"})
+    assert odd.status is Status.FAILED
+    assert "not int" in repr(odd)
+    with pytest.raises(ConfigError, match=r"the script of 'odd': .* not int"):
+        ScriptedBackend({"odd": [Reply("ok"), 42]})  # type: ignore[list-item]
+
+
+def test_a_validator_is_judged_on_one_answer_without_a_cascade() -> None:
+    """``verdict_of`` (public in ``cascade.testing``) runs a validator on one answer."""
+    from cascade import json_schema  # noqa: PLC0415
+    from cascade.testing import verdict_of  # noqa: PLC0415
+
+    schema = json_schema({"type": "object", "required": ["name"]})
+    assert verdict_of(schema, '{"name": "Ada"}').passed
+    assert not verdict_of(schema, '{"email": "a@b"}').passed

@@ -9,9 +9,10 @@ import pytest
 from cascade import Cascade, Status, Tier
 from cascade.errors import ConfigError
 from cascade.policy import PolicyError, load_policy
+from cascade.testing import verdict_of
 from cascade.validators import agreement, confidence, matches
 from cascade.validators.agreement import final_number, same_answers
-from tests.helpers import make, models_called, verdict_of
+from tests.helpers import make, models_called
 
 POLICY = """task_type = "math"
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from cascade.backends.base import Request, Response
-from cascade.errors import ConfigError, UnknownModel
+from cascade.errors import BackendFault, ConfigError, UnknownModel
 from cascade.types import Price, Usage
 
-__all__ = ["Hang", "Reply", "Script", "ScriptedBackend"]
+__all__ = ["Hang", "Raw", "Reply", "Script", "ScriptedBackend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,16 @@ class Hang:
     """A call that never returns, to test deadlines."""
 
 
-Item = str | Reply | Hang | BaseException | Any
-"""What one scripted call yields. Anything else is returned as is, to test garbage handling."""
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Whatever ``value`` is, returned by ``complete`` as it is: to test a backend's garbage."""
+
+    value: object
+
+
+Item = str | Reply | Hang | BaseException | Response | Raw
+"""What one scripted call yields: a text or a :class:`Reply`, an error raised, a hang, a
+ready-made :class:`Response`, or :class:`Raw` garbage."""
 
 Script = Sequence[Item] | Callable[[Request], Item]
 
@@ -66,6 +74,10 @@ class ScriptedBackend:
                     f"the script of {model!r} is a string, which would be served one character "
                     f"per call: give a list ([{items!r}]) or a function of the request"
                 )
+            if not callable(items):
+                odd = [item for item in items if not isinstance(item, _ITEMS)]
+                if odd:
+                    raise ConfigError(f"the script of {model!r}: {_not_an_item(odd[0])}")
         self._script = dict(script)
         self._virtual = virtual_time
         self._prices = dict(prices or {})
@@ -85,8 +97,12 @@ class ScriptedBackend:
             await asyncio.Event().wait()
         if isinstance(item, str):
             item = Reply(item)
-        if not isinstance(item, Reply):
-            return cast(Response, item)  # garbage on purpose, to test the engine's checks
+        if isinstance(item, Raw):
+            return cast(Response, item.value)  # garbage on purpose, to test the engine's checks
+        if isinstance(item, Response):
+            return item
+        if not isinstance(item, Reply):  # from a script function: its answer is the fault
+            raise BackendFault(_not_an_item(item))
         if item.latency_s and not self._virtual:
             await asyncio.sleep(item.latency_s)
         usage = item.usage or Usage(
@@ -114,3 +130,11 @@ class ScriptedBackend:
         index = self._cursor.get(request.model, 0)
         self._cursor[request.model] = index + 1
         return script[min(index, len(script) - 1)]
+
+
+_ITEMS = (str, Reply, Hang, BaseException, Response, Raw)
+
+
+def _not_an_item(item: object) -> str:
+    return (f"a script item is a str, Reply, Hang, exception, Response or Raw, "
+            f"not {type(item).__name__}")  # fmt: skip
