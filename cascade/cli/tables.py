@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from cascade.run.rejections import rejection_lines
 from cascade.run.summary import (
     Summary,
     alarm_lines,
     audit_line,
-    rejection_lines,
     render,
     skipped_audit_lines,
     spent_line,

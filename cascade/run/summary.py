@@ -17,6 +17,7 @@ from cascade.audit.plan import proportion
 from cascade.enums import SIDE_CALLS, CallKind
 from cascade.gold import decoded, same_answer
 from cascade.run.health import Health, health_of
+from cascade.run.rejections import rejection_lines, rejections_by_check
 from cascade.store import Store
 from cascade.store.alarms import DriftAlarms
 from cascade.store.queries import (
@@ -37,9 +38,6 @@ __all__ = [
     "spent_line",
     "summarize",
 ]
-
-_TOP_REASONS = 3
-"""Reasons shown under each check that rejected answers."""
 
 
 @dataclass
@@ -365,37 +363,3 @@ def _self_reported(count: int) -> str:
 def _compute(seconds: float) -> str:
     """Local compute, shown where there was any: it is what a local model costs instead."""
     return f" + {seconds:.1f} s of local compute" if seconds else ""
-
-
-def rejections_by_check(counts: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Rejections counted by check first, most frequent first, each with its top reasons.
-
-    >>> counts = Counter({("not_missing", "'email' is missing"): 20,
-    ...                   ("not_missing", "'phone' is missing"): 11,
-    ...                   ("grounded", "'Bob' not in input"): 24})
-    >>> [(r["check"], r["count"]) for r in rejections_by_check(counts)]
-    [('not_missing', 31), ('grounded', 24)]
-    """
-    checks: Counter[str] = Counter()
-    for (check, _), count in counts.items():
-        checks[check] += count
-    return [
-        {"check": check, "count": total,
-         "examples": [[reason, n] for (c, reason), n in counts.most_common()
-                      if c == check][:_TOP_REASONS]}
-        for check, total in checks.most_common()
-    ]  # fmt: skip
-
-
-def rejection_lines(rejections: list[dict[str, Any]]) -> list[str]:
-    """One line per check: how many answers it rejected, then its most frequent reasons.
-
-    >>> rejection_lines([{"check": "not_missing", "count": 31,
-    ...                   "examples": [["'email' is missing", 20], ["'phone' is missing", 11]]}])
-    ["31 x not_missing: 20 x 'email' is missing; 11 x 'phone' is missing"]
-    """
-    return [
-        f"{r['count']} x {r['check']}: "
-        + "; ".join(f"{n} x {reason or '(no reason given)'}" for reason, n in r["examples"])
-        for r in rejections
-    ]
