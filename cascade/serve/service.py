@@ -129,7 +129,7 @@ class Service:
         write = self.book.finish(admitted.client, admitted.idem_key, outcome.cost_usd,
                                  admitted.reserved_usd, stored)  # fmt: skip
         try:
-            await self._writer.write(outcome, task, write)
+            await self._writer.write(outcome, task, write, alone=self.in_flight == 0)
         except (sqlite3.Error, OSError) as exc:
             return await self._unstored(task, outcome, admitted, headers, exc)
         if not self._settled:

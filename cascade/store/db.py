@@ -196,18 +196,61 @@ class Store:
         only when a lost lease made them again); ``also`` runs inside the same transaction (the
         ledger moves its read position there).
         """
-        now = time.time()
-        written: list[bool] = []
         with self._lock, self._transaction():
-            if also is not None:
-                also(self._db)
-            self._db.executemany(
-                "INSERT INTO runs (run_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(run_id, now) for run_id in {outcome.run_id for outcome, _ in items}],
-            )
-            for number, (outcome, task) in enumerate(items):
-                times = executions[number] if number < len(executions) else 1
-                written.append(self._record_one(outcome, task, now, max(1, times)))
+            return self._write_many(items, executions, also)
+
+    def record_now(
+        self,
+        items: Sequence[tuple[Outcome, Task | None]],
+        *,
+        also: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> list[bool] | None:
+        """:meth:`record_many` if the store is free this instant; ``None``, writing nothing, if not.
+
+        Free means no other thread of this process is using the connection and no other
+        process holds the file's write lock: this never waits, so a caller on an event loop
+        can try it and hand the write to a thread when it gets ``None``.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return None
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            try:
+                written = self._write_many(items, (), also)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return written
+        finally:
+            self._lock.release()
+
+    def _write_many(
+        self,
+        items: Sequence[tuple[Outcome, Task | None]],
+        executions: Sequence[int],
+        also: Callable[[sqlite3.Connection], object] | None,
+    ) -> list[bool]:
+        """The body of :meth:`record_many`, inside a transaction the caller holds."""
+        now = time.time()
+        if also is not None:
+            also(self._db)
+        self._db.executemany(
+            "INSERT INTO runs (run_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(run_id, now) for run_id in {outcome.run_id for outcome, _ in items}],
+        )
+        written: list[bool] = []
+        for number, (outcome, task) in enumerate(items):
+            times = executions[number] if number < len(executions) else 1
+            written.append(self._record_one(outcome, task, now, max(1, times)))
         return written
 
     def _record_one(self, outcome: Outcome, task: Task | None, now: float, times: int) -> bool:
