@@ -4,24 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
+import time
+from collections.abc import Sequence
 
 import pytest
 
 from cascade.backends import ScriptedBackend
+from cascade.backends.scripted import Hang, Raw, Reply
+from cascade.engine import Cascade, Plan, Settings
 from cascade.engine.answers import Answers, reask_turns
 from cascade.engine.call import Call
-from cascade.engine.calls import Caller
+from cascade.engine.calls import Caller, Transition
 from cascade.engine.clock import Clock
 from cascade.engine.decide import Choice
 from cascade.engine.outage import outage_wait, unavailable
 from cascade.engine.record import Record
 from cascade.engine.unrecorded import Unrecorded, branch_task, made, tracking
 from cascade.enums import CallKind, Decision, Status
-from cascade.errors import AuthenticationFailed, ServerError
+from cascade.errors import (
+    AuthenticationFailed,
+    BackendFault,
+    MalformedResponse,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from cascade.latency import ENOUGH
 from cascade.retry import RetryPolicy
+from cascade.run.guard import Guard
+from cascade.run.limits import BreakerSettings
+from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
-from cascade.types import Message, Request, Response, Task, Tier, Usage, Verdict
+from cascade.tokens import count_tokens
+from cascade.types import (
+    Batching,
+    Message,
+    Price,
+    Quote,
+    Request,
+    Response,
+    Task,
+    Tier,
+    Usage,
+    Verdict,
+)
 from tests.test_batcher import TIER, MemoryBatches, batcher
+from tests.test_cut_off import cut_off, run
 
 
 def test_an_outage_bound_spent_to_the_second_waits_no_more() -> None:
@@ -331,3 +360,293 @@ def test_a_side_call_a_batch_did_not_answer_keeps_its_kind(kind: CallKind) -> No
         question: tuple[Message, ...] = ({"role": "user", "content": "q"},)
         calls = asyncio.run(caller.call_tier(TIER, question, "t1", kind))
     assert [(call.kind, call.error is None) for call in calls] == [(kind, False), (kind, True)]
+
+
+# What one call comes back as: its words, its latency, its batch mark, its checks of the answer.
+
+_Q: tuple[Message, ...] = ({"role": "user", "content": "q"},)
+
+
+def _call_tier(backend: object, tier: Tier, **caller: object) -> list[Call]:
+    """The calls of one attempt at ``tier``, on a caller that does not wait between retries."""
+    made_by = Caller(backend, RetryPolicy(base_s=0.0, jitter=0.0), **caller)  # type: ignore[arg-type]
+    return asyncio.run(made_by.call_tier(tier, _Q, "t1", CallKind.CALL))
+
+
+def test_a_call_past_its_timeout_says_which_model_and_how_long() -> None:
+    """A model that does not answer within the tier's timeout is a timeout naming both."""
+    (call,) = _call_tier(ScriptedBackend({"a": [Hang()]}), Tier("a", timeout_s=0.05, retries=0))
+    assert isinstance(call.error, ProviderTimeout)
+    assert str(call.error) == "a did not answer within 0.05s"
+
+
+def test_a_backend_that_raises_is_a_malformed_answer_naming_the_exception() -> None:
+    """A backend's own exception (a bug, not a provider error) is kept as the call's error."""
+    (call,) = _call_tier(
+        ScriptedBackend({"a": [ValueError("boom")]}), Tier("a", timeout_s=5.0, retries=0)
+    )
+    assert isinstance(call.error, MalformedResponse)
+    assert str(call.error) == "backend raised ValueError: boom"
+    assert (call.model, call.kind, call.batch) == ("a", CallKind.CALL, False)
+
+
+class _Sender:
+    """A batch API stand-in: answers (or raises, or returns) what it is given, at once."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.asked: list[Request] = []
+
+    @property
+    def waiting(self) -> int:
+        """No call ever waits here."""
+        return 0
+
+    async def complete(self, tier: Tier, request: Request) -> Response:
+        """The scripted answer."""
+        self.asked.append(request)
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer  # type: ignore[return-value]  # garbage on purpose
+
+
+_BATCH_TIER = Tier("a", batch=Batching(size=1, wait_s=0.01), retries=0, timeout_s=5.0)
+
+
+def test_a_batch_answer_is_a_batch_call_of_the_model_asked() -> None:
+    """The batch's answer comes back as the tier's call, marked as sent through the batch API."""
+    sender = _Sender(Response("batched", "a", Usage(1, 1), 0.0))
+    (call,) = _call_tier(ScriptedBackend({"a": ["direct"]}), _BATCH_TIER, batcher=sender)
+    assert (call.model, call.kind, call.batch, call.error) == ("a", CallKind.CALL, True, None)
+    assert call.response is not None
+    assert call.response.text == "batched"
+    assert 0.0 <= call.latency_s < 5.0
+    assert len(sender.asked) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (RuntimeError("lost"), "batcher raised RuntimeError: lost"),
+        ({"text": "ok"}, "backend returned dict, not a Response"),
+    ],
+)
+def test_a_batch_that_fails_its_call_is_a_batch_call_then_asked_at_once(
+    answer: object, said: str
+) -> None:
+    """A batcher that raises, or answers garbage, fails the batch call; the model is then asked."""
+    (failed, answered) = _call_tier(
+        ScriptedBackend({"a": ["direct"]}), _BATCH_TIER, batcher=_Sender(answer)
+    )
+    assert str(failed.error) == said
+    assert (failed.model, failed.batch) == ("a", True)
+    assert answered.response is not None
+    assert (answered.response.text, answered.batch) == ("direct", False)
+
+
+@pytest.mark.parametrize(
+    ("garbage", "said"),
+    [
+        ({"text": "ok"}, "backend returned dict, not a Response"),
+        (Response(5, "a", Usage(), 0.0), "backend returned text of type int"),  # type: ignore[arg-type]
+        (Response("ok", "a", Usage(), -0.01), "backend returned cost -0.01"),
+        (Response("ok", "a", Usage(), math.inf), "backend returned cost inf"),
+        (Response("ok", "a", Usage(), math.nan), "backend returned cost nan"),
+        (Response("ok", "a", Usage(), "free"), "backend returned cost 'free'"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_backends_garbage_fails_the_call_saying_what_was_wrong(
+    garbage: object, said: str
+) -> None:
+    """A reply that is no Response, or one with a text or cost that cannot be, is a fault."""
+    (call,) = _call_tier(ScriptedBackend({"a": [Raw(garbage)]}), Tier("a", retries=0))
+    assert isinstance(call.error, BackendFault)
+    assert str(call.error) == said
+    assert (call.model, call.response) == ("a", None)
+
+
+def test_a_fine_answers_free_costs_pass_the_checks() -> None:
+    """A cost of zero, as an int or a float, is a cost: only a negative or unknown one is not."""
+    for cost in (0, 0.0, 1e-9):
+        (call,) = _call_tier(
+            ScriptedBackend({"a": [Raw(Response("ok", "a", Usage(), cost))]}), Tier("a")
+        )
+        assert call.error is None
+
+
+class _Timed:
+    """A backend that sleeps, then reports the time it measured itself, as an HTTP client does."""
+
+    async def complete(self, request: Request) -> Response:
+        start = time.perf_counter()
+        await asyncio.sleep(0.02)
+        return Response("ok", request.model, Usage(1, 1), 0.0, time.perf_counter() - start)
+
+
+def test_a_latency_the_backend_measured_on_the_way_is_not_a_recorded_one() -> None:
+    """A backend's own figure, within the wall clock's, really passed: the task runs on the wall."""
+    (call,) = _call_tier(_Timed(), Tier("a"))
+    assert not call.recorded
+    assert 0.02 <= call.latency_s < 1.0
+
+
+def test_a_latency_longer_than_the_wall_clock_is_a_recorded_one() -> None:
+    """A replayed call's 5 s did not pass here: the call keeps them and says they are recorded."""
+    backend = ScriptedBackend({"a": [Reply("ok", latency_s=5.0)]}, virtual_time=True)
+    (call,) = _call_tier(backend, Tier("a"))
+    assert call.recorded
+    assert call.latency_s == 5.0
+
+
+def test_a_measured_answer_keeps_the_wall_clocks_latency() -> None:
+    """Without a figure from the backend, the latency is the time the call took here."""
+    before = time.perf_counter()
+    (call,) = _call_tier(ScriptedBackend({"a": ["ok"]}), Tier("a"))
+    assert not call.recorded
+    assert 0.0 <= call.latency_s <= time.perf_counter() - before
+
+
+def test_answered_calls_set_the_tiers_expected_latency_and_when_it_last_answered() -> None:
+    """After enough answers, a deadline plans by their p90; the model is known to answer."""
+    backend = ScriptedBackend({"a": [Reply("ok", latency_s=0.5)]}, virtual_time=True)
+    caller = Caller(backend, RetryPolicy())
+    tier = Tier("a")
+    since = time.monotonic()
+
+    async def ask(times: int) -> None:
+        for _ in range(times):
+            await caller.call_tier(tier, _Q, "t1", CallKind.CALL)
+
+    assert not caller.answered_since(tier, since)
+    asyncio.run(ask(ENOUGH))
+    assert caller.answered_since(tier, since)
+    assert caller.expected_s(tier) == 0.5
+
+
+class _Hooks:
+    """Guard hooks that record what the caller asks and tells them, with scripted answers."""
+
+    def __init__(self, *, paused_s: float = 0.0, waits: Sequence[float] = ()) -> None:
+        self.paused = paused_s
+        self.waits = list(waits)
+        self.asked_to_wait: list[tuple[float, int]] = []
+        self.settled: list[tuple[str, int, int]] = []
+
+    def admit_transition(self, model: str) -> tuple[bool, Transition | None]:
+        return True, None
+
+    def paused_s(self, model: str) -> float:
+        return self.paused
+
+    def needs_tokens(self, model: str) -> bool:
+        return True
+
+    def wait_s(self, model: str, tokens: int) -> float:
+        self.asked_to_wait.append((time.monotonic(), tokens))
+        return self.waits.pop(0) if self.waits else 0.0
+
+    def settle(self, model: str, reserved: int, used: int) -> None:
+        self.settled.append((model, reserved, used))
+
+    def succeeded(self, model: str) -> Transition | None:
+        return None
+
+    def failed(self, model: str) -> Transition | None:
+        return None
+
+    def rate_limited(self, model: str, retry_after_s: float | None) -> float:
+        return retry_after_s or 0.0
+
+    def retry_in_s(self, model: str) -> float:
+        return 0.0
+
+
+def test_a_call_reserves_its_prompt_and_answer_then_settles_what_it_used() -> None:
+    """The reservation is the prompt's tokens and max_tokens (256 unsaid); then what was used."""
+    used = Reply("ok", usage=Usage(prompt_tokens=40, completion_tokens=7))
+    for params, answer in (({}, 256), ({"max_tokens": 32}, 32)):
+        hooks = _Hooks()
+        tier = Tier("a", params=params)
+        (call,) = _call_tier(ScriptedBackend({"a": [used]}), tier, guard=hooks)
+        assert call.error is None
+        reserved = count_tokens(_Q) + answer
+        assert [tokens for _, tokens in hooks.asked_to_wait] == [reserved]
+        assert hooks.settled == [("a", reserved, 47)]
+
+
+def test_a_pause_as_long_as_the_retry_wait_is_waited_not_skipped() -> None:
+    """Only a 429 pause longer than the retry policy's longest wait sends the call elsewhere."""
+    hooks = _Hooks(paused_s=30.0)
+    caller = Caller(ScriptedBackend({"a": ["ok"]}), RetryPolicy(max_wait_s=30.0), guard=hooks)
+    (call,) = asyncio.run(caller.call_tier(Tier("a", retries=0), _Q, "t1", CallKind.CALL))
+    assert call.error is None
+    hooks.paused = 30.5
+    (paused,) = asyncio.run(caller.call_tier(Tier("a", retries=0), _Q, "t1", CallKind.CALL))
+    assert isinstance(paused.error, RateLimited)
+    assert str(paused.error) == "a: paused for 30s after a 429"
+
+
+def test_a_long_rate_limit_wait_looks_again_within_a_second() -> None:
+    """Limits shared with other processes send no signal: a wait of 60 s is re-read each second."""
+    hooks = _Hooks(waits=[60.0])
+    (call,) = _call_tier(ScriptedBackend({"a": ["ok"]}), Tier("a"), guard=hooks)
+    assert call.error is None
+    (first, _), (second, _) = hooks.asked_to_wait
+    assert 0.9 <= second - first < 1.6
+
+
+def test_breaker_transitions_are_logged_with_their_failures_and_task() -> None:
+    """Opened by a failure, probed after its wait and closed by an answer: three events."""
+    now = [1000.0]
+    guard = Guard(keys=["a"], breaker=BreakerSettings(failures=2), clock=lambda: now[0])
+    backend = ScriptedBackend({"a": [ServerError("503"), ServerError("503"), "ok"]})
+    caller = Caller(backend, RetryPolicy(), guard=guard, log=StepLog())
+    tier = Tier("a", retries=0)
+
+    async def ask(task_id: str) -> None:
+        await caller.call_tier(tier, _Q, task_id, CallKind.CALL)
+
+    with capture_steps() as events:
+        asyncio.run(ask("t1"))
+        asyncio.run(ask("t2"))
+        now[0] += 60.0
+        asyncio.run(ask("t3"))
+    breaker = [
+        (e["before"], e["after"], e["failures"], e["task_id"])
+        for e in events
+        if e["event"] == "cascade.breaker" and e["model"] == "a"
+    ]
+    assert breaker == [
+        ("closed", "open", 2, "t2"),
+        ("open", "half_open", 2, "t3"),
+        ("half_open", "closed", 2, "t3"),
+    ]
+
+
+class _Quoting(ScriptedBackend):
+    """A scripted backend that quotes ``small``'s price before a call, as litellm's does."""
+
+    def quote(self, model: str) -> Quote | None:
+        return Quote(_PRICE) if model == "small" else None
+
+
+_PRICE = Price(1000.0, 2000.0)
+
+
+@pytest.mark.parametrize(("backend_type", "cost"), [(_Quoting, 1.0), (ScriptedBackend, 0.0)])
+def test_a_call_cut_off_in_flight_costs_its_prompt_at_the_quoted_price(
+    backend_type: type[ScriptedBackend], cost: float
+) -> None:
+    """With no price on the tier, the backend's quote prices the prompt; with none, it is free."""
+    backend = backend_type({"small": [Hang()]})
+    cascade = Cascade(Plan([Tier("small")]), settings=Settings(backend=backend, log=False))
+    sent = [{"role": "user", "content": "x"}]
+    started = time.perf_counter()
+    steps = run(cut_off(cascade, lambda: len(backend.calls) >= 1))
+    took = time.perf_counter() - started
+    (step,) = steps
+    assert step.decision is Decision.CANCEL
+    assert step.cost_usd == pytest.approx(
+        cost * count_tokens(sent) * _PRICE.input_usd_per_mtok / 1_000_000, rel=1e-12, abs=0.0
+    )
+    assert 0.0 < step.latency_s <= took

@@ -7,15 +7,24 @@ refuses them. ``backend``, ``store`` and ``log`` stand in for the same fields of
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 
 from cascade.backends import ScriptedBackend
+from cascade.backends.http import HttpBackend
+from cascade.backends.routed import PrefixBackend
 from cascade.engine import Cascade, Plan, Settings, _sampled
-from cascade.errors import CascadeError, ConfigError
+from cascade.enums import Status
+from cascade.errors import CascadeError, ConfigError, ServerError
+from cascade.retry import RetryPolicy
 from cascade.steplog import capture_steps
 from cascade.store import Store
-from cascade.types import Attempt, Verdict
+from cascade.store.batches import BatchBook
+from cascade.store.queries import task_payload
+from cascade.types import Attempt, Batching, Request, Response, Tier, Usage, Verdict
+from tests.test_batcher import MemoryBatches
 
 _REFUSED = "give validate and prompt in the Plan, not beside it"
 
@@ -208,3 +217,147 @@ def test_amap_with_a_concurrency_of_one_runs_every_task() -> None:
         return [outcome.task_id async for outcome in cascade.amap(tasks, concurrency=1)]
 
     assert asyncio.run(run_all()) == ["t1", "t2"]
+
+
+def test_a_tasks_own_input_is_stored_beside_its_outcome() -> None:
+    """The stored task is the one run, as review and export read it back: id, input and extras."""
+    with Store(":memory:") as store:
+        backend = ScriptedBackend({"a": ["fine"]})
+        cascade = Cascade(["a"], backend=backend, store=store, log=False)
+        cascade.run({"id": "t1", "input": "hi", "lang": "fr"})
+        payload = task_payload(store, cascade.run_id, "t1")
+    assert payload is not None
+    stored = json.loads(payload)
+    assert (stored["id"], stored["input"], stored["lang"]) == ("t1", "hi", "fr")
+
+
+def test_a_provider_down_is_waited_for_the_cascades_own_outage_bound() -> None:
+    """The settings' ``max_outage_s`` bounds the wait, not the default of 600 s."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    backend = ScriptedBackend({"a": [ServerError("503 down")]})
+    retry = RetryPolicy(base_s=0.5, jitter=0.0, sleep=sleep)
+    settings = Settings(backend=backend, log=False, retry=retry, max_outage_s=3.0)
+    cascade = Cascade(Plan([Tier("a", retries=0)]), settings=settings)
+    outcome = cascade.run({"id": "t1", "input": "q"})
+    assert outcome.status is Status.FAILED
+    assert outcome.reasons[0].startswith("tier 0 (a) provider unavailable since ")
+    assert sum(waits) == pytest.approx(3.0, abs=0.01)
+
+
+class _InFlight:
+    """A backend that counts its calls in flight; each answers after its task's pause."""
+
+    def __init__(self, pauses: dict[str, float] | None = None) -> None:
+        self.pauses = pauses or {}
+        self.running: set[str] = set()
+        self.most = 0
+
+    async def complete(self, request: Request) -> Response:
+        self.running.add(request.task_id)
+        self.most = max(self.most, len(self.running))
+        try:
+            await asyncio.sleep(self.pauses.get(request.task_id, 0.1))
+        finally:
+            self.running.discard(request.task_id)
+        return Response("fine", request.model, Usage(1, 1), 0.0)
+
+
+def _amap(backend: _InFlight, ids: list[str], **options: int) -> list[tuple[str, set[str]]]:
+    """Each outcome's task id as ``amap`` yields it, with the tasks still in flight then."""
+    cascade = Cascade(["a"], backend=backend, log=False)
+
+    async def run_all() -> list[tuple[str, set[str]]]:
+        tasks = [{"id": task_id, "input": "q"} for task_id in ids]
+        return [(o.task_id, set(backend.running)) async for o in cascade.amap(tasks, **options)]
+
+    return asyncio.run(run_all())
+
+
+@pytest.mark.parametrize(("options", "most"), [({}, 16), ({"concurrency": 3}, 3)])
+def test_amap_runs_as_many_tasks_at_once_as_asked(options: dict[str, int], most: int) -> None:
+    """Sixteen at once by default, or the concurrency given: never more, and no fewer."""
+    backend = _InFlight()
+    yielded = _amap(backend, [f"t{n}" for n in range(40)], **options)
+    assert sorted(task_id for task_id, _ in yielded) == sorted(f"t{n}" for n in range(40))
+    assert backend.most == most
+
+
+def test_amap_yields_each_outcome_as_it_finishes_and_starts_the_next() -> None:
+    """A slow task does not hold back the fast ones: they are yielded, and the next one started."""
+    backend = _InFlight({"slow": 0.5, "fast": 0.01, "next": 0.01})
+    yielded = _amap(backend, ["slow", "fast", "next"], concurrency=2)
+    assert yielded == [("fast", {"slow"}), ("next", {"slow"}), ("slow", set())]
+    assert backend.most == 2
+
+
+class _WithBatches(ScriptedBackend):
+    """A scripted backend with a batch API in memory, as litellm's is for OpenAI's models."""
+
+    def __init__(self, api: MemoryBatches) -> None:
+        super().__init__({"openai/cheap": ["asked directly"]})
+        self.api = api
+
+    def batch_api(self, model: str) -> MemoryBatches:
+        """The one batch API, for every model."""
+        return self.api
+
+
+_BATCH_TIER = Tier("openai/cheap", batch=Batching(size=1, wait_s=0.01), retries=0)
+
+
+def test_a_batch_tier_with_no_batcher_given_goes_through_the_backends_batch_api() -> None:
+    """The cascade makes the batcher: the ledger is in its store under its run, events logged."""
+    backend = _WithBatches(MemoryBatches())
+    with Store(":memory:") as store, capture_steps() as events:
+        cascade = Cascade([_BATCH_TIER], backend=backend, store=store)
+        outcome = cascade.run({"id": "t1", "input": "q"})
+        batches = BatchBook(store, cascade.run_id).all()
+    assert outcome.accepted
+    assert [(s.batch, s.output) for s in outcome.steps] == [(True, "ok")]
+    assert backend.calls == []
+    assert [(b.model, b.items, b.state) for b in batches] == [("openai/cheap", 1, "completed")]
+    logged = [e for e in events if e["event"] == "cascade.batch"]
+    assert logged
+    assert {e["run_id"] for e in logged} == {cascade.run_id}
+
+
+def test_a_batch_tier_with_no_store_keeps_its_ledger_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a store the batches are still sent and followed, and no file is left behind."""
+    monkeypatch.chdir(tmp_path)
+    backend = _WithBatches(MemoryBatches())
+    outcome = Cascade([_BATCH_TIER], backend=backend, log=False).run({"id": "t1", "input": "q"})
+    assert [(s.batch, s.output) for s in outcome.steps] == [(True, "ok")]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ladder_of_plain_tiers_makes_no_batcher() -> None:
+    """With no batch tier, every call is an ordinary one, even on a backend with batches."""
+    api = MemoryBatches()
+    backend = _WithBatches(api)
+    outcome = Cascade(["openai/cheap"], backend=backend, log=False).run({"id": "t1", "input": "q"})
+    assert [(s.batch, s.output) for s in outcome.steps] == [(False, "asked directly")]
+    assert api.calls == []
+
+
+def test_the_default_backend_sends_http_tiers_over_http() -> None:
+    """With no backend given, a tier on ``backend = "http"`` has its model called over HTTP."""
+    cascade = Cascade([Tier("openai/a", backend="http")], log=False)
+    assert isinstance(cascade.backend, PrefixBackend)
+    assert isinstance(cascade.backend.backend_for("openai/a"), HttpBackend)
+
+
+def test_the_default_backend_refuses_a_model_on_two_backends() -> None:
+    """A model on http in one tier and on litellm in another is refused when the cascade is made."""
+    ladder = [Tier("openai/a", backend="http"), Tier("openai/b", fallbacks=("openai/a",))]
+    with pytest.raises(ConfigError) as refused:
+        Cascade(ladder, log=False)
+    assert str(refused.value) == (
+        "openai/a is on backend = 'http' in one tier and on litellm in another: one backend per"
+        " model"
+    )
