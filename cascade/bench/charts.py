@@ -1,5 +1,7 @@
 """``cascade bench --report DIR``: ``report.md`` with the tables, ``pareto.png`` with the plot.
 
+Beside them, ``index.html`` is the page with both (:mod:`cascade.html.bench_page`).
+
 The plot puts cost per task on a log axis and pass rate on the other; every single model is a
 grey dot, the oracle a star, every ladder a coloured diamond, each labelled, and the frontier of
 models and ladders together is drawn as a step line.
@@ -148,14 +150,16 @@ def cost_figure(results: Mapping[str, Any]) -> Any:
     return figure
 
 
-def write_report(results: Mapping[str, Any], folder: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``pareto.png`` into ``folder``; return their paths."""
+def write_report(results: Mapping[str, Any], folder: str | Path) -> tuple[Path, Path, Path]:
+    """Write ``report.md``, ``pareto.png`` and ``index.html`` into ``folder``; their paths."""
+    from cascade.html.bench_page import write_bench_page  # noqa: PLC0415  # only with --report
+
+    page = write_bench_page(results, folder)  # makes the folder, or says why it cannot
     target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
     markdown, picture = target / "report.md", target / "pareto.png"
     markdown.write_text(_markdown(results), encoding="utf-8")
     _plot(results, picture)
-    return markdown, picture
+    return markdown, picture, page
 
 
 # Where a model's label may go, in points from its dot: below right first, then around it.

@@ -38,14 +38,14 @@ def command(args: argparse.Namespace) -> int:
     if found.exported is not None and not args.json:
         say(f"{args.dataset}: {found.exported.tasks} tasks answered by every tier"
             f" ({found.exported.skipped} others left out)")  # fmt: skip
-    if args.report is not None:
-        markdown, picture = write_report(found.results, args.report)
-        if not args.json:
-            say(f"wrote {markdown} and {picture}")
     if args.json:
         say_json(found.results)
     else:
         say(_table(found.results, found.data, checked=bool(args.ladder)))
+    if args.report is not None:  # after the table: a folder that cannot be written loses nothing
+        markdown, picture, page = write_report(found.results, args.report)
+        if not args.json:
+            say(f"wrote {page}, {markdown} and {picture}")
     return 0
 
 

@@ -78,6 +78,11 @@ def _add_report(commands: Any) -> None:
     report.add_argument("store", help="the SQLite store a run wrote")
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument(
+        "--html",
+        metavar="DIR",
+        help="also write DIR/index.html: the report with its charts, self-contained (no network)",
+    )
+    report.add_argument(
         "--gold",
         help="gold answers (JSONL, as cascade eval takes): estimate each tier's false-accept "
         "rate on its audited answers",
@@ -146,7 +151,11 @@ def _add_bench(commands: Any) -> None:
         help="run every sandboxed test again instead of reading kept verdicts",
     )
     _add_what_if(bench)
-    bench.add_argument("--report", metavar="DIR", help="write report.md and pareto.png here")
+    bench.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write index.html (the page, charts inline, no network), report.md and pareto.png",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--concurrency", type=int, default=64, help="tasks replayed at once")
     bench.add_argument(

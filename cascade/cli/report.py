@@ -17,7 +17,11 @@ __all__ = ["command"]
 
 
 def command(args: argparse.Namespace) -> int:
-    """Print the summary of one run of a store (the latest by default), or of all its runs."""
+    """Print the summary of one run of a store (the latest by default), or of all its runs.
+
+    With ``--html DIR``, the same report with its charts is written to ``DIR/index.html`` too,
+    after the terminal report is printed (a folder that cannot be written loses nothing else).
+    """
     if not Path(args.store).is_file():
         raise ConfigError(f"store {args.store} not found")
     with Store(args.store) as store:
@@ -27,11 +31,16 @@ def command(args: argparse.Namespace) -> int:
             raise ConfigError(f"store {args.store} has no run {args.run!r} (latest first: {known})")
         run = None if args.all else (args.run or (runs[0] if runs else None))
         summary = summarize(store, run, load_gold(args.gold) if args.gold else None)
-    if not args.json:
-        say(f"{args.store}: " + ("every run" if run is None else f"run {run}")
-            + f" ({len(runs)} run{'s' * (len(runs) != 1)} in the store)")  # fmt: skip
-    if args.json:
-        say_json(summary.to_json())
-    else:
-        show_summary(summary)
+        if args.json:
+            say_json(summary.to_json())
+        else:
+            say(f"{args.store}: " + ("every run" if run is None else f"run {run}")
+                + f" ({len(runs)} run{'s' * (len(runs) != 1)} in the store)")  # fmt: skip
+            show_summary(summary)
+        if args.html is not None:
+            from cascade.html.run_page import write_run_page  # noqa: PLC0415  # only for --html
+
+            page = write_run_page(store, run, summary, args.html)
+            if not args.json:
+                say(f"wrote {page}")
     return 0
