@@ -128,11 +128,11 @@ def test_each_pages_commands_run(
             assert main(argv[1:]) == status, (_name(page), argv)
 
 
-def _hooks() -> ModuleType:
-    """docs/hooks.py, loaded as mkdocs loads it (its folder on ``sys.path``)."""
+def _hooks(name: str = "hooks") -> ModuleType:
+    """A module of docs/ (``hooks.py`` by default), loaded as mkdocs loads it."""
     sys.path.insert(0, str(DOCS))
     try:
-        spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+        spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -176,3 +176,12 @@ def test_the_readmes_links_resolve() -> None:
     targets = re.findall(r"\]\(([^)#]+)[^)]*\)", (ROOT / "README.md").read_text())
     local = [target for target in targets if "://" not in target]
     assert all((ROOT / target).exists() for target in local), local
+
+
+@ON_SITE
+def test_the_api_reference_shows_roles_as_code_and_examples_as_code_blocks() -> None:
+    """A docstring's Sphinx roles become code, and its doctest lines one fenced block."""
+    text = "Run a :class:`Plan`.\n\n>>> 1 + 1\n2\n\nDone."
+    assert _hooks("docstrings").markdown(text) == (
+        "Run a `Plan`.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nDone."
+    )
