@@ -49,7 +49,7 @@ def on_page_markdown(markdown: str, **_: object) -> str:
 def cli_reference() -> str:
     """Every command's usage and options, in the parser's order."""
     saved = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # argparse wraps usage to the terminal: make it fixed
+    os.environ["COLUMNS"] = "80"  # argparse wraps usage to the terminal: make it fixed
     try:
         return "\n\n".join(
             _command(name, what, parser)
