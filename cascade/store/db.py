@@ -44,7 +44,7 @@ from cascade.store.rows import (
     step_from_row,
     task_json,
 )
-from cascade.store.schema import BUSY_TIMEOUT_S, SCHEMA, Transaction, enable_wal, migrate
+from cascade.store.schema import BUSY_TIMEOUT_S, SCHEMA, Transaction, enable_wal, end, migrate
 from cascade.types import Task
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -226,9 +226,9 @@ class Store:
             try:
                 written = self._write_many(items, (), also)
             except BaseException:
-                self._db.execute("ROLLBACK")
+                end(self._db, failed=True)
                 raise
-            self._db.execute("COMMIT")
+            end(self._db, failed=False)
             return written
         finally:
             self._lock.release()

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from types import TracebackType
 
-__all__ = ["BUSY_TIMEOUT_S", "SCHEMA", "Transaction", "enable_wal", "migrate"]
+__all__ = ["BUSY_TIMEOUT_S", "SCHEMA", "Transaction", "enable_wal", "end", "migrate"]
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -218,4 +218,24 @@ class Transaction:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._db.execute("ROLLBACK" if kind else "COMMIT")
+        end(self._db, failed=kind is not None)
+
+
+def end(db: sqlite3.Connection, *, failed: bool) -> None:
+    """End the transaction: ``COMMIT``, or ``ROLLBACK`` when the work in it ``failed``.
+
+    SQLite rolls a transaction back itself on some errors (a full disk, an I/O error): then
+    there is nothing to roll back, and the error that did it is the one the caller sees, not
+    "no transaction is active". A ``COMMIT`` that fails is rolled back before it is raised, so
+    the connection can begin again.
+    """
+    if failed:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        return
+    try:
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
