@@ -243,3 +243,65 @@ def test_the_bench_page_has_every_model_the_oracle_and_each_ladder(
                 assert apart, (a, b)
         loaded.screenshot(path=str(Browser.artifacts() / "report-bench.png"), full_page=True)
     assert browser.errors == []
+
+
+def test_a_run_that_cost_nothing_has_no_negative_dollars() -> None:
+    """All calls free: the money axis starts at 0."""
+    from cascade.html.svg import Series, lines  # noqa: PLC0415
+
+    chart = lines("cost", "t", [Series("dollars", [(0.0, 0.0), (1.0, 0.0)])], "s", "$")
+    ticks = re.findall(r'class="tick">([^<]*)<', chart)
+    assert ticks
+    assert all(not tick.startswith("-") for tick in ticks)
+
+
+def test_long_task_types_keep_their_rows_apart() -> None:
+    """The tier and signal come first, so a long task type cannot make rows look the same."""
+    from cascade.html.svg import Span, timeline  # noqa: PLC0415
+
+    kind = "customer-support-triage-v2-with-a-long-name"
+    spans = [Span(f"tier {t} acceptance: {kind}", 0.0, None) for t in range(3)]
+    shown = re.findall(r'class="tick">([^<]*)</text><rect', timeline("d", "t", spans, 0.0, 1.0))
+    assert len(set(shown)) == 3
+
+
+def test_the_bench_page_says_which_models_it_leaves_out() -> None:
+    """Partial and unpriced models are named under the table, as the terminal table does."""
+    from cascade.html.bench_page import bench_page  # noqa: PLC0415
+
+    score = {"pass_rate": 0.9, "pass_rate_ci95": [0.8, 0.95], "cost_usd": 0.0,
+             "cost_per_task_usd": 0.0, "cost_per_task_ci95": [0.0, 0.0], "latency_p50_s": 1.0,
+             "latency_p95_s": 2.0}  # fmt: skip
+    results = {"dataset": "d", "tasks": 10, "models": {"free": score}, "oracle": score,
+               "ladders": {}, "partial_models": {"half": 5},
+               "unpriced_models": {"nameless": {"pass_rate": 0.5}}}  # fmt: skip
+    text = bench_page(results)
+    assert "half (5 of 10)" in text
+    assert "nameless" in text
+    assert "Not on the chart (a log axis has no 0): free." in text
+
+
+def test_crowded_points_never_get_labels_over_each_other(browser: Browser, tmp_path: Path) -> None:
+    """Many marks close together: labels that find no free spot are left to the tooltips."""
+    from cascade.html.page import document, write_page  # noqa: PLC0415
+    from cascade.html.svg import Mark, scatter  # noqa: PLC0415
+
+    marks = [Mark(f"model-number-{n}-with-a-name", 1e-3 * (1 + n / 50), 0.9 + n / 1000, "model")
+             for n in range(14)]  # fmt: skip
+    page = write_page(
+        tmp_path, document("t", "s", [("c", "c", scatter("c", "c", marks, "x", "y"))])
+    )
+    with browser.page(page) as loaded:
+        boxes = loaded.eval_on_selector_all(
+            "text.label",
+            "ts => ts.map(t => { const b = t.getBBox(); return [b.x, b.y, b.width, b.height]; })",
+        )
+    assert 0 < len(boxes) < 14
+    for n, a in enumerate(boxes):
+        for b in boxes[n + 1 :]:
+            assert (
+                a[0] + a[2] <= b[0]
+                or b[0] + b[2] <= a[0]
+                or a[1] + a[3] <= b[1]
+                or b[1] + b[3] <= a[1]
+            )

@@ -87,6 +87,7 @@ def bench_page(results: Mapping[str, Any]) -> str:
            f"{_pct(area.get('models_and_ladders'))}.</p>" if area else "")
         + table(["", "pass rate", "95 % CI", "$/task", "95 % CI ($/1k tasks)", "total $",
                  "p50 s", "p95 s"], rows, numeric=[1, 2, 3, 4, 5, 6, 7], name="scores")
+        + _left_out(results)
     )  # fmt: skip
     ladder_table = table(["ladder", "accepted by tier", "escalated", "false accepts",
                           "false rejects", "savings vs a model as good",
@@ -100,3 +101,22 @@ def bench_page(results: Mapping[str, Any]) -> str:
         ("columns", "What the columns mean", f'<dl class="legend">{terms}</dl>'),
     ]
     return document(f"cascade bench: {results['dataset']}", summary, sections)
+
+
+def _left_out(results: Mapping[str, Any]) -> str:
+    """What the model rows and the chart leave out, and why (as the terminal table says)."""
+    notes = []
+    partial = results.get("partial_models") or {}
+    if partial:
+        names = ", ".join(f"{m} ({n} of {results['tasks']})" for m, n in partial.items())
+        notes.append(f"Not in the model rows, for answering only some of the tasks: {names}.")
+    unpriced = results.get("unpriced_models") or {}
+    if unpriced:
+        names = ", ".join(
+            f"{m} (pass rate {_pct(s.get('pass_rate'))})" for m, s in unpriced.items()
+        )
+        notes.append(f"Not in the model rows, for want of a price: {names}.")
+    free = [n for n, s in results["models"].items() if s["cost_per_task_usd"] <= 0]
+    if free:
+        notes.append("Not on the chart (a log axis has no 0): " + ", ".join(free) + ".")
+    return "".join(f"<p>{esc(note)}</p>" for note in notes)

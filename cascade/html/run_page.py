@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.html.page import Raw, document, esc, table, write_page
-from cascade.html.svg import Series, Span, bars, lines, timeline
+from cascade.html.svg import TIMELINE_ROWS, Series, Span, bars, lines, timeline
 from cascade.outcome import Outcome, Step
 from cascade.run.summary import Summary
 from cascade.store import Store
@@ -124,7 +124,7 @@ def _latency(data: dict[str, Any]) -> str:
             rows.append((kind, t["tier"], "-" if p50 is None else f"{p50:.3f}",
                          "-" if p95 is None else f"{p95:.3f}"))  # fmt: skip
             if p95 is not None:
-                items.append((f"{kind} tier {t['tier']}", float(p95)))
+                items.append((f"tier {t['tier']}: {kind}", float(p95)))
     chart = bars("latency", "p95 latency by tier", items, "seconds")
     return table(["task type", "tier", "p50 s", "p95 s"], rows, numeric=[1, 2, 3],
                  name="latency") + chart  # fmt: skip
@@ -180,12 +180,15 @@ def _drift(store: Store, run_id: str | None, summary: Summary) -> str:
     span = run_span(store, run_id)
     start = min([a["raised_at"] for a in alarms] + ([span[0]] if span else []))
     end = max([a["cleared_at"] or a["raised_at"] for a in alarms] + ([span[1]] if span else []))
-    spans = [Span(f"{a['task_type']} tier {a['tier']} {a['signal']}", a["raised_at"],
+    spans = [Span(f"tier {a['tier']} {a['signal']}: {a['task_type']}", a["raised_at"],
                   a["cleared_at"]) for a in alarms]  # fmt: skip
     rows = [(f"{a['raised_at'] - start:.1f}", a["task_type"], a["tier"], a["signal"], a["text"],
              "yes" if a["escalate"] else "no", "yes" if a["cleared_at"] is not None else "no")
             for a in alarms]  # fmt: skip
-    return timeline("drift", "drift alarms over the run", spans, start, end) + table(
+    more = len(spans) - TIMELINE_ROWS
+    drawn = f"<p>The first {TIMELINE_ROWS} are drawn; the table has all {len(spans)}.</p>"
+    return timeline("drift", "drift alarms over the run", spans, start, end) + (
+        drawn if more > 0 else "") + table(
         ["raised at s", "task type", "tier", "signal", "what", "escalates", "cleared"], rows,
         numeric=[0, 2], name="alarms")  # fmt: skip
 

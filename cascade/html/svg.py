@@ -16,6 +16,8 @@ from cascade.html.page import esc
 __all__ = ["Mark", "Series", "Span", "bars", "lines", "scatter", "timeline"]
 
 WIDTH, HEIGHT = 720, 300
+TIMELINE_ROWS = 12
+"""Spans a timeline draws (18 px a row)."""
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 20, 50
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
@@ -73,8 +75,8 @@ class _Scale:
         self.log = log
         if log:
             low, high = math.log10(low), math.log10(high)
-        if high <= low:
-            low, high = low - 1, high + 1
+        if high <= low:  # one value: a unit around it, or up from 0 when it is 0
+            low, high = (0.0, 1.0) if low == 0 else (low - 1, high + 1)
         self.low, self.high, self.out = low, high, out
 
     def __call__(self, value: float) -> float:
@@ -236,7 +238,9 @@ def _label(text: str, px: float, py: float, colour: str,
     boxes = [(px + dx, py + dy - 9, width, height) for dx, dy in spots]
     inside = [b for b in boxes if b[0] >= LEFT and b[0] + b[2] <= WIDTH - RIGHT
               and b[1] >= TOP and b[1] + b[3] <= HEIGHT - BOTTOM] or boxes  # fmt: skip
-    box = next((b for b in inside if not any(_overlap(b, other) for other in placed)), inside[0])
+    box = next((b for b in inside if not any(_overlap(b, other) for other in placed)), None)
+    if box is None:  # no free spot: the mark's tooltip names it, and no label covers another
+        return ""
     placed.append(box)
     return (f'<text x="{box[0]:.2f}" y="{box[1] + 10.5:.2f}" fill="{colour}" '
             f'class="label">{esc(text)}</text>')  # fmt: skip
@@ -247,11 +251,16 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 
 def timeline(name: str, title: str, spans: Sequence[Span], start: float, end: float) -> str:
-    """One row per span between ``start`` and ``end`` (seconds); an open span runs to the end."""
+    """One row per span between ``start`` and ``end`` (seconds); an open span runs to the end.
+
+    The first :data:`TIMELINE_ROWS` spans are drawn, each on a readable row; the page's table
+    lists them all.
+    """
     if not spans:
         return _empty(name, title)
     x = _Scale(0.0, max(end - start, 1e-9), (LEFT + 120, WIDTH - RIGHT), log=False)
-    row = min(24.0, (HEIGHT - TOP - BOTTOM) / len(spans))
+    spans = spans[:TIMELINE_ROWS]
+    row = (HEIGHT - TOP - BOTTOM - 8) / TIMELINE_ROWS
     body = [tick for tick in _axes(x, _Scale(0, 1, (TOP, TOP), log=False), ".4g", "")
             if "text-anchor=\"middle\"" in tick]  # fmt: skip
     body.append('<g class="series" data-series="alarms">')
@@ -260,7 +269,7 @@ def timeline(name: str, title: str, spans: Sequence[Span], start: float, end: fl
         left = x(max(0.0, span.start - start))
         right = x((span.end if span.end is not None else end) - start)
         body.append(f'<text x="{LEFT + 112}" y="{top + row * 0.6:.2f}" text-anchor="end" '
-                    f'class="tick">{esc(_short(span.label, 24))}</text>'
+                    f'class="tick">{esc(_short(span.label, 30))}</text>'
                     f'<rect x="{left}" y="{top:.2f}" width="{max(2.0, right - left):.2f}" '
                     f'height="{row * 0.7:.2f}" fill="{"#d62728" if span.end is None else "#999"}" '
                     f'data-x="{span.start - start:g}" data-y="{esc(span.label)}">'
