@@ -183,3 +183,22 @@ def test_a_high_judge_score_cannot_carry_an_invalid_schema() -> None:
     verdict = asyncio.run(run_validator(composite, attempt))
     assert not verdict.passed
     assert "required" in verdict.reason
+
+
+def test_an_unnamed_verdict_is_named_and_kept_whole() -> None:
+    """The validator's name is added, and every other field of its verdict is kept."""
+    child = Verdict(True, validator="inner")
+    full = Verdict(False, reason="r", feedback="f", score=0.5, value={"a": 1}, fault=True,
+                   children=(child,), answer="ans", answer_model="m2", self_reported=True,
+                   seconds=0.25)  # fmt: skip
+    assert {f.name for f in dataclasses.fields(Verdict)} == {
+        "passed", "reason", "feedback", "score", "validator", "value", "fault", "children",
+        "answer", "answer_model", "self_reported", "seconds",
+    }  # a new field must be carried by run_validator too  # fmt: skip
+
+    def unnamed(_: Attempt) -> Verdict:
+        return full
+
+    got = asyncio.run(run_validator(unnamed, ATTEMPT))
+    assert got == dataclasses.replace(full, validator=unnamed.__qualname__)
+    assert got.seconds == 0.25  # compare=False: checked apart
