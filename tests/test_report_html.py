@@ -78,10 +78,24 @@ def report(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "s.db", out / "index.html"
 
 
-def test_the_page_holds_what_the_terminal_report_says(report: tuple[Path, Path]) -> None:
+def test_the_page_holds_what_the_terminal_report_says(
+    report: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """Statuses, tiers, rejections by check, health and alarms are on the page, escaped."""
-    _, page = report
+    store, page = report
     text = page.read_text()
+    capsys.readouterr()
+    assert main(["report", str(store), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    facts = dict(re.findall(r"<tr><td>([^<]*)</td><td class=\"n\">([^<]*)</td></tr>",
+                            text.split('data-table="facts"')[1].split("</table>")[0]))  # fmt: skip
+    assert facts["tasks"] == str(data["tasks"])
+    assert facts["escalation rate"] == f"{data['escalation_rate']:.1%}"
+    assert facts["spent in all (audits, retries and cut-off calls included)"] == (
+        f"${data['spent_usd']:.6f}"
+    )
+    for status, count in data["statuses"].items():
+        assert f'<tr><td>{status}</td><td class="n">{count}</td></tr>' in text
     for words in ("acceptance rate", "review queue", "not_missing", "tier 0 accepts less",
                   "Provider health", "dollars spent over the run"):  # fmt: skip
         assert words in text

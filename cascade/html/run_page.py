@@ -57,6 +57,7 @@ def _overview(data: dict[str, Any]) -> str:
          f"{data['acceptance_rate']:.1%}"),
         ("escalation rate", f"{data['escalation_rate']:.1%}"),
         ("cost of the results", f"${data['cost_usd']:.6f}"),
+        ("local compute, seconds (what a local model costs instead)", f"{data['compute_s']:.1f}"),
         ("spent in all (audits, retries and cut-off calls included)", f"${data['spent_usd']:.6f}"),
         ("of which audits", f"${data['audit_usd']:.6f}"),
         ("review queue (needs_review)", review),
@@ -79,13 +80,17 @@ def _tiers(data: dict[str, Any]) -> str:
     parts = []
     for kind, tiers in data["by_type"].items():
         rows = [
-            (t["tier"], "/".join(t["models"]), t["tasks_reached"], f"{t['acceptance_rate']:.1%}",
-             f"{t['escalation_rate']:.1%}", t["attempts"], f"${t['cost_usd']:.6f}")
+            (t["tier"], "/".join(t["models"]), t["tasks_reached"], t["accepted"],
+             f"{t['acceptance_rate']:.1%}", t["escalated"], f"{t['escalation_rate']:.1%}",
+             t["attempts"], f"${t['cost_usd']:.6f}", f"{t['compute_s']:.1f}",
+             f"{t['calibration_calls']} (${t['calibration_usd']:.6f})")
             for t in tiers
         ]  # fmt: skip
         parts.append(f"<h3>{esc(kind)}</h3>")
-        parts.append(table(["tier", "models", "reached", "acceptance rate", "escalation rate",
-                            "attempts", "cost"], rows, numeric=[0, 2, 3, 4, 5, 6],
+        parts.append(table(["tier", "models", "reached", "accepted", "acceptance rate",
+                            "escalated", "escalation rate", "attempts", "cost",
+                            "local compute s", "calls for the record (--record-all-tiers)"],
+                           rows, numeric=[0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
                            name=f"tiers-{kind}"))  # fmt: skip
         parts.append(bars(f"acceptance-{kind}", f"{kind}: acceptance rate by tier",
                           [(f"tier {t['tier']}", t["acceptance_rate"]) for t in tiers],
