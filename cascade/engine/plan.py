@@ -35,54 +35,70 @@ Route = Callable[[Task, tuple[Message, ...]], Sequence[int]]
 """Which tiers to try for a task, as ladder indices in order: start rules, context windows."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Plan:
     """What to do with a task: a value, with no runtime in it.
 
-    ``ladder`` is tried cheapest first. ``validate`` is one validator, or a sequence that must
-    all pass (run cheapest first); with none, the first answer is accepted. ``prompt`` builds the
-    user message for tasks that carry ``input`` (``{input}`` and any extra task field may be
-    named); tasks with ``messages`` are sent as they are. ``examples`` are chat turns (worked
-    examples, say) sent before every task's own messages. ``budget_usd`` caps the cost of one
-    task; it is checked before every call that could pass it. ``route`` picks the tiers to try
-    per task (see :data:`Route`); by default, all in order. A provider that cannot answer is
-    not a reason to pay for a dearer tier: the task waits for it (see :class:`Settings`),
-    unless ``escalate_on_provider_error``.
+    ``ladder`` is tried cheapest first (a model's name stands for a default :class:`Tier`).
+    ``validate`` is one validator, or a sequence that must all pass (run cheapest first); with
+    none, the first answer is accepted. ``prompt`` builds the user message for tasks that carry
+    ``input`` (``{input}`` and any extra task field may be named); tasks with ``messages`` are
+    sent as they are. ``examples`` are chat turns (worked examples, say) sent before every
+    task's own messages. ``budget_usd`` caps the cost of one task; it is checked before every
+    call that could pass it. ``route`` picks the tiers to try per task (see :data:`Route`); by
+    default, all in order. A provider that cannot answer is not a reason to pay for a dearer
+    tier: the task waits for it (see :class:`Settings`), unless ``escalate_on_provider_error``.
     """
 
-    ladder: Sequence[Tier | str]
-    validate: Validator | Sequence[Validator] | None = None
-    prompt: str = "{input}"
-    examples: Sequence[Message] = ()
-    budget_usd: float | None = None
-    deadline_s: float | None = None
+    ladder: tuple[Tier, ...]
+    validate: Validator
+    """The plan's validators as one (an empty :func:`~cascade.all_of` when none was given)."""
+    prompt: str
+    examples: tuple[Message, ...]
+    budget_usd: float | None
+    deadline_s: float | None
     """Seconds a task may take: no re-ask or tier is started that could not answer within it
     (a task's own ``deadline_s`` overrides this); a task stopped so ends ``deadline``."""
-    route: Route | None = field(default=None, compare=False)
-    escalate_on_provider_error: bool = False
+    route: Route | None = field(compare=False)
+    escalate_on_provider_error: bool
     """Whether a tier no model of which could answer escalates (else the task waits it out)."""
 
-    def __post_init__(self) -> None:
-        ladder = tuple(Tier(t) if isinstance(t, str) else t for t in self.ladder)
-        if not ladder:
+    def __init__(
+        self,
+        ladder: Sequence[Tier | str],
+        validate: Validator | Sequence[Validator] | None = None,
+        prompt: str = "{input}",
+        examples: Sequence[Message] = (),
+        budget_usd: float | None = None,
+        deadline_s: float | None = None,
+        route: Route | None = None,
+        escalate_on_provider_error: bool = False,
+    ) -> None:
+        tiers = tuple(Tier(t) if isinstance(t, str) else t for t in ladder)
+        if not tiers:
             raise ConfigError("a ladder needs at least one tier")
-        if self.budget_usd is not None and not self.budget_usd > 0:
-            raise ConfigError(f"budget_usd must be > 0, got {self.budget_usd!r}")
-        if self.deadline_s is not None and not self.deadline_s > 0:
-            raise ConfigError(f"deadline_s must be > 0, got {self.deadline_s!r}")
-        object.__setattr__(self, "ladder", ladder)
-        object.__setattr__(self, "validate", _as_validator(self.validate))
-        object.__setattr__(self, "examples", tuple(self.examples))
+        if budget_usd is not None and not budget_usd > 0:
+            raise ConfigError(f"budget_usd must be > 0, got {budget_usd!r}")
+        if deadline_s is not None and not deadline_s > 0:
+            raise ConfigError(f"deadline_s must be > 0, got {deadline_s!r}")
+        setting = object.__setattr__  # frozen: the one place the fields are set
+        setting(self, "ladder", tiers)
+        setting(self, "validate", _as_validator(validate))
+        setting(self, "prompt", prompt)
+        setting(self, "examples", tuple(examples))
+        setting(self, "budget_usd", budget_usd)
+        setting(self, "deadline_s", deadline_s)
+        setting(self, "route", route)
+        setting(self, "escalate_on_provider_error", escalate_on_provider_error)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
-        """The ladder, each rung a :class:`Tier`."""
-        return tuple(t for t in self.ladder if isinstance(t, Tier))
+        """The ladder (the same tuple: kept for the code that reads it by this name)."""
+        return self.ladder
 
     @property
     def validator(self) -> Validator:
-        """The plan's validator, as one callable."""
-        assert callable(self.validate)  # made one in __post_init__
+        """The plan's validator, as one callable (the same as ``validate``)."""
         return self.validate
 
     def one_tier_higher(self) -> Plan:

@@ -6,76 +6,21 @@ loader can name the file and line.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pydantic
-
 from cascade.audit.plan import AuditPlan
 from cascade.errors import ConfigError
-from cascade.policy.spec import (
-    AgreementSpec,
-    AuditSpec,
-    CompilesSpec,
-    ConfidenceSpec,
-    FunctionCallSpec,
-    GroundedSpec,
-    JsonSchemaSpec,
-    JudgeSpec,
-    MatchesSpec,
-    MypySpec,
-    NotMissingSpec,
-    OneOfSpec,
-    PolicySpec,
-    PriceSpec,
-    PydanticSpec,
-    PythonSpec,
-    SelfConsistencySpec,
-    TestsSpec,
-    TierSpec,
-    ValidatorSpec,
-    VoteSpec,
-)
+from cascade.policy.fields import Context, FieldError, price_of, relative
+from cascade.policy.spec import AuditSpec, PolicySpec, TierSpec, ValidatorSpec
 from cascade.store.verdicts import VerdictCache
 from cascade.tokens import count_tokens
-from cascade.types import Message, Price, Task, Tier
-from cascade.validators import (
-    Limits,
-    Validator,
-    agreement,
-    compiles,
-    confidence,
-    function_call,
-    grounded,
-    json_schema,
-    judge,
-    matches,
-    mypy_clean,
-    not_missing,
-    one_of,
-    passes_tests,
-    pydantic_model,
-    self_consistency,
-    vote,
-)
+from cascade.types import Message, Task, Tier
+from cascade.validators import Validator
 
 __all__ = ["FieldError", "audit_plan", "build_tier", "build_validator", "router"]
-
-
-class FieldError(ConfigError):
-    """A configuration error in one field of a policy entry."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _price(spec: PriceSpec | None) -> Price | None:
-    return None if spec is None else Price(spec.input_usd_per_mtok, spec.output_usd_per_mtok)
 
 
 def audit_plan(spec: AuditSpec) -> AuditPlan:
@@ -91,7 +36,7 @@ def audit_plan(spec: AuditSpec) -> AuditPlan:
         max_cost_usd=spec.max_cost_usd,
         seed=spec.seed,
         params=dict(spec.params),
-        price=_price(spec.price),
+        price=price_of(spec.price),
     )
 
 
@@ -119,7 +64,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
         timeout_s=spec.timeout_s,
         retries=spec.retries,
         params=params,
-        price=_price(spec.price),
+        price=price_of(spec.price),
         few_shot=spec.examples,
         trusted=spec.trusted,
         expected_latency_s=spec.expected_latency_s,
@@ -132,7 +77,7 @@ def build_tier(spec: TierSpec, base: Path) -> Tier:
 def _response_format(schema: str | dict[str, Any], base: Path) -> dict[str, Any]:
     """OpenAI's structured-output ``response_format`` for a schema file or table."""
     if isinstance(schema, str):
-        path = _relative(base, schema, "response_schema")
+        path = relative(base, schema, "response_schema")
         try:
             schema = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -143,118 +88,6 @@ def _response_format(schema: str | dict[str, Any], base: Path) -> dict[str, Any]
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
-def _import(target: str, field: str) -> Any:
-    module_name, _, attribute = target.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError) as exc:
-        raise FieldError(field, f"cannot import {target}: {exc}") from exc
-    return found
-
-
-def _relative(base: Path, name: str, field: str) -> Path:
-    path = (base / name).resolve()
-    if not path.is_file():
-        raise FieldError(field, f"file {name} not found (looked for {path})")
-    return path
-
-
-def _schema(spec: JsonSchemaSpec, base: Path) -> Validator:
-    schema = spec.schema_
-    try:
-        found = _relative(base, schema, "schema") if isinstance(schema, str) else schema
-        return json_schema(found)
-    except FieldError:
-        raise
-    except ConfigError as exc:
-        raise FieldError("schema", str(exc)) from exc
-
-
-def _tests(spec: TestsSpec, base: Path, cache: VerdictCache | None = None) -> Validator:
-    limits = Limits(wall_s=spec.wall_s, cpu_s=spec.cpu_s, memory_mb=spec.memory_mb)
-    if spec.file is not None and spec.snippets is not None:
-        raise FieldError("file", "give tests as a file or as snippets, not both")
-    tests: Path | list[str] | None = spec.snippets
-    if spec.file is not None:
-        tests = _relative(base, spec.file, "file")
-    return passes_tests(
-        tests,
-        setup=spec.setup,
-        limits=limits,
-        missing=spec.missing,
-        cache=cache,
-        isolated_only=spec.isolated_tests_only,
-        isolation=spec.isolation,
-    )
-
-
-def _python(spec: PythonSpec) -> Validator:
-    factory = _import(spec.factory, "factory")
-    if not callable(factory):
-        raise FieldError("factory", f"{spec.factory} is not callable")
-    try:
-        made = factory(**spec.args)
-    except (TypeError, ValueError, ConfigError) as exc:
-        raise FieldError("args", f"{spec.factory}(**args) failed: {exc}") from exc
-    if not callable(made):
-        raise FieldError(
-            "factory", f"{spec.factory} returned {type(made).__name__}, not a validator"
-        )
-    return made  # type: ignore[no-any-return]  # checked callable; verdicts are checked at run time
-
-
-def _pydantic(spec: PydanticSpec) -> Validator:
-    model = _import(spec.model, "model")
-    if not (inspect.isclass(model) and issubclass(model, pydantic.BaseModel)):
-        raise FieldError("model", f"{spec.model} is not a pydantic model class")
-    try:
-        return pydantic_model(model)
-    except ConfigError as exc:
-        raise FieldError("model", str(exc)) from exc
-
-
-_SIMPLE: dict[type[Any], Callable[[Any], Validator]] = {
-    GroundedSpec: lambda s: grounded(
-        s.fields,
-        source=s.source,
-        ignore_case=s.ignore_case,
-        collapse_whitespace=s.collapse_whitespace,
-        numbers=s.numbers,
-        dates=s.dates,
-    ),
-    CompilesSpec: lambda s: compiles(max_chars=s.max_chars),
-    MypySpec: lambda s: mypy_clean(strict=s.strict, allow_ignores=s.allow_ignores),
-    JudgeSpec: lambda s: judge(
-        s.rubric,
-        model=s.model,
-        reference_field=s.reference_field,
-        threshold=s.threshold,
-        price=_price(s.price),
-    ),
-    OneOfSpec: lambda s: one_of(s.labels, ignore_case=s.ignore_case),
-    FunctionCallSpec: lambda s: function_call(),
-    ConfidenceSpec: lambda s: confidence(s.threshold),
-    NotMissingSpec: lambda s: not_missing(s.fields),
-    MatchesSpec: lambda s: matches(s.pattern, hint=s.hint, ignore_case=s.ignore_case),
-    AgreementSpec: lambda s: agreement(
-        s.model, compare=s.compare, params=s.params, price=_price(s.price)
-    ),
-    VoteSpec: lambda s: vote(
-        s.models,
-        k=s.k,
-        compare=s.compare,
-        params=s.params,
-        voter_params=s.voter_params,
-        voter_prices={m: p for m, v in s.voter_prices.items() if (p := _price(v)) is not None},
-    ),
-    SelfConsistencySpec: lambda s: self_consistency(s.samples, k=s.k, compare=s.compare),
-    PydanticSpec: _pydantic,
-    PythonSpec: _python,
-}
-
-
 def build_validator(
     spec: ValidatorSpec, base: Path, *, cache: VerdictCache | None = None
 ) -> Validator:
@@ -262,12 +95,8 @@ def build_validator(
 
     ``cache`` keeps the verdicts of sandboxed tests (``cascade bench`` and ``optimize`` pass one).
     """
-    if isinstance(spec, JsonSchemaSpec):
-        return _schema(spec, base)
-    if isinstance(spec, TestsSpec):
-        return _tests(spec, base, cache)
     try:
-        return _SIMPLE[type(spec)](spec)
+        return spec.build(Context(base, cache))
     except FieldError:
         raise
     except ConfigError as exc:

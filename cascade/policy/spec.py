@@ -1,7 +1,8 @@
 """What a policy file may say, as pydantic models. Unknown keys are errors, never ignored.
 
-Validators are a union tagged by ``kind``; each kind takes the parameters of its factory. The
-``[audit]``, ``[drift]`` and ``[route]`` tables are in :mod:`cascade.policy.spec_watch`, and
+The ``[[validators]]`` entries, a union tagged by ``kind``, are in
+:mod:`cascade.policy.spec_validators` (each with the ``build`` that makes its validator); the
+``[audit]``, ``[drift]`` and ``[route]`` tables are in :mod:`cascade.policy.spec_watch`. Both are
 re-exported here.
 """
 
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, NonNegativeInt, PositiveInt
 
 from cascade.policy.spec_base import STRICT, PriceSpec
+from cascade.policy.spec_validators import ValidatorSpec
 from cascade.policy.spec_watch import AuditSpec, DriftSpec, RouteSpec
 from cascade.types import Batching
 
@@ -130,185 +132,6 @@ class BudgetSpec(_Strict):
     max_cost_per_task_usd: Annotated[float, Field(gt=0)] | None = None
     deadline_s: Annotated[float, Field(gt=0)] | None = None
     """Seconds a task may take (a task's own ``deadline_s`` overrides it)."""
-
-
-class _Kind(_Strict):
-    kind: str
-
-
-class JsonSchemaSpec(_Kind):
-    """``json_schema``: a schema file (relative to the policy), an inline table, or none.
-
-    With no schema, each task's own ``schema`` field is used.
-    """
-
-    kind: Literal["json_schema"]
-    schema_: Annotated[str | dict[str, Any] | None, Field(alias="schema")] = None
-
-
-class PydanticSpec(_Kind):
-    """``pydantic``: a model class named as ``module:Model``."""
-
-    kind: Literal["pydantic"]
-    model: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]
-
-
-class GroundedSpec(_Kind):
-    """``grounded``: extracted values must occur in the input."""
-
-    kind: Literal["grounded"]
-    fields: list[str] | None = None
-    source: str | None = None
-    ignore_case: bool = True
-    collapse_whitespace: bool = True
-    numbers: bool = True
-    dates: bool = True
-
-
-class CompilesSpec(_Kind):
-    """``compiles``: the code compiles."""
-
-    kind: Literal["compiles"]
-    max_chars: PositiveInt = 100_000
-
-
-class MypySpec(_Kind):
-    """``mypy``: the code type-checks."""
-
-    kind: Literal["mypy"]
-    strict: bool = True
-    allow_ignores: bool = False
-
-
-class TestsSpec(_Kind):
-    """``tests``: the code passes tests, from a file (relative to the policy) or the task."""
-
-    kind: Literal["tests"]
-    file: str | None = None
-    snippets: list[str] | None = None
-    setup: str = ""
-    wall_s: Annotated[float, Field(gt=0)] = 10.0
-    cpu_s: PositiveInt = 10
-    memory_mb: PositiveInt = 1024
-    missing: Literal["fault", "fail"] = "fault"
-    """What a task without tests gets: a fault (the job is misconfigured) or a plain failure."""
-    isolated_tests_only: bool = True
-    """Refuse the passes of tests run in the code's own process (``isolation = "in-process"``),
-    which the code could have forged; ``false`` accepts them, marked ``self_reported``."""
-    isolation: Literal["apart", "in-process"] = "apart"
-    """Where the tests run: apart from the code (plain data through a proxy), or with it."""
-
-
-class JudgeSpec(_Kind):
-    """``judge``: an LLM judge with a rubric."""
-
-    kind: Literal["judge"]
-    rubric: Annotated[str, Field(min_length=1)]
-    model: Annotated[str, Field(min_length=1)]
-    reference_field: str | None = None
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    price: PriceSpec | None = None
-
-
-class OneOfSpec(_Kind):
-    """``one_of``: the answer is one of the labels."""
-
-    kind: Literal["one_of"]
-    labels: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-    ignore_case: bool = True
-
-
-class FunctionCallSpec(_Kind):
-    """``function_call``: a call of one of the task's functions, with valid arguments."""
-
-    kind: Literal["function_call"]
-
-
-class ConfidenceSpec(_Kind):
-    """``confidence``: the model's own confidence reaches a threshold."""
-
-    kind: Literal["confidence"]
-    threshold: float
-
-
-class NotMissingSpec(_Kind):
-    """``not_missing``: a field must have a value when its pattern matches the input."""
-
-    kind: Literal["not_missing"]
-    fields: Annotated[dict[str, str], Field(min_length=1)]
-
-
-class MatchesSpec(_Kind):
-    """``matches``: the answer has the required format (a regular expression is found in it)."""
-
-    kind: Literal["matches"]
-    pattern: Annotated[str, Field(min_length=1)]
-    hint: str | None = None
-    ignore_case: bool = False
-
-
-class AgreementSpec(_Kind):
-    """``agreement``: a second model answers the same task, and the answers must match."""
-
-    kind: Literal["agreement"]
-    model: Annotated[str, Field(min_length=1)]
-    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
-    price: PriceSpec | None = None
-    params: dict[str, Any] = {}
-    """Sent with the second model's call (its ``api_base`` and key, say), as a tier's are."""
-
-
-class VoteSpec(_Kind):
-    """``vote``: other models answer the same task, and ``k`` of all the answers must agree."""
-
-    kind: Literal["vote"]
-    models: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-    k: Annotated[int, Field(ge=2)] | None = None
-    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
-    params: dict[str, Any] = {}
-    """Sent with every other model's call (``self`` is asked as its tier asks it)."""
-    voter_params: dict[str, dict[str, Any]] = {}
-    """A voter's own ``params``, by its model, in place of ``params`` (voters on two endpoints)."""
-    voter_prices: dict[str, PriceSpec] = {}
-    """A voter's price, by its model, for a model litellm's price map does not list."""
-
-
-class SelfConsistencySpec(_Kind):
-    """``self_consistency``: more samples of the same model, ``k`` of the answers must agree."""
-
-    kind: Literal["self_consistency"]
-    samples: PositiveInt = 2
-    k: Annotated[int, Field(ge=2)] | None = None
-    compare: Literal["auto", "call", "json", "text", "number"] = "auto"
-
-
-class PythonSpec(_Kind):
-    """``python``: a user's factory, ``module:factory``, called with ``args``."""
-
-    kind: Literal["python"]
-    factory: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]
-    args: dict[str, Any] = {}
-
-
-ValidatorSpec = Annotated[
-    JsonSchemaSpec
-    | PydanticSpec
-    | GroundedSpec
-    | CompilesSpec
-    | MypySpec
-    | TestsSpec
-    | JudgeSpec
-    | OneOfSpec
-    | FunctionCallSpec
-    | ConfidenceSpec
-    | NotMissingSpec
-    | MatchesSpec
-    | AgreementSpec
-    | VoteSpec
-    | SelfConsistencySpec
-    | PythonSpec,
-    Field(discriminator="kind"),
-]
 
 
 TierSpec.model_rebuild()  # its validators are declared after it

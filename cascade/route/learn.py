@@ -77,7 +77,7 @@ def fit(data: Dataset, cascade: Cascade, train: Collection[str]) -> Fitted:
 async def _passes(data: Dataset, cascade: Cascade, index: int, tasks: list[Task]) -> list[bool]:
     """Whether tier ``index`` alone accepts each task (its checks and re-asks, replayed)."""
     tier = cascade.plan.tiers[index]
-    alone = dataclasses.replace(cascade.plan, ladder=[tier], route=None)
+    alone = dataclasses.replace(cascade.plan, ladder=(tier,), route=None)
     runner = Cascade(alone, settings=cascade.settings)
     outcomes = await asyncio.gather(*(runner.arun(task) for task in tasks))
     return [o.status is Status.ACCEPTED for o in outcomes]

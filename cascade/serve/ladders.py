@@ -26,6 +26,7 @@ from cascade.serve.tools import CallIfAny, choice_of
 from cascade.types import Tier
 from cascade.validators.base import Validator
 from cascade.validators.calls import function_call
+from cascade.validators.combine import all_of
 from cascade.validators.schema import json_schema
 
 __all__ = ["Ladders"]
@@ -93,10 +94,11 @@ class Ladders:
                 validators.append(self._calls)
             elif mode == "auto":
                 validators.append(self._call_if_any)
+        validate = validators[0] if len(validators) == 1 else all_of(*validators)
         if not sent:
-            return plan if len(validators) == 1 else dataclasses.replace(plan, validate=validators)
-        ladder = [_with(tier, sent) for tier in plan.tiers]
-        return dataclasses.replace(plan, ladder=ladder, validate=validators)
+            return plan if len(validators) == 1 else dataclasses.replace(plan, validate=validate)
+        ladder = tuple(_with(tier, sent) for tier in plan.tiers)
+        return dataclasses.replace(plan, ladder=ladder, validate=validate)
 
 
 def _with(tier: Tier, sent: dict[str, Any]) -> Tier:
