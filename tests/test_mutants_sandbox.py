@@ -11,10 +11,14 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import contextlib
 import json
+import locale
 import os
 import re
 import secrets
+import shutil
+import socket
 import struct
 import tempfile
 import textwrap
@@ -1077,3 +1081,167 @@ def test_an_in_process_verdict_the_tests_reported_is_kept_and_read_back(tmp_path
         assert verdict_of(validator, code).passed is passes
         assert verdict_of(validator, code).passed is passes
         assert sandbox.runs == ran + 1
+
+
+# --- sandbox.py: the first run's check, started sandboxes, what the code sees -------------------
+
+_ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the pool's uids are used as root only")
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "status", "detail"),
+    [
+        ("ok", "0" * 600 + "tail", 3, ("0" * 600 + "tail")[-500:]),
+        ("nope", "", 0, "nope"),
+    ],
+    ids=["fails after printing ok", "prints something else"],
+)
+def test_a_python_that_cannot_run_the_check_is_refused_with_the_end_of_what_it_said(
+    stdout: str, stderr: str, status: int, detail: str
+) -> None:
+    """Status 0 and 'ok' are both needed; the refusal quotes stderr's last 500 chars, or stdout."""
+    home = Path(tempfile.mkdtemp(prefix="cascade-fake-python-"))
+    try:
+        (home / "bin").mkdir()
+        fake = home / "bin" / "python"
+        fake.write_text(f"#!/bin/sh\nprintf '{stdout}\\n'\nprintf '{stderr}' >&2\nexit {status}\n")
+        for path in (home, home / "bin", fake):
+            path.chmod(0o755)
+        broken = Sandbox(Limits(wall_s=20), mode="bwrap", warm=0)
+        broken._python = str(fake)
+        with pytest.raises(ConfigError) as refused:
+            asyncio.run(broken.run({}, ["-c", "pass"]))
+        assert str(refused.value) == f"the bwrap sandbox cannot start Python: {detail}"
+    finally:
+        shutil.rmtree(home)
+
+
+def test_the_runs_files_reach_the_sandbox_as_utf8_whatever_the_hosts_locale() -> None:
+    """Code with non-ASCII text runs as written while the host's locale is plain ASCII."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8"
+        ran = asyncio.run(
+            Sandbox(Limits(wall_s=20), mode="bwrap", warm=0).run(
+                {"say.py": "print('caf\u00e9 \u2713')\n"}, ["say.py"]
+            )
+        )
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert (ran.returncode, ran.stdout) == (0, "caf\u00e9 \u2713\n"), ran.stderr
+
+
+@_ROOT_ONLY
+@pytest.mark.parametrize("mode", ["bwrap", "unshare"])
+def test_the_codes_uid_has_a_name_in_the_sandboxs_passwd(mode: str) -> None:
+    """The pool uid the code runs as is named 'sandbox' in its /etc/passwd, in either mode."""
+    code = "import os, pwd\nprint(pwd.getpwuid(os.getuid()).pw_name, os.getuid())\n"
+    ran = asyncio.run(Sandbox(Limits(wall_s=20), mode=mode, warm=0).run({}, ["-c", code]))
+    assert ran.returncode == 0, ran.stderr
+    name, uid = ran.stdout.split()
+    assert name == "sandbox"
+    assert int(uid) in range(64100, 64164)
+
+
+def test_a_start_ahead_that_is_refused_leaves_the_runs_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ConfigError while starting ahead is not the run's: runs start on demand, nothing raised."""
+
+    def refused(*_: object) -> None:
+        raise ConfigError("the uid pool's folder is not ours")
+
+    monkeypatch.setattr("cascade.validators.warm.start", refused)
+    faults: list[object] = []
+
+    async def go() -> list[SandboxResult]:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: faults.append(context))
+        sandbox = Sandbox(Limits(wall_s=20), mode="bwrap")
+        found = [await sandbox.run({}, ["-c", "print(6 * 7)"]) for _ in range(2)]
+        await asyncio.sleep(0.1)  # the refills after the runs
+        return found
+
+    found = asyncio.run(go())
+    assert [(r.stdout.strip(), r.prestarted) for r in found] == [("42", False)] * 2
+    assert faults == []
+
+
+@_ROOT_ONLY
+def test_an_unshare_sandbox_starts_none_ahead_and_runs_each_job_with_unshare() -> None:
+    """Started sandboxes are bubblewrap's: an unshare sandbox's runs are all started for them."""
+
+    async def go() -> list[SandboxResult]:
+        sandbox = Sandbox(Limits(wall_s=20), mode="unshare")
+        try:
+            found = []
+            for _ in range(3):
+                found.append(await sandbox.run({}, ["-c", "print(open('/proc/1/comm').read())"]))
+                await asyncio.sleep(0.2)  # time for a refill, were there one
+            return found
+        finally:
+            sandbox.close()
+
+    found = asyncio.run(go())
+    assert [(r.stdout.strip(), r.prestarted) for r in found] == [("sh", False)] * 3
+
+
+def test_runs_inside_a_reservation_use_the_started_sandboxes_it_holds() -> None:
+    """reserve(2) holds both started sandboxes, and the two runs inside are handed them."""
+
+    async def go() -> list[SandboxResult]:
+        sandbox = Sandbox(Limits(wall_s=20), mode="bwrap")
+        try:
+            await sandbox.run({}, ["-c", "pass"])  # the check; it takes one of the two started
+            await asyncio.sleep(0.2)  # its refill: two started ahead again
+            async with sandbox.reserve(2):
+                return list(
+                    await asyncio.gather(
+                        sandbox.run({}, ["-c", "print(1)"]), sandbox.run({}, ["-c", "print(2)"])
+                    )
+                )
+        finally:
+            sandbox.close()
+
+    found = asyncio.run(go())
+    assert [(r.stdout.strip(), r.prestarted) for r in found] == [("1", True), ("2", True)]
+
+
+_SEND = "import socket, sys\nsocket.socket(fileno=int(sys.argv[1])).sendall(b'ping')\n"
+"""Run in a sandbox: sends 'ping' on the socket handed on as ``{peer}``."""
+
+
+@pytest.mark.parametrize("warm", [2, 0], ids=["started ahead", "on demand"])
+def test_a_run_hands_on_its_peer_and_says_when_the_sandbox_holds_it(warm: int) -> None:
+    """The code writes to the peer given; spawned is called once, so the host's end can close."""
+
+    async def go() -> tuple[SandboxResult, list[int], bytes]:
+        sandbox = Sandbox(Limits(wall_s=20), mode="bwrap", warm=warm)
+        try:
+            await sandbox.run({}, ["-c", "pass"])
+            await asyncio.sleep(0.2)  # two started ahead, where there are any
+            ours, theirs = socket.socketpair()
+            calls: list[int] = []
+
+            def spawned() -> None:
+                calls.append(ours.fileno())
+                ours.close()
+
+            with theirs:
+                ran = await sandbox.run(
+                    {"send.py": _SEND}, ["send.py", "{peer}"], peer=ours.fileno(), spawned=spawned
+                )
+                theirs.settimeout(5)
+                got = b""
+                with contextlib.suppress(TimeoutError):  # an end of ours still open: no EOF
+                    while chunk := await asyncio.to_thread(theirs.recv, 16):
+                        got += chunk
+            ours.close()
+            return ran, calls, got
+        finally:
+            sandbox.close()
+
+    ran, calls, got = asyncio.run(go())
+    assert (ran.returncode, ran.prestarted) == (0, warm > 0), ran.stderr
+    assert len(calls) == 1
+    assert got == b"ping"
