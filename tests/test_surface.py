@@ -67,3 +67,13 @@ def test_bench_on_a_folder_that_is_not_a_dataset(
     """A folder without tasks.jsonl is named in the error."""
     assert main(["bench", str(tmp_path)]) == 2
     assert "has no tasks.jsonl" in capsys.readouterr().err
+
+
+def test_importing_cascade_leaves_what_few_runs_need_for_later() -> None:
+    """pydantic, multiprocessing and statistics load with the code that uses them."""
+    later = ("pydantic", "multiprocessing", "statistics")
+    probe = f"import cascade, sys\nprint([m for m in {later!r} if m in sys.modules])"
+    result = subprocess.run(  # noqa: S603  # our own interpreter on our own code
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import jsonschema_rs
-import pydantic
 
 from cascade.errors import ConfigError
 from cascade.types import Attempt, Verdict
 from cascade.validators.base import CostClass
 from cascade.validators.jsonvalue import extract_json
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["json_path", "json_schema", "pydantic_model"]
 
@@ -145,6 +147,9 @@ def json_schema(schema: Mapping[str, Any] | str | Path | None) -> _JsonChecker:
 
 class _PydanticModel(_JsonChecker):
     def __init__(self, model: type[pydantic.BaseModel]) -> None:
+        import pydantic  # noqa: PLC0415  # the caller's model class has imported it already
+
+        self._invalid = pydantic.ValidationError
         self._model = model
         # The model's own core validator: a third faster than model_validate per call.
         self._validate = model.__pydantic_validator__.validate_python
@@ -156,7 +161,7 @@ class _PydanticModel(_JsonChecker):
         """Judge an already parsed value; the verdict's value is the model instance."""
         try:
             instance = self._validate(value)
-        except pydantic.ValidationError as exc:
+        except self._invalid as exc:
             errors = exc.errors(include_url=False, include_input=False)
             first = errors[0]
             where = json_path(first["loc"])
@@ -175,11 +180,14 @@ class _PydanticModel(_JsonChecker):
 def pydantic_model(model: type[pydantic.BaseModel]) -> _PydanticModel:
     """Pass when the output holds JSON that validates as ``model``; the result is the instance.
 
+    >>> import pydantic
     >>> class Contact(pydantic.BaseModel):
     ...     name: str
     >>> pydantic_model(Contact)
     pydantic_model(Contact)
     """
+    import pydantic  # noqa: PLC0415  # not imported with cascade: only this validator needs it
+
     if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
         raise ConfigError(f"pydantic_model needs a pydantic BaseModel class, got {model!r}")
     return _PydanticModel(model)
