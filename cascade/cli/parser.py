@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(commands)
     add_serve(commands)
     _add_report(commands)
+    _add_show(commands)
     _add_review(commands)
     _add_eval(commands)
     _add_drift(commands)
@@ -50,12 +51,15 @@ def _add_route(commands: Any) -> None:
         " tier of a policy passes its gates on a task, from cheap features of the task; choose"
         " on the same tasks the threshold that starts a task at the first tier likely to pass.",
     )
-    route.add_argument("action", choices=("fit",), help="what to do")
-    route.add_argument("source", help="a dataset folder, or a run store (with --gold)")
-    route.add_argument("--policy", required=True, help="the policy file whose ladder it routes")
-    route.add_argument("--out", required=True, help="the router's JSON file")
-    route.add_argument("--gold", help="for a run store: the gold answers (JSONL)")
-    _add_split(route)
+    actions = route.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fit = actions.add_parser(
+        "fit", help="fit the router and choose its threshold", description=route.description
+    )
+    fit.add_argument("source", help="a dataset folder, or a run store (with --gold)")
+    fit.add_argument("--policy", required=True, help="the policy file whose ladder it routes")
+    fit.add_argument("--out", required=True, help="the router's JSON file")
+    fit.add_argument("--gold", help="for a run store: the gold answers (JSONL)")
+    _add_split(fit)
 
 
 def _add_drift(commands: Any) -> None:
@@ -66,9 +70,19 @@ def _add_drift(commands: Any) -> None:
         ' an alarm with on_drift = "escalate" started one tier higher starts where its policy'
         " says again.",
     )
-    drift.add_argument("action", choices=("list", "clear"), help="what to do")
-    drift.add_argument("store", help="the SQLite store a run wrote")
-    drift.add_argument("--type", help="only this task type's alarms (clear)")
+    actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list", help="list the alarms", description="List the drift alarms a store's runs raised."
+    )
+    listing.add_argument("store", help="the SQLite store a run wrote")
+    clear = actions.add_parser(
+        "clear",
+        help="clear the alarms",
+        description='Clear the alarms: a task type an alarm with on_drift = "escalate" started'
+        " one tier higher starts where its policy says again.",
+    )
+    clear.add_argument("store", help="the SQLite store a run wrote")
+    clear.add_argument("--type", help="only this task type's alarms")
 
 
 def _add_report(commands: Any) -> None:
@@ -87,6 +101,12 @@ def _add_report(commands: Any) -> None:
         help="gold answers (JSONL, as cascade eval takes): estimate each tier's false-accept "
         "rate on its audited answers",
     )
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--run", help="this run id (default: the latest run in the store)")
+    which.add_argument("--all", action="store_true", help="every run in the store together")
+
+
+def _add_show(commands: Any) -> None:
     show = commands.add_parser(
         "show",
         help="one task's result, steps, verdicts and costs",
@@ -96,9 +116,6 @@ def _add_report(commands: Any) -> None:
     show.add_argument("task_id", help="the task's id")
     show.add_argument("--run", help="this run id (default: the latest run that holds the task)")
     show.add_argument("--json", action="store_true", help="print one JSON object")
-    which = report.add_mutually_exclusive_group()
-    which.add_argument("--run", help="this run id (default: the latest run in the store)")
-    which.add_argument("--all", action="store_true", help="every run in the store together")
 
 
 def _add_eval(commands: Any) -> None:
