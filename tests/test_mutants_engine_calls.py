@@ -159,8 +159,8 @@ def _clock(deadline_s: float | None = 2.0) -> Clock:
     clock = Clock(deadline_s)
     clock.add(
         [
-            Call("a", CallKind.CALL, 0.5, recorded=True),
-            Call("a", CallKind.CALL, 0.25, recorded=True),
+            Call("a", CallKind.CALL, 0.5, replayed=True),
+            Call("a", CallKind.CALL, 0.25, replayed=True),
         ]
     )
     return clock
@@ -241,7 +241,7 @@ def test_a_live_tasks_time_is_the_wall_clock_when_that_is_longer(
     monkeypatch.setattr("cascade.engine.clock.time.monotonic", lambda: now[0])
     live, replay = Clock(10.0), Clock(10.0)
     live.add([Call("a", CallKind.CALL, 1.0)])
-    replay.add([Call("a", CallKind.CALL, 1.0, recorded=True)])
+    replay.add([Call("a", CallKind.CALL, 1.0, replayed=True)])
     now[0] += 5.0
     assert (live.elapsed_s(), replay.elapsed_s()) == (5.0, 1.0)
 
@@ -486,7 +486,7 @@ class _Timed:
 def test_a_latency_the_backend_measured_on_the_way_is_not_a_recorded_one() -> None:
     """A backend's own figure, within the wall clock's, really passed: the task runs on the wall."""
     (call,) = _call_tier(_Timed(), Tier("a"))
-    assert not call.recorded
+    assert not call.replayed
     assert 0.02 <= call.latency_s < 1.0
 
 
@@ -494,7 +494,7 @@ def test_a_latency_longer_than_the_wall_clock_is_a_recorded_one() -> None:
     """A replayed call's 5 s did not pass here: the call keeps them and says they are recorded."""
     backend = ScriptedBackend({"a": [Reply("ok", latency_s=5.0)]}, virtual_time=True)
     (call,) = _call_tier(backend, Tier("a"))
-    assert call.recorded
+    assert call.replayed
     assert call.latency_s == 5.0
 
 
@@ -502,7 +502,7 @@ def test_a_measured_answer_keeps_the_wall_clocks_latency() -> None:
     """Without a figure from the backend, the latency is the time the call took here."""
     before = time.perf_counter()
     (call,) = _call_tier(ScriptedBackend({"a": ["ok"]}), Tier("a"))
-    assert not call.recorded
+    assert not call.replayed
     assert 0.0 <= call.latency_s <= time.perf_counter() - before
 
 

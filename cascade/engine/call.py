@@ -25,7 +25,7 @@ class Call:
     latency_s: float
     response: Response | None = None
     error: ProviderError | None = None
-    recorded: bool = False
+    replayed: bool = False
     """Whether ``latency_s`` is a latency the backend reported that did not really pass here (a
     replay's recorded one): the task's clock then runs on such latencies, not the wall's."""
     batch: bool = False

@@ -334,13 +334,13 @@ class Caller:
             if problem is None and batch:  # the wait for a batch is no model's latency
                 return Call(model, kind, latency, response=response, batch=True)
             if problem is None:
-                recorded = False
+                replayed = False
                 if response.latency_s is not None:
-                    recorded = response.latency_s > latency + _SLACK_S
+                    replayed = response.latency_s > latency + _SLACK_S
                     latency = response.latency_s
                 self._answered_at[model] = time.monotonic()
                 self.latencies.add(model, latency)
-                return Call(model, kind, latency, response=response, recorded=recorded)
+                return Call(model, kind, latency, response=response, replayed=replayed)
             error = BackendFault(problem)
         return self._failed(model, kind, start, error, batch=batch)
 

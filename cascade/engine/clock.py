@@ -42,7 +42,7 @@ class Clock:
         """Count calls made one after another."""
         for call in calls:  # a plain loop: this runs for every call of every task
             self.calls_s += call.latency_s
-            if call.recorded:
+            if call.replayed:
                 self._replayed = True
 
     def elapsed_s(self) -> float:

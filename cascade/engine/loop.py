@@ -202,8 +202,9 @@ class TaskRun:
             self.clock.add(judged)
             # What judging cost counts too; a re-ask will cost about what this ask did.
             cost = attempt.cost_usd + sum(c.response.cost_usd for c in judged if c.response)
-        budget = tier.reasks if reasks is None else reasks
-        moment = Moment(verdict, asked, budget, rung.at_top, self.record.spent, cost, budget_usd)
+        reasks_allowed = tier.reasks if reasks is None else reasks
+        moment = Moment(verdict, asked, reasks_allowed, rung.at_top, self.record.spent, cost,
+                        budget_usd)  # fmt: skip
         choice = self._in_time(decide(moment), tier, following)
         if verdict is None:
             self.record.step(index, last, (), choice.decision)
