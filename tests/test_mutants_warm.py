@@ -1,0 +1,84 @@
+"""Behaviour tests that kill ``cascade/validators/warm.py``'s surviving mutants (issue 34).
+
+Each checks what a run on a sandbox started ahead of its job looks like from outside: when it
+ends, whether it says it timed out, and that its uid goes back to the pool.
+``tests/mutation_survivors.md`` lists the mutants no test can tell apart from the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
+from cascade.validators.uid_pool import UidPool
+
+ONE_UID = range(65400 + os.getpid() % 100, 65401 + os.getpid() % 100)
+"""A pool of one uid, apart from the host's pool and the other test files' uids."""
+
+
+async def started_ahead(sandbox: Sandbox) -> None:
+    """The first run (its check) done, and its refill: sandboxes started ahead are waiting."""
+    await sandbox.run({}, ["-c", "pass"])
+    await asyncio.sleep(0.2)
+
+
+def test_a_job_on_a_started_sandbox_ends_when_its_code_ends() -> None:
+    """Not at the wall clock: the run returns at once, not timed out."""
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap")
+        try:
+            await started_ahead(sandbox)
+            return await sandbox.run({}, ["-c", "print(6 * 7)"])
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.prestarted, ran.returncode, ran.stdout, ran.timed_out) == (True, 0, "42\n", False)
+    assert ran.duration_s < 5
+
+
+def test_a_job_that_ended_before_it_was_waited_for_did_not_time_out() -> None:
+    """A slow spawned callback lets the job end first: its run still ends as the code did."""
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap")
+        try:
+            await started_ahead(sandbox)
+            return await sandbox.run({}, ["-c", "pass"], spawned=lambda: time.sleep(1))
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.prestarted, ran.returncode, ran.timed_out) == (True, 0, False), ran.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="started sandboxes take pool uids as root only")
+def test_a_pool_of_one_uid_serves_run_after_run_and_gets_it_back(tmp_path: Path) -> None:
+    """The uid a started sandbox ran its job with goes back: the next runs get it, and so do we."""
+    pool = UidPool(ONE_UID, folder=tmp_path / "locks")
+
+    async def go() -> list[SandboxResult]:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap", uids=pool)
+        try:
+            found = []
+            for n in range(4):
+                async with asyncio.timeout(10):
+                    found.append(await sandbox.run({}, ["-c", f"print({n})"]))
+                await asyncio.sleep(0.2)
+            return found
+        finally:
+            sandbox.close()
+
+    found = asyncio.run(go())
+    assert [(r.returncode, r.stdout) for r in found] == [(0, f"{n}\n") for n in range(4)]
+    assert any(r.prestarted for r in found)
+    time.sleep(0.2)  # the last started sandbox's clean-up, in a thread of its own
+    lease = pool.try_take()
+    assert lease is not None
+    lease.release()
