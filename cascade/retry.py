@@ -15,6 +15,9 @@ from cascade.errors import ConfigError
 
 __all__ = ["RetryPolicy"]
 
+_MAX_DOUBLINGS = 62
+"""Past this many doublings every backoff is at its cap (and 2.0 ** n would overflow by 1024)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -45,6 +48,18 @@ class RetryPolicy:
         """Seconds to wait before retry ``retry_number``, or ``None`` to move on instead."""
         if retry_after_s is not None and retry_after_s > self.max_wait_s:
             return None
-        backoff = min(self.max_wait_s, self.base_s * 2.0**retry_number)
+        backoff = self.backoff_s(retry_number)
         backoff += backoff * self.jitter * random.random()  # noqa: S311  # jitter, not crypto
         return max(backoff, retry_after_s or 0.0)
+
+    def backoff_s(self, number: int, *, floor_s: float = 0.0, cap_s: float | None = None) -> float:
+        """The backoff before wait ``number`` (from 0), without jitter.
+
+        ``base_s`` (or ``floor_s`` if that is longer) doubled per wait, capped at ``max_wait_s``
+        (and at ``cap_s`` if given). The one backoff: retries and outage waits both use it.
+
+        >>> RetryPolicy(base_s=0.01).backoff_s(3, floor_s=0.05, cap_s=1.0)
+        0.4
+        """
+        ceiling = self.max_wait_s if cap_s is None else min(self.max_wait_s, cap_s)
+        return min(ceiling, max(self.base_s, floor_s) * 2.0 ** min(number, _MAX_DOUBLINGS))

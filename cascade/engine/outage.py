@@ -40,8 +40,7 @@ def outage_wait(
         return None
     # The task's own backoff stays short: the breaker's cooldown and a 429's pause are what
     # space the calls to a provider in trouble, and a task should be ready when they end.
-    ceiling = min(retry.max_wait_s, _MAX_OWN_WAIT_S)
-    backoff = min(ceiling, max(retry.base_s, _MIN_WAIT_S) * 2.0 ** min(waits, 16))
+    backoff = retry.backoff_s(waits, floor_s=_MIN_WAIT_S, cap_s=_MAX_OWN_WAIT_S)
     return min(left_s, max(backoff, ready_in_s()))
 
 
