@@ -22,12 +22,12 @@ from cascade.audit import AuditPlan, sampled, wilson
 from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang
+from cascade.budget import JobBudget
 from cascade.cli import main
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.outcome import Outcome
 from cascade.retry import RetryPolicy
-from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
 from cascade.testing import FakeReply

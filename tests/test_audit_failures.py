@@ -10,11 +10,11 @@ from cascade import Price, Status, Task, Tier
 from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.audit.plan import AuditPlan
 from cascade.backends import ScriptedBackend
+from cascade.budget import JobBudget
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision
 from cascade.outcome import Outcome
 from cascade.retry import RetryPolicy
-from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
 

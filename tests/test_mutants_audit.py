@@ -21,12 +21,12 @@ from cascade.audit.drift import Alarm, DriftPlan, DriftWatch, InArrivalOrder
 from cascade.audit.plan import proportion
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang, Item, Reply
+from cascade.budget import JobBudget
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import AuthenticationFailed
 from cascade.outcome import Outcome
 from cascade.retry import RetryPolicy
-from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
 from cascade.store.unsaved import read_kept, restore_unsaved

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from cascade.audit.plan import AuditPlan, audited_tiers, sampled
+from cascade.budget import JobBudget
 from cascade.engine import first_messages
 from cascade.engine.answers import Answers
 from cascade.engine.call import Call
@@ -39,7 +40,6 @@ from cascade.engine.unrecorded import Unrecorded, tracking
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ProviderError
 from cascade.outcome import Outcome, Step
-from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog
 from cascade.store import Store
 from cascade.store.unsaved import SideFile, write_failure

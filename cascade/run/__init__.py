@@ -8,7 +8,7 @@
   settings in :mod:`cascade.run.limits`;
 - :mod:`cascade.run.ray_pool`, :mod:`cascade.run.ray_hand`, :mod:`cascade.run.ray_guard`: the
   same workers as Ray actors (``--executor ray``);
-- :mod:`cascade.run.budget`: the job's budget, shared by the workers;
+- the job's budget, shared by the workers (and the audits), is :mod:`cascade.budget`;
 - :mod:`cascade.run.progress`: the progress bar or lines;
 - :mod:`cascade.run.tasks_file`: the tasks file, streamed;
 - :mod:`cascade.run.review`: the human review queue, written and imported;

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascade.budget import JobBudget
 from cascade.errors import CascadeError, ConfigError
 from cascade.policy import PolicySet
-from cascade.run.budget import JobBudget
 from cascade.run.guard import Guard
 from cascade.run.job import Job
 from cascade.run.ray_guard import GuardKeeper, RayGuard

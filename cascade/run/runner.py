@@ -28,13 +28,13 @@ from typing import IO, Any
 
 from cascade.backends.base import Backend
 from cascade.backends.routed import closing_backend
+from cascade.budget import JobBudget
 from cascade.engine import Settings
 from cascade.errors import CascadeError, ConfigError
 from cascade.jsonable import to_jsonable
 from cascade.outcome import Outcome
 from cascade.policy import PolicySet
 from cascade.run import heap
-from cascade.run.budget import JobBudget
 from cascade.run.counts import Counts
 from cascade.run.drifting import DriftDesk
 from cascade.run.guard import guard_for

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.backends.base import Backend
 from cascade.backends.batcher import Batcher
+from cascade.budget import JobBudget
 from cascade.engine import Settings
 from cascade.engine.calls import Caller
 from cascade.errors import ConfigError
 from cascade.policy import PolicySet
-from cascade.run.budget import JobBudget
 from cascade.run.job import Job
 from cascade.secrets import SecretRedactor, register_secrets, secret_values
 from cascade.steplog import StepLog

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from cascade.backends.batcher import Batcher
+from cascade.budget import JobBudget
 from cascade.engine import Cascade, Settings
 from cascade.outcome import Outcome, Step
 from cascade.policy import PolicySet
 from cascade.run import heap
-from cascade.run.budget import JobBudget
 from cascade.run.job import Job
 from cascade.steplog import StepLog
 from cascade.store.ledger import Leased, Ledger

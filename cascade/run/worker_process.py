@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from cascade.backends.routed import closing_backend
+from cascade.budget import JobBudget
 from cascade.engine import Settings
 from cascade.policy import load_policies
-from cascade.run.budget import JobBudget
 from cascade.run.guard import Guard
 from cascade.run.job import Job
 from cascade.run.services import auditor_for, batcher_for

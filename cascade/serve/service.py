@@ -20,11 +20,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from cascade.audit.auditor import Auditor
+from cascade.budget import JobBudget
 from cascade.engine import Settings
 from cascade.outcome import Outcome, Step
 from cascade.policy import PolicySet
 from cascade.run import heap
-from cascade.run.budget import JobBudget
 from cascade.run.drifting import DriftDesk
 from cascade.run.services import audit_budgets, auditor_for, audits_skipped
 from cascade.serve.admit import Admitted, Gate
