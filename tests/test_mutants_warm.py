@@ -8,12 +8,15 @@ ends, whether it says it timed out, and that its uid goes back to the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from cascade.validators.confine import describe
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 from cascade.validators.uid_pool import UidPool
 
@@ -82,3 +85,43 @@ def test_a_pool_of_one_uid_serves_run_after_run_and_gets_it_back(tmp_path: Path)
     lease = pool.try_take()
     assert lease is not None
     lease.release()
+
+
+def cgroups_of(uid: int) -> set[str]:
+    """The pids cgroups the processes of ``uid`` are in, as the host sees them."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                lines = Path(entry.path, "cgroup").read_text().split()
+                found |= {line.rsplit("/", 1)[-1] for line in lines if ":pids:" in line}
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a cgroup is made as root only")
+def test_a_started_sandbox_has_a_cgroup_of_its_own_named_as_its_folder(tmp_path: Path) -> None:
+    """As a run started on demand: cascade-sandbox-*, and neither is left once the job is over."""
+    if "a cgroup v1 per sandbox" not in describe():
+        pytest.skip("no writable cgroup v1 here")
+    pool = UidPool(ONE_UID, folder=tmp_path / "locks")
+    seen: list[set[str]] = []
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap", uids=pool)
+        try:
+            await started_ahead(sandbox)  # its job takes the one uid: no refill
+            await started_ahead(sandbox)  # on demand, then the refill takes the uid back
+            job = ["-c", "import time; time.sleep(0.5)"]
+            return await sandbox.run({}, job, spawned=lambda: seen.append(cgroups_of(ONE_UID[0])))
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.prestarted, ran.returncode) == (True, 0), ran.stderr
+    [name] = seen[0]
+    assert name.startswith("cascade-sandbox-")
+    left = [Path("/sys/fs/cgroup/pids") / name, Path(tempfile.gettempdir()) / name]
+    deadline = time.monotonic() + 5  # the job's clean-up runs in a thread of its own
+    while any(path.exists() for path in left) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(path.exists() for path in left)
