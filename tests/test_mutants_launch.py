@@ -64,9 +64,11 @@ def test_output_is_kept_to_64000_bytes_and_bad_bytes_are_replaced(mode: str, war
 
 @WAYS
 def test_a_run_without_a_channel_hands_back_an_empty_one(mode: str, warm: int) -> None:
-    """Nothing was asked for on a channel: the result's channel is empty, not None."""
+    """Nothing was asked for on a channel: the result's channel is empty; the run took its time."""
     ran = run(mode, warm, {}, ["-c", "print('x')"])
     assert (ran.returncode, ran.stdout, ran.stderr, ran.channel) == (0, "x\n", "", "")
+    assert ran.timed_out is False
+    assert 0 < ran.duration_s < 5
 
 
 _INSIDE = """

@@ -125,3 +125,20 @@ def test_a_started_sandbox_has_a_cgroup_of_its_own_named_as_its_folder(tmp_path:
     while any(path.exists() for path in left) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(path.exists() for path in left)
+
+
+def test_a_started_sandboxs_wall_clock_counts_from_the_start_of_the_run() -> None:
+    """Time spent before the wait (a slow spawned callback) counts: the job is killed on time."""
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=3), mode="bwrap")
+        try:
+            await started_ahead(sandbox)
+            job = ["-c", "import time; time.sleep(60)"]
+            return await sandbox.run({}, job, spawned=lambda: time.sleep(1.5))
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.prestarted, ran.timed_out) == (True, True)
+    assert ran.duration_s < 4.5
