@@ -37,6 +37,16 @@ def _json_object(attempt: Any) -> Verdict:
 
 
 def _run(store: Store, tasks: int = 24) -> None:
+    """A run of ``tasks`` tasks into ``store``, in a thread of its own.
+
+    The browser's driver, once started (a module fixture), keeps an event loop running in the
+    test's thread, where ``Cascade.run`` refuses to start one.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_run_here, store, tasks).result()
+
+
+def _run_here(store: Store, tasks: int) -> None:
     """Tasks on a priced three-tier ladder: some accepted low, some climb, some fail through."""
 
     def number(request: Request) -> int:
@@ -70,9 +80,8 @@ def _run(store: Store, tasks: int = 24) -> None:
 @pytest.fixture
 def report(tmp_path: Path) -> tuple[Path, Path]:
     """A store with one run, and the folder its HTML report was written to."""
-    # In a thread of its own: the browser's driver keeps an event loop running in this one.
-    with Store(tmp_path / "s.db") as store, ThreadPoolExecutor(1) as pool:
-        pool.submit(_run, store).result()
+    with Store(tmp_path / "s.db") as store:
+        _run(store)
     out = tmp_path / "html"
     assert main(["report", str(tmp_path / "s.db"), "--html", str(out)]) == 0
     return tmp_path / "s.db", out / "index.html"
