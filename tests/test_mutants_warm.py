@@ -19,6 +19,7 @@ import pytest
 from cascade.validators.confine import describe
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 from cascade.validators.uid_pool import UidPool
+from tests.helpers import processes_of
 
 ONE_UID = range(65400 + os.getpid() % 100, 65401 + os.getpid() % 100)
 """A pool of one uid, apart from the host's pool and the other test files' uids."""
@@ -142,3 +143,28 @@ def test_a_started_sandboxs_wall_clock_counts_from_the_start_of_the_run() -> Non
     ran = asyncio.run(go())
     assert (ran.prestarted, ran.timed_out) == (True, True)
     assert ran.duration_s < 4.5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="started sandboxes take pool uids as root only")
+def test_a_cancelled_run_on_a_started_sandbox_has_ended_it_when_the_cancel_returns(
+    tmp_path: Path,
+) -> None:
+    """No process of its uid is left once the caller sees the cancellation, not a moment later."""
+    pool = UidPool(ONE_UID, folder=tmp_path / "locks")
+
+    async def go() -> tuple[bool, int]:
+        sandbox = Sandbox(Limits(wall_s=20), mode="bwrap", uids=pool)
+        try:
+            await started_ahead(sandbox)  # its job takes the one uid: no refill
+            await started_ahead(sandbox)  # on demand, then the refill takes the uid back
+            run = asyncio.ensure_future(sandbox.run({}, ["-c", "import time; time.sleep(60)"]))
+            await asyncio.sleep(1)
+            running = processes_of({ONE_UID[0]}) > 0
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            return running, processes_of({ONE_UID[0]})
+        finally:
+            sandbox.close()
+
+    assert asyncio.run(go()) == (True, 0)
