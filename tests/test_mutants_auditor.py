@@ -242,3 +242,53 @@ def test_a_retried_audit_keeps_its_failed_call_as_an_error_and_its_verdict_on_th
     assert len(backend.calls) == 2
     assert budget.spent_usd == pytest.approx(sum(s.cost_usd for s in steps))
     assert _audit_events(events) == ["agreed"]
+
+
+def test_a_check_that_raises_a_long_error_after_its_call_says_why_in_300_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failed audit's event gives the error's first 300 characters, under the run's id."""
+
+    def broken(*_args: object) -> bool:
+        raise RuntimeError("x" * 400)
+
+    monkeypatch.setattr("cascade.audit.auditor.same_answers", broken)
+    with Store(":memory:") as store, capture_steps() as events:
+        plan = AuditPlan(share=1.0, model="auditor")
+        auditor, _target = _auditor(ScriptedBackend({"auditor": ["yes"]}), store, plan)
+
+        async def go() -> None:
+            assert auditor.consider(TASK, _accepted())
+            await auditor.drain()
+
+        asyncio.run(go())
+        (step,) = [s for s in store.steps("r1", "t1") if s.kind is CallKind.AUDIT]
+    assert step.decision is Decision.ERROR
+    (event,) = [e for e in events if e["event"] == "cascade.audit"]
+    assert (event["what"], event["run_id"]) == ("failed", "r1")
+    assert event["why"] == ("the audit failed: RuntimeError: " + "x" * 400)[:300]
+
+
+def test_an_audit_that_raises_outside_its_call_is_logged_under_its_run_in_300_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug before the call ends the audit with a failed event: the run's id, the error cut."""
+
+    async def broken(*_args: object) -> float:
+        raise RuntimeError("y" * 400)
+
+    monkeypatch.setattr(Auditor, "_reserve", broken)
+    with Store(":memory:") as store, capture_steps() as events:
+        plan = AuditPlan(share=1.0, model="auditor")
+        auditor, _target = _auditor(ScriptedBackend({"auditor": ["yes"]}), store, plan)
+
+        async def go() -> int:
+            assert auditor.consider(TASK, _accepted())
+            return await auditor.drain()
+
+        assert asyncio.run(go()) == 0
+        assert store.steps("r1", "t1") == []
+    failed = [e for e in events if e["event"] == "cascade.audit"]
+    assert [(e["what"], e["run_id"], e["error"]) for e in failed] == [
+        ("failed", "r1", ("RuntimeError: " + "y" * 400)[:300])
+    ]
