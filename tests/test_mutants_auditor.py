@@ -18,12 +18,12 @@ from cascade.audit.auditor import Auditor, AuditTarget
 from cascade.audit.plan import AuditPlan
 from cascade.backends import ScriptedBackend
 from cascade.backends.scripted import Hang, Reply
+from cascade.budget import JobBudget
 from cascade.engine.calls import Caller
 from cascade.enums import CallKind, Decision, Status
 from cascade.errors import ServerError
 from cascade.outcome import Outcome, Step
 from cascade.retry import RetryPolicy
-from cascade.run.budget import JobBudget
 from cascade.steplog import StepLog, capture_steps
 from cascade.store import Store
 from cascade.tokens import count_tokens
