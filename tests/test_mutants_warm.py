@@ -168,3 +168,48 @@ def test_a_cancelled_run_on_a_started_sandbox_has_ended_it_when_the_cancel_retur
             sandbox.close()
 
     assert asyncio.run(go()) == (True, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="started sandboxes take pool uids as root only")
+def test_a_started_sandboxs_code_has_its_pool_uid_named_in_passwd() -> None:
+    """As on demand: the uid the job runs as is 'sandbox' in the sandbox's /etc/passwd."""
+    code = "import os, pwd\nprint(pwd.getpwuid(os.getuid()).pw_name, os.getuid())\n"
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap")
+        try:
+            await started_ahead(sandbox)
+            return await sandbox.run({}, ["-c", code])
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.prestarted, ran.returncode) == (True, 0), ran.stderr
+    name, uid = ran.stdout.split()
+    assert name == "sandbox"
+    assert int(uid) in range(64100, 64164)
+
+
+def test_a_refill_that_cannot_make_a_folder_raises_nothing(tmp_path: Path) -> None:
+    """The temporary folder gone while starting ahead: nothing is raised, and runs go on."""
+    faults: list[object] = []
+
+    async def go() -> list[SandboxResult]:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: faults.append(context))
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap")
+        try:
+            found = [await sandbox.run({}, ["-c", "print(1)"])]  # the refill comes next
+            before = tempfile.tempdir
+            tempfile.tempdir = str(tmp_path / "missing")
+            try:
+                await asyncio.sleep(0.1)
+            finally:
+                tempfile.tempdir = before
+            found.append(await sandbox.run({}, ["-c", "print(2)"]))
+            return found
+        finally:
+            sandbox.close()
+
+    found = asyncio.run(go())
+    assert [(r.returncode, r.stdout) for r in found] == [(0, "1\n"), (0, "2\n")]
+    assert faults == []
