@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cascade.validators import launch
 from cascade.validators.confine import describe
 from cascade.validators.sandbox import Limits, Sandbox, SandboxResult
 from cascade.validators.uid_pool import UidPool
@@ -213,3 +214,39 @@ def test_a_refill_that_cannot_make_a_folder_raises_nothing(tmp_path: Path) -> No
     found = asyncio.run(go())
     assert [(r.returncode, r.stdout) for r in found] == [(0, "1\n"), (0, "2\n")]
     assert faults == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="started sandboxes take pool uids as root only")
+def test_a_start_ahead_that_fails_half_way_gives_back_its_folder_cgroup_and_uid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its seccomp filter cannot be written: nothing of the start is kept, the run goes on."""
+    pool = UidPool(ONE_UID, folder=tmp_path / "locks")
+    home = tmp_path / "scratch"
+    home.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(home))
+    made: list[str] = []
+
+    def cgroup_for(name: str, limits: Limits) -> object:
+        made.append(name)
+        return launch.cgroup_for(name, limits)
+
+    def no_filter() -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cascade.validators.warm.cgroup_for", cgroup_for)
+    monkeypatch.setattr("cascade.validators.warm.seccomp_filter", no_filter)
+
+    async def go() -> SandboxResult:
+        sandbox = Sandbox(Limits(wall_s=10), mode="bwrap", uids=pool)
+        try:
+            async with asyncio.timeout(10):  # the one uid back from the failed start
+                return await sandbox.run({}, ["-c", "print(1)"])
+        finally:
+            sandbox.close()
+
+    ran = asyncio.run(go())
+    assert (ran.returncode, ran.stdout, ran.prestarted) == (0, "1\n", False)
+    assert made
+    assert list(home.iterdir()) == []
+    assert not [name for name in made if (Path("/sys/fs/cgroup/pids") / name).exists()]
