@@ -366,7 +366,7 @@ def test_a_live_hedge_cancels_the_call_in_flight_and_counts_its_prompt() -> None
     assert lost.output is None
     sent = count_tokens([{"role": "user", "content": "hello there"}])
     assert lost.cost_usd == pytest.approx(sent * PRICE.input_usd_per_mtok / 1e6)
-    assert 0.1 <= lost.latency_s < 0.3
+    assert 0.1 <= lost.latency_s < 0.4  # cut off before its own answer at 0.4 s (0.15 when idle)
 
 
 def test_a_hedge_is_never_started_without_a_deadline() -> None:
