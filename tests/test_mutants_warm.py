@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -250,3 +252,28 @@ def test_a_start_ahead_that_fails_half_way_gives_back_its_folder_cgroup_and_uid(
     assert made
     assert list(home.iterdir()) == []
     assert not [name for name in made if (Path("/sys/fs/cgroup/pids") / name).exists()]
+
+
+_EXITS_UNCLOSED = """
+import asyncio, sys, tempfile
+tempfile.tempdir = sys.argv[1]
+from cascade.validators.sandbox import Limits, Sandbox
+sandbox = Sandbox(Limits(wall_s=10), mode="bwrap")
+print(asyncio.run(sandbox.run({}, ["-c", "print(1)"])).stdout.strip())
+"""
+
+
+def test_a_process_that_exits_without_closing_its_sandbox_leaves_no_folder(tmp_path: Path) -> None:
+    """The sandboxes it started ahead are ended, and their folders removed, at its exit."""
+    home = tmp_path / "scratch"
+    home.mkdir()
+    done = subprocess.run(  # noqa: S603  # this Python, our own script
+        [sys.executable, "-c", _EXITS_UNCLOSED, str(home)],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
+    assert [path.name for path in home.iterdir()] == ["cascade-sandbox-uids"]  # the pool's locks
