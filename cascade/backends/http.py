@@ -120,22 +120,25 @@ class HttpBackend:
             raise BadRequest(f"the request cannot be sent: {exc}") from exc
 
     def _proxy_for(self, url: str) -> tuple[Any, Any]:
-        """The environment's proxy for ``url``'s origin (``HTTPS_PROXY``, ``NO_PROXY``), once.
+        """The environment's proxy for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``), looked up once.
 
         aiohttp's own ``trust_env`` looks it up again in a worker thread on every request, which
-        more than doubled the CPU of a call; the environment is read at a host's first call.
+        more than doubled the CPU of a call; the environment is read at an endpoint's first call
+        (a tier's URL is the same on every call, so the next ones do not even parse it).
         """
+        known = self._proxies.get(url)
+        if known is not None:
+            return known
         import aiohttp.helpers  # noqa: PLC0415
         from yarl import URL  # noqa: PLC0415  # aiohttp's URL type
 
-        parsed = URL(url)
-        origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
-        if origin not in self._proxies:
-            try:
-                self._proxies[origin] = aiohttp.helpers.get_env_proxy_for_url(parsed)
-            except LookupError:  # none set, or NO_PROXY covers the host
-                self._proxies[origin] = (None, None)
-        return self._proxies[origin]
+        found: tuple[Any, Any]
+        try:
+            found = aiohttp.helpers.get_env_proxy_for_url(URL(url))
+        except LookupError:  # none set, or NO_PROXY covers the host
+            found = (None, None)
+        self._proxies[url] = found
+        return found
 
     async def _session(self) -> aiohttp.ClientSession:
         """The running loop's session, made on its first call, closed when the loop shuts down."""
