@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,23 @@ def test_the_code_runs_isolated_under_the_sandboxs_limits(mode: str, warm: int) 
         assert uid in range(64100, 64164)
         assert seen["uid"] == [uid] * 4
         assert seen["groups"] == []
+
+
+_BESIDE = """
+import json, os, sys
+home = os.path.dirname(os.path.realpath(sys.executable))
+print(json.dumps(sorted(os.listdir(os.path.dirname(os.path.dirname(home))))))
+"""
+
+
+@WAYS
+def test_the_sandbox_shows_its_pythons_own_folder_and_nothing_beside_it(
+    mode: str, warm: int
+) -> None:
+    """Only this Python's prefix is bound from the folder holding it, not its neighbours."""
+    ran = run(mode, warm, {"beside.py": _BESIDE}, ["beside.py"])
+    assert ran.returncode == 0, ran.stderr
+    prefix = Path(os.path.realpath(sys.executable)).parents[1]
+    if str(prefix).startswith(("/usr/", "/bin/", "/lib/")):
+        pytest.skip("this Python lives in the system's folders, all of which are shown")
+    assert json.loads(ran.stdout) == [prefix.name]
