@@ -12,6 +12,7 @@ from cascade.bench_columns import legend
 from cascade.cli.record_options import add_record
 from cascade.cli.run_options import add_run
 from cascade.cli.serve_options import add_serve
+from cascade.cli.store_options import add_drift, add_report, add_show
 from cascade.cli.truth_options import add_truth
 
 __all__ = ["build_parser"]
@@ -34,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy(commands)
     add_run(commands)
     add_serve(commands)
-    _add_report(commands)
-    _add_show(commands)
+    add_report(commands)
+    add_show(commands)
     _add_review(commands)
     _add_eval(commands)
-    _add_drift(commands)
+    add_drift(commands)
     _add_route(commands)
     return parser
 
@@ -60,62 +61,6 @@ def _add_route(commands: Any) -> None:
     fit.add_argument("--out", required=True, help="the router's JSON file")
     fit.add_argument("--gold", help="for a run store: the gold answers (JSONL)")
     _add_split(fit)
-
-
-def _add_drift(commands: Any) -> None:
-    drift = commands.add_parser(
-        "drift",
-        help="list or clear a store's drift alarms",
-        description="List the drift alarms runs of a store raised, or clear them: a task type"
-        ' an alarm with on_drift = "escalate" started one tier higher starts where its policy'
-        " says again.",
-    )
-    actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser(
-        "list", help="list the alarms", description="List the drift alarms a store's runs raised."
-    )
-    listing.add_argument("store", help="the SQLite store a run wrote")
-    clear = actions.add_parser(
-        "clear",
-        help="clear the alarms",
-        description='Clear the alarms: a task type an alarm with on_drift = "escalate" started'
-        " one tier higher starts where its policy says again.",
-    )
-    clear.add_argument("store", help="the SQLite store a run wrote")
-    clear.add_argument("--type", help="only this task type's alarms")
-
-
-def _add_report(commands: Any) -> None:
-    report = commands.add_parser(
-        "report", help="summarise a run store", description="Summarise the results in a store."
-    )
-    report.add_argument("store", help="the SQLite store a run wrote")
-    report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.add_argument(
-        "--html",
-        metavar="DIR",
-        help="also write DIR/index.html: the report with its charts, self-contained (no network)",
-    )
-    report.add_argument(
-        "--gold",
-        help="gold answers (JSONL, as cascade eval takes): estimate each tier's false-accept "
-        "rate on its audited answers",
-    )
-    which = report.add_mutually_exclusive_group()
-    which.add_argument("--run", help="this run id (default: the latest run in the store)")
-    which.add_argument("--all", action="store_true", help="every run in the store together")
-
-
-def _add_show(commands: Any) -> None:
-    show = commands.add_parser(
-        "show",
-        help="one task's result, steps, verdicts and costs",
-        description="Print one task's result and every step it took, from a run's store.",
-    )
-    show.add_argument("store", help="the SQLite store a run wrote")
-    show.add_argument("task_id", help="the task's id")
-    show.add_argument("--run", help="this run id (default: the latest run that holds the task)")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_eval(commands: Any) -> None:

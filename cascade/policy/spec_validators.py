@@ -37,10 +37,9 @@ from cascade.validators import (
     self_consistency,
     vote,
 )
+from cascade.validators.agreement import Compare
 
 __all__ = ["ValidatorSpec"]
-
-Compare = Literal["auto", "call", "json", "text", "number"]
 
 
 class _Kind(BaseModel):
